@@ -1,0 +1,1 @@
+//! The Resetline flow language.

@@ -1,0 +1,269 @@
+//! `application/x-www-form-urlencoded` parsing and serialising.
+//!
+//! Twilio sends webhook parameters as a form body (POST) or query string
+//! (GET). [`parse`] turns either into an ordered list of decoded pairs, the
+//! shape [`crate::signature`] signs. It follows the WHATWG URL standard's
+//! urlencoded parser with two differences: the input size is capped, and
+//! invalid UTF-8 after percent-decoding is an error instead of U+FFFD.
+//!
+//! * Pairs are split on `&`; empty pieces (`a=1&&b=2`) are skipped.
+//! * A piece without `=` is a key with an empty value.
+//! * `+` is a space; `%XX` is a byte; a `%` not followed by two hex digits
+//!   is kept literally (as browsers and Python do).
+//! * Order and duplicate keys are preserved.
+
+use std::fmt;
+
+/// A reasonable cap for Twilio webhook bodies (a few kB in practice).
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+
+/// Why a form body could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParamsError {
+    /// The input is longer than the caller's limit.
+    TooLarge {
+        /// Input length in bytes.
+        bytes: usize,
+        /// The limit that was passed to [`parse`].
+        limit: usize,
+    },
+    /// A key or value is not UTF-8 after percent-decoding.
+    InvalidUtf8 {
+        /// Zero-based index of the offending pair among the non-empty pairs.
+        pair: usize,
+    },
+}
+
+impl fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamsError::TooLarge { bytes, limit } => {
+                write!(f, "form body is {bytes} bytes, over the limit of {limit}")
+            }
+            ParamsError::InvalidUtf8 { pair } => {
+                write!(f, "form pair {pair} is not valid UTF-8 after decoding")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParamsError {}
+
+/// Parses a form body (or a query string without its `?`) into decoded
+/// `(key, value)` pairs, in input order.
+///
+/// # Errors
+/// [`ParamsError::TooLarge`] when `input.len() > max_bytes` (checked before
+/// any work), [`ParamsError::InvalidUtf8`] when a decoded key or value is not
+/// UTF-8.
+pub fn parse(input: &[u8], max_bytes: usize) -> Result<Vec<(String, String)>, ParamsError> {
+    if input.len() > max_bytes {
+        return Err(ParamsError::TooLarge {
+            bytes: input.len(),
+            limit: max_bytes,
+        });
+    }
+    input
+        .split(|&b| b == b'&')
+        .filter(|piece| !piece.is_empty())
+        .enumerate()
+        .map(|(pair, piece)| {
+            let (key, value) = match piece.iter().position(|&b| b == b'=') {
+                Some(i) => (&piece[..i], &piece[i + 1..]),
+                None => (piece, &[][..]),
+            };
+            let decode = |raw| {
+                String::from_utf8(percent_decode(raw))
+                    .map_err(|_| ParamsError::InvalidUtf8 { pair })
+            };
+            Ok((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = raw.get(i + 1).copied().and_then(hex_value);
+                let lo = raw.get(i + 2).copied().and_then(hex_value);
+                if let (Some(hi), Some(lo)) = (hi, lo) {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Serialises pairs as a form body, the WHATWG way: `A-Z a-z 0-9 * - . _`
+/// stay as they are, space becomes `+`, every other byte `%XX` (upper case).
+/// `parse(serialize(p))` returns `p`.
+pub fn serialize(pairs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode_into(&mut out, key);
+        out.push('=');
+        encode_into(&mut out, value);
+    }
+    out
+}
+
+fn encode_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn ok(input: &str) -> Vec<(String, String)> {
+        parse(input.as_bytes(), DEFAULT_MAX_BYTES).unwrap_or_else(|e| panic!("{input}: {e}"))
+    }
+
+    #[test]
+    fn twilio_style_body() {
+        assert_eq!(
+            ok("CallSid=CA123&From=%2B14158675309&Digits=1234&FinishedOnKey="),
+            kv(&[
+                ("CallSid", "CA123"),
+                ("From", "+14158675309"),
+                ("Digits", "1234"),
+                ("FinishedOnKey", ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn plus_percent_and_utf8() {
+        assert_eq!(
+            ok("Body=It%27s+amazing&City=S%C3%A3o+Paulo&raw=ñ"),
+            kv(&[
+                ("Body", "It's amazing"),
+                ("City", "São Paulo"),
+                ("raw", "ñ")
+            ])
+        );
+        // A literal plus must arrive as %2B.
+        assert_eq!(ok("a=1%2B1+2"), kv(&[("a", "1+1 2")]));
+    }
+
+    #[test]
+    fn keys_without_equals_and_empty_pieces() {
+        assert_eq!(
+            ok("flag&&a=1&=v&k=&x=y=z&"),
+            kv(&[("flag", ""), ("a", "1"), ("", "v"), ("k", ""), ("x", "y=z")])
+        );
+        assert_eq!(ok(""), Vec::new());
+        assert_eq!(ok("&&&"), Vec::new());
+    }
+
+    #[test]
+    fn duplicate_keys_keep_order() {
+        assert_eq!(
+            ok("Digits=5678&Digits=1234&Digits=1234"),
+            kv(&[("Digits", "5678"), ("Digits", "1234"), ("Digits", "1234")])
+        );
+    }
+
+    #[test]
+    fn malformed_percent_is_literal() {
+        assert_eq!(
+            ok("a=100%&b=%zz&c=%4&d=%%41"),
+            kv(&[("a", "100%"), ("b", "%zz"), ("c", "%4"), ("d", "%A")])
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        assert_eq!(
+            parse(b"ok=1&bad=%FF", 100),
+            Err(ParamsError::InvalidUtf8 { pair: 1 })
+        );
+        assert_eq!(
+            parse(b"%C3=1", 100),
+            Err(ParamsError::InvalidUtf8 { pair: 0 })
+        );
+        assert_eq!(
+            parse(b"raw=\xff", 100),
+            Err(ParamsError::InvalidUtf8 { pair: 0 })
+        );
+    }
+
+    #[test]
+    fn size_guard() {
+        assert_eq!(parse(b"a=12", 4), Ok(kv(&[("a", "12")])));
+        assert_eq!(
+            parse(b"a=123", 4),
+            Err(ParamsError::TooLarge { bytes: 5, limit: 4 })
+        );
+        assert_eq!(
+            ParamsError::TooLarge { bytes: 5, limit: 4 }.to_string(),
+            "form body is 5 bytes, over the limit of 4"
+        );
+    }
+
+    #[test]
+    fn serialize_matches_whatwg() {
+        assert_eq!(
+            serialize(&kv(&[("Body", "It's 1+1 & ñ"), ("k*-._", "~")])),
+            "Body=It%27s+1%2B1+%26+%C3%B1&k*-._=%7E"
+        );
+        assert_eq!(serialize(&[]), "");
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(pairs in proptest::collection::vec((any::<String>(), any::<String>()), 0..8)) {
+            let body = serialize(&pairs);
+            prop_assert_eq!(parse(body.as_bytes(), usize::MAX), Ok(pairs));
+        }
+
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse(&bytes, 64);
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The typed TwiML document model.
+//!
+//! Exists so that the rest of Resetline describes *what* a call should do
+//! (say this, gather that, redirect there) without ever touching XML. Each
+//! verb is a plain struct with public, optional attributes and a few builder
+//! methods; the only way to turn a [`Response`] into bytes is
+//! [`Response::render`], which checks every value first (see
+//! [`crate::render`]).
+//!
+//! Structural rules that the type system can carry are carried by it: a
+//! [`Gather`] can only hold [`GatherChild`] (Say / Play / Pause), a [`Dial`]
+//! only [`DialNoun`] (Number / Queue), and `<Say>` content is a list of
+//! [`SaySegment`]s rather than an XML string. Rules about values (lengths,
+//! allowed key characters, non-empty URLs) are checked at render time and
+//! reported as [`crate::RenderError::InvalidValue`].
+
+use std::time::Duration;
+
+use crate::render::{self, RenderError};
+
+/// HTTP method Twilio uses for an action or redirect URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`: parameters travel in the query string.
+    Get,
+    /// `POST`: parameters travel as a form body (Twilio's default).
+    Post,
+}
+
+impl Method {
+    /// The attribute value Twilio expects (`GET` / `POST`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// A complete TwiML document: `<Response>` and its verbs, run top to bottom.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Response {
+    /// The verbs in execution order.
+    pub verbs: Vec<Verb>,
+}
+
+impl Response {
+    /// An empty `<Response />` (Twilio hangs up when the document ends).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder form of [`Response::push`].
+    #[must_use]
+    pub fn verb(mut self, verb: impl Into<Verb>) -> Self {
+        self.verbs.push(verb.into());
+        self
+    }
+
+    /// Appends a verb.
+    pub fn push(&mut self, verb: impl Into<Verb>) {
+        self.verbs.push(verb.into());
+    }
+
+    /// Checks every value and renders the document; see [`crate::render`].
+    ///
+    /// # Errors
+    /// [`RenderError::InvalidValue`] for a value Twilio would reject,
+    /// [`RenderError::TooLarge`] when the document exceeds
+    /// [`crate::MAX_DOCUMENT_BYTES`].
+    pub fn render(&self) -> Result<String, RenderError> {
+        render::render(self)
+    }
+}
+
+/// One top-level TwiML verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// `<Say>`: text to speech.
+    Say(Say),
+    /// `<Play>`: an audio file and/or DTMF tones.
+    Play(Play),
+    /// `<Pause>`: silence.
+    Pause(Pause),
+    /// `<Gather>`: collect DTMF (or speech) input.
+    Gather(Gather),
+    /// `<Redirect>`: continue with the TwiML at another URL.
+    Redirect(Redirect),
+    /// `<Enqueue>`: put the caller into a queue.
+    Enqueue(Enqueue),
+    /// `<Dial>`: connect the caller to a number or queue.
+    Dial(Dial),
+    /// `<Hangup />`: end the call.
+    Hangup,
+}
+
+/// One piece of `<Say>` content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaySegment {
+    /// Plain text, spoken as written. Escaped on output; characters XML 1.0
+    /// forbids are stripped (see [`crate::render`]).
+    Text(String),
+    /// ASCII digits spoken one by one, rendered as
+    /// `<say-as interpret-as="digits">…</say-as>`. Must be non-empty and
+    /// contain only `0-9`.
+    Digits(String),
+    /// Silence, rendered as `<break time="…" />`. At most 10 seconds (the SSML
+    /// engine's limit); sub-millisecond precision is dropped.
+    Break(Duration),
+}
+
+/// `<Say>`: speak text, with optional SSML digits and breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Say {
+    /// Content in speaking order. At least one segment must have content.
+    pub segments: Vec<SaySegment>,
+    /// `voice` (`man`, `woman`, `alice`, `Polly.*`, `Google.*`).
+    pub voice: Option<String>,
+    /// `language` (e.g. `en-US`).
+    pub language: Option<String>,
+    /// `loop`: repetitions; 0 repeats until hang-up.
+    pub loop_count: Option<u32>,
+}
+
+impl Say {
+    /// A `<Say>` with no content yet (rendering it as-is is an error).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A `<Say>` holding one text segment.
+    pub fn from_text(text: impl Into<String>) -> Self {
+        Self::new().text(text)
+    }
+
+    /// Appends a [`SaySegment::Text`].
+    #[must_use]
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.segments.push(SaySegment::Text(text.into()));
+        self
+    }
+
+    /// Appends a [`SaySegment::Digits`].
+    #[must_use]
+    pub fn digits(mut self, digits: impl Into<String>) -> Self {
+        self.segments.push(SaySegment::Digits(digits.into()));
+        self
+    }
+
+    /// Appends a [`SaySegment::Break`].
+    #[must_use]
+    pub fn break_for(mut self, duration: Duration) -> Self {
+        self.segments.push(SaySegment::Break(duration));
+        self
+    }
+
+    /// Sets `voice`.
+    #[must_use]
+    pub fn voice(mut self, voice: impl Into<String>) -> Self {
+        self.voice = Some(voice.into());
+        self
+    }
+
+    /// Sets `language`.
+    #[must_use]
+    pub fn language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+
+    /// Sets `loop`.
+    #[must_use]
+    pub fn loop_count(mut self, count: u32) -> Self {
+        self.loop_count = Some(count);
+        self
+    }
+}
+
+/// `<Play>`: play an audio URL, DTMF digits, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Play {
+    /// The media URL (element body). `None` renders a self-closed element,
+    /// which then needs `digits`.
+    pub url: Option<String>,
+    /// `loop`: repetitions; 0 repeats until hang-up (or 1000 times).
+    pub loop_count: Option<u32>,
+    /// `digits`: DTMF to send, from `0-9 * # w` (`w` = half-second wait).
+    pub digits: Option<String>,
+}
+
+impl Play {
+    /// Plays the audio at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sends DTMF `digits` with no audio.
+    pub fn tones(digits: impl Into<String>) -> Self {
+        Self {
+            digits: Some(digits.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets `loop`.
+    #[must_use]
+    pub fn loop_count(mut self, count: u32) -> Self {
+        self.loop_count = Some(count);
+        self
+    }
+}
+
+/// `<Pause>`: silence for `length` seconds (Twilio default 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pause {
+    /// `length` in seconds.
+    pub length: Option<u32>,
+}
+
+impl Pause {
+    /// A pause of `seconds` seconds.
+    pub fn seconds(seconds: u32) -> Self {
+        Self {
+            length: Some(seconds),
+        }
+    }
+}
+
+/// `<Gather input>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GatherInput {
+    /// `dtmf` (Twilio's default).
+    Dtmf,
+    /// `speech`.
+    Speech,
+    /// `dtmf speech`.
+    DtmfSpeech,
+}
+
+impl GatherInput {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatherInput::Dtmf => "dtmf",
+            GatherInput::Speech => "speech",
+            GatherInput::DtmfSpeech => "dtmf speech",
+        }
+    }
+}
+
+/// `<Gather finishOnKey>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FinishOnKey {
+    /// One key from `0-9 * #` ends input (Twilio's default is `#`).
+    Key(char),
+    /// No key ends input: rendered as `finishOnKey=""`.
+    Disabled,
+}
+
+/// The only verbs Twilio allows inside `<Gather>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatherChild {
+    /// Nested `<Say>`.
+    Say(Say),
+    /// Nested `<Play>`.
+    Play(Play),
+    /// Nested `<Pause>`.
+    Pause(Pause),
+}
+
+/// `<Gather>`: collect input while playing its children.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Gather {
+    /// Prompts played while waiting for input.
+    pub children: Vec<GatherChild>,
+    /// `input`.
+    pub input: Option<GatherInput>,
+    /// `action`: URL requested with the input (default: the current document).
+    pub action: Option<String>,
+    /// `method` for `action`.
+    pub method: Option<Method>,
+    /// `numDigits`: stop after this many digits; must be at least 1.
+    pub num_digits: Option<u32>,
+    /// `finishOnKey`.
+    pub finish_on_key: Option<FinishOnKey>,
+    /// `timeout` in seconds.
+    pub timeout: Option<u32>,
+    /// `actionOnEmptyResult`: request `action` even when nothing was entered.
+    pub action_on_empty_result: Option<bool>,
+}
+
+impl Gather {
+    /// A `<Gather>` with no attributes and no children.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a child prompt.
+    #[must_use]
+    pub fn child(mut self, child: impl Into<GatherChild>) -> Self {
+        self.children.push(child.into());
+        self
+    }
+
+    /// Sets `input`.
+    #[must_use]
+    pub fn input(mut self, input: GatherInput) -> Self {
+        self.input = Some(input);
+        self
+    }
+
+    /// Sets `action` and `method`.
+    #[must_use]
+    pub fn action(mut self, url: impl Into<String>, method: Method) -> Self {
+        self.action = Some(url.into());
+        self.method = Some(method);
+        self
+    }
+
+    /// Sets `numDigits`.
+    #[must_use]
+    pub fn num_digits(mut self, n: u32) -> Self {
+        self.num_digits = Some(n);
+        self
+    }
+
+    /// Sets `finishOnKey`.
+    #[must_use]
+    pub fn finish_on_key(mut self, key: FinishOnKey) -> Self {
+        self.finish_on_key = Some(key);
+        self
+    }
+
+    /// Sets `timeout`.
+    #[must_use]
+    pub fn timeout(mut self, seconds: u32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+
+    /// Sets `actionOnEmptyResult`.
+    #[must_use]
+    pub fn action_on_empty_result(mut self, yes: bool) -> Self {
+        self.action_on_empty_result = Some(yes);
+        self
+    }
+}
+
+/// `<Redirect>`: fetch and run the TwiML at `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// Absolute or relative URL (element body); must be non-empty.
+    pub url: String,
+    /// `method`.
+    pub method: Option<Method>,
+}
+
+impl Redirect {
+    /// A redirect to `url` with Twilio's default method.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            method: None,
+        }
+    }
+
+    /// Sets `method`.
+    #[must_use]
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = Some(method);
+        self
+    }
+}
+
+/// `<Enqueue>`: place the caller in a named queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    /// Queue name (element body): 1 to [`crate::MAX_QUEUE_NAME_CHARS`] characters.
+    pub queue: String,
+    /// `action`: URL requested when the caller leaves the queue.
+    pub action: Option<String>,
+    /// `method` for `action`.
+    pub method: Option<Method>,
+    /// `waitUrl`: TwiML played while waiting.
+    pub wait_url: Option<String>,
+    /// `waitUrlMethod`.
+    pub wait_url_method: Option<Method>,
+}
+
+impl Enqueue {
+    /// Enqueue into `queue` with default attributes.
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            action: None,
+            method: None,
+            wait_url: None,
+            wait_url_method: None,
+        }
+    }
+}
+
+/// `<Number>` inside `<Dial>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Number {
+    /// The number to call (element body), e.g. E.164; must be non-empty.
+    pub number: String,
+    /// `sendDigits`: DTMF sent after answer, from `0-9 * # w`.
+    pub send_digits: Option<String>,
+}
+
+/// `<Queue>` inside `<Dial>`: take the next caller from a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// Queue name (element body): 1 to [`crate::MAX_QUEUE_NAME_CHARS`] characters.
+    pub name: String,
+    /// `url`: TwiML played to the dequeued caller before bridging.
+    pub url: Option<String>,
+}
+
+/// What a `<Dial>` connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialNoun {
+    /// `<Number>`.
+    Number(Number),
+    /// `<Queue>`.
+    Queue(Queue),
+}
+
+/// `<Dial>`: connect the caller to another party.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dial {
+    /// At least one noun.
+    pub nouns: Vec<DialNoun>,
+    /// `action`: URL requested when the dialled leg ends.
+    pub action: Option<String>,
+    /// `method` for `action`.
+    pub method: Option<Method>,
+    /// `timeout`: seconds to ring.
+    pub timeout: Option<u32>,
+    /// `callerId` shown to the called party.
+    pub caller_id: Option<String>,
+}
+
+impl Dial {
+    /// A `<Dial>` of one number.
+    pub fn number(number: impl Into<String>) -> Self {
+        Self {
+            nouns: vec![DialNoun::Number(Number {
+                number: number.into(),
+                send_digits: None,
+            })],
+            ..Self::default()
+        }
+    }
+
+    /// A `<Dial>` of one queue.
+    pub fn queue(name: impl Into<String>) -> Self {
+        Self {
+            nouns: vec![DialNoun::Queue(Queue {
+                name: name.into(),
+                url: None,
+            })],
+            ..Self::default()
+        }
+    }
+}
+
+/// `<Hangup />`, for use with [`Response::verb`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hangup;
+
+macro_rules! into_verb {
+    ($($ty:ident),*) => {$(
+        impl From<$ty> for Verb {
+            fn from(v: $ty) -> Self {
+                Verb::$ty(v)
+            }
+        }
+    )*};
+}
+into_verb!(Say, Play, Pause, Gather, Redirect, Enqueue, Dial);
+
+impl From<Hangup> for Verb {
+    fn from(_: Hangup) -> Self {
+        Verb::Hangup
+    }
+}
+
+macro_rules! into_gather_child {
+    ($($ty:ident),*) => {$(
+        impl From<$ty> for GatherChild {
+            fn from(v: $ty) -> Self {
+                GatherChild::$ty(v)
+            }
+        }
+    )*};
+}
+into_gather_child!(Say, Play, Pause);
+
+impl From<Number> for DialNoun {
+    fn from(n: Number) -> Self {
+        DialNoun::Number(n)
+    }
+}
+
+impl From<Queue> for DialNoun {
+    fn from(q: Queue) -> Self {
+        DialNoun::Queue(q)
+    }
+}

@@ -33,6 +33,8 @@ enum VarTy {
     Ticket,
     /// Text (from `set`, HTTP mapping, builtins).
     Text,
+    /// Bound by a node that failed to load: not checked further.
+    Unknown,
 }
 
 /// Where a template is used.
@@ -75,7 +77,7 @@ impl<'f> Checker<'f> {
     }
 
     fn exists(&self, id: &str) -> bool {
-        self.flow.node(id).is_some()
+        self.flow.node(id).is_some() || self.flow.broken.iter().any(|b| b == id)
     }
 
     // ---- settings ------------------------------------------------------------------------
@@ -358,6 +360,9 @@ impl<'f> Checker<'f> {
                 }
             }
         }
+        for var in &flow.loose_vars {
+            self.vars.entry(var.clone()).or_insert((VarTy::Unknown, Span::default()));
+        }
         for builtin in spec::BUILTINS {
             self.vars.insert(builtin.0.to_string(), (VarTy::Text, Span::default()));
         }
@@ -367,12 +372,19 @@ impl<'f> Checker<'f> {
     fn resolve(&mut self, path: &[String], span: Span) -> Option<VarTy> {
         let root = path.first()?;
         let Some((ty, _)) = self.vars.get(root).copied() else {
+            if !self.flow.broken.is_empty() {
+                // A node that failed to load may have set it; its error is already reported.
+                return None;
+            }
             let names: Vec<String> = self.vars.keys().cloned().collect();
             let hint = did_you_mean(root, names.iter().map(String::as_str));
             let d = self.d(Code::UnknownVariable, span, format!("no node sets a variable `{root}`"));
             d.label = hint;
             return None;
         };
+        if ty == VarTy::Unknown {
+            return None;
+        }
         let fields: Option<&[&str]> = match (ty, spec::BUILTINS.iter().find(|b| b.0 == root)) {
             (_, Some(b)) => Some(b.1),
             (VarTy::Record, _) => Some(spec::RECORD_FIELDS),
@@ -629,6 +641,11 @@ impl<'f> Checker<'f> {
 
     fn graph(&mut self) {
         let flow = self.flow;
+        if !flow.broken.is_empty() {
+            // The graph is incomplete; reachability and path checks would only echo the
+            // load errors. They run once every node loads.
+            return;
+        }
         let adj = graph::adjacency(flow);
         let Some(&start) = flow.index.get(&flow.start.value) else { return };
 

@@ -20,7 +20,7 @@ use crate::yaml::{self, Node as Y, Value};
 /// Loads `text` (the contents of `file`). Returns the flow when the file could be read far
 /// enough to build one (possibly with problems), and every problem found.
 pub(crate) fn load(file: &str, text: &str) -> (Option<Flow>, Vec<Diagnostic>) {
-    let mut l = Loader { file, diags: Vec::new() };
+    let mut l = Loader::new(file);
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
@@ -40,6 +40,10 @@ pub(crate) fn load(file: &str, text: &str) -> (Option<Flow>, Vec<Diagnostic>) {
 pub(crate) struct Loader<'a> {
     pub(crate) file: &'a str,
     pub(crate) diags: Vec<Diagnostic>,
+    /// Ids of nodes that could not be loaded, so edges to them are not reported as missing.
+    broken: Vec<String>,
+    /// Variables that broken nodes appear to bind (`into:`), so uses are not reported.
+    loose_vars: Vec<String>,
 }
 
 /// The fields of one mapping, checked against a spec.
@@ -65,6 +69,10 @@ fn digest(text: &str) -> String {
 }
 
 impl<'a> Loader<'a> {
+    pub(crate) fn new(file: &'a str) -> Self {
+        Loader { file, diags: Vec::new(), broken: Vec::new(), loose_vars: Vec::new() }
+    }
+
     pub(crate) fn error(&mut self, code: Code, span: Span, message: impl Into<String>) {
         self.diags.push(Diagnostic::new(code, self.file, span, message));
     }
@@ -345,9 +353,10 @@ impl<'a> Loader<'a> {
                 self.error(Code::InvalidValue, k.span, format!("`{name}` is not a variable name (lowercase letters, digits, `_`)"));
                 continue;
             }
-            if let Some(t) = self.template(v, &format!("`{name}`")) {
-                out.push((key, t));
-            }
+            // A template with syntax errors (already reported) still counts as passed, so the
+            // prompt-parameter check does not report it a second time.
+            let t = self.template(v, &format!("`{name}`")).unwrap_or_else(|| Spanned::new(Template::default(), v.span));
+            out.push((key, t));
         }
         out
     }
@@ -379,6 +388,8 @@ impl<'a> Loader<'a> {
             policies,
             nodes,
             index,
+            broken: std::mem::take(&mut self.broken),
+            loose_vars: std::mem::take(&mut self.loose_vars),
         })
     }
 
@@ -510,6 +521,20 @@ impl<'a> Loader<'a> {
                 index.insert(n.id.value.clone(), out.len());
                 ids.push(n.id.value.clone());
                 out.push(n);
+            } else {
+                // Keep the id known so edges to it are not reported as missing, and keep what
+                // it seems to bind so uses are not reported as unknown.
+                self.broken.push(id.value.clone());
+                let bodies = v.as_map().into_iter().flatten().filter_map(|(_, body)| body.as_map());
+                for body in bodies {
+                    for (k, val) in body {
+                        if k.as_scalar() == Some("into") {
+                            if let Some(var) = val.as_scalar() {
+                                self.loose_vars.push(var.to_string());
+                            }
+                        }
+                    }
+                }
             }
         }
         ids
@@ -524,6 +549,7 @@ impl<'a> Loader<'a> {
         let common: Vec<&str> = spec::NODE_FIELDS.iter().map(|f| f.name).collect();
         let kind_names: Vec<&str> = spec::KINDS.iter().map(|k| k.name).collect();
         let mut kind: Option<(&KindSpec, &Y, &Y)> = None;
+        let mut several = false;
         let mut unknown: Vec<(&str, Span)> = Vec::new();
         let mut seen: HashMap<&str, Span> = HashMap::new();
         for (k, val) in entries {
@@ -544,6 +570,7 @@ impl<'a> Loader<'a> {
                         let d = Diagnostic::new(Code::SeveralKinds, self.file, k.span, format!("{what} has two actions, `{}` and `{name}`", first.name))
                             .note("one action per node: split it into two nodes joined by `next`");
                         self.push(d);
+                        several = true;
                     }
                 }
             } else if !common.contains(&name) {
@@ -564,6 +591,9 @@ impl<'a> Loader<'a> {
                 None => d = d.note(format!("besides its action a node takes: {}", common.join(", "))),
             }
             self.push(d);
+        }
+        if several {
+            return None;
         }
         let Some((spec, kind_key, body)) = kind else {
             if unknown.is_empty() {

@@ -32,6 +32,10 @@ pub struct Flow {
     /// Every node, including those inside `secure` sections, in file order.
     pub nodes: Vec<Node>,
     pub(crate) index: HashMap<String, usize>,
+    /// Nodes that failed to load (only in a flow with errors).
+    pub(crate) broken: Vec<String>,
+    /// Variables the broken nodes seem to bind.
+    pub(crate) loose_vars: Vec<String>,
 }
 
 impl Flow {

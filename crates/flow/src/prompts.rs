@@ -115,7 +115,7 @@ impl Catalogs {
 
 /// Parses one catalog file. The locale comes from `locale:` and must match the file name.
 pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
-    let mut l = Loader { file, diags: Vec::new() };
+    let mut l = Loader::new(file);
     let top = Span::point(Pos { line: 1, col: 1 });
     let root = match yaml::parse(text) {
         Ok(Some(r)) => r,

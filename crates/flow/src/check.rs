@@ -6,7 +6,7 @@
 //! Invariant: the checker reports every problem it can see in one run; a pass never assumes an
 //! earlier pass succeeded (a missing target is skipped by later passes, not unwrapped).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
@@ -230,23 +230,21 @@ impl<'f> Checker<'f> {
                 }
             }
             Kind::CodeVerify(v) => {
-                if let Some(from) = flow.node(&v.from.value) {
-                    if !matches!(from.kind, Kind::CodeSend(_)) {
+                if let Some(from) = flow.node(&v.from.value)
+                    && !matches!(from.kind, Kind::CodeSend(_)) {
                         let msg = format!("`from` of node `{id}` names `{}`, a `{}` node; it must name a `code.send` node", v.from.value, from.kind.name());
                         self.d(Code::WrongNodeReference, v.from.span, msg);
                     }
-                }
                 if let Some(w) = &v.wait {
                     let resend = w.keys.iter().any(|(_, a)| *a == WaitKey::Resend);
                     let can_resend = match flow.node(&v.from.value).map(|n| &n.kind) {
                         Some(Kind::CodeSend(s)) => s.resends > 0,
                         _ => true,
                     };
-                    if resend && !can_resend {
-                        if let Some((k, _)) = w.keys.iter().find(|(_, a)| *a == WaitKey::Resend) {
+                    if resend && !can_resend
+                        && let Some((k, _)) = w.keys.iter().find(|(_, a)| *a == WaitKey::Resend) {
                             self.d(Code::InvalidValue, k.span, format!("key `{}` offers a resend, but `{}` allows `resends: 0`", k.value, v.from.value));
                         }
-                    }
                 }
             }
             Kind::SetSecret(s) => match flow.policy(&s.policy.value) {
@@ -269,13 +267,12 @@ impl<'f> Checker<'f> {
             Kind::DirectoryFind(_) if flow.settings.enumeration_safe => {
                 let first = node.on("not_found");
                 for outcome in ["locked", "disabled", "not_allowed"] {
-                    if let (Some(a), Some(b)) = (first, node.on(outcome)) {
-                        if a.value != b.value {
+                    if let (Some(a), Some(b)) = (first, node.on(outcome))
+                        && a.value != b.value {
                             let msg = format!("in enumeration-safe mode `{outcome}` must go where `not_found` goes (`{}`), not to `{}`", a.value, b.value);
                             let d = self.d(Code::EnumerationLeak, b.span, msg);
                             d.notes.push("otherwise a caller can tell a locked or disabled ID from an unknown one (OWASP Forgot Password cheat sheet)".into());
                         }
-                    }
                 }
             }
             _ => {}
@@ -294,11 +291,10 @@ impl<'f> Checker<'f> {
 
     fn secure(&mut self) {
         let flow = self.flow;
-        if let Some(start) = flow.node(&flow.start.value) {
-            if let Some(sec) = &start.section {
+        if let Some(start) = flow.node(&flow.start.value)
+            && let Some(sec) = &start.section {
                 self.d(Code::SecureBoundary, flow.start.span, format!("`start` jumps into secure section `{sec}`; start at the section itself"));
             }
-        }
         for node in &flow.nodes {
             if let Kind::Secure(s) = &node.kind {
                 if s.nodes.is_empty() {
@@ -353,11 +349,10 @@ impl<'f> Checker<'f> {
         for node in &flow.nodes {
             if let Kind::Gather(g) = &node.kind {
                 let want = if g.secret { VarTy::Secret } else { VarTy::Digits };
-                if let Some((ty, span)) = self.vars.get(&g.into.value).copied() {
-                    if ty != want && span != g.into.span {
+                if let Some((ty, span)) = self.vars.get(&g.into.value).copied()
+                    && ty != want && span != g.into.span {
                         self.d(Code::InvalidValue, g.into.span, format!("variable `{}` is bound elsewhere with another type; secret and non-secret values never share a name", g.into.value));
                     }
-                }
             }
         }
         for var in &flow.loose_vars {
@@ -402,7 +397,6 @@ impl<'f> Checker<'f> {
                 let hint = did_you_mean(field, f.iter().copied());
                 let d = self.d(Code::UnknownVariable, span, format!("`{root}` has no field `{}`", path[1..].join(".")));
                 d.label = hint.or_else(|| Some(format!("fields: {}", f.join(", "))));
-                let _ = field;
                 None
             }
             (None, Some(_), _) => {
@@ -460,9 +454,6 @@ impl<'f> Checker<'f> {
                     d.label = Some("add `| last4` or `| mask`".into());
                     d.notes.push("say \"the number ending in {{ user.mobile | last4 | digits }}\"; full numbers never leave the engine".into());
                 }
-            }
-            if ty == VarTy::Record && e.path.len() == 1 {
-                continue;
             }
         }
     }
@@ -757,8 +748,6 @@ fn path_names(flow: &Flow, path: &[usize]) -> String {
 /// Every prompt reference a node kind holds.
 pub(crate) fn prompts_of(kind: &Kind) -> Vec<&Prompt> {
     let mut out: Vec<&Prompt> = Vec::new();
-    let mut opt = |p: &'_ Option<Prompt>| p.as_ref().map(|p| p as *const Prompt);
-    let _ = &mut opt;
     match kind {
         Kind::Say(p) => out.push(p),
         Kind::Menu(m) => {
@@ -792,6 +781,3 @@ pub(crate) fn prompts_of(kind: &Kind) -> Vec<&Prompt> {
     }
     out
 }
-
-#[allow(dead_code)]
-fn _assert_maps_ordered(_: BTreeMap<(), ()>) {}

@@ -67,14 +67,13 @@ pub fn edges<'f>(flow: &'f Flow, node: &'f Node) -> Vec<EdgeRef<'f>> {
     if let Some(l) = &node.limit {
         out.push(edge("limit".into(), &l.then, true));
     }
-    if let Some(on_error) = &flow.settings.on_error {
-        if let Some(spec) = spec::kind(node.kind.name()) {
+    if let Some(on_error) = &flow.settings.on_error
+        && let Some(spec) = spec::kind(node.kind.name()) {
             let falls_back = spec.outcomes.iter().any(|o| o.handling == Handling::Fallback && node.on(o.name).is_none());
             if falls_back {
                 out.push(EdgeRef { label: "error".into(), target: on_error, failure: true, verified: false, implied: true });
             }
         }
-    }
     out
 }
 

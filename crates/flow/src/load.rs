@@ -102,7 +102,7 @@ impl<'a> Loader<'a> {
             if !fields.entries.contains_key(f.name) || fields.get(f.name).is_none() {
                 let span = fields.key_span(f.name).unwrap_or(owner);
                 self.error(Code::MissingField, span, format!("{what} needs `{}`", f.name));
-                self.diags.last_mut().map(|d| d.notes.push(format!("`{}`: {}", f.name, f.doc)));
+                if let Some(d) = self.diags.last_mut() { d.notes.push(format!("`{}`: {}", f.name, f.doc)) }
             }
         }
         Some(fields)
@@ -431,8 +431,8 @@ impl<'a> Loader<'a> {
         s.voice = f.get("voice").and_then(|n| self.string(n, "`voice`")).map(|v| v.value);
         s.enumeration_safe = f.get("enumeration_safe").and_then(|n| self.boolean(n, "`enumeration_safe`")).unwrap_or(false);
         s.on_error = f.get("on_error").and_then(|n| self.ident(n, "`on_error`"));
-        if let Some(r) = f.get("recording") {
-            if let Some(rf) = self.fields(r, spec::SETTINGS.iter().find(|x| x.name == "recording").and_then(|x| match x.ty { Ty::Object(o) => Some(o), _ => None }).unwrap_or(&[]), "`recording`", f.key_span("recording").unwrap_or(owner)) {
+        if let Some(r) = f.get("recording")
+            && let Some(rf) = self.fields(r, spec::SETTINGS.iter().find(|x| x.name == "recording").and_then(|x| match x.ty { Ty::Object(o) => Some(o), _ => None }).unwrap_or(&[]), "`recording`", f.key_span("recording").unwrap_or(owner)) {
                 if let Some(v) = rf.get("pause_behavior").and_then(|n| self.choice(n, "`pause_behavior`", &["silence", "skip"])) {
                     s.recording.pause_behavior = if v.value == "skip" { PauseBehavior::Skip } else { PauseBehavior::Silence };
                 }
@@ -440,7 +440,6 @@ impl<'a> Loader<'a> {
                     s.recording.when_absent = if v.value == "fallback" { WhenAbsent::Fallback } else { WhenAbsent::Proceed };
                 }
             }
-        }
         s
     }
 
@@ -528,11 +527,10 @@ impl<'a> Loader<'a> {
                 let bodies = v.as_map().into_iter().flatten().filter_map(|(_, body)| body.as_map());
                 for body in bodies {
                     for (k, val) in body {
-                        if k.as_scalar() == Some("into") {
-                            if let Some(var) = val.as_scalar() {
+                        if k.as_scalar() == Some("into")
+                            && let Some(var) = val.as_scalar() {
                                 self.loose_vars.push(var.to_string());
                             }
-                        }
                     }
                 }
             }
@@ -606,19 +604,17 @@ impl<'a> Loader<'a> {
         let field = |name: &str| entries.iter().find(|(k, _)| k.as_scalar() == Some(name)).map(|(k, v)| (k, v));
         let next = field("next").and_then(|(_, n)| if n.is_null() { None } else { self.ident(n, "`next`") });
         let mut on = Vec::new();
-        if let Some((ok, onv)) = field("on") {
-            if let Some(f) = self.map_with(onv, "`on`", ok.span, |_, _, _| true) {
+        if let Some((ok, onv)) = field("on")
+            && let Some(f) = self.map_with(onv, "`on`", ok.span, |_, _, _| true) {
                 let mut edges: Vec<_> = f.entries.into_iter().collect();
                 edges.sort_by_key(|(_, (k, _))| k.span.start);
                 for (name, (k, target)) in edges {
-                    if self.outcome_known(spec, name, k.span, &what) {
-                        if let Some(t) = self.ident(target, "an edge target") {
+                    if self.outcome_known(spec, name, k.span, &what)
+                        && let Some(t) = self.ident(target, "an edge target") {
                             on.push(Edge { outcome: Spanned::new(name.to_string(), k.span), target: t });
                         }
-                    }
                 }
             }
-        }
         let limit = field("limit").and_then(|(lk, lv)| {
             let f = self.fields(lv, spec::NODE_FIELDS.iter().find(|f| f.name == "limit").map_or(&[], |f| match f.ty { Ty::Object(o) => o, _ => &[] }), "`limit`", lk.span)?;
             let visits = self.int(f.get("visits")?, "`visits`", 1, 20)?;
@@ -730,8 +726,8 @@ impl<'a> Loader<'a> {
             "menu" => {
                 let say = prompt(self, "say");
                 let mut keys = Vec::new();
-                if let Some(kn) = f.get("keys") {
-                    if let Some(kf) = self.map_with(kn, "`keys`", f.key_span("keys").unwrap_or(owner), |_, _, _| true) {
+                if let Some(kn) = f.get("keys")
+                    && let Some(kf) = self.map_with(kn, "`keys`", f.key_span("keys").unwrap_or(owner), |_, _, _| true) {
                         let mut entries: Vec<_> = kf.entries.into_iter().collect();
                         entries.sort_by_key(|(_, (k, _))| k.span.start);
                         let key_fields = match spec.fields().iter().find(|x| x.name == "keys").map(|x| &x.ty) {
@@ -751,7 +747,6 @@ impl<'a> Loader<'a> {
                             }
                         }
                     }
-                }
                 if keys.is_empty() && f.get("keys").is_some() {
                     self.error(Code::InvalidValue, f.key_span("keys").unwrap_or(owner), "a menu needs at least one key");
                 }
@@ -1045,8 +1040,8 @@ impl<'a> Loader<'a> {
         let hold_for = f.get("hold_for").and_then(|n| self.duration(n, "`hold_for`")).map_or(Duration::from_secs(10), |d| d.value);
         let give_up_after = f.get("give_up_after").and_then(|n| self.duration(n, "`give_up_after`")).map_or(Duration::from_secs(180), |d| d.value);
         let mut keys = Vec::new();
-        if let Some(kn) = f.get("keys") {
-            if let Some(kf) = self.map_with(kn, "`keys`", f.key_span("keys").unwrap_or(owner), |_, _, _| true) {
+        if let Some(kn) = f.get("keys")
+            && let Some(kf) = self.map_with(kn, "`keys`", f.key_span("keys").unwrap_or(owner), |_, _, _| true) {
                 let mut entries: Vec<_> = kf.entries.into_iter().collect();
                 entries.sort_by_key(|(_, (k, _))| k.span.start);
                 for (_, (k, v)) in entries {
@@ -1060,7 +1055,6 @@ impl<'a> Loader<'a> {
                     keys.push((key, action));
                 }
             }
-        }
         if !keys.iter().any(|(_, a)| *a == WaitKey::Enter) && f.get("keys").is_some() {
             self.error(Code::InvalidValue, f.key_span("keys").unwrap_or(owner), "the comfort loop needs a key that does `enter`, or callers holding the code cannot type it");
         }

@@ -132,11 +132,10 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
     let locale = f.get("locale").and_then(|n| l.string(n, "`locale`"));
     let voice = f.get("voice").and_then(|n| l.string(n, "`voice`")).map(|v| v.value);
     let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-    if let Some(loc) = &locale {
-        if loc.value != stem {
+    if let Some(loc) = &locale
+        && loc.value != stem {
             l.error(Code::Catalog, loc.span, format!("catalog for `{}` is in a file named `{stem}`; name it `{}.yaml`", loc.value, loc.value));
         }
-    }
     let mut entries = BTreeMap::new();
     if let Some(p) = f.get("prompts") {
         match p.as_map() {

@@ -39,7 +39,7 @@ pub(crate) fn run(paths: &[PathBuf], prompts: Option<&Path>, format: OutputForma
         results.push((name, compiled, dir));
     }
     let mut all = Vec::new();
-    for (_, (_, diags)) in &catalogs {
+    for (_, diags) in catalogs.values() {
         all.extend(diags.iter().cloned());
     }
     for (_, c, _) in &results {
@@ -72,11 +72,10 @@ pub(crate) fn run(paths: &[PathBuf], prompts: Option<&Path>, format: OutputForma
                 if dir.is_none() {
                     println!("note: no voice-prompts/ directory found above {name}; prompt keys were not checked (use --prompts DIR)");
                 }
-                if c.is_ok() && c.warnings() == 0 {
-                    if let Some(f) = &c.flow {
+                if c.is_ok() && c.warnings() == 0
+                    && let Some(f) = &c.flow {
                         println!("ok: {name} (flow `{}`, version {})", f.id.value, f.version_key());
                     }
-                }
             }
             println!("{}", summary(results.len(), errors, warnings));
         }

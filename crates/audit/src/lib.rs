@@ -1,0 +1,66 @@
+//! The Resetline audit trail: one record per security-relevant event of a reset call,
+//! tamper-evident, verifiable, and free of secrets.
+//!
+//! Security teams and auditors read this trail (NIST 800-53 AU-3, PCI DSS 10.2, ASVS 16).
+//! The crate provides the record model ([`Record`], [`EventType`]), the masked contact types
+//! ([`MaskedNumber`], [`MaskedEmail`]), the JSON Lines [`FileSink`] with its hash chain,
+//! rotation and signed checkpoints, and [`verify`], which checks a whole trail and names the
+//! first bad record.
+//!
+//! # Invariant
+//!
+//! A record, once acknowledged by `append`, is on disk per the fsync policy and chained:
+//! handed to the OS in full before `append` returns, fsynced by the time its [`Ack`] says so,
+//! and bound by HMAC-SHA256 to every record before it. No record ever contains a secret or a
+//! full phone number or e-mail address: callers pass already-masked values, phone numbers and
+//! addresses can only enter through types whose constructors mask them, and the record type
+//! has no field meant to hold a PIN, a code or a new secret. (The free-text fields —
+//! `reason`, `node`, `details` — are for identifiers and reason words chosen by the engine;
+//! keeping secrets out of them is the caller's contract, which the engine's secret type,
+//! having no `Display`, makes hard to break by accident.)
+//!
+//! # The chain
+//!
+//! Each record line carries `prev`, the hex HMAC-SHA256 of the previous record's exact line
+//! (for record 1, a genesis value derived from the key and the [`ChainId`]), and `mac`, the
+//! HMAC of its own line without `mac`. Every N records, on rotation and on close, a signed
+//! checkpoint (count, head, file, time) goes to a separate file. Deleting, reordering,
+//! inserting or editing a record breaks the chain; truncating after a checkpoint contradicts
+//! it. What remains undetectable without a copy of the checkpoints kept elsewhere: removing
+//! the newest records together with the newest checkpoints, or rewriting everything with the
+//! key. Details in the `key`, `checkpoint`, `files` and `sink` module docs.
+//!
+//! # Line format and injection safety
+//!
+//! Each record is one line of compact JSON made of printable ASCII only: serde_json escapes
+//! quotes, backslashes and control characters (newline, carriage return, ESC of ANSI
+//! sequences), and the crate's formatter escapes everything else outside printable ASCII as
+//! `\uXXXX`, including DEL, the C1 controls, the Unicode separators U+2028/U+2029 and bidi
+//! overrides. Caller-controlled strings therefore always stay inside one escaped line and read
+//! back unchanged.
+//!
+//! # Time
+//!
+//! The crate reads no clock: every record, checkpoint, rotation day and batch interval uses
+//! times the caller passes, so tests run on fixed times.
+
+mod checkpoint;
+mod error;
+mod files;
+mod json;
+mod key;
+mod record;
+mod sink;
+mod verify;
+
+pub use error::{
+    CheckpointFault, CheckpointProblem, MaskError, RecordFault, RecordProblem, SinkError,
+    VerifyError,
+};
+pub use key::{AuditKey, ChainId, ChainIdError, KeyError};
+pub use record::{
+    Destination, EventType, Factor, MAX_LINE_LEN, MaskedEmail, MaskedNumber, Outcome, Record,
+    StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,
+};
+pub use sink::{Ack, FileSink, FsyncPolicy, OpenReport, Rotation, SinkConfig, TornTail};
+pub use verify::{Report, verify, verify_paths};

@@ -1,0 +1,195 @@
+//! The traits backends implement. The engine depends on these, never on an implementation:
+//! directories (embedded YAML, LDAP, SCIM, Okta), recording control (Twilio REST), session
+//! stores (memory, Redis). Invariant: no trait here takes or returns a secret except as
+//! [`Secret`], and every call can fail with a [`BackendError`] the flow turns into a path.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::secret::Secret;
+use crate::session::Session;
+
+/// A boxed, sendable future: what trait methods return so the traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A backend failed. The message is for logs (never includes a secret); callers hear the
+/// flow's error path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendError {
+    /// Which backend (e.g. `directory`, `recording`).
+    pub backend: &'static str,
+    /// What went wrong, for logs.
+    pub message: String,
+    /// The backend did not answer within its time budget.
+    pub timeout: bool,
+}
+
+impl BackendError {
+    /// A failure of `backend`.
+    pub fn new(backend: &'static str, message: impl Into<String>) -> Self {
+        BackendError {
+            backend,
+            message: message.into(),
+            timeout: false,
+        }
+    }
+
+    /// `backend` was slower than its budget.
+    pub fn timeout(backend: &'static str) -> Self {
+        BackendError {
+            backend,
+            message: "no answer within the time budget".into(),
+            timeout: true,
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.backend, self.message)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+/// Account state as the directory reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    /// Usable.
+    Active,
+    /// Locked (e.g. too many failed logins): goes to an agent.
+    Locked,
+    /// Disabled: cannot be reset by phone.
+    Disabled,
+}
+
+/// A directory record. Contact fields are full values: the engine masks them before they
+/// are spoken, logged or audited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The account id (e.g. employee ID).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Mobile number of record (E.164).
+    pub mobile: Option<String>,
+    /// Email of record.
+    pub email: Option<String>,
+    /// State.
+    pub state: AccountState,
+    /// May this account reset by phone (per-user flag and global flag combined).
+    pub allow_phone_reset: bool,
+    /// Birth date `YYYY-MM-DD`, when known (only used to refuse it as a PIN).
+    pub birth_date: Option<String>,
+}
+
+/// Why a directory refused a new secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetSecretError {
+    /// The directory's own policy refused it; the reason is spoken (mapped to a prompt key
+    /// when it matches one, e.g. `policy_too_short`).
+    Rejected {
+        /// A prompt key for the spoken reason (`policy_rejected` when unknown).
+        prompt: String,
+        /// The backend's reason, for logs and the audit trail.
+        reason: String,
+    },
+    /// The account is locked at the directory.
+    Locked,
+    /// The directory failed.
+    Backend(BackendError),
+}
+
+/// The identity store.
+pub trait Directory: Send + Sync + fmt::Debug {
+    /// Finds an account by an attribute; `Ok(None)` when there is none.
+    fn find<'a>(
+        &'a self,
+        by: resetline_flow::model::LookupBy,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>>;
+    /// Checks a PIN. `Ok(false)` for a wrong PIN.
+    fn verify_pin<'a>(
+        &'a self,
+        account: &'a str,
+        pin: &'a Secret,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    /// Sets a new secret.
+    fn set_secret<'a>(
+        &'a self,
+        account: &'a str,
+        secret: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), SetSecretError>>;
+}
+
+/// Recording states the engine asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingChange {
+    /// Pause; `skip` cuts the paused time instead of writing silence.
+    Pause {
+        /// Twilio `PauseBehavior=skip`.
+        skip: bool,
+    },
+    /// Resume.
+    Resume,
+}
+
+/// What the carrier answered to a recording change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingAck {
+    /// Done.
+    Done,
+    /// The call has no active recording (Twilio 404).
+    NoRecording,
+}
+
+/// Call-recording control (Twilio: `POST .../Calls/{CallSid}/Recordings/Twilio.CURRENT.json`).
+pub trait Recording: Send + Sync + fmt::Debug {
+    /// Applies `change` to the call's current recording and returns once the carrier answered.
+    fn change<'a>(
+        &'a self,
+        call_sid: &'a str,
+        change: RecordingChange,
+    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>>;
+}
+
+/// A session store failed or lost a race.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// Another request changed the session first (compare-and-swap failed).
+    Conflict,
+    /// The store failed.
+    Backend(BackendError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict => f.write_str("the session changed concurrently"),
+            StoreError::Backend(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where call sessions live between webhooks. Sessions are keyed by CallSid and expire.
+pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// The session of `call_sid`, if it exists and has not expired.
+    fn load<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<Option<Session>, StoreError>>;
+    /// Saves `session` if its stored revision is still `expected` (0 = must not exist), and
+    /// bumps the revision. Expires `ttl_ms` after this save.
+    fn save<'a>(
+        &'a self,
+        session: &'a Session,
+        expected: u64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// How many live sessions there are (for metrics and `/readyz`).
+    fn len(&self) -> usize;
+    /// True when no session is live.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,1039 @@
+//! The interpreter: one step of a call per carrier event.
+//!
+//! A step validates the event's step token (a retried webhook replays the stored answer and
+//! repeats no effect), then walks the flow from the current node: nodes that need no caller
+//! input run at once (lookups, branches, prompts), and the walk stops at the first node that
+//! waits for the caller, a transfer, or the end of the call. Transitions keep the rules that
+//! cannot live in the flow file: `limit` visits, recording paused before the first node of a
+//! `secure` section and resumed on every way out, and `max_call_seconds`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use resetline_flow::model::{Digits, Kind, Node, Prompt, SecretMode, WhenAbsent};
+use resetline_flow::prompts::PromptBody;
+use resetline_flow::template::{Part, Segment, Template};
+use resetline_flow::{Catalogs, Flow};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::action::{Action, Spoken};
+use crate::backend::{
+    AccountState, BackendError, Directory, Recording, RecordingAck, RecordingChange, SetSecretError,
+};
+use crate::clock::{Clock, Random};
+use crate::policy::{self, Personal};
+use crate::secret::Secret;
+use crate::session::{FORMAT, Last, Session, Var, Waiting};
+
+/// Most nodes one step may pass through; the checker forbids cycles without input, so this is
+/// only a guard against a bug ever spinning a request.
+const MAX_HOPS: usize = 200;
+
+/// What a carrier told us.
+#[derive(Debug)]
+pub enum Event {
+    /// The call arrived (the first webhook).
+    Start,
+    /// Digits for the step `token` (possibly empty when the carrier posts an empty result).
+    Digits {
+        /// Step token from the action URL.
+        token: u64,
+        /// The digits, wrapped at the edge.
+        digits: Secret,
+    },
+    /// The gather for step `token` ended without input.
+    Timeout {
+        /// Step token.
+        token: u64,
+    },
+    /// A transfer for step `token` ended (`QueueResult` / `DialCallStatus`).
+    Transfer {
+        /// Step token.
+        token: u64,
+        /// The carrier's result word.
+        result: String,
+    },
+    /// The call ended (status callback `completed` and friends).
+    Hangup,
+}
+
+/// The result of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What the carrier should do.
+    pub actions: Vec<Action>,
+    /// True when this answers a retried request: the stored answer was replayed and nothing
+    /// else happened.
+    pub replayed: bool,
+}
+
+/// The interpreter with its backends.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Prompt catalogs.
+    pub catalogs: Arc<Catalogs>,
+    /// The directory.
+    pub directory: Arc<dyn Directory>,
+    /// Recording control.
+    pub recording: Arc<dyn Recording>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub random: Arc<dyn Random>,
+    /// Key for keyed hashes of secrets held between webhooks (at least 32 bytes).
+    pub hash_key: Arc<Secret>,
+    /// Time budget for one backend call; keep well under the carrier's 15 s.
+    pub budget: Duration,
+}
+
+/// How a node finished.
+enum Flowing {
+    /// Go to a node.
+    Goto(String),
+    /// Take an outcome edge.
+    Outcome(&'static str),
+    /// Stop: the call waits for the caller or the carrier.
+    Wait,
+    /// The call ended.
+    End,
+}
+
+/// Node kinds this build runs. Flows with other kinds are refused at load time with a clear
+/// message, never half-run.
+pub const SUPPORTED: &[&str] = &[
+    "say",
+    "menu",
+    "gather",
+    "branch",
+    "set",
+    "directory.find",
+    "pin.verify",
+    "set_secret",
+    "secure",
+    "transfer",
+    "hangup",
+];
+
+impl Engine {
+    /// Names the nodes this build cannot run, as `node (kind)`.
+    pub fn unsupported(flow: &Flow) -> Vec<String> {
+        flow.nodes
+            .iter()
+            .filter(|n| {
+                !SUPPORTED.contains(&n.kind.name())
+                    || matches!(&n.kind, Kind::SetSecret(s) if s.mode == SecretMode::Generated)
+            })
+            .map(|n| format!("{} ({})", n.id.value, n.kind.name()))
+            .collect()
+    }
+
+    /// A new session for a call that just arrived.
+    pub fn new_session(&self, flow: &Flow, call_sid: &str, caller: &str) -> Session {
+        Session {
+            format: FORMAT,
+            call_sid: call_sid.to_string(),
+            flow_id: flow.id.value.clone(),
+            flow_version: flow.version_key(),
+            caller: caller.to_string(),
+            started_ms: self.clock.now_ms(),
+            token: 0,
+            node: String::new(),
+            waiting: Waiting::Nothing,
+            attempts: 0,
+            locale: flow.settings.default_locale.value.clone(),
+            vars: Default::default(),
+            visits: Default::default(),
+            verifications: 0,
+            recording_paused_ms: None,
+            pending_secret: None,
+            ended: None,
+            last: None,
+        }
+    }
+
+    /// Runs one step. `session` must belong to `flow` (same id and version).
+    pub async fn step(&self, flow: &Flow, s: &mut Session, event: Event) -> Step {
+        let token = match &event {
+            Event::Start => 0,
+            Event::Digits { token, .. }
+            | Event::Timeout { token }
+            | Event::Transfer { token, .. } => *token,
+            Event::Hangup => {
+                self.hangup(flow, s).await;
+                return Step {
+                    actions: Vec::new(),
+                    replayed: false,
+                };
+            }
+        };
+        if token != s.token || s.ended.is_some() {
+            // A retry (or a stale request): answer exactly as before, change nothing.
+            if let Some(last) = &s.last
+                && (last.token == token || s.ended.is_some()) {
+                    return Step {
+                        actions: last.actions.clone(),
+                        replayed: true,
+                    };
+                }
+            tracing::warn!(call = %s.call_sid, token, expected = s.token, "stale step token");
+            let actions = s
+                .last
+                .as_ref()
+                .map(|l| l.actions.clone())
+                .unwrap_or_default();
+            return Step {
+                actions,
+                replayed: true,
+            };
+        }
+        s.token = token + 1;
+        let mut out = Vec::new();
+        let mut secrets: HashMap<String, Secret> = HashMap::new();
+        let max_ms = flow
+            .settings
+            .max_call_seconds
+            .as_ref()
+            .map_or(600_000, |m| u64::from(m.value) * 1000);
+        if self.clock.now_ms().saturating_sub(s.started_ms) > max_ms {
+            self.say_key(flow, s, "call_time_limit", &mut out);
+            self.end(flow, s, "time_limit", &mut out).await;
+        } else {
+            let first = match event {
+                Event::Start => Flowing::Goto(flow.start.value.clone()),
+                Event::Digits { digits, .. } => {
+                    self.input(flow, s, Some(digits), &mut out, &mut secrets)
+                        .await
+                }
+                Event::Timeout { .. } => self.input(flow, s, None, &mut out, &mut secrets).await,
+                Event::Transfer { result, .. } => self.transfer_result(flow, s, &result),
+                Event::Hangup => Flowing::End,
+            };
+            self.drive(flow, s, first, &mut out, &mut secrets).await;
+        }
+        s.last = Some(Last {
+            token,
+            actions: out.clone(),
+        });
+        Step {
+            actions: out,
+            replayed: false,
+        }
+    }
+
+    /// Follows moves until the call waits or ends.
+    async fn drive(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        mut mv: Flowing,
+        out: &mut Vec<Action>,
+        secrets: &mut HashMap<String, Secret>,
+    ) {
+        for _ in 0..MAX_HOPS {
+            mv = match mv {
+                Flowing::Wait | Flowing::End => return,
+                Flowing::Outcome(outcome) => {
+                    match flow.node(&s.node).and_then(|n| edge(flow, n, outcome)) {
+                        Some(t) => Flowing::Goto(t),
+                        None => {
+                            tracing::error!(call = %s.call_sid, node = %s.node, outcome, "no edge for outcome");
+                            self.say_key(flow, s, "technical_difficulty", out);
+                            self.end(flow, s, "error", out).await;
+                            Flowing::End
+                        }
+                    }
+                }
+                Flowing::Goto(target) => {
+                    tracing::debug!(call = %s.call_sid, from = %s.node, to = %target, "transition");
+                    match self.enter(flow, s, &target).await {
+                        Ok(()) => match flow.node(&s.node) {
+                            Some(node) => self.run_node(flow, s, node, out, secrets).await,
+                            None => Flowing::End,
+                        },
+                        Err(m) => m,
+                    }
+                }
+            };
+        }
+        tracing::error!(call = %s.call_sid, node = %s.node, "too many hops in one step");
+        self.say_key(flow, s, "technical_difficulty", out);
+        self.end(flow, s, "error", out).await;
+    }
+
+    /// Moves the call to `target`, applying limits and secure-section entry and exit.
+    async fn enter(&self, flow: &Flow, s: &mut Session, target: &str) -> Result<(), Flowing> {
+        let mut target = target.to_string();
+        for _ in 0..MAX_HOPS {
+            let Some(node) = flow.node(&target) else {
+                return Err(Flowing::End);
+            };
+            // Leaving a secure section: resume recording first.
+            let from_section = flow.node(&s.node).and_then(|n| n.section.clone());
+            if from_section.is_some()
+                && from_section != node.section
+                && s.recording_paused_ms.is_some()
+            {
+                self.resume(s).await;
+            }
+            let visits = s.visits.entry(target.clone()).or_insert(0);
+            *visits += 1;
+            if let Some(limit) = &node.limit
+                && *visits > limit.visits {
+                    tracing::info!(call = %s.call_sid, node = %target, "visit limit reached");
+                    target = limit.then.value.clone();
+                    continue;
+                }
+            s.node = target.clone();
+            s.waiting = Waiting::Nothing;
+            s.attempts = 0;
+            s.pending_secret = None;
+            if let Kind::Secure(sec) = &node.kind {
+                let skip = flow.settings.recording.pause_behavior
+                    == resetline_flow::model::PauseBehavior::Skip;
+                let ack = self
+                    .within(
+                        "recording",
+                        self.recording
+                            .change(&s.call_sid, RecordingChange::Pause { skip }),
+                    )
+                    .await;
+                match ack {
+                    Ok(RecordingAck::Done) => {
+                        s.recording_paused_ms = Some(self.clock.now_ms());
+                        tracing::info!(call = %s.call_sid, section = %target, "recording paused");
+                    }
+                    Ok(RecordingAck::NoRecording)
+                        if flow.settings.recording.when_absent == WhenAbsent::Proceed =>
+                    {
+                        tracing::info!(call = %s.call_sid, section = %target, "no recording to pause");
+                    }
+                    Ok(RecordingAck::NoRecording) => return Err(Flowing::Outcome("pause_failed")),
+                    Err(e) => {
+                        tracing::warn!(call = %s.call_sid, section = %target, error = %e, "recording pause failed");
+                        return Err(Flowing::Outcome("pause_failed"));
+                    }
+                }
+                target = sec.start.value.clone();
+                continue;
+            }
+            return Ok(());
+        }
+        Err(Flowing::End)
+    }
+
+    async fn run_node(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        out: &mut Vec<Action>,
+        secrets: &mut HashMap<String, Secret>,
+    ) -> Flowing {
+        let next = || {
+            node.next
+                .as_ref()
+                .map_or(Flowing::Outcome("next"), |n| Flowing::Goto(n.value.clone()))
+        };
+        match &node.kind {
+            Kind::Say(p) => {
+                self.say(flow, s, p, out);
+                next()
+            }
+            Kind::Set(vars) => {
+                for (name, t) in vars {
+                    match self.render_text(s, &t.value) {
+                        Ok(v) => {
+                            s.vars.insert(name.value.clone(), Var::Text(v));
+                        }
+                        Err(missing) => {
+                            tracing::warn!(call = %s.call_sid, node = %node.id.value, missing, "template variable not set");
+                            return Flowing::Outcome("error");
+                        }
+                    }
+                }
+                next()
+            }
+            Kind::Branch(cases) => {
+                for c in cases {
+                    let path: Vec<String> = c.var.value.split('.').map(str::to_string).collect();
+                    let value = s.lookup(&path);
+                    let holds = match &c.test {
+                        resetline_flow::model::Test::Equals(v) => {
+                            value.as_deref() == Some(v.as_str())
+                        }
+                        resetline_flow::model::Test::NotEquals(v) => {
+                            value.as_deref() != Some(v.as_str())
+                        }
+                        resetline_flow::model::Test::In(vs) => {
+                            value.as_ref().is_some_and(|x| vs.contains(x))
+                        }
+                        resetline_flow::model::Test::NotIn(vs) => {
+                            value.as_ref().is_none_or(|x| !vs.contains(x))
+                        }
+                        resetline_flow::model::Test::Exists(e) => value.is_some() == *e,
+                    };
+                    if holds {
+                        return Flowing::Goto(c.next.value.clone());
+                    }
+                }
+                next()
+            }
+            Kind::DirectoryFind(f) => {
+                let value = match self.render_text(s, &f.value.value) {
+                    Ok(v) => v,
+                    Err(_) => return Flowing::Outcome("not_found"),
+                };
+                match self
+                    .within("directory", self.directory.find(f.by, &value))
+                    .await
+                {
+                    Ok(None) => Flowing::Outcome("not_found"),
+                    Ok(Some(acc)) => {
+                        let outcome = match acc.state {
+                            AccountState::Locked => Some("locked"),
+                            AccountState::Disabled => Some("disabled"),
+                            AccountState::Active if !acc.allow_phone_reset => Some("not_allowed"),
+                            AccountState::Active => None,
+                        };
+                        let mut rec = std::collections::BTreeMap::new();
+                        rec.insert("id".to_string(), acc.id.clone());
+                        rec.insert("name".to_string(), acc.name.clone());
+                        rec.insert(
+                            "state".to_string(),
+                            format!("{:?}", acc.state).to_lowercase(),
+                        );
+                        if let Some(m) = &acc.mobile {
+                            rec.insert("mobile".to_string(), m.clone());
+                        }
+                        if let Some(e) = &acc.email {
+                            rec.insert("email".to_string(), e.clone());
+                        }
+                        if let Some(b) = &acc.birth_date {
+                            rec.insert("birth_date".to_string(), b.clone());
+                        }
+                        s.vars.insert(f.into.value.clone(), Var::Record(rec));
+                        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = outcome.unwrap_or("found"), "directory lookup");
+                        match outcome {
+                            Some(o) => Flowing::Outcome(o),
+                            None => next(),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "directory lookup failed");
+                        Flowing::Outcome("error")
+                    }
+                }
+            }
+            Kind::Hangup(h) => {
+                if let Some(p) = &h.say {
+                    self.say(flow, s, p, out);
+                }
+                let outcome = h.outcome.clone().unwrap_or_else(|| "completed".into());
+                self.end(flow, s, &outcome, out).await;
+                Flowing::End
+            }
+            Kind::Transfer(t) => {
+                if let Some(p) = &t.say {
+                    self.say(flow, s, p, out);
+                }
+                let action = format!("/voice/{}/step/{}/transfer", flow.id.value, s.token);
+                match &t.to {
+                    resetline_flow::model::TransferTo::Queue(q) => out.push(Action::Enqueue {
+                        queue: q.clone(),
+                        wait_url: t.wait.clone(),
+                        action,
+                    }),
+                    resetline_flow::model::TransferTo::Number(n) => out.push(Action::Dial {
+                        number: n.clone(),
+                        action,
+                    }),
+                }
+                if s.recording_paused_ms.is_some() {
+                    self.resume(s).await;
+                }
+                s.waiting = Waiting::Transfer;
+                Flowing::Wait
+            }
+            Kind::Menu(_) | Kind::Gather(_) | Kind::PinVerify(_) | Kind::SetSecret(_) => {
+                self.prompt_input(flow, s, node, false, out);
+                Flowing::Wait
+            }
+            Kind::Secure(sec) => Flowing::Goto(sec.start.value.clone()),
+            Kind::CodeSend(_)
+            | Kind::CodeVerify(_)
+            | Kind::Http(_)
+            | Kind::Ticket(_)
+            | Kind::Notify(_) => {
+                tracing::error!(call = %s.call_sid, node = %node.id.value, kind = node.kind.name(), "node kind not supported by this build");
+                let _ = secrets;
+                Flowing::Outcome("error")
+            }
+        }
+    }
+
+    /// Emits the gather for the current input node. `confirm` asks for the second entry of a
+    /// new secret.
+    fn prompt_input(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        confirm: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let (prompt, digits, finish_on, first, inter) = match &node.kind {
+            Kind::Menu(m) => (
+                Some(&m.say),
+                Digits { min: 1, max: 1 },
+                None,
+                m.timeout,
+                m.timeout,
+            ),
+            Kind::Gather(g) => (
+                Some(&g.say),
+                g.digits,
+                g.finish_on,
+                g.first_digit_timeout,
+                g.inter_digit_timeout,
+            ),
+            Kind::PinVerify(p) => (
+                Some(&p.say),
+                p.digits,
+                p.finish_on,
+                p.first_digit_timeout,
+                p.inter_digit_timeout,
+            ),
+            Kind::SetSecret(x) => {
+                let policy = flow.policy(&x.policy.value);
+                let d = Digits {
+                    min: policy.map_or(1, |p| p.min_length.value.min(64)).max(1),
+                    max: policy.map_or(64, |p| p.max_length),
+                };
+                let p = if confirm {
+                    x.confirm.as_ref()
+                } else {
+                    x.say.as_ref()
+                };
+                (
+                    p,
+                    Digits { min: 1, max: d.max },
+                    Some('#'),
+                    Duration::from_secs(8),
+                    Duration::from_secs(4),
+                )
+            }
+            _ => return,
+        };
+        let mut prompts: Vec<Action> = std::mem::take(out);
+        if let Some(p) = prompt {
+            self.say(flow, s, p, &mut prompts);
+        }
+        let extra = first.saturating_sub(inter).as_secs();
+        if extra > 0 {
+            prompts.push(Action::Pause {
+                seconds: u32::try_from(extra).unwrap_or(u32::MAX),
+            });
+        }
+        let fixed = (digits.min == digits.max).then_some(digits.max);
+        let base = format!("/voice/{}/step/{}", flow.id.value, s.token);
+        out.push(Action::Gather {
+            num_digits: fixed,
+            finish_on: if fixed.is_some()
+                && finish_on == Some('#')
+                && matches!(node.kind, Kind::Menu(_))
+            {
+                None
+            } else {
+                finish_on
+            },
+            timeout_s: u32::try_from(inter.as_secs().max(1)).unwrap_or(u32::MAX),
+            action: base.clone(),
+            prompts,
+        });
+        out.push(Action::Redirect {
+            url: format!("{base}/timeout"),
+        });
+        s.waiting = if confirm {
+            Waiting::Confirm
+        } else {
+            Waiting::Digits
+        };
+    }
+
+    /// Handles input (or its absence) at the current node.
+    async fn input(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        digits: Option<Secret>,
+        out: &mut Vec<Action>,
+        secrets: &mut HashMap<String, Secret>,
+    ) -> Flowing {
+        let Some(node) = flow.node(&s.node) else {
+            return Flowing::End;
+        };
+        let digits = digits.filter(|d| !d.is_empty());
+        if s.waiting == Waiting::Nothing || s.waiting == Waiting::Transfer {
+            return Flowing::Wait;
+        }
+        let retry = |engine: &Self,
+                     s: &mut Session,
+                     out: &mut Vec<Action>,
+                     say: Option<&Prompt>,
+                     say_key: Option<&str>,
+                     max: u32,
+                     exhausted: &'static str| {
+            s.attempts += 1;
+            if let Some(p) = say {
+                engine.say(flow, s, p, out);
+            }
+            if let Some(k) = say_key {
+                engine.say_key(flow, s, k, out);
+            }
+            if s.attempts >= max {
+                return Flowing::Outcome(exhausted);
+            }
+            engine.prompt_input(flow, s, node, false, out);
+            Flowing::Wait
+        };
+        match &node.kind {
+            Kind::Menu(m) => {
+                let Some(d) = digits else {
+                    return retry(
+                        self,
+                        s,
+                        out,
+                        m.no_input_say.as_ref(),
+                        None,
+                        m.attempts,
+                        "no_input",
+                    );
+                };
+                let key = d.expose().chars().next();
+                match m.keys.iter().find(|k| Some(k.key.value) == key) {
+                    Some(k) => {
+                        if let Some(l) = &k.locale {
+                            s.locale = l.value.clone();
+                        }
+                        for (name, t) in &k.set {
+                            if let Ok(v) = self.render_text(s, &t.value) {
+                                s.vars.insert(name.value.clone(), Var::Text(v));
+                            }
+                        }
+                        match k.next.as_ref().or(node.next.as_ref()) {
+                            Some(n) => Flowing::Goto(n.value.clone()),
+                            None => Flowing::Outcome("no_match"),
+                        }
+                    }
+                    None => retry(
+                        self,
+                        s,
+                        out,
+                        m.no_match_say.as_ref(),
+                        None,
+                        m.attempts,
+                        "no_match",
+                    ),
+                }
+            }
+            Kind::Gather(g) => {
+                let Some(d) = digits else {
+                    return retry(
+                        self,
+                        s,
+                        out,
+                        g.no_input_say.as_ref(),
+                        None,
+                        g.attempts,
+                        "no_input",
+                    );
+                };
+                if !fits(&d, g.digits) {
+                    return retry(
+                        self,
+                        s,
+                        out,
+                        g.no_match_say.as_ref(),
+                        None,
+                        g.attempts,
+                        "no_match",
+                    );
+                }
+                if g.secret {
+                    secrets.insert(g.into.value.clone(), d);
+                } else {
+                    s.vars
+                        .insert(g.into.value.clone(), Var::Text(d.expose().to_string()));
+                }
+                node.next
+                    .as_ref()
+                    .map_or(Flowing::Outcome("no_match"), |n| {
+                        Flowing::Goto(n.value.clone())
+                    })
+            }
+            Kind::PinVerify(p) => {
+                let Some(d) = digits.filter(|d| fits(d, p.digits)) else {
+                    return retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed");
+                };
+                let account = s
+                    .lookup(&[p.account.value.clone(), "id".into()])
+                    .unwrap_or_default();
+                match self
+                    .within("directory", self.directory.verify_pin(&account, &d))
+                    .await
+                {
+                    Ok(true) => {
+                        s.verifications += 1;
+                        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "pin check");
+                        node.next.as_ref().map_or(Flowing::Outcome("failed"), |n| {
+                            Flowing::Goto(n.value.clone())
+                        })
+                    }
+                    Ok(false) => {
+                        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", attempt = s.attempts + 1, "pin check");
+                        retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "pin check failed");
+                        Flowing::Outcome("error")
+                    }
+                }
+            }
+            Kind::SetSecret(x) => self.new_secret(flow, s, node, x, digits, out).await,
+            _ => Flowing::Wait,
+        }
+    }
+
+    async fn new_secret(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        x: &resetline_flow::model::SetSecret,
+        digits: Option<Secret>,
+        out: &mut Vec<Action>,
+    ) -> Flowing {
+        let Some(policy) = flow.policy(&x.policy.value) else {
+            return Flowing::Outcome("error");
+        };
+        let refuse = |engine: &Self, s: &mut Session, out: &mut Vec<Action>, key: &str| {
+            s.attempts += 1;
+            s.pending_secret = None;
+            engine.say_key(flow, s, key, out);
+            if s.attempts >= x.attempts {
+                return Flowing::Outcome("failed");
+            }
+            engine.prompt_input(flow, s, node, false, out);
+            Flowing::Wait
+        };
+        let Some(d) = digits else {
+            return refuse(self, s, out, "policy_too_short");
+        };
+        if s.waiting == Waiting::Confirm {
+            let Some(first) = s.pending_secret.clone() else {
+                return refuse(self, s, out, "policy_mismatch");
+            };
+            let second = self.keyed_hash(&s.call_sid, &d);
+            if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
+                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "mismatch", "new secret");
+                return refuse(self, s, out, "policy_mismatch");
+            }
+            let account = s
+                .lookup(&[x.account.value.clone(), "id".into()])
+                .unwrap_or_default();
+            let result =
+                match tokio::time::timeout(self.budget, self.directory.set_secret(&account, &d))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
+                };
+            s.pending_secret = None;
+            return match result {
+                Ok(()) => {
+                    tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
+                    node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
+                        Flowing::Goto(n.value.clone())
+                    })
+                }
+                Err(SetSecretError::Rejected { prompt, reason }) => {
+                    tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
+                    let key = if self.has_prompt(flow, s, &prompt) {
+                        prompt
+                    } else {
+                        "policy_rejected".to_string()
+                    };
+                    s.attempts += 1;
+                    self.say_key(flow, s, &key, out);
+                    if s.attempts >= x.attempts {
+                        return Flowing::Outcome("rejected");
+                    }
+                    self.prompt_input(flow, s, node, false, out);
+                    Flowing::Wait
+                }
+                Err(SetSecretError::Locked) => Flowing::Outcome("locked"),
+                Err(SetSecretError::Backend(e)) => {
+                    tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the new secret failed");
+                    Flowing::Outcome("error")
+                }
+            };
+        }
+        let record = s.vars.get(&x.account.value).cloned();
+        let mut values: Vec<String> = Vec::new();
+        if let Some(Var::Record(r)) = &record {
+            values.extend(
+                ["id", "mobile", "birth_date"]
+                    .iter()
+                    .filter_map(|f| r.get(*f).cloned()),
+            );
+        }
+        values.push(s.caller.clone());
+        let personal = Personal {
+            values: values.iter().map(String::as_str).collect(),
+        };
+        if let Err(refusal) = policy::check(policy, &d, &personal) {
+            tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "refused", rule = refusal.name(), "new secret");
+            return refuse(self, s, out, refusal.prompt());
+        }
+        s.pending_secret = Some(self.keyed_hash(&s.call_sid, &d));
+        self.prompt_input(flow, s, node, true, out);
+        Flowing::Wait
+    }
+
+    fn transfer_result(&self, flow: &Flow, s: &mut Session, result: &str) -> Flowing {
+        if s.waiting != Waiting::Transfer {
+            return Flowing::Wait;
+        }
+        let ok = matches!(
+            result,
+            "bridged" | "completed" | "answered" | "hangup" | "leave" | "redirected"
+        );
+        if ok {
+            s.ended = Some("transferred".into());
+            return Flowing::End;
+        }
+        tracing::warn!(call = %s.call_sid, node = %s.node, result, "transfer did not connect");
+        match flow.node(&s.node).and_then(|n| n.on("failed")) {
+            Some(t) => Flowing::Goto(t.value.clone()),
+            None => Flowing::Outcome("failed"),
+        }
+    }
+
+    /// The call ended (status callback): resume recording if paused, remember where.
+    async fn hangup(&self, _flow: &Flow, s: &mut Session) {
+        if s.ended.is_some() {
+            return;
+        }
+        if s.recording_paused_ms.is_some() {
+            self.resume(s).await;
+        }
+        tracing::info!(call = %s.call_sid, node = %s.node, "caller hung up");
+        s.ended = Some(format!("hangup@{}", s.node));
+    }
+
+    async fn end(&self, _flow: &Flow, s: &mut Session, outcome: &str, out: &mut Vec<Action>) {
+        if s.recording_paused_ms.is_some() {
+            self.resume(s).await;
+        }
+        out.push(Action::Hangup);
+        s.ended = Some(outcome.to_string());
+        s.waiting = Waiting::Nothing;
+        tracing::info!(call = %s.call_sid, node = %s.node, outcome, "call ended");
+    }
+
+    async fn resume(&self, s: &mut Session) {
+        let paused_for = s
+            .recording_paused_ms
+            .map(|p| self.clock.now_ms().saturating_sub(p));
+        match self
+            .within(
+                "recording",
+                self.recording.change(&s.call_sid, RecordingChange::Resume),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(call = %s.call_sid, paused_ms = paused_for.unwrap_or(0), "recording resumed")
+            }
+            Err(e) => tracing::warn!(call = %s.call_sid, error = %e, "recording resume failed"),
+        }
+        s.recording_paused_ms = None;
+    }
+
+    async fn within<T>(
+        &self,
+        backend: &'static str,
+        fut: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(self.budget, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::timeout(backend)),
+        }
+    }
+
+    fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(self.hash_key.expose().as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(call_sid.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.expose().as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    // ---- prompts -------------------------------------------------------------------------
+
+    fn catalog<'a>(
+        &'a self,
+        flow: &Flow,
+        s: &Session,
+    ) -> Option<&'a resetline_flow::prompts::Catalog> {
+        self.catalogs
+            .get(&s.locale)
+            .or_else(|| self.catalogs.get(&flow.settings.default_locale.value))
+    }
+
+    fn has_prompt(&self, flow: &Flow, s: &Session, key: &str) -> bool {
+        self.catalog(flow, s)
+            .is_some_and(|c| c.entries.contains_key(key))
+    }
+
+    fn say_key(&self, flow: &Flow, s: &Session, key: &str, out: &mut Vec<Action>) {
+        let item = resetline_flow::model::PromptItem {
+            key: resetline_flow::Spanned::new(key.to_string(), Default::default()),
+            with: Vec::new(),
+        };
+        self.say(flow, s, &Prompt { items: vec![item] }, out);
+    }
+
+    fn say(&self, flow: &Flow, s: &Session, prompt: &Prompt, out: &mut Vec<Action>) {
+        let Some(catalog) = self.catalog(flow, s) else {
+            tracing::error!(locale = %s.locale, "no prompt catalog for locale");
+            return;
+        };
+        let voice = catalog
+            .voice
+            .clone()
+            .or_else(|| flow.settings.voice.clone());
+        for item in &prompt.items {
+            let Some(entry) = catalog.entries.get(&item.key.value) else {
+                tracing::error!(locale = %s.locale, prompt = %item.key.value, "prompt missing from catalog");
+                continue;
+            };
+            let mut params: HashMap<String, Vec<Segment>> = HashMap::new();
+            for (name, t) in &item.with {
+                match t.value.render(&|p| s.lookup(p)) {
+                    Ok(segs) => {
+                        params.insert(name.value.clone(), segs);
+                    }
+                    Err(missing) => {
+                        tracing::warn!(call = %s.call_sid, prompt = %item.key.value, missing, "prompt parameter not set")
+                    }
+                }
+            }
+            match &entry.body {
+                PromptBody::Say(t) => out.push(Action::Say {
+                    text: fill(t, &params).into_iter().map(Spoken::from).collect(),
+                    locale: catalog.locale.clone(),
+                    voice: voice.clone(),
+                }),
+                PromptBody::Play { file, text } => {
+                    let url = if file.starts_with("https://") || file.starts_with("http://") {
+                        file.clone()
+                    } else {
+                        format!("/prompts/{}/{}", catalog.locale, file)
+                    };
+                    let text = text
+                        .as_ref()
+                        .map(|t| resetline_flow::template::plain_text(&fill(t, &params)))
+                        .unwrap_or_default();
+                    out.push(Action::Play { url, text });
+                }
+            }
+        }
+    }
+
+    fn render_text(&self, s: &Session, t: &Template) -> Result<String, String> {
+        t.render(&|p| s.lookup(p))
+            .map(|segs| resetline_flow::template::plain_text(&segs))
+    }
+}
+
+/// Fills a catalog template with rendered parameters, keeping digit segments as such.
+fn fill(t: &Template, params: &HashMap<String, Vec<Segment>>) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    for part in &t.parts {
+        match part {
+            Part::Text(x) => out.push(Segment::Text(x.clone())),
+            Part::Expr(e) => {
+                let Some(value) = params.get(&e.dotted()) else {
+                    continue;
+                };
+                if e.filters.is_empty() {
+                    out.extend(value.iter().cloned());
+                } else {
+                    let plain = resetline_flow::template::plain_text(value);
+                    let single = Template {
+                        parts: vec![Part::Expr(resetline_flow::template::Expr {
+                            path: vec!["v".into()],
+                            filters: e.filters.clone(),
+                            offset: 0,
+                            len: 0,
+                        })],
+                    };
+                    if let Ok(segs) = single.render(&|_| Some(plain.clone())) {
+                        out.extend(segs);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Digits within the accepted count, all keypad digits.
+fn fits(d: &Secret, digits: Digits) -> bool {
+    let s = d.expose();
+    let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    n >= digits.min && n <= digits.max && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The target of `outcome` at `node`: its own edge, `exhausted` for input failures, then
+/// `settings.on_error` for backend errors.
+fn edge(flow: &Flow, node: &Node, outcome: &str) -> Option<String> {
+    if outcome == "next" {
+        return node.next.as_ref().map(|n| n.value.clone());
+    }
+    if let Some(t) = node.on(outcome) {
+        return Some(t.value.clone());
+    }
+    if matches!(outcome, "no_input" | "no_match")
+        && let Some(t) = node.on("exhausted") {
+            return Some(t.value.clone());
+        }
+    let secure_parent = node.section.as_ref().and_then(|sec| flow.node(sec));
+    if outcome == "pause_failed" {
+        return None;
+    }
+    if outcome == "error" {
+        return flow
+            .settings
+            .on_error
+            .as_ref()
+            .map(|t| t.value.clone())
+            .or_else(|| {
+                secure_parent
+                    .and_then(|p| p.on("pause_failed"))
+                    .map(|t| t.value.clone())
+            });
+    }
+    None
+}

@@ -1,0 +1,26 @@
+//! The Resetline interpreter.
+//!
+//! One step = (checked flow, session, carrier event, clock, random source, backends) ->
+//! carrier-neutral actions + a new session. Backends are traits ([`backend`]); time and
+//! randomness are injected ([`clock`]). Architecture invariant: given the same inputs and the
+//! same backend replies, a step produces the same actions and session; the engine knows
+//! nothing of HTTP, XML or any carrier's wire format, and no secret ever leaves a [`Secret`]
+//! except into the one backend call meant for it.
+
+pub mod action;
+pub mod backend;
+pub mod clock;
+pub mod interp;
+pub mod policy;
+pub mod secret;
+pub mod session;
+
+pub use action::{Action, Spoken};
+pub use backend::{
+    Account, AccountState, BackendError, BoxFuture, Directory, Recording, RecordingAck,
+    RecordingChange, SessionStore, SetSecretError, StoreError,
+};
+pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
+pub use interp::{Engine, Event, Step};
+pub use secret::Secret;
+pub use session::{Session, Var};

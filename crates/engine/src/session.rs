@@ -1,0 +1,126 @@
+//! The state of one call between webhooks.
+//!
+//! Invariants: a session holds no secret (a first new-secret entry is kept only as a keyed
+//! hash, see `pending_secret`); it is pinned to the flow id and version it started on; its
+//! serialized form carries `format` so replicas of different versions can tell whether they
+//! can read it (rule: a new field must have a default; removing or changing the meaning of a
+//! field bumps `FORMAT`, and a replica refuses sessions with a newer format).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::Action;
+
+/// The session format this build writes.
+pub const FORMAT: u32 = 1;
+
+/// A variable's value. Secrets are never variables in a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Var {
+    /// Text.
+    Text(String),
+    /// A record (directory account, ticket): field -> text.
+    Record(BTreeMap<String, String>),
+}
+
+/// What the call is waiting for at its current node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "for", rename_all = "snake_case")]
+pub enum Waiting {
+    /// Nothing: the node has not been entered yet (or the call ended).
+    #[default]
+    Nothing,
+    /// Digits for the current input node.
+    Digits,
+    /// The second entry of a new secret (`set_secret`).
+    Confirm,
+    /// The outcome of a transfer.
+    Transfer,
+}
+
+/// The last answer sent, so a retried webhook gets the identical answer and no effect repeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Last {
+    /// The step token the answered request carried.
+    pub token: u64,
+    /// What was answered.
+    pub actions: Vec<Action>,
+}
+
+/// One call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Serialization format (see module docs).
+    pub format: u32,
+    /// The carrier's call id.
+    pub call_sid: String,
+    /// Flow id.
+    pub flow_id: String,
+    /// Flow version key the call is pinned to.
+    pub flow_version: String,
+    /// Caller number as the carrier claims it (never proof).
+    pub caller: String,
+    /// Start time, ms since the epoch.
+    pub started_ms: u64,
+    /// Token the next request must carry to advance the call.
+    pub token: u64,
+    /// Current node.
+    pub node: String,
+    /// What the current node waits for.
+    pub waiting: Waiting,
+    /// Attempts used at the current input node.
+    pub attempts: u32,
+    /// Current locale.
+    pub locale: String,
+    /// Flow variables (never secrets).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Var>,
+    /// Entries per node (for `limit`).
+    #[serde(default)]
+    pub visits: BTreeMap<String, u32>,
+    /// Successful verifications so far.
+    #[serde(default)]
+    pub verifications: u32,
+    /// When recording was paused (ms), while inside a secure section.
+    #[serde(default)]
+    pub recording_paused_ms: Option<u64>,
+    /// Keyed hash (hex HMAC-SHA256) of the first entry of a new secret, awaiting confirmation.
+    #[serde(default)]
+    pub pending_secret: Option<String>,
+    /// The call's end, once it ended: the outcome name.
+    #[serde(default)]
+    pub ended: Option<String>,
+    /// The last answer sent.
+    #[serde(default)]
+    pub last: Option<Last>,
+}
+
+impl Session {
+    /// A text variable's value.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.vars.get(name) {
+            Some(Var::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A path (`user.mobile`, `employee_id`, `caller.number`) as text.
+    pub fn lookup(&self, path: &[String]) -> Option<String> {
+        let root = path.first()?;
+        match (root.as_str(), path.get(1).map(String::as_str)) {
+            ("caller", Some("number")) => return Some(self.caller.clone()),
+            ("caller", Some("country")) => return None,
+            ("call", Some("sid")) => return Some(self.call_sid.clone()),
+            ("call", Some("locale")) => return Some(self.locale.clone()),
+            ("flow", Some("id")) => return Some(self.flow_id.clone()),
+            _ => {}
+        }
+        match (self.vars.get(root)?, path.get(1)) {
+            (Var::Text(t), None) => Some(t.clone()),
+            (Var::Record(r), Some(field)) => r.get(field).cloned(),
+            _ => None,
+        }
+    }
+}

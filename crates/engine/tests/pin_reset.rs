@@ -1,0 +1,368 @@
+//! Drives the shipped PIN-only flow through the interpreter with fake backends: the whole
+//! call, retries, recording pause/resume order, wrong PINs, policy refusals, time limit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use resetline_engine::action::transcript;
+use resetline_engine::*;
+use resetline_flow::model::LookupBy;
+use resetline_flow::{Catalogs, Flow, SourceMap};
+
+#[derive(Debug, Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    fn push(&self, s: impl Into<String>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(s.into());
+        }
+    }
+    fn all(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+struct FakeDirectory {
+    log: Arc<Log>,
+    pin: Mutex<String>,
+    slow: bool,
+}
+
+impl Directory for FakeDirectory {
+    fn find<'a>(
+        &'a self,
+        _by: LookupBy,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
+        Box::pin(async move {
+            self.log.push(format!("find {value}"));
+            if self.slow {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Ok((value == "1004217").then(|| Account {
+                id: "1004217".into(),
+                name: "Dana Reyes".into(),
+                mobile: Some("+15555550199".into()),
+                email: Some("dana@example.com".into()),
+                state: AccountState::Active,
+                allow_phone_reset: true,
+                birth_date: Some("1984-07-21".into()),
+            }))
+        })
+    }
+    fn verify_pin<'a>(
+        &'a self,
+        account: &'a str,
+        pin: &'a Secret,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            self.log.push(format!("verify {account}"));
+            Ok(self.pin.lock().map(|p| *p == pin.expose()).unwrap_or(false))
+        })
+    }
+    fn set_secret<'a>(
+        &'a self,
+        account: &'a str,
+        secret: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
+        Box::pin(async move {
+            self.log.push(format!("set {account}"));
+            if let Ok(mut p) = self.pin.lock() {
+                *p = secret.expose().to_string();
+            }
+            Ok(())
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FakeRecording {
+    log: Arc<Log>,
+    fail: bool,
+}
+
+impl Recording for FakeRecording {
+    fn change<'a>(
+        &'a self,
+        _call: &'a str,
+        change: RecordingChange,
+    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
+        Box::pin(async move {
+            self.log.push(format!("recording {change:?}"));
+            if self.fail {
+                Err(BackendError::new("recording", "HTTP 500"))
+            } else {
+                Ok(RecordingAck::Done)
+            }
+        })
+    }
+}
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn flow(name: &str) -> Flow {
+    let path = root().join("flows").join(name);
+    let text = std::fs::read_to_string(&path).expect("flow");
+    let compiled = resetline_flow::compile(name, &text, None);
+    compiled.flow.expect("flow loads")
+}
+
+struct Rig {
+    engine: Engine,
+    log: Arc<Log>,
+    clock: FakeClock,
+    flow: Flow,
+}
+
+fn rig(slow: bool, recording_fails: bool) -> Rig {
+    let (catalogs, _) = Catalogs::load_dir(&root().join("voice-prompts"), &mut SourceMap::new());
+    let log = Arc::new(Log::default());
+    let clock = FakeClock::at(1_700_000_000_000);
+    let engine = Engine {
+        catalogs: Arc::new(catalogs),
+        directory: Arc::new(FakeDirectory {
+            log: log.clone(),
+            pin: Mutex::new("27182818".into()),
+            slow,
+        }),
+        recording: Arc::new(FakeRecording {
+            log: log.clone(),
+            fail: recording_fails,
+        }),
+        clock: Arc::new(clock.clone()),
+        random: Arc::new(OsRandom),
+        hash_key: Arc::new(Secret::new("test-key-test-key-test-key-test-key")),
+        budget: Duration::from_millis(200),
+    };
+    Rig {
+        engine,
+        log,
+        clock,
+        flow: flow("pin-reset.yaml"),
+    }
+}
+
+fn said(step: &Step) -> String {
+    transcript(&step.actions).join(" | ")
+}
+
+fn digits(token: u64, d: &str) -> Event {
+    Event::Digits {
+        token,
+        digits: Secret::new(d),
+    }
+}
+
+#[tokio::test]
+async fn whole_call_pauses_before_secrets_and_resumes_after() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA1", "+15555550100");
+    let step = r.engine.step(&r.flow, &mut s, Event::Start).await;
+    assert_eq!(
+        said(&step),
+        "Welcome to the service desk. You can change your PIN on this call. | Please enter your employee ID, then press pound."
+    );
+    assert!(
+        matches!(step.actions.last(), Some(Action::Redirect { url }) if url == "/voice/pin-reset/step/1/timeout")
+    );
+
+    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    assert_eq!(
+        said(&step),
+        "Please enter your current PIN, then press pound."
+    );
+    assert_eq!(
+        r.log.all(),
+        vec!["find 1004217", "recording Pause { skip: false }"],
+        "paused before the PIN prompt is returned"
+    );
+    assert!(s.recording_paused_ms.is_some());
+
+    let step = r.engine.step(&r.flow, &mut s, digits(2, "27182818")).await;
+    assert_eq!(
+        said(&step),
+        "Please enter your new PIN, 8 to 12 digits, then press pound."
+    );
+    let step = r.engine.step(&r.flow, &mut s, digits(3, "48319273")).await;
+    assert_eq!(said(&step), "Please enter the new PIN again.");
+    let json = serde_json::to_string(&s).expect("session json");
+    assert!(
+        !json.contains("48319273"),
+        "the first entry is kept only as a keyed hash"
+    );
+    let step = r.engine.step(&r.flow, &mut s, digits(4, "48319273")).await;
+    assert_eq!(said(&step), "Your PIN has been changed. Goodbye.");
+    assert_eq!(step.actions.last(), Some(&Action::Hangup));
+    assert_eq!(s.ended.as_deref(), Some("reset_done"));
+    assert_eq!(
+        r.log.all(),
+        vec![
+            "find 1004217",
+            "recording Pause { skip: false }",
+            "verify 1004217",
+            "set 1004217",
+            "recording Resume"
+        ],
+        "resumed after the last secret digit, before the goodbye"
+    );
+    assert!(s.recording_paused_ms.is_none());
+}
+
+#[tokio::test]
+async fn a_retried_webhook_replays_the_answer_without_effects() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA2", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    let first = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let again = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    assert!(again.replayed);
+    assert_eq!(first.actions, again.actions);
+    assert_eq!(
+        r.log.all().iter().filter(|l| l.starts_with("find")).count(),
+        1
+    );
+    assert_eq!(
+        r.log
+            .all()
+            .iter()
+            .filter(|l| l.starts_with("recording"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn wrong_pins_then_agent() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA3", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let step = r.engine.step(&r.flow, &mut s, digits(2, "11112222")).await;
+    assert_eq!(
+        said(&step),
+        "That PIN is not correct. | Please enter your current PIN, then press pound."
+    );
+    r.engine.step(&r.flow, &mut s, digits(3, "11112222")).await;
+    let step = r.engine.step(&r.flow, &mut s, digits(4, "11112222")).await;
+    assert_eq!(
+        said(&step),
+        "That PIN is not correct. | Please hold while I transfer you to the service desk."
+    );
+    assert!(
+        matches!(step.actions.last(), Some(Action::Enqueue { queue, .. }) if queue == "service-desk")
+    );
+    assert_eq!(
+        r.log.all().last().map(String::as_str),
+        Some("recording Resume"),
+        "leaving the section resumes recording"
+    );
+}
+
+#[tokio::test]
+async fn policy_refusals_speak_their_reason_and_mismatch_starts_over() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA4", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    r.engine.step(&r.flow, &mut s, digits(2, "27182818")).await;
+    let step = r.engine.step(&r.flow, &mut s, digits(3, "12345678")).await;
+    assert!(
+        said(&step).starts_with("That PIN is a run of digits"),
+        "{}",
+        said(&step)
+    );
+    let step = r.engine.step(&r.flow, &mut s, digits(4, "48319273")).await;
+    assert_eq!(said(&step), "Please enter the new PIN again.");
+    let step = r.engine.step(&r.flow, &mut s, digits(5, "48319274")).await;
+    assert_eq!(
+        said(&step),
+        "The two PINs didn't match. Let's start again. | Please enter your new PIN, 8 to 12 digits, then press pound."
+    );
+    assert!(
+        !r.log.all().iter().any(|l| l.starts_with("set")),
+        "nothing changes on a mismatch"
+    );
+}
+
+#[tokio::test]
+async fn pause_failure_collects_no_secret() {
+    let r = rig(false, true);
+    let mut s = r.engine.new_session(&r.flow, "CA5", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+    assert!(!said(&step).contains("PIN"));
+}
+
+#[tokio::test]
+async fn a_slow_backend_takes_the_error_path() {
+    let r = rig(true, false);
+    let mut s = r.engine.new_session(&r.flow, "CA6", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk.",
+        "on_error: agent"
+    );
+}
+
+#[tokio::test]
+async fn hangup_inside_the_secure_section_resumes_recording() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA7", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    r.engine.step(&r.flow, &mut s, Event::Hangup).await;
+    assert_eq!(s.ended.as_deref(), Some("hangup@current_pin"));
+    assert_eq!(
+        r.log.all().last().map(String::as_str),
+        Some("recording Resume")
+    );
+}
+
+#[tokio::test]
+async fn the_call_time_limit_ends_the_call() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA8", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    r.clock.advance(Duration::from_secs(301));
+    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    assert_eq!(said(&step), "We've reached the time limit for this call.");
+    assert_eq!(step.actions.last(), Some(&Action::Hangup));
+    assert!(r.log.all().is_empty(), "no lookup after the limit");
+}
+
+#[tokio::test]
+async fn silence_reprompts_then_exhausts() {
+    let r = rig(false, false);
+    let mut s = r.engine.new_session(&r.flow, "CA9", "+15555550100");
+    r.engine.step(&r.flow, &mut s, Event::Start).await;
+    let step = r
+        .engine
+        .step(&r.flow, &mut s, Event::Timeout { token: 1 })
+        .await;
+    assert_eq!(
+        said(&step),
+        "Please enter your employee ID, then press pound."
+    );
+    r.engine
+        .step(&r.flow, &mut s, Event::Timeout { token: 2 })
+        .await;
+    let step = r
+        .engine
+        .step(&r.flow, &mut s, Event::Timeout { token: 3 })
+        .await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+}

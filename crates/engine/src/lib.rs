@@ -14,6 +14,7 @@ pub mod interp;
 pub mod policy;
 pub mod secret;
 pub mod session;
+pub mod testing;
 
 pub use action::{Action, Spoken};
 pub use backend::{

@@ -2,104 +2,13 @@
 //! call, retries, recording pause/resume order, wrong PINs, policy refusals, time limit.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use resetline_engine::action::transcript;
 use resetline_engine::*;
-use resetline_flow::model::LookupBy;
+use resetline_engine::testing::{CallLog, MemoryDirectory, ScriptedRecording};
 use resetline_flow::{Catalogs, Flow, SourceMap};
-
-#[derive(Debug, Default)]
-struct Log(Mutex<Vec<String>>);
-
-impl Log {
-    fn push(&self, s: impl Into<String>) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(s.into());
-        }
-    }
-    fn all(&self) -> Vec<String> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
-
-#[derive(Debug)]
-struct FakeDirectory {
-    log: Arc<Log>,
-    pin: Mutex<String>,
-    slow: bool,
-}
-
-impl Directory for FakeDirectory {
-    fn find<'a>(
-        &'a self,
-        _by: LookupBy,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
-        Box::pin(async move {
-            self.log.push(format!("find {value}"));
-            if self.slow {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            Ok((value == "1004217").then(|| Account {
-                id: "1004217".into(),
-                name: "Dana Reyes".into(),
-                mobile: Some("+15555550199".into()),
-                email: Some("dana@example.com".into()),
-                state: AccountState::Active,
-                allow_phone_reset: true,
-                birth_date: Some("1984-07-21".into()),
-            }))
-        })
-    }
-    fn verify_pin<'a>(
-        &'a self,
-        account: &'a str,
-        pin: &'a Secret,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(async move {
-            self.log.push(format!("verify {account}"));
-            Ok(self.pin.lock().map(|p| *p == pin.expose()).unwrap_or(false))
-        })
-    }
-    fn set_secret<'a>(
-        &'a self,
-        account: &'a str,
-        secret: &'a Secret,
-    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
-        Box::pin(async move {
-            self.log.push(format!("set {account}"));
-            if let Ok(mut p) = self.pin.lock() {
-                *p = secret.expose().to_string();
-            }
-            Ok(())
-        })
-    }
-}
-
-#[derive(Debug)]
-struct FakeRecording {
-    log: Arc<Log>,
-    fail: bool,
-}
-
-impl Recording for FakeRecording {
-    fn change<'a>(
-        &'a self,
-        _call: &'a str,
-        change: RecordingChange,
-    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
-        Box::pin(async move {
-            self.log.push(format!("recording {change:?}"));
-            if self.fail {
-                Err(BackendError::new("recording", "HTTP 500"))
-            } else {
-                Ok(RecordingAck::Done)
-            }
-        })
-    }
-}
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -114,25 +23,25 @@ fn flow(name: &str) -> Flow {
 
 struct Rig {
     engine: Engine,
-    log: Arc<Log>,
+    log: Arc<CallLog>,
     clock: FakeClock,
     flow: Flow,
 }
 
 fn rig(slow: bool, recording_fails: bool) -> Rig {
     let (catalogs, _) = Catalogs::load_dir(&root().join("voice-prompts"), &mut SourceMap::new());
-    let log = Arc::new(Log::default());
+    let log = Arc::new(CallLog::default());
     let clock = FakeClock::at(1_700_000_000_000);
     let engine = Engine {
         catalogs: Arc::new(catalogs),
-        directory: Arc::new(FakeDirectory {
-            log: log.clone(),
-            pin: Mutex::new("27182818".into()),
-            slow,
-        }),
-        recording: Arc::new(FakeRecording {
-            log: log.clone(),
-            fail: recording_fails,
+        directory: Arc::new(
+            MemoryDirectory::new(vec![MemoryDirectory::dana()], log.clone())
+                .with_delay(if slow { Duration::from_secs(5) } else { Duration::ZERO }),
+        ),
+        recording: Arc::new(if recording_fails {
+            ScriptedRecording::failing(log.clone())
+        } else {
+            ScriptedRecording::ok(log.clone())
         }),
         clock: Arc::new(clock.clone()),
         random: Arc::new(OsRandom),
@@ -177,7 +86,7 @@ async fn whole_call_pauses_before_secrets_and_resumes_after() {
         "Please enter your current PIN, then press pound."
     );
     assert_eq!(
-        r.log.all(),
+        r.log.entries(),
         vec!["find 1004217", "recording Pause { skip: false }"],
         "paused before the PIN prompt is returned"
     );
@@ -200,7 +109,7 @@ async fn whole_call_pauses_before_secrets_and_resumes_after() {
     assert_eq!(step.actions.last(), Some(&Action::Hangup));
     assert_eq!(s.ended.as_deref(), Some("reset_done"));
     assert_eq!(
-        r.log.all(),
+        r.log.entries(),
         vec![
             "find 1004217",
             "recording Pause { skip: false }",
@@ -223,12 +132,12 @@ async fn a_retried_webhook_replays_the_answer_without_effects() {
     assert!(again.replayed);
     assert_eq!(first.actions, again.actions);
     assert_eq!(
-        r.log.all().iter().filter(|l| l.starts_with("find")).count(),
+        r.log.entries().iter().filter(|l| l.starts_with("find")).count(),
         1
     );
     assert_eq!(
         r.log
-            .all()
+            .entries()
             .iter()
             .filter(|l| l.starts_with("recording"))
             .count(),
@@ -257,7 +166,7 @@ async fn wrong_pins_then_agent() {
         matches!(step.actions.last(), Some(Action::Enqueue { queue, .. }) if queue == "service-desk")
     );
     assert_eq!(
-        r.log.all().last().map(String::as_str),
+        r.log.entries().last().map(String::as_str),
         Some("recording Resume"),
         "leaving the section resumes recording"
     );
@@ -284,7 +193,7 @@ async fn policy_refusals_speak_their_reason_and_mismatch_starts_over() {
         "The two PINs didn't match. Let's start again. | Please enter your new PIN, 8 to 12 digits, then press pound."
     );
     assert!(
-        !r.log.all().iter().any(|l| l.starts_with("set")),
+        !r.log.entries().iter().any(|l| l.starts_with("set")),
         "nothing changes on a mismatch"
     );
 }
@@ -324,7 +233,7 @@ async fn hangup_inside_the_secure_section_resumes_recording() {
     r.engine.step(&r.flow, &mut s, Event::Hangup).await;
     assert_eq!(s.ended.as_deref(), Some("hangup@current_pin"));
     assert_eq!(
-        r.log.all().last().map(String::as_str),
+        r.log.entries().last().map(String::as_str),
         Some("recording Resume")
     );
 }
@@ -338,7 +247,7 @@ async fn the_call_time_limit_ends_the_call() {
     let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
     assert_eq!(said(&step), "We've reached the time limit for this call.");
     assert_eq!(step.actions.last(), Some(&Action::Hangup));
-    assert!(r.log.all().is_empty(), "no lookup after the limit");
+    assert!(r.log.entries().is_empty(), "no lookup after the limit");
 }
 
 #[tokio::test]

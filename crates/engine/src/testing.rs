@@ -1,0 +1,153 @@
+//! Test doubles for the backend traits, shared by the engine's, the server's and the
+//! simulator's tests (and usable by anyone embedding the engine). They record every call so a
+//! test can assert order and count ("paused before the first secret prompt", "one lookup for
+//! a retried webhook"). Not for production: the directory keeps PINs in memory.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use resetline_flow::model::LookupBy;
+
+use crate::backend::{Account, AccountState, BackendError, BoxFuture, Directory, Recording, RecordingAck, RecordingChange, SetSecretError};
+use crate::secret::Secret;
+
+/// A shared, ordered log of backend calls.
+#[derive(Debug, Default)]
+pub struct CallLog(Mutex<Vec<String>>);
+
+impl CallLog {
+    /// Appends an entry.
+    pub fn push(&self, entry: impl Into<String>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(entry.into());
+        }
+    }
+
+    /// Every entry so far.
+    pub fn entries(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// How many entries start with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.entries().iter().filter(|e| e.starts_with(prefix)).count()
+    }
+}
+
+/// One account in a [`MemoryDirectory`].
+#[derive(Debug, Clone)]
+pub struct MemoryUser {
+    /// The account.
+    pub account: Account,
+    /// Its PIN.
+    pub pin: Secret,
+}
+
+/// An in-memory directory. Logs `find <value>`, `verify <id>`, `set <id>`.
+#[derive(Debug)]
+pub struct MemoryDirectory {
+    users: Mutex<Vec<MemoryUser>>,
+    log: std::sync::Arc<CallLog>,
+    delay: Duration,
+}
+
+impl MemoryDirectory {
+    /// A directory with `users`, logging to `log`.
+    pub fn new(users: Vec<MemoryUser>, log: std::sync::Arc<CallLog>) -> Self {
+        MemoryDirectory { users: Mutex::new(users), log, delay: Duration::ZERO }
+    }
+
+    /// Every call waits `delay` first (to exercise time budgets).
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// The demo-style user `1004217` (Dana Reyes, +15555550199, PIN 27182818).
+    pub fn dana() -> MemoryUser {
+        MemoryUser {
+            account: Account {
+                id: "1004217".into(),
+                name: "Dana Reyes".into(),
+                mobile: Some("+15555550199".into()),
+                email: Some("dana@example.com".into()),
+                state: AccountState::Active,
+                allow_phone_reset: true,
+                birth_date: Some("1984-07-21".into()),
+            },
+            pin: Secret::new("27182818"),
+        }
+    }
+}
+
+impl Directory for MemoryDirectory {
+    fn find<'a>(&'a self, by: LookupBy, value: &'a str) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
+        Box::pin(async move {
+            self.log.push(format!("find {value}"));
+            tokio::time::sleep(self.delay).await;
+            let users = self.users.lock().map_err(|_| BackendError::new("directory", "poisoned"))?;
+            Ok(users
+                .iter()
+                .find(|u| match by {
+                    LookupBy::EmployeeId | LookupBy::Username => u.account.id == value,
+                    LookupBy::Phone => u.account.mobile.as_deref() == Some(value),
+                    LookupBy::Email => u.account.email.as_deref() == Some(value),
+                })
+                .map(|u| u.account.clone()))
+        })
+    }
+
+    fn verify_pin<'a>(&'a self, account: &'a str, pin: &'a Secret) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            self.log.push(format!("verify {account}"));
+            tokio::time::sleep(self.delay).await;
+            let users = self.users.lock().map_err(|_| BackendError::new("directory", "poisoned"))?;
+            Ok(users.iter().any(|u| u.account.id == account && u.pin == *pin))
+        })
+    }
+
+    fn set_secret<'a>(&'a self, account: &'a str, secret: &'a Secret) -> BoxFuture<'a, Result<(), SetSecretError>> {
+        Box::pin(async move {
+            self.log.push(format!("set {account}"));
+            tokio::time::sleep(self.delay).await;
+            let mut users = self.users.lock().map_err(|_| SetSecretError::Backend(BackendError::new("directory", "poisoned")))?;
+            match users.iter_mut().find(|u| u.account.id == account) {
+                Some(u) if u.account.state == AccountState::Locked => Err(SetSecretError::Locked),
+                Some(u) => {
+                    u.pin = secret.clone();
+                    Ok(())
+                }
+                None => Err(SetSecretError::Backend(BackendError::new("directory", "no such account"))),
+            }
+        })
+    }
+}
+
+/// Recording control that answers as told. Logs `recording Pause { .. }` / `recording Resume`.
+#[derive(Debug)]
+pub struct ScriptedRecording {
+    log: std::sync::Arc<CallLog>,
+    answer: Result<RecordingAck, BackendError>,
+}
+
+impl ScriptedRecording {
+    /// Every change is acknowledged.
+    pub fn ok(log: std::sync::Arc<CallLog>) -> Self {
+        ScriptedRecording { log, answer: Ok(RecordingAck::Done) }
+    }
+
+    /// Every change fails like an HTTP 500 from the carrier.
+    pub fn failing(log: std::sync::Arc<CallLog>) -> Self {
+        ScriptedRecording { log, answer: Err(BackendError::new("recording", "HTTP 500")) }
+    }
+}
+
+impl Recording for ScriptedRecording {
+    fn change<'a>(&'a self, _call_sid: &'a str, change: RecordingChange) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
+        let answer = self.answer.clone();
+        Box::pin(async move {
+            self.log.push(format!("recording {change:?}"));
+            answer
+        })
+    }
+}

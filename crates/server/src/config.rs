@@ -1,0 +1,353 @@
+//! `resetline.yaml`: the server's configuration, read once at start and validated as a whole.
+//!
+//! Secrets are never written in the file: it names environment variables that hold them
+//! (`auth_token_env`, `hash_key_env`). Invariant: a `Config` only exists when every field was
+//! valid and every referenced variable was set; `load` reports all problems at once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use resetline_engine::Secret;
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default = "default_listen")]
+    listen: String,
+    public_url: String,
+    #[serde(default = "default_flows")]
+    flows_dir: PathBuf,
+    #[serde(default = "default_prompts")]
+    prompts_dir: PathBuf,
+    carrier: RawCarrier,
+    directory: RawDirectory,
+    #[serde(default)]
+    sessions: RawSessions,
+    hash_key_env: String,
+    #[serde(default = "default_budget")]
+    budget_ms: u64,
+    #[serde(default)]
+    reload: RawReload,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCarrier {
+    #[serde(default = "default_kind")]
+    kind: String,
+    account_sid: String,
+    auth_token_env: String,
+    #[serde(default = "default_api")]
+    api_base: String,
+    #[serde(default = "default_api_timeout")]
+    api_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    kind: String,
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    #[serde(default = "default_max_sessions")]
+    max: usize,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions { max: default_max_sessions() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_poll")]
+    poll_ms: u64,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        RawReload { enabled: true, poll_ms: default_poll() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_flows() -> PathBuf {
+    "flows".into()
+}
+fn default_prompts() -> PathBuf {
+    "voice-prompts".into()
+}
+fn default_kind() -> String {
+    "twilio".into()
+}
+fn default_api() -> String {
+    "https://api.twilio.com".into()
+}
+fn default_api_timeout() -> u64 {
+    3000
+}
+fn default_max_sessions() -> usize {
+    100_000
+}
+fn default_budget() -> u64 {
+    4000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_poll() -> u64 {
+    2000
+}
+
+/// Which directory backs lookups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectoryConfig {
+    /// A YAML file of users (`examples/demo/users.yaml` format).
+    Embedded {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The carrier account (Twilio).
+#[derive(Clone, Debug)]
+pub struct CarrierConfig {
+    /// `AC...`.
+    pub account_sid: String,
+    /// Auth token: signs webhooks and authenticates REST calls.
+    pub auth_token: Secret,
+    /// REST base URL (tests point it at a local fake).
+    pub api_base: String,
+    /// REST request timeout.
+    pub api_timeout_ms: u64,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The base URL carriers use (no trailing slash); signatures are checked against it.
+    pub public_url: String,
+    /// Flow files.
+    pub flows_dir: PathBuf,
+    /// Prompt catalogs and audio.
+    pub prompts_dir: PathBuf,
+    /// Carrier account.
+    pub carrier: CarrierConfig,
+    /// Directory backend.
+    pub directory: DirectoryConfig,
+    /// Most live calls.
+    pub max_sessions: usize,
+    /// Key for keyed hashes of secrets held between webhooks.
+    pub hash_key: Secret,
+    /// Time budget per backend call.
+    pub budget_ms: u64,
+    /// Hot reload by polling (SIGHUP always reloads).
+    pub reload_poll_ms: Option<u64>,
+    /// Log format.
+    pub log: LogFormat,
+}
+
+/// Why the configuration cannot be used: every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// Each problem, one line each.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} problem{} in the configuration", self.file, self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates `path`. `env` looks up environment variables (tests pass a map).
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let fail = |problems: Vec<String>| ConfigError { file: file.clone(), problems };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
+    let raw: Raw = serde_saphyr::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(raw, base, env).map_err(fail)
+}
+
+fn validate(raw: Raw, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+    let mut problems = Vec::new();
+    let listen = raw.listen.parse::<SocketAddr>().map_err(|_| problems.push(format!("`listen`: `{}` is not an address such as 127.0.0.1:8080", raw.listen))).ok();
+    let public_url = raw.public_url.trim_end_matches('/').to_string();
+    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) || public_url.contains('?') || public_url.contains('#') {
+        problems.push(format!("`public_url`: `{}` must be the http(s) base URL carriers call, without query or fragment", raw.public_url));
+    }
+    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let flows_dir = resolve(&raw.flows_dir);
+    if !flows_dir.is_dir() {
+        problems.push(format!("`flows_dir`: {} is not a directory", flows_dir.display()));
+    }
+    let prompts_dir = resolve(&raw.prompts_dir);
+    if !prompts_dir.is_dir() {
+        problems.push(format!("`prompts_dir`: {} is not a directory", prompts_dir.display()));
+    }
+    if raw.carrier.kind != "twilio" {
+        problems.push(format!("`carrier.kind`: `{}` is not supported (supported: twilio)", raw.carrier.kind));
+    }
+    let sid = &raw.carrier.account_sid;
+    if !(sid.len() == 34 && sid.starts_with("AC") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())) {
+        problems.push("`carrier.account_sid`: must be `AC` followed by 32 hex digits".to_string());
+    }
+    let token = secret_env(env, &raw.carrier.auth_token_env, "`carrier.auth_token_env`", 1, &mut problems);
+    if !(raw.carrier.api_base.starts_with("https://") || raw.carrier.api_base.starts_with("http://")) {
+        problems.push(format!("`carrier.api_base`: `{}` is not an http(s) URL", raw.carrier.api_base));
+    }
+    let hash_key = secret_env(env, &raw.hash_key_env, "`hash_key_env`", 32, &mut problems);
+    let directory = match (raw.directory.kind.as_str(), raw.directory.path) {
+        ("embedded", Some(p)) => {
+            let p = resolve(&p);
+            if !p.is_file() {
+                problems.push(format!("`directory.path`: {} is not a file", p.display()));
+            }
+            Some(DirectoryConfig::Embedded { path: p })
+        }
+        ("embedded", None) => {
+            problems.push("`directory.path`: the embedded directory needs the path of its users file".into());
+            None
+        }
+        (other, _) => {
+            problems.push(format!("`directory.kind`: `{other}` is not supported (supported: embedded)"));
+            None
+        }
+    };
+    if !(500..=12_000).contains(&raw.budget_ms) {
+        problems.push(format!("`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)", raw.budget_ms));
+    }
+    if raw.sessions.max == 0 {
+        problems.push("`sessions.max` must be at least 1".into());
+    }
+    if raw.reload.poll_ms < 100 {
+        problems.push("`reload.poll_ms` must be at least 100".into());
+    }
+    match (listen, token, hash_key, directory) {
+        (Some(listen), Some(auth_token), Some(hash_key), Some(directory)) if problems.is_empty() => Ok(Config {
+            listen,
+            public_url,
+            flows_dir,
+            prompts_dir,
+            carrier: CarrierConfig { account_sid: raw.carrier.account_sid, auth_token, api_base: raw.carrier.api_base.trim_end_matches('/').to_string(), api_timeout_ms: raw.carrier.api_timeout_ms },
+            directory,
+            max_sessions: raw.sessions.max,
+            hash_key,
+            budget_ms: raw.budget_ms,
+            reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
+            log: raw.log.format,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn secret_env(env: &dyn Fn(&str) -> Option<String>, name: &str, field: &str, min_len: usize, problems: &mut Vec<String>) -> Option<Secret> {
+    match env(name) {
+        Some(v) if v.len() >= min_len => Some(Secret::new(v)),
+        Some(_) => {
+            problems.push(format!("{field}: environment variable `{name}` must hold at least {min_len} characters"));
+            None
+        }
+        None => {
+            problems.push(format!("{field}: environment variable `{name}` is not set (the server refuses to start without it; `resetline demo` is the explicit unsigned-friendly mode)"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        std::fs::create_dir_all(dir.join("flows")).ok();
+        std::fs::create_dir_all(dir.join("voice-prompts")).ok();
+        std::fs::write(dir.join("users.yaml"), "users: []\n").ok();
+        let p = dir.join("resetline.yaml");
+        std::fs::write(&p, text).ok();
+        p
+    }
+
+    const GOOD: &str = "public_url: https://ivr.example.com/\ncarrier: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TOKEN }\ndirectory: { kind: embedded, path: users.yaml }\nhash_key_env: KEY\n";
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("tok".into()),
+            "KEY" => Some("k".repeat(32)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(&write(dir.path(), GOOD), &env).expect("config");
+        assert_eq!(c.public_url, "https://ivr.example.com");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.budget_ms, 4000);
+        assert_eq!(c.carrier.auth_token.expose(), "tok");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: ldap }\nhash_key_env: SHORT\nbudget_ms: 20000\n";
+        let err = load(&write(dir.path(), bad), &|n| (n == "SHORT").then(|| "x".to_string())).expect_err("invalid");
+        let text = err.to_string();
+        for want in ["`listen`", "`public_url`", "`carrier.account_sid`", "MISSING", "`directory.kind`", "at least 32", "`budget_ms`"] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert!(!text.contains("`x`"), "no secret value echoed");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = load(&write(dir.path(), &format!("{GOOD}lisen: 1\n")), &env).expect_err("unknown field");
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

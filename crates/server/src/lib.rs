@@ -1,0 +1,353 @@
+//! The webhook server: `fn app(state) -> Router`.
+//!
+//! Data path of one webhook: body size cap (413) -> form parse -> signature check against
+//! the configured public URL (403, no state change) -> per-call lock -> load session ->
+//! engine step -> save session (compare-and-swap) -> render TwiML. Architecture invariant:
+//! this is the only crate that knows axum or HTTP; a broken backend or an unknown call yields
+//! spoken TwiML with a next step, never a 500 (which carriers turn into "an application error
+//! has occurred").
+
+pub mod config;
+pub mod metrics;
+pub mod registry;
+pub mod render;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use dashmap::DashMap;
+use resetline_engine::{Action, Engine, Event, Secret, SessionStore, Spoken, StoreError};
+use tracing::Instrument;
+
+pub use metrics::Metrics;
+pub use registry::{Registry, ReloadResult};
+
+/// Largest webhook body accepted; larger ones get 413 before any parsing.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Everything a request handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    public_url: String,
+    auth_token: Secret,
+    engine: Engine,
+    flows: Arc<Registry>,
+    store: Arc<dyn SessionStore>,
+    locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    metrics: Arc<Metrics>,
+    prompts_dir: PathBuf,
+}
+
+impl AppState {
+    /// Builds the state. `engine.catalogs` is replaced per flow version by the registry's.
+    pub fn new(public_url: &str, auth_token: Secret, engine: Engine, flows: Arc<Registry>, store: Arc<dyn SessionStore>, prompts_dir: PathBuf) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                public_url: public_url.trim_end_matches('/').to_string(),
+                auth_token,
+                engine,
+                flows,
+                store,
+                locks: DashMap::new(),
+                metrics: Arc::new(Metrics::default()),
+                prompts_dir,
+            }),
+        }
+    }
+
+    /// The flow registry (for reloads).
+    pub fn flows(&self) -> &Arc<Registry> {
+        &self.inner.flows
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+}
+
+/// The router with every route.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/voice/{flow}", post(incoming))
+        .route("/voice/{flow}/status", post(status))
+        .route("/voice/{flow}/step/{token}", post(digits))
+        .route("/voice/{flow}/step/{token}/{what}", post(step_event))
+        .route("/prompts/{locale}/{file}", get(audio))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// A parsed, signature-checked webhook.
+struct Webhook {
+    params: Vec<(String, String)>,
+}
+
+impl Webhook {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the form body and checks `X-Twilio-Signature` over the public URL.
+fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Webhook, Response> {
+    let params = resetline_twiml::params::parse(body, MAX_BODY).map_err(|e| {
+        tracing::info!(error = %e, "webhook body is not a valid form");
+        (StatusCode::BAD_REQUEST, "bad form body\n").into_response()
+    })?;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = format!("{}{}", state.inner.public_url, path);
+    let header = headers.get(resetline_twiml::signature::HEADER_NAME).and_then(|v| v.to_str().ok());
+    if let Err(e) = resetline_twiml::signature::validate(state.inner.auth_token.expose().as_bytes(), &url, &params, header) {
+        state.inner.metrics.signature_failed();
+        tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
+        return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
+    }
+    Ok(Webhook { params })
+}
+
+fn twiml_response(xml: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}
+
+fn valid_call_sid(sid: &str) -> bool {
+    !sid.is_empty() && sid.len() <= 64 && sid.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+}
+
+/// A polite message (in the flow's default locale when known) and a hang-up.
+fn not_found_twiml(state: &AppState, flow_id: &str) -> String {
+    let loaded = state.inner.flows.current(flow_id);
+    let (text, locale, voice) = loaded
+        .as_ref()
+        .and_then(|l| {
+            let locale = l.flow.settings.default_locale.value.clone();
+            let c = l.catalogs.get(&locale)?;
+            let entry = c.entries.get("call_not_found")?;
+            match &entry.body {
+                resetline_flow::prompts::PromptBody::Say(t) => {
+                    let text = t.render(&|_| None).ok().map(|s| resetline_flow::template::plain_text(&s))?;
+                    Some((text, locale, c.voice.clone()))
+                }
+                resetline_flow::prompts::PromptBody::Play { .. } => None,
+            }
+        })
+        .unwrap_or_else(|| ("Sorry, we lost track of this call. Please call again.".to_string(), "en-US".to_string(), None));
+    render::say_and_hang_up(&[Spoken::Text(text)], &locale, voice.as_deref())
+}
+
+async fn incoming(State(state): State<AppState>, Path(flow_id): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let response = async {
+        let hook = match verify(&state, &uri, &headers, &body) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let Some(call_sid) = hook.get("CallSid").filter(|s| valid_call_sid(s)).map(str::to_string) else {
+            return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
+        };
+        let caller = hook.get("From").unwrap_or_default().to_string();
+        tracing::Span::current().record("call", call_sid.as_str());
+        let Some(loaded) = state.inner.flows.current(&flow_id) else {
+            tracing::warn!(flow = %flow_id, "call for a flow that is not loaded");
+            return twiml_response(not_found_twiml(&state, &flow_id));
+        };
+        let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
+        let _guard = lock.lock().await;
+        let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
+        let (mut session, revision) = match state.inner.store.load(&call_sid).await {
+            Ok(Some((s, rev))) => (s, rev),
+            Ok(None) => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
+            Err(e) => return store_trouble(&state, &flow_id, &e),
+        };
+        let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
+        let step = engine.step(&flow.flow, &mut session, Event::Start).await;
+        if !step.replayed {
+            if revision == 0 {
+                state.inner.metrics.call_started();
+            }
+            if let Err(e) = save(&state, &flow.flow, &session, revision).await {
+                return store_trouble(&state, &flow_id, &e);
+            }
+        }
+        ended_metric(&state, &session, &step.actions, step.replayed);
+        twiml_response(render::twiml(&state.inner.public_url, &step.actions))
+    }
+    .instrument(tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty))
+    .await;
+    state.inner.metrics.webhook("incoming", response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn digits(state: State<AppState>, Path((flow_id, token)): Path<(String, String)>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    step_common(state, flow_id, token, "digits", uri, headers, body).await
+}
+
+async fn step_event(state: State<AppState>, Path((flow_id, token, what)): Path<(String, String, String)>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    match what.as_str() {
+        "timeout" | "transfer" => step_common(state, flow_id, token, if what == "timeout" { "timeout" } else { "transfer" }, uri, headers, body).await,
+        _ => (StatusCode::NOT_FOUND, "no such route\n").into_response(),
+    }
+}
+
+async fn step_common(State(state): State<AppState>, flow_id: String, token: String, route: &'static str, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let response = async {
+        let hook = match verify(&state, &uri, &headers, &body) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let Ok(token) = token.parse::<u64>() else {
+            return (StatusCode::NOT_FOUND, "no such step\n").into_response();
+        };
+        let Some(call_sid) = hook.get("CallSid").filter(|s| valid_call_sid(s)).map(str::to_string) else {
+            return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
+        };
+        tracing::Span::current().record("call", call_sid.as_str());
+        let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
+        let _guard = lock.lock().await;
+        let (mut session, revision) = match state.inner.store.load(&call_sid).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                tracing::info!(flow = %flow_id, "webhook for an unknown or expired call");
+                return twiml_response(not_found_twiml(&state, &flow_id));
+            }
+            Err(e) => return store_trouble(&state, &flow_id, &e),
+        };
+        let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version).filter(|_| session.flow_id == flow_id) else {
+            tracing::warn!(flow = %flow_id, version = %session.flow_version, "call's flow version is no longer loaded");
+            return twiml_response(not_found_twiml(&state, &flow_id));
+        };
+        let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
+        let event = match route {
+            "digits" => Event::Digits { token, digits: Secret::new(hook.get("Digits").unwrap_or_default()) },
+            "timeout" => Event::Timeout { token },
+            _ => Event::Transfer { token, result: hook.get("QueueResult").or(hook.get("DialCallStatus")).unwrap_or("failed").to_string() },
+        };
+        drop(hook);
+        let step = engine.step(&loaded.flow, &mut session, event).await;
+        tracing::Span::current().record("node", session.node.as_str());
+        if !step.replayed {
+            if let Err(e) = save(&state, &loaded.flow, &session, revision).await {
+                return store_trouble(&state, &flow_id, &e);
+            }
+        }
+        ended_metric(&state, &session, &step.actions, step.replayed);
+        twiml_response(render::twiml(&state.inner.public_url, &step.actions))
+    }
+    .instrument(tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty))
+    .await;
+    state.inner.metrics.webhook(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn status(State(state): State<AppState>, Path(flow_id): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let response = async {
+        let hook = match verify(&state, &uri, &headers, &body) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let Some(call_sid) = hook.get("CallSid").filter(|s| valid_call_sid(s)).map(str::to_string) else {
+            return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
+        };
+        let final_status = matches!(hook.get("CallStatus"), Some("completed" | "busy" | "failed" | "no-answer" | "canceled"));
+        if !final_status {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
+        let guard = lock.lock().await;
+        if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await {
+            if let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version) {
+                let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
+                let was_open = session.ended.is_none();
+                engine.step(&loaded.flow, &mut session, Event::Hangup).await;
+                if was_open {
+                    if let Some(outcome) = &session.ended {
+                        state.inner.metrics.call_ended(outcome);
+                    }
+                }
+                if let Err(e) = save(&state, &loaded.flow, &session, revision).await {
+                    tracing::warn!(error = %e, "could not record the hang-up");
+                }
+            }
+        }
+        drop(guard);
+        state.inner.locks.remove(&call_sid);
+        StatusCode::NO_CONTENT.into_response()
+    }
+    .instrument(tracing::info_span!("webhook", route = "status", flow = %flow_id))
+    .await;
+    state.inner.metrics.webhook("status", response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+/// Saves with the TTL the call may still need: its remaining time plus a margin for late
+/// status callbacks.
+async fn save(state: &AppState, flow: &resetline_flow::Flow, session: &resetline_engine::Session, revision: u64) -> Result<u64, StoreError> {
+    let max_ms = flow.settings.max_call_seconds.as_ref().map_or(600_000, |m| u64::from(m.value) * 1000);
+    state.inner.store.save(session, revision, max_ms + 300_000).await
+}
+
+fn ended_metric(state: &AppState, session: &resetline_engine::Session, actions: &[Action], replayed: bool) {
+    if !replayed && actions.last() == Some(&Action::Hangup) {
+        if let Some(outcome) = &session.ended {
+            state.inner.metrics.call_ended(outcome);
+        }
+    }
+}
+
+fn store_trouble(state: &AppState, flow_id: &str, e: &StoreError) -> Response {
+    tracing::error!(error = %e, "session store failed");
+    let _ = flow_id;
+    let text = [Spoken::Text("Sorry, we are having technical trouble. Please call again in a few minutes.".into())];
+    let _ = state;
+    twiml_response(render::say_and_hang_up(&text, "en-US", None))
+}
+
+async fn audio(State(state): State<AppState>, Path((locale, file)): Path<(String, String)>) -> Response {
+    let safe = |s: &str| !s.is_empty() && s.len() <= 128 && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !safe(&locale) || !safe(&file) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let dir = state.inner.prompts_dir.join("audio");
+    for candidate in [dir.join(&locale).join(&file), dir.join(&file)] {
+        if let Ok(bytes) = tokio::fs::read(&candidate).await {
+            let mime = match candidate.extension().and_then(|e| e.to_str()) {
+                Some("wav") => "audio/wav",
+                Some("mp3") => "audio/mpeg",
+                Some("aiff" | "aif") => "audio/aiff",
+                _ => "application/octet-stream",
+            };
+            return ([(header::CONTENT_TYPE, mime)], bytes).into_response();
+        }
+    }
+    StatusCode::NOT_FOUND.into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let flows = state.inner.flows.list();
+    if flows.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no flow loaded\n").into_response();
+    }
+    let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
+    (StatusCode::OK, body).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.metrics.render(state.inner.store.len())).into_response()
+}

@@ -1,0 +1,112 @@
+//! Prometheus text-format metrics (`GET /metrics`). Hand-rolled: a few counters and one
+//! latency histogram do not justify a metrics framework. Invariant: label values are chosen
+//! from fixed sets (route names, status codes, outcome words), never from caller input.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the webhook latency histogram.
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    calls_started: AtomicU64,
+    signature_failures: AtomicU64,
+    webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    ended: Mutex<BTreeMap<String, u64>>,
+    latency: Mutex<Histogram>,
+    reloads: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Metrics {
+    /// A call started.
+    pub fn call_started(&self) {
+        self.calls_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call ended with `outcome` (an outcome word from the flow, or `hangup`).
+    pub fn call_ended(&self, outcome: &str) {
+        let word = outcome.split('@').next().unwrap_or("other");
+        let word = if word.chars().all(|c| c.is_ascii_lowercase() || c == '_') && word.len() <= 32 { word } else { "other" };
+        if let Ok(mut m) = self.ended.lock() {
+            *m.entry(word.to_string()).or_default() += 1;
+        }
+    }
+
+    /// A webhook signature check failed.
+    pub fn signature_failed(&self) {
+        self.signature_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A webhook was answered.
+    pub fn webhook(&self, route: &'static str, status: u16, seconds: f64) {
+        if let Ok(mut m) = self.webhooks.lock() {
+            *m.entry((route, status)).or_default() += 1;
+        }
+        if let Ok(mut h) = self.latency.lock() {
+            if h.counts.is_empty() {
+                h.counts = vec![0; BUCKETS.len()];
+            }
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    /// A flow reload attempt: `installed`, `refused` or `unchanged`.
+    pub fn reload(&self, result: &'static str) {
+        if let Ok(mut m) = self.reloads.lock() {
+            *m.entry(result).or_default() += 1;
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self, live_sessions: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP resetline_calls_started_total Calls that reached the engine.\n# TYPE resetline_calls_started_total counter");
+        let _ = writeln!(out, "resetline_calls_started_total {}", self.calls_started.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP resetline_calls_ended_total Calls that ended, by outcome.\n# TYPE resetline_calls_ended_total counter");
+        if let Ok(m) = self.ended.lock() {
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(out, "resetline_calls_ended_total{{outcome=\"{outcome}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP resetline_sessions_live Calls in progress.\n# TYPE resetline_sessions_live gauge\nresetline_sessions_live {live_sessions}");
+        let _ = writeln!(out, "# HELP resetline_signature_failures_total Webhooks refused for a missing or wrong signature.\n# TYPE resetline_signature_failures_total counter");
+        let _ = writeln!(out, "resetline_signature_failures_total {}", self.signature_failures.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP resetline_webhooks_total Webhooks answered, by route and HTTP status.\n# TYPE resetline_webhooks_total counter");
+        if let Ok(m) = self.webhooks.lock() {
+            for ((route, status), n) in m.iter() {
+                let _ = writeln!(out, "resetline_webhooks_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP resetline_webhook_seconds Time to answer a webhook.\n# TYPE resetline_webhook_seconds histogram");
+        if let Ok(h) = self.latency.lock() {
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(out, "resetline_webhook_seconds_bucket{{le=\"{b}\"}} {}", h.counts.get(i).copied().unwrap_or(0));
+            }
+            let _ = writeln!(out, "resetline_webhook_seconds_bucket{{le=\"+Inf\"}} {}\nresetline_webhook_seconds_sum {}\nresetline_webhook_seconds_count {}", h.count, h.sum, h.count);
+        }
+        let _ = writeln!(out, "# HELP resetline_flow_reloads_total Flow reload results.\n# TYPE resetline_flow_reloads_total counter");
+        if let Ok(m) = self.reloads.lock() {
+            for (result, n) in m.iter() {
+                let _ = writeln!(out, "resetline_flow_reloads_total{{result=\"{result}\"}} {n}");
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,156 @@
+//! Session stores. `MemoryStore` keeps sessions in a sharded concurrent map (dashmap) for one
+//! box; a Redis store (same trait) will let replicas share calls.
+//!
+//! Invariants: a save succeeds only if the caller saw the latest revision (compare-and-swap),
+//! so two concurrent webhooks of one call never both advance it; an expired session is never
+//! returned; the store never holds more than `max_sessions` live sessions (a new call past
+//! that is refused, not an old one dropped).
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use resetline_engine::{BackendError, BoxFuture, Clock, Session, SessionStore, StoreError};
+
+#[derive(Debug)]
+struct Slot {
+    revision: u64,
+    expires_ms: u64,
+    session: Session,
+}
+
+/// In-memory sessions with expiry and a size bound.
+#[derive(Debug)]
+pub struct MemoryStore {
+    map: DashMap<String, Slot>,
+    clock: Arc<dyn Clock>,
+    max_sessions: usize,
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_sessions` live sessions.
+    pub fn new(clock: Arc<dyn Clock>, max_sessions: usize) -> Self {
+        MemoryStore { map: DashMap::new(), clock, max_sessions }
+    }
+
+    /// Removes expired sessions; returns how many. Run it periodically.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_ms();
+        let before = self.map.len();
+        self.map.retain(|_, slot| slot.expires_ms > now);
+        before - self.map.len()
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>> {
+        let now = self.clock.now_ms();
+        let found = self.map.get(call_sid).filter(|slot| slot.expires_ms > now).map(|slot| (slot.session.clone(), slot.revision));
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn save<'a>(&'a self, session: &'a Session, expected: u64, ttl_ms: u64) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let now = self.clock.now_ms();
+        let result = (|| {
+            if expected == 0 && self.map.len() >= self.max_sessions {
+                self.sweep();
+                if self.map.len() >= self.max_sessions {
+                    return Err(StoreError::Backend(BackendError::new("sessions", "session store is full")));
+                }
+            }
+            match self.map.entry(session.call_sid.clone()) {
+                Entry::Occupied(mut e) => {
+                    let live = e.get().expires_ms > now;
+                    let current = if live { e.get().revision } else { 0 };
+                    if current != expected {
+                        return Err(StoreError::Conflict);
+                    }
+                    let revision = current + 1;
+                    e.insert(Slot { revision, expires_ms: now.saturating_add(ttl_ms), session: session.clone() });
+                    Ok(revision)
+                }
+                Entry::Vacant(e) => {
+                    if expected != 0 {
+                        return Err(StoreError::Conflict);
+                    }
+                    e.insert(Slot { revision: 1, expires_ms: now.saturating_add(ttl_ms), session: session.clone() });
+                    Ok(1)
+                }
+            }
+        })();
+        Box::pin(async move { result })
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resetline_engine::FakeClock;
+    use std::time::Duration;
+
+    fn session(sid: &str) -> Session {
+        let mut s: Session = blank();
+        s.call_sid = sid.to_string();
+        s
+    }
+
+    fn blank() -> Session {
+        Session {
+            format: resetline_engine::session::FORMAT,
+            call_sid: String::new(),
+            flow_id: "f".into(),
+            flow_version: "v".into(),
+            caller: "+15555550100".into(),
+            started_ms: 0,
+            token: 0,
+            node: String::new(),
+            waiting: Default::default(),
+            attempts: 0,
+            locale: "en-US".into(),
+            vars: Default::default(),
+            visits: Default::default(),
+            verifications: 0,
+            recording_paused_ms: None,
+            pending_secret: None,
+            ended: None,
+            last: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_refuses_a_stale_writer() {
+        let clock = FakeClock::at(1000);
+        let store = MemoryStore::new(Arc::new(clock), 10);
+        let s = session("CA1");
+        assert_eq!(store.save(&s, 0, 60_000).await, Ok(1));
+        assert_eq!(store.save(&s, 0, 60_000).await, Err(StoreError::Conflict), "a second creator loses");
+        assert_eq!(store.save(&s, 1, 60_000).await, Ok(2));
+        assert_eq!(store.save(&s, 1, 60_000).await, Err(StoreError::Conflict), "a writer that saw revision 1 loses");
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_gone() {
+        let clock = FakeClock::at(1000);
+        let store = MemoryStore::new(Arc::new(clock.clone()), 10);
+        store.save(&session("CA1"), 0, 5_000).await.ok();
+        assert!(store.load("CA1").await.ok().flatten().is_some());
+        clock.advance(Duration::from_secs(6));
+        assert!(store.load("CA1").await.ok().flatten().is_none());
+        assert_eq!(store.sweep(), 1);
+        assert_eq!(store.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_new_calls_but_serves_old_ones() {
+        let clock = FakeClock::at(1000);
+        let store = MemoryStore::new(Arc::new(clock), 2);
+        store.save(&session("CA1"), 0, 60_000).await.ok();
+        store.save(&session("CA2"), 0, 60_000).await.ok();
+        assert!(matches!(store.save(&session("CA3"), 0, 60_000).await, Err(StoreError::Backend(_))));
+        assert_eq!(store.save(&session("CA1"), 1, 60_000).await, Ok(2));
+    }
+}

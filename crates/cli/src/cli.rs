@@ -41,6 +41,41 @@ pub(crate) enum Command {
     },
     /// Print the JSON Schema of flow files (for editor completion).
     Schema,
+    /// Serve the flows in production: `resetline.yaml` names flows, prompts, carrier and
+    /// directory; secrets come from environment variables.
+    Serve {
+        /// The configuration file.
+        #[arg(long, default_value = "resetline.yaml")]
+        config: PathBuf,
+    },
+    /// Serve the shipped flows on 127.0.0.1 with embedded defaults (demo users, recording
+    /// stand-in, in-memory sessions) and a generated webhook token. Not for production.
+    Demo {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Flow files.
+        #[arg(long, default_value = "flows")]
+        flows: PathBuf,
+        /// Prompt catalogs and audio.
+        #[arg(long, default_value = "voice-prompts")]
+        prompts: PathBuf,
+        /// Demo users (copied to a temporary file; the original is never changed).
+        #[arg(long, default_value = "examples/demo/users.yaml")]
+        users: PathBuf,
+    },
+    /// Compute the X-Twilio-Signature of a webhook (for curl tests and debugging proxies).
+    Sign {
+        /// Auth token (default: $TWILIO_AUTH_TOKEN).
+        #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The full public URL the carrier requests.
+        url: String,
+        /// Form parameters as key=value.
+        params: Vec<String>,
+    },
+    /// Read a PIN from standard input and print its Argon2id hash for a users file.
+    HashPin,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@
 //! them, and every failure reaches the engine as a [`resetline_engine::BackendError`] (or a
 //! [`resetline_engine::SetSecretError`]), never as a panic.
 
+pub mod dev;
 pub mod embedded;
 pub mod twilio_recording;
 

@@ -177,7 +177,10 @@ impl std::error::Error for StoreError {}
 /// Where call sessions live between webhooks. Sessions are keyed by CallSid and expire.
 pub trait SessionStore: Send + Sync + fmt::Debug {
     /// The session of `call_sid` with its revision, if it exists and has not expired.
-    fn load<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>>;
+    fn load<'a>(
+        &'a self,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>>;
     /// Saves `session` if its stored revision is still `expected` (0 = must not exist), and
     /// bumps the revision. Expires `ttl_ms` after this save.
     fn save<'a>(

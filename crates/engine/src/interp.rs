@@ -172,12 +172,13 @@ impl Engine {
         if token != s.token || s.ended.is_some() {
             // A retry (or a stale request): answer exactly as before, change nothing.
             if let Some(last) = &s.last
-                && (last.token == token || s.ended.is_some()) {
-                    return Step {
-                        actions: last.actions.clone(),
-                        replayed: true,
-                    };
-                }
+                && (last.token == token || s.ended.is_some())
+            {
+                return Step {
+                    actions: last.actions.clone(),
+                    replayed: true,
+                };
+            }
             tracing::warn!(call = %s.call_sid, token, expected = s.token, "stale step token");
             let actions = s
                 .last
@@ -281,11 +282,12 @@ impl Engine {
             let visits = s.visits.entry(target.clone()).or_insert(0);
             *visits += 1;
             if let Some(limit) = &node.limit
-                && *visits > limit.visits {
-                    tracing::info!(call = %s.call_sid, node = %target, "visit limit reached");
-                    target = limit.then.value.clone();
-                    continue;
-                }
+                && *visits > limit.visits
+            {
+                tracing::info!(call = %s.call_sid, node = %target, "visit limit reached");
+                target = limit.then.value.clone();
+                continue;
+            }
             s.node = target.clone();
             s.waiting = Waiting::Nothing;
             s.attempts = 0;
@@ -1016,9 +1018,10 @@ fn edge(flow: &Flow, node: &Node, outcome: &str) -> Option<String> {
         return Some(t.value.clone());
     }
     if matches!(outcome, "no_input" | "no_match")
-        && let Some(t) = node.on("exhausted") {
-            return Some(t.value.clone());
-        }
+        && let Some(t) = node.on("exhausted")
+    {
+        return Some(t.value.clone());
+    }
     let secure_parent = node.section.as_ref().and_then(|sec| flow.node(sec));
     if outcome == "pause_failed" {
         return None;

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use resetline_flow::model::LookupBy;
 
-use crate::backend::{Account, AccountState, BackendError, BoxFuture, Directory, Recording, RecordingAck, RecordingChange, SetSecretError};
+use crate::backend::{
+    Account, AccountState, BackendError, BoxFuture, Directory, Recording, RecordingAck,
+    RecordingChange, SetSecretError,
+};
 use crate::secret::Secret;
 
 /// A shared, ordered log of backend calls.
@@ -30,7 +33,10 @@ impl CallLog {
 
     /// How many entries start with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
-        self.entries().iter().filter(|e| e.starts_with(prefix)).count()
+        self.entries()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
     }
 }
 
@@ -54,7 +60,11 @@ pub struct MemoryDirectory {
 impl MemoryDirectory {
     /// A directory with `users`, logging to `log`.
     pub fn new(users: Vec<MemoryUser>, log: std::sync::Arc<CallLog>) -> Self {
-        MemoryDirectory { users: Mutex::new(users), log, delay: Duration::ZERO }
+        MemoryDirectory {
+            users: Mutex::new(users),
+            log,
+            delay: Duration::ZERO,
+        }
     }
 
     /// Every call waits `delay` first (to exercise time budgets).
@@ -81,11 +91,18 @@ impl MemoryDirectory {
 }
 
 impl Directory for MemoryDirectory {
-    fn find<'a>(&'a self, by: LookupBy, value: &'a str) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
+    fn find<'a>(
+        &'a self,
+        by: LookupBy,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
         Box::pin(async move {
             self.log.push(format!("find {value}"));
             tokio::time::sleep(self.delay).await;
-            let users = self.users.lock().map_err(|_| BackendError::new("directory", "poisoned"))?;
+            let users = self
+                .users
+                .lock()
+                .map_err(|_| BackendError::new("directory", "poisoned"))?;
             Ok(users
                 .iter()
                 .find(|u| match by {
@@ -97,27 +114,46 @@ impl Directory for MemoryDirectory {
         })
     }
 
-    fn verify_pin<'a>(&'a self, account: &'a str, pin: &'a Secret) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn verify_pin<'a>(
+        &'a self,
+        account: &'a str,
+        pin: &'a Secret,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             self.log.push(format!("verify {account}"));
             tokio::time::sleep(self.delay).await;
-            let users = self.users.lock().map_err(|_| BackendError::new("directory", "poisoned"))?;
-            Ok(users.iter().any(|u| u.account.id == account && u.pin == *pin))
+            let users = self
+                .users
+                .lock()
+                .map_err(|_| BackendError::new("directory", "poisoned"))?;
+            Ok(users
+                .iter()
+                .any(|u| u.account.id == account && u.pin == *pin))
         })
     }
 
-    fn set_secret<'a>(&'a self, account: &'a str, secret: &'a Secret) -> BoxFuture<'a, Result<(), SetSecretError>> {
+    fn set_secret<'a>(
+        &'a self,
+        account: &'a str,
+        secret: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
         Box::pin(async move {
             self.log.push(format!("set {account}"));
             tokio::time::sleep(self.delay).await;
-            let mut users = self.users.lock().map_err(|_| SetSecretError::Backend(BackendError::new("directory", "poisoned")))?;
+            let mut users = self
+                .users
+                .lock()
+                .map_err(|_| SetSecretError::Backend(BackendError::new("directory", "poisoned")))?;
             match users.iter_mut().find(|u| u.account.id == account) {
                 Some(u) if u.account.state == AccountState::Locked => Err(SetSecretError::Locked),
                 Some(u) => {
                     u.pin = secret.clone();
                     Ok(())
                 }
-                None => Err(SetSecretError::Backend(BackendError::new("directory", "no such account"))),
+                None => Err(SetSecretError::Backend(BackendError::new(
+                    "directory",
+                    "no such account",
+                ))),
             }
         })
     }
@@ -133,17 +169,27 @@ pub struct ScriptedRecording {
 impl ScriptedRecording {
     /// Every change is acknowledged.
     pub fn ok(log: std::sync::Arc<CallLog>) -> Self {
-        ScriptedRecording { log, answer: Ok(RecordingAck::Done) }
+        ScriptedRecording {
+            log,
+            answer: Ok(RecordingAck::Done),
+        }
     }
 
     /// Every change fails like an HTTP 500 from the carrier.
     pub fn failing(log: std::sync::Arc<CallLog>) -> Self {
-        ScriptedRecording { log, answer: Err(BackendError::new("recording", "HTTP 500")) }
+        ScriptedRecording {
+            log,
+            answer: Err(BackendError::new("recording", "HTTP 500")),
+        }
     }
 }
 
 impl Recording for ScriptedRecording {
-    fn change<'a>(&'a self, _call_sid: &'a str, change: RecordingChange) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
+    fn change<'a>(
+        &'a self,
+        _call_sid: &'a str,
+        change: RecordingChange,
+    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
         let answer = self.answer.clone();
         Box::pin(async move {
             self.log.push(format!("recording {change:?}"));

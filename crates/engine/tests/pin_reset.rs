@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use resetline_engine::action::transcript;
-use resetline_engine::*;
 use resetline_engine::testing::{CallLog, MemoryDirectory, ScriptedRecording};
+use resetline_engine::*;
 use resetline_flow::{Catalogs, Flow, SourceMap};
 
 fn root() -> &'static Path {
@@ -35,8 +35,11 @@ fn rig(slow: bool, recording_fails: bool) -> Rig {
     let engine = Engine {
         catalogs: Arc::new(catalogs),
         directory: Arc::new(
-            MemoryDirectory::new(vec![MemoryDirectory::dana()], log.clone())
-                .with_delay(if slow { Duration::from_secs(5) } else { Duration::ZERO }),
+            MemoryDirectory::new(vec![MemoryDirectory::dana()], log.clone()).with_delay(if slow {
+                Duration::from_secs(5)
+            } else {
+                Duration::ZERO
+            }),
         ),
         recording: Arc::new(if recording_fails {
             ScriptedRecording::failing(log.clone())
@@ -132,7 +135,11 @@ async fn a_retried_webhook_replays_the_answer_without_effects() {
     assert!(again.replayed);
     assert_eq!(first.actions, again.actions);
     assert_eq!(
-        r.log.entries().iter().filter(|l| l.starts_with("find")).count(),
+        r.log
+            .entries()
+            .iter()
+            .filter(|l| l.starts_with("find"))
+            .count(),
         1
     );
     assert_eq!(

@@ -11,9 +11,15 @@ use resetline_flow::{Catalogs, SourceMap, compile};
 /// secure reset after a code check, so every pass (templates, prompts, graph) has work to do.
 fn generated_flow(n: usize) -> String {
     let rounds = n / 4;
-    let mut s = String::from("flow: generated\nstart: g0\nsettings: { max_call_seconds: 600, locales: [en-US], on_error: agent }\npolicies:\n  pin: { min_length: 8 }\nnodes:\n");
+    let mut s = String::from(
+        "flow: generated\nstart: g0\nsettings: { max_call_seconds: 600, locales: [en-US], on_error: agent }\npolicies:\n  pin: { min_length: 8 }\nnodes:\n",
+    );
     for i in 0..rounds {
-        let next = if i + 1 == rounds { "send".to_string() } else { format!("g{}", i + 1) };
+        let next = if i + 1 == rounds {
+            "send".to_string()
+        } else {
+            format!("g{}", i + 1)
+        };
         let _ = write!(
             s,
             "  g{i}:\n    gather: {{ say: enter_employee_id, digits: 6..8, into: id{i} }}\n    next: l{i}\n    on: {{ exhausted: agent }}\n    limit: {{ visits: 3, then: agent }}\n\
@@ -38,7 +44,9 @@ fn bench(c: &mut Criterion) {
     let compiled = compile("generated.yaml", &text, Some(&catalogs));
     assert!(compiled.is_ok(), "{:#?}", compiled.diagnostics);
     assert!(compiled.flow.as_ref().map_or(0, |f| f.nodes.len()) >= 1000);
-    c.bench_function("check_1000_node_flow", |b| b.iter(|| compile("generated.yaml", black_box(&text), Some(&catalogs))));
+    c.bench_function("check_1000_node_flow", |b| {
+        b.iter(|| compile("generated.yaml", black_box(&text), Some(&catalogs)))
+    });
 }
 
 criterion_group!(benches, bench);

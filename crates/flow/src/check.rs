@@ -13,8 +13,8 @@ use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::graph::{self, EdgeRef};
 use crate::model::*;
 use crate::prompts::Catalogs;
-use crate::spec::{self, Handling, Next};
 use crate::span::{Span, Spanned};
+use crate::spec::{self, Handling, Next};
 use crate::template::{Expr, Template};
 
 /// Longest a one-time code may live (NIST SP 800-63B 5.1.3.2 as adopted in security.md).
@@ -49,7 +49,11 @@ enum Site {
 }
 
 pub(crate) fn check(flow: &Flow, catalogs: Option<&Catalogs>) -> Vec<Diagnostic> {
-    let mut c = Checker { flow, diags: Vec::new(), vars: HashMap::new() };
+    let mut c = Checker {
+        flow,
+        diags: Vec::new(),
+        vars: HashMap::new(),
+    };
     c.settings();
     c.targets();
     c.kinds();
@@ -71,7 +75,8 @@ struct Checker<'f> {
 
 impl<'f> Checker<'f> {
     fn d(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::new(code, &self.flow.file, span, message));
+        self.diags
+            .push(Diagnostic::new(code, &self.flow.file, span, message));
         let last = self.diags.len() - 1;
         &mut self.diags[last]
     }
@@ -91,13 +96,20 @@ impl<'f> Checker<'f> {
         }
         if !s.locales.iter().any(|l| l.value == s.default_locale.value) {
             let span = s.default_locale.span;
-            let msg = format!("default locale `{}` is not in `settings.locales`", s.default_locale.value);
+            let msg = format!(
+                "default locale `{}` is not in `settings.locales`",
+                s.default_locale.value
+            );
             self.d(Code::LocaleNotOffered, span, msg);
         }
         let mut seen = HashSet::new();
         for l in &s.locales {
             if !seen.insert(&l.value) {
-                self.d(Code::Duplicate, l.span, format!("locale `{}` is listed twice", l.value));
+                self.d(
+                    Code::Duplicate,
+                    l.span,
+                    format!("locale `{}` is listed twice", l.value),
+                );
             }
         }
     }
@@ -110,7 +122,11 @@ impl<'f> Checker<'f> {
         }
         let ids = self.flow.nodes.iter().map(|n| n.id.value.as_str());
         let hint = did_you_mean(&target.value, ids);
-        let d = self.d(Code::UnknownTarget, target.span, format!("{context} goes to `{}`, which is not a node", target.value));
+        let d = self.d(
+            Code::UnknownTarget,
+            target.span,
+            format!("{context} goes to `{}`, which is not a node", target.value),
+        );
         if let Some(h) = hint {
             d.label = Some(h);
         }
@@ -129,7 +145,10 @@ impl<'f> Checker<'f> {
         for node in &flow.nodes {
             for e in graph::edges(flow, node) {
                 if !e.implied {
-                    self.unknown_target(e.target, &format!("node `{}` ({})", node.id.value, e.label));
+                    self.unknown_target(
+                        e.target,
+                        &format!("node `{}` ({})", node.id.value, e.label),
+                    );
                 }
             }
             if let Kind::CodeVerify(v) = &node.kind {
@@ -143,17 +162,32 @@ impl<'f> Checker<'f> {
     fn kinds(&mut self) {
         let flow = self.flow;
         for node in &flow.nodes {
-            let Some(spec) = spec::kind(node.kind.name()) else { continue };
+            let Some(spec) = spec::kind(node.kind.name()) else {
+                continue;
+            };
             let id = &node.id.value;
             match (spec.next, &node.next) {
                 (Next::Required, None) => {
-                    let d = self.d(Code::MissingField, node.id.span, format!("node `{id}` needs `next`"));
-                    d.notes.push(format!("`next` is where a `{}` node goes on success", spec.name));
+                    let d = self.d(
+                        Code::MissingField,
+                        node.id.span,
+                        format!("node `{id}` needs `next`"),
+                    );
+                    d.notes.push(format!(
+                        "`next` is where a `{}` node goes on success",
+                        spec.name
+                    ));
                 }
                 (Next::Forbidden, Some(n)) => {
-                    let d = self.d(Code::InvalidValue, n.span, format!("`{}` node `{id}` never takes `next`", spec.name));
+                    let d = self.d(
+                        Code::InvalidValue,
+                        n.span,
+                        format!("`{}` node `{id}` never takes `next`", spec.name),
+                    );
                     d.notes.push(match node.kind {
-                        Kind::Secure(_) => "a secure section's exits are the edges of its inner nodes".to_string(),
+                        Kind::Secure(_) => {
+                            "a secure section's exits are the edges of its inner nodes".to_string()
+                        }
                         _ => "this node ends the call".to_string(),
                     });
                 }
@@ -167,8 +201,16 @@ impl<'f> Checker<'f> {
                 let input_kind = matches!(node.kind, Kind::Menu(_) | Kind::Gather(_));
                 if input_kind && (o.name == "no_input" || o.name == "no_match") {
                     if node.on("exhausted").is_none() {
-                        let what = if o.name == "no_input" { "silence" } else { "wrong entries" };
-                        let d = self.d(Code::UnhandledInput, node.kind_span, format!("`{}` node `{id}` has no `{}` path", spec.name, o.name));
+                        let what = if o.name == "no_input" {
+                            "silence"
+                        } else {
+                            "wrong entries"
+                        };
+                        let d = self.d(
+                            Code::UnhandledInput,
+                            node.kind_span,
+                            format!("`{}` node `{id}` has no `{}` path", spec.name, o.name),
+                        );
                         d.notes.push(format!("add `on: {{ {}: <node> }}` (or `exhausted:` for both) so {what} after the last attempt goes somewhere", o.name));
                     }
                     continue;
@@ -183,14 +225,25 @@ impl<'f> Checker<'f> {
                     continue;
                 }
                 if matches!(node.kind, Kind::Secure(_)) {
-                    let d = self.d(Code::PauseFailedUnhandled, node.kind_span, format!("secure section `{id}` has no `pause_failed` path"));
+                    let d = self.d(
+                        Code::PauseFailedUnhandled,
+                        node.kind_span,
+                        format!("secure section `{id}` has no `pause_failed` path"),
+                    );
                     d.notes.push("if the carrier does not confirm the recording pause, no secret may be collected: send the caller to an agent or another method".into());
                     continue;
                 }
-                let d = self.d(Code::UnhandledOutcome, node.kind_span, format!("node `{id}` does not say where outcome `{}` goes", o.name));
+                let d = self.d(
+                    Code::UnhandledOutcome,
+                    node.kind_span,
+                    format!("node `{id}` does not say where outcome `{}` goes", o.name),
+                );
                 d.notes.push(format!("`{}`: {}", o.name, o.doc));
                 if o.handling == Handling::Fallback {
-                    d.notes.push("add an `on:` edge, or set `settings.on_error` for every backend failure".into());
+                    d.notes.push(
+                        "add an `on:` edge, or set `settings.on_error` for every backend failure"
+                            .into(),
+                    );
                 }
             }
             self.kind_rules(node);
@@ -204,7 +257,14 @@ impl<'f> Checker<'f> {
             Kind::Menu(m) => {
                 if node.next.is_none() {
                     for k in m.keys.iter().filter(|k| k.next.is_none()) {
-                        self.d(Code::MissingField, k.key.span, format!("key `{}` of menu `{id}` has no `next`, and the node has none", k.key.value));
+                        self.d(
+                            Code::MissingField,
+                            k.key.span,
+                            format!(
+                                "key `{}` of menu `{id}` has no `next`, and the node has none",
+                                k.key.value
+                            ),
+                        );
                     }
                 }
                 for k in &m.keys {
@@ -215,15 +275,29 @@ impl<'f> Checker<'f> {
                 let mut seen = HashSet::new();
                 for k in &m.keys {
                     if !seen.insert(k.key.value) {
-                        self.d(Code::Duplicate, k.key.span, format!("key `{}` is used twice in menu `{id}`", k.key.value));
+                        self.d(
+                            Code::Duplicate,
+                            k.key.span,
+                            format!("key `{}` is used twice in menu `{id}`", k.key.value),
+                        );
                     }
                 }
             }
             Kind::CodeSend(s) => {
                 if s.ttl.value > MAX_CODE_TTL {
-                    let d = self.d(Code::CodeTtlTooLong, s.ttl.span, format!("code `ttl` of node `{id}` is {}s, over 10 minutes", s.ttl.value.as_secs()));
+                    let d = self.d(
+                        Code::CodeTtlTooLong,
+                        s.ttl.span,
+                        format!(
+                            "code `ttl` of node `{id}` is {}s, over 10 minutes",
+                            s.ttl.value.as_secs()
+                        ),
+                    );
                     d.label = Some("at most 10m".into());
-                    d.notes.push("NIST SP 800-63B 5.1.3.2: out-of-band secrets expire within 10 minutes".into());
+                    d.notes.push(
+                        "NIST SP 800-63B 5.1.3.2: out-of-band secrets expire within 10 minutes"
+                            .into(),
+                    );
                 }
                 if s.ttl.value < s.cooldown {
                     self.d(Code::InvalidValue, s.ttl.span, format!("code `ttl` of node `{id}` is shorter than its `cooldown`: a resend could never happen"));
@@ -231,35 +305,75 @@ impl<'f> Checker<'f> {
             }
             Kind::CodeVerify(v) => {
                 if let Some(from) = flow.node(&v.from.value)
-                    && !matches!(from.kind, Kind::CodeSend(_)) {
-                        let msg = format!("`from` of node `{id}` names `{}`, a `{}` node; it must name a `code.send` node", v.from.value, from.kind.name());
-                        self.d(Code::WrongNodeReference, v.from.span, msg);
-                    }
+                    && !matches!(from.kind, Kind::CodeSend(_))
+                {
+                    let msg = format!(
+                        "`from` of node `{id}` names `{}`, a `{}` node; it must name a `code.send` node",
+                        v.from.value,
+                        from.kind.name()
+                    );
+                    self.d(Code::WrongNodeReference, v.from.span, msg);
+                }
                 if let Some(w) = &v.wait {
                     let resend = w.keys.iter().any(|(_, a)| *a == WaitKey::Resend);
                     let can_resend = match flow.node(&v.from.value).map(|n| &n.kind) {
                         Some(Kind::CodeSend(s)) => s.resends > 0,
                         _ => true,
                     };
-                    if resend && !can_resend
-                        && let Some((k, _)) = w.keys.iter().find(|(_, a)| *a == WaitKey::Resend) {
-                            self.d(Code::InvalidValue, k.span, format!("key `{}` offers a resend, but `{}` allows `resends: 0`", k.value, v.from.value));
-                        }
+                    if resend
+                        && !can_resend
+                        && let Some((k, _)) = w.keys.iter().find(|(_, a)| *a == WaitKey::Resend)
+                    {
+                        self.d(
+                            Code::InvalidValue,
+                            k.span,
+                            format!(
+                                "key `{}` offers a resend, but `{}` allows `resends: 0`",
+                                k.value, v.from.value
+                            ),
+                        );
+                    }
                 }
             }
             Kind::SetSecret(s) => match flow.policy(&s.policy.value) {
                 None => {
-                    let hint = did_you_mean(&s.policy.value, flow.policies.iter().map(|p| p.name.value.as_str()));
-                    let d = self.d(Code::UnknownPolicy, s.policy.span, format!("policy `{}` is not defined under `policies:`", s.policy.value));
+                    let hint = did_you_mean(
+                        &s.policy.value,
+                        flow.policies.iter().map(|p| p.name.value.as_str()),
+                    );
+                    let d = self.d(
+                        Code::UnknownPolicy,
+                        s.policy.span,
+                        format!(
+                            "policy `{}` is not defined under `policies:`",
+                            s.policy.value
+                        ),
+                    );
                     d.label = hint;
                 }
                 Some(p) => {
-                    if s.mode == SecretMode::Entered && p.min_length.value < 8 && !self.diags.iter().any(|d| d.code == Code::WeakPinPolicy && d.span == p.min_length.span) {
-                        let d = self.d(Code::WeakPinPolicy, p.min_length.span, format!("policy `{}` lets callers choose a secret of {} characters", p.name.value, p.min_length.value));
+                    if s.mode == SecretMode::Entered
+                        && p.min_length.value < 8
+                        && !self
+                            .diags
+                            .iter()
+                            .any(|d| d.code == Code::WeakPinPolicy && d.span == p.min_length.span)
+                    {
+                        let d = self.d(
+                            Code::WeakPinPolicy,
+                            p.min_length.span,
+                            format!(
+                                "policy `{}` lets callers choose a secret of {} characters",
+                                p.name.value, p.min_length.value
+                            ),
+                        );
                         d.label = Some("below 8".into());
                         d.notes.push("NIST SP 800-63B 5.1.1.2: memorized secrets chosen by the subscriber are at least 8 characters".into());
                     }
-                    if s.mode == SecretMode::Generated && p.kind == SecretKind::Password && p.min_length.value < 10 {
+                    if s.mode == SecretMode::Generated
+                        && p.kind == SecretKind::Password
+                        && p.min_length.value < 10
+                    {
                         self.d(Code::InvalidValue, p.min_length.span, format!("generated passwords need at least 10 characters; policy `{}` allows {}", p.name.value, p.min_length.value));
                     }
                 }
@@ -268,11 +382,15 @@ impl<'f> Checker<'f> {
                 let first = node.on("not_found");
                 for outcome in ["locked", "disabled", "not_allowed"] {
                     if let (Some(a), Some(b)) = (first, node.on(outcome))
-                        && a.value != b.value {
-                            let msg = format!("in enumeration-safe mode `{outcome}` must go where `not_found` goes (`{}`), not to `{}`", a.value, b.value);
-                            let d = self.d(Code::EnumerationLeak, b.span, msg);
-                            d.notes.push("otherwise a caller can tell a locked or disabled ID from an unknown one (OWASP Forgot Password cheat sheet)".into());
-                        }
+                        && a.value != b.value
+                    {
+                        let msg = format!(
+                            "in enumeration-safe mode `{outcome}` must go where `not_found` goes (`{}`), not to `{}`",
+                            a.value, b.value
+                        );
+                        let d = self.d(Code::EnumerationLeak, b.span, msg);
+                        d.notes.push("otherwise a caller can tell a locked or disabled ID from an unknown one (OWASP Forgot Password cheat sheet)".into());
+                    }
                 }
             }
             _ => {}
@@ -280,9 +398,22 @@ impl<'f> Checker<'f> {
     }
 
     fn locale_offered(&mut self, l: &Spanned<String>) {
-        if !self.flow.settings.locales.iter().any(|x| x.value == l.value) {
-            let hint = did_you_mean(&l.value, self.flow.settings.locales.iter().map(|x| x.value.as_str()));
-            let d = self.d(Code::LocaleNotOffered, l.span, format!("locale `{}` is not in `settings.locales`", l.value));
+        if !self
+            .flow
+            .settings
+            .locales
+            .iter()
+            .any(|x| x.value == l.value)
+        {
+            let hint = did_you_mean(
+                &l.value,
+                self.flow.settings.locales.iter().map(|x| x.value.as_str()),
+            );
+            let d = self.d(
+                Code::LocaleNotOffered,
+                l.span,
+                format!("locale `{}` is not in `settings.locales`", l.value),
+            );
             d.label = hint;
         }
     }
@@ -292,16 +423,32 @@ impl<'f> Checker<'f> {
     fn secure(&mut self) {
         let flow = self.flow;
         if let Some(start) = flow.node(&flow.start.value)
-            && let Some(sec) = &start.section {
-                self.d(Code::SecureBoundary, flow.start.span, format!("`start` jumps into secure section `{sec}`; start at the section itself"));
-            }
+            && let Some(sec) = &start.section
+        {
+            self.d(
+                Code::SecureBoundary,
+                flow.start.span,
+                format!("`start` jumps into secure section `{sec}`; start at the section itself"),
+            );
+        }
         for node in &flow.nodes {
             if let Kind::Secure(s) = &node.kind {
                 if s.nodes.is_empty() {
-                    self.d(Code::InvalidValue, node.kind_span, format!("secure section `{}` has no nodes", node.id.value));
+                    self.d(
+                        Code::InvalidValue,
+                        node.kind_span,
+                        format!("secure section `{}` has no nodes", node.id.value),
+                    );
                 }
                 if self.exists(&s.start.value) && !s.nodes.contains(&s.start.value) {
-                    self.d(Code::SecureBoundary, s.start.span, format!("`start` of secure section `{}` must be one of its own nodes", node.id.value));
+                    self.d(
+                        Code::SecureBoundary,
+                        s.start.span,
+                        format!(
+                            "`start` of secure section `{}` must be one of its own nodes",
+                            node.id.value
+                        ),
+                    );
                 }
             }
             if node.kind.collects_secret() && node.section.is_none() {
@@ -310,18 +457,29 @@ impl<'f> Checker<'f> {
                     Kind::PinVerify(_) => "collects the caller's PIN",
                     _ => "collects a new secret",
                 };
-                let d = self.d(Code::SecretOutsideSecure, node.kind_span, format!("node `{}` {what} outside a `secure` section", node.id.value));
+                let d = self.d(
+                    Code::SecretOutsideSecure,
+                    node.kind_span,
+                    format!("node `{}` {what} outside a `secure` section", node.id.value),
+                );
                 d.notes.push("wrap it in `secure: {{ start, nodes }}` so recording is paused while the caller types (PCI DSS 3.3.1, Amazon Connect and Genesys secure flows)".into());
             }
             for e in graph::edges(flow, node) {
-                let Some(target) = flow.node(&e.target.value) else { continue };
+                let Some(target) = flow.node(&e.target.value) else {
+                    continue;
+                };
                 let Some(sec) = &target.section else { continue };
                 let from_inside = node.section.as_deref() == Some(sec.as_str());
                 let from_section_node = node.id.value == *sec && e.label == "start";
                 if !from_inside && !from_section_node {
-                    let msg = format!("node `{}` jumps into secure section `{sec}` at `{}`", node.id.value, target.id.value);
+                    let msg = format!(
+                        "node `{}` jumps into secure section `{sec}` at `{}`",
+                        node.id.value, target.id.value
+                    );
                     let d = self.d(Code::SecureBoundary, e.target.span, msg);
-                    d.notes.push(format!("enter through `{sec}` so recording is paused first"));
+                    d.notes.push(format!(
+                        "enter through `{sec}` so recording is paused first"
+                    ));
                 }
             }
         }
@@ -331,35 +489,62 @@ impl<'f> Checker<'f> {
 
     fn bind_variables(&mut self) {
         let flow = self.flow;
-        let bind = |vars: &mut HashMap<String, (VarTy, Span)>, name: &Spanned<String>, ty: VarTy| {
-            vars.entry(name.value.clone()).or_insert((ty, name.span));
-        };
+        let bind =
+            |vars: &mut HashMap<String, (VarTy, Span)>, name: &Spanned<String>, ty: VarTy| {
+                vars.entry(name.value.clone()).or_insert((ty, name.span));
+            };
         for node in &flow.nodes {
             match &node.kind {
-                Kind::Gather(g) => bind(&mut self.vars, &g.into, if g.secret { VarTy::Secret } else { VarTy::Digits }),
+                Kind::Gather(g) => bind(
+                    &mut self.vars,
+                    &g.into,
+                    if g.secret {
+                        VarTy::Secret
+                    } else {
+                        VarTy::Digits
+                    },
+                ),
                 Kind::DirectoryFind(f) => bind(&mut self.vars, &f.into, VarTy::Record),
                 Kind::Ticket(t) => bind(&mut self.vars, &t.into, VarTy::Ticket),
-                Kind::Set(vars) => vars.iter().for_each(|(n, _)| bind(&mut self.vars, n, VarTy::Text)),
-                Kind::Http(h) => h.map.iter().for_each(|(n, _)| bind(&mut self.vars, n, VarTy::Text)),
-                Kind::Menu(m) => m.keys.iter().flat_map(|k| &k.set).for_each(|(n, _)| bind(&mut self.vars, n, VarTy::Text)),
+                Kind::Set(vars) => vars
+                    .iter()
+                    .for_each(|(n, _)| bind(&mut self.vars, n, VarTy::Text)),
+                Kind::Http(h) => h
+                    .map
+                    .iter()
+                    .for_each(|(n, _)| bind(&mut self.vars, n, VarTy::Text)),
+                Kind::Menu(m) => m
+                    .keys
+                    .iter()
+                    .flat_map(|k| &k.set)
+                    .for_each(|(n, _)| bind(&mut self.vars, n, VarTy::Text)),
                 _ => {}
             }
         }
         // A secret variable bound twice with different types is ambiguous: report it.
         for node in &flow.nodes {
             if let Kind::Gather(g) = &node.kind {
-                let want = if g.secret { VarTy::Secret } else { VarTy::Digits };
+                let want = if g.secret {
+                    VarTy::Secret
+                } else {
+                    VarTy::Digits
+                };
                 if let Some((ty, span)) = self.vars.get(&g.into.value).copied()
-                    && ty != want && span != g.into.span {
-                        self.d(Code::InvalidValue, g.into.span, format!("variable `{}` is bound elsewhere with another type; secret and non-secret values never share a name", g.into.value));
-                    }
+                    && ty != want
+                    && span != g.into.span
+                {
+                    self.d(Code::InvalidValue, g.into.span, format!("variable `{}` is bound elsewhere with another type; secret and non-secret values never share a name", g.into.value));
+                }
             }
         }
         for var in &flow.loose_vars {
-            self.vars.entry(var.clone()).or_insert((VarTy::Unknown, Span::default()));
+            self.vars
+                .entry(var.clone())
+                .or_insert((VarTy::Unknown, Span::default()));
         }
         for builtin in spec::BUILTINS {
-            self.vars.insert(builtin.0.to_string(), (VarTy::Text, Span::default()));
+            self.vars
+                .insert(builtin.0.to_string(), (VarTy::Text, Span::default()));
         }
     }
 
@@ -373,7 +558,11 @@ impl<'f> Checker<'f> {
             }
             let names: Vec<String> = self.vars.keys().cloned().collect();
             let hint = did_you_mean(root, names.iter().map(String::as_str));
-            let d = self.d(Code::UnknownVariable, span, format!("no node sets a variable `{root}`"));
+            let d = self.d(
+                Code::UnknownVariable,
+                span,
+                format!("no node sets a variable `{root}`"),
+            );
             d.label = hint;
             return None;
         };
@@ -389,18 +578,39 @@ impl<'f> Checker<'f> {
         match (fields, path.get(1), path.len()) {
             (Some(_), None, _) => {
                 let list = fields.map(|f| f.join(", ")).unwrap_or_default();
-                self.d(Code::UnknownVariable, span, format!("`{root}` has fields; name one of: {list}"));
+                self.d(
+                    Code::UnknownVariable,
+                    span,
+                    format!("`{root}` has fields; name one of: {list}"),
+                );
                 None
             }
-            (Some(f), Some(field), 2) if f.contains(&field.as_str()) => Some(if ty == VarTy::Record && field == "id" { VarTy::Text } else { ty }),
+            (Some(f), Some(field), 2) if f.contains(&field.as_str()) => {
+                Some(if ty == VarTy::Record && field == "id" {
+                    VarTy::Text
+                } else {
+                    ty
+                })
+            }
             (Some(f), Some(field), _) => {
                 let hint = did_you_mean(field, f.iter().copied());
-                let d = self.d(Code::UnknownVariable, span, format!("`{root}` has no field `{}`", path[1..].join(".")));
+                let d = self.d(
+                    Code::UnknownVariable,
+                    span,
+                    format!("`{root}` has no field `{}`", path[1..].join(".")),
+                );
                 d.label = hint.or_else(|| Some(format!("fields: {}", f.join(", "))));
                 None
             }
             (None, Some(_), _) => {
-                self.d(Code::UnknownVariable, span, format!("`{root}` is a plain value; it has no field `{}`", path[1..].join(".")));
+                self.d(
+                    Code::UnknownVariable,
+                    span,
+                    format!(
+                        "`{root}` is a plain value; it has no field `{}`",
+                        path[1..].join(".")
+                    ),
+                );
                 None
             }
             (None, None, _) => Some(ty),
@@ -414,20 +624,42 @@ impl<'f> Checker<'f> {
         if s.start.line != s.end.line {
             return s;
         }
-        let text_len: usize = t.value.parts.iter().map(|p| match p {
-            crate::template::Part::Text(x) => x.chars().count(),
-            crate::template::Part::Expr(x) => x.len,
-        }).sum();
+        let text_len: usize = t
+            .value
+            .parts
+            .iter()
+            .map(|p| match p {
+                crate::template::Part::Text(x) => x.chars().count(),
+                crate::template::Part::Expr(x) => x.len,
+            })
+            .sum();
         let width = s.end.col.saturating_sub(s.start.col);
-        let lead = if width == text_len { 0 } else if width == text_len + 2 { 1 } else { return s };
+        let lead = if width == text_len {
+            0
+        } else if width == text_len + 2 {
+            1
+        } else {
+            return s;
+        };
         let col = s.start.col + lead + e.offset;
-        Span::new(crate::span::Pos { line: s.start.line, col }, crate::span::Pos { line: s.start.line, col: col + e.len })
+        Span::new(
+            crate::span::Pos {
+                line: s.start.line,
+                col,
+            },
+            crate::span::Pos {
+                line: s.start.line,
+                col: col + e.len,
+            },
+        )
     }
 
     fn template(&mut self, node: &Node, site: Site, t: &Spanned<Template>) {
         for e in t.value.exprs() {
             let span = Self::expr_span(t, e);
-            let Some(ty) = self.resolve(&e.path, span) else { continue };
+            let Some(ty) = self.resolve(&e.path, span) else {
+                continue;
+            };
             let dotted = e.dotted();
             if ty == VarTy::Secret {
                 let allowed = match (&site, &node.kind) {
@@ -438,19 +670,38 @@ impl<'f> Checker<'f> {
                     let place = match &site {
                         Site::Prompt => "a prompt".to_string(),
                         Site::Field(f) => format!("`{f}`"),
-                        Site::HttpBody(p) => format!("HTTP body field `{p}`, which `secrets:` does not list"),
+                        Site::HttpBody(p) => {
+                            format!("HTTP body field `{p}`, which `secrets:` does not list")
+                        }
                     };
-                    let d = self.d(Code::SecretLeak, span, format!("secret `{dotted}` would reach {place} in node `{}`", node.id.value));
+                    let d = self.d(
+                        Code::SecretLeak,
+                        span,
+                        format!(
+                            "secret `{dotted}` would reach {place} in node `{}`",
+                            node.id.value
+                        ),
+                    );
                     d.label = Some("secret".into());
                     d.notes.push("secret values go only to the one HTTP body field listed under `secrets:`, never to prompts, URLs, headers, tickets or variables".into());
                 }
                 continue;
             }
             if site == Site::Prompt {
-                let contact = (ty == VarTy::Record && e.path.get(1).is_some_and(|f| spec::CONTACT_FIELDS.contains(&f.as_str())))
+                let contact = (ty == VarTy::Record
+                    && e.path
+                        .get(1)
+                        .is_some_and(|f| spec::CONTACT_FIELDS.contains(&f.as_str())))
                     || dotted == "caller.number";
                 if contact && !e.filters.iter().any(|f| f.masks()) {
-                    let d = self.d(Code::UnmaskedContact, span, format!("`{dotted}` would be spoken or texted in full (node `{}`)", node.id.value));
+                    let d = self.d(
+                        Code::UnmaskedContact,
+                        span,
+                        format!(
+                            "`{dotted}` would be spoken or texted in full (node `{}`)",
+                            node.id.value
+                        ),
+                    );
                     d.label = Some("add `| last4` or `| mask`".into());
                     d.notes.push("say \"the number ending in {{ user.mobile | last4 | digits }}\"; full numbers never leave the engine".into());
                 }
@@ -469,8 +720,14 @@ impl<'f> Checker<'f> {
                 }
             }
             match &node.kind {
-                Kind::Set(vars) => vars.iter().for_each(|(_, t)| self.template(node, Site::Field("set"), t)),
-                Kind::Menu(m) => m.keys.iter().flat_map(|k| &k.set).for_each(|(_, t)| self.template(node, Site::Field("set"), t)),
+                Kind::Set(vars) => vars
+                    .iter()
+                    .for_each(|(_, t)| self.template(node, Site::Field("set"), t)),
+                Kind::Menu(m) => m
+                    .keys
+                    .iter()
+                    .flat_map(|k| &k.set)
+                    .for_each(|(_, t)| self.template(node, Site::Field("set"), t)),
                 Kind::DirectoryFind(f) => self.template(node, Site::Field("value"), &f.value),
                 Kind::Ticket(t) => {
                     self.template(node, Site::Field("summary"), &t.summary);
@@ -480,24 +737,44 @@ impl<'f> Checker<'f> {
                 }
                 Kind::Http(h) => {
                     self.template(node, Site::Field("url"), &h.url);
-                    h.headers.iter().for_each(|(_, t)| self.template(node, Site::Field("headers"), t));
+                    h.headers
+                        .iter()
+                        .for_each(|(_, t)| self.template(node, Site::Field("headers"), t));
                     if let Some(body) = &h.body {
                         for (pointer, t) in body.leaves() {
                             self.template(node, Site::HttpBody(pointer), t);
                         }
                     }
                     for s in &h.secrets {
-                        let found = h.body.as_ref().is_some_and(|b| b.leaves().iter().any(|(p, _)| *p == s.value));
+                        let found = h
+                            .body
+                            .as_ref()
+                            .is_some_and(|b| b.leaves().iter().any(|(p, _)| *p == s.value));
                         if !found {
-                            self.d(Code::InvalidValue, s.span, format!("`secrets` names `{}`, which is not a string field of the body", s.value));
+                            self.d(
+                                Code::InvalidValue,
+                                s.span,
+                                format!(
+                                    "`secrets` names `{}`, which is not a string field of the body",
+                                    s.value
+                                ),
+                            );
                         }
                     }
                 }
                 Kind::Branch(cases) => {
                     for c in cases {
-                        let path: Vec<String> = c.var.value.split('.').map(str::to_string).collect();
+                        let path: Vec<String> =
+                            c.var.value.split('.').map(str::to_string).collect();
                         if self.resolve(&path, c.var.span) == Some(VarTy::Secret) {
-                            let d = self.d(Code::SecretLeak, c.var.span, format!("branch on secret `{}` in node `{}`", c.var.value, node.id.value));
+                            let d = self.d(
+                                Code::SecretLeak,
+                                c.var.span,
+                                format!(
+                                    "branch on secret `{}` in node `{}`",
+                                    c.var.value, node.id.value
+                                ),
+                            );
                             d.notes.push("comparing a secret in the flow leaks it through the path taken; verify secrets with `pin.verify` or a backend".into());
                         }
                     }
@@ -541,7 +818,9 @@ impl<'f> Checker<'f> {
             Channel::Sms => "mobile",
             Channel::Email => "email",
         };
-        let is_record_field = root_ty == Some(VarTy::Record) && path.len() == 2 && spec::BUILTINS.iter().all(|b| b.0 != path[0]);
+        let is_record_field = root_ty == Some(VarTy::Record)
+            && path.len() == 2
+            && spec::BUILTINS.iter().all(|b| b.0 != path[0]);
         if !is_record_field {
             let why = match root_ty {
                 Some(VarTy::Digits | VarTy::Secret) => "typed by the caller",
@@ -549,13 +828,30 @@ impl<'f> Checker<'f> {
                 None => "not set by any node",
                 _ => "not a directory record",
             };
-            let d = self.d(Code::CallerTypedDestination, to.span, format!("node `{}` sends to `{}`, {why}", node.id.value, to.value));
+            let d = self.d(
+                Code::CallerTypedDestination,
+                to.span,
+                format!("node `{}` sends to `{}`, {why}", node.id.value, to.value),
+            );
             d.label = Some(format!("use a record field such as `user.{want}`"));
             d.notes.push("codes and notices go only to the phone or email of record (NIST SP 800-63B 5.1.3.3, ASVS 6.6.1)".into());
             return;
         }
         if path[1] != want {
-            let d = self.d(Code::CallerTypedDestination, to.span, format!("{} goes to `{}.{want}`, not `{}`", if channel == Channel::Sms { "an SMS" } else { "an email" }, path[0], to.value));
+            let d = self.d(
+                Code::CallerTypedDestination,
+                to.span,
+                format!(
+                    "{} goes to `{}.{want}`, not `{}`",
+                    if channel == Channel::Sms {
+                        "an SMS"
+                    } else {
+                        "an email"
+                    },
+                    path[0],
+                    to.value
+                ),
+            );
             d.label = Some(format!("`{}.{want}`", path[0]));
         }
     }
@@ -570,25 +866,70 @@ impl<'f> Checker<'f> {
             if catalogs.get(&l.value).is_some() {
                 offered.push(l.value.clone());
             } else {
-                let d = self.d(Code::LocaleNotOffered, l.span, format!("locale `{}` has no catalog `{dir}/{}.yaml`", l.value, l.value));
-                d.notes.push(format!("catalogs found: {}", catalogs.by_locale.keys().cloned().collect::<Vec<_>>().join(", ")));
+                let d = self.d(
+                    Code::LocaleNotOffered,
+                    l.span,
+                    format!(
+                        "locale `{}` has no catalog `{dir}/{}.yaml`",
+                        l.value, l.value
+                    ),
+                );
+                d.notes.push(format!(
+                    "catalogs found: {}",
+                    catalogs
+                        .by_locale
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
         for node in &flow.nodes {
             for p in prompts_of(&node.kind) {
                 for item in &p.items {
-                    let missing: Vec<&str> = offered.iter().filter(|l| catalogs.get(l).is_some_and(|c| !c.entries.contains_key(&item.key.value))).map(String::as_str).collect();
+                    let missing: Vec<&str> = offered
+                        .iter()
+                        .filter(|l| {
+                            catalogs
+                                .get(l)
+                                .is_some_and(|c| !c.entries.contains_key(&item.key.value))
+                        })
+                        .map(String::as_str)
+                        .collect();
                     if !missing.is_empty() {
-                        let hint = catalogs.get(&offered[0]).and_then(|c| did_you_mean(&item.key.value, c.entries.keys().map(String::as_str)));
-                        let d = self.d(Code::MissingPrompt, item.key.span, format!("prompt `{}` is missing in {}", item.key.value, missing.join(", ")));
+                        let hint = catalogs.get(&offered[0]).and_then(|c| {
+                            did_you_mean(&item.key.value, c.entries.keys().map(String::as_str))
+                        });
+                        let d = self.d(
+                            Code::MissingPrompt,
+                            item.key.span,
+                            format!(
+                                "prompt `{}` is missing in {}",
+                                item.key.value,
+                                missing.join(", ")
+                            ),
+                        );
                         d.label = hint;
-                        d.notes.push(format!("add it under `prompts:` in {}", missing.iter().map(|l| format!("{dir}/{l}.yaml")).collect::<Vec<_>>().join(" and ")));
+                        d.notes.push(format!(
+                            "add it under `prompts:` in {}",
+                            missing
+                                .iter()
+                                .map(|l| format!("{dir}/{l}.yaml"))
+                                .collect::<Vec<_>>()
+                                .join(" and ")
+                        ));
                     }
                     // Parameters: what the catalog text needs vs what the flow passes.
-                    let passed: Vec<&str> = item.with.iter().map(|(k, _)| k.value.as_str()).collect();
+                    let passed: Vec<&str> =
+                        item.with.iter().map(|(k, _)| k.value.as_str()).collect();
                     let mut reported = false;
                     for l in &offered {
-                        let Some(entry) = catalogs.get(l).and_then(|c| c.entries.get(&item.key.value)) else { continue };
+                        let Some(entry) =
+                            catalogs.get(l).and_then(|c| c.entries.get(&item.key.value))
+                        else {
+                            continue;
+                        };
                         let needed = entry.params();
                         for n in &needed {
                             if !passed.contains(&n.as_str()) && !reported {
@@ -599,19 +940,40 @@ impl<'f> Checker<'f> {
                         }
                         for (k, _) in &item.with {
                             if !needed.contains(&k.value) && !reported {
-                                self.d(Code::PromptParameter, k.span, format!("prompt `{}` in {l} never uses `{}`", item.key.value, k.value));
+                                self.d(
+                                    Code::PromptParameter,
+                                    k.span,
+                                    format!(
+                                        "prompt `{}` in {l} never uses `{}`",
+                                        item.key.value, k.value
+                                    ),
+                                );
                                 reported = true;
                             }
                         }
                     }
                 }
             }
-            if let Some((kind, keys)) = spec::KIND_PROMPTS.iter().find(|(k, _)| *k == node.kind.name()) {
+            if let Some((kind, keys)) = spec::KIND_PROMPTS
+                .iter()
+                .find(|(k, _)| *k == node.kind.name())
+            {
                 for l in &offered {
                     let Some(c) = catalogs.get(l) else { continue };
-                    let missing: Vec<&str> = keys.iter().copied().filter(|k| !c.entries.contains_key(*k)).collect();
+                    let missing: Vec<&str> = keys
+                        .iter()
+                        .copied()
+                        .filter(|k| !c.entries.contains_key(*k))
+                        .collect();
                     if !missing.is_empty() {
-                        let d = self.d(Code::MissingPrompt, node.kind_span, format!("`{kind}` needs prompts missing in {l}: {}", missing.join(", ")));
+                        let d = self.d(
+                            Code::MissingPrompt,
+                            node.kind_span,
+                            format!(
+                                "`{kind}` needs prompts missing in {l}: {}",
+                                missing.join(", ")
+                            ),
+                        );
                         d.notes.push(format!("the engine speaks these itself for `{kind}` nodes; add them to {dir}/{l}.yaml"));
                     }
                 }
@@ -619,10 +981,26 @@ impl<'f> Checker<'f> {
         }
         for l in &offered {
             let Some(c) = catalogs.get(l) else { continue };
-            let missing: Vec<&str> = spec::ENGINE_PROMPTS.iter().copied().filter(|k| !c.entries.contains_key(*k)).collect();
+            let missing: Vec<&str> = spec::ENGINE_PROMPTS
+                .iter()
+                .copied()
+                .filter(|k| !c.entries.contains_key(*k))
+                .collect();
             if !missing.is_empty() {
-                let span = flow.settings.locales.iter().find(|x| x.value == *l).map_or(flow.settings.span, |x| x.span);
-                let d = self.d(Code::MissingPrompt, span, format!("prompts every flow needs are missing in {l}: {}", missing.join(", ")));
+                let span = flow
+                    .settings
+                    .locales
+                    .iter()
+                    .find(|x| x.value == *l)
+                    .map_or(flow.settings.span, |x| x.span);
+                let d = self.d(
+                    Code::MissingPrompt,
+                    span,
+                    format!(
+                        "prompts every flow needs are missing in {l}: {}",
+                        missing.join(", ")
+                    ),
+                );
                 d.notes.push(format!("add them to {dir}/{l}.yaml"));
             }
         }
@@ -638,7 +1016,9 @@ impl<'f> Checker<'f> {
             return;
         }
         let adj = graph::adjacency(flow);
-        let Some(&start) = flow.index.get(&flow.start.value) else { return };
+        let Some(&start) = flow.index.get(&flow.start.value) else {
+            return;
+        };
 
         // Reachability.
         let mut seen = vec![false; flow.nodes.len()];
@@ -653,9 +1033,20 @@ impl<'f> Checker<'f> {
             }
         }
         for (i, node) in flow.nodes.iter().enumerate() {
-            let section_unreachable = node.section.as_ref().and_then(|s| flow.index.get(s)).is_some_and(|&s| !seen[s]);
+            let section_unreachable = node
+                .section
+                .as_ref()
+                .and_then(|s| flow.index.get(s))
+                .is_some_and(|&s| !seen[s]);
             if !seen[i] && !section_unreachable {
-                self.d(Code::Unreachable, node.id.span, format!("node `{}` is never reached from `start` (`{}`)", node.id.value, flow.start.value));
+                self.d(
+                    Code::Unreachable,
+                    node.id.span,
+                    format!(
+                        "node `{}` is never reached from `start` (`{}`)",
+                        node.id.value, flow.start.value
+                    ),
+                );
             }
         }
 
@@ -663,11 +1054,18 @@ impl<'f> Checker<'f> {
         let no_input = |i: usize| !flow.nodes[i].kind.takes_input();
         for comp in graph::cyclic_components(&adj, &no_input) {
             let first = comp[0];
-            let hop = adj[first].iter().find(|(t, _)| comp.binary_search(t).is_ok()).map_or(first, |(t, _)| *t);
+            let hop = adj[first]
+                .iter()
+                .find(|(t, _)| comp.binary_search(t).is_ok())
+                .map_or(first, |(t, _)| *t);
             let cycle = graph::cycle_through(&adj, &comp, first, hop);
             let names = path_names(flow, &cycle);
             let node = &flow.nodes[first];
-            let d = self.d(Code::InputlessCycle, node.id.span, format!("the cycle {names} never waits for the caller"));
+            let d = self.d(
+                Code::InputlessCycle,
+                node.id.span,
+                format!("the cycle {names} never waits for the caller"),
+            );
             d.notes.push("a call could spin here until `max_call_seconds`; put a menu, gather or wait on the loop".into());
         }
 
@@ -693,7 +1091,10 @@ impl<'f> Checker<'f> {
             let cycle = graph::cycle_through(&adj, &comp, u, v);
             let names = path_names(flow, &cycle);
             let from = &flow.nodes[u].id.value;
-            let msg = format!("`{}` of node `{from}` leads back into a loop that nothing bounds: {names}", e.label);
+            let msg = format!(
+                "`{}` of node `{from}` leads back into a loop that nothing bounds: {names}",
+                e.label
+            );
             let d = self.d(Code::UnboundedRetry, e.target.span, msg);
             d.notes.push("add `limit: { visits: 3, then: <node> }` to a node on the loop, e.g. the first prompt".into());
         }
@@ -712,12 +1113,18 @@ impl<'f> Checker<'f> {
                 if nd < dist[*w] {
                     dist[*w] = nd;
                     prev[*w] = Some(v);
-                    if cost == 0 { dq.push_front(*w) } else { dq.push_back(*w) }
+                    if cost == 0 {
+                        dq.push_front(*w)
+                    } else {
+                        dq.push_back(*w)
+                    }
                 }
             }
         }
         for (i, node) in flow.nodes.iter().enumerate() {
-            let Kind::SetSecret(_) = node.kind else { continue };
+            let Kind::SetSecret(_) = node.kind else {
+                continue;
+            };
             if dist[i] == u32::MAX || dist[i] >= min {
                 continue;
             }
@@ -733,7 +1140,11 @@ impl<'f> Checker<'f> {
             path.reverse();
             let names = path_names(flow, &path);
             let got = dist[i];
-            let msg = format!("node `{}` sets a new secret after {got} successful verification{} on some path; `min_factors` is {min}", node.id.value, if got == 1 { "" } else { "s" });
+            let msg = format!(
+                "node `{}` sets a new secret after {got} successful verification{} on some path; `min_factors` is {min}",
+                node.id.value,
+                if got == 1 { "" } else { "s" }
+            );
             let d = self.d(Code::TooFewFactors, node.kind_span, msg);
             d.notes.push(format!("path: {names}"));
             d.notes.push("caller ID is a claim, never a factor; pass through `code.verify` or `pin.verify` first (NIST SP 800-63B 6.1.2.3)".into());
@@ -742,7 +1153,10 @@ impl<'f> Checker<'f> {
 }
 
 fn path_names(flow: &Flow, path: &[usize]) -> String {
-    path.iter().map(|&i| flow.nodes[i].id.value.as_str()).collect::<Vec<_>>().join(" -> ")
+    path.iter()
+        .map(|&i| flow.nodes[i].id.value.as_str())
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 /// Every prompt reference a node kind holds.
@@ -777,7 +1191,11 @@ pub(crate) fn prompts_of(kind: &Kind) -> Vec<&Prompt> {
         Kind::Notify(n) => out.push(&n.message),
         Kind::Transfer(t) => out.extend(t.say.iter()),
         Kind::Hangup(h) => out.extend(h.say.iter()),
-        Kind::Branch(_) | Kind::Set(_) | Kind::DirectoryFind(_) | Kind::Secure(_) | Kind::Http(_) => {}
+        Kind::Branch(_)
+        | Kind::Set(_)
+        | Kind::DirectoryFind(_)
+        | Kind::Secure(_)
+        | Kind::Http(_) => {}
     }
     out
 }

@@ -157,7 +157,13 @@ impl Diagnostic {
         let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.message);
         let line_no = self.span.start.line.max(1);
         let gutter = " ".repeat(line_no.to_string().len());
-        let _ = writeln!(out, "{gutter}--> {}:{}:{}", self.file, line_no, self.span.start.col.max(1));
+        let _ = writeln!(
+            out,
+            "{gutter}--> {}:{}:{}",
+            self.file,
+            line_no,
+            self.span.start.col.max(1)
+        );
         if let Some(line) = sources.line(&self.file, line_no) {
             let line = line.replace('\t', " ");
             let start = self.span.start.col.max(1);
@@ -172,7 +178,12 @@ impl Diagnostic {
             let width = end - start;
             let _ = writeln!(out, "{gutter} |");
             let _ = writeln!(out, "{line_no} | {line}");
-            let _ = write!(out, "{gutter} | {}{}", " ".repeat(start - 1), "^".repeat(width.max(1)));
+            let _ = write!(
+                out,
+                "{gutter} | {}{}",
+                " ".repeat(start - 1),
+                "^".repeat(width.max(1))
+            );
             if let Some(label) = &self.label {
                 let _ = write!(out, " {label}");
             }
@@ -233,12 +244,20 @@ impl SourceMap {
 /// Orders diagnostics by file, position, then code, so output is stable.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by(|a, b| {
-        (&a.file, a.span.start, a.code, &a.message).cmp(&(&b.file, b.span.start, b.code, &b.message))
+        (&a.file, a.span.start, a.code, &a.message).cmp(&(
+            &b.file,
+            b.span.start,
+            b.code,
+            &b.message,
+        ))
     });
 }
 
 /// "did you mean `x`?" for the closest of `candidates` to `word`, if any is close enough.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         let score = strsim::jaro_winkler(word, candidate);
@@ -289,7 +308,10 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("agnet", ["agent", "welcome"]).as_deref(), Some("did you mean `agent`?"));
+        assert_eq!(
+            did_you_mean("agnet", ["agent", "welcome"]).as_deref(),
+            Some("did you mean `agent`?")
+        );
         assert_eq!(did_you_mean("zzz", ["agent", "welcome"]), None);
     }
 }

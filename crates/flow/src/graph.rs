@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::model::{Flow, Kind, Node, WaitKey};
-use crate::spec::{self, Handling};
 use crate::span::Spanned;
+use crate::spec::{self, Handling};
 
 /// One way out of a node.
 #[derive(Clone, Debug)]
@@ -31,9 +31,21 @@ pub struct EdgeRef<'f> {
 pub fn edges<'f>(flow: &'f Flow, node: &'f Node) -> Vec<EdgeRef<'f>> {
     let mut out = Vec::new();
     let verify = matches!(node.kind, Kind::CodeVerify(_) | Kind::PinVerify(_));
-    let edge = |label: String, target: &'f Spanned<String>, failure: bool| EdgeRef { label, target, failure, verified: false, implied: false };
+    let edge = |label: String, target: &'f Spanned<String>, failure: bool| EdgeRef {
+        label,
+        target,
+        failure,
+        verified: false,
+        implied: false,
+    };
     if let Some(next) = &node.next {
-        out.push(EdgeRef { label: "next".into(), target: next, failure: false, verified: verify, implied: false });
+        out.push(EdgeRef {
+            label: "next".into(),
+            target: next,
+            failure: false,
+            verified: verify,
+            implied: false,
+        });
     }
     match &node.kind {
         Kind::Menu(m) => {
@@ -68,12 +80,22 @@ pub fn edges<'f>(flow: &'f Flow, node: &'f Node) -> Vec<EdgeRef<'f>> {
         out.push(edge("limit".into(), &l.then, true));
     }
     if let Some(on_error) = &flow.settings.on_error
-        && let Some(spec) = spec::kind(node.kind.name()) {
-            let falls_back = spec.outcomes.iter().any(|o| o.handling == Handling::Fallback && node.on(o.name).is_none());
-            if falls_back {
-                out.push(EdgeRef { label: "error".into(), target: on_error, failure: true, verified: false, implied: true });
-            }
+        && let Some(spec) = spec::kind(node.kind.name())
+    {
+        let falls_back = spec
+            .outcomes
+            .iter()
+            .any(|o| o.handling == Handling::Fallback && node.on(o.name).is_none());
+        if falls_back {
+            out.push(EdgeRef {
+                label: "error".into(),
+                target: on_error,
+                failure: true,
+                verified: false,
+                implied: true,
+            });
         }
+    }
     out
 }
 
@@ -81,15 +103,35 @@ pub fn edges<'f>(flow: &'f Flow, node: &'f Node) -> Vec<EdgeRef<'f>> {
 pub(crate) fn adjacency(flow: &Flow) -> Vec<Vec<(usize, EdgeRef<'_>)>> {
     flow.nodes
         .iter()
-        .map(|n| edges(flow, n).into_iter().filter_map(|e| flow.index.get(&e.target.value).map(|&t| (t, e))).collect())
+        .map(|n| {
+            edges(flow, n)
+                .into_iter()
+                .filter_map(|e| flow.index.get(&e.target.value).map(|&t| (t, e)))
+                .collect()
+        })
         .collect()
 }
 
 /// Strongly connected components (iterative Kosaraju), restricted to nodes where `keep` is
 /// true. Returns the components that contain a cycle.
-pub(crate) fn cyclic_components(adj: &[Vec<(usize, EdgeRef<'_>)>], keep: &dyn Fn(usize) -> bool) -> Vec<Vec<usize>> {
+pub(crate) fn cyclic_components(
+    adj: &[Vec<(usize, EdgeRef<'_>)>],
+    keep: &dyn Fn(usize) -> bool,
+) -> Vec<Vec<usize>> {
     let n = adj.len();
-    let succ: Vec<Vec<usize>> = (0..n).map(|i| if keep(i) { adj[i].iter().map(|(t, _)| *t).filter(|&t| keep(t)).collect() } else { Vec::new() }).collect();
+    let succ: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            if keep(i) {
+                adj[i]
+                    .iter()
+                    .map(|(t, _)| *t)
+                    .filter(|&t| keep(t))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
     let mut pred: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, s) in succ.iter().enumerate() {
         for &t in s {
@@ -150,7 +192,12 @@ pub(crate) fn cyclic_components(adj: &[Vec<(usize, EdgeRef<'_>)>], keep: &dyn Fn
 }
 
 /// A cycle through `members` starting at `from`, as node indices (first == last).
-pub(crate) fn cycle_through(adj: &[Vec<(usize, EdgeRef<'_>)>], members: &[usize], from: usize, first_hop: usize) -> Vec<usize> {
+pub(crate) fn cycle_through(
+    adj: &[Vec<(usize, EdgeRef<'_>)>],
+    members: &[usize],
+    from: usize,
+    first_hop: usize,
+) -> Vec<usize> {
     // BFS inside the component from `first_hop` back to `from`.
     let inside = |v: usize| members.binary_search(&v).is_ok();
     let mut prev: HashMap<usize, usize> = HashMap::new();
@@ -212,7 +259,11 @@ pub fn render(flow: &Flow, format: Format) -> String {
             };
             for n in flow.nodes.iter().filter(|n| n.section.is_none()) {
                 if let Kind::Secure(s) = &n.kind {
-                    let _ = writeln!(out, "  subgraph {}[\"secure: {} (recording paused)\"]", n.id.value, n.id.value);
+                    let _ = writeln!(
+                        out,
+                        "  subgraph {}[\"secure: {} (recording paused)\"]",
+                        n.id.value, n.id.value
+                    );
                     for inner in s.nodes.iter().filter_map(|id| flow.node(id)) {
                         write_node(&mut out, inner, "    ");
                     }
@@ -227,13 +278,20 @@ pub fn render(flow: &Flow, format: Format) -> String {
                         continue;
                     }
                     let arrow = if e.failure { "-.->" } else { "-->" };
-                    let _ = writeln!(out, "  {} {arrow}|{}| {}", n.id.value, e.label, e.target.value);
+                    let _ = writeln!(
+                        out,
+                        "  {} {arrow}|{}| {}",
+                        n.id.value, e.label, e.target.value
+                    );
                 }
             }
         }
         Format::Dot => {
             let _ = writeln!(out, "digraph \"{}\" {{", flow.id.value);
-            let _ = writeln!(out, "  rankdir=TB; node [shape=box, fontname=\"Helvetica\"];");
+            let _ = writeln!(
+                out,
+                "  rankdir=TB; node [shape=box, fontname=\"Helvetica\"];"
+            );
             let _ = writeln!(out, "  __start [shape=circle, label=\"start\"];");
             let _ = writeln!(out, "  __start -> \"{}\";", flow.start.value);
             let write_node = |out: &mut String, n: &Node, indent: &str| {
@@ -242,13 +300,26 @@ pub fn render(flow: &Flow, format: Format) -> String {
                     Kind::Branch(_) => ", shape=diamond",
                     _ => "",
                 };
-                let _ = writeln!(out, "{indent}\"{}\" [label=\"{}\"{shape}];", n.id.value, label(n));
+                let _ = writeln!(
+                    out,
+                    "{indent}\"{}\" [label=\"{}\"{shape}];",
+                    n.id.value,
+                    label(n)
+                );
             };
             for n in flow.nodes.iter().filter(|n| n.section.is_none()) {
                 if let Kind::Secure(s) = &n.kind {
                     let _ = writeln!(out, "  subgraph \"cluster_{}\" {{", n.id.value);
-                    let _ = writeln!(out, "    label=\"secure: {} (recording paused)\"; style=filled; color=\"#fde2e2\";", n.id.value);
-                    let _ = writeln!(out, "    \"{}\" [label=\"{}\", shape=point];", n.id.value, n.id.value);
+                    let _ = writeln!(
+                        out,
+                        "    label=\"secure: {} (recording paused)\"; style=filled; color=\"#fde2e2\";",
+                        n.id.value
+                    );
+                    let _ = writeln!(
+                        out,
+                        "    \"{}\" [label=\"{}\", shape=point];",
+                        n.id.value, n.id.value
+                    );
                     for inner in s.nodes.iter().filter_map(|id| flow.node(id)) {
                         write_node(&mut out, inner, "    ");
                     }
@@ -262,8 +333,16 @@ pub fn render(flow: &Flow, format: Format) -> String {
                     if flow.node(&e.target.value).is_none() {
                         continue;
                     }
-                    let style = if e.failure { ", style=dashed, color=\"#b00020\"" } else { "" };
-                    let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"{style}];", n.id.value, e.target.value, e.label);
+                    let style = if e.failure {
+                        ", style=dashed, color=\"#b00020\""
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  \"{}\" -> \"{}\" [label=\"{}\"{style}];",
+                        n.id.value, e.target.value, e.label
+                    );
                 }
             }
             let _ = writeln!(out, "}}");

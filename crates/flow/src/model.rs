@@ -187,7 +187,10 @@ pub struct Node {
 impl Node {
     /// The edge for `outcome`, if written.
     pub fn on(&self, outcome: &str) -> Option<&Spanned<String>> {
-        self.on.iter().find(|e| e.outcome.value == outcome).map(|e| &e.target)
+        self.on
+            .iter()
+            .find(|e| e.outcome.value == outcome)
+            .map(|e| &e.target)
     }
 }
 

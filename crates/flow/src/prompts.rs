@@ -45,7 +45,10 @@ impl Entry {
             PromptBody::Say(t) => Some(t),
             PromptBody::Play { text, .. } => text.as_ref(),
         };
-        let mut names: Vec<String> = t.into_iter().flat_map(|t| t.exprs().map(|e| e.dotted())).collect();
+        let mut names: Vec<String> = t
+            .into_iter()
+            .flat_map(|t| t.exprs().map(|e| e.dotted()))
+            .collect();
         names.dedup();
         names
     }
@@ -81,7 +84,10 @@ impl Catalogs {
 
     /// Loads every `*.yaml` in `dir`. Sources are added to `sources` for rendering.
     pub fn load_dir(dir: &Path, sources: &mut SourceMap) -> (Catalogs, Vec<Diagnostic>) {
-        let mut catalogs = Catalogs { dir: dir.to_path_buf(), by_locale: BTreeMap::new() };
+        let mut catalogs = Catalogs {
+            dir: dir.to_path_buf(),
+            by_locale: BTreeMap::new(),
+        };
         let mut diags = Vec::new();
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(rd) => rd
@@ -90,7 +96,12 @@ impl Catalogs {
                 .collect(),
             Err(e) => {
                 let name = dir.display().to_string();
-                diags.push(Diagnostic::new(Code::Catalog, &name, Span::default(), format!("cannot read the prompts directory: {e}")));
+                diags.push(Diagnostic::new(
+                    Code::Catalog,
+                    &name,
+                    Span::default(),
+                    format!("cannot read the prompts directory: {e}"),
+                ));
                 return (catalogs, diags);
             }
         };
@@ -106,7 +117,12 @@ impl Catalogs {
                         catalogs.by_locale.insert(c.locale.clone(), c);
                     }
                 }
-                Err(e) => diags.push(Diagnostic::new(Code::Catalog, &name, Span::default(), format!("cannot read: {e}"))),
+                Err(e) => diags.push(Diagnostic::new(
+                    Code::Catalog,
+                    &name,
+                    Span::default(),
+                    format!("cannot read: {e}"),
+                )),
             }
         }
         (catalogs, diags)
@@ -120,7 +136,11 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
     let root = match yaml::parse(text) {
         Ok(Some(r)) => r,
         Ok(None) => {
-            l.error(Code::Catalog, top, "the catalog is empty: it needs `locale` and `prompts`");
+            l.error(
+                Code::Catalog,
+                top,
+                "the catalog is empty: it needs `locale` and `prompts`",
+            );
             return (None, l.diags);
         }
         Err(e) => {
@@ -128,18 +148,42 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
             return (None, l.diags);
         }
     };
-    let Some(f) = l.fields(&root, CATALOG, "a prompt catalog", top) else { return (None, l.diags) };
+    let Some(f) = l.fields(&root, CATALOG, "a prompt catalog", top) else {
+        return (None, l.diags);
+    };
     let locale = f.get("locale").and_then(|n| l.string(n, "`locale`"));
-    let voice = f.get("voice").and_then(|n| l.string(n, "`voice`")).map(|v| v.value);
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    let voice = f
+        .get("voice")
+        .and_then(|n| l.string(n, "`voice`"))
+        .map(|v| v.value);
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
     if let Some(loc) = &locale
-        && loc.value != stem {
-            l.error(Code::Catalog, loc.span, format!("catalog for `{}` is in a file named `{stem}`; name it `{}.yaml`", loc.value, loc.value));
-        }
+        && loc.value != stem
+    {
+        l.error(
+            Code::Catalog,
+            loc.span,
+            format!(
+                "catalog for `{}` is in a file named `{stem}`; name it `{}.yaml`",
+                loc.value, loc.value
+            ),
+        );
+    }
     let mut entries = BTreeMap::new();
     if let Some(p) = f.get("prompts") {
         match p.as_map() {
-            None => l.error(Code::WrongType, p.span, format!("`prompts` must be a mapping of keys to texts, found {}", p.shape())),
+            None => l.error(
+                Code::WrongType,
+                p.span,
+                format!(
+                    "`prompts` must be a mapping of keys to texts, found {}",
+                    p.shape()
+                ),
+            ),
             Some(items) => {
                 for (k, v) in items {
                     let Some(key) = k.as_scalar() else {
@@ -147,38 +191,95 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
                         continue;
                     };
                     if entries.contains_key(key) {
-                        l.error(Code::Duplicate, k.span, format!("prompt `{key}` is written twice"));
+                        l.error(
+                            Code::Duplicate,
+                            k.span,
+                            format!("prompt `{key}` is written twice"),
+                        );
                         continue;
                     }
                     let body = if v.as_map().is_some() {
-                        let Some(pf) = l.fields(v, PLAY, &format!("prompt `{key}`"), k.span) else { continue };
-                        let Some(file) = pf.get("play").and_then(|n| l.string(n, "`play`")) else { continue };
-                        let text = pf.get("text").and_then(|n| l.template(n, "`text`")).map(|t| t.value);
-                        PromptBody::Play { file: file.value, text }
+                        let Some(pf) = l.fields(v, PLAY, &format!("prompt `{key}`"), k.span) else {
+                            continue;
+                        };
+                        let Some(file) = pf.get("play").and_then(|n| l.string(n, "`play`")) else {
+                            continue;
+                        };
+                        let text = pf
+                            .get("text")
+                            .and_then(|n| l.template(n, "`text`"))
+                            .map(|t| t.value);
+                        PromptBody::Play {
+                            file: file.value,
+                            text,
+                        }
                     } else {
-                        let Some(t) = l.template(v, &format!("prompt `{key}`")) else { continue };
+                        let Some(t) = l.template(v, &format!("prompt `{key}`")) else {
+                            continue;
+                        };
                         PromptBody::Say(t.value)
                     };
-                    entries.insert(key.to_string(), Entry { key: Spanned::new(key.to_string(), k.span), body });
+                    entries.insert(
+                        key.to_string(),
+                        Entry {
+                            key: Spanned::new(key.to_string(), k.span),
+                            body,
+                        },
+                    );
                 }
             }
         }
     }
-    let catalog = locale.map(|loc| Catalog { locale: loc.value, file: file.to_string(), voice, entries });
+    let catalog = locale.map(|loc| Catalog {
+        locale: loc.value,
+        file: file.to_string(),
+        voice,
+        entries,
+    });
     (catalog, l.diags)
 }
 
 use crate::spec::{Field, Ty};
 
 const CATALOG: &[Field] = &[
-    Field { name: "locale", ty: Ty::Locale, required: true, default: None, doc: "The locale, matching the file name." },
-    Field { name: "voice", ty: Ty::Str, required: false, default: None, doc: "TTS voice for this locale." },
-    Field { name: "prompts", ty: Ty::MapOf(&Ty::Ident, &Ty::Template), required: true, default: None, doc: "Prompt texts by key." },
+    Field {
+        name: "locale",
+        ty: Ty::Locale,
+        required: true,
+        default: None,
+        doc: "The locale, matching the file name.",
+    },
+    Field {
+        name: "voice",
+        ty: Ty::Str,
+        required: false,
+        default: None,
+        doc: "TTS voice for this locale.",
+    },
+    Field {
+        name: "prompts",
+        ty: Ty::MapOf(&Ty::Ident, &Ty::Template),
+        required: true,
+        default: None,
+        doc: "Prompt texts by key.",
+    },
 ];
 
 const PLAY: &[Field] = &[
-    Field { name: "play", ty: Ty::Str, required: true, default: None, doc: "Audio file or URL." },
-    Field { name: "text", ty: Ty::Template, required: false, default: None, doc: "The words in the recording." },
+    Field {
+        name: "play",
+        ty: Ty::Str,
+        required: true,
+        default: None,
+        doc: "Audio file or URL.",
+    },
+    Field {
+        name: "text",
+        ty: Ty::Template,
+        required: false,
+        default: None,
+        doc: "The words in the recording.",
+    },
 ];
 
 #[cfg(test)]

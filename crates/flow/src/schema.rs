@@ -15,8 +15,14 @@ pub fn schema() -> Value {
     }
     let mut root = object(spec::FLOW);
     if let Some(obj) = root.as_object_mut() {
-        obj.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
-        obj.insert("$id".into(), json!("https://resetline.dev/schema/flow.schema.json"));
+        obj.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        obj.insert(
+            "$id".into(),
+            json!("https://resetline.dev/schema/flow.schema.json"),
+        );
         obj.insert("title".into(), json!("Resetline call flow"));
         obj.insert("$defs".into(), Value::Object(defs));
     }
@@ -33,11 +39,15 @@ fn node_schema(k: &KindSpec) -> Value {
         if f.name == "on" {
             let mut on = Map::new();
             for o in k.outcomes {
-                on.insert(o.name.into(), json!({ "type": "string", "description": o.doc }));
+                on.insert(
+                    o.name.into(),
+                    json!({ "type": "string", "description": o.doc }),
+                );
             }
             let mut schema = json!({ "type": "object", "description": f.doc, "properties": on, "additionalProperties": false });
             if k.name == "http" {
-                schema["patternProperties"] = json!({ "^[1-5]([0-9]{2}|xx)$": { "type": "string" } });
+                schema["patternProperties"] =
+                    json!({ "^[1-5]([0-9]{2}|xx)$": { "type": "string" } });
             }
             props.insert("on".into(), schema);
             continue;
@@ -82,7 +92,12 @@ fn default_value(d: &str) -> Value {
     match d {
         "true" => json!(true),
         "false" => json!(false),
-        _ if d.starts_with('[') => Value::Array(d.trim_matches(['[', ']']).split(',').map(|s| json!(s.trim())).collect()),
+        _ if d.starts_with('[') => Value::Array(
+            d.trim_matches(['[', ']'])
+                .split(',')
+                .map(|s| json!(s.trim()))
+                .collect(),
+        ),
         _ => json!(d),
     }
 }
@@ -99,7 +114,11 @@ fn object(fields: &[Field]) -> Value {
     for f in fields {
         props.insert(f.name.into(), field(f));
     }
-    let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
     json!({ "type": "object", "properties": props, "required": required, "additionalProperties": false })
 }
 
@@ -108,23 +127,35 @@ fn ty(t: &Ty) -> Value {
         Ty::Str => json!({ "type": "string" }),
         Ty::Ident => json!({ "type": "string", "pattern": "^[a-z_][a-z0-9_]*$" }),
         Ty::FlowId => json!({ "type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$" }),
-        Ty::Path => json!({ "type": "string", "pattern": "^[a-z_][a-z0-9_]*(\\.[a-z_][a-z0-9_]*)*$" }),
+        Ty::Path => {
+            json!({ "type": "string", "pattern": "^[a-z_][a-z0-9_]*(\\.[a-z_][a-z0-9_]*)*$" })
+        }
         Ty::Template => json!({ "type": "string" }),
         Ty::Int(min, max) => json!({ "type": "integer", "minimum": min, "maximum": max }),
         Ty::Bool => json!({ "type": "boolean" }),
-        Ty::Duration => json!({ "oneOf": [{ "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+ ?(ms|s|m|min|h)?$" }] }),
-        Ty::Digits => json!({ "oneOf": [{ "type": "integer", "minimum": 1, "maximum": 64 }, { "type": "string", "pattern": "^[0-9]+(\\.\\.[0-9]+)?$" }] }),
+        Ty::Duration => {
+            json!({ "oneOf": [{ "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+ ?(ms|s|m|min|h)?$" }] })
+        }
+        Ty::Digits => {
+            json!({ "oneOf": [{ "type": "integer", "minimum": 1, "maximum": 64 }, { "type": "string", "pattern": "^[0-9]+(\\.\\.[0-9]+)?$" }] })
+        }
         Ty::Key => json!({ "type": "string", "pattern": "^[0-9*#]$" }),
         Ty::Target => json!({ "type": "string", "pattern": "^[a-z_][a-z0-9_]*$" }),
-        Ty::Locale => json!({ "type": "string", "pattern": "^[a-z]{2,8}(-[A-Za-z0-9]{2,8}){0,2}$" }),
+        Ty::Locale => {
+            json!({ "type": "string", "pattern": "^[a-z]{2,8}(-[A-Za-z0-9]{2,8}){0,2}$" })
+        }
         Ty::Enum(values) => json!({ "enum": values }),
         Ty::Prompt => json!({ "$ref": "#/$defs/prompt" }),
         Ty::Object(fields) => object(fields),
-        Ty::MapOf(Ty::Key, v) => json!({ "type": "object", "propertyNames": { "pattern": "^[0-9*#]$" }, "additionalProperties": ty(v) }),
+        Ty::MapOf(Ty::Key, v) => {
+            json!({ "type": "object", "propertyNames": { "pattern": "^[0-9*#]$" }, "additionalProperties": ty(v) })
+        }
         Ty::MapOf(_, v) => json!({ "type": "object", "additionalProperties": ty(v) }),
         Ty::ListOf(item) => json!({ "type": "array", "items": ty(item) }),
         Ty::OneOf(options) => json!({ "oneOf": options.iter().map(ty).collect::<Vec<_>>() }),
         Ty::Json => json!({}),
-        Ty::Nodes => json!({ "type": "object", "propertyNames": { "pattern": "^[a-z_][a-z0-9_]*$" }, "additionalProperties": { "$ref": "#/$defs/node" } }),
+        Ty::Nodes => {
+            json!({ "type": "object", "propertyNames": { "pattern": "^[a-z_][a-z0-9_]*$" }, "additionalProperties": { "$ref": "#/$defs/node" } })
+        }
     }
 }

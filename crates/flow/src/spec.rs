@@ -66,15 +66,33 @@ pub struct Field {
 }
 
 const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Field {
-    Field { name, ty, required: true, default: None, doc }
+    Field {
+        name,
+        ty,
+        required: true,
+        default: None,
+        doc,
+    }
 }
 
 const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Field {
-    Field { name, ty, required: false, default: None, doc }
+    Field {
+        name,
+        ty,
+        required: false,
+        default: None,
+        doc,
+    }
 }
 
 const fn def(name: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
-    Field { name, ty, required: false, default: Some(default), doc }
+    Field {
+        name,
+        ty,
+        required: false,
+        default: Some(default),
+        doc,
+    }
 }
 
 /// Whether a kind's `next:` is needed.
@@ -111,7 +129,11 @@ pub struct Outcome {
 }
 
 const fn out(name: &'static str, handling: Handling, doc: &'static str) -> Outcome {
-    Outcome { name, handling, doc }
+    Outcome {
+        name,
+        handling,
+        doc,
+    }
 }
 
 /// One node kind.
@@ -141,181 +163,515 @@ impl KindSpec {
 
 /// Fields every node may have besides its action key.
 pub const NODE_FIELDS: &[Field] = &[
-    opt("next", Ty::Target, "Where the call goes on the kind's success path."),
-    opt("on", Ty::MapOf(&Ty::Ident, &Ty::Target), "Edges by outcome name, e.g. `{ not_found: identify, locked: agent }`."),
-    opt("limit", Ty::Object(LIMIT), "Bounds how often a call may enter this node; required on some node of every failure loop."),
+    opt(
+        "next",
+        Ty::Target,
+        "Where the call goes on the kind's success path.",
+    ),
+    opt(
+        "on",
+        Ty::MapOf(&Ty::Ident, &Ty::Target),
+        "Edges by outcome name, e.g. `{ not_found: identify, locked: agent }`.",
+    ),
+    opt(
+        "limit",
+        Ty::Object(LIMIT),
+        "Bounds how often a call may enter this node; required on some node of every failure loop.",
+    ),
     opt("description", Ty::Str, "Free text for readers and graphs."),
 ];
 
 const LIMIT: &[Field] = &[
-    req("visits", Ty::Int(1, 20), "How many times a call may enter the node."),
-    req("then", Ty::Target, "Where the call goes on the entry after the last allowed one."),
+    req(
+        "visits",
+        Ty::Int(1, 20),
+        "How many times a call may enter the node.",
+    ),
+    req(
+        "then",
+        Ty::Target,
+        "Where the call goes on the entry after the last allowed one.",
+    ),
 ];
 
 const PROMPT_ITEM: &[Field] = &[
-    req("prompt", Ty::Ident, "The prompt key in `voice-prompts/<locale>.yaml`."),
-    opt("with", Ty::MapOf(&Ty::Ident, &Ty::Template), "Parameters the catalog text uses, as templates."),
+    req(
+        "prompt",
+        Ty::Ident,
+        "The prompt key in `voice-prompts/<locale>.yaml`.",
+    ),
+    opt(
+        "with",
+        Ty::MapOf(&Ty::Ident, &Ty::Template),
+        "Parameters the catalog text uses, as templates.",
+    ),
 ];
 
 /// The fields of `{ prompt, with }`, for the schema of prompt references.
 pub const PROMPT_FIELDS: &[Field] = PROMPT_ITEM;
 
 const MENU_KEY: &[Field] = &[
-    opt("next", Ty::Target, "Where this key goes; defaults to the node's `next`."),
-    opt("locale", Ty::Locale, "Switches the call's language (must be in `settings.locales`)."),
-    opt("set", Ty::MapOf(&Ty::Ident, &Ty::Template), "Variables to set when this key is pressed."),
+    opt(
+        "next",
+        Ty::Target,
+        "Where this key goes; defaults to the node's `next`.",
+    ),
+    opt(
+        "locale",
+        Ty::Locale,
+        "Switches the call's language (must be in `settings.locales`).",
+    ),
+    opt(
+        "set",
+        Ty::MapOf(&Ty::Ident, &Ty::Template),
+        "Variables to set when this key is pressed.",
+    ),
 ];
 
 const MENU: &[Field] = &[
     req("say", Ty::Prompt, "The menu prompt."),
-    req("keys", Ty::MapOf(&Ty::Key, &Ty::OneOf(&[Ty::Target, Ty::Object(MENU_KEY)])), "Each key: a target node, or `{ next, locale, set }`."),
-    def("attempts", Ty::Int(1, 10), "3", "How many times the menu is offered before `no_input` / `no_match`."),
+    req(
+        "keys",
+        Ty::MapOf(&Ty::Key, &Ty::OneOf(&[Ty::Target, Ty::Object(MENU_KEY)])),
+        "Each key: a target node, or `{ next, locale, set }`.",
+    ),
+    def(
+        "attempts",
+        Ty::Int(1, 10),
+        "3",
+        "How many times the menu is offered before `no_input` / `no_match`.",
+    ),
     def("timeout", Ty::Duration, "5s", "How long to wait for a key."),
-    opt("no_input_say", Ty::Prompt, "Said before re-prompting after silence."),
-    opt("no_match_say", Ty::Prompt, "Said before re-prompting after an unknown key."),
+    opt(
+        "no_input_say",
+        Ty::Prompt,
+        "Said before re-prompting after silence.",
+    ),
+    opt(
+        "no_match_say",
+        Ty::Prompt,
+        "Said before re-prompting after an unknown key.",
+    ),
 ];
 
 const GATHER: &[Field] = &[
     req("say", Ty::Prompt, "The prompt that asks for the digits."),
     req("digits", Ty::Digits, "How many digits: `6` or `6..8`."),
     req("into", Ty::Ident, "The variable that receives the digits."),
-    def("finish_on", Ty::Str, "#", "Key that ends entry early (`#`, `*`, or `\"\"` for none)."),
-    def("first_digit_timeout", Ty::Duration, "5s", "Silence allowed before the first digit."),
-    def("inter_digit_timeout", Ty::Duration, "3s", "Silence allowed between digits."),
-    def("attempts", Ty::Int(1, 10), "3", "How many tries before `no_input` / `no_match`."),
-    def("secret", Ty::Bool, "false", "The digits are a secret: typed `secret`, only inside `secure`, never in prompts or logs."),
-    opt("no_input_say", Ty::Prompt, "Said before re-prompting after silence."),
-    opt("no_match_say", Ty::Prompt, "Said before re-prompting after too few / too many digits."),
+    def(
+        "finish_on",
+        Ty::Str,
+        "#",
+        "Key that ends entry early (`#`, `*`, or `\"\"` for none).",
+    ),
+    def(
+        "first_digit_timeout",
+        Ty::Duration,
+        "5s",
+        "Silence allowed before the first digit.",
+    ),
+    def(
+        "inter_digit_timeout",
+        Ty::Duration,
+        "3s",
+        "Silence allowed between digits.",
+    ),
+    def(
+        "attempts",
+        Ty::Int(1, 10),
+        "3",
+        "How many tries before `no_input` / `no_match`.",
+    ),
+    def(
+        "secret",
+        Ty::Bool,
+        "false",
+        "The digits are a secret: typed `secret`, only inside `secure`, never in prompts or logs.",
+    ),
+    opt(
+        "no_input_say",
+        Ty::Prompt,
+        "Said before re-prompting after silence.",
+    ),
+    opt(
+        "no_match_say",
+        Ty::Prompt,
+        "Said before re-prompting after too few / too many digits.",
+    ),
 ];
 
 const CONDITION: &[Field] = &[
     req("var", Ty::Path, "The variable to test."),
     opt("equals", Ty::Str, "True when the value equals this text."),
-    opt("not_equals", Ty::Str, "True when the value differs from this text."),
-    opt("in", Ty::ListOf(&Ty::Str), "True when the value is one of these."),
-    opt("not_in", Ty::ListOf(&Ty::Str), "True when the value is none of these."),
-    opt("exists", Ty::Bool, "True when the variable is (or is not) set."),
+    opt(
+        "not_equals",
+        Ty::Str,
+        "True when the value differs from this text.",
+    ),
+    opt(
+        "in",
+        Ty::ListOf(&Ty::Str),
+        "True when the value is one of these.",
+    ),
+    opt(
+        "not_in",
+        Ty::ListOf(&Ty::Str),
+        "True when the value is none of these.",
+    ),
+    opt(
+        "exists",
+        Ty::Bool,
+        "True when the variable is (or is not) set.",
+    ),
 ];
 
 const CASE: &[Field] = &[
-    req("when", Ty::Object(CONDITION), "The condition: `var` and exactly one test."),
-    req("next", Ty::Target, "Where the call goes when the condition holds."),
+    req(
+        "when",
+        Ty::Object(CONDITION),
+        "The condition: `var` and exactly one test.",
+    ),
+    req(
+        "next",
+        Ty::Target,
+        "Where the call goes when the condition holds.",
+    ),
 ];
 
 const DIRECTORY_FIND: &[Field] = &[
-    req("by", Ty::Enum(&["employee_id", "username", "phone", "email"]), "Which directory attribute to search."),
-    req("value", Ty::Template, "The value to search for, e.g. `\"{{ employee_id }}\"`."),
-    def("into", Ty::Ident, "user", "The variable that receives the record (`id`, `name`, `mobile`, `email`, `state`)."),
+    req(
+        "by",
+        Ty::Enum(&["employee_id", "username", "phone", "email"]),
+        "Which directory attribute to search.",
+    ),
+    req(
+        "value",
+        Ty::Template,
+        "The value to search for, e.g. `\"{{ employee_id }}\"`.",
+    ),
+    def(
+        "into",
+        Ty::Ident,
+        "user",
+        "The variable that receives the record (`id`, `name`, `mobile`, `email`, `state`).",
+    ),
 ];
 
 const CODE_SEND: &[Field] = &[
-    req("channel", Ty::Enum(&["sms", "email"]), "How the code travels."),
-    req("to", Ty::Path, "The destination: a field of a directory record (`user.mobile`, `user.email`), never caller input."),
-    def("length", Ty::Int(6, 10), "6", "Digits in the code (at least 6)."),
-    def("ttl", Ty::Duration, "10m", "How long the code is valid (at most 10 minutes)."),
-    def("resends", Ty::Int(0, 4), "2", "How many times the caller may have the same code sent again."),
-    def("cooldown", Ty::Duration, "30s", "Minimum time between two sends."),
-    opt("say", Ty::Prompt, "Said after the code is sent (e.g. the masked number)."),
+    req(
+        "channel",
+        Ty::Enum(&["sms", "email"]),
+        "How the code travels.",
+    ),
+    req(
+        "to",
+        Ty::Path,
+        "The destination: a field of a directory record (`user.mobile`, `user.email`), never caller input.",
+    ),
+    def(
+        "length",
+        Ty::Int(6, 10),
+        "6",
+        "Digits in the code (at least 6).",
+    ),
+    def(
+        "ttl",
+        Ty::Duration,
+        "10m",
+        "How long the code is valid (at most 10 minutes).",
+    ),
+    def(
+        "resends",
+        Ty::Int(0, 4),
+        "2",
+        "How many times the caller may have the same code sent again.",
+    ),
+    def(
+        "cooldown",
+        Ty::Duration,
+        "30s",
+        "Minimum time between two sends.",
+    ),
+    opt(
+        "say",
+        Ty::Prompt,
+        "Said after the code is sent (e.g. the masked number).",
+    ),
 ];
 
 const WAIT_KEY: Ty = Ty::OneOf(&[Ty::Enum(&["enter", "resend"]), Ty::Target]);
 
 const WAIT: &[Field] = &[
-    req("hold", Ty::Prompt, "Hold audio or text played while the message is on its way."),
-    def("hold_for", Ty::Duration, "10s", "How long one round of hold lasts before the key menu."),
-    req("menu", Ty::Prompt, "The key menu, e.g. \"press 1 to enter your code, 2 to send it again\"."),
-    req("keys", Ty::MapOf(&Ty::Key, &WAIT_KEY), "Each key: `enter`, `resend`, or a target node."),
-    def("give_up_after", Ty::Duration, "3m", "Total wait before the `gave_up` outcome."),
+    req(
+        "hold",
+        Ty::Prompt,
+        "Hold audio or text played while the message is on its way.",
+    ),
+    def(
+        "hold_for",
+        Ty::Duration,
+        "10s",
+        "How long one round of hold lasts before the key menu.",
+    ),
+    req(
+        "menu",
+        Ty::Prompt,
+        "The key menu, e.g. \"press 1 to enter your code, 2 to send it again\".",
+    ),
+    req(
+        "keys",
+        Ty::MapOf(&Ty::Key, &WAIT_KEY),
+        "Each key: `enter`, `resend`, or a target node.",
+    ),
+    def(
+        "give_up_after",
+        Ty::Duration,
+        "3m",
+        "Total wait before the `gave_up` outcome.",
+    ),
 ];
 
 const CODE_VERIFY: &[Field] = &[
-    req("from", Ty::Target, "The `code.send` node whose code is checked (and re-sent)."),
+    req(
+        "from",
+        Ty::Target,
+        "The `code.send` node whose code is checked (and re-sent).",
+    ),
     req("say", Ty::Prompt, "The prompt that asks for the code."),
-    def("attempts", Ty::Int(1, 5), "5", "Wrong entries allowed; the last one kills the code."),
-    def("first_digit_timeout", Ty::Duration, "5s", "Silence allowed before the first digit."),
-    def("inter_digit_timeout", Ty::Duration, "3s", "Silence allowed between digits."),
-    opt("wait", Ty::Object(WAIT), "The comfort loop while a late message arrives."),
+    def(
+        "attempts",
+        Ty::Int(1, 5),
+        "5",
+        "Wrong entries allowed; the last one kills the code.",
+    ),
+    def(
+        "first_digit_timeout",
+        Ty::Duration,
+        "5s",
+        "Silence allowed before the first digit.",
+    ),
+    def(
+        "inter_digit_timeout",
+        Ty::Duration,
+        "3s",
+        "Silence allowed between digits.",
+    ),
+    opt(
+        "wait",
+        Ty::Object(WAIT),
+        "The comfort loop while a late message arrives.",
+    ),
 ];
 
 const PIN_VERIFY: &[Field] = &[
     req("say", Ty::Prompt, "The prompt that asks for the PIN."),
-    def("account", Ty::Path, "user", "The directory record whose PIN is checked."),
+    def(
+        "account",
+        Ty::Path,
+        "user",
+        "The directory record whose PIN is checked.",
+    ),
     def("digits", Ty::Digits, "4..12", "Accepted PIN length."),
     def("finish_on", Ty::Str, "#", "Key that ends entry early."),
-    def("attempts", Ty::Int(1, 5), "3", "Wrong entries allowed in this call."),
-    def("first_digit_timeout", Ty::Duration, "5s", "Silence allowed before the first digit."),
-    def("inter_digit_timeout", Ty::Duration, "3s", "Silence allowed between digits."),
+    def(
+        "attempts",
+        Ty::Int(1, 5),
+        "3",
+        "Wrong entries allowed in this call.",
+    ),
+    def(
+        "first_digit_timeout",
+        Ty::Duration,
+        "5s",
+        "Silence allowed before the first digit.",
+    ),
+    def(
+        "inter_digit_timeout",
+        Ty::Duration,
+        "3s",
+        "Silence allowed between digits.",
+    ),
 ];
 
 const DELIVER: &[Field] = &[
-    req("channel", Ty::Enum(&["sms", "email"]), "How the generated password travels."),
+    req(
+        "channel",
+        Ty::Enum(&["sms", "email"]),
+        "How the generated password travels.",
+    ),
     req("to", Ty::Path, "A field of the directory record."),
 ];
 
 const SET_SECRET: &[Field] = &[
-    req("policy", Ty::Ident, "The name of a policy under the flow's `policies:`."),
-    def("account", Ty::Path, "user", "The directory record whose secret is set."),
-    def("mode", Ty::Enum(&["entered", "generated"]), "entered", "`entered`: the caller types it twice; `generated`: a strong password is generated and delivered."),
-    opt("say", Ty::Prompt, "Asks for the new secret (mode `entered`)."),
+    req(
+        "policy",
+        Ty::Ident,
+        "The name of a policy under the flow's `policies:`.",
+    ),
+    def(
+        "account",
+        Ty::Path,
+        "user",
+        "The directory record whose secret is set.",
+    ),
+    def(
+        "mode",
+        Ty::Enum(&["entered", "generated"]),
+        "entered",
+        "`entered`: the caller types it twice; `generated`: a strong password is generated and delivered.",
+    ),
+    opt(
+        "say",
+        Ty::Prompt,
+        "Asks for the new secret (mode `entered`).",
+    ),
     opt("confirm", Ty::Prompt, "Asks for it again (mode `entered`)."),
-    def("attempts", Ty::Int(1, 5), "3", "Refusals (policy or mismatch) before `failed`."),
-    opt("deliver", Ty::Object(DELIVER), "Where a generated password is sent (mode `generated`)."),
+    def(
+        "attempts",
+        Ty::Int(1, 5),
+        "3",
+        "Refusals (policy or mismatch) before `failed`.",
+    ),
+    opt(
+        "deliver",
+        Ty::Object(DELIVER),
+        "Where a generated password is sent (mode `generated`).",
+    ),
 ];
 
 const SECURE: &[Field] = &[
     req("start", Ty::Target, "The first node inside the section."),
-    req("nodes", Ty::Nodes, "The nodes inside the section (any kind but `secure`)."),
+    req(
+        "nodes",
+        Ty::Nodes,
+        "The nodes inside the section (any kind but `secure`).",
+    ),
 ];
 
 const SIGN: &[Field] = &[
-    req("token_env", Ty::Str, "Environment variable holding the shared signing token."),
-    def("header", Ty::Str, "X-Resetline-Signature", "Header carrying `t=<unix>,v1=<hex HMAC-SHA256(token, t + body)>`."),
+    req(
+        "token_env",
+        Ty::Str,
+        "Environment variable holding the shared signing token.",
+    ),
+    def(
+        "header",
+        Ty::Str,
+        "X-Resetline-Signature",
+        "Header carrying `t=<unix>,v1=<hex HMAC-SHA256(token, t + body)>`.",
+    ),
 ];
 
 const HTTP: &[Field] = &[
-    def("method", Ty::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE"]), "POST", "HTTP method."),
-    req("url", Ty::Template, "The URL; templates allowed, secrets never."),
-    opt("headers", Ty::MapOf(&Ty::Str, &Ty::Template), "Request headers; secrets never."),
+    def(
+        "method",
+        Ty::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        "POST",
+        "HTTP method.",
+    ),
+    req(
+        "url",
+        Ty::Template,
+        "The URL; templates allowed, secrets never.",
+    ),
+    opt(
+        "headers",
+        Ty::MapOf(&Ty::Str, &Ty::Template),
+        "Request headers; secrets never.",
+    ),
     opt("body", Ty::Json, "JSON body; string leaves are templates."),
-    opt("secrets", Ty::ListOf(&Ty::Str), "JSON pointers into `body` that may carry a secret variable (e.g. `/password`)."),
-    opt("map", Ty::MapOf(&Ty::Ident, &Ty::Str), "Variables to set from the response, by JSON pointer."),
+    opt(
+        "secrets",
+        Ty::ListOf(&Ty::Str),
+        "JSON pointers into `body` that may carry a secret variable (e.g. `/password`).",
+    ),
+    opt(
+        "map",
+        Ty::MapOf(&Ty::Ident, &Ty::Str),
+        "Variables to set from the response, by JSON pointer.",
+    ),
     def("timeout", Ty::Duration, "3s", "Time budget per try."),
-    def("retries", Ty::Int(0, 3), "0", "Extra tries on timeout or 5xx."),
-    opt("sign", Ty::Object(SIGN), "Sign the request with HMAC-SHA256 over timestamp + body."),
+    def(
+        "retries",
+        Ty::Int(0, 3),
+        "0",
+        "Extra tries on timeout or 5xx.",
+    ),
+    opt(
+        "sign",
+        Ty::Object(SIGN),
+        "Sign the request with HMAC-SHA256 over timestamp + body.",
+    ),
 ];
 
 const TICKET: &[Field] = &[
-    def("action", Ty::Enum(&["open", "open_and_close"]), "open", "Open a ticket for follow-up, or open and close one for the record."),
+    def(
+        "action",
+        Ty::Enum(&["open", "open_and_close"]),
+        "open",
+        "Open a ticket for follow-up, or open and close one for the record.",
+    ),
     req("summary", Ty::Template, "Short description."),
     opt("details", Ty::Template, "Longer description."),
     opt("category", Ty::Str, "Ticket category."),
-    def("into", Ty::Ident, "ticket", "The variable that receives `number`."),
-    opt("say", Ty::Prompt, "Said after opening (e.g. the number, digit by digit)."),
+    def(
+        "into",
+        Ty::Ident,
+        "ticket",
+        "The variable that receives `number`.",
+    ),
+    opt(
+        "say",
+        Ty::Prompt,
+        "Said after opening (e.g. the number, digit by digit).",
+    ),
 ];
 
 const NOTIFY: &[Field] = &[
-    req("channel", Ty::Enum(&["sms", "email"]), "How the notification travels."),
+    req(
+        "channel",
+        Ty::Enum(&["sms", "email"]),
+        "How the notification travels.",
+    ),
     req("to", Ty::Path, "A field of a directory record."),
-    req("message", Ty::Prompt, "The message text (from the prompt catalog); never a secret."),
+    req(
+        "message",
+        Ty::Prompt,
+        "The message text (from the prompt catalog); never a secret.",
+    ),
 ];
 
 const TRANSFER: &[Field] = &[
     opt("say", Ty::Prompt, "Said before transferring."),
-    opt("queue", Ty::Str, "Enqueue into this queue (at most 64 characters)."),
+    opt(
+        "queue",
+        Ty::Str,
+        "Enqueue into this queue (at most 64 characters).",
+    ),
     opt("number", Ty::Str, "Dial this E.164 number."),
     opt("wait", Ty::Str, "Hold music URL while queued."),
 ];
 
 const HANGUP: &[Field] = &[
     opt("say", Ty::Prompt, "Said before hanging up."),
-    opt("outcome", Ty::Ident, "The call outcome recorded in the audit trail (e.g. `reset_done`)."),
+    opt(
+        "outcome",
+        Ty::Ident,
+        "The call outcome recorded in the audit trail (e.g. `reset_done`).",
+    ),
 ];
 
 use Handling::{Fallback, Optional, Required};
 
 /// Every node kind.
 pub const KINDS: &[KindSpec] = &[
-    KindSpec { name: "say", doc: "Speaks or plays a prompt, then goes on.", body: Ty::Prompt, next: Next::Required, outcomes: &[] },
+    KindSpec {
+        name: "say",
+        doc: "Speaks or plays a prompt, then goes on.",
+        body: Ty::Prompt,
+        next: Next::Required,
+        outcomes: &[],
+    },
     KindSpec {
         name: "menu",
         doc: "Offers keys and goes where the pressed key says.",
@@ -323,8 +679,16 @@ pub const KINDS: &[KindSpec] = &[
         next: Next::Optional,
         outcomes: &[
             out("no_input", Required, "No key after the last attempt."),
-            out("no_match", Required, "Only unknown keys, after the last attempt."),
-            out("exhausted", Optional, "Shorthand covering both `no_input` and `no_match`."),
+            out(
+                "no_match",
+                Required,
+                "Only unknown keys, after the last attempt.",
+            ),
+            out(
+                "exhausted",
+                Optional,
+                "Shorthand covering both `no_input` and `no_match`.",
+            ),
         ],
     },
     KindSpec {
@@ -334,8 +698,16 @@ pub const KINDS: &[KindSpec] = &[
         next: Next::Required,
         outcomes: &[
             out("no_input", Required, "Silence after the last attempt."),
-            out("no_match", Required, "Wrong number of digits after the last attempt."),
-            out("exhausted", Optional, "Shorthand covering both `no_input` and `no_match`."),
+            out(
+                "no_match",
+                Required,
+                "Wrong number of digits after the last attempt.",
+            ),
+            out(
+                "exhausted",
+                Optional,
+                "Shorthand covering both `no_input` and `no_match`.",
+            ),
         ],
     },
     KindSpec {
@@ -361,7 +733,11 @@ pub const KINDS: &[KindSpec] = &[
             out("not_found", Required, "No account matches."),
             out("locked", Required, "The account is locked."),
             out("disabled", Required, "The account is disabled."),
-            out("not_allowed", Required, "Phone reset is not allowed for this account (or globally)."),
+            out(
+                "not_allowed",
+                Required,
+                "Phone reset is not allowed for this account (or globally).",
+            ),
             out("error", Fallback, "The directory failed or was too slow."),
         ],
     },
@@ -371,8 +747,16 @@ pub const KINDS: &[KindSpec] = &[
         body: Ty::Object(CODE_SEND),
         next: Next::Required,
         outcomes: &[
-            out("undeliverable", Required, "The provider refused the destination (e.g. Twilio 21211, 21614)."),
-            out("rate_limited", Required, "A send cap, cooldown, or destination rule blocked the send (no provider call)."),
+            out(
+                "undeliverable",
+                Required,
+                "The provider refused the destination (e.g. Twilio 21211, 21614).",
+            ),
+            out(
+                "rate_limited",
+                Required,
+                "A send cap, cooldown, or destination rule blocked the send (no provider call).",
+            ),
             out("error", Fallback, "The provider failed or was too slow."),
         ],
     },
@@ -382,10 +766,22 @@ pub const KINDS: &[KindSpec] = &[
         body: Ty::Object(CODE_VERIFY),
         next: Next::Required,
         outcomes: &[
-            out("failed", Required, "Too many wrong codes; the code is dead."),
+            out(
+                "failed",
+                Required,
+                "Too many wrong codes; the code is dead.",
+            ),
             out("expired", Required, "The code's time to live ran out."),
-            out("gave_up", Optional, "The comfort loop's `give_up_after` ran out (required when `wait` is set)."),
-            out("delivery_failed", Required, "The delivery report said failed or undelivered."),
+            out(
+                "gave_up",
+                Optional,
+                "The comfort loop's `give_up_after` ran out (required when `wait` is set).",
+            ),
+            out(
+                "delivery_failed",
+                Required,
+                "The delivery report said failed or undelivered.",
+            ),
             out("error", Fallback, "A backend failed."),
         ],
     },
@@ -396,7 +792,11 @@ pub const KINDS: &[KindSpec] = &[
         next: Next::Required,
         outcomes: &[
             out("failed", Required, "Too many wrong PINs in this call."),
-            out("locked_out", Required, "The account's PIN checks are locked out (growing wait)."),
+            out(
+                "locked_out",
+                Required,
+                "The account's PIN checks are locked out (growing wait).",
+            ),
             out("error", Fallback, "The directory failed."),
         ],
     },
@@ -406,9 +806,21 @@ pub const KINDS: &[KindSpec] = &[
         body: Ty::Object(SET_SECRET),
         next: Next::Required,
         outcomes: &[
-            out("failed", Required, "The caller's entries were refused `attempts` times."),
-            out("rejected", Required, "The directory refused the new secret (its reason is spoken)."),
-            out("locked", Required, "The directory reports the account locked."),
+            out(
+                "failed",
+                Required,
+                "The caller's entries were refused `attempts` times.",
+            ),
+            out(
+                "rejected",
+                Required,
+                "The directory refused the new secret (its reason is spoken).",
+            ),
+            out(
+                "locked",
+                Required,
+                "The directory reports the account locked.",
+            ),
             out("error", Fallback, "The directory failed."),
         ],
     },
@@ -417,14 +829,22 @@ pub const KINDS: &[KindSpec] = &[
         doc: "A section that pauses call recording on entry and resumes it on every exit.",
         body: Ty::Object(SECURE),
         next: Next::Forbidden,
-        outcomes: &[out("pause_failed", Required, "The carrier did not acknowledge the pause; no secret is collected.")],
+        outcomes: &[out(
+            "pause_failed",
+            Required,
+            "The carrier did not acknowledge the pause; no secret is collected.",
+        )],
     },
     KindSpec {
         name: "http",
         doc: "Calls an HTTP data action and maps the response into variables.",
         body: Ty::Object(HTTP),
         next: Next::Required,
-        outcomes: &[out("error", Fallback, "Timeout, connection failure, or a status with no edge. Status edges: `\"404\"`, `\"4xx\"`, `\"5xx\"`.")],
+        outcomes: &[out(
+            "error",
+            Fallback,
+            "Timeout, connection failure, or a status with no edge. Status edges: `\"404\"`, `\"4xx\"`, `\"5xx\"`.",
+        )],
     },
     KindSpec {
         name: "ticket",
@@ -438,14 +858,22 @@ pub const KINDS: &[KindSpec] = &[
         doc: "Sends a notification (never a secret) to a directory record's phone or email.",
         body: Ty::Object(NOTIFY),
         next: Next::Required,
-        outcomes: &[out("error", Optional, "Sending failed; without an edge the call continues to `next`.")],
+        outcomes: &[out(
+            "error",
+            Optional,
+            "Sending failed; without an edge the call continues to `next`.",
+        )],
     },
     KindSpec {
         name: "transfer",
         doc: "Transfers to an agent queue or a service-desk number.",
         body: Ty::Object(TRANSFER),
         next: Next::Forbidden,
-        outcomes: &[out("failed", Optional, "The queue or number could not take the call; without an edge the caller hears an apology and the call ends.")],
+        outcomes: &[out(
+            "failed",
+            Optional,
+            "The queue or number could not take the call; without an edge the caller hears an apology and the call ends.",
+        )],
     },
     KindSpec {
         name: "hangup",
@@ -462,37 +890,120 @@ pub fn kind(name: &str) -> Option<&'static KindSpec> {
 }
 
 const RECORDING: &[Field] = &[
-    def("pause_behavior", Ty::Enum(&["silence", "skip"]), "silence", "Twilio `PauseBehavior`: keep the paused time as silence or skip it."),
-    def("when_absent", Ty::Enum(&["proceed", "fallback"]), "proceed", "When the call has no recording to pause (404): go on, or take `pause_failed`."),
+    def(
+        "pause_behavior",
+        Ty::Enum(&["silence", "skip"]),
+        "silence",
+        "Twilio `PauseBehavior`: keep the paused time as silence or skip it.",
+    ),
+    def(
+        "when_absent",
+        Ty::Enum(&["proceed", "fallback"]),
+        "proceed",
+        "When the call has no recording to pause (404): go on, or take `pause_failed`.",
+    ),
 ];
 
 /// Fields of `settings:`.
 pub const SETTINGS: &[Field] = &[
-    opt("max_call_seconds", Ty::Int(30, 7200), "Longest call; required (checker error when absent)."),
-    def("min_factors", Ty::Int(1, 3), "1", "Successful verifications needed on every path to `set_secret`."),
-    opt("default_locale", Ty::Locale, "The locale a call starts in; defaults to the first of `locales`."),
-    def("locales", Ty::ListOf(&Ty::Locale), "[en-US]", "Locales offered; each needs `voice-prompts/<locale>.yaml`."),
-    opt("voice", Ty::Str, "TTS voice for `<Say>`, e.g. `Polly.Joanna`; a catalog's own `voice` wins."),
-    def("enumeration_safe", Ty::Bool, "false", "Unknown, locked and disabled accounts must take the same path."),
-    opt("on_error", Ty::Target, "Where any backend `error` without its own edge goes."),
-    opt("recording", Ty::Object(RECORDING), "How `secure` sections pause recording."),
+    opt(
+        "max_call_seconds",
+        Ty::Int(30, 7200),
+        "Longest call; required (checker error when absent).",
+    ),
+    def(
+        "min_factors",
+        Ty::Int(1, 3),
+        "1",
+        "Successful verifications needed on every path to `set_secret`.",
+    ),
+    opt(
+        "default_locale",
+        Ty::Locale,
+        "The locale a call starts in; defaults to the first of `locales`.",
+    ),
+    def(
+        "locales",
+        Ty::ListOf(&Ty::Locale),
+        "[en-US]",
+        "Locales offered; each needs `voice-prompts/<locale>.yaml`.",
+    ),
+    opt(
+        "voice",
+        Ty::Str,
+        "TTS voice for `<Say>`, e.g. `Polly.Joanna`; a catalog's own `voice` wins.",
+    ),
+    def(
+        "enumeration_safe",
+        Ty::Bool,
+        "false",
+        "Unknown, locked and disabled accounts must take the same path.",
+    ),
+    opt(
+        "on_error",
+        Ty::Target,
+        "Where any backend `error` without its own edge goes.",
+    ),
+    opt(
+        "recording",
+        Ty::Object(RECORDING),
+        "How `secure` sections pause recording.",
+    ),
 ];
 
 const POLICY: &[Field] = &[
-    def("kind", Ty::Enum(&["pin", "password"]), "pin", "`pin`: digits only, typed on the keypad."),
-    def("min_length", Ty::Int(4, 64), "8", "Shortest accepted secret."),
-    def("max_length", Ty::Int(4, 64), "64", "Longest accepted secret (never truncated)."),
-    def("reject", Ty::ListOf(&Ty::Enum(&["repeated", "sequential", "keypad", "personal", "common"])), "[repeated, sequential, keypad, personal, common]", "Patterns refused, each with its spoken reason."),
+    def(
+        "kind",
+        Ty::Enum(&["pin", "password"]),
+        "pin",
+        "`pin`: digits only, typed on the keypad.",
+    ),
+    def(
+        "min_length",
+        Ty::Int(4, 64),
+        "8",
+        "Shortest accepted secret.",
+    ),
+    def(
+        "max_length",
+        Ty::Int(4, 64),
+        "64",
+        "Longest accepted secret (never truncated).",
+    ),
+    def(
+        "reject",
+        Ty::ListOf(&Ty::Enum(&[
+            "repeated",
+            "sequential",
+            "keypad",
+            "personal",
+            "common",
+        ])),
+        "[repeated, sequential, keypad, personal, common]",
+        "Patterns refused, each with its spoken reason.",
+    ),
 ];
 
 /// Top-level fields of a flow file.
 pub const FLOW: &[Field] = &[
-    req("flow", Ty::FlowId, "The flow id, used in webhook URLs: `/voice/{flow}`."),
-    opt("version", Ty::Str, "A label for humans; the engine also keys calls on the file's digest."),
+    req(
+        "flow",
+        Ty::FlowId,
+        "The flow id, used in webhook URLs: `/voice/{flow}`.",
+    ),
+    opt(
+        "version",
+        Ty::Str,
+        "A label for humans; the engine also keys calls on the file's digest.",
+    ),
     opt("description", Ty::Str, "What the flow is for."),
     req("start", Ty::Target, "The first node."),
     req("settings", Ty::Object(SETTINGS), "Flow-wide settings."),
-    opt("policies", Ty::MapOf(&Ty::Ident, &Ty::Object(POLICY)), "Named secret policies for `set_secret`."),
+    opt(
+        "policies",
+        Ty::MapOf(&Ty::Ident, &Ty::Object(POLICY)),
+        "Named secret policies for `set_secret`.",
+    ),
     req("nodes", Ty::Nodes, "The nodes, keyed by id."),
 ];
 
@@ -503,7 +1014,10 @@ pub const POLICY_FIELDS: &[Field] = POLICY;
 /// catalog must define when the flow uses that kind (e.g. the spoken reason for each refused
 /// secret).
 pub const KIND_PROMPTS: &[(&str, &[&str])] = &[
-    ("code.verify", &["code_wrong", "code_resent", "code_resend_too_soon"]),
+    (
+        "code.verify",
+        &["code_wrong", "code_resent", "code_resend_too_soon"],
+    ),
     ("pin.verify", &["pin_wrong"]),
     (
         "set_secret",
@@ -521,9 +1035,10 @@ pub const KIND_PROMPTS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Prompt keys the engine may speak in any flow: the call-time limit and the apology when a
-/// backend fails before the flow's own error path can speak.
-pub const ENGINE_PROMPTS: &[&str] = &["call_time_limit", "technical_difficulty"];
+/// Prompt keys the engine may speak in any flow: the call-time limit, the apology when a
+/// backend fails before the flow's own error path can speak, and the answer to a webhook for a
+/// call the engine no longer knows (expired or unknown CallSid).
+pub const ENGINE_PROMPTS: &[&str] = &["call_time_limit", "technical_difficulty", "call_not_found"];
 
 /// Variables every call has.
 pub const BUILTINS: &[(&str, &[&str])] = &[

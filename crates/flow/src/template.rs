@@ -35,7 +35,10 @@ impl Filter {
 
     /// The filter's name as written in templates.
     pub fn name(self) -> &'static str {
-        Filter::ALL.iter().find(|(_, f)| *f == self).map_or("?", |(n, _)| n)
+        Filter::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(n, _)| n)
     }
 
     /// Whether the filter hides all but a few characters of a contact value.
@@ -136,7 +139,11 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        if errors.is_empty() { Ok(Template { parts }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Template { parts })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The expressions in this template.
@@ -154,7 +161,10 @@ impl Template {
 
     /// Renders with `lookup` giving each variable's value. A missing variable is an error,
     /// named by its dotted path, so the engine can take the flow's error path.
-    pub fn render(&self, lookup: &dyn Fn(&[String]) -> Option<String>) -> Result<Vec<Segment>, String> {
+    pub fn render(
+        &self,
+        lookup: &dyn Fn(&[String]) -> Option<String>,
+    ) -> Result<Vec<Segment>, String> {
         let mut out: Vec<Segment> = Vec::new();
         for part in &self.parts {
             match part {
@@ -252,7 +262,9 @@ fn parse_expr(inner: &str, base: usize) -> Result<Expr, TemplateError> {
     let path: Vec<String> = path_trim.split('.').map(str::to_string).collect();
     if path.iter().any(|seg| !is_identifier(seg)) {
         return Err(TemplateError {
-            message: format!("`{path_trim}` is not a variable path (letters, digits, `_`, separated by `.`)"),
+            message: format!(
+                "`{path_trim}` is not a variable path (letters, digits, `_`, separated by `.`)"
+            ),
             offset: base + lead,
             len: path_trim.chars().count(),
         });
@@ -265,9 +277,10 @@ fn parse_expr(inner: &str, base: usize) -> Result<Expr, TemplateError> {
         match Filter::ALL.iter().find(|(n, _)| *n == name) {
             Some((_, f)) => filters.push(*f),
             None => {
-                let hint = crate::diagnostic::did_you_mean(name, Filter::ALL.iter().map(|(n, _)| *n))
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
+                let hint =
+                    crate::diagnostic::did_you_mean(name, Filter::ALL.iter().map(|(n, _)| *n))
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
                 return Err(TemplateError {
                     message: format!("unknown filter `{name}`{hint}"),
                     offset: offset + lead,
@@ -277,7 +290,12 @@ fn parse_expr(inner: &str, base: usize) -> Result<Expr, TemplateError> {
         }
         offset += piece.chars().count() + 1;
     }
-    Ok(Expr { path, filters, offset: base, len: 0 })
+    Ok(Expr {
+        path,
+        filters,
+        offset: base,
+        len: 0,
+    })
 }
 
 /// Identifiers: lowercase letter or `_` first, then lowercase letters, digits, `_`.
@@ -302,7 +320,8 @@ mod tests {
 
     #[test]
     fn masked_number_is_spoken_digit_by_digit() {
-        let t = Template::parse("the number ending in {{ user.mobile | last4 | digits }}.").unwrap();
+        let t =
+            Template::parse("the number ending in {{ user.mobile | last4 | digits }}.").unwrap();
         let segs = t.render(&vars).unwrap();
         assert_eq!(
             segs,
@@ -325,7 +344,10 @@ mod tests {
     #[test]
     fn reports_unknown_filter_with_suggestion_and_offset() {
         let errs = Template::parse("x {{ user.mobile | lats4 }}").unwrap_err();
-        assert_eq!(errs[0].message, "unknown filter `lats4`; did you mean `last4`?");
+        assert_eq!(
+            errs[0].message,
+            "unknown filter `lats4`; did you mean `last4`?"
+        );
         assert_eq!(errs[0].offset, 19);
         assert_eq!(errs[0].len, 5);
     }

@@ -28,7 +28,10 @@ pub(crate) struct Node {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Value {
     /// A scalar; `plain` is false for quoted and block scalars, which are always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -101,8 +104,17 @@ pub(crate) struct SyntaxError {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, span: Span, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, key: Option<Node>, span: Span, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        span: Span,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        span: Span,
+        anchor: usize,
+    },
 }
 
 /// Parses `text` as a single YAML document. An empty file yields `Ok(None)`.
@@ -129,8 +141,9 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 documents += 1;
                 if documents > 1 {
                     return Err(SyntaxError {
-                        message: "a flow file holds exactly one YAML document; found a second `---`"
-                            .to_string(),
+                        message:
+                            "a flow file holds exactly one YAML document; found a second `---`"
+                                .to_string(),
                         span,
                     });
                 }
@@ -140,11 +153,23 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let plain = matches!(style, ScalarStyle::Plain) && !tagged_str;
                 let span = scalar_span(span, &text, style);
-                Some((Node { value: Value::Scalar { text: text.into_owned(), plain }, span }, anchor))
+                Some((
+                    Node {
+                        value: Value::Scalar {
+                            text: text.into_owned(),
+                            plain,
+                        },
+                        span,
+                    },
+                    anchor,
+                ))
             }
             Event::Alias(id) => {
                 let Some(node) = anchors.get(&id) else {
-                    return Err(SyntaxError { message: "unknown alias".to_string(), span });
+                    return Err(SyntaxError {
+                        message: "unknown alias".to_string(),
+                        span,
+                    });
                 };
                 total_nodes += node.size();
                 if total_nodes > MAX_NODES {
@@ -158,28 +183,68 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(too_deep(span));
                 }
-                stack.push(Frame::Seq { items: Vec::new(), span: first_char(span), anchor });
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    span: first_char(span),
+                    anchor,
+                });
                 None
             }
             Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
                     return Err(too_deep(span));
                 }
-                stack.push(Frame::Map { entries: Vec::new(), key: None, span: first_char(span), anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    span: first_char(span),
+                    anchor,
+                });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, span, anchor }) => Some((Node { value: Value::Seq(items), span }, anchor)),
-                _ => return Err(SyntaxError { message: "unbalanced sequence".to_string(), span }),
+                Some(Frame::Seq {
+                    items,
+                    span,
+                    anchor,
+                }) => Some((
+                    Node {
+                        value: Value::Seq(items),
+                        span,
+                    },
+                    anchor,
+                )),
+                _ => {
+                    return Err(SyntaxError {
+                        message: "unbalanced sequence".to_string(),
+                        span,
+                    });
+                }
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, key: None, span, anchor }) => {
-                    Some((Node { value: Value::Map(entries), span }, anchor))
+                Some(Frame::Map {
+                    entries,
+                    key: None,
+                    span,
+                    anchor,
+                }) => Some((
+                    Node {
+                        value: Value::Map(entries),
+                        span,
+                    },
+                    anchor,
+                )),
+                _ => {
+                    return Err(SyntaxError {
+                        message: "unbalanced mapping".to_string(),
+                        span,
+                    });
                 }
-                _ => return Err(SyntaxError { message: "unbalanced mapping".to_string(), span }),
             },
         };
-        let Some((node, anchor)) = finished else { continue };
+        let Some((node, anchor)) = finished else {
+            continue;
+        };
         total_nodes += 1;
         if total_nodes > MAX_NODES {
             return Err(too_large(node.span));
@@ -205,18 +270,36 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 fn scalar_span(span: Span, text: &str, style: ScalarStyle) -> Span {
     if span.end.line == span.start.line && span.end.col <= span.start.col {
         let width = text.chars().count()
-            + usize::from(matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)) * 2;
-        return Span::new(span.start, Pos { line: span.start.line, col: span.start.col + width.max(1) });
+            + usize::from(matches!(
+                style,
+                ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
+            )) * 2;
+        return Span::new(
+            span.start,
+            Pos {
+                line: span.start.line,
+                col: span.start.col + width.max(1),
+            },
+        );
     }
     span
 }
 
 fn first_char(span: Span) -> Span {
-    Span::new(span.start, Pos { line: span.start.line, col: span.start.col + 1 })
+    Span::new(
+        span.start,
+        Pos {
+            line: span.start.line,
+            col: span.start.col + 1,
+        },
+    )
 }
 
 fn too_deep(span: Span) -> SyntaxError {
-    SyntaxError { message: format!("nesting deeper than {MAX_DEPTH} levels"), span }
+    SyntaxError {
+        message: format!("nesting deeper than {MAX_DEPTH} levels"),
+        span,
+    }
 }
 
 fn too_large(span: Span) -> SyntaxError {

@@ -7,7 +7,10 @@ use resetline_flow::Code;
 use resetline_flow::spec::{self, Field, Ty};
 
 fn doc() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/flow-language.md")).expect("docs/flow-language.md")
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/flow-language.md"),
+    )
+    .expect("docs/flow-language.md")
 }
 
 fn fields(fields: &'static [Field], out: &mut Vec<&'static str>) {
@@ -55,5 +58,9 @@ fn every_kind_field_outcome_and_code_is_documented() {
             missing.push(format!("code {} in the problem table", code.as_str()));
         }
     }
-    assert!(missing.is_empty(), "docs/flow-language.md lacks: {}", missing.join(", "));
+    assert!(
+        missing.is_empty(),
+        "docs/flow-language.md lacks: {}",
+        missing.join(", ")
+    );
 }

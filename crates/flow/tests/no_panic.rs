@@ -21,7 +21,12 @@ fn catalogs() -> &'static Catalogs {
 
 fn reference() -> &'static str {
     static R: OnceLock<String> = OnceLock::new();
-    R.get_or_init(|| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/password-reset.yaml")).expect("reference flow"))
+    R.get_or_init(|| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/password-reset.yaml"),
+        )
+        .expect("reference flow")
+    })
 }
 
 /// Renders every diagnostic too, so a span pointing outside the text would be caught.
@@ -39,14 +44,101 @@ fn run(text: &str) {
 }
 
 const WORDS: &[&str] = &[
-    "flow", "start", "settings", "nodes", "policies", "max_call_seconds", "min_factors", "locales", "on_error", "enumeration_safe",
-    "say", "menu", "gather", "branch", "set", "directory.find", "code.send", "code.verify", "pin.verify", "set_secret", "secure",
-    "http", "ticket", "notify", "transfer", "hangup", "next", "on", "limit", "visits", "then", "keys", "digits", "into", "secret",
-    "attempts", "from", "wait", "hold", "menu", "give_up_after", "channel", "to", "ttl", "length", "policy", "nodes", "body",
-    "secrets", "url", "when", "var", "equals", "in", "exists", "prompt", "with", "exhausted", "no_input", "not_found", "error",
-    "user.mobile", "employee_id", "welcome", "identify", "agent", "a", "b", "\"{{ user.mobile | last4 | digits }}\"",
-    "\"{{ x | nope }}\"", "\"{{\"", "6..8", "10m", "99999999999999999999", "true", "sms", "email", "en-US", "\"#\"", "\"\"",
-    "&anchor", "*anchor", "!!str", "~", "null", "-1", "[", "]", "{", "}", ",", "- ", "? ", "|", ">",
+    "flow",
+    "start",
+    "settings",
+    "nodes",
+    "policies",
+    "max_call_seconds",
+    "min_factors",
+    "locales",
+    "on_error",
+    "enumeration_safe",
+    "say",
+    "menu",
+    "gather",
+    "branch",
+    "set",
+    "directory.find",
+    "code.send",
+    "code.verify",
+    "pin.verify",
+    "set_secret",
+    "secure",
+    "http",
+    "ticket",
+    "notify",
+    "transfer",
+    "hangup",
+    "next",
+    "on",
+    "limit",
+    "visits",
+    "then",
+    "keys",
+    "digits",
+    "into",
+    "secret",
+    "attempts",
+    "from",
+    "wait",
+    "hold",
+    "menu",
+    "give_up_after",
+    "channel",
+    "to",
+    "ttl",
+    "length",
+    "policy",
+    "nodes",
+    "body",
+    "secrets",
+    "url",
+    "when",
+    "var",
+    "equals",
+    "in",
+    "exists",
+    "prompt",
+    "with",
+    "exhausted",
+    "no_input",
+    "not_found",
+    "error",
+    "user.mobile",
+    "employee_id",
+    "welcome",
+    "identify",
+    "agent",
+    "a",
+    "b",
+    "\"{{ user.mobile | last4 | digits }}\"",
+    "\"{{ x | nope }}\"",
+    "\"{{\"",
+    "6..8",
+    "10m",
+    "99999999999999999999",
+    "true",
+    "sms",
+    "email",
+    "en-US",
+    "\"#\"",
+    "\"\"",
+    "&anchor",
+    "*anchor",
+    "!!str",
+    "~",
+    "null",
+    "-1",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "- ",
+    "? ",
+    "|",
+    ">",
 ];
 
 fn yamlish() -> impl Strategy<Value = String> {
@@ -100,7 +192,11 @@ fn mutate(text: &str, mutations: &[Mutation]) -> String {
                 let chars: Vec<char> = line.chars().collect();
                 if !chars.is_empty() {
                     let at = i % chars.len();
-                    *line = chars.iter().enumerate().map(|(j, ch)| if j == at { c } else { *ch }).collect();
+                    *line = chars
+                        .iter()
+                        .enumerate()
+                        .map(|(j, ch)| if j == at { c } else { *ch })
+                        .collect();
                 }
             }
             Mutation::Truncate(i) => lines.truncate(i % n),

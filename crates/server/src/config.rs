@@ -64,7 +64,9 @@ struct RawSessions {
 
 impl Default for RawSessions {
     fn default() -> Self {
-        RawSessions { max: default_max_sessions() }
+        RawSessions {
+            max: default_max_sessions(),
+        }
     }
 }
 
@@ -79,7 +81,10 @@ struct RawReload {
 
 impl Default for RawReload {
     fn default() -> Self {
-        RawReload { enabled: true, poll_ms: default_poll() }
+        RawReload {
+            enabled: true,
+            poll_ms: default_poll(),
+        }
     }
 }
 
@@ -193,7 +198,13 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: {} problem{} in the configuration", self.file, self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {} problem{} in the configuration",
+            self.file,
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -206,39 +217,88 @@ impl std::error::Error for ConfigError {}
 /// Reads and validates `path`. `env` looks up environment variables (tests pass a map).
 pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let fail = |problems: Vec<String>| ConfigError { file: file.clone(), problems };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
+    let fail = |problems: Vec<String>| ConfigError {
+        file: file.clone(),
+        problems,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot read: {e}")]))?;
     let raw: Raw = serde_saphyr::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
     let base = path.parent().unwrap_or(Path::new("."));
     validate(raw, base, env).map_err(fail)
 }
 
-fn validate(raw: Raw, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+fn validate(
+    raw: Raw,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<String>> {
     let mut problems = Vec::new();
-    let listen = raw.listen.parse::<SocketAddr>().map_err(|_| problems.push(format!("`listen`: `{}` is not an address such as 127.0.0.1:8080", raw.listen))).ok();
+    let listen = raw
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            problems.push(format!(
+                "`listen`: `{}` is not an address such as 127.0.0.1:8080",
+                raw.listen
+            ))
+        })
+        .ok();
     let public_url = raw.public_url.trim_end_matches('/').to_string();
-    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) || public_url.contains('?') || public_url.contains('#') {
+    if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
+        || public_url.contains('?')
+        || public_url.contains('#')
+    {
         problems.push(format!("`public_url`: `{}` must be the http(s) base URL carriers call, without query or fragment", raw.public_url));
     }
-    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
     let flows_dir = resolve(&raw.flows_dir);
     if !flows_dir.is_dir() {
-        problems.push(format!("`flows_dir`: {} is not a directory", flows_dir.display()));
+        problems.push(format!(
+            "`flows_dir`: {} is not a directory",
+            flows_dir.display()
+        ));
     }
     let prompts_dir = resolve(&raw.prompts_dir);
     if !prompts_dir.is_dir() {
-        problems.push(format!("`prompts_dir`: {} is not a directory", prompts_dir.display()));
+        problems.push(format!(
+            "`prompts_dir`: {} is not a directory",
+            prompts_dir.display()
+        ));
     }
     if raw.carrier.kind != "twilio" {
-        problems.push(format!("`carrier.kind`: `{}` is not supported (supported: twilio)", raw.carrier.kind));
+        problems.push(format!(
+            "`carrier.kind`: `{}` is not supported (supported: twilio)",
+            raw.carrier.kind
+        ));
     }
     let sid = &raw.carrier.account_sid;
-    if !(sid.len() == 34 && sid.starts_with("AC") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())) {
+    if !(sid.len() == 34
+        && sid.starts_with("AC")
+        && sid[2..].chars().all(|c| c.is_ascii_hexdigit()))
+    {
         problems.push("`carrier.account_sid`: must be `AC` followed by 32 hex digits".to_string());
     }
-    let token = secret_env(env, &raw.carrier.auth_token_env, "`carrier.auth_token_env`", 1, &mut problems);
-    if !(raw.carrier.api_base.starts_with("https://") || raw.carrier.api_base.starts_with("http://")) {
-        problems.push(format!("`carrier.api_base`: `{}` is not an http(s) URL", raw.carrier.api_base));
+    let token = secret_env(
+        env,
+        &raw.carrier.auth_token_env,
+        "`carrier.auth_token_env`",
+        1,
+        &mut problems,
+    );
+    if !(raw.carrier.api_base.starts_with("https://")
+        || raw.carrier.api_base.starts_with("http://"))
+    {
+        problems.push(format!(
+            "`carrier.api_base`: `{}` is not an http(s) URL",
+            raw.carrier.api_base
+        ));
     }
     let hash_key = secret_env(env, &raw.hash_key_env, "`hash_key_env`", 32, &mut problems);
     let directory = match (raw.directory.kind.as_str(), raw.directory.path) {
@@ -250,16 +310,23 @@ fn validate(raw: Raw, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resu
             Some(DirectoryConfig::Embedded { path: p })
         }
         ("embedded", None) => {
-            problems.push("`directory.path`: the embedded directory needs the path of its users file".into());
+            problems.push(
+                "`directory.path`: the embedded directory needs the path of its users file".into(),
+            );
             None
         }
         (other, _) => {
-            problems.push(format!("`directory.kind`: `{other}` is not supported (supported: embedded)"));
+            problems.push(format!(
+                "`directory.kind`: `{other}` is not supported (supported: embedded)"
+            ));
             None
         }
     };
     if !(500..=12_000).contains(&raw.budget_ms) {
-        problems.push(format!("`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)", raw.budget_ms));
+        problems.push(format!(
+            "`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)",
+            raw.budget_ms
+        ));
     }
     if raw.sessions.max == 0 {
         problems.push("`sessions.max` must be at least 1".into());
@@ -268,28 +335,45 @@ fn validate(raw: Raw, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resu
         problems.push("`reload.poll_ms` must be at least 100".into());
     }
     match (listen, token, hash_key, directory) {
-        (Some(listen), Some(auth_token), Some(hash_key), Some(directory)) if problems.is_empty() => Ok(Config {
-            listen,
-            public_url,
-            flows_dir,
-            prompts_dir,
-            carrier: CarrierConfig { account_sid: raw.carrier.account_sid, auth_token, api_base: raw.carrier.api_base.trim_end_matches('/').to_string(), api_timeout_ms: raw.carrier.api_timeout_ms },
-            directory,
-            max_sessions: raw.sessions.max,
-            hash_key,
-            budget_ms: raw.budget_ms,
-            reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
-            log: raw.log.format,
-        }),
+        (Some(listen), Some(auth_token), Some(hash_key), Some(directory))
+            if problems.is_empty() =>
+        {
+            Ok(Config {
+                listen,
+                public_url,
+                flows_dir,
+                prompts_dir,
+                carrier: CarrierConfig {
+                    account_sid: raw.carrier.account_sid,
+                    auth_token,
+                    api_base: raw.carrier.api_base.trim_end_matches('/').to_string(),
+                    api_timeout_ms: raw.carrier.api_timeout_ms,
+                },
+                directory,
+                max_sessions: raw.sessions.max,
+                hash_key,
+                budget_ms: raw.budget_ms,
+                reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
+                log: raw.log.format,
+            })
+        }
         _ => Err(problems),
     }
 }
 
-fn secret_env(env: &dyn Fn(&str) -> Option<String>, name: &str, field: &str, min_len: usize, problems: &mut Vec<String>) -> Option<Secret> {
+fn secret_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    field: &str,
+    min_len: usize,
+    problems: &mut Vec<String>,
+) -> Option<Secret> {
     match env(name) {
         Some(v) if v.len() >= min_len => Some(Secret::new(v)),
         Some(_) => {
-            problems.push(format!("{field}: environment variable `{name}` must hold at least {min_len} characters"));
+            problems.push(format!(
+                "{field}: environment variable `{name}` must hold at least {min_len} characters"
+            ));
             None
         }
         None => {
@@ -336,9 +420,20 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: ldap }\nhash_key_env: SHORT\nbudget_ms: 20000\n";
-        let err = load(&write(dir.path(), bad), &|n| (n == "SHORT").then(|| "x".to_string())).expect_err("invalid");
+        let err = load(&write(dir.path(), bad), &|n| {
+            (n == "SHORT").then(|| "x".to_string())
+        })
+        .expect_err("invalid");
         let text = err.to_string();
-        for want in ["`listen`", "`public_url`", "`carrier.account_sid`", "MISSING", "`directory.kind`", "at least 32", "`budget_ms`"] {
+        for want in [
+            "`listen`",
+            "`public_url`",
+            "`carrier.account_sid`",
+            "MISSING",
+            "`directory.kind`",
+            "at least 32",
+            "`budget_ms`",
+        ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
         assert!(!text.contains("`x`"), "no secret value echoed");
@@ -347,7 +442,8 @@ mod tests {
     #[test]
     fn unknown_fields_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = load(&write(dir.path(), &format!("{GOOD}lisen: 1\n")), &env).expect_err("unknown field");
+        let err = load(&write(dir.path(), &format!("{GOOD}lisen: 1\n")), &env)
+            .expect_err("unknown field");
         assert!(err.to_string().contains("lisen"), "{err}");
     }
 }

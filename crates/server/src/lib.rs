@@ -16,12 +16,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use dashmap::DashMap;
 use resetline_engine::{Action, Engine, Event, Secret, SessionStore, Spoken, StoreError};
 use tracing::Instrument;
@@ -52,7 +52,14 @@ struct Inner {
 
 impl AppState {
     /// Builds the state. `engine.catalogs` is replaced per flow version by the registry's.
-    pub fn new(public_url: &str, auth_token: Secret, engine: Engine, flows: Arc<Registry>, store: Arc<dyn SessionStore>, prompts_dir: PathBuf) -> Self {
+    pub fn new(
+        public_url: &str,
+        auth_token: Secret,
+        engine: Engine,
+        flows: Arc<Registry>,
+        store: Arc<dyn SessionStore>,
+        prompts_dir: PathBuf,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 public_url: public_url.trim_end_matches('/').to_string(),
@@ -100,20 +107,36 @@ struct Webhook {
 
 impl Webhook {
     fn get(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Parses the form body and checks `X-Twilio-Signature` over the public URL.
-fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Webhook, Response> {
+#[allow(clippy::result_large_err)] // the Err is the finished 4xx response, built once per refused request
+fn verify(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Webhook, Response> {
     let params = resetline_twiml::params::parse(body, MAX_BODY).map_err(|e| {
         tracing::info!(error = %e, "webhook body is not a valid form");
         (StatusCode::BAD_REQUEST, "bad form body\n").into_response()
     })?;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let url = format!("{}{}", state.inner.public_url, path);
-    let header = headers.get(resetline_twiml::signature::HEADER_NAME).and_then(|v| v.to_str().ok());
-    if let Err(e) = resetline_twiml::signature::validate(state.inner.auth_token.expose().as_bytes(), &url, &params, header) {
+    let header = headers
+        .get(resetline_twiml::signature::HEADER_NAME)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = resetline_twiml::signature::validate(
+        state.inner.auth_token.expose().as_bytes(),
+        &url,
+        &params,
+        header,
+    ) {
         state.inner.metrics.signature_failed();
         tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
         return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
@@ -126,31 +149,60 @@ fn twiml_response(xml: String) -> Response {
 }
 
 fn valid_call_sid(sid: &str) -> bool {
-    !sid.is_empty() && sid.len() <= 64 && sid.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+    !sid.is_empty()
+        && sid.len() <= 64
+        && sid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
 }
 
-/// A polite message (in the flow's default locale when known) and a hang-up.
-fn not_found_twiml(state: &AppState, flow_id: &str) -> String {
-    let loaded = state.inner.flows.current(flow_id);
-    let (text, locale, voice) = loaded
-        .as_ref()
+/// An engine prompt (`call_not_found`, `technical_difficulty`) as text in the flow's default
+/// locale, with the catalog's voice; `fallback` when the flow or prompt is unknown.
+fn engine_prompt(
+    state: &AppState,
+    flow_id: &str,
+    key: &str,
+    fallback: &str,
+) -> (String, String, Option<String>) {
+    state
+        .inner
+        .flows
+        .current(flow_id)
         .and_then(|l| {
             let locale = l.flow.settings.default_locale.value.clone();
             let c = l.catalogs.get(&locale)?;
-            let entry = c.entries.get("call_not_found")?;
-            match &entry.body {
+            match &c.entries.get(key)?.body {
                 resetline_flow::prompts::PromptBody::Say(t) => {
-                    let text = t.render(&|_| None).ok().map(|s| resetline_flow::template::plain_text(&s))?;
+                    let text = t
+                        .render(&|_| None)
+                        .ok()
+                        .map(|s| resetline_flow::template::plain_text(&s))?;
                     Some((text, locale, c.voice.clone()))
                 }
                 resetline_flow::prompts::PromptBody::Play { .. } => None,
             }
         })
-        .unwrap_or_else(|| ("Sorry, we lost track of this call. Please call again.".to_string(), "en-US".to_string(), None));
+        .unwrap_or_else(|| (fallback.to_string(), "en-US".to_string(), None))
+}
+
+/// A polite message and a hang-up for a call the engine does not know.
+fn not_found_twiml(state: &AppState, flow_id: &str) -> String {
+    let (text, locale, voice) = engine_prompt(
+        state,
+        flow_id,
+        "call_not_found",
+        "Sorry, we lost track of this call. Please call again.",
+    );
     render::say_and_hang_up(&[Spoken::Text(text)], &locale, voice.as_deref())
 }
 
-async fn incoming(State(state): State<AppState>, Path(flow_id): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn incoming(
+    State(state): State<AppState>,
+    Path(flow_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let response = async {
         let hook = match verify(&state, &uri, &headers, &body) {
@@ -189,22 +241,61 @@ async fn incoming(State(state): State<AppState>, Path(flow_id): Path<String>, ur
     }
     .instrument(tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty))
     .await;
-    state.inner.metrics.webhook("incoming", response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.inner.metrics.webhook(
+        "incoming",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
-async fn digits(state: State<AppState>, Path((flow_id, token)): Path<(String, String)>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn digits(
+    state: State<AppState>,
+    Path((flow_id, token)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     step_common(state, flow_id, token, "digits", uri, headers, body).await
 }
 
-async fn step_event(state: State<AppState>, Path((flow_id, token, what)): Path<(String, String, String)>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn step_event(
+    state: State<AppState>,
+    Path((flow_id, token, what)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match what.as_str() {
-        "timeout" | "transfer" => step_common(state, flow_id, token, if what == "timeout" { "timeout" } else { "transfer" }, uri, headers, body).await,
+        "timeout" | "transfer" => {
+            step_common(
+                state,
+                flow_id,
+                token,
+                if what == "timeout" {
+                    "timeout"
+                } else {
+                    "transfer"
+                },
+                uri,
+                headers,
+                body,
+            )
+            .await
+        }
         _ => (StatusCode::NOT_FOUND, "no such route\n").into_response(),
     }
 }
 
-async fn step_common(State(state): State<AppState>, flow_id: String, token: String, route: &'static str, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn step_common(
+    State(state): State<AppState>,
+    flow_id: String,
+    token: String,
+    route: &'static str,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let response = async {
         let hook = match verify(&state, &uri, &headers, &body) {
@@ -241,49 +332,74 @@ async fn step_common(State(state): State<AppState>, flow_id: String, token: Stri
         drop(hook);
         let step = engine.step(&loaded.flow, &mut session, event).await;
         tracing::Span::current().record("node", session.node.as_str());
-        if !step.replayed {
-            if let Err(e) = save(&state, &loaded.flow, &session, revision).await {
+        if !step.replayed
+            && let Err(e) = save(&state, &loaded.flow, &session, revision).await {
                 return store_trouble(&state, &flow_id, &e);
             }
-        }
         ended_metric(&state, &session, &step.actions, step.replayed);
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
     }
     .instrument(tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty))
     .await;
-    state.inner.metrics.webhook(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.inner.metrics.webhook(
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
-async fn status(State(state): State<AppState>, Path(flow_id): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn status(
+    State(state): State<AppState>,
+    Path(flow_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let response = async {
         let hook = match verify(&state, &uri, &headers, &body) {
             Ok(h) => h,
             Err(r) => return r,
         };
-        let Some(call_sid) = hook.get("CallSid").filter(|s| valid_call_sid(s)).map(str::to_string) else {
+        let Some(call_sid) = hook
+            .get("CallSid")
+            .filter(|s| valid_call_sid(s))
+            .map(str::to_string)
+        else {
             return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
         };
-        let final_status = matches!(hook.get("CallStatus"), Some("completed" | "busy" | "failed" | "no-answer" | "canceled"));
+        let final_status = matches!(
+            hook.get("CallStatus"),
+            Some("completed" | "busy" | "failed" | "no-answer" | "canceled")
+        );
         if !final_status {
             return StatusCode::NO_CONTENT.into_response();
         }
-        let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
+        let lock = state
+            .inner
+            .locks
+            .entry(call_sid.clone())
+            .or_default()
+            .clone();
         let guard = lock.lock().await;
-        if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await {
-            if let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version) {
-                let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
-                let was_open = session.ended.is_none();
-                engine.step(&loaded.flow, &mut session, Event::Hangup).await;
-                if was_open {
-                    if let Some(outcome) = &session.ended {
-                        state.inner.metrics.call_ended(outcome);
-                    }
-                }
-                if let Err(e) = save(&state, &loaded.flow, &session, revision).await {
-                    tracing::warn!(error = %e, "could not record the hang-up");
-                }
+        if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await
+            && let Some(loaded) = state
+                .inner
+                .flows
+                .version(&session.flow_id, &session.flow_version)
+        {
+            let engine = Engine {
+                catalogs: loaded.catalogs.clone(),
+                ..state.inner.engine.clone()
+            };
+            let was_open = session.ended.is_none();
+            engine.step(&loaded.flow, &mut session, Event::Hangup).await;
+            if was_open && let Some(outcome) = &session.ended {
+                state.inner.metrics.call_ended(outcome);
+            }
+            if let Err(e) = save(&state, &loaded.flow, &session, revision).await {
+                tracing::warn!(error = %e, "could not record the hang-up");
             }
         }
         drop(guard);
@@ -292,35 +408,75 @@ async fn status(State(state): State<AppState>, Path(flow_id): Path<String>, uri:
     }
     .instrument(tracing::info_span!("webhook", route = "status", flow = %flow_id))
     .await;
-    state.inner.metrics.webhook("status", response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.inner.metrics.webhook(
+        "status",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
 /// Saves with the TTL the call may still need: its remaining time plus a margin for late
 /// status callbacks.
-async fn save(state: &AppState, flow: &resetline_flow::Flow, session: &resetline_engine::Session, revision: u64) -> Result<u64, StoreError> {
-    let max_ms = flow.settings.max_call_seconds.as_ref().map_or(600_000, |m| u64::from(m.value) * 1000);
-    state.inner.store.save(session, revision, max_ms + 300_000).await
+async fn save(
+    state: &AppState,
+    flow: &resetline_flow::Flow,
+    session: &resetline_engine::Session,
+    revision: u64,
+) -> Result<u64, StoreError> {
+    let max_ms = flow
+        .settings
+        .max_call_seconds
+        .as_ref()
+        .map_or(600_000, |m| u64::from(m.value) * 1000);
+    state
+        .inner
+        .store
+        .save(session, revision, max_ms + 300_000)
+        .await
 }
 
-fn ended_metric(state: &AppState, session: &resetline_engine::Session, actions: &[Action], replayed: bool) {
-    if !replayed && actions.last() == Some(&Action::Hangup) {
-        if let Some(outcome) = &session.ended {
-            state.inner.metrics.call_ended(outcome);
-        }
+fn ended_metric(
+    state: &AppState,
+    session: &resetline_engine::Session,
+    actions: &[Action],
+    replayed: bool,
+) {
+    if !replayed
+        && actions.last() == Some(&Action::Hangup)
+        && let Some(outcome) = &session.ended
+    {
+        state.inner.metrics.call_ended(outcome);
     }
 }
 
+/// The session store failed: the caller hears an apology in the flow's language (the
+/// catalog's `technical_difficulty`) and a next step, never silence or a 500.
 fn store_trouble(state: &AppState, flow_id: &str, e: &StoreError) -> Response {
-    tracing::error!(error = %e, "session store failed");
-    let _ = flow_id;
-    let text = [Spoken::Text("Sorry, we are having technical trouble. Please call again in a few minutes.".into())];
-    let _ = state;
-    twiml_response(render::say_and_hang_up(&text, "en-US", None))
+    tracing::error!(flow = %flow_id, error = %e, "session store failed");
+    let (text, locale, voice) = engine_prompt(
+        state,
+        flow_id,
+        "technical_difficulty",
+        "Sorry, something went wrong on our side.",
+    );
+    let text = [Spoken::Text(format!(
+        "{text} Please call again in a few minutes."
+    ))];
+    twiml_response(render::say_and_hang_up(&text, &locale, voice.as_deref()))
 }
 
-async fn audio(State(state): State<AppState>, Path((locale, file)): Path<(String, String)>) -> Response {
-    let safe = |s: &str| !s.is_empty() && s.len() <= 128 && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+async fn audio(
+    State(state): State<AppState>,
+    Path((locale, file)): Path<(String, String)>,
+) -> Response {
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
     if !safe(&locale) || !safe(&file) {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -349,5 +505,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.metrics.render(state.inner.store.len())).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.inner.metrics.render(state.inner.store.len()),
+    )
+        .into_response()
 }

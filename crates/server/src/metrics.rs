@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (seconds) of the webhook latency histogram.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The server's metrics.
 #[derive(Debug, Default)]
@@ -37,7 +39,11 @@ impl Metrics {
     /// A call ended with `outcome` (an outcome word from the flow, or `hangup`).
     pub fn call_ended(&self, outcome: &str) {
         let word = outcome.split('@').next().unwrap_or("other");
-        let word = if word.chars().all(|c| c.is_ascii_lowercase() || c == '_') && word.len() <= 32 { word } else { "other" };
+        let word = if word.chars().all(|c| c.is_ascii_lowercase() || c == '_') && word.len() <= 32 {
+            word
+        } else {
+            "other"
+        };
         if let Ok(mut m) = self.ended.lock() {
             *m.entry(word.to_string()).or_default() += 1;
         }
@@ -77,34 +83,80 @@ impl Metrics {
     /// The text exposition.
     pub fn render(&self, live_sessions: usize) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP resetline_calls_started_total Calls that reached the engine.\n# TYPE resetline_calls_started_total counter");
-        let _ = writeln!(out, "resetline_calls_started_total {}", self.calls_started.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP resetline_calls_ended_total Calls that ended, by outcome.\n# TYPE resetline_calls_ended_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP resetline_calls_started_total Calls that reached the engine.\n# TYPE resetline_calls_started_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "resetline_calls_started_total {}",
+            self.calls_started.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP resetline_calls_ended_total Calls that ended, by outcome.\n# TYPE resetline_calls_ended_total counter"
+        );
         if let Ok(m) = self.ended.lock() {
             for (outcome, n) in m.iter() {
-                let _ = writeln!(out, "resetline_calls_ended_total{{outcome=\"{outcome}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "resetline_calls_ended_total{{outcome=\"{outcome}\"}} {n}"
+                );
             }
         }
-        let _ = writeln!(out, "# HELP resetline_sessions_live Calls in progress.\n# TYPE resetline_sessions_live gauge\nresetline_sessions_live {live_sessions}");
-        let _ = writeln!(out, "# HELP resetline_signature_failures_total Webhooks refused for a missing or wrong signature.\n# TYPE resetline_signature_failures_total counter");
-        let _ = writeln!(out, "resetline_signature_failures_total {}", self.signature_failures.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP resetline_webhooks_total Webhooks answered, by route and HTTP status.\n# TYPE resetline_webhooks_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP resetline_sessions_live Calls in progress.\n# TYPE resetline_sessions_live gauge\nresetline_sessions_live {live_sessions}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP resetline_signature_failures_total Webhooks refused for a missing or wrong signature.\n# TYPE resetline_signature_failures_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "resetline_signature_failures_total {}",
+            self.signature_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP resetline_webhooks_total Webhooks answered, by route and HTTP status.\n# TYPE resetline_webhooks_total counter"
+        );
         if let Ok(m) = self.webhooks.lock() {
             for ((route, status), n) in m.iter() {
-                let _ = writeln!(out, "resetline_webhooks_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "resetline_webhooks_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
-        let _ = writeln!(out, "# HELP resetline_webhook_seconds Time to answer a webhook.\n# TYPE resetline_webhook_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP resetline_webhook_seconds Time to answer a webhook.\n# TYPE resetline_webhook_seconds histogram"
+        );
         if let Ok(h) = self.latency.lock() {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "resetline_webhook_seconds_bucket{{le=\"{b}\"}} {}", h.counts.get(i).copied().unwrap_or(0));
+                let _ = writeln!(
+                    out,
+                    "resetline_webhook_seconds_bucket{{le=\"{b}\"}} {}",
+                    h.counts.get(i).copied().unwrap_or(0)
+                );
             }
-            let _ = writeln!(out, "resetline_webhook_seconds_bucket{{le=\"+Inf\"}} {}\nresetline_webhook_seconds_sum {}\nresetline_webhook_seconds_count {}", h.count, h.sum, h.count);
+            let _ = writeln!(
+                out,
+                "resetline_webhook_seconds_bucket{{le=\"+Inf\"}} {}\nresetline_webhook_seconds_sum {}\nresetline_webhook_seconds_count {}",
+                h.count, h.sum, h.count
+            );
         }
-        let _ = writeln!(out, "# HELP resetline_flow_reloads_total Flow reload results.\n# TYPE resetline_flow_reloads_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP resetline_flow_reloads_total Flow reload results.\n# TYPE resetline_flow_reloads_total counter"
+        );
         if let Ok(m) = self.reloads.lock() {
             for (result, n) in m.iter() {
-                let _ = writeln!(out, "resetline_flow_reloads_total{{result=\"{result}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "resetline_flow_reloads_total{{result=\"{result}\"}} {n}"
+                );
             }
         }
         out

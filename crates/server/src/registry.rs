@@ -68,29 +68,60 @@ impl Registry {
 
     /// Version `version` of `id`, if still kept.
     pub fn version(&self, id: &str, version: &str) -> Option<Arc<Loaded>> {
-        self.slots.read().ok()?.get(id)?.versions.get(version).cloned()
+        self.slots
+            .read()
+            .ok()?
+            .get(id)?
+            .versions
+            .get(version)
+            .cloned()
     }
 
     /// Flow ids with their current version.
     pub fn list(&self) -> BTreeMap<String, String> {
-        self.slots.read().map(|s| s.iter().filter_map(|(id, slot)| slot.current.as_ref().map(|c| (id.clone(), c.flow.version_key()))).collect()).unwrap_or_default()
+        self.slots
+            .read()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|(id, slot)| {
+                        slot.current
+                            .as_ref()
+                            .map(|c| (id.clone(), c.flow.version_key()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Installs `flow` as the current version of its id.
     pub fn install(&self, flow: Flow, catalogs: Arc<Catalogs>) -> ReloadResult {
         let id = flow.id.value.clone();
         let version = flow.version_key();
-        let Ok(mut slots) = self.slots.write() else { return ReloadResult::Unchanged };
+        let Ok(mut slots) = self.slots.write() else {
+            return ReloadResult::Unchanged;
+        };
         let slot = slots.entry(id.clone()).or_default();
-        if slot.current.as_ref().is_some_and(|c| c.flow.version_key() == version) {
+        if slot
+            .current
+            .as_ref()
+            .is_some_and(|c| c.flow.version_key() == version)
+        {
             return ReloadResult::Unchanged;
         }
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let loaded = Arc::new(Loaded { flow, catalogs, seq });
+        let loaded = Arc::new(Loaded {
+            flow,
+            catalogs,
+            seq,
+        });
         slot.versions.insert(version.clone(), loaded.clone());
         slot.current = Some(loaded);
         while slot.versions.len() > KEEP_VERSIONS {
-            let oldest = slot.versions.iter().min_by_key(|(_, l)| l.seq).map(|(k, _)| k.clone());
+            let oldest = slot
+                .versions
+                .iter()
+                .min_by_key(|(_, l)| l.seq)
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => slot.versions.remove(&k),
                 None => break,
@@ -107,8 +138,14 @@ impl Registry {
         let catalogs = Arc::new(catalogs);
         let mut results = Vec::new();
         if !catalog_problems.is_empty() {
-            let reason: String = catalog_problems.iter().map(|d| d.render(&sources)).collect();
-            results.push(ReloadResult::Refused { file: prompts_dir.display().to_string(), reason });
+            let reason: String = catalog_problems
+                .iter()
+                .map(|d| d.render(&sources))
+                .collect();
+            results.push(ReloadResult::Refused {
+                file: prompts_dir.display().to_string(),
+                reason,
+            });
             return results;
         }
         for file in flow_files(flows_dir) {
@@ -116,23 +153,43 @@ impl Registry {
             let text = match std::fs::read_to_string(&file) {
                 Ok(t) => t,
                 Err(e) => {
-                    results.push(ReloadResult::Refused { file: name, reason: format!("cannot read: {e}") });
+                    results.push(ReloadResult::Refused {
+                        file: name,
+                        reason: format!("cannot read: {e}"),
+                    });
                     continue;
                 }
             };
             sources.add(&name, &text);
             let compiled = resetline_flow::compile(&name, &text, Some(&catalogs));
             let flow = match compiled.flow {
-                Some(flow) if compiled.diagnostics.iter().all(|d| d.severity() != resetline_flow::Severity::Error) => flow,
+                Some(flow)
+                    if compiled
+                        .diagnostics
+                        .iter()
+                        .all(|d| d.severity() != resetline_flow::Severity::Error) =>
+                {
+                    flow
+                }
                 _ => {
-                    let reason: String = compiled.diagnostics.iter().map(|d| d.render(&sources)).collect();
+                    let reason: String = compiled
+                        .diagnostics
+                        .iter()
+                        .map(|d| d.render(&sources))
+                        .collect();
                     results.push(ReloadResult::Refused { file: name, reason });
                     continue;
                 }
             };
             let unsupported = Engine::unsupported(&flow);
             if !unsupported.is_empty() {
-                results.push(ReloadResult::Refused { file: name, reason: format!("this build cannot run node kinds used by: {}", unsupported.join(", ")) });
+                results.push(ReloadResult::Refused {
+                    file: name,
+                    reason: format!(
+                        "this build cannot run node kinds used by: {}",
+                        unsupported.join(", ")
+                    ),
+                });
                 continue;
             }
             results.push(self.install(flow, catalogs.clone()));
@@ -147,7 +204,9 @@ pub fn fingerprint(dirs: &[&Path]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for dir in dirs {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
         entries.sort();
         for p in entries {
             p.hash(&mut h);
@@ -162,10 +221,15 @@ pub fn fingerprint(dirs: &[&Path]) -> u64 {
 
 fn flow_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with(".test.yaml")
-        }).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    (name.ends_with(".yaml") || name.ends_with(".yml"))
+                        && !name.ends_with(".test.yaml")
+                })
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files

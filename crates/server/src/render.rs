@@ -3,13 +3,20 @@
 //! document; if rendering fails, a fixed apology document is sent instead of an error page.
 
 use resetline_engine::{Action, Spoken};
-use resetline_twiml::{Dial, Enqueue, FinishOnKey, Gather, GatherChild, Hangup, Method, Pause, Play, Redirect, Response, Say};
+use resetline_twiml::{
+    Dial, Enqueue, FinishOnKey, Gather, GatherChild, Hangup, Method, Pause, Play, Redirect,
+    Response, Say,
+};
 
 /// Sent when a document cannot be rendered: a short apology and a hang-up.
 pub const FALLBACK: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>Sorry, something went wrong. Please call again later.</Say><Hangup /></Response>";
 
 fn absolute(public_url: &str, url: &str) -> String {
-    if url.starts_with('/') { format!("{public_url}{url}") } else { url.to_string() }
+    if url.starts_with('/') {
+        format!("{public_url}{url}")
+    } else {
+        url.to_string()
+    }
 }
 
 fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
@@ -20,7 +27,9 @@ fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
     for part in text {
         s = match part {
             Spoken::Text(t) => s.text(t.clone()),
-            Spoken::Digits(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => s.digits(d.clone()),
+            Spoken::Digits(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => {
+                s.digits(d.clone())
+            }
             // Ticket numbers such as INC0012345: spell character by character.
             Spoken::Digits(d) => s.text(d.chars().map(String::from).collect::<Vec<_>>().join(", ")),
         };
@@ -30,7 +39,11 @@ fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
 
 fn child(public_url: &str, a: &Action) -> Option<GatherChild> {
     match a {
-        Action::Say { text, locale, voice } => Some(say(text, locale, voice.as_deref()).into()),
+        Action::Say {
+            text,
+            locale,
+            voice,
+        } => Some(say(text, locale, voice.as_deref()).into()),
         Action::Play { url, .. } => Some(Play::new(absolute(public_url, url)).into()),
         Action::Pause { seconds } => Some(Pause::seconds(*seconds).into()),
         _ => None,
@@ -42,11 +55,23 @@ pub fn twiml(public_url: &str, actions: &[Action]) -> String {
     let mut r = Response::new();
     for a in actions {
         match a {
-            Action::Say { text, locale, voice } => r.push(say(text, locale, voice.as_deref())),
+            Action::Say {
+                text,
+                locale,
+                voice,
+            } => r.push(say(text, locale, voice.as_deref())),
             Action::Play { url, .. } => r.push(Play::new(absolute(public_url, url))),
             Action::Pause { seconds } => r.push(Pause::seconds(*seconds)),
-            Action::Gather { num_digits, finish_on, timeout_s, action, prompts } => {
-                let mut g = Gather::new().action(absolute(public_url, action), Method::Post).timeout(*timeout_s);
+            Action::Gather {
+                num_digits,
+                finish_on,
+                timeout_s,
+                action,
+                prompts,
+            } => {
+                let mut g = Gather::new()
+                    .action(absolute(public_url, action), Method::Post)
+                    .timeout(*timeout_s);
                 if let Some(n) = num_digits {
                     g = g.num_digits(*n);
                 }
@@ -61,8 +86,14 @@ pub fn twiml(public_url: &str, actions: &[Action]) -> String {
                 }
                 r.push(g);
             }
-            Action::Redirect { url } => r.push(Redirect::new(absolute(public_url, url)).method(Method::Post)),
-            Action::Enqueue { queue, wait_url, action } => {
+            Action::Redirect { url } => {
+                r.push(Redirect::new(absolute(public_url, url)).method(Method::Post))
+            }
+            Action::Enqueue {
+                queue,
+                wait_url,
+                action,
+            } => {
                 let mut e = Enqueue::new(queue.clone());
                 e.action = Some(absolute(public_url, action));
                 e.method = Some(Method::Post);

@@ -34,7 +34,10 @@ fn rig_with(flows_dir: &Path) -> Rig {
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
     let engine = Engine {
         catalogs: Arc::new(Default::default()),
-        directory: Arc::new(MemoryDirectory::new(vec![MemoryDirectory::dana()], log.clone())),
+        directory: Arc::new(MemoryDirectory::new(
+            vec![MemoryDirectory::dana()],
+            log.clone(),
+        )),
         recording: Arc::new(ScriptedRecording::ok(log.clone())),
         clock: clock.clone(),
         random: Arc::new(OsRandom),
@@ -43,9 +46,21 @@ fn rig_with(flows_dir: &Path) -> Rig {
     };
     let registry = Arc::new(Registry::default());
     let results = registry.load_dir(flows_dir, &root().join("voice-prompts"));
-    assert!(results.iter().any(|r| matches!(r, ReloadResult::Installed { flow, .. } if flow == "pin-reset")), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, ReloadResult::Installed { flow, .. } if flow == "pin-reset")),
+        "{results:?}"
+    );
     let store = Arc::new(MemoryStore::new(clock, 1000));
-    let state = AppState::new(PUBLIC, Secret::new(TOKEN), engine, registry, store.clone(), root().join("voice-prompts"));
+    let state = AppState::new(
+        PUBLIC,
+        Secret::new(TOKEN),
+        engine,
+        registry,
+        store.clone(),
+        root().join("voice-prompts"),
+    );
     Rig { state, log, store }
 }
 
@@ -63,13 +78,23 @@ fn form(params: &[(&str, &str)]) -> String {
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 fn signed(path: &str, params: &[(&str, &str)]) -> Request<Body> {
-    let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let sig = resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}{path}"), &owned);
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig =
+        resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}{path}"), &owned);
     Request::post(path)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("X-Twilio-Signature", sig)
@@ -85,12 +110,27 @@ async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, String) {
 }
 
 fn incoming() -> Vec<(&'static str, &'static str)> {
-    vec![("CallSid", SID), ("AccountSid", "AC0123456789abcdef0123456789abcdef"), ("From", "+15555550100"), ("To", "+15555550000"), ("CallStatus", "ringing"), ("Direction", "inbound"), ("ApiVersion", "2010-04-01")]
+    vec![
+        ("CallSid", SID),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("From", "+15555550100"),
+        ("To", "+15555550000"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("ApiVersion", "2010-04-01"),
+    ]
 }
 
 async fn press(state: &AppState, step: u64, digits: &str) -> (StatusCode, String) {
     let path = format!("/voice/pin-reset/step/{step}");
-    send(state, signed(&path, &[("CallSid", SID), ("Digits", digits), ("FinishedOnKey", "#")])).await
+    send(
+        state,
+        signed(
+            &path,
+            &[("CallSid", SID), ("Digits", digits), ("FinishedOnKey", "#")],
+        ),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -99,7 +139,10 @@ async fn a_whole_pin_only_call_with_signed_requests() {
     let (status, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather action=\"https://ivr.example.com/voice/pin-reset/step/1\""), "{body}");
-    assert!(body.contains("Please enter your employee ID, then press pound."), "{body}");
+    assert!(
+        body.contains("Please enter your employee ID, then press pound."),
+        "{body}"
+    );
     assert!(body.ends_with("<Redirect method=\"POST\">https://ivr.example.com/voice/pin-reset/step/1/timeout</Redirect></Response>"), "{body}");
 
     let (_, body) = press(&r.state, 1, "1004217").await;
@@ -109,8 +152,20 @@ async fn a_whole_pin_only_call_with_signed_requests() {
     let (_, body) = press(&r.state, 3, "48319273").await;
     assert!(body.contains("Please enter the new PIN again."), "{body}");
     let (_, body) = press(&r.state, 4, "48319273").await;
-    assert!(body.contains("Your PIN has been changed. Goodbye.</Say><Hangup /></Response>"), "{body}");
-    assert_eq!(r.log.entries(), vec!["find 1004217", "recording Pause { skip: false }", "verify 1004217", "set 1004217", "recording Resume"]);
+    assert!(
+        body.contains("Your PIN has been changed. Goodbye.</Say><Hangup /></Response>"),
+        "{body}"
+    );
+    assert_eq!(
+        r.log.entries(),
+        vec![
+            "find 1004217",
+            "recording Pause { skip: false }",
+            "verify 1004217",
+            "set 1004217",
+            "recording Resume"
+        ]
+    );
 
     // No digit the caller typed is in any answer or the stored session.
     let (session, _) = r.store.load(SID).await.expect("store").expect("session");
@@ -120,18 +175,37 @@ async fn a_whole_pin_only_call_with_signed_requests() {
     }
     assert_eq!(session.ended.as_deref(), Some("reset_done"));
 
-    let (_, metrics) = send(&r.state, Request::get("/metrics").body(Body::empty()).expect("req")).await;
-    assert!(metrics.contains("resetline_calls_started_total 1"), "{metrics}");
-    assert!(metrics.contains("resetline_calls_ended_total{outcome=\"reset_done\"} 1"), "{metrics}");
-    assert!(metrics.contains("resetline_webhooks_total{route=\"digits\",status=\"200\"} 4"), "{metrics}");
+    let (_, metrics) = send(
+        &r.state,
+        Request::get("/metrics").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert!(
+        metrics.contains("resetline_calls_started_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("resetline_calls_ended_total{outcome=\"reset_done\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("resetline_webhooks_total{route=\"digits\",status=\"200\"} 4"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn bad_or_missing_signatures_get_403_and_change_nothing() {
     let r = rig();
     let body = form(&incoming());
-    for sig in [None, Some(""), Some("WRONG_SIGNATURE"), Some("NOTRSOYDt4T1cUTdK1PDd93/VVr8B8=")] {
-        let mut req = Request::post("/voice/pin-reset").header("content-type", "application/x-www-form-urlencoded");
+    for sig in [
+        None,
+        Some(""),
+        Some("WRONG_SIGNATURE"),
+        Some("NOTRSOYDt4T1cUTdK1PDd93/VVr8B8="),
+    ] {
+        let mut req = Request::post("/voice/pin-reset")
+            .header("content-type", "application/x-www-form-urlencoded");
         if let Some(s) = sig {
             req = req.header("X-Twilio-Signature", s);
         }
@@ -139,9 +213,19 @@ async fn bad_or_missing_signatures_get_403_and_change_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{sig:?}");
     }
     // Signed for another URL (e.g. the Host header instead of the public URL).
-    let owned: Vec<(String, String)> = incoming().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let sig = resetline_twiml::signature::compute(TOKEN.as_bytes(), "http://10.0.0.5:8080/voice/pin-reset", &owned);
-    let req = Request::post("/voice/pin-reset").header("X-Twilio-Signature", sig).body(Body::from(body.clone())).expect("req");
+    let owned: Vec<(String, String)> = incoming()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig = resetline_twiml::signature::compute(
+        TOKEN.as_bytes(),
+        "http://10.0.0.5:8080/voice/pin-reset",
+        &owned,
+    );
+    let req = Request::post("/voice/pin-reset")
+        .header("X-Twilio-Signature", sig)
+        .body(Body::from(body.clone()))
+        .expect("req");
     assert_eq!(send(&r.state, req).await.0, StatusCode::FORBIDDEN);
     // A tampered parameter.
     let mut req = signed("/voice/pin-reset", &incoming());
@@ -153,9 +237,15 @@ async fn bad_or_missing_signatures_get_403_and_change_nothing() {
     // A refused step request does not advance a live call either.
     send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     let before = r.store.load(SID).await.expect("store").expect("session");
-    let req = Request::post("/voice/pin-reset/step/1").header("X-Twilio-Signature", "bad").body(Body::from(form(&[("CallSid", SID), ("Digits", "1004217")]))).expect("req");
+    let req = Request::post("/voice/pin-reset/step/1")
+        .header("X-Twilio-Signature", "bad")
+        .body(Body::from(form(&[("CallSid", SID), ("Digits", "1004217")])))
+        .expect("req");
     assert_eq!(send(&r.state, req).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(r.store.load(SID).await.expect("store").expect("session"), before);
+    assert_eq!(
+        r.store.load(SID).await.expect("store").expect("session"),
+        before
+    );
 }
 
 #[tokio::test]
@@ -184,7 +274,11 @@ async fn concurrent_duplicates_advance_the_call_once() {
 async fn oversized_bodies_get_413() {
     let r = rig();
     let big = format!("CallSid={SID}&Pad={}", "a".repeat(70 * 1024));
-    let req = Request::post("/voice/pin-reset").header("content-type", "application/x-www-form-urlencoded").header("X-Twilio-Signature", "x").body(Body::from(big)).expect("req");
+    let req = Request::post("/voice/pin-reset")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", "x")
+        .body(Body::from(big))
+        .expect("req");
     assert_eq!(send(&r.state, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -193,7 +287,12 @@ async fn an_unknown_call_hears_an_apology_and_a_hangup() {
     let r = rig();
     let (status, body) = press(&r.state, 3, "1").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("Sorry, we lost track of this call. Please call again.</Say><Hangup /></Response>"), "{body}");
+    assert!(
+        body.contains(
+            "Sorry, we lost track of this call. Please call again.</Say><Hangup /></Response>"
+        ),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -201,9 +300,23 @@ async fn a_hangup_in_the_secure_section_resumes_recording_and_records_where() {
     let r = rig();
     send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     press(&r.state, 1, "1004217").await;
-    let (status, _) = send(&r.state, signed("/voice/pin-reset/status", &[("CallSid", SID), ("CallStatus", "completed"), ("CallDuration", "41")])).await;
+    let (status, _) = send(
+        &r.state,
+        signed(
+            "/voice/pin-reset/status",
+            &[
+                ("CallSid", SID),
+                ("CallStatus", "completed"),
+                ("CallDuration", "41"),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(r.log.entries().last().map(String::as_str), Some("recording Resume"));
+    assert_eq!(
+        r.log.entries().last().map(String::as_str),
+        Some("recording Resume")
+    );
     let (session, _) = r.store.load(SID).await.expect("store").expect("session");
     assert_eq!(session.ended.as_deref(), Some("hangup@current_pin"));
 }
@@ -214,14 +327,38 @@ async fn hot_reload_keeps_calls_in_flight_on_their_version_and_refuses_broken_fl
     let original = std::fs::read_to_string(root().join("flows/pin-reset.yaml")).expect("flow");
     std::fs::write(dir.path().join("pin-reset.yaml"), &original).expect("write");
     let r = rig_with(dir.path());
-    let v1 = r.state.flows().current("pin-reset").expect("v1").flow.version_key();
+    let v1 = r
+        .state
+        .flows()
+        .current("pin-reset")
+        .expect("v1")
+        .flow
+        .version_key();
     send(&r.state, signed("/voice/pin-reset", &incoming())).await;
 
     // v2 greets differently.
-    std::fs::write(dir.path().join("pin-reset.yaml"), original.replace("say: welcome_pin_only", "say: welcome")).expect("write");
-    let results = r.state.flows().load_dir(dir.path(), &root().join("voice-prompts"));
-    assert!(matches!(&results[..], [ReloadResult::Installed { .. }]), "{results:?}");
-    assert_ne!(r.state.flows().current("pin-reset").expect("v2").flow.version_key(), v1);
+    std::fs::write(
+        dir.path().join("pin-reset.yaml"),
+        original.replace("say: welcome_pin_only", "say: welcome"),
+    )
+    .expect("write");
+    let results = r
+        .state
+        .flows()
+        .load_dir(dir.path(), &root().join("voice-prompts"));
+    assert!(
+        matches!(&results[..], [ReloadResult::Installed { .. }]),
+        "{results:?}"
+    );
+    assert_ne!(
+        r.state
+            .flows()
+            .current("pin-reset")
+            .expect("v2")
+            .flow
+            .version_key(),
+        v1
+    );
 
     // The call in flight continues on v1 ...
     let (_, body) = press(&r.state, 1, "1004217").await;
@@ -229,41 +366,103 @@ async fn hot_reload_keeps_calls_in_flight_on_their_version_and_refuses_broken_fl
     let (session, _) = r.store.load(SID).await.expect("store").expect("session");
     assert_eq!(session.flow_version, v1);
     // ... and a new call gets v2.
-    let other = incoming().into_iter().map(|(k, v)| if k == "CallSid" { (k, "CAffffffffffffffffffffffffffffffff") } else { (k, v) }).collect::<Vec<_>>();
+    let other = incoming()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "CallSid" {
+                (k, "CAffffffffffffffffffffffffffffffff")
+            } else {
+                (k, v)
+            }
+        })
+        .collect::<Vec<_>>();
     let (_, body) = send(&r.state, signed("/voice/pin-reset", &other)).await;
-    assert!(body.contains("PIN reset line. For English, press 1."), "{body}");
+    assert!(
+        body.contains("PIN reset line. For English, press 1."),
+        "{body}"
+    );
 
     // A broken flow is refused and v2 keeps serving.
-    std::fs::write(dir.path().join("pin-reset.yaml"), original.replace("next: lookup", "next: lokup")).expect("write");
-    let results = r.state.flows().load_dir(dir.path(), &root().join("voice-prompts"));
-    assert!(matches!(&results[..], [ReloadResult::Refused { reason, .. }] if reason.contains("E010")), "{results:?}");
+    std::fs::write(
+        dir.path().join("pin-reset.yaml"),
+        original.replace("next: lookup", "next: lokup"),
+    )
+    .expect("write");
+    let results = r
+        .state
+        .flows()
+        .load_dir(dir.path(), &root().join("voice-prompts"));
+    assert!(
+        matches!(&results[..], [ReloadResult::Refused { reason, .. }] if reason.contains("E010")),
+        "{results:?}"
+    );
     assert!(r.state.flows().current("pin-reset").is_some());
 }
 
 #[tokio::test]
 async fn health_readiness_and_audio() {
     let r = rig();
-    assert_eq!(send(&r.state, Request::get("/healthz").body(Body::empty()).expect("req")).await.0, StatusCode::OK);
-    let (status, body) = send(&r.state, Request::get("/readyz").body(Body::empty()).expect("req")).await;
+    assert_eq!(
+        send(
+            &r.state,
+            Request::get("/healthz").body(Body::empty()).expect("req")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let (status, body) = send(
+        &r.state,
+        Request::get("/readyz").body(Body::empty()).expect("req"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with("pin-reset 1+"), "{body}");
-    let (status, _) = send(&r.state, Request::get("/prompts/en-US/hold-music.wav").body(Body::empty()).expect("req")).await;
+    let (status, _) = send(
+        &r.state,
+        Request::get("/prompts/en-US/hold-music.wav")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = send(&r.state, Request::get("/prompts/en-US/..%2Fen-US.yaml").body(Body::empty()).expect("req")).await;
+    let (status, _) = send(
+        &r.state,
+        Request::get("/prompts/en-US/..%2Fen-US.yaml")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn the_same_call_over_a_real_bound_port() {
     let r = rig();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(axum::serve(listener, app(r.state.clone())).into_future());
     let post = |path: String, params: Vec<(&'static str, String)>| async move {
-        let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let sig = resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}{path}"), &owned);
-        let body = owned.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&");
-        let request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let sig = resetline_twiml::signature::compute(
+            TOKEN.as_bytes(),
+            &format!("{PUBLIC}{path}"),
+            &owned,
+        );
+        let body = owned
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         stream.write_all(request.as_bytes()).await.expect("write");
@@ -271,12 +470,20 @@ async fn the_same_call_over_a_real_bound_port() {
         stream.read_to_string(&mut response).await.expect("read");
         response
     };
-    let mut params: Vec<(&'static str, String)> = incoming().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    let mut params: Vec<(&'static str, String)> = incoming()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
     let resp = post("/voice/pin-reset".into(), params.clone()).await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     assert!(resp.contains("content-type: text/xml"), "{resp}");
     params = vec![("CallSid", SID.to_string())];
-    for (step, digits, want) in [(1, "1004217", "current PIN"), (2, "27182818", "new PIN"), (3, "48319273", "again"), (4, "48319273", "Goodbye")] {
+    for (step, digits, want) in [
+        (1, "1004217", "current PIN"),
+        (2, "27182818", "new PIN"),
+        (3, "48319273", "again"),
+        (4, "48319273", "Goodbye"),
+    ] {
         let mut p = params.clone();
         p.push(("Digits", digits.to_string()));
         let resp = post(format!("/voice/pin-reset/step/{step}"), p).await;

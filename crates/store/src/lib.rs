@@ -30,7 +30,11 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// A store holding at most `max_sessions` live sessions.
     pub fn new(clock: Arc<dyn Clock>, max_sessions: usize) -> Self {
-        MemoryStore { map: DashMap::new(), clock, max_sessions }
+        MemoryStore {
+            map: DashMap::new(),
+            clock,
+            max_sessions,
+        }
     }
 
     /// Removes expired sessions; returns how many. Run it periodically.
@@ -43,19 +47,34 @@ impl MemoryStore {
 }
 
 impl SessionStore for MemoryStore {
-    fn load<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>> {
+    fn load<'a>(
+        &'a self,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>> {
         let now = self.clock.now_ms();
-        let found = self.map.get(call_sid).filter(|slot| slot.expires_ms > now).map(|slot| (slot.session.clone(), slot.revision));
+        let found = self
+            .map
+            .get(call_sid)
+            .filter(|slot| slot.expires_ms > now)
+            .map(|slot| (slot.session.clone(), slot.revision));
         Box::pin(async move { Ok(found) })
     }
 
-    fn save<'a>(&'a self, session: &'a Session, expected: u64, ttl_ms: u64) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn save<'a>(
+        &'a self,
+        session: &'a Session,
+        expected: u64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let now = self.clock.now_ms();
         let result = (|| {
             if expected == 0 && self.map.len() >= self.max_sessions {
                 self.sweep();
                 if self.map.len() >= self.max_sessions {
-                    return Err(StoreError::Backend(BackendError::new("sessions", "session store is full")));
+                    return Err(StoreError::Backend(BackendError::new(
+                        "sessions",
+                        "session store is full",
+                    )));
                 }
             }
             match self.map.entry(session.call_sid.clone()) {
@@ -66,14 +85,22 @@ impl SessionStore for MemoryStore {
                         return Err(StoreError::Conflict);
                     }
                     let revision = current + 1;
-                    e.insert(Slot { revision, expires_ms: now.saturating_add(ttl_ms), session: session.clone() });
+                    e.insert(Slot {
+                        revision,
+                        expires_ms: now.saturating_add(ttl_ms),
+                        session: session.clone(),
+                    });
                     Ok(revision)
                 }
                 Entry::Vacant(e) => {
                     if expected != 0 {
                         return Err(StoreError::Conflict);
                     }
-                    e.insert(Slot { revision: 1, expires_ms: now.saturating_add(ttl_ms), session: session.clone() });
+                    e.insert(Slot {
+                        revision: 1,
+                        expires_ms: now.saturating_add(ttl_ms),
+                        session: session.clone(),
+                    });
                     Ok(1)
                 }
             }
@@ -127,9 +154,17 @@ mod tests {
         let store = MemoryStore::new(Arc::new(clock), 10);
         let s = session("CA1");
         assert_eq!(store.save(&s, 0, 60_000).await, Ok(1));
-        assert_eq!(store.save(&s, 0, 60_000).await, Err(StoreError::Conflict), "a second creator loses");
+        assert_eq!(
+            store.save(&s, 0, 60_000).await,
+            Err(StoreError::Conflict),
+            "a second creator loses"
+        );
         assert_eq!(store.save(&s, 1, 60_000).await, Ok(2));
-        assert_eq!(store.save(&s, 1, 60_000).await, Err(StoreError::Conflict), "a writer that saw revision 1 loses");
+        assert_eq!(
+            store.save(&s, 1, 60_000).await,
+            Err(StoreError::Conflict),
+            "a writer that saw revision 1 loses"
+        );
     }
 
     #[tokio::test]
@@ -150,7 +185,10 @@ mod tests {
         let store = MemoryStore::new(Arc::new(clock), 2);
         store.save(&session("CA1"), 0, 60_000).await.ok();
         store.save(&session("CA2"), 0, 60_000).await.ok();
-        assert!(matches!(store.save(&session("CA3"), 0, 60_000).await, Err(StoreError::Backend(_))));
+        assert!(matches!(
+            store.save(&session("CA3"), 0, 60_000).await,
+            Err(StoreError::Backend(_))
+        ));
         assert_eq!(store.save(&session("CA1"), 1, 60_000).await, Ok(2));
     }
 }

@@ -9,13 +9,26 @@ use resetline_flow::{Catalogs, Compiled, Severity, SourceMap};
 
 use crate::cli::OutputFormat;
 
-pub(crate) fn run(paths: &[PathBuf], prompts: Option<&Path>, format: OutputFormat, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    paths: &[PathBuf],
+    prompts: Option<&Path>,
+    format: OutputFormat,
+    deny_warnings: bool,
+) -> anyhow::Result<ExitCode> {
     let files = flow_files(paths)?;
     if files.is_empty() {
-        bail!("no flow files (*.yaml) under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no flow files (*.yaml) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let mut sources = SourceMap::new();
-    let mut catalogs: BTreeMap<PathBuf, (Catalogs, Vec<resetline_flow::Diagnostic>)> = BTreeMap::new();
+    let mut catalogs: BTreeMap<PathBuf, (Catalogs, Vec<resetline_flow::Diagnostic>)> =
+        BTreeMap::new();
     let mut results: Vec<(String, Compiled, Option<PathBuf>)> = Vec::new();
     for file in &files {
         let name = file.display().to_string();
@@ -45,7 +58,10 @@ pub(crate) fn run(paths: &[PathBuf], prompts: Option<&Path>, format: OutputForma
     for (_, c, _) in &results {
         all.extend(c.diagnostics.iter().cloned());
     }
-    let errors = all.iter().filter(|d| d.severity() == Severity::Error).count();
+    let errors = all
+        .iter()
+        .filter(|d| d.severity() == Severity::Error)
+        .count();
     let warnings = all.len() - errors;
     match format {
         OutputFormat::Json => {
@@ -70,30 +86,48 @@ pub(crate) fn run(paths: &[PathBuf], prompts: Option<&Path>, format: OutputForma
             }
             for (name, c, dir) in &results {
                 if dir.is_none() {
-                    println!("note: no voice-prompts/ directory found above {name}; prompt keys were not checked (use --prompts DIR)");
+                    println!(
+                        "note: no voice-prompts/ directory found above {name}; prompt keys were not checked (use --prompts DIR)"
+                    );
                 }
-                if c.is_ok() && c.warnings() == 0
-                    && let Some(f) = &c.flow {
-                        println!("ok: {name} (flow `{}`, version {})", f.id.value, f.version_key());
-                    }
+                if c.is_ok()
+                    && c.warnings() == 0
+                    && let Some(f) = &c.flow
+                {
+                    println!(
+                        "ok: {name} (flow `{}`, version {})",
+                        f.id.value,
+                        f.version_key()
+                    );
+                }
             }
             println!("{}", summary(results.len(), errors, warnings));
         }
     }
     let failed = errors > 0 || (deny_warnings && warnings > 0);
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn summary(files: usize, errors: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!("checked {}: {}, {}", plural(files, "flow"), plural(errors, "error"), plural(warnings, "warning"))
+    format!(
+        "checked {}: {}, {}",
+        plural(files, "flow"),
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 /// Expands directories into their flow files (sorted; `*.test.yaml` are flow tests, skipped).
 fn flow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             let mut stack = vec![path.clone()];
             while let Some(dir) = stack.pop() {
@@ -120,7 +154,10 @@ fn flow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn is_flow_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with(".test.yaml")
 }
 

@@ -2,18 +2,60 @@
 
 mod check;
 mod graph;
+mod serve;
 
+use std::io::BufRead;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::cli::{Cli, Command};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { paths, prompts, format, deny_warnings } => check::run(&paths, prompts.as_deref(), format, deny_warnings),
+        Command::Check {
+            paths,
+            prompts,
+            format,
+            deny_warnings,
+        } => check::run(&paths, prompts.as_deref(), format, deny_warnings),
         Command::Graph { flow, format } => graph::run(&flow, format),
         Command::Schema => {
             let schema = resetline_flow::schema::schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => serve::serve(&config),
+        Command::Demo {
+            port,
+            flows,
+            prompts,
+            users,
+        } => serve::demo(port, &flows, &prompts, &users),
+        Command::Sign { token, url, params } => {
+            let mut pairs = Vec::new();
+            for p in &params {
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("`{p}` is not key=value"))?;
+                pairs.push((k.to_string(), v.to_string()));
+            }
+            println!(
+                "{}",
+                resetline_twiml::signature::compute(token.as_bytes(), &url, &pairs)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPin => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the PIN from standard input")?;
+            let pin = resetline_engine::Secret::new(line.trim_end_matches(['\r', '\n']));
+            line.clear();
+            let hash = resetline_connectors::hash_pin(&pin).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{hash}");
             Ok(ExitCode::SUCCESS)
         }
     }

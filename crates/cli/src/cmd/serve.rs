@@ -1,0 +1,294 @@
+//! `resetline serve` and `resetline demo`: wire configuration to backends and run the server
+//! until SIGINT/SIGTERM, reloading flows on change or SIGHUP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use resetline_connectors::{EmbeddedDirectory, TwilioRecording, dev::LogRecording};
+use resetline_engine::{Directory, Engine, OsRandom, Random, Recording, Secret, SystemClock};
+use resetline_server::config::{self, DirectoryConfig, LogFormat};
+use resetline_server::{AppState, Registry, ReloadResult, app};
+use resetline_store::MemoryStore;
+
+struct Setup {
+    listen: SocketAddr,
+    public_url: Option<String>,
+    auth_token: Secret,
+    hash_key: Secret,
+    directory: Arc<dyn Directory>,
+    recording: Arc<dyn Recording>,
+    flows_dir: PathBuf,
+    prompts_dir: PathBuf,
+    max_sessions: usize,
+    budget: Duration,
+    poll: Option<Duration>,
+    demo_banner: bool,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg =
+        config::load(path, &|name| std::env::var(name).ok()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    init_tracing(cfg.log);
+    let directory: Arc<dyn Directory> = match &cfg.directory {
+        DirectoryConfig::Embedded { path } => {
+            Arc::new(EmbeddedDirectory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+    };
+    let recording = TwilioRecording::new(&cfg.carrier.account_sid, cfg.carrier.auth_token.clone())
+        .and_then(|r| r.with_base_url(&cfg.carrier.api_base))
+        .map(|r| r.with_timeout(Duration::from_millis(cfg.carrier.api_timeout_ms)))
+        .map_err(|e| anyhow::anyhow!("carrier: {e}"))?;
+    run(Setup {
+        listen: cfg.listen,
+        public_url: Some(cfg.public_url),
+        auth_token: cfg.carrier.auth_token,
+        hash_key: cfg.hash_key,
+        directory,
+        recording: Arc::new(recording),
+        flows_dir: cfg.flows_dir,
+        prompts_dir: cfg.prompts_dir,
+        max_sessions: cfg.max_sessions,
+        budget: Duration::from_millis(cfg.budget_ms),
+        poll: cfg.reload_poll_ms.map(Duration::from_millis),
+        demo_banner: false,
+    })
+}
+
+pub(crate) fn demo(
+    port: u16,
+    flows: &Path,
+    prompts: &Path,
+    users: &Path,
+) -> anyhow::Result<ExitCode> {
+    init_tracing(LogFormat::Text);
+    for (what, p) in [("flows", flows), ("prompts", prompts)] {
+        if !p.is_dir() {
+            bail!(
+                "{what} directory {} not found; run `resetline demo` from the repository root or pass --{what}",
+                p.display()
+            );
+        }
+    }
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let users_copy = scratch.path().join("users.yaml");
+    std::fs::copy(users, &users_copy)
+        .with_context(|| format!("cannot copy demo users from {}", users.display()))?;
+    let directory = EmbeddedDirectory::load(&users_copy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let random = OsRandom;
+    let hex = |n: usize| -> anyhow::Result<String> {
+        let mut buf = vec![0u8; n];
+        random.fill(&mut buf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    };
+    let code = run(Setup {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        public_url: None,
+        auth_token: Secret::new(hex(16)?),
+        hash_key: Secret::new(hex(32)?),
+        directory: Arc::new(directory),
+        recording: Arc::new(LogRecording),
+        flows_dir: flows.to_path_buf(),
+        prompts_dir: prompts.to_path_buf(),
+        max_sessions: 10_000,
+        budget: Duration::from_secs(4),
+        poll: Some(Duration::from_secs(1)),
+        demo_banner: true,
+    });
+    drop(scratch);
+    code
+}
+
+fn report(results: &[ReloadResult]) {
+    for r in results {
+        match r {
+            ReloadResult::Installed { flow, version } => {
+                tracing::info!(flow = %flow, version = %version, "flow installed")
+            }
+            ReloadResult::Unchanged => {}
+            ReloadResult::Refused { file, reason } => {
+                tracing::error!(file = %file, "flow refused; the previous version (if any) keeps serving:\n{reason}")
+            }
+        }
+    }
+}
+
+fn run(setup: Setup) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(setup.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", setup.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = setup
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let clock = Arc::new(SystemClock);
+        let engine = Engine {
+            catalogs: Arc::new(Default::default()),
+            directory: setup.directory.clone(),
+            recording: setup.recording.clone(),
+            clock: clock.clone(),
+            random: Arc::new(OsRandom),
+            hash_key: Arc::new(setup.hash_key.clone()),
+            budget: setup.budget,
+        };
+        let registry = Arc::new(Registry::default());
+        let results = registry.load_dir(&setup.flows_dir, &setup.prompts_dir);
+        report(&results);
+        let store = Arc::new(MemoryStore::new(clock, setup.max_sessions));
+        let state = AppState::new(
+            &public_url,
+            setup.auth_token.clone(),
+            engine,
+            registry.clone(),
+            store.clone(),
+            setup.prompts_dir.clone(),
+        );
+
+        // Hot reload: poll for changes, and reload on SIGHUP.
+        let (flows_dir, prompts_dir, metrics) = (
+            setup.flows_dir.clone(),
+            setup.prompts_dir.clone(),
+            state.metrics().clone(),
+        );
+        let reload_registry = registry.clone();
+        let poll = setup.poll;
+        tokio::spawn(async move {
+            let mut last = resetline_server::registry::fingerprint(&[&flows_dir, &prompts_dir]);
+            #[cfg(unix)]
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let tick = tokio::time::sleep(poll.unwrap_or(Duration::from_secs(3600)));
+                #[cfg(unix)]
+                let forced = match hup.as_mut() {
+                    Some(h) => tokio::select! { _ = tick => false, _ = h.recv() => true },
+                    None => {
+                        tick.await;
+                        false
+                    }
+                };
+                #[cfg(not(unix))]
+                let forced = {
+                    tick.await;
+                    false
+                };
+                let now = resetline_server::registry::fingerprint(&[&flows_dir, &prompts_dir]);
+                if forced || (poll.is_some() && now != last) {
+                    last = now;
+                    let results = reload_registry.load_dir(&flows_dir, &prompts_dir);
+                    for r in &results {
+                        metrics.reload(match r {
+                            ReloadResult::Installed { .. } => "installed",
+                            ReloadResult::Unchanged => "unchanged",
+                            ReloadResult::Refused { .. } => "refused",
+                        });
+                    }
+                    report(&results);
+                }
+            }
+        });
+        // Expired sessions are swept every 30 s.
+        let sweeper = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let n = sweeper.sweep();
+                if n > 0 {
+                    tracing::debug!(expired = n, "sessions swept");
+                }
+            }
+        });
+
+        if setup.demo_banner {
+            banner(&public_url, setup.auth_token.expose(), &registry);
+        }
+        tracing::info!(listen = %addr, public_url = %public_url, "resetline is serving");
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("server failed")?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[allow(clippy::print_stderr)]
+fn banner(public_url: &str, token: &str, registry: &Registry) {
+    let flows = registry.list();
+    let line = "=".repeat(78);
+    eprintln!("{line}");
+    eprintln!("  DEMO MODE: not for real calls.");
+    eprintln!("  Webhooks must be signed with this generated auth token (it changes every run):");
+    eprintln!("      TWILIO_AUTH_TOKEN={token}");
+    eprintln!(
+        "  Directory: a temporary copy of examples/demo/users.yaml (PINs in examples/demo/README.md)."
+    );
+    eprintln!("  Recording control: logged only. Sessions: in memory.");
+    eprintln!("{line}");
+    if flows.is_empty() {
+        eprintln!("  No flow could be loaded; see the errors above.");
+        return;
+    }
+    for (id, version) in &flows {
+        eprintln!("  serving flow `{id}` ({version}) at POST {public_url}/voice/{id}");
+    }
+    if let Some(id) = flows.keys().next() {
+        let sid = "CA00000000000000000000000000000001";
+        eprintln!();
+        eprintln!("  Place a simulated call (first webhook):");
+        eprintln!("    export TWILIO_AUTH_TOKEN={token}");
+        eprintln!("    URL={public_url}/voice/{id}");
+        eprintln!(
+            "    SIG=$(resetline sign \"$URL\" CallSid={sid} From=+15555550100 To=+15555550000)"
+        );
+        eprintln!(
+            "    curl -s \"$URL\" -H \"X-Twilio-Signature: $SIG\" --data-urlencode CallSid={sid} --data-urlencode From=+15555550100 --data-urlencode To=+15555550000"
+        );
+        eprintln!(
+            "  Then answer each <Gather> by posting Digits to its action URL, signed the same way:"
+        );
+        eprintln!("    URL={public_url}/voice/{id}/step/1");
+        eprintln!("    SIG=$(resetline sign \"$URL\" CallSid={sid} Digits=100001)");
+        eprintln!(
+            "    curl -s \"$URL\" -H \"X-Twilio-Signature: $SIG\" --data-urlencode CallSid={sid} --data-urlencode Digits=100001"
+        );
+    }
+    eprintln!("{line}");
+}

@@ -26,7 +26,7 @@ use crate::backend::{
 use crate::clock::{Clock, Random};
 use crate::policy::{self, Personal};
 use crate::secret::Secret;
-use crate::session::{FORMAT, Last, Session, Var, Waiting};
+use crate::session::{Last, Session, Var, Waiting};
 
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
 /// only a guard against a bug ever spinning a request.
@@ -132,26 +132,14 @@ impl Engine {
 
     /// A new session for a call that just arrived.
     pub fn new_session(&self, flow: &Flow, call_sid: &str, caller: &str) -> Session {
-        Session {
-            format: FORMAT,
-            call_sid: call_sid.to_string(),
-            flow_id: flow.id.value.clone(),
-            flow_version: flow.version_key(),
-            caller: caller.to_string(),
-            started_ms: self.clock.now_ms(),
-            token: 0,
-            node: String::new(),
-            waiting: Waiting::Nothing,
-            attempts: 0,
-            locale: flow.settings.default_locale.value.clone(),
-            vars: Default::default(),
-            visits: Default::default(),
-            verifications: 0,
-            recording_paused_ms: None,
-            pending_secret: None,
-            ended: None,
-            last: None,
-        }
+        Session::new(
+            call_sid,
+            &flow.id.value,
+            &flow.version_key(),
+            caller,
+            self.clock.now_ms(),
+            &flow.settings.default_locale.value,
+        )
     }
 
     /// Runs one step. `session` must belong to `flow` (same id and version).

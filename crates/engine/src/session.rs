@@ -98,6 +98,37 @@ pub struct Session {
 }
 
 impl Session {
+    /// A new call at no node yet; the first step moves it to the flow's `start`.
+    pub fn new(
+        call_sid: &str,
+        flow_id: &str,
+        flow_version: &str,
+        caller: &str,
+        started_ms: u64,
+        locale: &str,
+    ) -> Self {
+        Session {
+            format: FORMAT,
+            call_sid: call_sid.to_string(),
+            flow_id: flow_id.to_string(),
+            flow_version: flow_version.to_string(),
+            caller: caller.to_string(),
+            started_ms,
+            token: 0,
+            node: String::new(),
+            waiting: Waiting::Nothing,
+            attempts: 0,
+            locale: locale.to_string(),
+            vars: BTreeMap::new(),
+            visits: BTreeMap::new(),
+            verifications: 0,
+            recording_paused_ms: None,
+            pending_secret: None,
+            ended: None,
+            last: None,
+        }
+    }
+
     /// A text variable's value.
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.vars.get(name) {

@@ -144,6 +144,25 @@ fn verify(
     Ok(Webhook { params })
 }
 
+/// `verify`, then the request's `CallSid` (400 when missing or malformed).
+#[allow(clippy::result_large_err)] // as for `verify`
+fn verify_call(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Webhook, String), Response> {
+    let hook = verify(state, uri, headers, body)?;
+    match hook
+        .get("CallSid")
+        .filter(|s| valid_call_sid(s))
+        .map(str::to_string)
+    {
+        Some(sid) => Ok((hook, sid)),
+        None => Err((StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response()),
+    }
+}
+
 fn twiml_response(xml: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
@@ -205,12 +224,9 @@ async fn incoming(
 ) -> Response {
     let started = Instant::now();
     let response = async {
-        let hook = match verify(&state, &uri, &headers, &body) {
-            Ok(h) => h,
+        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+            Ok(found) => found,
             Err(r) => return r,
-        };
-        let Some(call_sid) = hook.get("CallSid").filter(|s| valid_call_sid(s)).map(str::to_string) else {
-            return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
         };
         let caller = hook.get("From").unwrap_or_default().to_string();
         tracing::Span::current().record("call", call_sid.as_str());
@@ -298,15 +314,12 @@ async fn step_common(
 ) -> Response {
     let started = Instant::now();
     let response = async {
-        let hook = match verify(&state, &uri, &headers, &body) {
-            Ok(h) => h,
+        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+            Ok(found) => found,
             Err(r) => return r,
         };
         let Ok(token) = token.parse::<u64>() else {
             return (StatusCode::NOT_FOUND, "no such step\n").into_response();
-        };
-        let Some(call_sid) = hook.get("CallSid").filter(|s| valid_call_sid(s)).map(str::to_string) else {
-            return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
         };
         tracing::Span::current().record("call", call_sid.as_str());
         let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
@@ -358,16 +371,9 @@ async fn status(
 ) -> Response {
     let started = Instant::now();
     let response = async {
-        let hook = match verify(&state, &uri, &headers, &body) {
-            Ok(h) => h,
+        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+            Ok(found) => found,
             Err(r) => return r,
-        };
-        let Some(call_sid) = hook
-            .get("CallSid")
-            .filter(|s| valid_call_sid(s))
-            .map(str::to_string)
-        else {
-            return (StatusCode::BAD_REQUEST, "CallSid missing or malformed\n").into_response();
         };
         let final_status = matches!(
             hook.get("CallStatus"),

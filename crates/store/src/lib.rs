@@ -120,32 +120,7 @@ mod tests {
     use std::time::Duration;
 
     fn session(sid: &str) -> Session {
-        let mut s: Session = blank();
-        s.call_sid = sid.to_string();
-        s
-    }
-
-    fn blank() -> Session {
-        Session {
-            format: resetline_engine::session::FORMAT,
-            call_sid: String::new(),
-            flow_id: "f".into(),
-            flow_version: "v".into(),
-            caller: "+15555550100".into(),
-            started_ms: 0,
-            token: 0,
-            node: String::new(),
-            waiting: Default::default(),
-            attempts: 0,
-            locale: "en-US".into(),
-            vars: Default::default(),
-            visits: Default::default(),
-            verifications: 0,
-            recording_paused_ms: None,
-            pending_secret: None,
-            ended: None,
-            last: None,
-        }
+        Session::new(sid, "f", "v", "+15555550100", 0, "en-US")
     }
 
     #[tokio::test]

@@ -182,13 +182,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         call_sid: &'a str,
     ) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>>;
     /// Saves `session` if its stored revision is still `expected` (0 = must not exist), and
-    /// bumps the revision. Expires `ttl_ms` after this save.
-    fn save<'a>(
-        &'a self,
-        session: &'a Session,
-        expected: u64,
-        ttl_ms: u64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// bumps the revision. Expires `ttl_ms` after this save. Takes the session by value: the
+    /// store keeps it (or its serialized form) without another copy.
+    fn save(&self, session: Session, expected: u64, ttl_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// How many live sessions there are (for metrics and `/readyz`).
     fn len(&self) -> usize;
     /// True when no session is live.

@@ -83,6 +83,14 @@ impl AppState {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
+
+    /// Drops per-call locks no request holds (calls that ended without a status callback).
+    /// Run it periodically; returns how many were dropped.
+    pub fn forget_idle_locks(&self) -> usize {
+        let before = self.inner.locks.len();
+        self.inner.locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        before - self.inner.locks.len()
+    }
 }
 
 /// The router with every route.
@@ -244,15 +252,15 @@ async fn incoming(
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
         let step = engine.step(&flow.flow, &mut session, Event::Start).await;
+        ended_metric(&state, &session, &step.actions, step.replayed);
         if !step.replayed {
             if revision == 0 {
                 state.inner.metrics.call_started();
             }
-            if let Err(e) = save(&state, &flow.flow, &session, revision).await {
+            if let Err(e) = save(&state, &flow.flow, session, revision).await {
                 return store_trouble(&state, &flow_id, &e);
             }
         }
-        ended_metric(&state, &session, &step.actions, step.replayed);
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
     }
     .instrument(tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty))
@@ -345,11 +353,12 @@ async fn step_common(
         drop(hook);
         let step = engine.step(&loaded.flow, &mut session, event).await;
         tracing::Span::current().record("node", session.node.as_str());
-        if !step.replayed
-            && let Err(e) = save(&state, &loaded.flow, &session, revision).await {
-                return store_trouble(&state, &flow_id, &e);
-            }
         ended_metric(&state, &session, &step.actions, step.replayed);
+        if !step.replayed
+            && let Err(e) = save(&state, &loaded.flow, session, revision).await
+        {
+            return store_trouble(&state, &flow_id, &e);
+        }
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
     }
     .instrument(tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty))
@@ -404,7 +413,7 @@ async fn status(
             if was_open && let Some(outcome) = &session.ended {
                 state.inner.metrics.call_ended(outcome);
             }
-            if let Err(e) = save(&state, &loaded.flow, &session, revision).await {
+            if let Err(e) = save(&state, &loaded.flow, session, revision).await {
                 tracing::warn!(error = %e, "could not record the hang-up");
             }
         }
@@ -427,7 +436,7 @@ async fn status(
 async fn save(
     state: &AppState,
     flow: &resetline_flow::Flow,
-    session: &resetline_engine::Session,
+    session: resetline_engine::Session,
     revision: u64,
 ) -> Result<u64, StoreError> {
     let max_ms = flow

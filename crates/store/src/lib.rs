@@ -60,14 +60,9 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(found) })
     }
 
-    fn save<'a>(
-        &'a self,
-        session: &'a Session,
-        expected: u64,
-        ttl_ms: u64,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn save(&self, session: Session, expected: u64, ttl_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
         let now = self.clock.now_ms();
-        let result = (|| {
+        let result = (move || {
             if expected == 0 && self.map.len() >= self.max_sessions {
                 self.sweep();
                 if self.map.len() >= self.max_sessions {
@@ -128,15 +123,15 @@ mod tests {
         let clock = FakeClock::at(1000);
         let store = MemoryStore::new(Arc::new(clock), 10);
         let s = session("CA1");
-        assert_eq!(store.save(&s, 0, 60_000).await, Ok(1));
+        assert_eq!(store.save(s.clone(), 0, 60_000).await, Ok(1));
         assert_eq!(
-            store.save(&s, 0, 60_000).await,
+            store.save(s.clone(), 0, 60_000).await,
             Err(StoreError::Conflict),
             "a second creator loses"
         );
-        assert_eq!(store.save(&s, 1, 60_000).await, Ok(2));
+        assert_eq!(store.save(s.clone(), 1, 60_000).await, Ok(2));
         assert_eq!(
-            store.save(&s, 1, 60_000).await,
+            store.save(s, 1, 60_000).await,
             Err(StoreError::Conflict),
             "a writer that saw revision 1 loses"
         );
@@ -146,7 +141,7 @@ mod tests {
     async fn expired_sessions_are_gone() {
         let clock = FakeClock::at(1000);
         let store = MemoryStore::new(Arc::new(clock.clone()), 10);
-        store.save(&session("CA1"), 0, 5_000).await.ok();
+        store.save(session("CA1"), 0, 5_000).await.ok();
         assert!(store.load("CA1").await.ok().flatten().is_some());
         clock.advance(Duration::from_secs(6));
         assert!(store.load("CA1").await.ok().flatten().is_none());
@@ -158,12 +153,12 @@ mod tests {
     async fn a_full_store_refuses_new_calls_but_serves_old_ones() {
         let clock = FakeClock::at(1000);
         let store = MemoryStore::new(Arc::new(clock), 2);
-        store.save(&session("CA1"), 0, 60_000).await.ok();
-        store.save(&session("CA2"), 0, 60_000).await.ok();
+        store.save(session("CA1"), 0, 60_000).await.ok();
+        store.save(session("CA2"), 0, 60_000).await.ok();
         assert!(matches!(
-            store.save(&session("CA3"), 0, 60_000).await,
+            store.save(session("CA3"), 0, 60_000).await,
             Err(StoreError::Backend(_))
         ));
-        assert_eq!(store.save(&session("CA1"), 1, 60_000).await, Ok(2));
+        assert_eq!(store.save(session("CA1"), 1, 60_000).await, Ok(2));
     }
 }

@@ -208,14 +208,15 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        // Expired sessions are swept every 30 s.
-        let sweeper = store.clone();
+        // Expired sessions and idle per-call locks are swept every 30 s.
+        let (sweeper, locks) = (store.clone(), state.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                let n = sweeper.sweep();
-                if n > 0 {
-                    tracing::debug!(expired = n, "sessions swept");
+                let expired = sweeper.sweep();
+                let idle = locks.forget_idle_locks();
+                if expired + idle > 0 {
+                    tracing::debug!(expired, idle_locks = idle, "swept");
                 }
             }
         });

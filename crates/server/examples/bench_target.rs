@@ -1,0 +1,101 @@
+//! Load-test target for `scripts/bench-webhooks` (not part of the product).
+//!
+//! Serves, in one process and on two ports: (1) the real `app(state)` with the shipped
+//! `pin-reset` flow, an in-memory directory, acknowledged recording control and the memory
+//! session store; (2) a bare axum handler answering every POST with a fixed TwiML string.
+//! Before serving it creates `--calls` live calls (each at its first Gather, as after the
+//! incoming-call webhook), writes one signed Gather callback per call to `<dir>/requests.txt`
+//! (`CallSid signature`), and reports resident memory per live session.
+//!
+//! Usage: `bench_target <dir> <calls> <app_port> <bare_port>`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use resetline_engine::testing::{CallLog, MemoryDirectory, MemoryUser, ScriptedRecording};
+use resetline_engine::{Engine, Event, OsRandom, Secret, SessionStore, SystemClock};
+use resetline_server::{AppState, Registry, app};
+use resetline_store::MemoryStore;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PUBLIC: &str = "http://127.0.0.1";
+const TOKEN: &str = "bench-token";
+const BARE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather action=\"http://127.0.0.1/voice/pin-reset/step/2\" finishOnKey=\"#\" method=\"POST\" timeout=\"3\"><Say language=\"en-US\" voice=\"Polly.Joanna\">Please enter your current PIN, then press pound.</Say><Pause length=\"2\" /></Gather><Redirect method=\"POST\">http://127.0.0.1/voice/pin-reset/step/2/timeout</Redirect></Response>";
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = PathBuf::from(args.get(1).ok_or("usage: bench_target <dir> <calls> <app_port> <bare_port>")?);
+    let calls: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let app_port: u16 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(18081);
+    let bare_port: u16 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(18082);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+
+    let log = Arc::new(CallLog::default());
+    let users: Vec<MemoryUser> = vec![MemoryDirectory::dana()];
+    let clock = Arc::new(SystemClock);
+    let engine = Engine {
+        catalogs: Arc::new(Default::default()),
+        directory: Arc::new(MemoryDirectory::new(users, Arc::new(CallLog::default()))),
+        recording: Arc::new(ScriptedRecording::ok(log)),
+        clock: clock.clone(),
+        random: Arc::new(OsRandom),
+        hash_key: Arc::new(Secret::new("k".repeat(32))),
+        budget: Duration::from_secs(4),
+    };
+    let registry = Arc::new(Registry::default());
+    registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));
+    let loaded = registry.current("pin-reset").ok_or("pin-reset did not load")?;
+    let store = Arc::new(MemoryStore::new(clock, calls + 10));
+    let engine_for_flow = Engine { catalogs: loaded.catalogs.clone(), ..engine.clone() };
+
+    // Live calls, each waiting at the employee-ID Gather.
+    let before = rss_bytes();
+    let mut requests = String::with_capacity(calls * 64);
+    let mut json_bytes = 0usize;
+    for i in 0..calls {
+        let sid = format!("CA{i:032x}");
+        let mut s = engine_for_flow.new_session(&loaded.flow, &sid, "+15555550100");
+        engine_for_flow.step(&loaded.flow, &mut s, Event::Start).await;
+        if i == 0 {
+            json_bytes = serde_json::to_vec(&s)?.len();
+        }
+        store.save(s, 0, 3_600_000).await.map_err(|e| e.to_string())?;
+        let params = vec![("CallSid".to_string(), sid.clone()), ("Digits".to_string(), "1004217".to_string())];
+        let sig = resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}:{app_port}/voice/pin-reset/step/1"), &params);
+        requests.push_str(&format!("{sid} {sig}\n"));
+    }
+    let after = rss_bytes();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("requests.txt"), requests)?;
+    let per_session = after.saturating_sub(before) as f64 / calls as f64;
+    std::fs::write(
+        dir.join("memory.txt"),
+        format!("live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_json_bytes {json_bytes}\n"),
+    )?;
+
+    let state = AppState::new(&format!("{PUBLIC}:{app_port}"), Secret::new(TOKEN), engine, registry, store, root.join("voice-prompts"));
+    let real = tokio::net::TcpListener::bind(("127.0.0.1", app_port)).await?;
+    let bare = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
+    let bare_app = Router::new().route(
+        "/{*path}",
+        post(|| async { ([(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")], BARE) }),
+    );
+    std::fs::write(dir.join("ready"), "ready\n")?;
+    tokio::select! {
+        r = axum::serve(real, app(state)) => r?,
+        r = axum::serve(bare, bare_app) => r?,
+    }
+    Ok(())
+}

@@ -184,7 +184,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Saves `session` if its stored revision is still `expected` (0 = must not exist), and
     /// bumps the revision. Expires `ttl_ms` after this save. Takes the session by value: the
     /// store keeps it (or its serialized form) without another copy.
-    fn save(&self, session: Session, expected: u64, ttl_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn save(
+        &self,
+        session: Session,
+        expected: u64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// How many live sessions there are (for metrics and `/readyz`).
     fn len(&self) -> usize;
     /// True when no session is live.

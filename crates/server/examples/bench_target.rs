@@ -29,14 +29,21 @@ const BARE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather 
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).ok_or("usage: bench_target <dir> <calls> <app_port> <bare_port>")?);
+    let dir = PathBuf::from(
+        args.get(1)
+            .ok_or("usage: bench_target <dir> <calls> <app_port> <bare_port>")?,
+    );
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let app_port: u16 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(18081);
     let bare_port: u16 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(18082);
@@ -56,9 +63,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));
-    let loaded = registry.current("pin-reset").ok_or("pin-reset did not load")?;
+    let loaded = registry
+        .current("pin-reset")
+        .ok_or("pin-reset did not load")?;
     let store = Arc::new(MemoryStore::new(clock, calls + 10));
-    let engine_for_flow = Engine { catalogs: loaded.catalogs.clone(), ..engine.clone() };
+    let engine_for_flow = Engine {
+        catalogs: loaded.catalogs.clone(),
+        ..engine.clone()
+    };
 
     // Live calls, each waiting at the employee-ID Gather.
     let before = rss_bytes();
@@ -67,13 +79,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..calls {
         let sid = format!("CA{i:032x}");
         let mut s = engine_for_flow.new_session(&loaded.flow, &sid, "+15555550100");
-        engine_for_flow.step(&loaded.flow, &mut s, Event::Start).await;
+        engine_for_flow
+            .step(&loaded.flow, &mut s, Event::Start)
+            .await;
         if i == 0 {
             json_bytes = serde_json::to_vec(&s)?.len();
         }
-        store.save(s, 0, 3_600_000).await.map_err(|e| e.to_string())?;
-        let params = vec![("CallSid".to_string(), sid.clone()), ("Digits".to_string(), "1004217".to_string())];
-        let sig = resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}:{app_port}/voice/pin-reset/step/1"), &params);
+        store
+            .save(s, 0, 3_600_000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let params = vec![
+            ("CallSid".to_string(), sid.clone()),
+            ("Digits".to_string(), "1004217".to_string()),
+        ];
+        let sig = resetline_twiml::signature::compute(
+            TOKEN.as_bytes(),
+            &format!("{PUBLIC}:{app_port}/voice/pin-reset/step/1"),
+            &params,
+        );
         requests.push_str(&format!("{sid} {sig}\n"));
     }
     let after = rss_bytes();
@@ -82,15 +106,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_session = after.saturating_sub(before) as f64 / calls as f64;
     std::fs::write(
         dir.join("memory.txt"),
-        format!("live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_json_bytes {json_bytes}\n"),
+        format!(
+            "live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_json_bytes {json_bytes}\n"
+        ),
     )?;
 
-    let state = AppState::new(&format!("{PUBLIC}:{app_port}"), Secret::new(TOKEN), engine, registry, store, root.join("voice-prompts"));
+    let state = AppState::new(
+        &format!("{PUBLIC}:{app_port}"),
+        Secret::new(TOKEN),
+        engine,
+        registry,
+        store,
+        root.join("voice-prompts"),
+    );
     let real = tokio::net::TcpListener::bind(("127.0.0.1", app_port)).await?;
     let bare = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
     let bare_app = Router::new().route(
         "/{*path}",
-        post(|| async { ([(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")], BARE) }),
+        post(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+                BARE,
+            )
+        }),
     );
     std::fs::write(dir.join("ready"), "ready\n")?;
     tokio::select! {

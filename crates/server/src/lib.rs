@@ -88,7 +88,9 @@ impl AppState {
     /// Run it periodically; returns how many were dropped.
     pub fn forget_idle_locks(&self) -> usize {
         let before = self.inner.locks.len();
-        self.inner.locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        self.inner
+            .locks
+            .retain(|_, lock| Arc::strong_count(lock) > 1);
         before - self.inner.locks.len()
     }
 }

@@ -60,7 +60,12 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(found) })
     }
 
-    fn save(&self, session: Session, expected: u64, ttl_ms: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn save(
+        &self,
+        session: Session,
+        expected: u64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
         let now = self.clock.now_ms();
         let result = (move || {
             if expected == 0 && self.map.len() >= self.max_sessions {

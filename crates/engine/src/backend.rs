@@ -197,3 +197,85 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         self.len() == 0
     }
 }
+
+/// A message to send: a one-time code, or a notice after a reset.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// SMS or email.
+    pub channel: resetline_flow::model::Channel,
+    /// E.164 number or email address of record (full: only the sender sees it).
+    pub to: String,
+    /// Email subject (ignored for SMS).
+    pub subject: String,
+    /// The text. A `Secret` because it may carry a one-time code.
+    pub body: Secret,
+    /// Engine-relative URL the provider posts delivery reports to (`/sms/status?...`), when
+    /// the channel has delivery reports.
+    pub status_callback: Option<String>,
+}
+
+/// A provider accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The provider's id (Twilio `SM...`), to match delivery reports.
+    pub id: String,
+}
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The provider refused the destination (Twilio 21211 invalid number, 21614 not a mobile,
+    /// 21610 unsubscribed, ...): the flow's `undeliverable` path.
+    Undeliverable {
+        /// Provider error code, when given.
+        code: Option<u32>,
+        /// Provider message, for logs (no secret: bodies are never echoed).
+        reason: String,
+    },
+    /// The provider failed or timed out.
+    Backend(BackendError),
+}
+
+/// Sends SMS and email.
+pub trait Messenger: Send + Sync + fmt::Debug {
+    /// Sends `message` and returns once the provider accepted or refused it.
+    fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<SentMessage, SendError>>;
+}
+
+/// A ticket to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    /// Short description.
+    pub summary: String,
+    /// Longer description.
+    pub details: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// The call, for correlation.
+    pub call_sid: String,
+}
+
+/// An opened ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRef {
+    /// Human-facing number read back to the caller (ServiceNow `number`, e.g. `INC0012345`).
+    pub number: String,
+    /// System id used to update it (ServiceNow `sys_id`).
+    pub id: String,
+}
+
+/// The service-desk ticket system.
+pub trait Tickets: Send + Sync + fmt::Debug {
+    /// Opens a ticket.
+    fn open(&self, ticket: NewTicket) -> BoxFuture<'_, Result<TicketRef, BackendError>>;
+    /// Closes (resolves) a ticket opened by `open`.
+    fn close<'a>(&'a self, ticket: &'a TicketRef, note: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+/// Counters with a time window, shared across calls (and replicas, with Redis): send caps and
+/// rate limits. Keys never contain a secret.
+pub trait Counters: Send + Sync + fmt::Debug {
+    /// Counts one event for `key` in the window of `window_ms` ending now, if fewer than
+    /// `limit` were counted; returns whether it was allowed (a refused hit is not counted).
+    fn hit<'a>(&'a self, key: &'a str, window_ms: u64, limit: u32) -> BoxFuture<'a, Result<bool, StoreError>>;
+}

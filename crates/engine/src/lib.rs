@@ -17,7 +17,7 @@ pub mod session;
 pub mod testing;
 
 pub use action::{Action, Spoken};
-pub use backend::{
+pub use backend::{Counters, Messenger, NewTicket, OutgoingMessage, SendError, SentMessage, TicketRef, Tickets, 
     Account, AccountState, BackendError, BoxFuture, Directory, Recording, RecordingAck,
     RecordingChange, SessionStore, SetSecretError, StoreError,
 };

@@ -4,15 +4,70 @@
 //!   demo, with Argon2id PIN hashes and atomic, never-lossy writes.
 //! - [`twilio_recording`]: [`TwilioRecording`], call-recording pause and resume over Twilio's
 //!   REST API (reqwest + rustls).
+//! - [`twilio_messages`]: [`TwilioMessages`], SMS through Twilio's Messages API with delivery
+//!   reports.
+//! - [`smtp`]: [`SmtpMailer`], email over SMTP (lettre + rustls; STARTTLS or implicit TLS).
+//! - [`channel`]: [`ByChannel`], one messenger for the engine routing SMS and email.
+//! - [`servicenow`]: [`ServiceNowTickets`], incidents through the ServiceNow Table API.
+//! - [`dev`]: demo stand-ins: [`dev::LogRecording`], [`dev::Outbox`].
 //!
-//! Invariant: nothing in this crate prints, logs or puts into an error a PIN, a PIN hash or
-//! an auth token; secrets stay in [`resetline_engine::Secret`] until the one call that needs
-//! them, and every failure reaches the engine as a [`resetline_engine::BackendError`] (or a
-//! [`resetline_engine::SetSecretError`]), never as a panic.
+//! Invariant: nothing in this crate prints, logs or puts into an error a PIN, a PIN hash, a
+//! message body (it may carry a one-time code), a password or an auth token; secrets stay in
+//! [`resetline_engine::Secret`] until the one call that needs them, provider text is masked
+//! before it reaches an error, and every failure reaches the engine as a
+//! [`resetline_engine::BackendError`] (or a [`resetline_engine::SetSecretError`] /
+//! [`resetline_engine::SendError`]), never as a panic.
 
+pub mod channel;
 pub mod dev;
 pub mod embedded;
+#[cfg(test)]
+mod fake_http;
+mod rest;
+pub mod servicenow;
+pub mod smtp;
+pub mod twilio_messages;
 pub mod twilio_recording;
 
+pub use channel::ByChannel;
+pub use dev::{Outbox, OutboxMessage};
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
+pub use servicenow::{ServiceNowAuth, ServiceNowConfigError, ServiceNowTickets};
+pub use smtp::{SmtpConfigError, SmtpMailer, SmtpTls};
+pub use twilio_messages::{SmsSender, TwilioMessages};
 pub use twilio_recording::{ConfigError, TwilioRecording};
+
+/// The ticket system when none is configured: every call fails, so `ticket` nodes take their
+/// error path (an agent, in the shipped flow) instead of inventing a number.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTickets;
+
+impl resetline_engine::Tickets for NoTickets {
+    fn open(
+        &self,
+        _ticket: resetline_engine::NewTicket,
+    ) -> resetline_engine::BoxFuture<
+        '_,
+        Result<resetline_engine::TicketRef, resetline_engine::BackendError>,
+    > {
+        Box::pin(async {
+            Err(resetline_engine::BackendError::new(
+                "tickets",
+                "no ticket system is configured",
+            ))
+        })
+    }
+
+    fn close<'a>(
+        &'a self,
+        _ticket: &'a resetline_engine::TicketRef,
+        _note: &'a str,
+    ) -> resetline_engine::BoxFuture<'a, Result<(), resetline_engine::BackendError>> {
+        Box::pin(async {
+            Err(resetline_engine::BackendError::new(
+                "tickets",
+                "no ticket system is configured",
+            ))
+        })
+    }
+}

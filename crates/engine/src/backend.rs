@@ -269,7 +269,11 @@ pub trait Tickets: Send + Sync + fmt::Debug {
     /// Opens a ticket.
     fn open(&self, ticket: NewTicket) -> BoxFuture<'_, Result<TicketRef, BackendError>>;
     /// Closes (resolves) a ticket opened by `open`.
-    fn close<'a>(&'a self, ticket: &'a TicketRef, note: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn close<'a>(
+        &'a self,
+        ticket: &'a TicketRef,
+        note: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
 }
 
 /// Counters with a time window, shared across calls (and replicas, with Redis): send caps and
@@ -277,5 +281,10 @@ pub trait Tickets: Send + Sync + fmt::Debug {
 pub trait Counters: Send + Sync + fmt::Debug {
     /// Counts one event for `key` in the window of `window_ms` ending now, if fewer than
     /// `limit` were counted; returns whether it was allowed (a refused hit is not counted).
-    fn hit<'a>(&'a self, key: &'a str, window_ms: u64, limit: u32) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn hit<'a>(
+        &'a self,
+        key: &'a str,
+        window_ms: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }

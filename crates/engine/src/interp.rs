@@ -21,11 +21,14 @@ use subtle::ConstantTimeEq;
 
 use crate::action::{Action, Spoken};
 use crate::backend::{
-    AccountState, BackendError, Directory, Recording, RecordingAck, RecordingChange, SetSecretError,
+    AccountState, BackendError, Counters, Directory, Messenger, NewTicket, OutgoingMessage,
+    Recording, RecordingAck, RecordingChange, SendError, SetSecretError, Tickets,
 };
 use crate::clock::{Clock, Random};
+use crate::otp;
 use crate::policy::{self, Personal};
 use crate::secret::Secret;
+use crate::session::{Delivery, Otp};
 use crate::session::{Last, Session, Var, Waiting};
 
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
@@ -79,6 +82,12 @@ pub struct Engine {
     pub directory: Arc<dyn Directory>,
     /// Recording control.
     pub recording: Arc<dyn Recording>,
+    /// SMS and email.
+    pub messenger: Arc<dyn Messenger>,
+    /// The ticket system.
+    pub tickets: Arc<dyn Tickets>,
+    /// Windowed counters shared across calls (send caps).
+    pub counters: Arc<dyn Counters>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Randomness.
@@ -110,6 +119,10 @@ pub const SUPPORTED: &[&str] = &[
     "branch",
     "set",
     "directory.find",
+    "code.send",
+    "code.verify",
+    "notify",
+    "ticket",
     "pin.verify",
     "set_secret",
     "secure",
@@ -447,21 +460,364 @@ impl Engine {
                 s.waiting = Waiting::Transfer;
                 Flowing::Wait
             }
-            Kind::Menu(_) | Kind::Gather(_) | Kind::PinVerify(_) | Kind::SetSecret(_) => {
+            Kind::Menu(_)
+            | Kind::Gather(_)
+            | Kind::PinVerify(_)
+            | Kind::SetSecret(_)
+            | Kind::CodeVerify(_) => {
+                s.waiting_since_ms = None;
                 self.prompt_input(flow, s, node, false, out);
                 Flowing::Wait
             }
             Kind::Secure(sec) => Flowing::Goto(sec.start.value.clone()),
-            Kind::CodeSend(_)
-            | Kind::CodeVerify(_)
-            | Kind::Http(_)
-            | Kind::Ticket(_)
-            | Kind::Notify(_) => {
+            Kind::CodeSend(c) => match self.send_code(flow, s, &node.id.value, c, false, out).await
+            {
+                Ok(_) => next(),
+                Err(outcome) => Flowing::Outcome(outcome),
+            },
+            Kind::Notify(n) => {
+                let mut said = Vec::new();
+                self.say(flow, s, &n.message, &mut said);
+                let body = crate::action::transcript(&said).join(" ");
+                let to = s.lookup(&path_of(&n.to.value)).unwrap_or_default();
+                let subject = self.engine_text(flow, s, "notify_email_subject", &[]);
+                let message = OutgoingMessage {
+                    channel: n.channel,
+                    to,
+                    subject,
+                    body: Secret::new(body),
+                    status_callback: None,
+                };
+                match self.within_send(self.messenger.send(message)).await {
+                    Ok(_) => next(),
+                    Err(e) => {
+                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = ?e, "notification not sent");
+                        match node.on("error") {
+                            Some(t) => Flowing::Goto(t.value.clone()),
+                            None => next(),
+                        }
+                    }
+                }
+            }
+            Kind::Ticket(t) => {
+                let summary = self.render_text(s, &t.summary.value).unwrap_or_default();
+                let details = t
+                    .details
+                    .as_ref()
+                    .and_then(|d| self.render_text(s, &d.value).ok());
+                let new = NewTicket {
+                    summary,
+                    details,
+                    category: t.category.clone(),
+                    call_sid: s.call_sid.clone(),
+                };
+                match self.within("tickets", self.tickets.open(new)).await {
+                    Ok(r) => {
+                        tracing::info!(call = %s.call_sid, node = %node.id.value, ticket = %r.number, "ticket opened");
+                        if t.close
+                            && let Err(e) = self
+                                .within(
+                                    "tickets",
+                                    self.tickets
+                                        .close(&r, "Recorded by Resetline; no follow-up needed."),
+                                )
+                                .await
+                        {
+                            tracing::warn!(call = %s.call_sid, ticket = %r.number, error = %e, "ticket not closed");
+                        }
+                        let mut rec = std::collections::BTreeMap::new();
+                        rec.insert("number".to_string(), r.number.clone());
+                        s.vars.insert(t.into.value.clone(), Var::Record(rec));
+                        if let Some(p) = &t.say {
+                            self.say(flow, s, p, out);
+                        }
+                        next()
+                    }
+                    Err(e) => {
+                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "ticket not opened");
+                        Flowing::Outcome("error")
+                    }
+                }
+            }
+            Kind::Http(_) => {
                 tracing::error!(call = %s.call_sid, node = %node.id.value, kind = node.kind.name(), "node kind not supported by this build");
                 let _ = secrets;
                 Flowing::Outcome("error")
             }
         }
+    }
+
+    /// Sends (or re-sends) the one-time code of `code.send` node `node_id`. A valid code for
+    /// the same node and account is sent again unchanged; otherwise a new one is minted.
+    /// `resend` is a caller's request from the comfort loop: cooldown and the resend count
+    /// apply, and a refusal is spoken instead of leaving the node.
+    async fn send_code(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node_id: &str,
+        c: &resetline_flow::model::CodeSend,
+        resend: bool,
+        out: &mut Vec<Action>,
+    ) -> Result<(), &'static str> {
+        let now = self.clock.now_ms();
+        let path = path_of(&c.to.value);
+        let Some(to) = s.lookup(&path).filter(|v| !v.is_empty()) else {
+            tracing::info!(call = %s.call_sid, node = %node_id, "no destination of record");
+            return Err("undeliverable");
+        };
+        let account = s
+            .lookup(&[path[0].clone(), "id".into()])
+            .unwrap_or_default();
+        let valid = s
+            .otp
+            .as_ref()
+            .filter(|o| {
+                o.send_node == node_id && o.account == account && !o.dead && now < o.expires_ms
+            })
+            .cloned();
+        let cooldown_ms = u64::try_from(c.cooldown.as_millis()).unwrap_or(u64::MAX);
+        if let Some(o) = &valid {
+            let too_soon = now.saturating_sub(o.last_send_ms) < cooldown_ms;
+            let spent = o.sends > c.resends;
+            if too_soon || spent {
+                if resend {
+                    self.say_key(flow, s, "code_resend_too_soon", out);
+                }
+                tracing::info!(call = %s.call_sid, node = %node_id, too_soon, spent, "code not sent again");
+                return Ok(());
+            }
+        }
+        if !self
+            .within_store(self.counters.hit(&format!("send:{to}"), 600_000, 5))
+            .await
+        {
+            tracing::warn!(call = %s.call_sid, node = %node_id, "send cap reached for this destination");
+            return Err("rate_limited");
+        }
+        let mut o = match valid {
+            Some(o) => o,
+            None => {
+                let Ok(nonce) = otp::nonce(self.random.as_ref()) else {
+                    return Err("error");
+                };
+                let ttl = u64::try_from(c.ttl.value.as_millis()).unwrap_or(600_000);
+                Otp {
+                    send_node: node_id.to_string(),
+                    account: account.clone(),
+                    nonce,
+                    length: c.length,
+                    issued_ms: now,
+                    expires_ms: now.saturating_add(ttl),
+                    wrong: 0,
+                    sends: 0,
+                    last_send_ms: 0,
+                    message_id: None,
+                    delivery: Delivery::Pending,
+                    dead: false,
+                }
+            }
+        };
+        let code = otp::derive(&self.hash_key, &s.call_sid, &account, &o.nonce, o.length);
+        let minutes = o
+            .expires_ms
+            .saturating_sub(now)
+            .div_ceil(60_000)
+            .to_string();
+        let body = self.engine_text(
+            flow,
+            s,
+            "code_message",
+            &[("code", code.expose()), ("minutes", &minutes)],
+        );
+        drop(code);
+        let message = OutgoingMessage {
+            channel: c.channel,
+            to,
+            subject: self.engine_text(flow, s, "code_email_subject", &[]),
+            body: Secret::new(body),
+            status_callback: (c.channel == resetline_flow::model::Channel::Sms)
+                .then(|| format!("/sms/status?call={}", s.call_sid)),
+        };
+        match self.within_send(self.messenger.send(message)).await {
+            Ok(sent) => {
+                o.sends += 1;
+                o.last_send_ms = now;
+                o.message_id = Some(sent.id);
+                o.delivery = Delivery::Pending;
+                tracing::info!(call = %s.call_sid, node = %node_id, sends = o.sends, "code sent");
+                s.otp = Some(o);
+                if resend {
+                    self.say_key(flow, s, "code_resent", out);
+                } else if let Some(p) = &c.say {
+                    self.say(flow, s, p, out);
+                }
+                Ok(())
+            }
+            Err(SendError::Undeliverable { code, reason }) => {
+                tracing::info!(call = %s.call_sid, node = %node_id, provider_code = ?code, reason = %reason, "destination refused");
+                Err("undeliverable")
+            }
+            Err(SendError::Backend(e)) => {
+                tracing::warn!(call = %s.call_sid, node = %node_id, error = %e, "code not sent");
+                Err("error")
+            }
+        }
+    }
+
+    /// Input (or silence) at a `code.verify` node, including the comfort loop.
+    async fn code_input(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        v: &resetline_flow::model::CodeVerify,
+        digits: Option<Secret>,
+        out: &mut Vec<Action>,
+    ) -> Flowing {
+        let now = self.clock.now_ms();
+        let Some(o) = s
+            .otp
+            .clone()
+            .filter(|o| o.send_node == v.from.value && !o.dead)
+        else {
+            return Flowing::Outcome("failed");
+        };
+        if o.delivery == Delivery::Failed {
+            return Flowing::Outcome("delivery_failed");
+        }
+        if now >= o.expires_ms {
+            s.otp = None;
+            return Flowing::Outcome("expired");
+        }
+        let Some(d) = digits else {
+            let Some(w) = &v.wait else {
+                s.attempts += 1;
+                if s.attempts >= v.attempts {
+                    return Flowing::Outcome("failed");
+                }
+                self.prompt_input(flow, s, node, false, out);
+                return Flowing::Wait;
+            };
+            let since = *s.waiting_since_ms.get_or_insert(now);
+            if now.saturating_sub(since)
+                >= u64::try_from(w.give_up_after.as_millis()).unwrap_or(u64::MAX)
+            {
+                return Flowing::Outcome("gave_up");
+            }
+            self.hold(flow, s, w, o.length, out);
+            return Flowing::Wait;
+        };
+        // One key in the comfort loop: a menu choice.
+        if let (Some(w), 1) = (&v.wait, d.len()) {
+            let key = d.expose().chars().next();
+            match w
+                .keys
+                .iter()
+                .find(|(k, _)| Some(k.value) == key)
+                .map(|(_, a)| a)
+            {
+                Some(resetline_flow::model::WaitKey::Enter) => {
+                    self.prompt_input(flow, s, node, false, out);
+                    return Flowing::Wait;
+                }
+                Some(resetline_flow::model::WaitKey::Resend) => {
+                    if let Some(Kind::CodeSend(c)) = flow.node(&v.from.value).map(|n| &n.kind)
+                        && let Err(outcome) =
+                            self.send_code(flow, s, &v.from.value, c, true, out).await
+                    {
+                        return Flowing::Outcome(if outcome == "undeliverable" {
+                            "delivery_failed"
+                        } else {
+                            outcome
+                        });
+                    }
+                    self.hold(flow, s, w, o.length, out);
+                    return Flowing::Wait;
+                }
+                Some(resetline_flow::model::WaitKey::Goto(t)) => {
+                    return Flowing::Goto(t.value.clone());
+                }
+                None => {}
+            }
+        }
+        let expected = otp::derive(&self.hash_key, &s.call_sid, &o.account, &o.nonce, o.length);
+        if otp::matches(&d, &expected) {
+            s.otp = None;
+            s.verifications += 1;
+            s.waiting_since_ms = None;
+            tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "code check");
+            return node.next.as_ref().map_or(Flowing::Outcome("failed"), |n| {
+                Flowing::Goto(n.value.clone())
+            });
+        }
+        let wrong = o.wrong + 1;
+        let dead = wrong >= v.attempts;
+        if let Some(stored) = s.otp.as_mut() {
+            stored.wrong = wrong;
+            stored.dead = dead;
+        }
+        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", wrong, dead, "code check");
+        if dead {
+            return Flowing::Outcome("failed");
+        }
+        self.say_key(flow, s, "code_wrong", out);
+        self.prompt_input(flow, s, node, false, out);
+        Flowing::Wait
+    }
+
+    /// One round of the comfort loop: hold audio, then the key menu, listening throughout (a
+    /// code typed during the hold is taken as the code).
+    fn hold(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        w: &resetline_flow::model::Wait,
+        length: u32,
+        out: &mut Vec<Action>,
+    ) {
+        let mut prompts: Vec<Action> = std::mem::take(out);
+        self.say(flow, s, &w.hold, &mut prompts);
+        let secs = u32::try_from(w.hold_for.as_secs()).unwrap_or(u32::MAX);
+        if secs > 0 {
+            prompts.push(Action::Pause { seconds: secs });
+        }
+        self.say(flow, s, &w.menu, &mut prompts);
+        let base = format!("/voice/{}/step/{}", flow.id.value, s.token);
+        let _ = length;
+        out.push(Action::Gather {
+            num_digits: None,
+            finish_on: Some('#'),
+            timeout_s: 3,
+            action: base.clone(),
+            prompts,
+        });
+        out.push(Action::Redirect {
+            url: format!("{base}/timeout"),
+        });
+        s.waiting = Waiting::Digits;
+    }
+
+    /// An engine prompt (`code_message`, subjects) rendered as plain text with `params`.
+    fn engine_text(&self, flow: &Flow, s: &Session, key: &str, params: &[(&str, &str)]) -> String {
+        let Some(entry) = self.catalog(flow, s).and_then(|c| c.entries.get(key)) else {
+            tracing::error!(locale = %s.locale, prompt = key, "engine prompt missing from catalog");
+            return String::new();
+        };
+        let t = match &entry.body {
+            PromptBody::Say(t) => t,
+            PromptBody::Play { text: Some(t), .. } => t,
+            PromptBody::Play { text: None, .. } => return String::new(),
+        };
+        let lookup = |p: &[String]| {
+            params
+                .iter()
+                .find(|(k, _)| p.len() == 1 && p[0] == *k)
+                .map(|(_, v)| v.to_string())
+        };
+        t.render(&lookup)
+            .map(|segs| resetline_flow::template::plain_text(&segs))
+            .unwrap_or_default()
     }
 
     /// Emits the gather for the current input node. `confirm` asks for the second entry of a
@@ -496,6 +852,22 @@ impl Engine {
                 p.first_digit_timeout,
                 p.inter_digit_timeout,
             ),
+            Kind::CodeVerify(v) => {
+                let length = match flow.node(&v.from.value).map(|n| &n.kind) {
+                    Some(Kind::CodeSend(c)) => c.length,
+                    _ => 6,
+                };
+                (
+                    Some(&v.say),
+                    Digits {
+                        min: length,
+                        max: length,
+                    },
+                    Some('#'),
+                    v.first_digit_timeout,
+                    v.inter_digit_timeout,
+                )
+            }
             Kind::SetSecret(x) => {
                 let policy = flow.policy(&x.policy.value);
                 let d = Digits {
@@ -693,6 +1065,7 @@ impl Engine {
                 }
             }
             Kind::SetSecret(x) => self.new_secret(flow, s, node, x, digits, out).await,
+            Kind::CodeVerify(v) => self.code_input(flow, s, node, v, digits, out).await,
             _ => Flowing::Wait,
         }
     }
@@ -864,6 +1237,35 @@ impl Engine {
         }
     }
 
+    async fn within_send(
+        &self,
+        fut: impl std::future::Future<Output = Result<crate::backend::SentMessage, SendError>>,
+    ) -> Result<crate::backend::SentMessage, SendError> {
+        match tokio::time::timeout(self.budget, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Backend(BackendError::timeout("messages"))),
+        }
+    }
+
+    /// A counter hit; a failing store allows the event (the send cap is a safeguard, the
+    /// provider's own limits still apply) and logs the failure.
+    async fn within_store(
+        &self,
+        fut: impl std::future::Future<Output = Result<bool, crate::backend::StoreError>>,
+    ) -> bool {
+        match tokio::time::timeout(self.budget, fut).await {
+            Ok(Ok(allowed)) => allowed,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "counter store failed; allowing");
+                true
+            }
+            Err(_) => {
+                tracing::warn!("counter store timed out; allowing");
+                true
+            }
+        }
+    }
+
     fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(self.hash_key.expose().as_bytes()) {
             Ok(m) => m,
@@ -955,6 +1357,11 @@ impl Engine {
         t.render(&|p| s.lookup(p))
             .map(|segs| resetline_flow::template::plain_text(&segs))
     }
+}
+
+/// `user.mobile` -> `["user", "mobile"]`.
+fn path_of(dotted: &str) -> Vec<String> {
+    dotted.split('.').map(str::to_string).collect()
 }
 
 /// Fills a catalog template with rendered parameters, keeping digit segments as such.

@@ -11,15 +11,17 @@ pub mod action;
 pub mod backend;
 pub mod clock;
 pub mod interp;
+pub mod otp;
 pub mod policy;
 pub mod secret;
 pub mod session;
 pub mod testing;
 
 pub use action::{Action, Spoken};
-pub use backend::{Counters, Messenger, NewTicket, OutgoingMessage, SendError, SentMessage, TicketRef, Tickets, 
-    Account, AccountState, BackendError, BoxFuture, Directory, Recording, RecordingAck,
-    RecordingChange, SessionStore, SetSecretError, StoreError,
+pub use backend::{
+    Account, AccountState, BackendError, BoxFuture, Counters, Directory, Messenger, NewTicket,
+    OutgoingMessage, Recording, RecordingAck, RecordingChange, SendError, SentMessage,
+    SessionStore, SetSecretError, StoreError, TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step};

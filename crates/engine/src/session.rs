@@ -40,6 +40,50 @@ pub enum Waiting {
     Transfer,
 }
 
+/// Delivery state of the last message carrying a one-time code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Sent, no report yet.
+    #[default]
+    Pending,
+    /// The provider reported it delivered.
+    Delivered,
+    /// The provider reported `failed` or `undelivered`.
+    Failed,
+}
+
+/// A one-time code issued in this call. The code itself is never stored: it is derived from
+/// `nonce` with the server's hash key (HMAC-SHA256), so a dump of the store does not contain
+/// it, while a resend can send the same code again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Otp {
+    /// The `code.send` node that issued it.
+    pub send_node: String,
+    /// The account it was issued for (binds the code to call + account).
+    pub account: String,
+    /// Random per-code value (hex) the code is derived from.
+    pub nonce: String,
+    /// Digits in the code.
+    pub length: u32,
+    /// When it was issued (ms).
+    pub issued_ms: u64,
+    /// When it stops being accepted (ms).
+    pub expires_ms: u64,
+    /// Wrong entries so far.
+    pub wrong: u32,
+    /// Times it was sent (first send included).
+    pub sends: u32,
+    /// When it was last sent (ms).
+    pub last_send_ms: u64,
+    /// Provider id of the last message, to match delivery reports.
+    pub message_id: Option<String>,
+    /// Delivery state of the last message.
+    pub delivery: Delivery,
+    /// Killed by too many wrong entries; never accepted again.
+    pub dead: bool,
+}
+
 /// The last answer sent, so a retried webhook gets the identical answer and no effect repeats.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Last {
@@ -95,6 +139,12 @@ pub struct Session {
     /// The last answer sent.
     #[serde(default)]
     pub last: Option<Last>,
+    /// The one-time code issued in this call, if any.
+    #[serde(default)]
+    pub otp: Option<Otp>,
+    /// When the comfort loop at the current node started (ms).
+    #[serde(default)]
+    pub waiting_since_ms: Option<u64>,
 }
 
 impl Session {
@@ -126,6 +176,8 @@ impl Session {
             pending_secret: None,
             ended: None,
             last: None,
+            otp: None,
+            waiting_since_ms: None,
         }
     }
 

@@ -197,3 +197,178 @@ impl Recording for ScriptedRecording {
         })
     }
 }
+
+/// A sent message as the [`MemoryMessenger`] recorded it. Test-only: it keeps the body.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Channel.
+    pub channel: resetline_flow::model::Channel,
+    /// Destination.
+    pub to: String,
+    /// The body (a test reads the code from it).
+    pub body: Secret,
+    /// The delivery-report URL given.
+    pub status_callback: Option<String>,
+    /// The id returned.
+    pub id: String,
+}
+
+/// A messenger that records what it sends. Destinations in `refuse` are refused as Twilio
+/// refuses invalid numbers (21211). Logs `send <to>`.
+#[derive(Debug)]
+pub struct MemoryMessenger {
+    log: std::sync::Arc<CallLog>,
+    sent: Mutex<Vec<Recorded>>,
+    refuse: Vec<String>,
+    down: bool,
+}
+
+impl MemoryMessenger {
+    /// A messenger logging to `log`.
+    pub fn new(log: std::sync::Arc<CallLog>) -> Self {
+        MemoryMessenger {
+            log,
+            sent: Mutex::new(Vec::new()),
+            refuse: Vec::new(),
+            down: false,
+        }
+    }
+
+    /// Refuses messages to `to` as undeliverable.
+    pub fn refusing(mut self, to: &str) -> Self {
+        self.refuse.push(to.to_string());
+        self
+    }
+
+    /// Every send fails like a provider outage.
+    pub fn down(mut self) -> Self {
+        self.down = true;
+        self
+    }
+
+    /// Messages sent so far.
+    pub fn sent(&self) -> Vec<Recorded> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The digits of the last message's first run of 6 or more digits (the code).
+    pub fn last_code(&self) -> Option<String> {
+        let last = self.sent().pop()?;
+        let body = last.body.expose().to_string();
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() >= 6)
+            .map(str::to_string)
+    }
+}
+
+impl crate::backend::Messenger for MemoryMessenger {
+    fn send(
+        &self,
+        message: crate::backend::OutgoingMessage,
+    ) -> BoxFuture<'_, Result<crate::backend::SentMessage, crate::backend::SendError>> {
+        Box::pin(async move {
+            self.log.push(format!("send {}", message.to));
+            if self.down {
+                return Err(crate::backend::SendError::Backend(BackendError::new(
+                    "messages", "HTTP 503",
+                )));
+            }
+            if self.refuse.contains(&message.to) {
+                return Err(crate::backend::SendError::Undeliverable {
+                    code: Some(21211),
+                    reason: "invalid number".into(),
+                });
+            }
+            let mut sent = self.sent.lock().map_err(|_| {
+                crate::backend::SendError::Backend(BackendError::new("messages", "poisoned"))
+            })?;
+            let id = format!("SM{:032}", sent.len() + 1);
+            sent.push(Recorded {
+                channel: message.channel,
+                to: message.to,
+                body: message.body,
+                status_callback: message.status_callback,
+                id: id.clone(),
+            });
+            Ok(crate::backend::SentMessage { id })
+        })
+    }
+}
+
+/// Tickets numbered `INC0000001`...; `down()` makes every call fail. Logs `ticket open` and
+/// `ticket close <number>`.
+#[derive(Debug)]
+pub struct MemoryTickets {
+    log: std::sync::Arc<CallLog>,
+    next: Mutex<u32>,
+    down: bool,
+}
+
+impl MemoryTickets {
+    /// A working ticket system.
+    pub fn new(log: std::sync::Arc<CallLog>) -> Self {
+        MemoryTickets {
+            log,
+            next: Mutex::new(0),
+            down: false,
+        }
+    }
+
+    /// A ticket system that is down.
+    pub fn down(mut self) -> Self {
+        self.down = true;
+        self
+    }
+}
+
+impl crate::backend::Tickets for MemoryTickets {
+    fn open(
+        &self,
+        _ticket: crate::backend::NewTicket,
+    ) -> BoxFuture<'_, Result<crate::backend::TicketRef, BackendError>> {
+        Box::pin(async move {
+            self.log.push("ticket open");
+            if self.down {
+                return Err(BackendError::new("tickets", "HTTP 503"));
+            }
+            let mut n = self
+                .next
+                .lock()
+                .map_err(|_| BackendError::new("tickets", "poisoned"))?;
+            *n += 1;
+            let number = format!("INC{:07}", *n);
+            tracing::info!(ticket = %number, "in-memory ticket opened");
+            Ok(crate::backend::TicketRef {
+                number,
+                id: format!("sys{}", *n),
+            })
+        })
+    }
+
+    fn close<'a>(
+        &'a self,
+        ticket: &'a crate::backend::TicketRef,
+        _note: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.log.push(format!("ticket close {}", ticket.number));
+            tracing::info!(ticket = %ticket.number, "in-memory ticket closed");
+            Ok(())
+        })
+    }
+}
+
+/// Counters that count nothing and allow everything (for tests that do not exercise caps).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCounters;
+
+impl crate::backend::Counters for NoCounters {
+    fn hit<'a>(
+        &'a self,
+        _key: &'a str,
+        _window_ms: u64,
+        _limit: u32,
+    ) -> BoxFuture<'a, Result<bool, crate::backend::StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+}

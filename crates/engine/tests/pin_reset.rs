@@ -1,66 +1,32 @@
 //! Drives the shipped PIN-only flow through the interpreter with fake backends: the whole
 //! call, retries, recording pause/resume order, wrong PINs, policy refusals, time limit.
 
-use std::path::Path;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use resetline_engine::action::transcript;
-use resetline_engine::testing::{CallLog, MemoryDirectory, ScriptedRecording};
+use common::{Options, said};
 use resetline_engine::*;
-use resetline_flow::{Catalogs, Flow, SourceMap};
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn flow(name: &str) -> Flow {
-    let path = root().join("flows").join(name);
-    let text = std::fs::read_to_string(&path).expect("flow");
-    let compiled = resetline_flow::compile(name, &text, None);
-    compiled.flow.expect("flow loads")
-}
 
 struct Rig {
     engine: Engine,
-    log: Arc<CallLog>,
+    log: std::sync::Arc<resetline_engine::testing::CallLog>,
     clock: FakeClock,
-    flow: Flow,
+    flow: resetline_flow::Flow,
 }
 
 fn rig(slow: bool, recording_fails: bool) -> Rig {
-    let (catalogs, _) = Catalogs::load_dir(&root().join("voice-prompts"), &mut SourceMap::new());
-    let log = Arc::new(CallLog::default());
-    let clock = FakeClock::at(1_700_000_000_000);
-    let engine = Engine {
-        catalogs: Arc::new(catalogs),
-        directory: Arc::new(
-            MemoryDirectory::new(vec![MemoryDirectory::dana()], log.clone()).with_delay(if slow {
-                Duration::from_secs(5)
-            } else {
-                Duration::ZERO
-            }),
-        ),
-        recording: Arc::new(if recording_fails {
-            ScriptedRecording::failing(log.clone())
-        } else {
-            ScriptedRecording::ok(log.clone())
-        }),
-        clock: Arc::new(clock.clone()),
-        random: Arc::new(OsRandom),
-        hash_key: Arc::new(Secret::new("test-key-test-key-test-key-test-key")),
-        budget: Duration::from_millis(200),
-    };
+    let r = common::rig(Options {
+        slow_directory: slow,
+        recording_fails,
+        ..Options::default()
+    });
     Rig {
-        engine,
-        log,
-        clock,
-        flow: flow("pin-reset.yaml"),
+        engine: r.engine,
+        log: r.log,
+        clock: r.clock,
+        flow: r.flow,
     }
-}
-
-fn said(step: &Step) -> String {
-    transcript(&step.actions).join(" | ")
 }
 
 fn digits(token: u64, d: &str) -> Event {

@@ -55,6 +55,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine {
         catalogs: Arc::new(Default::default()),
         directory: Arc::new(MemoryDirectory::new(users, Arc::new(CallLog::default()))),
+        messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(Arc::new(
+            CallLog::default(),
+        ))),
+        tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(Arc::new(
+            CallLog::default(),
+        ))),
+        counters: Arc::new(resetline_engine::testing::NoCounters),
         recording: Arc::new(ScriptedRecording::ok(log)),
         clock: clock.clone(),
         random: Arc::new(OsRandom),

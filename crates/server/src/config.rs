@@ -25,6 +25,10 @@ struct Raw {
     carrier: RawCarrier,
     directory: RawDirectory,
     #[serde(default)]
+    messages: RawMessages,
+    #[serde(default)]
+    tickets: Option<RawTickets>,
+    #[serde(default)]
     sessions: RawSessions,
     hash_key_env: String,
     #[serde(default = "default_budget")]
@@ -53,6 +57,47 @@ struct RawCarrier {
 struct RawDirectory {
     kind: String,
     path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMessages {
+    sms: Option<RawSms>,
+    email: Option<RawEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    from: Option<String>,
+    messaging_service_sid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "default_tls")]
+    tls: String,
+    from: String,
+    username: Option<String>,
+    password_env: Option<String>,
+}
+
+fn default_tls() -> String {
+    "starttls".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTickets {
+    kind: String,
+    base_url: String,
+    username: Option<String>,
+    password_env: Option<String>,
+    token_env: Option<String>,
+    assignment_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +192,50 @@ pub enum DirectoryConfig {
     },
 }
 
+/// Where SMS come from (Twilio Messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmsFrom {
+    /// A Twilio number (E.164).
+    Number(String),
+    /// A Messaging Service (`MG...`).
+    Service(String),
+}
+
+/// Email over SMTP.
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    /// SMTP host.
+    pub host: String,
+    /// Port (default by TLS mode).
+    pub port: Option<u16>,
+    /// `none` (loopback only), `starttls` or `tls`.
+    pub tls: String,
+    /// From address.
+    pub from: String,
+    /// Login, when the server needs one.
+    pub credentials: Option<(String, Secret)>,
+}
+
+/// Ticket system authentication.
+#[derive(Clone, Debug)]
+pub enum TicketAuth {
+    /// HTTP Basic.
+    Basic(String, Secret),
+    /// Bearer token.
+    Bearer(Secret),
+}
+
+/// ServiceNow-shaped ticket system.
+#[derive(Clone, Debug)]
+pub struct TicketsConfig {
+    /// Instance base URL.
+    pub base_url: String,
+    /// Credentials.
+    pub auth: TicketAuth,
+    /// Optional assignment group.
+    pub assignment_group: Option<String>,
+}
+
 /// The carrier account (Twilio).
 #[derive(Clone, Debug)]
 pub struct CarrierConfig {
@@ -175,6 +264,12 @@ pub struct Config {
     pub carrier: CarrierConfig,
     /// Directory backend.
     pub directory: DirectoryConfig,
+    /// SMS sender, when codes or notices go by SMS.
+    pub sms: Option<SmsFrom>,
+    /// SMTP, when codes or notices go by email.
+    pub email: Option<EmailConfig>,
+    /// Ticket system (none: ticket nodes take their error path).
+    pub tickets: Option<TicketsConfig>,
     /// Most live calls.
     pub max_sessions: usize,
     /// Key for keyed hashes of secrets held between webhooks.
@@ -322,6 +417,100 @@ fn validate(
             None
         }
     };
+    let sms = match raw.messages.sms {
+        None => None,
+        Some(RawSms {
+            from: Some(n),
+            messaging_service_sid: None,
+        }) if n.starts_with('+') && n.len() >= 8 && n[1..].chars().all(|c| c.is_ascii_digit()) => {
+            Some(SmsFrom::Number(n))
+        }
+        Some(RawSms {
+            from: None,
+            messaging_service_sid: Some(m),
+        }) if m.len() == 34 && m.starts_with("MG") => Some(SmsFrom::Service(m)),
+        Some(_) => {
+            problems.push("`messages.sms`: give exactly one of `from` (an E.164 number) or `messaging_service_sid` (MG + 32 hex digits)".into());
+            None
+        }
+    };
+    let email = match raw.messages.email {
+        None => None,
+        Some(e) => {
+            if !matches!(e.tls.as_str(), "none" | "starttls" | "tls") {
+                problems.push(format!(
+                    "`messages.email.tls`: `{}` must be none, starttls or tls",
+                    e.tls
+                ));
+            }
+            if !e.from.contains('@') {
+                problems.push(format!(
+                    "`messages.email.from`: `{}` is not an email address",
+                    e.from
+                ));
+            }
+            let credentials = match (e.username, e.password_env) {
+                (Some(u), Some(env_name)) => secret_env(
+                    env,
+                    &env_name,
+                    "`messages.email.password_env`",
+                    1,
+                    &mut problems,
+                )
+                .map(|p| (u, p)),
+                (None, None) => None,
+                _ => {
+                    problems
+                        .push("`messages.email`: `username` and `password_env` go together".into());
+                    None
+                }
+            };
+            Some(EmailConfig {
+                host: e.host,
+                port: e.port,
+                tls: e.tls,
+                from: e.from,
+                credentials,
+            })
+        }
+    };
+    let tickets = match raw.tickets {
+        None => None,
+        Some(t) => {
+            if t.kind != "servicenow" {
+                problems.push(format!(
+                    "`tickets.kind`: `{}` is not supported (supported: servicenow)",
+                    t.kind
+                ));
+            }
+            if !(t.base_url.starts_with("https://") || t.base_url.starts_with("http://")) {
+                problems.push(format!(
+                    "`tickets.base_url`: `{}` is not an http(s) URL",
+                    t.base_url
+                ));
+            }
+            let auth = match (t.username, t.password_env, t.token_env) {
+                (Some(u), Some(p), None) => {
+                    secret_env(env, &p, "`tickets.password_env`", 1, &mut problems)
+                        .map(|p| TicketAuth::Basic(u, p))
+                }
+                (None, None, Some(tok)) => {
+                    secret_env(env, &tok, "`tickets.token_env`", 1, &mut problems)
+                        .map(TicketAuth::Bearer)
+                }
+                _ => {
+                    problems
+                        .push("`tickets`: give `username` + `password_env`, or `token_env`".into());
+                    None
+                }
+            };
+            auth.map(|auth| TicketsConfig {
+                base_url: t.base_url.trim_end_matches('/').to_string(),
+                auth,
+                assignment_group: t.assignment_group,
+            })
+        }
+    };
     if !(500..=12_000).contains(&raw.budget_ms) {
         problems.push(format!(
             "`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)",
@@ -350,6 +539,9 @@ fn validate(
                     api_timeout_ms: raw.carrier.api_timeout_ms,
                 },
                 directory,
+                sms,
+                email,
+                tickets,
                 max_sessions: raw.sessions.max,
                 hash_key,
                 budget_ms: raw.budget_ms,
@@ -437,6 +629,37 @@ mod tests {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
         assert!(!text.contains("`x`"), "no secret value echoed");
+    }
+
+    #[test]
+    fn messages_and_tickets_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = format!(
+            "{GOOD}messages: {{ sms: {{ from: \"+15555550000\" }}, email: {{ host: 127.0.0.1, port: 2525, tls: none, from: desk@example.com }} }}\ntickets: {{ kind: servicenow, base_url: http://127.0.0.1:9/, token_env: TOKEN }}\n"
+        );
+        let c = load(&write(dir.path(), &good), &env).expect("config");
+        assert_eq!(c.sms, Some(SmsFrom::Number("+15555550000".into())));
+        assert_eq!(c.email.map(|e| e.port), Some(Some(2525)));
+        assert_eq!(
+            c.tickets.map(|t| t.base_url),
+            Some("http://127.0.0.1:9".to_string())
+        );
+        let bad = format!(
+            "{GOOD}messages: {{ sms: {{ from: \"+1555\", messaging_service_sid: MG1 }}, email: {{ host: h, tls: ssl, from: nobody }} }}\ntickets: {{ kind: jira, base_url: x }}\n"
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`messages.sms`",
+            "`messages.email.tls`",
+            "`messages.email.from`",
+            "`tickets.kind`",
+            "`tickets.base_url`",
+            "`tickets`: give",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/voice/{flow}/status", post(status))
         .route("/voice/{flow}/step/{token}", post(digits))
         .route("/voice/{flow}/step/{token}/{what}", post(step_event))
+        .route("/sms/status", post(sms_status))
         .route("/prompts/{locale}/{file}", get(audio))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -427,6 +428,71 @@ async fn status(
     .await;
     state.inner.metrics.webhook(
         "status",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// SMS delivery report (`StatusCallback` of a code message): `failed` / `undelivered` ends
+/// the call's wait early (its next webhook takes `delivery_failed`); `delivered` is noted.
+/// The call is named in the callback URL the engine gave (`/sms/status?call=CA...`), which the
+/// signature covers.
+async fn sms_status(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let response = async {
+        let hook = match verify(&state, &uri, &headers, &body) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let call = uri.query().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("call=")).unwrap_or_default().to_string();
+        if !valid_call_sid(&call) {
+            return (StatusCode::BAD_REQUEST, "call missing or malformed\n").into_response();
+        }
+        let delivery = match hook.get("MessageStatus").or(hook.get("SmsStatus")) {
+            Some("failed" | "undelivered") => resetline_engine::session::Delivery::Failed,
+            Some("delivered") => resetline_engine::session::Delivery::Delivered,
+            _ => return StatusCode::NO_CONTENT.into_response(),
+        };
+        let message = hook.get("MessageSid").or(hook.get("SmsSid")).unwrap_or_default().to_string();
+        let lock = state.inner.locks.entry(call.clone()).or_default().clone();
+        let _guard = lock.lock().await;
+        match state.inner.store.load(&call).await {
+            Ok(Some((mut session, revision))) => {
+                let matches = session.otp.as_ref().is_some_and(|o| o.message_id.as_deref() == Some(message.as_str()));
+                if !matches {
+                    tracing::info!(call = %call, "delivery report for an older message; ignored");
+                    return StatusCode::NO_CONTENT.into_response();
+                }
+                if let Some(o) = session.otp.as_mut() {
+                    o.delivery = delivery;
+                }
+                tracing::info!(call = %call, status = ?delivery, error_code = hook.get("ErrorCode").unwrap_or(""), "message delivery report");
+                let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version) else {
+                    return StatusCode::NO_CONTENT.into_response();
+                };
+                if let Err(e) = save(&state, &loaded.flow, session, revision).await {
+                    tracing::warn!(call = %call, error = %e, "delivery report not recorded");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
+                }
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Ok(None) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => {
+                tracing::warn!(call = %call, error = %e, "delivery report not recorded");
+                (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response()
+            }
+        }
+    }
+    .instrument(tracing::info_span!("webhook", route = "sms_status"))
+    .await;
+    state.inner.metrics.webhook(
+        "sms_status",
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

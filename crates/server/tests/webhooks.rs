@@ -38,6 +38,9 @@ fn rig_with(flows_dir: &Path) -> Rig {
             vec![MemoryDirectory::dana()],
             log.clone(),
         )),
+        messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(log.clone())),
+        tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(log.clone())),
+        counters: Arc::new(resetline_engine::testing::NoCounters),
         recording: Arc::new(ScriptedRecording::ok(log.clone())),
         clock: clock.clone(),
         random: Arc::new(OsRandom),
@@ -400,6 +403,59 @@ async fn hot_reload_keeps_calls_in_flight_on_their_version_and_refuses_broken_fl
 }
 
 #[tokio::test]
+async fn an_undelivered_sms_report_ends_the_wait_early() {
+    let r = rig();
+    let sid_path = |p: &str| p.to_string();
+    let post =
+        |path: &str, digits: &str| signed(&sid_path(path), &[("CallSid", SID), ("Digits", digits)]);
+    send(&r.state, signed("/voice/password-reset", &incoming())).await;
+    send(&r.state, post("/voice/password-reset/step/1", "1")).await;
+    send(&r.state, post("/voice/password-reset/step/2", "1004217")).await;
+    let (_, body) = send(&r.state, post("/voice/password-reset/step/3", "1")).await;
+    assert!(
+        body.contains(
+            "We sent a code to the number ending in <say-as interpret-as=\"digits\">0199</say-as>."
+        ),
+        "{body}"
+    );
+    let (_, body) = send(
+        &r.state,
+        signed("/voice/password-reset/step/4/timeout", &[("CallSid", SID)]),
+    )
+    .await;
+    assert!(body.contains("hold-music.wav"), "{body}");
+    // The carrier reports the message undelivered, on the URL the engine gave it.
+    let report = format!("/sms/status?call={SID}");
+    let (status, _) = send(
+        &r.state,
+        signed(
+            &report,
+            &[
+                ("MessageSid", "SM00000000000000000000000000000001"),
+                ("MessageStatus", "undelivered"),
+                ("ErrorCode", "30003"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = send(
+        &r.state,
+        signed("/voice/password-reset/step/5/timeout", &[("CallSid", SID)]),
+    )
+    .await;
+    assert!(
+        body.contains("The text message could not be delivered."),
+        "{body}"
+    );
+    // An unsigned report changes nothing.
+    let req = Request::post(report.as_str())
+        .body(Body::from("MessageSid=SM1&MessageStatus=failed"))
+        .expect("req");
+    assert_eq!(send(&r.state, req).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn health_readiness_and_audio() {
     let r = rig();
     assert_eq!(
@@ -417,7 +473,10 @@ async fn health_readiness_and_audio() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with("pin-reset 1+"), "{body}");
+    assert!(
+        body.contains("pin-reset 1+") && body.contains("password-reset 1+"),
+        "{body}"
+    );
     let (status, _) = send(
         &r.state,
         Request::get("/prompts/en-US/hold-music.wav")

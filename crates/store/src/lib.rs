@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use resetline_engine::{BackendError, BoxFuture, Clock, Session, SessionStore, StoreError};
+use std::collections::VecDeque;
+
+use resetline_engine::{
+    BackendError, BoxFuture, Clock, Counters, Session, SessionStore, StoreError,
+};
 
 #[derive(Debug)]
 struct Slot {
@@ -113,6 +117,57 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// Windowed counters in memory (send caps, rate limits) for one box. Invariant: a refused hit
+/// is not counted, and hits older than the window never count.
+#[derive(Debug)]
+pub struct MemoryCounters {
+    map: DashMap<String, VecDeque<u64>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryCounters {
+    /// Empty counters.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        MemoryCounters {
+            map: DashMap::new(),
+            clock,
+        }
+    }
+
+    /// Drops keys with no hit inside `window_ms` (run it periodically).
+    pub fn sweep(&self, window_ms: u64) {
+        let now = self.clock.now_ms();
+        self.map.retain(|_, hits| {
+            hits.back()
+                .is_some_and(|&t| now.saturating_sub(t) < window_ms)
+        });
+    }
+}
+
+impl Counters for MemoryCounters {
+    fn hit<'a>(
+        &'a self,
+        key: &'a str,
+        window_ms: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = self.clock.now_ms();
+        let mut hits = self.map.entry(key.to_string()).or_default();
+        while hits
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= window_ms)
+        {
+            hits.pop_front();
+        }
+        let allowed = hits.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+        if allowed {
+            hits.push_back(now);
+        }
+        drop(hits);
+        Box::pin(async move { Ok(allowed) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +220,33 @@ mod tests {
             Err(StoreError::Backend(_))
         ));
         assert_eq!(store.save(session("CA1"), 1, 60_000).await, Ok(2));
+    }
+
+    #[tokio::test]
+    async fn the_sixth_send_in_ten_minutes_is_refused_and_the_window_slides() {
+        let clock = FakeClock::at(1000);
+        let counters = MemoryCounters::new(Arc::new(clock.clone()));
+        for _ in 0..5 {
+            assert_eq!(
+                counters.hit("send:+15555550199", 600_000, 5).await,
+                Ok(true)
+            );
+            clock.advance(Duration::from_secs(60));
+        }
+        assert_eq!(
+            counters.hit("send:+15555550199", 600_000, 5).await,
+            Ok(false)
+        );
+        assert_eq!(
+            counters.hit("send:+15555550100", 600_000, 5).await,
+            Ok(true),
+            "other keys are separate"
+        );
+        clock.advance(Duration::from_secs(300));
+        assert_eq!(
+            counters.hit("send:+15555550199", 600_000, 5).await,
+            Ok(true),
+            "the oldest hit left the window"
+        );
     }
 }

@@ -8,10 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use resetline_connectors::{EmbeddedDirectory, TwilioRecording, dev::LogRecording};
-use resetline_engine::{Directory, Engine, OsRandom, Random, Recording, Secret, SystemClock};
-use resetline_server::config::{self, DirectoryConfig, LogFormat};
+use resetline_connectors::{
+    ByChannel, EmbeddedDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets, SmsSender,
+    SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
+    dev::{LogRecording, Outbox},
+};
+use resetline_engine::{
+    Directory, Engine, Messenger, OsRandom, Random, Recording, Secret, SystemClock, Tickets,
+};
+use resetline_server::config::{self, DirectoryConfig, LogFormat, SmsFrom, TicketAuth};
 use resetline_server::{AppState, Registry, ReloadResult, app};
+use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
 
 struct Setup {
@@ -21,6 +28,9 @@ struct Setup {
     hash_key: Secret,
     directory: Arc<dyn Directory>,
     recording: Arc<dyn Recording>,
+    messenger: Arc<dyn Messenger>,
+    tickets: Arc<dyn Tickets>,
+    outbox: Option<Arc<Outbox>>,
     flows_dir: PathBuf,
     prompts_dir: PathBuf,
     max_sessions: usize,
@@ -54,6 +64,67 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .and_then(|r| r.with_base_url(&cfg.carrier.api_base))
         .map(|r| r.with_timeout(Duration::from_millis(cfg.carrier.api_timeout_ms)))
         .map_err(|e| anyhow::anyhow!("carrier: {e}"))?;
+    let api_timeout = Duration::from_millis(cfg.carrier.api_timeout_ms);
+    let mut messenger = ByChannel::new();
+    if let Some(from) = &cfg.sms {
+        let sender = match from {
+            SmsFrom::Number(n) => SmsSender::From(n.clone()),
+            SmsFrom::Service(m) => SmsSender::MessagingService(m.clone()),
+        };
+        let sms = TwilioMessages::new(
+            &cfg.carrier.account_sid,
+            cfg.carrier.auth_token.clone(),
+            sender,
+        )
+        .and_then(|m| m.with_base_url(&cfg.carrier.api_base))
+        .and_then(|m| m.with_public_url(&cfg.public_url))
+        .map(|m| m.with_timeout(api_timeout))
+        .map_err(|e| anyhow::anyhow!("messages.sms: {e}"))?;
+        messenger = messenger.sms(Arc::new(sms));
+    }
+    if let Some(e) = &cfg.email {
+        let tls: SmtpTls = e
+            .tls
+            .parse()
+            .map_err(|err| anyhow::anyhow!("messages.email: {err}"))?;
+        let mut mailer =
+            SmtpMailer::new(&e.host, e.port.unwrap_or(tls.default_port()), tls, &e.from)
+                .map_err(|err| anyhow::anyhow!("messages.email: {err}"))?;
+        if let Some((user, password)) = &e.credentials {
+            mailer = mailer
+                .with_credentials(user, password.clone())
+                .map_err(|err| anyhow::anyhow!("messages.email: {err}"))?;
+        }
+        messenger = messenger.email(Arc::new(mailer));
+    }
+    let tickets: Arc<dyn Tickets> = match &cfg.tickets {
+        Some(t) => {
+            let auth = match &t.auth {
+                TicketAuth::Basic(user, password) => ServiceNowAuth::Basic {
+                    user: user.clone(),
+                    password: password.clone(),
+                },
+                TicketAuth::Bearer(token) => ServiceNowAuth::Bearer(token.clone()),
+            };
+            let mut sn = ServiceNowTickets::new(&t.base_url, auth)
+                .map_err(|e| anyhow::anyhow!("tickets: {e}"))?;
+            if let Some(group) = &t.assignment_group {
+                sn = sn
+                    .with_assignment_group(group)
+                    .map_err(|e| anyhow::anyhow!("tickets: {e}"))?;
+            }
+            Arc::new(sn.with_timeout(api_timeout))
+        }
+        None => Arc::new(NoTickets),
+    };
+    if cfg.sms.is_none() || cfg.email.is_none() || cfg.tickets.is_none() {
+        tracing::warn!(
+            sms = cfg.sms.is_some(),
+            email = cfg.email.is_some(),
+            tickets = cfg.tickets.is_some(),
+            "some backends are not configured; nodes that need them take their error path"
+        );
+    }
     run(Setup {
         listen: cfg.listen,
         public_url: Some(cfg.public_url),
@@ -61,6 +132,9 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         hash_key: cfg.hash_key,
         directory,
         recording: Arc::new(recording),
+        messenger: Arc::new(messenger),
+        tickets,
+        outbox: None,
         flows_dir: cfg.flows_dir,
         prompts_dir: cfg.prompts_dir,
         max_sessions: cfg.max_sessions,
@@ -90,6 +164,7 @@ pub(crate) fn demo(
     std::fs::copy(users, &users_copy)
         .with_context(|| format!("cannot copy demo users from {}", users.display()))?;
     let directory = EmbeddedDirectory::load(&users_copy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outbox = Arc::new(Outbox::new());
     let random = OsRandom;
     let hex = |n: usize| -> anyhow::Result<String> {
         let mut buf = vec![0u8; n];
@@ -103,6 +178,11 @@ pub(crate) fn demo(
         hash_key: Secret::new(hex(32)?),
         directory: Arc::new(directory),
         recording: Arc::new(LogRecording),
+        messenger: outbox.clone(),
+        tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(Arc::new(
+            Default::default(),
+        ))),
+        outbox: Some(outbox),
         flows_dir: flows.to_path_buf(),
         prompts_dir: prompts.to_path_buf(),
         max_sessions: 10_000,
@@ -147,6 +227,9 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             catalogs: Arc::new(Default::default()),
             directory: setup.directory.clone(),
             recording: setup.recording.clone(),
+            messenger: setup.messenger.clone(),
+            tickets: setup.tickets.clone(),
+            counters: Arc::new(MemoryCounters::new(clock.clone())),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
             hash_key: Arc::new(setup.hash_key.clone()),
@@ -224,6 +307,9 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         if setup.demo_banner {
             banner(&public_url, setup.auth_token.expose(), &registry);
         }
+        if let Some(outbox) = setup.outbox.clone() {
+            tokio::spawn(show_outbox(outbox));
+        }
         tracing::info!(listen = %addr, public_url = %public_url, "resetline is serving");
         axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown())
@@ -232,6 +318,25 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Demo only: prints each message the outbox accepted (one-time codes included: that is
+/// how a demo caller gets the code) to the console, never to the log.
+#[allow(clippy::print_stderr)]
+async fn show_outbox(outbox: Arc<Outbox>) {
+    let mut shown = std::collections::HashSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for m in outbox.messages() {
+            if shown.insert(m.id.clone()) {
+                let kind = match m.channel {
+                    resetline_flow::model::Channel::Sms => "SMS",
+                    resetline_flow::model::Channel::Email => "email",
+                };
+                eprintln!("  [demo outbox] {kind} to {}: {}", m.to, m.body.expose());
+            }
+        }
+    }
 }
 
 async fn shutdown() {

@@ -1,127 +1,16 @@
-//! Tests against a fake Twilio API: a tiny HTTP/1.1 server on 127.0.0.1 that records every
-//! request and answers with a scripted status, body and delay.
+//! Tests against a fake Twilio API ([`crate::fake_http`]): a tiny HTTP/1.1 server on
+//! 127.0.0.1 that records every request and answers with a scripted status, body and delay.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::*;
+use crate::fake_http::Fake;
 
 const ACCOUNT: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const TOKEN: &str = "f00dfacef00dfacef00dfacef00dface";
 /// `base64("{ACCOUNT}:{TOKEN}")`, computed independently.
 const BASIC: &str = "Basic QUNhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYTpmMDBkZmFjZWYwMGRmYWNlZjAwZGZhY2VmMDBkZmFjZQ==";
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
-
-/// One request as the fake saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    request_line: String,
-    /// Header names lower-cased.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-struct Fake {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Fake {
-    /// Starts a server answering every request with `status` and `body` after `delay`.
-    async fn start(status: u16, body: &'static str, delay: Duration) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        tokio::spawn(async move {
-            // Bounded: a test makes a handful of requests.
-            for _ in 0..16 {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let log = Arc::clone(&log);
-                tokio::spawn(async move {
-                    let _ = serve(stream, log, status, body, delay).await;
-                });
-            }
-        });
-        Fake { addr, seen }
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn serve(
-    mut stream: TcpStream,
-    log: Arc<Mutex<Vec<Seen>>>,
-    status: u16,
-    body: &str,
-    delay: Duration,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut rest = buf[head_end + 4..].to_vec();
-    while rest.len() < length {
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        rest.extend_from_slice(&chunk[..n]);
-    }
-    log.lock().unwrap().push(Seen {
-        request_line,
-        headers,
-        body: String::from_utf8_lossy(&rest).into_owned(),
-    });
-    tokio::time::sleep(delay).await;
-    let reply = format!(
-        "HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(reply.as_bytes()).await?;
-    stream.shutdown().await
-}
 
 const PAUSED: &str = r#"{"sid": "REaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "status": "paused", "source": "StartCallRecordingAPI"}"#;
 const NOT_FOUND: &str = r#"{"code": 20404, "message": "The requested resource /2010-04-01/Accounts/AC.../Recordings/Twilio.CURRENT.json was not found", "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}"#;

@@ -1,0 +1,159 @@
+//! Shared rig for the engine's flow tests: the shipped flows and catalogs, test doubles that
+//! log every backend call, a fake clock, and a `Call` that keeps the step token.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use resetline_engine::action::transcript;
+use resetline_engine::testing::{
+    CallLog, MemoryDirectory, MemoryMessenger, MemoryTickets, MemoryUser, NoCounters,
+    ScriptedRecording,
+};
+use resetline_engine::*;
+use resetline_flow::{Catalogs, Flow, SourceMap};
+
+pub fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+pub fn flow(name: &str) -> Flow {
+    let text = std::fs::read_to_string(root().join("flows").join(name)).expect("flow");
+    resetline_flow::compile(name, &text, None)
+        .flow
+        .expect("flow loads")
+}
+
+/// How to build a rig.
+pub struct Options {
+    pub flow: &'static str,
+    pub users: Vec<MemoryUser>,
+    pub slow_directory: bool,
+    pub recording_fails: bool,
+    pub messenger: Option<MemoryMessenger>,
+    pub tickets_down: bool,
+    /// Use real windowed counters (send caps) instead of allow-all.
+    pub counters: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            flow: "pin-reset.yaml",
+            users: vec![MemoryDirectory::dana()],
+            slow_directory: false,
+            recording_fails: false,
+            messenger: None,
+            tickets_down: false,
+            counters: false,
+        }
+    }
+}
+
+pub struct Rig {
+    pub engine: Engine,
+    pub log: Arc<CallLog>,
+    pub clock: FakeClock,
+    pub flow: Flow,
+    pub messenger: Arc<MemoryMessenger>,
+}
+
+pub fn rig(o: Options) -> Rig {
+    let (catalogs, _) = Catalogs::load_dir(&root().join("voice-prompts"), &mut SourceMap::new());
+    let log = Arc::new(CallLog::default());
+    let clock = FakeClock::at(1_700_000_000_000);
+    let messenger = Arc::new(
+        o.messenger
+            .unwrap_or_else(|| MemoryMessenger::new(log.clone())),
+    );
+    let tickets = if o.tickets_down {
+        MemoryTickets::new(log.clone()).down()
+    } else {
+        MemoryTickets::new(log.clone())
+    };
+    let engine = Engine {
+        catalogs: Arc::new(catalogs),
+        directory: Arc::new(MemoryDirectory::new(o.users, log.clone()).with_delay(
+            if o.slow_directory {
+                Duration::from_secs(5)
+            } else {
+                Duration::ZERO
+            },
+        )),
+        recording: Arc::new(if o.recording_fails {
+            ScriptedRecording::failing(log.clone())
+        } else {
+            ScriptedRecording::ok(log.clone())
+        }),
+        messenger: messenger.clone(),
+        tickets: Arc::new(tickets),
+        counters: if o.counters {
+            Arc::new(resetline_store::MemoryCounters::new(Arc::new(
+                clock.clone(),
+            )))
+        } else {
+            Arc::new(NoCounters)
+        },
+        clock: Arc::new(clock.clone()),
+        random: Arc::new(OsRandom),
+        hash_key: Arc::new(Secret::new("test-key-test-key-test-key-test-key")),
+        budget: Duration::from_millis(200),
+    };
+    Rig {
+        engine,
+        log,
+        clock,
+        flow: flow(o.flow),
+        messenger,
+    }
+}
+
+pub fn said(step: &Step) -> String {
+    transcript(&step.actions).join(" | ")
+}
+
+/// One call; keeps the step token like the carrier would (it follows the action URLs).
+pub struct Call<'r> {
+    pub rig: &'r Rig,
+    pub session: Session,
+}
+
+impl<'r> Call<'r> {
+    pub async fn start(rig: &'r Rig, sid: &str) -> (Call<'r>, Step) {
+        let mut session = rig.engine.new_session(&rig.flow, sid, "+15555550100");
+        let step = rig.engine.step(&rig.flow, &mut session, Event::Start).await;
+        (Call { rig, session }, step)
+    }
+
+    pub async fn press(&mut self, digits: &str) -> Step {
+        let token = self.session.token;
+        self.rig
+            .engine
+            .step(
+                &self.rig.flow,
+                &mut self.session,
+                Event::Digits {
+                    token,
+                    digits: Secret::new(digits),
+                },
+            )
+            .await
+    }
+
+    pub async fn silence(&mut self) -> Step {
+        let token = self.session.token;
+        self.rig
+            .engine
+            .step(&self.rig.flow, &mut self.session, Event::Timeout { token })
+            .await
+    }
+
+    pub async fn hang_up(&mut self) -> Step {
+        self.rig
+            .engine
+            .step(&self.rig.flow, &mut self.session, Event::Hangup)
+            .await
+    }
+}

@@ -1,0 +1,358 @@
+//! The reference flow (`flows/password-reset.yaml`) through the interpreter: one-time codes by
+//! SMS and email, the comfort loop, resends of the same code, expiry, wrong codes, delivery
+//! failures, send caps, tickets, agent transfer, Spanish.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Call, Options, Rig, rig, said};
+use resetline_engine::testing::{MemoryDirectory, MemoryMessenger, MemoryUser};
+use resetline_engine::*;
+
+fn reference() -> Rig {
+    rig(Options {
+        flow: "password-reset.yaml",
+        ..Options::default()
+    })
+}
+
+/// Welcome (English), employee ID, then the method menu.
+async fn to_methods<'r>(r: &'r Rig, sid: &str) -> Call<'r> {
+    let (mut call, step) = Call::start(r, sid).await;
+    assert!(
+        said(&step).starts_with("Welcome to the service desk PIN reset line."),
+        "{}",
+        said(&step)
+    );
+    let step = call.press("1").await;
+    assert_eq!(
+        said(&step),
+        "Please enter your employee ID, then press pound."
+    );
+    let step = call.press("1004217").await;
+    assert_eq!(
+        said(&step),
+        "To get a code by text message, press 1. By email, press 2. To use your current PIN, press 3."
+    );
+    call
+}
+
+async fn finish_reset(call: &mut Call<'_>) -> Step {
+    let step = call.press("48319273").await;
+    assert_eq!(said(&step), "Please enter the new PIN again.");
+    call.press("48319273").await
+}
+
+#[tokio::test]
+async fn sms_happy_path_masks_the_number_notifies_and_records_a_ticket() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA1").await;
+    let step = call.press("1").await;
+    assert_eq!(
+        said(&step),
+        "We sent a code to the number ending in 0, 1, 9, 9. | Please enter the 6-digit code."
+    );
+    let sent = r.messenger.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "+15555550199");
+    assert_eq!(
+        sent[0].status_callback.as_deref(),
+        Some("/sms/status?call=CA1")
+    );
+    let code = r.messenger.last_code().expect("code in the SMS");
+    assert_eq!(code.len(), 6);
+    assert!(
+        !serde_json::to_string(&call.session)
+            .expect("json")
+            .contains(&code),
+        "the session never holds the code"
+    );
+
+    let step = call.press(&code).await;
+    assert_eq!(
+        said(&step),
+        "Please enter your new PIN, 8 to 12 digits, then press pound."
+    );
+    assert!(
+        r.log
+            .entries()
+            .contains(&"recording Pause { skip: false }".to_string())
+    );
+    let step = finish_reset(&mut call).await;
+    assert_eq!(said(&step), "Your PIN has been changed. Goodbye.");
+    assert_eq!(call.session.ended.as_deref(), Some("reset_done"));
+    let notice = r.messenger.sent().pop().expect("notice");
+    assert!(
+        notice
+            .body
+            .expose()
+            .starts_with("Your service desk PIN was changed by phone")
+    );
+    assert!(
+        !notice.body.expose().contains("48319273"),
+        "the notice never carries the secret"
+    );
+    let log = r.log.entries();
+    let tail: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .skip_while(|e| !e.starts_with("set "))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            "set 1004217",
+            "recording Resume",
+            "send +15555550199",
+            "ticket open",
+            "ticket close INC0000001"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_code_works_once() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA2").await;
+    call.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    call.press(&code).await;
+    assert!(call.session.otp.is_none(), "consumed");
+    assert_eq!(call.session.verifications, 1);
+}
+
+#[tokio::test]
+async fn email_path() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA3").await;
+    let step = call.press("2").await;
+    assert_eq!(
+        said(&step),
+        "We sent a code to your email address on file. | Please enter the 6-digit code."
+    );
+    let sent = r.messenger.sent();
+    assert_eq!(sent[0].to, "dana@example.com");
+    assert_eq!(sent[0].status_callback, None);
+    let code = r.messenger.last_code().expect("code");
+    let step = call.press(&code).await;
+    assert!(said(&step).starts_with("Please enter your new PIN"));
+}
+
+#[tokio::test]
+async fn five_wrong_codes_kill_the_code_and_go_to_an_agent() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA4").await;
+    call.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..4 {
+        let step = call.press(wrong).await;
+        assert_eq!(
+            said(&step),
+            "That code didn't work. Please try again. | Please enter the 6-digit code."
+        );
+    }
+    let step = call.press(wrong).await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+    assert!(
+        call.session.otp.as_ref().is_some_and(|o| o.dead),
+        "the code is dead: even the right code fails now"
+    );
+    assert_eq!(r.messenger.sent().len(), 1, "no code is sent automatically");
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA5").await;
+    call.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    r.clock.advance(Duration::from_secs(10 * 60 + 1));
+    let step = call.press(&code).await;
+    assert_eq!(
+        said(&step),
+        "That code has expired. | To get a code by text message, press 1. By email, press 2. To use your current PIN, press 3."
+    );
+}
+
+#[tokio::test]
+async fn comfort_loop_resends_the_same_code_and_the_late_first_sms_still_works() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA6").await;
+    call.press("1").await;
+    let first = r.messenger.last_code().expect("code");
+    let step = call.silence().await;
+    assert_eq!(
+        said(&step),
+        "(hold music) | If you have the code, press 1 to enter it. To have it sent again, press 2. For another way, press 3."
+    );
+    // Too soon: the cooldown (30 s) refuses, nothing is sent.
+    let step = call.press("2").await;
+    assert!(
+        said(&step).starts_with("Please wait a few seconds before asking again."),
+        "{}",
+        said(&step)
+    );
+    assert_eq!(r.messenger.sent().len(), 1);
+    r.clock.advance(Duration::from_secs(31));
+    let step = call.press("2").await;
+    assert!(
+        said(&step).starts_with("We sent the same code again. | (hold music)"),
+        "{}",
+        said(&step)
+    );
+    assert_eq!(r.messenger.sent().len(), 2);
+    assert_eq!(
+        r.messenger.last_code().as_deref(),
+        Some(first.as_str()),
+        "a resend sends the same code"
+    );
+    // The first SMS arrives late; its code works, typed during the hold music.
+    let step = call.press(&first).await;
+    assert!(
+        said(&step).starts_with("Please enter your new PIN"),
+        "{}",
+        said(&step)
+    );
+}
+
+#[tokio::test]
+async fn the_comfort_loop_gives_up_with_a_ticket_number_read_back() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA7").await;
+    call.press("1").await;
+    call.silence().await;
+    r.clock.advance(Duration::from_secs(181));
+    let step = call.silence().await;
+    assert_eq!(
+        said(&step),
+        "Your ticket number is I, N, C, 0, 0, 0, 0, 0, 0, 1. | The service desk will contact you. Goodbye."
+    );
+    assert_eq!(call.session.ended.as_deref(), Some("ticket_opened"));
+}
+
+#[tokio::test]
+async fn a_failed_delivery_report_ends_the_wait_early() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA8").await;
+    call.press("1").await;
+    call.silence().await;
+    // What the server does when the carrier posts MessageStatus=undelivered.
+    if let Some(o) = call.session.otp.as_mut() {
+        o.delivery = resetline_engine::session::Delivery::Failed;
+    }
+    let step = call.silence().await;
+    assert_eq!(
+        said(&step),
+        "The text message could not be delivered. | To get a code by text message, press 1. By email, press 2. To use your current PIN, press 3."
+    );
+}
+
+#[tokio::test]
+async fn a_refused_number_takes_the_fallback() {
+    let log = Arc::new(resetline_engine::testing::CallLog::default());
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        messenger: Some(MemoryMessenger::new(log).refusing("+15555550199")),
+        ..Options::default()
+    });
+    let mut call = to_methods(&r, "CA9").await;
+    let step = call.press("1").await;
+    assert_eq!(
+        said(&step),
+        "We can't text that number. | To get a code by text message, press 1. By email, press 2. To use your current PIN, press 3."
+    );
+}
+
+#[tokio::test]
+async fn the_sixth_code_to_one_number_in_ten_minutes_is_not_sent() {
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        counters: true,
+        ..Options::default()
+    });
+    for i in 0..5 {
+        let mut call = to_methods(&r, &format!("CAcap{i}")).await;
+        let step = call.press("1").await;
+        assert!(said(&step).starts_with("We sent a code"), "{}", said(&step));
+    }
+    let mut call = to_methods(&r, "CAcap5").await;
+    let step = call.press("1").await;
+    assert_eq!(
+        said(&step),
+        "Too many codes were sent to this number. Please choose another way. | To get a code by text message, press 1. By email, press 2. To use your current PIN, press 3."
+    );
+    assert_eq!(
+        r.messenger.sent().len(),
+        5,
+        "no provider call for the sixth"
+    );
+}
+
+#[tokio::test]
+async fn with_the_ticket_system_down_the_caller_still_gets_an_agent() {
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        tickets_down: true,
+        ..Options::default()
+    });
+    let mut call = to_methods(&r, "CA10").await;
+    call.press("1").await;
+    call.silence().await;
+    r.clock.advance(Duration::from_secs(181));
+    let step = call.silence().await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+    assert!(matches!(step.actions.last(), Some(Action::Enqueue { .. })));
+}
+
+#[tokio::test]
+async fn a_locked_account_is_transferred_with_an_explanation() {
+    let mut locked = MemoryDirectory::dana();
+    locked.account.state = AccountState::Locked;
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        users: vec![MemoryUser { ..locked }],
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&r, "CA11").await;
+    call.press("1").await;
+    let step = call.press("1004217").await;
+    assert_eq!(
+        said(&step),
+        "Your account is locked. I'm transferring you to the service desk."
+    );
+    assert!(
+        matches!(step.actions.last(), Some(Action::Enqueue { queue, .. }) if queue == "service-desk")
+    );
+}
+
+#[tokio::test]
+async fn spanish_callers_hear_spanish() {
+    let r = reference();
+    let (mut call, _) = Call::start(&r, "CA12").await;
+    let step = call.press("2").await;
+    assert_eq!(
+        said(&step),
+        "Marque su número de empleado y después la tecla numeral."
+    );
+    call.press("1004217").await;
+    let step = call.press("1").await;
+    assert_eq!(
+        said(&step),
+        "Enviamos un código al número que termina en 0, 1, 9, 9. | Marque el código de 6 dígitos."
+    );
+    assert!(
+        r.messenger.sent()[0]
+            .body
+            .expose()
+            .starts_with("Su código de verificación")
+    );
+}

@@ -63,4 +63,6 @@ pub use record::{
     StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,
 };
 pub use sink::{Ack, FileSink, FsyncPolicy, OpenReport, Rotation, SinkConfig, TornTail};
+/// The `time` crate, re-exported so callers build [`Record`] times with the same version.
+pub use time;
 pub use verify::{Report, verify, verify_paths};

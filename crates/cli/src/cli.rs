@@ -76,6 +76,26 @@ pub(crate) enum Command {
     },
     /// Read a PIN from standard input and print its Argon2id hash for a users file.
     HashPin,
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Verify the hash chain and signed checkpoints; name the first bad record.
+    ///
+    /// Exit status: 0 intact, 1 tampered or damaged, 2 could not run.
+    Verify {
+        /// The audit directory (`audit.dir` in resetline.yaml).
+        dir: PathBuf,
+        /// The chain id (`audit.chain`).
+        #[arg(long, default_value = "resetline")]
+        chain: String,
+        /// The audit key (default: $RESETLINE_AUDIT_KEY).
+        #[arg(long, env = "RESETLINE_AUDIT_KEY", hide_env_values = true)]
+        key: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

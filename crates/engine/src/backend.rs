@@ -288,3 +288,13 @@ pub trait Counters: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
+
+/// Where audit records go (a hash-chained file, later PostgreSQL). `append` returns once the
+/// records are written per the sink's durability policy.
+pub trait AuditSink: Send + Sync + fmt::Debug {
+    /// Appends records in order.
+    fn append(
+        &self,
+        records: Vec<resetline_audit::Record>,
+    ) -> BoxFuture<'_, Result<(), BackendError>>;
+}

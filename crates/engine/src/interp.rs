@@ -30,6 +30,9 @@ use crate::policy::{self, Personal};
 use crate::secret::Secret;
 use crate::session::{Delivery, Otp};
 use crate::session::{Last, Session, Var, Waiting};
+use resetline_audit::{
+    Destination, EventType as Ev, Factor, MaskedEmail, MaskedNumber, Outcome as Out, Record,
+};
 
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
 /// only a guard against a bug ever spinning a request.
@@ -71,6 +74,8 @@ pub struct Step {
     /// True when this answers a retried request: the stored answer was replayed and nothing
     /// else happened.
     pub replayed: bool,
+    /// Audit records of what happened in this step, in order (none for a replay).
+    pub audit: Vec<Record>,
 }
 
 /// The interpreter with its backends.
@@ -164,9 +169,11 @@ impl Engine {
             | Event::Transfer { token, .. } => *token,
             Event::Hangup => {
                 self.hangup(flow, s).await;
+                let audit = std::mem::take(&mut s.pending_audit);
                 return Step {
                     actions: Vec::new(),
                     replayed: false,
+                    audit,
                 };
             }
         };
@@ -178,6 +185,7 @@ impl Engine {
                 return Step {
                     actions: last.actions.clone(),
                     replayed: true,
+                    audit: Vec::new(),
                 };
             }
             tracing::warn!(call = %s.call_sid, token, expected = s.token, "stale step token");
@@ -189,6 +197,7 @@ impl Engine {
             return Step {
                 actions,
                 replayed: true,
+                audit: Vec::new(),
             };
         }
         s.token = token + 1;
@@ -199,6 +208,12 @@ impl Engine {
             .max_call_seconds
             .as_ref()
             .map_or(600_000, |m| u64::from(m.value) * 1000);
+        if token == 0 {
+            let r = self
+                .record(s, Ev::SessionCreated, Out::Info)
+                .with_reason("incoming_call");
+            s.pending_audit.push(r);
+        }
         if self.clock.now_ms().saturating_sub(s.started_ms) > max_ms {
             self.say_key(flow, s, "call_time_limit", &mut out);
             self.end(flow, s, "time_limit", &mut out).await;
@@ -219,10 +234,40 @@ impl Engine {
             token,
             actions: out.clone(),
         });
+        let audit = std::mem::take(&mut s.pending_audit);
         Step {
             actions: out,
             replayed: false,
+            audit,
         }
+    }
+
+    /// An audit record about `s` now, at its current node.
+    fn record(&self, s: &Session, event: Ev, outcome: Out) -> Record {
+        let nanos = i128::from(self.clock.now_ms()) * 1_000_000;
+        let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let mut r = Record::new(
+            time,
+            event,
+            outcome,
+            &s.call_sid,
+            &s.flow_id,
+            &s.flow_version,
+        )
+        .with_node(&s.node);
+        if let Some(a) = &s.account {
+            r = r.with_account(a);
+        }
+        if let Ok(m) = MaskedNumber::mask(&s.caller) {
+            r = r.with_caller(m);
+        }
+        r
+    }
+
+    fn audit(&self, s: &mut Session, event: Ev, outcome: Out, reason: &str) {
+        let r = self.record(s, event, outcome).with_reason(reason);
+        s.pending_audit.push(r);
     }
 
     /// Follows moves until the call waits or ends.
@@ -307,15 +352,30 @@ impl Engine {
                     Ok(RecordingAck::Done) => {
                         s.recording_paused_ms = Some(self.clock.now_ms());
                         tracing::info!(call = %s.call_sid, section = %target, "recording paused");
+                        self.audit(s, Ev::RecordingPaused, Out::Success, "paused");
                     }
                     Ok(RecordingAck::NoRecording)
                         if flow.settings.recording.when_absent == WhenAbsent::Proceed =>
                     {
                         tracing::info!(call = %s.call_sid, section = %target, "no recording to pause");
+                        self.audit(s, Ev::RecordingPaused, Out::Info, "no_recording");
                     }
-                    Ok(RecordingAck::NoRecording) => return Err(Flowing::Outcome("pause_failed")),
+                    Ok(RecordingAck::NoRecording) => {
+                        self.audit(s, Ev::RecordingPaused, Out::Failure, "no_recording");
+                        return Err(Flowing::Outcome("pause_failed"));
+                    }
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, section = %target, error = %e, "recording pause failed");
+                        self.audit(
+                            s,
+                            Ev::RecordingPaused,
+                            Out::Error,
+                            if e.timeout {
+                                "timeout"
+                            } else {
+                                "carrier_error"
+                            },
+                        );
                         return Err(Flowing::Outcome("pause_failed"));
                     }
                 }
@@ -393,7 +453,10 @@ impl Engine {
                     .within("directory", self.directory.find(f.by, &value))
                     .await
                 {
-                    Ok(None) => Flowing::Outcome("not_found"),
+                    Ok(None) => {
+                        self.audit(s, Ev::Identify, Out::Failure, "not_found");
+                        Flowing::Outcome("not_found")
+                    }
                     Ok(Some(acc)) => {
                         let outcome = match acc.state {
                             AccountState::Locked => Some("locked"),
@@ -419,6 +482,17 @@ impl Engine {
                         }
                         s.vars.insert(f.into.value.clone(), Var::Record(rec));
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = outcome.unwrap_or("found"), "directory lookup");
+                        s.account = Some(acc.id.clone());
+                        self.audit(
+                            s,
+                            Ev::Identify,
+                            if outcome.is_none() {
+                                Out::Success
+                            } else {
+                                Out::Failure
+                            },
+                            outcome.unwrap_or("found"),
+                        );
                         match outcome {
                             Some(o) => Flowing::Outcome(o),
                             None => next(),
@@ -426,6 +500,12 @@ impl Engine {
                     }
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "directory lookup failed");
+                        self.audit(
+                            s,
+                            Ev::Identify,
+                            Out::Error,
+                            if e.timeout { "timeout" } else { "backend" },
+                        );
                         Flowing::Outcome("error")
                     }
                 }
@@ -443,6 +523,15 @@ impl Engine {
                     self.say(flow, s, p, out);
                 }
                 let action = format!("/voice/{}/step/{}/transfer", flow.id.value, s.token);
+                let target = match &t.to {
+                    resetline_flow::model::TransferTo::Queue(q) => format!("queue:{q}"),
+                    resetline_flow::model::TransferTo::Number(n) => format!("number:{n}"),
+                };
+                let r = self
+                    .record(s, Ev::CallTransferred, Out::Info)
+                    .with_reason("transfer")
+                    .with_detail("target", target);
+                s.pending_audit.push(r);
                 match &t.to {
                     resetline_flow::model::TransferTo::Queue(q) => out.push(Action::Enqueue {
                         queue: q.clone(),
@@ -514,6 +603,11 @@ impl Engine {
                 match self.within("tickets", self.tickets.open(new)).await {
                     Ok(r) => {
                         tracing::info!(call = %s.call_sid, node = %node.id.value, ticket = %r.number, "ticket opened");
+                        let rec = self
+                            .record(s, Ev::TicketOpened, Out::Success)
+                            .with_reason(if t.close { "recorded" } else { "follow_up" })
+                            .with_detail("ticket", &r.number);
+                        s.pending_audit.push(rec);
                         if t.close
                             && let Err(e) = self
                                 .within(
@@ -535,6 +629,12 @@ impl Engine {
                     }
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "ticket not opened");
+                        self.audit(
+                            s,
+                            Ev::TicketOpened,
+                            Out::Error,
+                            if e.timeout { "timeout" } else { "backend" },
+                        );
                         Flowing::Outcome("error")
                     }
                 }
@@ -593,6 +693,11 @@ impl Engine {
             .await
         {
             tracing::warn!(call = %s.call_sid, node = %node_id, "send cap reached for this destination");
+            let r = self
+                .record(s, Ev::ExcessRateLimitExceeded, Out::Failure)
+                .with_reason("send_cap")
+                .with_factor(factor(c.channel));
+            s.pending_audit.push(r);
             return Err("rate_limited");
         }
         let mut o = match valid {
@@ -639,7 +744,27 @@ impl Engine {
             status_callback: (c.channel == resetline_flow::model::Channel::Sms)
                 .then(|| format!("/sms/status?call={}", s.call_sid)),
         };
-        match self.within_send(self.messenger.send(message)).await {
+        let destination = masked_destination(c.channel, &message.to);
+        let sent = self.within_send(self.messenger.send(message)).await;
+        let mut rec = self
+            .record(s, Ev::AuthnTokenCreated, Out::Success)
+            .with_factor(factor(c.channel));
+        if let Some(d) = destination {
+            rec = rec.with_destination(d);
+        }
+        match &sent {
+            Ok(_) => rec = rec.with_reason(if o.sends > 0 { "resend" } else { "sent" }),
+            Err(SendError::Undeliverable { .. }) => {
+                rec.outcome = Out::Failure;
+                rec = rec.with_reason("undeliverable");
+            }
+            Err(SendError::Backend(e)) => {
+                rec.outcome = Out::Error;
+                rec = rec.with_reason(if e.timeout { "timeout" } else { "backend" });
+            }
+        }
+        s.pending_audit.push(rec);
+        match sent {
             Ok(sent) => {
                 o.sends += 1;
                 o.last_send_ms = now;
@@ -688,6 +813,9 @@ impl Engine {
         }
         if now >= o.expires_ms {
             s.otp = None;
+            if digits.is_some() {
+                self.audit(s, Ev::AuthnLoginFail, Out::Failure, "expired");
+            }
             return Flowing::Outcome("expired");
         }
         let Some(d) = digits else {
@@ -747,6 +875,15 @@ impl Engine {
             s.verifications += 1;
             s.waiting_since_ms = None;
             tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "code check");
+            let channel = match flow.node(&v.from.value).map(|n| &n.kind) {
+                Some(Kind::CodeSend(c)) => c.channel,
+                _ => resetline_flow::model::Channel::Sms,
+            };
+            let r = self
+                .record(s, Ev::AuthnLoginSuccess, Out::Success)
+                .with_reason("verified")
+                .with_factor(factor(channel));
+            s.pending_audit.push(r);
             return node.next.as_ref().map_or(Flowing::Outcome("failed"), |n| {
                 Flowing::Goto(n.value.clone())
             });
@@ -758,6 +895,23 @@ impl Engine {
             stored.dead = dead;
         }
         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", wrong, dead, "code check");
+        let channel = match flow.node(&v.from.value).map(|n| &n.kind) {
+            Some(Kind::CodeSend(c)) => c.channel,
+            _ => resetline_flow::model::Channel::Sms,
+        };
+        let r = self
+            .record(s, Ev::AuthnLoginFail, Out::Failure)
+            .with_reason("wrong")
+            .with_factor(factor(channel))
+            .with_detail("attempt", wrong.to_string());
+        s.pending_audit.push(r);
+        if dead {
+            let r = self
+                .record(s, Ev::AuthnLoginFailMax, Out::Failure)
+                .with_reason("code_attempts")
+                .with_factor(factor(channel));
+            s.pending_audit.push(r);
+        }
         if dead {
             return Flowing::Outcome("failed");
         }
@@ -1050,16 +1204,41 @@ impl Engine {
                     Ok(true) => {
                         s.verifications += 1;
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "pin check");
+                        let r = self
+                            .record(s, Ev::AuthnLoginSuccess, Out::Success)
+                            .with_reason("verified")
+                            .with_factor(Factor::Pin);
+                        s.pending_audit.push(r);
                         node.next.as_ref().map_or(Flowing::Outcome("failed"), |n| {
                             Flowing::Goto(n.value.clone())
                         })
                     }
                     Ok(false) => {
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", attempt = s.attempts + 1, "pin check");
-                        retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed")
+                        let r = self
+                            .record(s, Ev::AuthnLoginFail, Out::Failure)
+                            .with_reason("wrong")
+                            .with_factor(Factor::Pin)
+                            .with_detail("attempt", (s.attempts + 1).to_string());
+                        s.pending_audit.push(r);
+                        let next =
+                            retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed");
+                        if matches!(next, Flowing::Outcome("failed")) {
+                            let r = self
+                                .record(s, Ev::AuthnLoginFailMax, Out::Failure)
+                                .with_reason("pin_attempts")
+                                .with_factor(Factor::Pin);
+                            s.pending_audit.push(r);
+                        }
+                        next
                     }
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "pin check failed");
+                        let r = self
+                            .record(s, Ev::AuthnLoginFail, Out::Error)
+                            .with_reason(if e.timeout { "timeout" } else { "backend" })
+                            .with_factor(Factor::Pin);
+                        s.pending_audit.push(r);
                         Flowing::Outcome("error")
                     }
                 }
@@ -1102,6 +1281,7 @@ impl Engine {
             let second = self.keyed_hash(&s.call_sid, &d);
             if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "mismatch", "new secret");
+                self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "mismatch");
                 return refuse(self, s, out, "policy_mismatch");
             }
             let account = s
@@ -1118,12 +1298,18 @@ impl Engine {
             return match result {
                 Ok(()) => {
                     tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
+                    self.audit(s, Ev::AuthnPasswordChange, Out::Success, "set");
                     node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
                         Flowing::Goto(n.value.clone())
                     })
                 }
                 Err(SetSecretError::Rejected { prompt, reason }) => {
                     tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
+                    let r = self
+                        .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
+                        .with_reason("directory_rejected")
+                        .with_detail("spoken", &prompt);
+                    s.pending_audit.push(r);
                     let key = if self.has_prompt(flow, s, &prompt) {
                         prompt
                     } else {
@@ -1137,9 +1323,18 @@ impl Engine {
                     self.prompt_input(flow, s, node, false, out);
                     Flowing::Wait
                 }
-                Err(SetSecretError::Locked) => Flowing::Outcome("locked"),
+                Err(SetSecretError::Locked) => {
+                    self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
+                    Flowing::Outcome("locked")
+                }
                 Err(SetSecretError::Backend(e)) => {
                     tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the new secret failed");
+                    self.audit(
+                        s,
+                        Ev::AuthnPasswordChangeFail,
+                        Out::Error,
+                        if e.timeout { "timeout" } else { "backend" },
+                    );
                     Flowing::Outcome("error")
                 }
             };
@@ -1159,6 +1354,11 @@ impl Engine {
         };
         if let Err(refusal) = policy::check(policy, &d, &personal) {
             tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "refused", rule = refusal.name(), "new secret");
+            let r = self
+                .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
+                .with_reason("policy")
+                .with_detail("rule", refusal.name());
+            s.pending_audit.push(r);
             return refuse(self, s, out, refusal.prompt());
         }
         s.pending_secret = Some(self.keyed_hash(&s.call_sid, &d));
@@ -1176,6 +1376,7 @@ impl Engine {
         );
         if ok {
             s.ended = Some("transferred".into());
+            self.audit(s, Ev::CallEnded, Out::Info, "transferred");
             return Flowing::End;
         }
         tracing::warn!(call = %s.call_sid, node = %s.node, result, "transfer did not connect");
@@ -1194,6 +1395,7 @@ impl Engine {
             self.resume(s).await;
         }
         tracing::info!(call = %s.call_sid, node = %s.node, "caller hung up");
+        self.audit(s, Ev::SessionExpired, Out::Info, "hangup");
         s.ended = Some(format!("hangup@{}", s.node));
     }
 
@@ -1205,6 +1407,20 @@ impl Engine {
         s.ended = Some(outcome.to_string());
         s.waiting = Waiting::Nothing;
         tracing::info!(call = %s.call_sid, node = %s.node, outcome, "call ended");
+        if outcome == "time_limit" {
+            self.audit(s, Ev::SessionExpired, Out::Info, "max_duration");
+        } else {
+            self.audit(
+                s,
+                Ev::CallEnded,
+                if outcome == "error" {
+                    Out::Error
+                } else {
+                    Out::Info
+                },
+                outcome,
+            );
+        }
     }
 
     async fn resume(&self, s: &mut Session) {
@@ -1219,9 +1435,25 @@ impl Engine {
             .await
         {
             Ok(_) => {
-                tracing::info!(call = %s.call_sid, paused_ms = paused_for.unwrap_or(0), "recording resumed")
+                tracing::info!(call = %s.call_sid, paused_ms = paused_for.unwrap_or(0), "recording resumed");
+                let r = self
+                    .record(s, Ev::RecordingResumed, Out::Info)
+                    .with_reason("resumed")
+                    .with_detail("paused_ms", paused_for.unwrap_or(0).to_string());
+                s.pending_audit.push(r);
             }
-            Err(e) => tracing::warn!(call = %s.call_sid, error = %e, "recording resume failed"),
+            Err(e) => {
+                tracing::warn!(call = %s.call_sid, error = %e, "recording resume failed");
+                let r = self
+                    .record(s, Ev::RecordingResumed, Out::Error)
+                    .with_reason(if e.timeout {
+                        "timeout"
+                    } else {
+                        "carrier_error"
+                    })
+                    .with_detail("paused_ms", paused_for.unwrap_or(0).to_string());
+                s.pending_audit.push(r);
+            }
         }
         s.recording_paused_ms = None;
     }
@@ -1356,6 +1588,22 @@ impl Engine {
     fn render_text(&self, s: &Session, t: &Template) -> Result<String, String> {
         t.render(&|p| s.lookup(p))
             .map(|segs| resetline_flow::template::plain_text(&segs))
+    }
+}
+
+/// The audit factor of a code channel.
+fn factor(channel: resetline_flow::model::Channel) -> Factor {
+    match channel {
+        resetline_flow::model::Channel::Sms => Factor::SmsCode,
+        resetline_flow::model::Channel::Email => Factor::EmailCode,
+    }
+}
+
+/// A destination of record, masked for the audit trail.
+fn masked_destination(channel: resetline_flow::model::Channel, to: &str) -> Option<Destination> {
+    match channel {
+        resetline_flow::model::Channel::Sms => MaskedNumber::mask(to).ok().map(Destination::Phone),
+        resetline_flow::model::Channel::Email => MaskedEmail::mask(to).ok().map(Destination::Email),
     }
 }
 

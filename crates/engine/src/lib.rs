@@ -19,8 +19,8 @@ pub mod testing;
 
 pub use action::{Action, Spoken};
 pub use backend::{
-    Account, AccountState, BackendError, BoxFuture, Counters, Directory, Messenger, NewTicket,
-    OutgoingMessage, Recording, RecordingAck, RecordingChange, SendError, SentMessage,
+    Account, AccountState, AuditSink, BackendError, BoxFuture, Counters, Directory, Messenger,
+    NewTicket, OutgoingMessage, Recording, RecordingAck, RecordingChange, SendError, SentMessage,
     SessionStore, SetSecretError, StoreError, TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};

@@ -145,6 +145,12 @@ pub struct Session {
     /// When the comfort loop at the current node started (ms).
     #[serde(default)]
     pub waiting_since_ms: Option<u64>,
+    /// The account the directory confirmed for this call (for the audit trail).
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Audit records of the step in progress; taken into `Step::audit`, never stored.
+    #[serde(skip)]
+    pub pending_audit: Vec<resetline_audit::Record>,
 }
 
 impl Session {
@@ -178,6 +184,8 @@ impl Session {
             last: None,
             otp: None,
             waiting_since_ms: None,
+            account: None,
+            pending_audit: Vec::new(),
         }
     }
 

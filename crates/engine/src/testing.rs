@@ -372,3 +372,31 @@ impl crate::backend::Counters for NoCounters {
         Box::pin(async { Ok(true) })
     }
 }
+
+/// An audit sink that keeps records in memory (tests; the demo and `serve` write files).
+#[derive(Debug, Default)]
+pub struct MemoryAudit {
+    records: Mutex<Vec<resetline_audit::Record>>,
+}
+
+impl MemoryAudit {
+    /// Records appended so far.
+    pub fn records(&self) -> Vec<resetline_audit::Record> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::backend::AuditSink for MemoryAudit {
+    fn append(
+        &self,
+        records: Vec<resetline_audit::Record>,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.records
+                .lock()
+                .map_err(|_| BackendError::new("audit", "poisoned"))?
+                .extend(records);
+            Ok(())
+        })
+    }
+}

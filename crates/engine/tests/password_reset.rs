@@ -356,3 +356,105 @@ async fn spanish_callers_hear_spanish() {
             .starts_with("Su código de verificación")
     );
 }
+
+/// Exactly one audit record per event, in order; a retried webhook adds none; no record holds
+/// the code, the PIN or a full phone number.
+#[tokio::test]
+async fn the_audit_trail_of_a_reset_by_sms() {
+    let r = reference();
+    let mut events: Vec<resetline_audit::Record> = Vec::new();
+    let (mut call, step) = Call::start(&r, "CA13").await;
+    events.extend(step.audit);
+    for digits in ["1", "1004217", "1"] {
+        events.extend(call.press(digits).await.audit);
+    }
+    let code = r.messenger.last_code().expect("code");
+    events.extend(call.press(&code).await.audit);
+    // The carrier retries the last webhook: same answer, no new record.
+    let token = call.session.token - 1;
+    let again = r
+        .engine
+        .step(
+            &r.flow,
+            &mut call.session,
+            Event::Digits {
+                token,
+                digits: Secret::new(&code),
+            },
+        )
+        .await;
+    assert!(again.replayed && again.audit.is_empty());
+    for digits in ["12345678", "48319273", "48319273"] {
+        events.extend(call.press(digits).await.audit);
+    }
+    let kinds: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.outcome.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("session_created", "info", "incoming_call"),
+            ("identify", "success", "found"),
+            ("authn_token_created", "success", "sent"),
+            ("authn_login_success", "success", "verified"),
+            ("recording_paused", "success", "paused"),
+            ("authn_password_change_fail", "failure", "policy"),
+            ("authn_password_change", "success", "set"),
+            ("recording_resumed", "info", "resumed"),
+            ("ticket_opened", "success", "recorded"),
+            ("call_ended", "info", "reset_done"),
+        ]
+    );
+    let sent = &events[2];
+    assert_eq!(
+        sent.destination.as_ref().map(|d| d.as_str()),
+        Some("***0199")
+    );
+    assert_eq!(sent.account, "1004217");
+    assert_eq!(events[0].account, "unknown");
+    assert_eq!(
+        events[0].caller.as_ref().map(|c| c.as_str()),
+        Some("***0100")
+    );
+    assert_eq!(
+        events[5].details.get("rule").map(String::as_str),
+        Some("sequential")
+    );
+    let all = format!("{events:?}");
+    for secret in [
+        code.as_str(),
+        "48319273",
+        "12345678",
+        "+15555550199",
+        "+15555550100",
+    ] {
+        assert!(!all.contains(secret), "audit records hold {secret}");
+    }
+}
+
+#[tokio::test]
+async fn five_wrong_codes_are_audited_with_the_max_event() {
+    let r = reference();
+    let mut call = to_methods(&r, "CA14").await;
+    call.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        events.extend(call.press(wrong).await.audit);
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "authn_login_fail").count(),
+        5
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "authn_login_fail_max")
+            .count(),
+        1
+    );
+    assert!(kinds.contains(&"call_transferred"));
+}

@@ -118,12 +118,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     )?;
 
+    let audit = Arc::new(resetline_engine::testing::MemoryAudit::default());
     let state = AppState::new(
         &format!("{PUBLIC}:{app_port}"),
         Secret::new(TOKEN),
         engine,
         registry,
         store,
+        audit.clone(),
         root.join("voice-prompts"),
     );
     let real = tokio::net::TcpListener::bind(("127.0.0.1", app_port)).await?;

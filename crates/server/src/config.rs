@@ -24,6 +24,7 @@ struct Raw {
     prompts_dir: PathBuf,
     carrier: RawCarrier,
     directory: RawDirectory,
+    audit: RawAudit,
     #[serde(default)]
     messages: RawMessages,
     #[serde(default)]
@@ -57,6 +58,19 @@ struct RawCarrier {
 struct RawDirectory {
     kind: String,
     path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    dir: PathBuf,
+    #[serde(default = "default_chain")]
+    chain: String,
+    key_env: String,
+}
+
+fn default_chain() -> String {
+    "resetline".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +206,17 @@ pub enum DirectoryConfig {
     },
 }
 
+/// The audit trail: a hash-chained JSON Lines file set.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Directory of the chain's files (created if missing).
+    pub dir: PathBuf,
+    /// Chain id (file name prefix).
+    pub chain: String,
+    /// HMAC key for the chain and checkpoints (at least 32 characters).
+    pub key: Secret,
+}
+
 /// Where SMS come from (Twilio Messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SmsFrom {
@@ -264,6 +289,8 @@ pub struct Config {
     pub carrier: CarrierConfig,
     /// Directory backend.
     pub directory: DirectoryConfig,
+    /// Audit trail.
+    pub audit: AuditConfig,
     /// SMS sender, when codes or notices go by SMS.
     pub sms: Option<SmsFrom>,
     /// SMTP, when codes or notices go by email.
@@ -417,6 +444,27 @@ fn validate(
             None
         }
     };
+    let audit_key = secret_env(
+        env,
+        &raw.audit.key_env,
+        "`audit.key_env`",
+        32,
+        &mut problems,
+    );
+    if raw.audit.chain.is_empty()
+        || raw.audit.chain.len() > 64
+        || !raw
+            .audit
+            .chain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        problems.push(format!(
+            "`audit.chain`: `{}` must be 1 to 64 letters, digits, `-` or `_`",
+            raw.audit.chain
+        ));
+    }
+    let audit_dir = resolve(&raw.audit.dir);
     let sms = match raw.messages.sms {
         None => None,
         Some(RawSms {
@@ -523,8 +571,8 @@ fn validate(
     if raw.reload.poll_ms < 100 {
         problems.push("`reload.poll_ms` must be at least 100".into());
     }
-    match (listen, token, hash_key, directory) {
-        (Some(listen), Some(auth_token), Some(hash_key), Some(directory))
+    match (listen, token, hash_key, directory, audit_key) {
+        (Some(listen), Some(auth_token), Some(hash_key), Some(directory), Some(audit_key))
             if problems.is_empty() =>
         {
             Ok(Config {
@@ -539,6 +587,11 @@ fn validate(
                     api_timeout_ms: raw.carrier.api_timeout_ms,
                 },
                 directory,
+                audit: AuditConfig {
+                    dir: audit_dir,
+                    chain: raw.audit.chain,
+                    key: audit_key,
+                },
                 sms,
                 email,
                 tickets,
@@ -588,7 +641,7 @@ mod tests {
         p
     }
 
-    const GOOD: &str = "public_url: https://ivr.example.com/\ncarrier: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TOKEN }\ndirectory: { kind: embedded, path: users.yaml }\nhash_key_env: KEY\n";
+    const GOOD: &str = "public_url: https://ivr.example.com/\ncarrier: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TOKEN }\ndirectory: { kind: embedded, path: users.yaml }\nhash_key_env: KEY\naudit: { dir: audit, key_env: KEY }\n";
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -611,7 +664,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: ldap }\nhash_key_env: SHORT\nbudget_ms: 20000\n";
+        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: ldap }\nhash_key_env: SHORT\nbudget_ms: 20000\naudit: { dir: a, chain: \"no spaces\", key_env: SHORT }\n";
         let err = load(&write(dir.path(), bad), &|n| {
             (n == "SHORT").then(|| "x".to_string())
         })

@@ -7,6 +7,7 @@
 //! spoken TwiML with a next step, never a 500 (which carriers turn into "an application error
 //! has occurred").
 
+pub mod audit;
 pub mod config;
 pub mod metrics;
 pub mod registry;
@@ -45,6 +46,7 @@ struct Inner {
     engine: Engine,
     flows: Arc<Registry>,
     store: Arc<dyn SessionStore>,
+    audit: Arc<dyn resetline_engine::AuditSink>,
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
@@ -58,6 +60,7 @@ impl AppState {
         engine: Engine,
         flows: Arc<Registry>,
         store: Arc<dyn SessionStore>,
+        audit: Arc<dyn resetline_engine::AuditSink>,
         prompts_dir: PathBuf,
     ) -> Self {
         AppState {
@@ -67,6 +70,7 @@ impl AppState {
                 engine,
                 flows,
                 store,
+                audit,
                 locks: DashMap::new(),
                 metrics: Arc::new(Metrics::default()),
                 prompts_dir,
@@ -149,6 +153,33 @@ fn verify(
         header,
     ) {
         state.inner.metrics.signature_failed();
+        let call = params
+            .iter()
+            .find(|(k, _)| k == "CallSid")
+            .map(|(_, v)| v.as_str())
+            .filter(|v| valid_call_sid(v))
+            .unwrap_or("");
+        let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
+        let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let record = resetline_audit::Record::new(
+            time,
+            resetline_audit::EventType::InputValidationFail,
+            resetline_audit::Outcome::Failure,
+            call,
+            "",
+            "",
+        )
+        .with_reason("signature")
+        .with_detail("path", uri.path());
+        let audit = state.inner.audit.clone();
+        let metrics = state.inner.metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = audit.append(vec![record]).await {
+                metrics.audit_failed();
+                tracing::error!(error = %e, "audit record not written");
+            }
+        });
         tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
         return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
     }
@@ -254,7 +285,7 @@ async fn incoming(
             Err(e) => return store_trouble(&state, &flow_id, &e),
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
-        let step = engine.step(&flow.flow, &mut session, Event::Start).await;
+        let mut step = engine.step(&flow.flow, &mut session, Event::Start).await;
         ended_metric(&state, &session, &step.actions, step.replayed);
         if !step.replayed {
             if revision == 0 {
@@ -263,6 +294,7 @@ async fn incoming(
             if let Err(e) = save(&state, &flow.flow, session, revision).await {
                 return store_trouble(&state, &flow_id, &e);
             }
+            append_audit(&state, std::mem::take(&mut step.audit)).await;
         }
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
     }
@@ -354,13 +386,14 @@ async fn step_common(
             _ => Event::Transfer { token, result: hook.get("QueueResult").or(hook.get("DialCallStatus")).unwrap_or("failed").to_string() },
         };
         drop(hook);
-        let step = engine.step(&loaded.flow, &mut session, event).await;
+        let mut step = engine.step(&loaded.flow, &mut session, event).await;
         tracing::Span::current().record("node", session.node.as_str());
         ended_metric(&state, &session, &step.actions, step.replayed);
-        if !step.replayed
-            && let Err(e) = save(&state, &loaded.flow, session, revision).await
-        {
-            return store_trouble(&state, &flow_id, &e);
+        if !step.replayed {
+            if let Err(e) = save(&state, &loaded.flow, session, revision).await {
+                return store_trouble(&state, &flow_id, &e);
+            }
+            append_audit(&state, std::mem::take(&mut step.audit)).await;
         }
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
     }
@@ -412,13 +445,14 @@ async fn status(
                 ..state.inner.engine.clone()
             };
             let was_open = session.ended.is_none();
-            engine.step(&loaded.flow, &mut session, Event::Hangup).await;
+            let step = engine.step(&loaded.flow, &mut session, Event::Hangup).await;
             if was_open && let Some(outcome) = &session.ended {
                 state.inner.metrics.call_ended(outcome);
             }
             if let Err(e) = save(&state, &loaded.flow, session, revision).await {
                 tracing::warn!(error = %e, "could not record the hang-up");
             }
+            append_audit(&state, step.audit).await;
         }
         drop(guard);
         state.inner.locks.remove(&call_sid);
@@ -432,6 +466,17 @@ async fn status(
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// Appends a step's audit records; a failure is logged and counted (the call goes on).
+async fn append_audit(state: &AppState, records: Vec<resetline_audit::Record>) {
+    if records.is_empty() {
+        return;
+    }
+    if let Err(e) = state.inner.audit.append(records).await {
+        state.inner.metrics.audit_failed();
+        tracing::error!(error = %e, "audit records not written");
+    }
 }
 
 /// SMS delivery report (`StatusCallback` of a code message): `failed` / `undelivered` ends

@@ -17,6 +17,7 @@ const BUCKETS: &[f64] = &[
 pub struct Metrics {
     calls_started: AtomicU64,
     signature_failures: AtomicU64,
+    audit_failures: AtomicU64,
     webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
     ended: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
@@ -52,6 +53,11 @@ impl Metrics {
     /// A webhook signature check failed.
     pub fn signature_failed(&self) {
         self.signature_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Audit records could not be written.
+    pub fn audit_failed(&self) {
+        self.audit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A webhook was answered.

@@ -98,12 +98,14 @@ async fn whole_call(json: bool) {
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root().join("flows"), &root().join("voice-prompts"));
     let store = Arc::new(MemoryStore::new(clock, 100));
+    let audit = Arc::new(resetline_engine::testing::MemoryAudit::default());
     let state = AppState::new(
         "https://ivr.example.com",
         Secret::new("tok"),
         engine,
         registry,
         store.clone(),
+        audit.clone(),
         root().join("voice-prompts"),
     );
 

@@ -27,6 +27,7 @@ struct Rig {
     state: AppState,
     log: Arc<CallLog>,
     store: Arc<MemoryStore>,
+    audit: Arc<resetline_engine::testing::MemoryAudit>,
 }
 
 fn rig_with(flows_dir: &Path) -> Rig {
@@ -56,15 +57,22 @@ fn rig_with(flows_dir: &Path) -> Rig {
         "{results:?}"
     );
     let store = Arc::new(MemoryStore::new(clock, 1000));
+    let audit = Arc::new(resetline_engine::testing::MemoryAudit::default());
     let state = AppState::new(
         PUBLIC,
         Secret::new(TOKEN),
         engine,
         registry,
         store.clone(),
+        audit.clone(),
         root().join("voice-prompts"),
     );
-    Rig { state, log, store }
+    Rig {
+        state,
+        log,
+        store,
+        audit,
+    }
 }
 
 fn rig() -> Rig {
@@ -235,6 +243,21 @@ async fn bad_or_missing_signatures_get_403_and_change_nothing() {
     *req.body_mut() = Body::from(body.replace("%2B15555550100", "%2B15555550101"));
     assert_eq!(send(&r.state, req).await.0, StatusCode::FORBIDDEN);
     assert_eq!(r.store.len(), 0, "no session was created");
+    tokio::task::yield_now().await;
+    for _ in 0..50 {
+        if r.audit.records().len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let refused: Vec<_> = r
+        .audit
+        .records()
+        .into_iter()
+        .filter(|e| e.event.as_str() == "input_validation_fail")
+        .collect();
+    assert_eq!(refused.len(), 6, "one audit record per refused webhook");
+    assert!(refused.iter().all(|e| e.reason == "signature"));
     assert!(r.log.entries().is_empty(), "no backend was called");
 
     // A refused step request does not advance a live call either.
@@ -262,6 +285,17 @@ async fn a_retried_webhook_gets_the_identical_answer_and_one_effect() {
     assert_eq!(one, two);
     assert_eq!(r.log.count("find"), 1);
     assert_eq!(r.log.count("recording"), 1);
+    let kinds: Vec<String> = r
+        .audit
+        .records()
+        .iter()
+        .map(|e| e.event.as_str().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["session_created", "identify", "recording_paused"],
+        "a retry writes no second record"
+    );
 }
 
 #[tokio::test]

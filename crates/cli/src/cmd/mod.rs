@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AuditCommand, Cli, Command};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -45,6 +45,32 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 resetline_twiml::signature::compute(token.as_bytes(), &url, &pairs)
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { dir, chain, key }) => {
+            let chain = resetline_audit::ChainId::new(&chain)
+                .map_err(|e| anyhow::anyhow!("--chain: {e}"))?;
+            let key = resetline_audit::AuditKey::new(key.as_bytes())
+                .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+            match resetline_audit::verify(&dir, &chain, &key) {
+                Ok(report) => {
+                    println!(
+                        "ok: {} records in {} segment(s), {} checkpoint(s); the last checkpoint covers {} record(s)",
+                        report.records,
+                        report.segments.len(),
+                        report.checkpoints,
+                        report.checkpointed
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(
+                    e @ (resetline_audit::VerifyError::Io { .. }
+                    | resetline_audit::VerifyError::NoSegments { .. }),
+                ) => Err(anyhow::anyhow!("{e}")),
+                Err(e) => {
+                    println!("TAMPERED OR DAMAGED: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::HashPin => {
             let mut line = String::new();

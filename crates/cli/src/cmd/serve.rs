@@ -14,8 +14,10 @@ use resetline_connectors::{
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
-    Directory, Engine, Messenger, OsRandom, Random, Recording, Secret, SystemClock, Tickets,
+    AuditSink, Directory, Engine, Messenger, OsRandom, Random, Recording, Secret, SystemClock,
+    Tickets,
 };
+use resetline_server::audit::FileAudit;
 use resetline_server::config::{self, DirectoryConfig, LogFormat, SmsFrom, TicketAuth};
 use resetline_server::{AppState, Registry, ReloadResult, app};
 use resetline_store::MemoryCounters;
@@ -31,6 +33,7 @@ struct Setup {
     messenger: Arc<dyn Messenger>,
     tickets: Arc<dyn Tickets>,
     outbox: Option<Arc<Outbox>>,
+    audit: Arc<dyn AuditSink>,
     flows_dir: PathBuf,
     prompts_dir: PathBuf,
     max_sessions: usize,
@@ -117,6 +120,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         }
         None => Arc::new(NoTickets),
     };
+    let audit = open_audit(&cfg.audit.dir, &cfg.audit.chain, &cfg.audit.key)?;
     if cfg.sms.is_none() || cfg.email.is_none() || cfg.tickets.is_none() {
         tracing::warn!(
             sms = cfg.sms.is_some(),
@@ -135,6 +139,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         messenger: Arc::new(messenger),
         tickets,
         outbox: None,
+        audit: Arc::new(audit),
         flows_dir: cfg.flows_dir,
         prompts_dir: cfg.prompts_dir,
         max_sessions: cfg.max_sessions,
@@ -166,11 +171,20 @@ pub(crate) fn demo(
     let directory = EmbeddedDirectory::load(&users_copy).map_err(|e| anyhow::anyhow!("{e}"))?;
     let outbox = Arc::new(Outbox::new());
     let random = OsRandom;
+    let audit_dir = scratch.path().join("audit");
     let hex = |n: usize| -> anyhow::Result<String> {
         let mut buf = vec![0u8; n];
         random.fill(&mut buf).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
     };
+    let audit_key = Secret::new(hex(32)?);
+    let audit = open_audit(&audit_dir, "resetline", &audit_key)?;
+    eprintln!(
+        "  Audit trail: {} (check it while the demo runs: RESETLINE_AUDIT_KEY={} resetline audit verify {})",
+        audit_dir.display(),
+        audit_key.expose(),
+        audit_dir.display()
+    );
     let code = run(Setup {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         public_url: None,
@@ -183,6 +197,7 @@ pub(crate) fn demo(
             Default::default(),
         ))),
         outbox: Some(outbox),
+        audit: Arc::new(audit),
         flows_dir: flows.to_path_buf(),
         prompts_dir: prompts.to_path_buf(),
         max_sessions: 10_000,
@@ -192,6 +207,22 @@ pub(crate) fn demo(
     });
     drop(scratch);
     code
+}
+
+/// Opens (or resumes) the hash-chained audit files and starts their writer thread.
+fn open_audit(dir: &Path, chain: &str, key: &Secret) -> anyhow::Result<FileAudit> {
+    let chain =
+        resetline_audit::ChainId::new(chain).map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;
+    let key = resetline_audit::AuditKey::new(key.expose().as_bytes())
+        .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+    let (sink, report) =
+        resetline_audit::FileSink::open(resetline_audit::SinkConfig::new(dir, chain), key)
+            .map_err(|e| anyhow::anyhow!("audit trail in {}: {e}", dir.display()))?;
+    for torn in &report.torn {
+        tracing::warn!(?torn, "a torn last audit line (crash) was moved aside");
+    }
+    tracing::info!(dir = %dir.display(), resumes_after = report.last_seq, "audit trail open");
+    FileAudit::start(sink).context("cannot start the audit writer")
 }
 
 fn report(results: &[ReloadResult]) {
@@ -245,6 +276,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             engine,
             registry.clone(),
             store.clone(),
+            setup.audit.clone(),
             setup.prompts_dir.clone(),
         );
 

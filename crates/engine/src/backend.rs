@@ -297,4 +297,9 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
         &self,
         records: Vec<resetline_audit::Record>,
     ) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// Flushes and closes the trail at shutdown (a final signed checkpoint for file sinks).
+    fn close(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -347,6 +347,9 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             .with_graceful_shutdown(shutdown())
             .await
             .context("server failed")?;
+        if let Err(e) = setup.audit.close().await {
+            tracing::error!(error = %e, "audit trail not closed cleanly");
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -303,3 +303,113 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
         Box::pin(async { Ok(()) })
     }
 }
+
+/// PIN failures of one account across calls (and replicas, with Redis).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockState {
+    /// Consecutive failures (reset by a success, or after 12 h without one).
+    pub failures: u32,
+    /// When the last failure happened (ms).
+    pub last_failure_ms: u64,
+    /// PIN checks are refused until then (ms).
+    pub locked_until_ms: u64,
+}
+
+/// Growing-wait lockout policy (security.md checks 12-14, Keycloak-style defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockPolicy {
+    /// Failures allowed before waits start.
+    pub free: u32,
+    /// Wait added per failure past `free`.
+    pub step_ms: u64,
+    /// Longest wait.
+    pub max_wait_ms: u64,
+    /// Failures are forgotten after this long without one.
+    pub reset_after_ms: u64,
+    /// Consecutive failures that suspend PIN checks until an operator resets them.
+    pub suspend_at: u32,
+}
+
+impl Default for LockPolicy {
+    fn default() -> Self {
+        LockPolicy {
+            free: 2,
+            step_ms: 60_000,
+            max_wait_ms: 15 * 60_000,
+            reset_after_ms: 12 * 3_600_000,
+            suspend_at: 100,
+        }
+    }
+}
+
+impl LockState {
+    /// Whether checks are refused at `now`.
+    pub fn locked(&self, now_ms: u64, policy: &LockPolicy) -> bool {
+        self.failures >= policy.suspend_at || now_ms < self.locked_until_ms
+    }
+
+    /// The state after one more failure at `now` (the same rule for every store).
+    pub fn after_failure(self, now_ms: u64, policy: &LockPolicy) -> LockState {
+        let failures = if now_ms.saturating_sub(self.last_failure_ms) >= policy.reset_after_ms {
+            1
+        } else {
+            self.failures.saturating_add(1)
+        };
+        let over = u64::from(failures.saturating_sub(policy.free));
+        let wait = over.saturating_mul(policy.step_ms).min(policy.max_wait_ms);
+        LockState {
+            failures,
+            last_failure_ms: now_ms,
+            locked_until_ms: if over > 0 {
+                now_ms.saturating_add(wait)
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// Where PIN lockout state lives. Updates are atomic per account.
+pub trait Lockouts: Send + Sync + fmt::Debug {
+    /// The account's state.
+    fn get<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<LockState, StoreError>>;
+    /// Counts a failure at `now` and returns the new state.
+    fn failure<'a>(
+        &'a self,
+        account: &'a str,
+        now_ms: u64,
+        policy: LockPolicy,
+    ) -> BoxFuture<'a, Result<LockState, StoreError>>;
+    /// A success: forgets the failures.
+    fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_by_a_minute_up_to_fifteen_and_reset_after_twelve_hours() {
+        let p = LockPolicy::default();
+        let mut s = LockState::default();
+        let mut now = 1_000_000u64;
+        let mut waits = Vec::new();
+        for _ in 0..20 {
+            s = s.after_failure(now, &p);
+            waits.push(s.locked_until_ms.saturating_sub(now) / 60_000);
+            now = s.locked_until_ms.max(now) + 1;
+        }
+        assert_eq!(&waits[..6], &[0, 0, 1, 2, 3, 4]);
+        assert_eq!(waits[19], 15, "capped at 15 minutes");
+        let later = s.after_failure(now + p.reset_after_ms, &p);
+        assert_eq!(later.failures, 1, "forgotten after 12 h");
+        let suspended = LockState {
+            failures: 100,
+            ..LockState::default()
+        };
+        assert!(
+            suspended.locked(u64::MAX - 1, &p),
+            "100 consecutive failures suspend checks"
+        );
+    }
+}

@@ -93,6 +93,8 @@ pub struct Engine {
     pub tickets: Arc<dyn Tickets>,
     /// Windowed counters shared across calls (send caps).
     pub counters: Arc<dyn Counters>,
+    /// PIN lockout state shared across calls.
+    pub lockouts: Arc<dyn crate::backend::Lockouts>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Randomness.
@@ -554,6 +556,14 @@ impl Engine {
             | Kind::PinVerify(_)
             | Kind::SetSecret(_)
             | Kind::CodeVerify(_) => {
+                if let Kind::PinVerify(p) = &node.kind {
+                    let account = s
+                        .lookup(&[p.account.value.clone(), "id".into()])
+                        .unwrap_or_default();
+                    if let Some(refusal) = self.pin_lockout(s, &account).await {
+                        return refusal;
+                    }
+                }
                 s.waiting_since_ms = None;
                 self.prompt_input(flow, s, node, false, out);
                 Flowing::Wait
@@ -643,6 +653,29 @@ impl Engine {
                 tracing::error!(call = %s.call_sid, node = %node.id.value, kind = node.kind.name(), "node kind not supported by this build");
                 let _ = secrets;
                 Flowing::Outcome("error")
+            }
+        }
+    }
+
+    /// PIN checks for `account` are refused while it is locked out (growing wait, or
+    /// suspended after 100 consecutive failures); the refused attempt is audited and not
+    /// counted. A lockout store failure refuses too (fail closed).
+    async fn pin_lockout(&self, s: &mut Session, account: &str) -> Option<Flowing> {
+        let now = self.clock.now_ms();
+        let policy = crate::backend::LockPolicy::default();
+        match self.lockouts.get(account).await {
+            Ok(state) if state.locked(now, &policy) => {
+                let r = self
+                    .record(s, Ev::AuthnLoginLock, Out::Failure)
+                    .with_reason("attempt_during_lockout")
+                    .with_factor(Factor::Pin);
+                s.pending_audit.push(r);
+                Some(Flowing::Outcome("locked_out"))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(call = %s.call_sid, error = %e, "lockout state unavailable");
+                Some(Flowing::Outcome("error"))
             }
         }
     }
@@ -1197,11 +1230,17 @@ impl Engine {
                 let account = s
                     .lookup(&[p.account.value.clone(), "id".into()])
                     .unwrap_or_default();
+                if let Some(refusal) = self.pin_lockout(s, &account).await {
+                    return refusal;
+                }
                 match self
                     .within("directory", self.directory.verify_pin(&account, &d))
                     .await
                 {
                     Ok(true) => {
+                        if let Err(e) = self.lockouts.success(&account).await {
+                            tracing::warn!(call = %s.call_sid, error = %e, "lockout state not reset");
+                        }
                         s.verifications += 1;
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "pin check");
                         let r = self
@@ -1221,6 +1260,35 @@ impl Engine {
                             .with_factor(Factor::Pin)
                             .with_detail("attempt", (s.attempts + 1).to_string());
                         s.pending_audit.push(r);
+                        let now = self.clock.now_ms();
+                        let policy = crate::backend::LockPolicy::default();
+                        match self.lockouts.failure(&account, now, policy).await {
+                            Ok(state) if state.locked(now, &policy) => {
+                                let suspended = state.failures >= policy.suspend_at;
+                                let r = self
+                                    .record(s, Ev::AuthnLoginLock, Out::Failure)
+                                    .with_reason(if suspended {
+                                        "suspended"
+                                    } else {
+                                        "growing_wait"
+                                    })
+                                    .with_factor(Factor::Pin)
+                                    .with_detail("failures", state.failures.to_string())
+                                    .with_detail(
+                                        "locked_for_s",
+                                        (state.locked_until_ms.saturating_sub(now) / 1000)
+                                            .to_string(),
+                                    );
+                                s.pending_audit.push(r);
+                                self.say_key(flow, s, "pin_wrong", out);
+                                return Flowing::Outcome("locked_out");
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(call = %s.call_sid, error = %e, "lockout state not recorded");
+                                return Flowing::Outcome("error");
+                            }
+                        }
                         let next =
                             retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed");
                         if matches!(next, Flowing::Outcome("failed")) {

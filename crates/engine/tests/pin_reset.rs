@@ -248,3 +248,72 @@ async fn silence_reprompts_then_exhausts() {
         "Please hold while I transfer you to the service desk."
     );
 }
+
+/// PIN lockout across calls: the third consecutive wrong PIN locks the account for a minute;
+/// a call during the lockout is refused without a directory check and without counting; after
+/// the wait the right PIN works and resets the count (security.md checks 12-14).
+#[tokio::test]
+async fn lockout_grows_across_calls_and_success_resets_it() {
+    use common::Call;
+    let r = common::rig(Options::default());
+    let (mut call, _) = Call::start(&r, "CAlock1").await;
+    call.press("1004217").await;
+    call.press("11112222").await;
+    call.press("11112223").await;
+    let step = call.press("11112224").await;
+    assert!(
+        said(&step).ends_with("Please hold while I transfer you to the service desk."),
+        "{}",
+        said(&step)
+    );
+    let lock: Vec<_> = step
+        .audit
+        .iter()
+        .filter(|e| e.event.as_str() == "authn_login_lock")
+        .collect();
+    assert_eq!(lock.len(), 1);
+    assert_eq!(lock[0].reason, "growing_wait");
+    assert_eq!(
+        lock[0].details.get("locked_for_s").map(String::as_str),
+        Some("60")
+    );
+    let verifies = r.log.count("verify");
+
+    // A second call during the lockout: refused before any PIN is asked, nothing counted.
+    let (mut second, _) = Call::start(&r, "CAlock2").await;
+    let step = second.press("1004217").await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+    assert_eq!(
+        r.log.count("verify"),
+        verifies,
+        "no directory check during a lockout"
+    );
+    assert!(
+        step.audit
+            .iter()
+            .any(|e| e.reason == "attempt_during_lockout")
+    );
+
+    // After the wait, the right PIN works and resets the failures.
+    r.clock.advance(Duration::from_secs(61));
+    let (mut third, _) = Call::start(&r, "CAlock3").await;
+    third.press("1004217").await;
+    let step = third.press("27182818").await;
+    assert!(
+        said(&step).starts_with("Please enter your new PIN"),
+        "{}",
+        said(&step)
+    );
+    let (mut fourth, _) = Call::start(&r, "CAlock4").await;
+    fourth.press("1004217").await;
+    fourth.press("11112222").await;
+    let step = fourth.press("11112223").await;
+    assert_eq!(
+        said(&step),
+        "That PIN is not correct. | Please enter your current PIN, then press pound.",
+        "two fresh failures are still allowed"
+    );
+}

@@ -13,7 +13,8 @@ use dashmap::mapref::entry::Entry;
 use std::collections::VecDeque;
 
 use resetline_engine::{
-    BackendError, BoxFuture, Clock, Counters, Session, SessionStore, StoreError,
+    BackendError, BoxFuture, Clock, Counters, LockPolicy, LockState, Lockouts, Session,
+    SessionStore, StoreError,
 };
 
 #[derive(Debug)]
@@ -165,6 +166,45 @@ impl Counters for MemoryCounters {
         }
         drop(hits);
         Box::pin(async move { Ok(allowed) })
+    }
+}
+
+/// PIN lockout state in memory for one box (survives calls, not restarts: use Redis for that).
+/// Invariant: each update is atomic per account (dashmap entry lock).
+#[derive(Debug, Default)]
+pub struct MemoryLockouts {
+    map: DashMap<String, LockState>,
+}
+
+impl MemoryLockouts {
+    /// No failures yet.
+    pub fn new() -> Self {
+        MemoryLockouts::default()
+    }
+}
+
+impl Lockouts for MemoryLockouts {
+    fn get<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<LockState, StoreError>> {
+        let state = self.map.get(account).map(|s| *s).unwrap_or_default();
+        Box::pin(async move { Ok(state) })
+    }
+
+    fn failure<'a>(
+        &'a self,
+        account: &'a str,
+        now_ms: u64,
+        policy: LockPolicy,
+    ) -> BoxFuture<'a, Result<LockState, StoreError>> {
+        let mut entry = self.map.entry(account.to_string()).or_default();
+        let next = entry.after_failure(now_ms, &policy);
+        *entry = next;
+        drop(entry);
+        Box::pin(async move { Ok(next) })
+    }
+
+    fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.map.remove(account);
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -261,6 +261,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             messenger: setup.messenger.clone(),
             tickets: setup.tickets.clone(),
             counters: Arc::new(MemoryCounters::new(clock.clone())),
+            lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
             hash_key: Arc::new(setup.hash_key.clone()),

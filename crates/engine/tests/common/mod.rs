@@ -36,6 +36,8 @@ pub struct Options {
     pub tickets_down: bool,
     /// Use real windowed counters (send caps) instead of allow-all.
     pub counters: bool,
+    /// Lockout state shared with another rig (calls of one account across rigs).
+    pub lockouts: Option<Arc<dyn Lockouts>>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             messenger: None,
             tickets_down: false,
             counters: false,
+            lockouts: None,
         }
     }
 }
@@ -89,6 +92,10 @@ pub fn rig(o: Options) -> Rig {
         }),
         messenger: messenger.clone(),
         tickets: Arc::new(tickets),
+        lockouts: o
+            .lockouts
+            .clone()
+            .unwrap_or_else(|| Arc::new(resetline_store::MemoryLockouts::new())),
         counters: if o.counters {
             Arc::new(resetline_store::MemoryCounters::new(Arc::new(
                 clock.clone(),

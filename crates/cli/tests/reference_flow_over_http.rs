@@ -87,26 +87,8 @@ fn providers(log: Log) -> Router {
 }
 
 fn form_value(body: &str, key: &str) -> Option<String> {
-    body.split('&')
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .map(|v| {
-            let v = v.replace('+', " ");
-            let mut out = Vec::new();
-            let bytes = v.as_bytes();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i] == b'%' && i + 2 < bytes.len() {
-                    if let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                }
-                out.push(bytes[i]);
-                i += 1;
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        })
+    let params = resetline_twiml::params::parse(body.as_bytes(), 65_536).ok()?;
+    params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 async fn post_webhook(

@@ -55,6 +55,7 @@ pub struct MemoryDirectory {
     users: Mutex<Vec<MemoryUser>>,
     log: std::sync::Arc<CallLog>,
     delay: Duration,
+    reject: Option<(String, String)>,
 }
 
 impl MemoryDirectory {
@@ -64,7 +65,15 @@ impl MemoryDirectory {
             users: Mutex::new(users),
             log,
             delay: Duration::ZERO,
+            reject: None,
         }
+    }
+
+    /// Every new secret is refused like a directory's HTTP 400 policy error: `prompt` is the
+    /// spoken reason's catalog key, `reason` the backend's text.
+    pub fn rejecting(mut self, prompt: &str, reason: &str) -> Self {
+        self.reject = Some((prompt.to_string(), reason.to_string()));
+        self
     }
 
     /// Every call waits `delay` first (to exercise time budgets).
@@ -140,6 +149,12 @@ impl Directory for MemoryDirectory {
         Box::pin(async move {
             self.log.push(format!("set {account}"));
             tokio::time::sleep(self.delay).await;
+            if let Some((prompt, reason)) = &self.reject {
+                return Err(SetSecretError::Rejected {
+                    prompt: prompt.clone(),
+                    reason: reason.clone(),
+                });
+            }
             let mut users = self
                 .users
                 .lock()

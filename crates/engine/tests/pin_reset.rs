@@ -317,3 +317,37 @@ async fn lockout_grows_across_calls_and_success_resets_it() {
         "two fresh failures are still allowed"
     );
 }
+
+/// A directory's own refusal (an HTTP 400 complexity error) is spoken as its reason, the caller
+/// may try again, and after the last attempt the call takes `rejected` (seed 003).
+#[tokio::test]
+async fn a_directory_refusal_is_spoken_as_its_reason() {
+    use common::Call;
+    let r = common::rig(Options {
+        directory_rejects: Some(("policy_common", "HTTP 400: password in dictionary")),
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&r, "CArej").await;
+    call.press("1004217").await;
+    call.press("27182818").await;
+    call.press("48319273").await;
+    let step = call.press("48319273").await;
+    assert_eq!(
+        said(&step),
+        "That PIN is too common. Please choose another. | Please enter your new PIN, 8 to 12 digits, then press pound."
+    );
+    let refused = step
+        .audit
+        .iter()
+        .find(|e| e.event.as_str() == "authn_password_change_fail")
+        .expect("audited");
+    assert_eq!(refused.reason, "directory_rejected");
+    for _ in 0..2 {
+        call.press("59371846").await;
+        call.press("59371846").await;
+    }
+    assert_eq!(
+        call.session.node, "agent",
+        "after the last refusal the call takes `rejected`"
+    );
+}

@@ -38,6 +38,8 @@ pub struct Options {
     pub counters: bool,
     /// Lockout state shared with another rig (calls of one account across rigs).
     pub lockouts: Option<Arc<dyn Lockouts>>,
+    /// The directory refuses every new secret with (spoken prompt, backend reason).
+    pub directory_rejects: Option<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             tickets_down: false,
             counters: false,
             lockouts: None,
+            directory_rejects: None,
         }
     }
 }
@@ -78,13 +81,17 @@ pub fn rig(o: Options) -> Rig {
     };
     let engine = Engine {
         catalogs: Arc::new(catalogs),
-        directory: Arc::new(MemoryDirectory::new(o.users, log.clone()).with_delay(
-            if o.slow_directory {
+        directory: Arc::new({
+            let d = MemoryDirectory::new(o.users, log.clone()).with_delay(if o.slow_directory {
                 Duration::from_secs(5)
             } else {
                 Duration::ZERO
-            },
-        )),
+            });
+            match &o.directory_rejects {
+                Some((prompt, reason)) => d.rejecting(prompt, reason),
+                None => d,
+            }
+        }),
         recording: Arc::new(if o.recording_fails {
             ScriptedRecording::failing(log.clone())
         } else {

@@ -264,8 +264,7 @@ async fn incoming(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
-    let response = async {
+    timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), async {
         let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
             Ok(found) => found,
             Err(r) => return r,
@@ -297,15 +296,8 @@ async fn incoming(
             append_audit(&state, std::mem::take(&mut step.audit)).await;
         }
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
-    }
-    .instrument(tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty))
-    .await;
-    state.inner.metrics.webhook(
-        "incoming",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+    })
+    .await
 }
 
 async fn digits(
@@ -355,8 +347,7 @@ async fn step_common(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
-    let response = async {
+    timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), async {
         let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
             Ok(found) => found,
             Err(r) => return r,
@@ -396,15 +387,8 @@ async fn step_common(
             append_audit(&state, std::mem::take(&mut step.audit)).await;
         }
         twiml_response(render::twiml(&state.inner.public_url, &step.actions))
-    }
-    .instrument(tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty))
-    .await;
-    state.inner.metrics.webhook(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+    })
+    .await
 }
 
 async fn status(
@@ -414,54 +398,68 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
-    let response = async {
-        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
-            Ok(found) => found,
-            Err(r) => return r,
-        };
-        let final_status = matches!(
-            hook.get("CallStatus"),
-            Some("completed" | "busy" | "failed" | "no-answer" | "canceled")
-        );
-        if !final_status {
-            return StatusCode::NO_CONTENT.into_response();
-        }
-        let lock = state
-            .inner
-            .locks
-            .entry(call_sid.clone())
-            .or_default()
-            .clone();
-        let guard = lock.lock().await;
-        if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await
-            && let Some(loaded) = state
-                .inner
-                .flows
-                .version(&session.flow_id, &session.flow_version)
-        {
-            let engine = Engine {
-                catalogs: loaded.catalogs.clone(),
-                ..state.inner.engine.clone()
-            };
-            let was_open = session.ended.is_none();
-            let step = engine.step(&loaded.flow, &mut session, Event::Hangup).await;
-            if was_open && let Some(outcome) = &session.ended {
-                state.inner.metrics.call_ended(outcome);
-            }
-            if let Err(e) = save(&state, &loaded.flow, session, revision).await {
-                tracing::warn!(error = %e, "could not record the hang-up");
-            }
-            append_audit(&state, step.audit).await;
-        }
-        drop(guard);
-        state.inner.locks.remove(&call_sid);
-        StatusCode::NO_CONTENT.into_response()
-    }
-    .instrument(tracing::info_span!("webhook", route = "status", flow = %flow_id))
-    .await;
-    state.inner.metrics.webhook(
+    timed(
+        &state,
         "status",
+        tracing::info_span!("webhook", route = "status", flow = %flow_id),
+        async {
+            let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+                Ok(found) => found,
+                Err(r) => return r,
+            };
+            let final_status = matches!(
+                hook.get("CallStatus"),
+                Some("completed" | "busy" | "failed" | "no-answer" | "canceled")
+            );
+            if !final_status {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            let lock = state
+                .inner
+                .locks
+                .entry(call_sid.clone())
+                .or_default()
+                .clone();
+            let guard = lock.lock().await;
+            if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await
+                && let Some(loaded) = state
+                    .inner
+                    .flows
+                    .version(&session.flow_id, &session.flow_version)
+            {
+                let engine = Engine {
+                    catalogs: loaded.catalogs.clone(),
+                    ..state.inner.engine.clone()
+                };
+                let was_open = session.ended.is_none();
+                let step = engine.step(&loaded.flow, &mut session, Event::Hangup).await;
+                if was_open && let Some(outcome) = &session.ended {
+                    state.inner.metrics.call_ended(outcome);
+                }
+                if let Err(e) = save(&state, &loaded.flow, session, revision).await {
+                    tracing::warn!(error = %e, "could not record the hang-up");
+                }
+                append_audit(&state, step.audit).await;
+            }
+            drop(guard);
+            state.inner.locks.remove(&call_sid);
+            StatusCode::NO_CONTENT.into_response()
+        },
+    )
+    .await
+}
+
+/// Runs a handler body inside its tracing span and records its latency and status.
+async fn timed(
+    state: &AppState,
+    route: &'static str,
+    span: tracing::Span,
+    body: impl std::future::Future<Output = Response>,
+) -> Response {
+    let started = Instant::now();
+    let response = body.instrument(span).await;
+    state.inner.metrics.webhook(
+        route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
@@ -489,8 +487,7 @@ async fn sms_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
-    let response = async {
+    timed(&state, "sms_status", tracing::info_span!("webhook", route = "sms_status"), async {
         let hook = match verify(&state, &uri, &headers, &body) {
             Ok(h) => h,
             Err(r) => return r,
@@ -533,15 +530,8 @@ async fn sms_status(
                 (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response()
             }
         }
-    }
-    .instrument(tracing::info_span!("webhook", route = "sms_status"))
-    .await;
-    state.inner.metrics.webhook(
-        "sms_status",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+    })
+    .await
 }
 
 /// Saves with the TTL the call may still need: its remaining time plus a margin for late

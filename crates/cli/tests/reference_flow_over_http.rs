@@ -167,6 +167,7 @@ async fn reset_by_sms_with_real_connectors_against_local_fakes() {
         messenger: Arc::new(sms),
         tickets: Arc::new(tickets),
         counters: Arc::new(MemoryCounters::new(clock.clone())),
+        limits: Default::default(),
         lockouts: Arc::new(MemoryLockouts::new()),
         clock: clock.clone(),
         random: Arc::new(OsRandom),

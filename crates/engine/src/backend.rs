@@ -413,3 +413,36 @@ mod lock_tests {
         );
     }
 }
+
+/// Limits on sending one-time codes, checked before any provider call (security.md checks
+/// 16-17). Each is a count within a window, shared across calls through [`Counters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendLimits {
+    /// Per destination number or address (Twilio Verify: 5 per 10 minutes).
+    pub per_destination: (u32, u64),
+    /// Per destination prefix: the number without its last 4 digits (pumping through a range).
+    pub per_prefix: (u32, u64),
+    /// Per account.
+    pub per_account: (u32, u64),
+    /// Per caller number (the carrier's claim).
+    pub per_caller: (u32, u64),
+    /// All sends of this engine.
+    pub global: (u32, u64),
+    /// E.164 prefixes SMS may go to (`+1`, `+44`...); empty allows every country.
+    pub sms_prefixes: Vec<String>,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        const TEN_MIN: u64 = 600_000;
+        const HOUR: u64 = 3_600_000;
+        SendLimits {
+            per_destination: (5, TEN_MIN),
+            per_prefix: (20, TEN_MIN),
+            per_account: (10, HOUR),
+            per_caller: (10, HOUR),
+            global: (1000, HOUR),
+            sms_prefixes: Vec::new(),
+        }
+    }
+}

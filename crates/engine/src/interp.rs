@@ -95,6 +95,8 @@ pub struct Engine {
     pub counters: Arc<dyn Counters>,
     /// PIN lockout state shared across calls.
     pub lockouts: Arc<dyn crate::backend::Lockouts>,
+    /// Limits on sending one-time codes.
+    pub limits: crate::backend::SendLimits,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Randomness.
@@ -721,14 +723,11 @@ impl Engine {
                 return Ok(());
             }
         }
-        if !self
-            .within_store(self.counters.hit(&format!("send:{to}"), 600_000, 5))
-            .await
-        {
-            tracing::warn!(call = %s.call_sid, node = %node_id, "send cap reached for this destination");
+        if let Some(rule) = self.send_refused(s, c.channel, &to, &account).await {
+            tracing::warn!(call = %s.call_sid, node = %node_id, rule, "send limit reached");
             let r = self
                 .record(s, Ev::ExcessRateLimitExceeded, Out::Failure)
-                .with_reason("send_cap")
+                .with_reason(rule)
                 .with_factor(factor(c.channel));
             s.pending_audit.push(r);
             return Err("rate_limited");
@@ -821,6 +820,58 @@ impl Engine {
                 Err("error")
             }
         }
+    }
+
+    /// The first send limit that refuses a code to `to`, if any: the SMS country allowlist,
+    /// then the windowed caps per destination, destination prefix, account, caller and in
+    /// total. No provider call happens after a refusal. (A cap passed before a later one
+    /// refuses keeps its count: limits err on the side of fewer sends.)
+    async fn send_refused(
+        &self,
+        s: &Session,
+        channel: resetline_flow::model::Channel,
+        to: &str,
+        account: &str,
+    ) -> Option<&'static str> {
+        let l = &self.limits;
+        let sms = channel == resetline_flow::model::Channel::Sms;
+        if sms
+            && !l.sms_prefixes.is_empty()
+            && !l.sms_prefixes.iter().any(|p| to.starts_with(p.as_str()))
+        {
+            return Some("country_not_allowed");
+        }
+        let digits: String = to.chars().filter(char::is_ascii_digit).collect();
+        let prefix = if sms && digits.len() > 4 {
+            Some(format!("send-prefix:{}", &digits[..digits.len() - 4]))
+        } else {
+            None
+        };
+        let keys: [(Option<String>, (u32, u64), &'static str); 5] = [
+            (Some(format!("send:{to}")), l.per_destination, "send_cap"),
+            (prefix, l.per_prefix, "prefix_cap"),
+            (
+                (!account.is_empty()).then(|| format!("send-account:{account}")),
+                l.per_account,
+                "account_cap",
+            ),
+            (
+                (!s.caller.is_empty()).then(|| format!("send-caller:{}", s.caller)),
+                l.per_caller,
+                "caller_cap",
+            ),
+            (Some("send-global".to_string()), l.global, "global_budget"),
+        ];
+        for (key, (limit, window), rule) in keys {
+            let Some(key) = key else { continue };
+            if !self
+                .within_store(self.counters.hit(&key, window, limit))
+                .await
+            {
+                return Some(rule);
+            }
+        }
+        None
     }
 
     /// Input (or silence) at a `code.verify` node, including the comfort loop.

@@ -21,8 +21,8 @@ pub use action::{Action, Spoken};
 pub use backend::{
     Account, AccountState, AuditSink, BackendError, BoxFuture, Counters, Directory, LockPolicy,
     LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording, RecordingAck,
-    RecordingChange, SendError, SentMessage, SessionStore, SetSecretError, StoreError, TicketRef,
-    Tickets,
+    RecordingChange, SendError, SendLimits, SentMessage, SessionStore, SetSecretError, StoreError,
+    TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step};

@@ -458,3 +458,77 @@ async fn five_wrong_codes_are_audited_with_the_max_event() {
     );
     assert!(kinds.contains(&"call_transferred"));
 }
+
+/// Send limits beyond the per-number cap: a country allowlist, a per-prefix cap and a global
+/// budget; each refusal makes no provider call and is audited with its rule.
+#[tokio::test]
+async fn send_limits_refuse_without_a_provider_call() {
+    async fn try_send(r: &Rig, sid: &str) -> (String, Vec<String>) {
+        let mut call = to_methods(r, sid).await;
+        let step = call.press("1").await;
+        let rules = step
+            .audit
+            .iter()
+            .filter(|e| e.event.as_str() == "excess_rate_limit_exceeded")
+            .map(|e| e.reason.clone())
+            .collect();
+        (said(&step), rules)
+    }
+    let refused = "Too many codes were sent to this number. Please choose another way. | To get a code by text message, press 1. By email, press 2. To use your current PIN, press 3.";
+
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        counters: true,
+        limits: SendLimits {
+            sms_prefixes: vec!["+44".into()],
+            ..SendLimits::default()
+        },
+        ..Options::default()
+    });
+    assert_eq!(
+        try_send(&r, "CAc1").await,
+        (refused.to_string(), vec!["country_not_allowed".to_string()])
+    );
+    assert!(r.messenger.sent().is_empty());
+
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        counters: true,
+        limits: SendLimits {
+            global: (1, 3_600_000),
+            ..SendLimits::default()
+        },
+        ..Options::default()
+    });
+    assert!(try_send(&r, "CAg1").await.0.starts_with("We sent a code"));
+    assert_eq!(
+        try_send(&r, "CAg2").await,
+        (refused.to_string(), vec!["global_budget".to_string()])
+    );
+    assert_eq!(r.messenger.sent().len(), 1);
+
+    let mut neighbour = MemoryDirectory::dana();
+    neighbour.account.id = "1004218".into();
+    neighbour.account.mobile = Some("+15555550188".into());
+    let r = rig(Options {
+        flow: "password-reset.yaml",
+        counters: true,
+        users: vec![MemoryDirectory::dana(), neighbour],
+        limits: SendLimits {
+            per_prefix: (1, 600_000),
+            ..SendLimits::default()
+        },
+        ..Options::default()
+    });
+    assert!(try_send(&r, "CAp1").await.0.starts_with("We sent a code"));
+    let (mut call, _) = Call::start(&r, "CAp2").await;
+    call.press("1").await;
+    call.press("1004218").await;
+    let step = call.press("1").await;
+    assert_eq!(
+        said(&step),
+        refused,
+        "+1555555 0188 shares the prefix of +1555555 0199"
+    );
+    assert_eq!(r.messenger.sent().len(), 1);
+}

@@ -62,6 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             CallLog::default(),
         ))),
         counters: Arc::new(resetline_engine::testing::NoCounters),
+        limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
         recording: Arc::new(ScriptedRecording::ok(log)),
         clock: clock.clone(),

@@ -30,6 +30,8 @@ struct Raw {
     #[serde(default)]
     tickets: Option<RawTickets>,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     sessions: RawSessions,
     hash_key_env: String,
     #[serde(default = "default_budget")]
@@ -101,6 +103,14 @@ struct RawEmail {
 
 fn default_tls() -> String {
     "starttls".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    sms_prefixes: Vec<String>,
+    global_per_hour: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,6 +307,10 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     /// Ticket system (none: ticket nodes take their error path).
     pub tickets: Option<TicketsConfig>,
+    /// E.164 prefixes SMS may go to (empty: all).
+    pub sms_prefixes: Vec<String>,
+    /// Most code sends per hour in total (default 1000).
+    pub global_sends_per_hour: u32,
     /// Most live calls.
     pub max_sessions: usize,
     /// Key for keyed hashes of secrets held between webhooks.
@@ -559,6 +573,20 @@ fn validate(
             })
         }
     };
+    for p in &raw.limits.sms_prefixes {
+        if !(p.starts_with('+')
+            && p.len() >= 2
+            && p.len() <= 8
+            && p[1..].chars().all(|c| c.is_ascii_digit()))
+        {
+            problems.push(format!(
+                "`limits.sms_prefixes`: `{p}` is not an E.164 prefix such as `+1` or `+44`"
+            ));
+        }
+    }
+    if raw.limits.global_per_hour == Some(0) {
+        problems.push("`limits.global_per_hour` must be at least 1".into());
+    }
     if !(500..=12_000).contains(&raw.budget_ms) {
         problems.push(format!(
             "`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)",
@@ -595,6 +623,8 @@ fn validate(
                 sms,
                 email,
                 tickets,
+                sms_prefixes: raw.limits.sms_prefixes,
+                global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
                 max_sessions: raw.sessions.max,
                 hash_key,
                 budget_ms: raw.budget_ms,

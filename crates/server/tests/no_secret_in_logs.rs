@@ -89,6 +89,7 @@ async fn whole_call(json: bool) {
         messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(log.clone())),
         tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(log.clone())),
         counters: Arc::new(resetline_engine::testing::NoCounters),
+        limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
         recording: Arc::new(ScriptedRecording::ok(log.clone())),
         clock: clock.clone(),

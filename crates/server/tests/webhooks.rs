@@ -42,6 +42,7 @@ fn rig_with(flows_dir: &Path) -> Rig {
         messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(log.clone())),
         tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(log.clone())),
         counters: Arc::new(resetline_engine::testing::NoCounters),
+        limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
         recording: Arc::new(ScriptedRecording::ok(log.clone())),
         clock: clock.clone(),

@@ -40,6 +40,8 @@ pub struct Options {
     pub lockouts: Option<Arc<dyn Lockouts>>,
     /// The directory refuses every new secret with (spoken prompt, backend reason).
     pub directory_rejects: Option<(&'static str, &'static str)>,
+    /// Send limits.
+    pub limits: SendLimits,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             messenger: None,
             tickets_down: false,
             counters: false,
+            limits: Default::default(),
             lockouts: None,
             directory_rejects: None,
         }
@@ -99,6 +102,7 @@ pub fn rig(o: Options) -> Rig {
         }),
         messenger: messenger.clone(),
         tickets: Arc::new(tickets),
+        limits: o.limits.clone(),
         lockouts: o
             .lockouts
             .clone()

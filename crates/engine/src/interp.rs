@@ -144,10 +144,7 @@ impl Engine {
     pub fn unsupported(flow: &Flow) -> Vec<String> {
         flow.nodes
             .iter()
-            .filter(|n| {
-                !SUPPORTED.contains(&n.kind.name())
-                    || matches!(&n.kind, Kind::SetSecret(s) if s.mode == SecretMode::Generated)
-            })
+            .filter(|n| !SUPPORTED.contains(&n.kind.name()))
             .map(|n| format!("{} ({})", n.id.value, n.kind.name()))
             .collect()
     }
@@ -552,6 +549,9 @@ impl Engine {
                 }
                 s.waiting = Waiting::Transfer;
                 Flowing::Wait
+            }
+            Kind::SetSecret(x) if x.mode == SecretMode::Generated => {
+                self.generated_secret(flow, s, node, x, out).await
             }
             Kind::Menu(_)
             | Kind::Gather(_)
@@ -1368,6 +1368,113 @@ impl Engine {
         }
     }
 
+    /// `set_secret` in `generated` mode (seed 001): a strong password is generated, delivered
+    /// to the record's phone or email first, and only then set at the directory. If delivery
+    /// fails nothing is changed, so there is never a credential nobody received to restore.
+    async fn generated_secret(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        x: &resetline_flow::model::SetSecret,
+        out: &mut Vec<Action>,
+    ) -> Flowing {
+        let (Some(policy), Some((channel, to_path))) =
+            (flow.policy(&x.policy.value), x.deliver.as_ref())
+        else {
+            return Flowing::Outcome("error");
+        };
+        let length = policy
+            .min_length
+            .value
+            .max(12)
+            .min(policy.max_length.max(12)) as usize;
+        let Some(password) = generate_password(self.random.as_ref(), length) else {
+            return Flowing::Outcome("error");
+        };
+        let account = s
+            .lookup(&[x.account.value.clone(), "id".into()])
+            .unwrap_or_default();
+        let to = s.lookup(&path_of(&to_path.value)).unwrap_or_default();
+        let body = self.engine_text(
+            flow,
+            s,
+            "password_message",
+            &[("password", password.expose())],
+        );
+        let message = OutgoingMessage {
+            channel: *channel,
+            to: to.clone(),
+            subject: self.engine_text(flow, s, "password_email_subject", &[]),
+            body: Secret::new(body),
+            status_callback: None,
+        };
+        if to.is_empty()
+            || self
+                .within_send(self.messenger.send(message))
+                .await
+                .is_err()
+        {
+            tracing::info!(call = %s.call_sid, node = %node.id.value, "generated password not delivered; nothing changed");
+            self.audit(
+                s,
+                Ev::AuthnPasswordChangeFail,
+                Out::Failure,
+                "not_delivered",
+            );
+            self.say_key(flow, s, "password_not_delivered", out);
+            return Flowing::Outcome("failed");
+        }
+        let result =
+            match tokio::time::timeout(self.budget, self.directory.set_secret(&account, &password))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
+            };
+        match result {
+            Ok(()) => {
+                let r = self
+                    .record(s, Ev::AuthnPasswordChange, Out::Success)
+                    .with_reason("generated");
+                s.pending_audit.push(r);
+                node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
+                    Flowing::Goto(n.value.clone())
+                })
+            }
+            Err(SetSecretError::Rejected { prompt, reason }) => {
+                tracing::warn!(call = %s.call_sid, node = %node.id.value, reason = %reason, "directory refused a generated password");
+                self.audit(
+                    s,
+                    Ev::AuthnPasswordChangeFail,
+                    Out::Failure,
+                    "directory_rejected",
+                );
+                let key = if self.has_prompt(flow, s, &prompt) {
+                    prompt
+                } else {
+                    "policy_rejected".to_string()
+                };
+                self.say_key(flow, s, &key, out);
+                Flowing::Outcome("rejected")
+            }
+            Err(SetSecretError::Locked) => {
+                self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
+                Flowing::Outcome("locked")
+            }
+            Err(SetSecretError::Backend(e)) => {
+                tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the generated password failed");
+                self.audit(
+                    s,
+                    Ev::AuthnPasswordChangeFail,
+                    Out::Error,
+                    if e.timeout { "timeout" } else { "backend" },
+                );
+                Flowing::Outcome("error")
+            }
+        }
+    }
+
     async fn new_secret(
         &self,
         flow: &Flow,
@@ -1708,6 +1815,35 @@ impl Engine {
         t.render(&|p| s.lookup(p))
             .map(|segs| resetline_flow::template::plain_text(&segs))
     }
+}
+
+/// Characters of generated passwords: no look-alikes (0/O, 1/l/I), easy to read from a text.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A random password of `length` characters from the OS CSPRNG (rejection sampling, so every
+/// character is uniform) with at least one upper-case letter, lower-case letter and digit.
+fn generate_password(random: &dyn crate::clock::Random, length: usize) -> Option<Secret> {
+    let n = PASSWORD_ALPHABET.len();
+    let limit = 256 - 256 % n;
+    for _ in 0..64 {
+        let mut out = String::with_capacity(length);
+        let mut buf = [0u8; 64];
+        while out.len() < length {
+            random.fill(&mut buf).ok()?;
+            for &b in &buf {
+                if usize::from(b) < limit && out.len() < length {
+                    out.push(char::from(PASSWORD_ALPHABET[usize::from(b) % n]));
+                }
+            }
+        }
+        let ok = out.bytes().any(|c| c.is_ascii_uppercase())
+            && out.bytes().any(|c| c.is_ascii_lowercase())
+            && out.bytes().any(|c| c.is_ascii_digit());
+        if ok {
+            return Some(Secret::new(out));
+        }
+    }
+    None
 }
 
 /// The audit factor of a code channel.

@@ -532,3 +532,65 @@ async fn send_limits_refuse_without_a_provider_call() {
     );
     assert_eq!(r.messenger.sent().len(), 1);
 }
+
+/// Generated-password mode: the password is delivered first and set only once delivered; a
+/// failed delivery changes nothing.
+#[tokio::test]
+async fn a_generated_password_is_delivered_then_set() {
+    let r = rig(Options {
+        flow: "generated.yaml",
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&r, "CAgen").await;
+    call.press("1004217").await;
+    let code = r.messenger.last_code().expect("code");
+    let step = call.press(&code).await;
+    assert_eq!(said(&step), "Your PIN has been changed. Goodbye.");
+    let mail = r.messenger.sent().pop().expect("password mail");
+    assert_eq!(mail.to, "dana@example.com");
+    let password = mail
+        .body
+        .expose()
+        .split_whitespace()
+        .nth(6)
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_string();
+    assert!(
+        password.len() >= 12 && password.chars().any(|c| c.is_ascii_digit()),
+        "{password}"
+    );
+    assert_eq!(
+        r.log
+            .entries()
+            .iter()
+            .filter(|e| e.starts_with("set "))
+            .count(),
+        1
+    );
+    assert!(
+        step.audit
+            .iter()
+            .any(|e| e.event.as_str() == "authn_password_change" && e.reason == "generated")
+    );
+    assert!(!format!("{:?}", step.audit).contains(&password));
+
+    let log = Arc::new(resetline_engine::testing::CallLog::default());
+    let r = rig(Options {
+        flow: "generated.yaml",
+        messenger: Some(MemoryMessenger::new(log).refusing("dana@example.com")),
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&r, "CAgen2").await;
+    call.press("1004217").await;
+    let code = r.messenger.last_code().expect("code");
+    let step = call.press(&code).await;
+    assert_eq!(
+        said(&step),
+        "We couldn't send your new password, so your password was not changed. | Please hold while I transfer you to the service desk."
+    );
+    assert!(
+        !r.log.entries().iter().any(|e| e.starts_with("set ")),
+        "nothing set when the delivery failed"
+    );
+}

@@ -1031,6 +1031,9 @@ pub const KIND_PROMPTS: &[(&str, &[&str])] = &[
             "policy_common",
             "policy_mismatch",
             "policy_rejected",
+            "password_message",
+            "password_email_subject",
+            "password_not_delivered",
         ],
     ),
 ];

@@ -20,10 +20,18 @@ pub fn root() -> &'static Path {
 }
 
 pub fn flow(name: &str) -> Flow {
-    let text = std::fs::read_to_string(root().join("flows").join(name)).expect("flow");
-    resetline_flow::compile(name, &text, None)
-        .flow
-        .expect("flow loads")
+    let shipped = root().join("flows").join(name);
+    let path = if shipped.exists() {
+        shipped
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/flows")
+            .join(name)
+    };
+    let text = std::fs::read_to_string(&path).expect("flow");
+    let compiled = resetline_flow::compile(name, &text, None);
+    assert!(compiled.is_ok(), "{:?}", compiled.diagnostics);
+    compiled.flow.expect("flow loads")
 }
 
 /// How to build a rig.

@@ -302,6 +302,11 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     fn close(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// False while the sink cannot write (`/readyz` reports it).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 /// PIN failures of one account across calls (and replicas, with Redis).

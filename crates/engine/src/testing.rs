@@ -389,12 +389,22 @@ impl crate::backend::Counters for NoCounters {
 }
 
 /// An audit sink that keeps records in memory (tests; the demo and `serve` write files).
+/// `failing()` makes every write fail, to test that calls go on and readiness drops.
 #[derive(Debug, Default)]
 pub struct MemoryAudit {
     records: Mutex<Vec<resetline_audit::Record>>,
+    fail: bool,
 }
 
 impl MemoryAudit {
+    /// A sink whose every write fails.
+    pub fn failing() -> Self {
+        MemoryAudit {
+            records: Mutex::new(Vec::new()),
+            fail: true,
+        }
+    }
+
     /// Records appended so far.
     pub fn records(&self) -> Vec<resetline_audit::Record> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
@@ -407,11 +417,18 @@ impl crate::backend::AuditSink for MemoryAudit {
         records: Vec<resetline_audit::Record>,
     ) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            if self.fail {
+                return Err(BackendError::new("audit", "disk full"));
+            }
             self.records
                 .lock()
                 .map_err(|_| BackendError::new("audit", "poisoned"))?
                 .extend(records);
             Ok(())
         })
+    }
+
+    fn healthy(&self) -> bool {
+        !self.fail
     }
 }

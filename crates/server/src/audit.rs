@@ -77,11 +77,6 @@ impl FileAudit {
         Ok(FileAudit { jobs, healthy })
     }
 
-    /// False after the last write failed.
-    pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
     async fn ask(&self, job: impl FnOnce(Reply) -> Job) -> Result<(), BackendError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
@@ -107,6 +102,11 @@ impl AuditSink for FileAudit {
 
     fn close(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(self.ask(Job::Close))
+    }
+
+    /// False after the last write failed.
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 }
 

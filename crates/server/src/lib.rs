@@ -457,12 +457,11 @@ async fn timed(
     body: impl std::future::Future<Output = Response>,
 ) -> Response {
     let started = Instant::now();
-    let response = body.instrument(span).await;
-    state.inner.metrics.webhook(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let response = body.instrument(span.clone()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    state.inner.metrics.webhook(route, status, seconds);
+    span.in_scope(|| tracing::info!(status, latency_ms = seconds * 1000.0, "webhook answered"));
     response
 }
 
@@ -617,6 +616,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let flows = state.inner.flows.list();
     if flows.is_empty() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no flow loaded\n").into_response();
+    }
+    if !state.inner.audit.healthy() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "audit sink failing\n").into_response();
     }
     let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
     (StatusCode::OK, body).into_response()

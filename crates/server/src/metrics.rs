@@ -125,6 +125,11 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP resetline_audit_failures_total Audit writes that failed.\n# TYPE resetline_audit_failures_total counter\nresetline_audit_failures_total {}",
+            self.audit_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP resetline_webhooks_total Webhooks answered, by route and HTTP status.\n# TYPE resetline_webhooks_total counter"
         );
         if let Ok(m) = self.webhooks.lock() {

@@ -31,6 +31,10 @@ struct Rig {
 }
 
 fn rig_with(flows_dir: &Path) -> Rig {
+    rig_full(flows_dir, resetline_engine::testing::MemoryAudit::default())
+}
+
+fn rig_full(flows_dir: &Path, audit: resetline_engine::testing::MemoryAudit) -> Rig {
     let log = Arc::new(CallLog::default());
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
     let engine = Engine {
@@ -59,7 +63,7 @@ fn rig_with(flows_dir: &Path) -> Rig {
         "{results:?}"
     );
     let store = Arc::new(MemoryStore::new(clock, 1000));
-    let audit = Arc::new(resetline_engine::testing::MemoryAudit::default());
+    let audit = Arc::new(audit);
     let state = AppState::new(
         PUBLIC,
         Secret::new(TOKEN),
@@ -585,4 +589,34 @@ async fn the_same_call_over_a_real_bound_port() {
         assert!(resp.contains(want), "{resp}");
     }
     server.abort();
+}
+
+#[tokio::test]
+async fn a_failing_audit_sink_is_counted_and_reported_not_ready_while_calls_go_on() {
+    let r = rig_full(
+        &root().join("flows"),
+        resetline_engine::testing::MemoryAudit::failing(),
+    );
+    let (status, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Please enter your employee ID"),
+        "the call goes on: {body}"
+    );
+    let (status, body) = send(
+        &r.state,
+        Request::get("/readyz").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "audit sink failing\n");
+    let (_, metrics) = send(
+        &r.state,
+        Request::get("/metrics").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert!(
+        metrics.contains("resetline_audit_failures_total 1"),
+        "{metrics}"
+    );
 }

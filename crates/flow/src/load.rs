@@ -195,15 +195,27 @@ impl<'a> Loader<'a> {
     // ---- scalars -------------------------------------------------------------------------
 
     pub(crate) fn string(&mut self, node: &Y, what: &str) -> Option<Spanned<String>> {
+        self.scalar(node, what, "text", false)
+    }
+
+    /// A non-null scalar; with `plain_only`, quoted scalars (always strings in YAML) are a
+    /// type error too, for numbers and booleans.
+    fn scalar(
+        &mut self,
+        node: &Y,
+        what: &str,
+        expected: &str,
+        plain_only: bool,
+    ) -> Option<Spanned<String>> {
         match &node.value {
-            Value::Scalar { text, .. } if !node.is_null() => {
+            Value::Scalar { text, plain } if !node.is_null() && (*plain || !plain_only) => {
                 Some(Spanned::new(text.clone(), node.span))
             }
             _ => {
                 self.error(
                     Code::WrongType,
                     node.span,
-                    format!("{what} must be text, found {}", node.shape()),
+                    format!("{what} must be {expected}, found {}", node.shape()),
                 );
                 None
             }
@@ -283,19 +295,7 @@ impl<'a> Loader<'a> {
 
     /// A scalar that must be written plain (numbers, booleans): quoting one is a type error.
     fn scalar_plain(&mut self, node: &Y, what: &str, expected: &str) -> Option<Spanned<String>> {
-        match &node.value {
-            Value::Scalar { text, plain: true } if !node.is_null() => {
-                Some(Spanned::new(text.clone(), node.span))
-            }
-            _ => {
-                self.error(
-                    Code::WrongType,
-                    node.span,
-                    format!("{what} must be {expected}, found {}", node.shape()),
-                );
-                None
-            }
-        }
+        self.scalar(node, what, expected, true)
     }
 
     fn duration(&mut self, node: &Y, what: &str) -> Option<Spanned<Duration>> {

@@ -284,18 +284,11 @@ async fn incoming(
             Err(e) => return store_trouble(&state, &flow_id, &e),
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
-        let mut step = engine.step(&flow.flow, &mut session, Event::Start).await;
-        ended_metric(&state, &session, &step.actions, step.replayed);
-        if !step.replayed {
-            if revision == 0 {
-                state.inner.metrics.call_started();
-            }
-            if let Err(e) = save(&state, &flow.flow, session, revision).await {
-                return store_trouble(&state, &flow_id, &e);
-            }
-            append_audit(&state, std::mem::take(&mut step.audit)).await;
+        let step = engine.step(&flow.flow, &mut session, Event::Start).await;
+        if !step.replayed && revision == 0 {
+            state.inner.metrics.call_started();
         }
-        twiml_response(render::twiml(&state.inner.public_url, &step.actions))
+        finish_step(&state, &flow_id, &flow.flow, session, revision, step).await
     })
     .await
 }
@@ -377,16 +370,9 @@ async fn step_common(
             _ => Event::Transfer { token, result: hook.get("QueueResult").or(hook.get("DialCallStatus")).unwrap_or("failed").to_string() },
         };
         drop(hook);
-        let mut step = engine.step(&loaded.flow, &mut session, event).await;
+        let step = engine.step(&loaded.flow, &mut session, event).await;
         tracing::Span::current().record("node", session.node.as_str());
-        ended_metric(&state, &session, &step.actions, step.replayed);
-        if !step.replayed {
-            if let Err(e) = save(&state, &loaded.flow, session, revision).await {
-                return store_trouble(&state, &flow_id, &e);
-            }
-            append_audit(&state, std::mem::take(&mut step.audit)).await;
-        }
-        twiml_response(render::twiml(&state.inner.public_url, &step.actions))
+        finish_step(&state, &flow_id, &loaded.flow, session, revision, step).await
     })
     .await
 }
@@ -463,6 +449,26 @@ async fn timed(
     state.inner.metrics.webhook(route, status, seconds);
     span.in_scope(|| tracing::info!(status, latency_ms = seconds * 1000.0, "webhook answered"));
     response
+}
+
+/// After a step: count an ended call, save the session (unless the step was a replay), write
+/// its audit records, and answer with its TwiML.
+async fn finish_step(
+    state: &AppState,
+    flow_id: &str,
+    flow: &resetline_flow::Flow,
+    session: resetline_engine::Session,
+    revision: u64,
+    step: resetline_engine::Step,
+) -> Response {
+    ended_metric(state, &session, &step.actions, step.replayed);
+    if !step.replayed {
+        if let Err(e) = save(state, flow, session, revision).await {
+            return store_trouble(state, flow_id, &e);
+        }
+        append_audit(state, step.audit).await;
+    }
+    twiml_response(render::twiml(&state.inner.public_url, &step.actions))
 }
 
 /// Appends a step's audit records; a failure is logged and counted (the call goes on).

@@ -359,3 +359,192 @@ async fn reset_by_sms_with_real_connectors_against_local_fakes() {
         "{events:?}"
     );
 }
+
+/// A minimal SMTP sink on 127.0.0.1: greeting, EHLO, MAIL, RCPT, DATA, QUIT; keeps each
+/// message's recipients and data.
+async fn smtp_sink() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind smtp");
+    let port = listener.local_addr().expect("addr").port();
+    let mail: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let kept = mail.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let (mut rcpt, mut line) = (String::new(), String::new());
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let upper = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        rcpt = line.trim_end()[8..].to_string();
+                        b"250 Ok\r\n"
+                    } else if upper == "DATA" {
+                        let _ = write.write_all(b"354 go ahead\r\n").await;
+                        let mut data = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if lines.read_line(&mut l).await.unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&l);
+                        }
+                        if let Ok(mut m) = kept.lock() {
+                            m.push((rcpt.clone(), data));
+                        }
+                        b"250 queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 Ok\r\n"
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, mail)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_by_email_code_through_an_smtp_sink() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let log: Log = Arc::default();
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake");
+    let fake_url = format!("http://{}", fake.local_addr().expect("addr"));
+    tokio::spawn(axum::serve(fake, providers(log.clone())).into_future());
+    let (smtp_port, mail) = smtp_sink().await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
+    let addr = listener.local_addr().expect("addr");
+    let public = format!("http://{addr}");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let users = scratch.path().join("users.yaml");
+    std::fs::copy(root.join("examples/demo/users.yaml"), &users).expect("copy users");
+    let mailer = resetline_connectors::SmtpMailer::new(
+        "127.0.0.1",
+        smtp_port,
+        resetline_connectors::SmtpTls::None,
+        "Service Desk <desk@example.com>",
+    )
+    .expect("mailer");
+    let sms = TwilioMessages::new(
+        ACCOUNT,
+        Secret::new(TOKEN),
+        SmsSender::From("+15555550000".into()),
+    )
+    .and_then(|m| m.with_base_url(&fake_url))
+    .expect("sms");
+    let clock = Arc::new(SystemClock);
+    let engine = Engine {
+        catalogs: Arc::new(Default::default()),
+        directory: Arc::new(EmbeddedDirectory::load(&users).expect("users")),
+        recording: Arc::new(
+            TwilioRecording::new(ACCOUNT, Secret::new(TOKEN))
+                .and_then(|r| r.with_base_url(&fake_url))
+                .expect("recording"),
+        ),
+        messenger: Arc::new(
+            resetline_connectors::ByChannel::new()
+                .sms(Arc::new(sms))
+                .email(Arc::new(mailer)),
+        ),
+        tickets: Arc::new(
+            ServiceNowTickets::new(&fake_url, ServiceNowAuth::Bearer(Secret::new("sn-token")))
+                .expect("tickets"),
+        ),
+        counters: Arc::new(MemoryCounters::new(clock.clone())),
+        limits: Default::default(),
+        lockouts: Arc::new(MemoryLockouts::new()),
+        clock: clock.clone(),
+        random: Arc::new(OsRandom),
+        hash_key: Arc::new(Secret::new("k".repeat(32))),
+        budget: Duration::from_secs(4),
+    };
+    let registry = Arc::new(Registry::default());
+    registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));
+    let state = AppState::new(
+        &public,
+        Secret::new(TOKEN),
+        engine,
+        registry,
+        Arc::new(MemoryStore::new(clock, 100)),
+        Arc::new(MemoryAudit::default()),
+        root.join("voice-prompts"),
+    );
+    tokio::spawn(axum::serve(listener, app(state)).into_future());
+
+    let base = "/voice/password-reset";
+    post_webhook(
+        addr,
+        &public,
+        base,
+        &[("CallSid", SID), ("From", "+15555550100")],
+    )
+    .await;
+    post_webhook(
+        addr,
+        &public,
+        &format!("{base}/step/1"),
+        &[("CallSid", SID), ("Digits", "1")],
+    )
+    .await;
+    post_webhook(
+        addr,
+        &public,
+        &format!("{base}/step/2"),
+        &[("CallSid", SID), ("Digits", "100001")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        &public,
+        &format!("{base}/step/3"),
+        &[("CallSid", SID), ("Digits", "2")],
+    )
+    .await;
+    assert!(
+        resp.contains("We sent a code to your email address on file."),
+        "{resp}"
+    );
+    let (rcpt, data) = mail.lock().map(|m| m[0].clone()).expect("one message");
+    assert_eq!(rcpt, "<alex.rivera@example.com>");
+    assert!(
+        data.contains("Subject: Your service desk verification code"),
+        "{data}"
+    );
+    let after = data
+        .split("verification code is ")
+        .nth(1)
+        .expect("the code sentence in the body");
+    let code: String = after.chars().take_while(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{data}");
+    let resp = post_webhook(
+        addr,
+        &public,
+        &format!("{base}/step/4"),
+        &[("CallSid", SID), ("Digits", &code)],
+    )
+    .await;
+    assert!(resp.contains("Please enter your new PIN"), "{resp}");
+    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(
+        requests.iter().all(|r| !r.path.ends_with("Messages.json")),
+        "no SMS on the email path"
+    );
+}

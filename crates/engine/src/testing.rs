@@ -76,6 +76,12 @@ impl MemoryDirectory {
         self
     }
 
+    /// Every new secret fails like a directory outage (`reason` for the logs).
+    pub fn failing_set_secret(mut self, reason: &str) -> Self {
+        self.reject = Some((String::new(), reason.to_string()));
+        self
+    }
+
     /// Every call waits `delay` first (to exercise time budgets).
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
@@ -150,6 +156,12 @@ impl Directory for MemoryDirectory {
             self.log.push(format!("set {account}"));
             tokio::time::sleep(self.delay).await;
             if let Some((prompt, reason)) = &self.reject {
+                if prompt.is_empty() {
+                    return Err(SetSecretError::Backend(BackendError::new(
+                        "directory",
+                        reason.clone(),
+                    )));
+                }
                 return Err(SetSecretError::Rejected {
                     prompt: prompt.clone(),
                     reason: reason.clone(),

@@ -351,3 +351,35 @@ async fn a_directory_refusal_is_spoken_as_its_reason() {
         "after the last refusal the call takes `rejected`"
     );
 }
+
+/// A backend error inside the secure section leaves it through the flow's error path, and the
+/// recording is resumed before the caller is transferred.
+#[tokio::test]
+async fn an_error_inside_the_secure_section_resumes_recording() {
+    use common::Call;
+    let r = common::rig(Options {
+        directory_rejects: Some(("", "HTTP 503")),
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&r, "CAerr").await;
+    call.press("1004217").await;
+    call.press("27182818").await;
+    call.press("48319273").await;
+    let step = call.press("48319273").await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+    let log = r.log.entries();
+    let tail: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .skip_while(|e| !e.starts_with("set "))
+        .collect();
+    assert_eq!(
+        tail,
+        vec!["set 1004217", "recording Resume"],
+        "resumed on the error path"
+    );
+    assert!(call.session.recording_paused_ms.is_none());
+}

@@ -99,6 +99,7 @@ pub fn rig(o: Options) -> Rig {
                 Duration::ZERO
             });
             match &o.directory_rejects {
+                Some(("", reason)) => d.failing_set_secret(reason),
                 Some((prompt, reason)) => d.rejecting(prompt, reason),
                 None => d,
             }

@@ -733,7 +733,7 @@ impl Engine {
             return Err("rate_limited");
         }
         let mut o = match valid {
-            Some(o) => o,
+            Some(o) => *o,
             None => {
                 let Ok(nonce) = otp::nonce(self.random.as_ref()) else {
                     return Err("error");
@@ -803,7 +803,7 @@ impl Engine {
                 o.message_id = Some(sent.id);
                 o.delivery = Delivery::Pending;
                 tracing::info!(call = %s.call_sid, node = %node_id, sends = o.sends, "code sent");
-                s.otp = Some(o);
+                s.otp = Some(Box::new(o));
                 if resend {
                     self.say_key(flow, s, "code_resent", out);
                 } else if let Some(p) = &c.say {

@@ -141,7 +141,7 @@ pub struct Session {
     pub last: Option<Last>,
     /// The one-time code issued in this call, if any.
     #[serde(default)]
-    pub otp: Option<Otp>,
+    pub otp: Option<Box<Otp>>,
     /// When the comfort loop at the current node started (ms).
     #[serde(default)]
     pub waiting_since_ms: Option<u64>,

@@ -21,7 +21,9 @@ use resetline_engine::{
 struct Slot {
     revision: u64,
     expires_ms: u64,
-    session: Session,
+    /// The session serialized (compact JSON): about half the memory of the live struct, and
+    /// the same bytes a shared store holds, so the format rule is exercised on every load.
+    bytes: Box<[u8]>,
 }
 
 /// In-memory sessions with expiry and a size bound.
@@ -61,8 +63,13 @@ impl SessionStore for MemoryStore {
             .map
             .get(call_sid)
             .filter(|slot| slot.expires_ms > now)
-            .map(|slot| (slot.session.clone(), slot.revision));
-        Box::pin(async move { Ok(found) })
+            .map(|slot| (decode(&slot.bytes), slot.revision));
+        let result = match found {
+            None => Ok(None),
+            Some((Ok(session), revision)) => Ok(Some((session, revision))),
+            Some((Err(e), _)) => Err(e),
+        };
+        Box::pin(async move { result })
     }
 
     fn save(
@@ -73,6 +80,9 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         let now = self.clock.now_ms();
         let result = (move || {
+            let bytes = serde_json::to_vec(&session)
+                .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())))?
+                .into_boxed_slice();
             if expected == 0 && self.map.len() >= self.max_sessions {
                 self.sweep();
                 if self.map.len() >= self.max_sessions {
@@ -93,7 +103,7 @@ impl SessionStore for MemoryStore {
                     e.insert(Slot {
                         revision,
                         expires_ms: now.saturating_add(ttl_ms),
-                        session: session.clone(),
+                        bytes,
                     });
                     Ok(revision)
                 }
@@ -104,7 +114,7 @@ impl SessionStore for MemoryStore {
                     e.insert(Slot {
                         revision: 1,
                         expires_ms: now.saturating_add(ttl_ms),
-                        session: session.clone(),
+                        bytes,
                     });
                     Ok(1)
                 }
@@ -116,6 +126,28 @@ impl SessionStore for MemoryStore {
     fn len(&self) -> usize {
         self.map.len()
     }
+}
+
+/// Reads a stored session; refuses one written in a newer format (rolling upgrades: an old
+/// replica must not misread a newer replica's session).
+fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
+    let session: Session = serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Backend(BackendError::new(
+            "sessions",
+            format!("unreadable session: {e}"),
+        ))
+    })?;
+    if session.format > resetline_engine::session::FORMAT {
+        return Err(StoreError::Backend(BackendError::new(
+            "sessions",
+            format!(
+                "session format {} is newer than this build's {}",
+                session.format,
+                resetline_engine::session::FORMAT
+            ),
+        )));
+    }
+    Ok(session)
 }
 
 /// Windowed counters in memory (send caps, rate limits) for one box. Invariant: a refused hit
@@ -288,5 +320,17 @@ mod tests {
             Ok(true),
             "the oldest hit left the window"
         );
+    }
+
+    #[tokio::test]
+    async fn a_session_from_a_newer_format_is_refused_not_misread() {
+        let store = MemoryStore::new(Arc::new(FakeClock::at(1000)), 10);
+        let mut s = session("CA1");
+        s.format = resetline_engine::session::FORMAT + 1;
+        store.save(s, 0, 60_000).await.ok();
+        assert!(matches!(
+            store.load("CA1").await,
+            Err(StoreError::Backend(_))
+        ));
     }
 }

@@ -49,6 +49,7 @@ mod error;
 mod files;
 mod json;
 mod key;
+mod query;
 mod record;
 mod sink;
 mod verify;
@@ -58,6 +59,7 @@ pub use error::{
     VerifyError,
 };
 pub use key::{AuditKey, ChainId, ChainIdError, KeyError};
+pub use query::{Filter, QueryError, query};
 pub use record::{
     Destination, EventType, Factor, MAX_LINE_LEN, MaskedEmail, MaskedNumber, Outcome, Record,
     StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,

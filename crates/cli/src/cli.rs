@@ -81,8 +81,59 @@ pub(crate) enum Command {
     Audit(AuditCommand),
 }
 
+/// Filters shared by `audit query`, `audit tail` and `audit timeline`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditFilter {
+    /// The audit directory (`audit.dir` in resetline.yaml).
+    pub(crate) dir: PathBuf,
+    /// The chain id (`audit.chain`).
+    #[arg(long, default_value = "resetline")]
+    pub(crate) chain: String,
+    /// Only this account id.
+    #[arg(long)]
+    pub(crate) account: Option<String>,
+    /// Only this call (CallSid).
+    #[arg(long)]
+    pub(crate) call: Option<String>,
+    /// At or after this time (RFC 3339, e.g. 2026-11-23T00:00:00Z).
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Before this time (RFC 3339).
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// Only this outcome: success, failure, error, info.
+    #[arg(long)]
+    pub(crate) outcome: Option<String>,
+    /// Only this event type (e.g. authn_login_fail).
+    #[arg(long)]
+    pub(crate) event: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
+    /// Records that match the filters, oldest first. Reading does not verify: use `verify`.
+    Query(AuditFilter),
+    /// The last records that match the filters.
+    Tail {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// One call's records as a timeline (seconds from the call's first record).
+    Timeline {
+        /// The audit directory.
+        dir: PathBuf,
+        /// The call (CallSid).
+        call: String,
+        /// The chain id.
+        #[arg(long, default_value = "resetline")]
+        chain: String,
+    },
     /// Verify the hash chain and signed checkpoints; name the first bad record.
     ///
     /// Exit status: 0 intact, 1 tampered or damaged, 2 could not run.

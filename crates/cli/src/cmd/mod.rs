@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+mod audit;
 mod check;
 mod graph;
 mod serve;
@@ -71,6 +72,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Audit(AuditCommand::Query(filter)) => audit::query(&filter, None),
+        Command::Audit(AuditCommand::Tail { filter, lines }) => audit::query(&filter, Some(lines)),
+        Command::Audit(AuditCommand::Timeline { dir, call, chain }) => {
+            audit::timeline(&dir, &call, &chain)
         }
         Command::HashPin => {
             let mut line = String::new();

@@ -562,7 +562,10 @@ impl Engine {
                     let account = s
                         .lookup(&[p.account.value.clone(), "id".into()])
                         .unwrap_or_default();
-                    if let Some(refusal) = self.pin_lockout(s, &account).await {
+                    if let Some(refusal) = self
+                        .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
+                        .await
+                    {
                         return refusal;
                     }
                 }
@@ -659,26 +662,45 @@ impl Engine {
         }
     }
 
-    /// PIN checks for `account` are refused while it is locked out (growing wait, or
-    /// suspended after 100 consecutive failures); the refused attempt is audited and not
-    /// counted. A lockout store failure refuses too (fail closed).
-    async fn pin_lockout(&self, s: &mut Session, account: &str) -> Option<Flowing> {
+    /// Checks of `key` (an account's PIN, or its one-time codes) are refused while it is
+    /// locked out (growing wait, or suspended after 100 consecutive failures); the refused
+    /// attempt is audited and not counted. A lockout store failure refuses too (fail closed).
+    async fn locked_out(
+        &self,
+        s: &mut Session,
+        key: &str,
+        policy: crate::backend::LockPolicy,
+        f: Factor,
+        outcome: &'static str,
+    ) -> Option<Flowing> {
         let now = self.clock.now_ms();
-        let policy = crate::backend::LockPolicy::default();
-        match self.lockouts.get(account).await {
+        match self.lock_call(self.lockouts.get(key)).await {
             Ok(state) if state.locked(now, &policy) => {
                 let r = self
                     .record(s, Ev::AuthnLoginLock, Out::Failure)
                     .with_reason("attempt_during_lockout")
-                    .with_factor(Factor::Pin);
+                    .with_factor(f);
                 s.pending_audit.push(r);
-                Some(Flowing::Outcome("locked_out"))
+                Some(Flowing::Outcome(outcome))
             }
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(call = %s.call_sid, error = %e, "lockout state unavailable");
                 Some(Flowing::Outcome("error"))
             }
+        }
+    }
+
+    /// A lockout store call within the backend budget.
+    async fn lock_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, crate::backend::StoreError>>,
+    ) -> Result<T, crate::backend::StoreError> {
+        match tokio::time::timeout(self.budget, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::backend::StoreError::Backend(BackendError::timeout(
+                "lockouts",
+            ))),
         }
     }
 
@@ -892,7 +914,34 @@ impl Engine {
         else {
             return Flowing::Outcome("failed");
         };
-        if o.delivery == Delivery::Failed {
+        // The code is bound to the account it was sent for: if the call identified another
+        // account since, the code does not count for it.
+        let current = match flow.node(&v.from.value).map(|n| &n.kind) {
+            Some(Kind::CodeSend(c)) => s
+                .lookup(&[path_of(&c.to.value)[0].clone(), "id".into()])
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        if o.account != current {
+            self.audit(s, Ev::AuthnLoginFail, Out::Failure, "other_account");
+            return Flowing::Outcome("failed");
+        }
+        let code_key = format!("code:{}", o.account);
+        if let Some(refusal) = self
+            .locked_out(s, &code_key, CODE_LOCK, Factor::SmsCode, "failed")
+            .await
+        {
+            return refusal;
+        }
+        // A late failure report of a resend must not lock out a right code typed now.
+        let typed_right = digits.as_ref().is_some_and(|d| {
+            now < o.expires_ms
+                && otp::matches(
+                    d,
+                    &otp::derive(&self.hash_key, &s.call_sid, &o.account, &o.nonce, o.length),
+                )
+        });
+        if o.delivery == Delivery::Failed && !typed_right {
             return Flowing::Outcome("delivery_failed");
         }
         if now >= o.expires_ms {
@@ -955,6 +1004,9 @@ impl Engine {
         }
         let expected = otp::derive(&self.hash_key, &s.call_sid, &o.account, &o.nonce, o.length);
         if otp::matches(&d, &expected) {
+            if let Err(e) = self.lock_call(self.lockouts.success(&code_key)).await {
+                tracing::warn!(call = %s.call_sid, error = %e, "code failures not reset");
+            }
             s.otp = None;
             s.verifications += 1;
             s.waiting_since_ms = None;
@@ -996,8 +1048,31 @@ impl Engine {
                 .with_factor(factor(channel));
             s.pending_audit.push(r);
         }
+        let counted = self
+            .lock_call(self.lockouts.failure(&code_key, now, CODE_LOCK))
+            .await;
         if dead {
             return Flowing::Outcome("failed");
+        }
+        match counted {
+            Ok(state) if state.locked(now, &CODE_LOCK) => {
+                let r = self
+                    .record(s, Ev::AuthnLoginLock, Out::Failure)
+                    .with_reason(if state.failures >= CODE_LOCK.suspend_at {
+                        "suspended"
+                    } else {
+                        "growing_wait"
+                    })
+                    .with_factor(factor(channel))
+                    .with_detail("failures", state.failures.to_string());
+                s.pending_audit.push(r);
+                return Flowing::Outcome("failed");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(call = %s.call_sid, error = %e, "code failure not recorded");
+                return Flowing::Outcome("error");
+            }
         }
         self.say_key(flow, s, "code_wrong", out);
         self.prompt_input(flow, s, node, false, out);
@@ -1281,15 +1356,31 @@ impl Engine {
                 let account = s
                     .lookup(&[p.account.value.clone(), "id".into()])
                     .unwrap_or_default();
-                if let Some(refusal) = self.pin_lockout(s, &account).await {
+                if let Some(refusal) = self
+                    .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
+                    .await
+                {
                     return refusal;
                 }
+                // The attempt is counted before the (slow) check and forgiven on success, so
+                // parallel calls cannot each get a free guess during a lockout.
+                let now = self.clock.now_ms();
+                let reserved = match self
+                    .lock_call(self.lockouts.failure(&account, now, PIN_LOCK))
+                    .await
+                {
+                    Ok(state) => state,
+                    Err(e) => {
+                        tracing::warn!(call = %s.call_sid, error = %e, "lockout state not recorded");
+                        return Flowing::Outcome("error");
+                    }
+                };
                 match self
                     .within("directory", self.directory.verify_pin(&account, &d))
                     .await
                 {
                     Ok(true) => {
-                        if let Err(e) = self.lockouts.success(&account).await {
+                        if let Err(e) = self.lock_call(self.lockouts.success(&account)).await {
                             tracing::warn!(call = %s.call_sid, error = %e, "lockout state not reset");
                         }
                         s.verifications += 1;
@@ -1311,9 +1402,8 @@ impl Engine {
                             .with_factor(Factor::Pin)
                             .with_detail("attempt", (s.attempts + 1).to_string());
                         s.pending_audit.push(r);
-                        let now = self.clock.now_ms();
-                        let policy = crate::backend::LockPolicy::default();
-                        match self.lockouts.failure(&account, now, policy).await {
+                        let policy = PIN_LOCK;
+                        match Ok::<_, crate::backend::StoreError>(reserved) {
                             Ok(state) if state.locked(now, &policy) => {
                                 let suspended = state.failures >= policy.suspend_at;
                                 let r = self
@@ -1468,7 +1558,11 @@ impl Engine {
                     s,
                     Ev::AuthnPasswordChangeFail,
                     Out::Error,
-                    if e.timeout { "timeout" } else { "backend" },
+                    if e.timeout {
+                        "timeout_outcome_unknown"
+                    } else {
+                        "backend"
+                    },
                 );
                 Flowing::Outcome("error")
             }
@@ -1559,7 +1653,11 @@ impl Engine {
                         s,
                         Ev::AuthnPasswordChangeFail,
                         Out::Error,
-                        if e.timeout { "timeout" } else { "backend" },
+                        if e.timeout {
+                            "timeout_outcome_unknown"
+                        } else {
+                            "backend"
+                        },
                     );
                     Flowing::Outcome("error")
                 }
@@ -1573,6 +1671,9 @@ impl Engine {
                     .iter()
                     .filter_map(|f| r.get(*f).cloned()),
             );
+            if let Some(b) = r.get("birth_date") {
+                values.extend(policy::date_forms(b));
+            }
         }
         values.push(s.caller.clone());
         let personal = Personal {
@@ -1816,6 +1917,21 @@ impl Engine {
             .map(|segs| resetline_flow::template::plain_text(&segs))
     }
 }
+
+/// Lockout policy for PINs (security.md checks 12-14).
+const PIN_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy {
+    free: 2,
+    step_ms: 60_000,
+    max_wait_ms: 15 * 60_000,
+    reset_after_ms: 12 * 3_600_000,
+    suspend_at: 100,
+};
+/// Lockout policy for one-time codes across calls: each code already dies at its own attempt
+/// cap; waits start once a whole code's worth of consecutive failures is exceeded.
+const CODE_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy {
+    free: 5,
+    ..PIN_LOCK
+};
 
 /// Characters of generated passwords: no look-alikes (0/O, 1/l/I), easy to read from a text.
 const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";

@@ -139,6 +139,31 @@ pub struct Personal<'a> {
     pub values: Vec<&'a str>,
 }
 
+/// The ways a birth date `YYYY-MM-DD` is typed on a keypad: YYYYMMDD, DDMMYYYY, MMDDYYYY,
+/// YYMMDD, DDMMYY, MMDDYY. Anything else yields nothing.
+pub fn date_forms(date: &str) -> Vec<String> {
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts[..] else {
+        return Vec::new();
+    };
+    if y.len() != 4
+        || m.len() != 2
+        || d.len() != 2
+        || !date.chars().all(|c| c.is_ascii_digit() || c == '-')
+    {
+        return Vec::new();
+    }
+    let yy = &y[2..];
+    vec![
+        format!("{y}{m}{d}"),
+        format!("{d}{m}{y}"),
+        format!("{m}{d}{y}"),
+        format!("{yy}{m}{d}"),
+        format!("{d}{m}{yy}"),
+        format!("{m}{d}{yy}"),
+    ]
+}
+
 /// Checks `secret` against `policy`. Length is counted in characters; nothing is truncated.
 pub fn check(policy: &Policy, secret: &Secret, personal: &Personal<'_>) -> Result<(), Refusal> {
     let s = secret.expose();
@@ -249,6 +274,20 @@ mod tests {
             "8 digits taken from the phone number"
         );
         assert_eq!(check_str("19840721"), Err(Refusal::Personal));
+        let forms = date_forms("1984-07-21");
+        for pin in ["21071984", "07211984", "48407211"] {
+            assert_eq!(
+                check(
+                    &policy(),
+                    &Secret::new(pin),
+                    &Personal {
+                        values: forms.iter().map(String::as_str).collect()
+                    }
+                ),
+                Err(Refusal::Personal),
+                "{pin}"
+            );
+        }
         assert_eq!(check_str("12341234"), Err(Refusal::Common));
         assert_eq!(check_str("4831a927"), Err(Refusal::NotDigits));
         assert_eq!(check_str("48319273"), Ok(()));

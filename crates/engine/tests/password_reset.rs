@@ -594,3 +594,62 @@ async fn a_generated_password_is_delivered_then_set() {
         "nothing set when the delivery failed"
     );
 }
+
+/// Wrong codes count against the account across calls: once a code's worth of consecutive
+/// failures is exceeded, further code checks wait (security.md check 12 applies to codes too).
+#[tokio::test]
+async fn wrong_codes_lock_the_account_across_calls() {
+    let r = reference();
+    let wrong = |code: &str| {
+        if code == "000000" {
+            "111111".to_string()
+        } else {
+            "000000".to_string()
+        }
+    };
+    let mut call = to_methods(&r, "CAcl1").await;
+    call.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    for _ in 0..5 {
+        call.press(&wrong(&code)).await;
+    }
+    let mut second = to_methods(&r, "CAcl2").await;
+    second.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    let step = second.press(&wrong(&code)).await;
+    assert!(
+        step.audit
+            .iter()
+            .any(|e| e.event.as_str() == "authn_login_lock"),
+        "the sixth consecutive failure locks"
+    );
+    let mut third = to_methods(&r, "CAcl3").await;
+    third.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    let step = third.press(&code).await;
+    assert!(
+        step.audit
+            .iter()
+            .any(|e| e.reason == "attempt_during_lockout"),
+        "even the right code waits out the lockout"
+    );
+    assert!(!said(&step).starts_with("Please enter your new PIN"));
+}
+
+/// A failed report for a resent message does not lock out the right code typed afterwards.
+#[tokio::test]
+async fn a_right_code_wins_over_a_late_failure_report() {
+    let r = reference();
+    let mut call = to_methods(&r, "CAlate").await;
+    call.press("1").await;
+    let code = r.messenger.last_code().expect("code");
+    if let Some(o) = call.session.otp.as_mut() {
+        o.delivery = resetline_engine::session::Delivery::Failed;
+    }
+    let step = call.press(&code).await;
+    assert!(
+        said(&step).starts_with("Please enter your new PIN"),
+        "{}",
+        said(&step)
+    );
+}

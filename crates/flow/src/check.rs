@@ -451,6 +451,14 @@ impl<'f> Checker<'f> {
                     );
                 }
             }
+            if let (Kind::Transfer(_), Some(sec)) = (&node.kind, &node.section) {
+                let msg = format!(
+                    "transfer `{}` is inside secure section `{sec}`",
+                    node.id.value
+                );
+                let d = self.d(Code::SecureBoundary, node.kind_span, msg);
+                d.notes.push("a transfer resumes recording; if it fails and the call goes on inside the section, secrets would be recorded. Leave the section first".into());
+            }
             if node.kind.collects_secret() && node.section.is_none() {
                 let what = match &node.kind {
                     Kind::Gather(_) => "gathers secret digits",

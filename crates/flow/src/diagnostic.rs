@@ -84,7 +84,7 @@ codes! {
     UnhandledOutcome = "E026", "unhandled-outcome", Error, "A node outcome has no edge (and no `settings.on_error` fallback applies).";
     UnknownOutcome = "E027", "unknown-outcome", Error, "An `on:` edge names an outcome that the node kind never produces.";
     LocaleNotOffered = "E028", "locale-not-offered", Error, "A locale is used but not listed in `settings.locales`, or has no catalog.";
-    SecureBoundary = "E029", "secure-boundary", Error, "An edge jumps into a `secure` section from outside, or sections are nested.";
+    SecureBoundary = "E029", "secure-boundary", Error, "An edge jumps into a `secure` section from outside, sections are nested, or a transfer sits inside one.";
     PauseFailedUnhandled = "E030", "pause-failed-unhandled", Error, "A `secure` section without a `pause_failed` edge.";
     EnumerationLeak = "E031", "enumeration-leak", Error, "In enumeration-safe mode, unknown, locked and disabled accounts take different paths.";
     PromptParameter = "E032", "prompt-parameter", Error, "A catalog prompt needs a parameter the flow does not pass, or the flow passes one it never uses.";

@@ -95,7 +95,7 @@ impl AppState {
         self.inner
             .locks
             .retain(|_, lock| Arc::strong_count(lock) > 1);
-        before - self.inner.locks.len()
+        before.saturating_sub(self.inner.locks.len())
     }
 }
 
@@ -209,6 +209,16 @@ fn twiml_response(xml: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
 
+/// Flow ids are `[a-z0-9_-]{1,64}` (the checker enforces it); anything else in the URL is
+/// refused before it reaches a log line or span (no forged log lines from unsigned requests).
+fn plausible_flow_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 fn valid_call_sid(sid: &str) -> bool {
     !sid.is_empty()
         && sid.len() <= 64
@@ -264,6 +274,9 @@ async fn incoming(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !plausible_flow_id(&flow_id) {
+        return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
+    }
     timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), async {
         let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
             Ok(found) => found,
@@ -340,6 +353,9 @@ async fn step_common(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !plausible_flow_id(&flow_id) {
+        return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
+    }
     timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), async {
         let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
             Ok(found) => found,
@@ -384,6 +400,9 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !plausible_flow_id(&flow_id) {
+        return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
+    }
     timed(
         &state,
         "status",
@@ -463,10 +482,12 @@ async fn finish_step(
 ) -> Response {
     ended_metric(state, &session, &step.actions, step.replayed);
     if !step.replayed {
-        if let Err(e) = save(state, flow, session, revision).await {
+        let saved = save(state, flow, session, revision).await;
+        // What the step did happened, saved or not: it is always audited.
+        append_audit(state, step.audit).await;
+        if let Err(e) = saved {
             return store_trouble(state, flow_id, &e);
         }
-        append_audit(state, step.audit).await;
     }
     twiml_response(render::twiml(&state.inner.public_url, &step.actions))
 }

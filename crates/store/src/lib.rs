@@ -49,7 +49,7 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let before = self.map.len();
         self.map.retain(|_, slot| slot.expires_ms > now);
-        before - self.map.len()
+        before.saturating_sub(self.map.len())
     }
 }
 

@@ -120,6 +120,7 @@ async fn no_marker_in_logs_answers_metrics_sessions_or_files() {
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
+        step_budget: Duration::from_secs(12),
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));

@@ -173,6 +173,7 @@ async fn reset_by_sms_with_real_connectors_against_local_fakes() {
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
+        step_budget: Duration::from_secs(12),
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));
@@ -475,6 +476,7 @@ async fn reset_by_email_code_through_an_smtp_sink() {
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
+        step_budget: Duration::from_secs(12),
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));

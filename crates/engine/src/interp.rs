@@ -34,6 +34,11 @@ use resetline_audit::{
     Destination, EventType as Ev, Factor, MaskedEmail, MaskedNumber, Outcome as Out, Record,
 };
 
+tokio::task_local! {
+    /// When the step in progress must have answered (set by [`Engine::step`]).
+    static DEADLINE: tokio::time::Instant;
+}
+
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
 /// only a guard against a bug ever spinning a request.
 const MAX_HOPS: usize = 200;
@@ -105,6 +110,8 @@ pub struct Engine {
     pub hash_key: Arc<Secret>,
     /// Time budget for one backend call; keep well under the carrier's 15 s.
     pub budget: Duration,
+    /// Time budget for a whole step (all its backend calls together); keep under 15 s.
+    pub step_budget: Duration,
 }
 
 /// How a node finished.
@@ -161,8 +168,25 @@ impl Engine {
         )
     }
 
-    /// Runs one step. `session` must belong to `flow` (same id and version).
+    /// Runs one step. `session` must belong to `flow` (same id and version). Every backend
+    /// call gets `budget`, and all of them together at most `step_budget`, so the carrier is
+    /// answered in time (a call that runs out takes the flow's error path).
     pub async fn step(&self, flow: &Flow, s: &mut Session, event: Event) -> Step {
+        let deadline = tokio::time::Instant::now() + self.step_budget;
+        DEADLINE
+            .scope(deadline, self.step_inner(flow, s, event))
+            .await
+    }
+
+    /// The time left for the next backend call: `budget`, cut to what remains of the step.
+    fn remaining(&self) -> Duration {
+        let left = DEADLINE
+            .try_with(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(self.budget);
+        left.min(self.budget)
+    }
+
+    async fn step_inner(&self, flow: &Flow, s: &mut Session, event: Event) -> Step {
         let token = match &event {
             Event::Start => 0,
             Event::Digits { token, .. }
@@ -696,7 +720,7 @@ impl Engine {
         &self,
         fut: impl std::future::Future<Output = Result<T, crate::backend::StoreError>>,
     ) -> Result<T, crate::backend::StoreError> {
-        match tokio::time::timeout(self.budget, fut).await {
+        match tokio::time::timeout(self.remaining(), fut).await {
             Ok(r) => r,
             Err(_) => Err(crate::backend::StoreError::Backend(BackendError::timeout(
                 "lockouts",
@@ -1515,13 +1539,15 @@ impl Engine {
             self.say_key(flow, s, "password_not_delivered", out);
             return Flowing::Outcome("failed");
         }
-        let result =
-            match tokio::time::timeout(self.budget, self.directory.set_secret(&account, &password))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
-            };
+        let result = match tokio::time::timeout(
+            self.remaining(),
+            self.directory.set_secret(&account, &password),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
+        };
         match result {
             Ok(()) => {
                 let r = self
@@ -1607,13 +1633,15 @@ impl Engine {
             let account = s
                 .lookup(&[x.account.value.clone(), "id".into()])
                 .unwrap_or_default();
-            let result =
-                match tokio::time::timeout(self.budget, self.directory.set_secret(&account, &d))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
-                };
+            let result = match tokio::time::timeout(
+                self.remaining(),
+                self.directory.set_secret(&account, &d),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
+            };
             s.pending_secret = None;
             return match result {
                 Ok(()) => {
@@ -1790,7 +1818,7 @@ impl Engine {
         backend: &'static str,
         fut: impl std::future::Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        match tokio::time::timeout(self.budget, fut).await {
+        match tokio::time::timeout(self.remaining(), fut).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::timeout(backend)),
         }
@@ -1800,7 +1828,7 @@ impl Engine {
         &self,
         fut: impl std::future::Future<Output = Result<crate::backend::SentMessage, SendError>>,
     ) -> Result<crate::backend::SentMessage, SendError> {
-        match tokio::time::timeout(self.budget, fut).await {
+        match tokio::time::timeout(self.remaining(), fut).await {
             Ok(r) => r,
             Err(_) => Err(SendError::Backend(BackendError::timeout("messages"))),
         }
@@ -1812,7 +1840,7 @@ impl Engine {
         &self,
         fut: impl std::future::Future<Output = Result<bool, crate::backend::StoreError>>,
     ) -> bool {
-        match tokio::time::timeout(self.budget, fut).await {
+        match tokio::time::timeout(self.remaining(), fut).await {
             Ok(Ok(allowed)) => allowed,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "counter store failed; allowing");

@@ -85,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
+        step_budget: Duration::from_secs(12),
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));

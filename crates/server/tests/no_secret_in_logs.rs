@@ -96,6 +96,7 @@ async fn whole_call(json: bool) {
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_millis(500),
+        step_budget: Duration::from_secs(12),
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root().join("flows"), &root().join("voice-prompts"));

@@ -53,6 +53,7 @@ fn rig_full(flows_dir: &Path, audit: resetline_engine::testing::MemoryAudit) -> 
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_millis(500),
+        step_budget: Duration::from_secs(12),
     };
     let registry = Arc::new(Registry::default());
     let results = registry.load_dir(flows_dir, &root().join("voice-prompts"));

@@ -274,6 +274,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             random: Arc::new(OsRandom),
             hash_key: Arc::new(setup.hash_key.clone()),
             budget: setup.budget,
+            step_budget: Duration::from_secs(12),
         };
         let registry = Arc::new(Registry::default());
         let results = registry.load_dir(&setup.flows_dir, &setup.prompts_dir);

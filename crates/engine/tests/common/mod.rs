@@ -127,6 +127,7 @@ pub fn rig(o: Options) -> Rig {
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("test-key-test-key-test-key-test-key")),
         budget: Duration::from_millis(200),
+        step_budget: Duration::from_secs(12),
     };
     Rig {
         engine,

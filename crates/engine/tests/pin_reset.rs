@@ -383,3 +383,35 @@ async fn an_error_inside_the_secure_section_resumes_recording() {
     );
     assert!(call.session.recording_paused_ms.is_none());
 }
+
+/// The whole step has a deadline: a backend call that fits its own budget but not what is
+/// left of the step is cut off, and the call takes the error path in time (paused clock:
+/// deterministic).
+#[tokio::test(start_paused = true)]
+async fn a_step_deadline_cuts_off_a_call_that_fits_its_own_budget() {
+    use common::Call;
+    let fits = common::rig(Options {
+        slow_directory: true,
+        budgets: Some((Duration::from_secs(10), Duration::from_secs(12))),
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&fits, "CAdl1").await;
+    let step = call.press("1004217").await;
+    assert_eq!(
+        said(&step),
+        "Please enter your current PIN, then press pound.",
+        "5 s lookup within both budgets"
+    );
+    let cut = common::rig(Options {
+        slow_directory: true,
+        budgets: Some((Duration::from_secs(10), Duration::from_secs(1))),
+        ..Options::default()
+    });
+    let (mut call, _) = Call::start(&cut, "CAdl2").await;
+    let step = call.press("1004217").await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk.",
+        "the step deadline cut the lookup"
+    );
+}

@@ -50,6 +50,8 @@ pub struct Options {
     pub directory_rejects: Option<(&'static str, &'static str)>,
     /// Send limits.
     pub limits: SendLimits,
+    /// Per-call and per-step budgets (default 200 ms and 12 s).
+    pub budgets: Option<(Duration, Duration)>,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             limits: Default::default(),
             lockouts: None,
             directory_rejects: None,
+            budgets: None,
         }
     }
 }
@@ -126,8 +129,8 @@ pub fn rig(o: Options) -> Rig {
         clock: Arc::new(clock.clone()),
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("test-key-test-key-test-key-test-key")),
-        budget: Duration::from_millis(200),
-        step_budget: Duration::from_secs(12),
+        budget: o.budgets.map_or(Duration::from_millis(200), |b| b.0),
+        step_budget: o.budgets.map_or(Duration::from_secs(12), |b| b.1),
     };
     Rig {
         engine,

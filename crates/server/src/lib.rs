@@ -50,6 +50,35 @@ struct Inner {
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
+    refusals: RefusalBudget,
+}
+
+/// How many refused webhooks per minute get their own audit record, so unsigned floods
+/// cannot fill the trail; the rest are counted in the metrics, and the next audited refusal
+/// says how many went unaudited before it.
+const REFUSALS_AUDITED_PER_MINUTE: u32 = 120;
+
+#[derive(Debug, Default)]
+struct RefusalBudget(std::sync::Mutex<(u64, u32, u64)>);
+
+impl RefusalBudget {
+    /// `Some(unaudited since the last audited refusal)` when this refusal may be audited.
+    fn admit(&self, now_ms: u64) -> Option<u64> {
+        let Ok(mut g) = self.0.lock() else {
+            return Some(0);
+        };
+        let (window, count, skipped) = &mut *g;
+        if now_ms.saturating_sub(*window) >= 60_000 {
+            *window = now_ms;
+            *count = 0;
+        }
+        if *count >= REFUSALS_AUDITED_PER_MINUTE {
+            *skipped += 1;
+            return None;
+        }
+        *count += 1;
+        Some(std::mem::take(skipped))
+    }
 }
 
 impl AppState {
@@ -74,6 +103,7 @@ impl AppState {
                 locks: DashMap::new(),
                 metrics: Arc::new(Metrics::default()),
                 prompts_dir,
+                refusals: RefusalBudget::default(),
             }),
         }
     }
@@ -153,6 +183,14 @@ fn verify(
         header,
     ) {
         state.inner.metrics.signature_failed();
+        let now_ms = state.inner.engine.clock.now_ms();
+        let Some(suppressed) = state.inner.refusals.admit(now_ms) else {
+            tracing::debug!(
+                path = uri.path(),
+                "signature refused (audit rate limit reached)"
+            );
+            return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
+        };
         let call = params
             .iter()
             .find(|(k, _)| k == "CallSid")
@@ -172,6 +210,11 @@ fn verify(
         )
         .with_reason("signature")
         .with_detail("path", uri.path());
+        let record = if suppressed > 0 {
+            record.with_detail("unaudited_before", suppressed.to_string())
+        } else {
+            record
+        };
         let audit = state.inner.audit.clone();
         let metrics = state.inner.metrics.clone();
         tokio::spawn(async move {
@@ -657,4 +700,33 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         state.inner.metrics.render(state.inner.store.len()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_webhooks_are_audited_up_to_a_rate_and_the_gap_is_reported() {
+        let budget = RefusalBudget::default();
+        for _ in 0..REFUSALS_AUDITED_PER_MINUTE {
+            assert_eq!(budget.admit(1_000), Some(0));
+        }
+        assert_eq!(budget.admit(2_000), None);
+        assert_eq!(budget.admit(3_000), None);
+        assert_eq!(
+            budget.admit(61_000),
+            Some(2),
+            "the next audited refusal says two went unaudited"
+        );
+        assert_eq!(budget.admit(61_001), Some(0));
+    }
+
+    #[test]
+    fn flow_ids_outside_the_language_are_refused_before_logging() {
+        assert!(plausible_flow_id("password-reset"));
+        assert!(!plausible_flow_id("x\nfake log line"));
+        assert!(!plausible_flow_id(""));
+        assert!(!plausible_flow_id(&"a".repeat(65)));
+    }
 }

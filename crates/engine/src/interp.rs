@@ -1539,9 +1539,37 @@ impl Engine {
             self.say_key(flow, s, "password_not_delivered", out);
             return Flowing::Outcome("failed");
         }
+        match self
+            .apply_secret(flow, s, node, &account, &password, "generated")
+            .await
+        {
+            Applied::Set => node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
+                Flowing::Goto(n.value.clone())
+            }),
+            Applied::Refused(key) => {
+                self.say_key(flow, s, &key, out);
+                Flowing::Outcome("rejected")
+            }
+            Applied::Outcome(outcome) => Flowing::Outcome(outcome),
+        }
+    }
+
+    /// Sets `secret` at the directory for `account` within the step's time, audits the result
+    /// (success reason `reason`) and maps it: set, refused by the directory (with the prompt
+    /// key that speaks why), or an outcome edge (`locked`, `error`). The one place a new
+    /// secret reaches the directory.
+    async fn apply_secret(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        account: &str,
+        secret: &Secret,
+        reason: &str,
+    ) -> Applied {
         let result = match tokio::time::timeout(
             self.remaining(),
-            self.directory.set_secret(&account, &password),
+            self.directory.set_secret(account, secret),
         )
         .await
         {
@@ -1550,36 +1578,29 @@ impl Engine {
         };
         match result {
             Ok(()) => {
-                let r = self
-                    .record(s, Ev::AuthnPasswordChange, Out::Success)
-                    .with_reason("generated");
-                s.pending_audit.push(r);
-                node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
-                    Flowing::Goto(n.value.clone())
-                })
+                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
+                self.audit(s, Ev::AuthnPasswordChange, Out::Success, reason);
+                Applied::Set
             }
             Err(SetSecretError::Rejected { prompt, reason }) => {
-                tracing::warn!(call = %s.call_sid, node = %node.id.value, reason = %reason, "directory refused a generated password");
-                self.audit(
-                    s,
-                    Ev::AuthnPasswordChangeFail,
-                    Out::Failure,
-                    "directory_rejected",
-                );
-                let key = if self.has_prompt(flow, s, &prompt) {
+                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
+                let r = self
+                    .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
+                    .with_reason("directory_rejected")
+                    .with_detail("spoken", &prompt);
+                s.pending_audit.push(r);
+                Applied::Refused(if self.has_prompt(flow, s, &prompt) {
                     prompt
                 } else {
                     "policy_rejected".to_string()
-                };
-                self.say_key(flow, s, &key, out);
-                Flowing::Outcome("rejected")
+                })
             }
             Err(SetSecretError::Locked) => {
                 self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
-                Flowing::Outcome("locked")
+                Applied::Outcome("locked")
             }
             Err(SetSecretError::Backend(e)) => {
-                tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the generated password failed");
+                tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the new secret failed");
                 self.audit(
                     s,
                     Ev::AuthnPasswordChangeFail,
@@ -1590,7 +1611,7 @@ impl Engine {
                         "backend"
                     },
                 );
-                Flowing::Outcome("error")
+                Applied::Outcome("error")
             }
         }
     }
@@ -1633,36 +1654,12 @@ impl Engine {
             let account = s
                 .lookup(&[x.account.value.clone(), "id".into()])
                 .unwrap_or_default();
-            let result = match tokio::time::timeout(
-                self.remaining(),
-                self.directory.set_secret(&account, &d),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
-            };
             s.pending_secret = None;
-            return match result {
-                Ok(()) => {
-                    tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
-                    self.audit(s, Ev::AuthnPasswordChange, Out::Success, "set");
-                    node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
-                        Flowing::Goto(n.value.clone())
-                    })
-                }
-                Err(SetSecretError::Rejected { prompt, reason }) => {
-                    tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
-                    let r = self
-                        .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
-                        .with_reason("directory_rejected")
-                        .with_detail("spoken", &prompt);
-                    s.pending_audit.push(r);
-                    let key = if self.has_prompt(flow, s, &prompt) {
-                        prompt
-                    } else {
-                        "policy_rejected".to_string()
-                    };
+            return match self.apply_secret(flow, s, node, &account, &d, "set").await {
+                Applied::Set => node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
+                    Flowing::Goto(n.value.clone())
+                }),
+                Applied::Refused(key) => {
                     s.attempts += 1;
                     self.say_key(flow, s, &key, out);
                     if s.attempts >= x.attempts {
@@ -1671,24 +1668,7 @@ impl Engine {
                     self.prompt_input(flow, s, node, false, out);
                     Flowing::Wait
                 }
-                Err(SetSecretError::Locked) => {
-                    self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
-                    Flowing::Outcome("locked")
-                }
-                Err(SetSecretError::Backend(e)) => {
-                    tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the new secret failed");
-                    self.audit(
-                        s,
-                        Ev::AuthnPasswordChangeFail,
-                        Out::Error,
-                        if e.timeout {
-                            "timeout_outcome_unknown"
-                        } else {
-                            "backend"
-                        },
-                    );
-                    Flowing::Outcome("error")
-                }
+                Applied::Outcome(outcome) => Flowing::Outcome(outcome),
             };
         }
         let record = s.vars.get(&x.account.value).cloned();
@@ -2004,6 +1984,16 @@ fn masked_destination(channel: resetline_flow::model::Channel, to: &str) -> Opti
         resetline_flow::model::Channel::Sms => MaskedNumber::mask(to).ok().map(Destination::Phone),
         resetline_flow::model::Channel::Email => MaskedEmail::mask(to).ok().map(Destination::Email),
     }
+}
+
+/// What setting a new secret at the directory came to.
+enum Applied {
+    /// The directory took it.
+    Set,
+    /// The directory refused it; the prompt key speaks why.
+    Refused(String),
+    /// Take this outcome edge.
+    Outcome(&'static str),
 }
 
 /// `user.mobile` -> `["user", "mobile"]`.

@@ -335,15 +335,26 @@ pub struct LockPolicy {
     pub suspend_at: u32,
 }
 
+impl LockPolicy {
+    /// PINs: waits start at the third consecutive failure.
+    pub const PIN: LockPolicy = LockPolicy {
+        free: 2,
+        step_ms: 60_000,
+        max_wait_ms: 15 * 60_000,
+        reset_after_ms: 12 * 3_600_000,
+        suspend_at: 100,
+    };
+    /// One-time codes across calls: each code already dies at its own attempt cap, so waits
+    /// start once more than a whole code's worth of consecutive failures is reached.
+    pub const CODE: LockPolicy = LockPolicy {
+        free: 5,
+        ..LockPolicy::PIN
+    };
+}
+
 impl Default for LockPolicy {
     fn default() -> Self {
-        LockPolicy {
-            free: 2,
-            step_ms: 60_000,
-            max_wait_ms: 15 * 60_000,
-            reset_after_ms: 12 * 3_600_000,
-            suspend_at: 100,
-        }
+        LockPolicy::PIN
     }
 }
 

@@ -101,7 +101,7 @@ pub struct Engine {
     /// PIN lockout state shared across calls.
     pub lockouts: Arc<dyn crate::backend::Lockouts>,
     /// Limits on sending one-time codes.
-    pub limits: crate::backend::SendLimits,
+    pub limits: Arc<crate::backend::SendLimits>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Randomness.
@@ -940,19 +940,20 @@ impl Engine {
         };
         // The code is bound to the account it was sent for: if the call identified another
         // account since, the code does not count for it.
-        let current = match flow.node(&v.from.value).map(|n| &n.kind) {
-            Some(Kind::CodeSend(c)) => s
-                .lookup(&[path_of(&c.to.value)[0].clone(), "id".into()])
-                .unwrap_or_default(),
-            _ => String::new(),
+        let Some(Kind::CodeSend(send)) = flow.node(&v.from.value).map(|n| &n.kind) else {
+            return Flowing::Outcome("error");
         };
+        let channel = send.channel;
+        let current = s
+            .lookup(&[path_of(&send.to.value)[0].clone(), "id".into()])
+            .unwrap_or_default();
         if o.account != current {
             self.audit(s, Ev::AuthnLoginFail, Out::Failure, "other_account");
             return Flowing::Outcome("failed");
         }
         let code_key = format!("code:{}", o.account);
         if let Some(refusal) = self
-            .locked_out(s, &code_key, CODE_LOCK, Factor::SmsCode, "failed")
+            .locked_out(s, &code_key, CODE_LOCK, factor(channel), "failed")
             .await
         {
             return refusal;
@@ -990,7 +991,7 @@ impl Engine {
             {
                 return Flowing::Outcome("gave_up");
             }
-            self.hold(flow, s, w, o.length, out);
+            self.hold(flow, s, w, out);
             return Flowing::Wait;
         };
         // One key in the comfort loop: a menu choice.
@@ -1007,9 +1008,9 @@ impl Engine {
                     return Flowing::Wait;
                 }
                 Some(resetline_flow::model::WaitKey::Resend) => {
-                    if let Some(Kind::CodeSend(c)) = flow.node(&v.from.value).map(|n| &n.kind)
-                        && let Err(outcome) =
-                            self.send_code(flow, s, &v.from.value, c, true, out).await
+                    if let Err(outcome) = self
+                        .send_code(flow, s, &v.from.value, send, true, out)
+                        .await
                     {
                         return Flowing::Outcome(if outcome == "undeliverable" {
                             "delivery_failed"
@@ -1017,7 +1018,7 @@ impl Engine {
                             outcome
                         });
                     }
-                    self.hold(flow, s, w, o.length, out);
+                    self.hold(flow, s, w, out);
                     return Flowing::Wait;
                 }
                 Some(resetline_flow::model::WaitKey::Goto(t)) => {
@@ -1035,10 +1036,6 @@ impl Engine {
             s.verifications += 1;
             s.waiting_since_ms = None;
             tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "code check");
-            let channel = match flow.node(&v.from.value).map(|n| &n.kind) {
-                Some(Kind::CodeSend(c)) => c.channel,
-                _ => resetline_flow::model::Channel::Sms,
-            };
             let r = self
                 .record(s, Ev::AuthnLoginSuccess, Out::Success)
                 .with_reason("verified")
@@ -1055,10 +1052,6 @@ impl Engine {
             stored.dead = dead;
         }
         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", wrong, dead, "code check");
-        let channel = match flow.node(&v.from.value).map(|n| &n.kind) {
-            Some(Kind::CodeSend(c)) => c.channel,
-            _ => resetline_flow::model::Channel::Sms,
-        };
         let r = self
             .record(s, Ev::AuthnLoginFail, Out::Failure)
             .with_reason("wrong")
@@ -1110,7 +1103,6 @@ impl Engine {
         flow: &Flow,
         s: &mut Session,
         w: &resetline_flow::model::Wait,
-        length: u32,
         out: &mut Vec<Action>,
     ) {
         let mut prompts: Vec<Action> = std::mem::take(out);
@@ -1121,7 +1113,6 @@ impl Engine {
         }
         self.say(flow, s, &w.menu, &mut prompts);
         let base = format!("/voice/{}/step/{}", flow.id.value, s.token);
-        let _ = length;
         out.push(Action::Gather {
             num_digits: None,
             finish_on: Some('#'),
@@ -1926,20 +1917,8 @@ impl Engine {
     }
 }
 
-/// Lockout policy for PINs (security.md checks 12-14).
-const PIN_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy {
-    free: 2,
-    step_ms: 60_000,
-    max_wait_ms: 15 * 60_000,
-    reset_after_ms: 12 * 3_600_000,
-    suspend_at: 100,
-};
-/// Lockout policy for one-time codes across calls: each code already dies at its own attempt
-/// cap; waits start once a whole code's worth of consecutive failures is exceeded.
-const CODE_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy {
-    free: 5,
-    ..PIN_LOCK
-};
+const PIN_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy::PIN;
+const CODE_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy::CODE;
 
 /// Characters of generated passwords: no look-alikes (0/O, 1/l/I), easy to read from a text.
 const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";

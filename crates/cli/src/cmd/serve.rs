@@ -268,7 +268,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             messenger: setup.messenger.clone(),
             tickets: setup.tickets.clone(),
             counters: Arc::new(MemoryCounters::new(clock.clone())),
-            limits: setup.limits.clone(),
+            limits: Arc::new(setup.limits.clone()),
             lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
             clock: clock.clone(),
             random: Arc::new(OsRandom),

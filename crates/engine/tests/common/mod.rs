@@ -114,7 +114,7 @@ pub fn rig(o: Options) -> Rig {
         }),
         messenger: messenger.clone(),
         tickets: Arc::new(tickets),
-        limits: o.limits.clone(),
+        limits: Arc::new(o.limits.clone()),
         lockouts: o
             .lockouts
             .clone()

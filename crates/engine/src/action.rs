@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// One thing the carrier should do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "do", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Speak text (digits segments digit by digit).
     Say {
@@ -70,7 +70,7 @@ pub enum Action {
 
 /// A piece of spoken text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Spoken {
     /// Read as text.
     Text(String),

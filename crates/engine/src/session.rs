@@ -17,7 +17,7 @@ pub const FORMAT: u32 = 1;
 
 /// A variable's value. Secrets are never variables in a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(rename_all = "snake_case")]
 pub enum Var {
     /// Text.
     Text(String),
@@ -27,7 +27,7 @@ pub enum Var {
 
 /// What the call is waiting for at its current node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "for", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Waiting {
     /// Nothing: the node has not been entered yet (or the call ended).
     #[default]

@@ -44,6 +44,7 @@
 //! The crate reads no clock: every record, checkpoint, rotation day and batch interval uses
 //! times the caller passes, so tests run on fixed times.
 
+mod chain;
 mod checkpoint;
 mod error;
 mod files;
@@ -64,7 +65,26 @@ pub use record::{
     Destination, EventType, Factor, MAX_LINE_LEN, MaskedEmail, MaskedNumber, Outcome, Record,
     StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,
 };
-pub use sink::{Ack, FileSink, FsyncPolicy, OpenReport, Rotation, SinkConfig, TornTail};
+pub use chain::{ChainHead, Sealed, open_record};
+pub use sink::{
+    Ack, FileSink, FsyncPolicy, OpenReport, PurgeReport, Rotation, SinkConfig, TornTail,
+};
 /// The `time` crate, re-exported so callers build [`Record`] times with the same version.
 pub use time;
-pub use verify::{Report, verify, verify_paths};
+pub use verify::{ChainCheck, PURGE_FIRST_SEQ, Report, verify, verify_paths};
+
+/// The `retention_purge` record a purge appends: cut-off, records removed, first seq kept.
+/// The verifier reads `first_seq` back to tell a purge from a deletion.
+pub fn purge_record(
+    now: time::OffsetDateTime,
+    cutoff: time::OffsetDateTime,
+    removed: u64,
+    first_seq: u64,
+) -> Record {
+    let before = record::format_time(cutoff).unwrap_or_default();
+    Record::new(now, EventType::RetentionPurge, Outcome::Info, "", "", "")
+        .with_reason("retention")
+        .with_detail("before", before)
+        .with_detail("removed", removed.to_string())
+        .with_detail(PURGE_FIRST_SEQ, first_seq.to_string())
+}

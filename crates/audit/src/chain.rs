@@ -22,6 +22,8 @@ pub struct Sealed {
     pub line: Vec<u8>,
     /// Hex `prev` it carries.
     pub prev: String,
+    /// Hex `mac` it carries.
+    pub mac: String,
     /// Hex link of its line: the next record's `prev`.
     pub link: String,
 }
@@ -79,10 +81,18 @@ impl ChainHead {
             return Err(SinkError::RecordTooLarge { len: line.len() });
         }
         let link = hex(&self.key.link(&line));
+        // The line ends with `"mac":"<64 hex>"}`.
+        let mac = line
+            .len()
+            .checked_sub(66)
+            .and_then(|start| line.get(start..start + 64))
+            .map(|hex| String::from_utf8_lossy(hex).into_owned())
+            .unwrap_or_default();
         Ok(Sealed {
             seq,
             line,
             prev: self.prev.clone(),
+            mac,
             link,
         })
     }
@@ -134,6 +144,14 @@ pub fn open_record(line: &[u8], key: &AuditKey) -> Result<StoredRecord, RecordPr
     open_line(line, Some(key)).map_err(|(problem, _)| problem)
 }
 
+/// Reads a checkpoint line and checks its signature under `key`: its chain, count and hex
+/// head, or `None` when it is not an authentic checkpoint.
+pub fn open_checkpoint_line(line: &[u8], key: &AuditKey) -> Option<(String, u64, String)> {
+    crate::checkpoint::open_checkpoint(line, key)
+        .ok()
+        .map(|cp| (cp.chain, cp.count, cp.head))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +166,9 @@ mod tests {
         let mut head = ChainHead::genesis(test_key(), chain());
         for i in 1..=3 {
             let sealed = head.seal(&sample(i)).expect("seal");
+            let text = String::from_utf8(sealed.line.clone()).expect("ascii");
+            assert!(text.ends_with(&format!("\"mac\":\"{}\"}}", sealed.mac)), "{text}");
+            assert_eq!(sealed.mac.len(), 64);
             assert_eq!(head.seq(), i - 1, "sealing does not move the head");
             head.advance(&sealed);
             let _ = sink.append(&sample(i)).expect("append");

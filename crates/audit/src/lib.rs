@@ -65,7 +65,7 @@ pub use record::{
     Destination, EventType, Factor, MAX_LINE_LEN, MaskedEmail, MaskedNumber, Outcome, Record,
     StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,
 };
-pub use chain::{ChainHead, Sealed, open_record};
+pub use chain::{ChainHead, Sealed, open_checkpoint_line, open_record};
 pub use sink::{
     Ack, FileSink, FsyncPolicy, OpenReport, PurgeReport, Rotation, SinkConfig, TornTail,
 };
@@ -87,4 +87,32 @@ pub fn purge_record(
         .with_detail("before", before)
         .with_detail("removed", removed.to_string())
         .with_detail(PURGE_FIRST_SEQ, first_seq.to_string())
+}
+
+/// The record a sink writes in place of one it cannot encode (too long, time out of range):
+/// the same event, outcome, call, account, caller and factor, the reason
+/// `unwritable_record` and `details.problem`, so no event disappears silently. Strings are
+/// cut to 128 characters and an unwritable time becomes `fallback_time`.
+pub fn stand_in(record: &Record, problem: &str, fallback_time: time::OffsetDateTime) -> Record {
+    let cut = |s: &str| s.chars().take(128).collect::<String>();
+    let time = if record::format_time(record.time).is_ok() {
+        record.time
+    } else {
+        fallback_time
+    };
+    let mut out = Record::new(
+        time,
+        record.event,
+        record.outcome,
+        cut(&record.call_id),
+        cut(&record.flow_id),
+        cut(&record.flow_version),
+    )
+    .with_account(cut(&record.account))
+    .with_reason("unwritable_record")
+    .with_node(cut(&record.node))
+    .with_detail("problem", cut(problem));
+    out.caller = record.caller.clone();
+    out.factor = record.factor;
+    out
 }

@@ -352,14 +352,11 @@ impl PgAudit {
                     chain: chain.to_owned(),
                     detail: format!("its last record: {p}"),
                 };
-                let stored = resetline_audit::open_record(line.as_bytes(), &self.key)
-                    .map_err(corrupt)?;
-                let head = ChainHead::resume(
-                    self.key.clone(),
-                    self.config.chain.clone(),
-                    line.as_bytes(),
-                )
-                .map_err(corrupt)?;
+                let stored =
+                    resetline_audit::open_record(line.as_bytes(), &self.key).map_err(corrupt)?;
+                let head =
+                    ChainHead::resume(self.key.clone(), self.config.chain.clone(), line.as_bytes())
+                        .map_err(corrupt)?;
                 (head, utc_date(stored.record.time))
             }
         };
@@ -393,7 +390,12 @@ impl PgAudit {
         client
             .execute(
                 "INSERT INTO audit_checkpoints (chain, count, time, line) VALUES ($1, $2, $3, $4)",
-                &[&self.config.chain.as_str(), &seq_i64(head.seq()), &now, &line],
+                &[
+                    &self.config.chain.as_str(),
+                    &seq_i64(head.seq()),
+                    &now,
+                    &line,
+                ],
             )
             .await?;
         w.since_checkpoint = 0;

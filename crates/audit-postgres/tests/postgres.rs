@@ -113,14 +113,27 @@ async fn run_call(state: &AppState) {
         state,
         signed(
             "/voice/pin-reset",
-            &[("CallSid", SID), ("From", "+15555550100"), ("To", "+15555550000")],
+            &[
+                ("CallSid", SID),
+                ("From", "+15555550100"),
+                ("To", "+15555550000"),
+            ],
         ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    for (step, digits) in [(1, "1004217"), (2, "27182818"), (3, "48319273"), (4, "48319273")] {
+    for (step, digits) in [
+        (1, "1004217"),
+        (2, "27182818"),
+        (3, "48319273"),
+        (4, "48319273"),
+    ] {
         let path = format!("/voice/pin-reset/step/{step}");
-        let (status, body) = send(state, signed(&path, &[("CallSid", SID), ("Digits", digits)])).await;
+        let (status, body) = send(
+            state,
+            signed(&path, &[("CallSid", SID), ("Digits", digits)]),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let unsigned = Request::post("/voice/pin-reset")
@@ -162,20 +175,32 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
     })
     .await;
     let expected = describe(&memory.records());
-    assert!(expected.iter().any(|e| e.starts_with("authn_password_change ")), "{expected:?}");
+    assert!(
+        expected
+            .iter()
+            .any(|e| e.starts_with("authn_password_change ")),
+        "{expected:?}"
+    );
 
-    let (sink, resumed) = PgAudit::open(pg_config(&pg, "node-1"), key()).await.expect("open");
+    let (sink, resumed) = PgAudit::open(pg_config(&pg, "node-1"), key())
+        .await
+        .expect("open");
     assert_eq!(resumed, 0);
     let sink = Arc::new(sink);
     let buffered = Arc::new(Buffered::new(sink.clone(), BufferPolicy::default()));
     let state = state_with(buffered.clone());
     run_call(&state).await;
 
-    let client = connect(&parse_url(&pg.url()).expect("url")).await.expect("connect");
+    let client = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
     let n = expected.len() as u64;
     for _ in 0..500 {
         let count: i64 = client
-            .query_one("SELECT count(*) FROM audit_records WHERE chain = 'node-1'", &[])
+            .query_one(
+                "SELECT count(*) FROM audit_records WHERE chain = 'node-1'",
+                &[],
+            )
             .await
             .expect("count")
             .get(0);
@@ -184,12 +209,20 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stored = resetline_audit_postgres::records(&client, &chain("node-1")).await.expect("rows");
+    let stored = resetline_audit_postgres::records(&client, &chain("node-1"))
+        .await
+        .expect("rows");
     let got: Vec<Record> = stored.iter().map(|s| s.record.clone()).collect();
-    assert_eq!(describe(&got), expected, "exactly one record per event, in order");
+    assert_eq!(
+        describe(&got),
+        expected,
+        "exactly one record per event, in order"
+    );
     let seqs: Vec<u64> = stored.iter().map(|s| s.seq).collect();
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
-    let report = verify(&client, &chain("node-1"), &key()).await.expect("verify");
+    let report = verify(&client, &chain("node-1"), &key())
+        .await
+        .expect("verify");
     assert_eq!((report.first_seq, report.records), (1, n));
     assert!(report.checkpoints >= 1, "checkpoints every 4 records");
     let jsonb: String = client
@@ -208,8 +241,15 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         other => panic!("expected Locked, got {other:?}"),
     }
     // Migrations are idempotent.
-    let mut again = connect(&parse_url(&pg.url()).expect("url")).await.expect("connect");
-    assert_eq!(resetline_audit_postgres::migrate(&mut again).await.expect("migrate"), 1);
+    let mut again = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    assert_eq!(
+        resetline_audit_postgres::migrate(&mut again)
+            .await
+            .expect("migrate"),
+        1
+    );
 
     // Append-only: UPDATE, DELETE and TRUNCATE are refused, on both tables.
     for sql in [
@@ -220,7 +260,10 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         "DELETE FROM audit_checkpoints",
     ] {
         let err = client.batch_execute(sql).await.expect_err(sql);
-        let message = err.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default();
+        let message = err
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
         assert!(message.contains("append-only"), "{sql}: {message}");
     }
 
@@ -244,12 +287,21 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         }
         other => panic!("expected a record fault, got {other:?}"),
     }
-    sink.close_at(time::OffsetDateTime::now_utc()).await.expect("close");
+    sink.close_at(time::OffsetDateTime::now_utc())
+        .await
+        .expect("close");
 }
 
 fn old_record(i: u32, at: time::OffsetDateTime) -> Record {
-    Record::new(at, EventType::Identify, Outcome::Success, format!("CA{i}"), "pin-reset", "1")
-        .with_reason("found")
+    Record::new(
+        at,
+        EventType::Identify,
+        Outcome::Success,
+        format!("CA{i}"),
+        "pin-reset",
+        "1",
+    )
+    .with_reason("found")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,8 +317,12 @@ async fn retention_purges_through_a_checkpoint_records_it_and_tampering_is_still
     for day in 0..3 {
         for minute in 0..2 {
             i += 1;
-            let at = datetime!(2025-01-01 10:00 UTC) + time::Duration::days(day) + time::Duration::minutes(minute);
-            sink.append_records(&[old_record(i, at)]).await.expect("append");
+            let at = datetime!(2025-01-01 10:00 UTC)
+                + time::Duration::days(day)
+                + time::Duration::minutes(minute);
+            sink.append_records(&[old_record(i, at)])
+                .await
+                .expect("append");
         }
     }
     let now = datetime!(2026-06-01 00:00 UTC);
@@ -275,17 +331,26 @@ async fn retention_purges_through_a_checkpoint_records_it_and_tampering_is_still
         .purge_before(datetime!(2025-01-03 00:00 UTC), now)
         .await
         .expect("purge");
-    assert_eq!((purge.removed, purge.first_seq, purge.record_seq), (4, 5, Some(7)));
+    assert_eq!(
+        (purge.removed, purge.first_seq, purge.record_seq),
+        (4, 5, Some(7))
+    );
     let nothing = sink
         .purge_before(datetime!(2025-01-03 00:00 UTC), now)
         .await
         .expect("purge again");
     assert_eq!((nothing.removed, nothing.record_seq), (0, None));
-    sink.append_records(&[old_record(99, now)]).await.expect("append after purge");
+    sink.append_records(&[old_record(99, now)])
+        .await
+        .expect("append after purge");
     sink.close_at(now).await.expect("close");
 
-    let client = connect(&parse_url(&pg.url()).expect("url")).await.expect("connect");
-    let report = verify(&client, &chain("purge-1"), &key()).await.expect("verify after purge");
+    let client = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    let report = verify(&client, &chain("purge-1"), &key())
+        .await
+        .expect("verify after purge");
     assert_eq!((report.first_seq, report.records), (5, 4));
     let purge_row: String = client
         .query_one(
@@ -335,26 +400,48 @@ async fn retention_purges_through_a_checkpoint_records_it_and_tampering_is_still
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_written_while_the_database_is_down_are_retried_in_order() {
     let pg = Postgres::start();
-    let (sink, _) = PgAudit::open(pg_config(&pg, "node-2"), key()).await.expect("open");
+    let (sink, _) = PgAudit::open(pg_config(&pg, "node-2"), key())
+        .await
+        .expect("open");
     let buffered = Arc::new(Buffered::new(Arc::new(sink), BufferPolicy::default()));
     let at = datetime!(2026-01-01 10:00 UTC);
-    buffered.append(vec![old_record(1, at)]).await.expect("written");
+    buffered
+        .append(vec![old_record(1, at)])
+        .await
+        .expect("written");
 
     pg.down();
-    assert!(buffered.append(vec![old_record(2, at), old_record(3, at)]).await.is_err());
+    assert!(
+        buffered
+            .append(vec![old_record(2, at), old_record(3, at)])
+            .await
+            .is_err()
+    );
     assert!(!buffered.healthy());
     assert_eq!(buffered.stats().pending, 2);
 
     pg.up();
     let retry = buffered.spawn_retry(Duration::from_millis(50));
-    wait_for("the retry after the database came back", || buffered.healthy()).await;
-    buffered.append(vec![old_record(4, at)]).await.expect("written");
+    wait_for("the retry after the database came back", || {
+        buffered.healthy()
+    })
+    .await;
+    buffered
+        .append(vec![old_record(4, at)])
+        .await
+        .expect("written");
     retry.abort();
     buffered.close().await.expect("close");
 
-    let client = connect(&parse_url(&pg.url()).expect("url")).await.expect("connect");
-    let stored = resetline_audit_postgres::records(&client, &chain("node-2")).await.expect("rows");
+    let client = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    let stored = resetline_audit_postgres::records(&client, &chain("node-2"))
+        .await
+        .expect("rows");
     let calls: Vec<&str> = stored.iter().map(|s| s.record.call_id.as_str()).collect();
     assert_eq!(calls, ["CA1", "CA2", "CA3", "CA4"]);
-    verify(&client, &chain("node-2"), &key()).await.expect("verify");
+    verify(&client, &chain("node-2"), &key())
+        .await
+        .expect("verify");
 }

@@ -75,8 +75,8 @@ impl ChainHead {
         let seq = self.seq.checked_add(1).ok_or(SinkError::Rejected {
             detail: "seq exhausted",
         })?;
-        let line =
-            seal(&self.key, seq, record, &self.prev).map_err(|detail| SinkError::Encode { detail })?;
+        let line = seal(&self.key, seq, record, &self.prev)
+            .map_err(|detail| SinkError::Encode { detail })?;
         if line.len() > MAX_LINE_LEN {
             return Err(SinkError::RecordTooLarge { len: line.len() });
         }
@@ -167,7 +167,10 @@ mod tests {
         for i in 1..=3 {
             let sealed = head.seal(&sample(i)).expect("seal");
             let text = String::from_utf8(sealed.line.clone()).expect("ascii");
-            assert!(text.ends_with(&format!("\"mac\":\"{}\"}}", sealed.mac)), "{text}");
+            assert!(
+                text.ends_with(&format!("\"mac\":\"{}\"}}", sealed.mac)),
+                "{text}"
+            );
             assert_eq!(sealed.mac.len(), 64);
             assert_eq!(head.seq(), i - 1, "sealing does not move the head");
             head.advance(&sealed);

@@ -55,6 +55,7 @@ mod record;
 mod sink;
 mod verify;
 
+pub use chain::{ChainHead, Sealed, open_checkpoint_line, open_record};
 pub use error::{
     CheckpointFault, CheckpointProblem, MaskError, RecordFault, RecordProblem, SinkError,
     VerifyError,
@@ -65,7 +66,6 @@ pub use record::{
     Destination, EventType, Factor, MAX_LINE_LEN, MaskedEmail, MaskedNumber, Outcome, Record,
     StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,
 };
-pub use chain::{ChainHead, Sealed, open_checkpoint_line, open_record};
 pub use sink::{
     Ack, FileSink, FsyncPolicy, OpenReport, PurgeReport, Rotation, SinkConfig, TornTail,
 };

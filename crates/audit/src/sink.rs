@@ -600,7 +600,10 @@ impl FileSink {
             if time >= cutoff {
                 break;
             }
-            if checkpoints.get(&seq).is_some_and(|heads| heads.contains(&link)) {
+            if checkpoints
+                .get(&seq)
+                .is_some_and(|heads| heads.contains(&link))
+            {
                 boundary = Some((position, seq));
             }
         }
@@ -1295,7 +1298,8 @@ pub(crate) mod tests {
                 let _ = sink.append(&r).expect("append");
             }
         }
-        sink.close(datetime!(2025-03-04 12:00:00 UTC)).expect("close");
+        sink.close(datetime!(2025-03-04 12:00:00 UTC))
+            .expect("close");
         cfg
     }
 

@@ -273,7 +273,10 @@ impl ChainCheck {
             count,
             problem,
         };
-        let cp = match line.map_err(|p| (p, None)).and_then(|l| open_checkpoint(l, &self.key)) {
+        let cp = match line
+            .map_err(|p| (p, None))
+            .and_then(|l| open_checkpoint(l, &self.key))
+        {
             Ok(cp) => cp,
             Err((problem, count)) => {
                 self.cp_fault = Some(fault(count, problem));
@@ -294,7 +297,10 @@ impl ChainCheck {
             self.cp_fault = Some(fault(Some(cp.count), problem));
             return;
         }
-        self.by_count.entry(cp.count).or_default().push(self.cps.len());
+        self.by_count
+            .entry(cp.count)
+            .or_default()
+            .push(self.cps.len());
         self.cps.push((line_no, cp));
     }
 

@@ -568,7 +568,10 @@ mod tests {
         let _ = small.append(vec![rec(2), rec(3), rec(4)]).await;
         let stats = small.stats();
         assert_eq!((stats.pending, stats.dropped), (2, 2));
-        assert!(small.refuses_new_calls(), "a full buffer refuses whatever the policy");
+        assert!(
+            small.refuses_new_calls(),
+            "a full buffer refuses whatever the policy"
+        );
         inner.set_failing(false);
         assert_eq!(small.flush().await, 0);
         assert_eq!(calls(&inner.records()), ["CA1", "CA2"]);

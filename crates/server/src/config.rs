@@ -703,40 +703,37 @@ fn validate(
             Some(directory),
             Some(audit_key),
             Some(audit_storage),
-        ) if problems.is_empty() =>
-        {
-            Ok(Config {
-                listen,
-                public_url,
-                flows_dir,
-                prompts_dir,
-                carrier: CarrierConfig {
-                    account_sid: raw.carrier.account_sid,
-                    auth_token,
-                    api_base: raw.carrier.api_base.trim_end_matches('/').to_string(),
-                    api_timeout_ms: raw.carrier.api_timeout_ms,
-                },
-                directory,
-                audit: AuditConfig {
-                    storage: audit_storage,
-                    chain: raw.audit.chain,
-                    key: audit_key,
-                    retention_days: raw.audit.retention_days,
-                    on_failure,
-                    buffer_records: raw.audit.buffer_records,
-                },
-                sms,
-                email,
-                tickets,
-                sms_prefixes: raw.limits.sms_prefixes,
-                global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
-                max_sessions: raw.sessions.max,
-                hash_key,
-                budget_ms: raw.budget_ms,
-                reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
-                log: raw.log.format,
-            })
-        }
+        ) if problems.is_empty() => Ok(Config {
+            listen,
+            public_url,
+            flows_dir,
+            prompts_dir,
+            carrier: CarrierConfig {
+                account_sid: raw.carrier.account_sid,
+                auth_token,
+                api_base: raw.carrier.api_base.trim_end_matches('/').to_string(),
+                api_timeout_ms: raw.carrier.api_timeout_ms,
+            },
+            directory,
+            audit: AuditConfig {
+                storage: audit_storage,
+                chain: raw.audit.chain,
+                key: audit_key,
+                retention_days: raw.audit.retention_days,
+                on_failure,
+                buffer_records: raw.audit.buffer_records,
+            },
+            sms,
+            email,
+            tickets,
+            sms_prefixes: raw.limits.sms_prefixes,
+            global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
+            max_sessions: raw.sessions.max,
+            hash_key,
+            budget_ms: raw.budget_ms,
+            reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
+            log: raw.log.format,
+        }),
         _ => Err(problems),
     }
 }
@@ -886,7 +883,10 @@ mod tests {
         let text = load(&write(dir.path(), &pg), &env)
             .expect_err("unset url")
             .to_string();
-        assert!(text.contains("`audit.url_env`") && text.contains("PGURL"), "{text}");
+        assert!(
+            text.contains("`audit.url_env`") && text.contains("PGURL"),
+            "{text}"
+        );
         let not_a_url = |name: &str| match name {
             "PGURL" => Some("secret-password".to_string()),
             other => env(other),

@@ -677,7 +677,10 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     params[0] = ("CallSid", other);
     let (status, body) = send(&state, signed("/voice/pin-reset", &params)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("Please call again in a few minutes"), "{body}");
+    assert!(
+        body.contains("Please call again in a few minutes"),
+        "{body}"
+    );
     assert!(body.contains("<Hangup />"), "{body}");
     assert!(store.load(other).await.expect("store").is_none());
     let (_, metrics) = get(&state, "/metrics").await;
@@ -702,5 +705,8 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     assert_eq!(got, expected, "nothing lost, nothing reordered");
     let (_, metrics) = get(&state, "/metrics").await;
     assert!(metrics.contains("resetline_audit_pending 0"), "{metrics}");
-    assert!(metrics.contains("resetline_audit_dropped_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("resetline_audit_dropped_total 0"),
+        "{metrics}"
+    );
 }

@@ -24,9 +24,12 @@ fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
     } else {
         Command::new(&path)
     };
-    cmd.args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (is the postgresql package installed? scripts/install-test-deps)", path.display()))
+    cmd.args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {}: {e} (is the postgresql package installed? scripts/install-test-deps)",
+            path.display()
+        )
+    })
 }
 
 fn nix_is_root() -> bool {

@@ -245,7 +245,10 @@ pub(crate) fn demo(
 /// The audit sink, or what is needed to open it inside the runtime (PostgreSQL).
 enum AuditOpen {
     Ready(Arc<dyn AuditSink>),
-    Postgres(resetline_audit_postgres::PgConfig, resetline_audit::AuditKey),
+    Postgres(
+        resetline_audit_postgres::PgConfig,
+        resetline_audit::AuditKey,
+    ),
 }
 
 impl AuditOpen {
@@ -293,7 +296,9 @@ async fn retention(audit: Arc<dyn AuditSink>, clock: Arc<SystemClock>, days: u32
         let cutoff = now - resetline_audit::time::Duration::days(i64::from(days));
         match audit.purge(cutoff).await {
             Ok(0) => tracing::debug!(retention_days = days, "audit retention: nothing to purge"),
-            Ok(removed) => tracing::info!(removed, retention_days = days, "audit retention purge done"),
+            Ok(removed) => {
+                tracing::info!(removed, retention_days = days, "audit retention purge done")
+            }
             Err(e) => tracing::warn!(error = %e, "audit retention purge failed; retried later"),
         }
     }

@@ -758,7 +758,8 @@ pub async fn verify(client: &Client, chain: &ChainId, key: &AuditKey) -> Result<
             if stored.seq != useq {
                 return Err(mismatch("seq"));
             }
-            if row.get::<_, OffsetDateTime>(2) != r.time {
+            // timestamptz keeps microseconds; the line keeps the full time.
+            if (row.get::<_, OffsetDateTime>(2) - r.time).abs() >= time::Duration::microseconds(1) {
                 return Err(mismatch("time"));
             }
             if row.get::<_, &str>(3) != r.event.as_str() {

@@ -289,8 +289,8 @@ pub trait Counters: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
-/// Where audit records go (a hash-chained file, later PostgreSQL). `append` returns once the
-/// records are written per the sink's durability policy.
+/// Where audit records go (hash-chained files or PostgreSQL, behind the server's retry
+/// buffer). `append` returns once the records are written per the sink's durability policy.
 pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Appends records in order.
     fn append(

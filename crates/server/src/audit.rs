@@ -361,7 +361,7 @@ impl AuditSink for Buffered {
             }
             let mut records = records.into_iter();
             if queue.is_empty() {
-                while let Some(record) = records.next() {
+                for record in records.by_ref() {
                     if let Err(e) = self.inner.append(vec![record.clone()]).await {
                         self.write_failures.fetch_add(1, Ordering::Relaxed);
                         queue.push_back(record);

@@ -129,7 +129,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         AuditStorage::File { dir } => {
             AuditOpen::Ready(Arc::new(open_audit(dir, &cfg.audit.chain, &cfg.audit.key)?))
         }
-        AuditStorage::Postgres { url } => AuditOpen::Postgres(
+        AuditStorage::Postgres { url } => AuditOpen::Postgres(Box::new((
             resetline_audit_postgres::PgConfig {
                 db: resetline_audit_postgres::parse_url(url.expose())
                     .map_err(|e| anyhow::anyhow!("audit: {e}"))?,
@@ -139,7 +139,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             },
             resetline_audit::AuditKey::new(cfg.audit.key.expose().as_bytes())
                 .map_err(|e| anyhow::anyhow!("audit key: {e}"))?,
-        ),
+        ))),
     };
     if cfg.sms.is_none() || cfg.email.is_none() || cfg.tickets.is_none() {
         tracing::warn!(
@@ -246,8 +246,10 @@ pub(crate) fn demo(
 enum AuditOpen {
     Ready(Arc<dyn AuditSink>),
     Postgres(
-        resetline_audit_postgres::PgConfig,
-        resetline_audit::AuditKey,
+        Box<(
+            resetline_audit_postgres::PgConfig,
+            resetline_audit::AuditKey,
+        )>,
     ),
 }
 
@@ -255,7 +257,8 @@ impl AuditOpen {
     async fn open(self) -> anyhow::Result<Arc<dyn AuditSink>> {
         match self {
             AuditOpen::Ready(sink) => Ok(sink),
-            AuditOpen::Postgres(config, key) => {
+            AuditOpen::Postgres(boxed) => {
+                let (config, key) = *boxed;
                 let chain = config.chain.clone();
                 let (sink, resumed) = resetline_audit_postgres::PgAudit::open(config, key)
                     .await

@@ -821,3 +821,24 @@ pub async fn records(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings_are_checked_without_echoing_them() {
+        let ok = parse_url("postgres://resetline:pw@127.0.0.1:5432/audit?sslmode=disable")
+            .expect("plain");
+        assert_eq!(ok.get_ssl_mode(), SslMode::Disable);
+        assert_eq!(ok.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert!(parse_url("host=127.0.0.1 user=resetline dbname=audit").is_ok());
+        assert!(matches!(
+            parse_url("postgres://u:pw@db.example/audit?sslmode=require"),
+            Err(PgError::TlsUnsupported)
+        ));
+        let err = parse_url("postgres://u:hunter2@[::1/audit?sslmode=bogus").expect_err("bad");
+        assert!(matches!(err, PgError::BadUrl));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

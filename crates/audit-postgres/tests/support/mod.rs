@@ -13,6 +13,7 @@ const BIN: &str = "/usr/lib/postgresql/15/bin";
 pub(crate) struct Postgres {
     dir: tempfile::TempDir,
     pub(crate) port: u16,
+    fsync: bool,
 }
 
 fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
@@ -41,8 +42,15 @@ fn nix_is_root() -> bool {
 }
 
 impl Postgres {
-    /// initdb + start; panics with the server's own words if either fails.
+    /// initdb + start with fsync off (tests); panics with the server's own words if either
+    /// fails.
+    #[allow(dead_code)] // not every user of the harness calls both constructors
     pub(crate) fn start() -> Self {
+        Self::start_with_fsync(false)
+    }
+
+    /// initdb + start; `fsync` as a production server would have it (benchmarks).
+    pub(crate) fn start_with_fsync(fsync: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("resetline-pg-")
             .tempdir()
@@ -80,7 +88,7 @@ impl Postgres {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let pg = Postgres { dir, port };
+        let pg = Postgres { dir, port, fsync };
         pg.up();
         pg
     }
@@ -92,9 +100,10 @@ impl Postgres {
     /// Starts (again) on the same port and data.
     pub(crate) fn up(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.fsync { "on" } else { "off" }
         );
         let log = self.dir.path().join("server.log");
         let out = as_postgres(

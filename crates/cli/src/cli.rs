@@ -85,7 +85,12 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditFilter {
     /// The audit directory (`audit.dir` in resetline.yaml).
-    pub(crate) dir: PathBuf,
+    #[arg(required_unless_present = "postgres_url_env")]
+    pub(crate) dir: Option<PathBuf>,
+    /// For `kind: postgres`: the environment variable holding the connection string
+    /// (`audit.url_env`); reads the chain's rows instead of a directory.
+    #[arg(long, conflicts_with = "dir", value_name = "VAR")]
+    pub(crate) postgres_url_env: Option<String>,
     /// The chain id (`audit.chain`).
     #[arg(long, default_value = "resetline")]
     pub(crate) chain: String,

@@ -347,6 +347,17 @@ fn serve_with_a_postgres_sink_then_verify_purge_and_tamper_from_the_command_line
         "{out}"
     );
 
+    let (code, out) = audit_cmd(
+        &[&["query"][..], &chain, &["--event", "identify", "--json"]].concat(),
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 3, "one identify per call: {out}");
+    assert!(
+        out.lines().all(|l| l.contains("\"event\":\"identify\"")),
+        "{out}"
+    );
+
     let (code, out) = audit_cmd(&[&["purge"][..], &chain].concat(), &env);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("nothing to purge"), "{out}");

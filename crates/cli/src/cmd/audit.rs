@@ -91,7 +91,26 @@ pub(crate) fn query(f: &AuditFilter, last: Option<usize>) -> anyhow::Result<Exit
             .transpose()
             .map_err(|e| anyhow!("--event: {e}"))?,
     };
-    let records = resetline_audit::query(&f.dir, &chain, &filter).map_err(|e| anyhow!("{e}"))?;
+    let records = match (&f.postgres_url_env, &f.dir) {
+        (Some(var), _) => {
+            let (runtime, config) = postgres(var)?;
+            let all = runtime.block_on(async {
+                let client = resetline_audit_postgres::connect(&config.db)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                resetline_audit_postgres::records(&client, &chain)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))
+            })?;
+            all.into_iter()
+                .filter(|r| filter.matches(&r.record))
+                .collect()
+        }
+        (None, Some(dir)) => {
+            resetline_audit::query(dir, &chain, &filter).map_err(|e| anyhow!("{e}"))?
+        }
+        (None, None) => return Err(anyhow!("give the audit directory or --postgres-url-env")),
+    };
     let skip = last.map_or(0, |n| records.len().saturating_sub(n));
     for r in records.iter().skip(skip) {
         println!("{}", if f.json { json(r) } else { line(r) });

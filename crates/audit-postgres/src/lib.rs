@@ -26,6 +26,10 @@
 //!   application role; a database superuser can still disable them, which the chain and the
 //!   checkpoints then reveal. For defence in depth, grant the application role only
 //!   `INSERT, SELECT` on the tables and `EXECUTE` on the purge function.
+//! - **The database must be up at start** (the schema is migrated and the head read then);
+//!   later outages only make writes fail, and the server's retry buffer keeps the records.
+//!   After a network break the chain's lock is free again once PostgreSQL has noticed the old
+//!   session is gone; until then writes keep waiting in the buffer.
 //! - **A purge is one transaction**: the deletion (only through a seq that a signed
 //!   checkpoint covers, so the rest is anchored), the `retention_purge` record saying what was
 //!   removed, and a checkpoint after it. Checkpoints are never deleted (they are small).
@@ -523,7 +527,10 @@ impl PgAudit {
         }
         .await;
         if result.is_err() {
-            self.reset(&mut w);
+            // Reconnect before the next write; health follows writes, not purges (a quiet
+            // server must not look unready because a purge failed).
+            w.client = None;
+            w.head = None;
         }
         result
     }
@@ -711,6 +718,20 @@ impl AuditSink for PgAudit {
 /// [`PgError::Verify`] for the first bad record or checkpoint, [`PgError::ColumnMismatch`],
 /// [`PgError::Empty`], or [`PgError::Db`].
 pub async fn verify(client: &Client, chain: &ChainId, key: &AuditKey) -> Result<Report, PgError> {
+    // One snapshot: a purge or appends running meanwhile cannot make a false alarm.
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let result = verify_snapshot(client, chain, key).await;
+    client.batch_execute("ROLLBACK").await?;
+    result
+}
+
+async fn verify_snapshot(
+    client: &Client,
+    chain: &ChainId,
+    key: &AuditKey,
+) -> Result<Report, PgError> {
     let source = PathBuf::from(source_name(chain));
     let mut check = ChainCheck::new(chain.clone(), key.clone()).purged_start(true);
     for row in client

@@ -608,4 +608,49 @@ mod tests {
         let report = resetline_audit::verify(dir.path(), &chain, &key).expect("verify");
         assert_eq!((report.first_seq, report.records), (4, 2));
     }
+
+    /// `chattr +i` makes writes to an already open file fail (EPERM) on ext4 as root: a real
+    /// disk-level write failure, then recovery.
+    fn immutable(path: &std::path::Path, on: bool) -> bool {
+        std::process::Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[tokio::test]
+    async fn a_file_sink_that_cannot_write_is_reopened_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = ChainId::new("t").expect("chain");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let (file, _) =
+            FileAudit::open(SinkConfig::new(dir.path(), chain.clone()), key.clone()).expect("open");
+        let audit = Buffered::new(Arc::new(file), BufferPolicy::default());
+        audit.append(vec![rec(1)]).await.expect("append");
+        let segment = dir.path().join("t.000001.jsonl");
+        if !immutable(&segment, true) {
+            eprintln!("skipped: chattr +i is not available here (needs root on ext4)");
+            return;
+        }
+        let failed = audit.append(vec![rec(2), rec(3)]).await;
+        let flushed_while_down = audit.flush().await;
+        immutable(&segment, false);
+        assert!(
+            failed.is_err(),
+            "the write must fail while the file is immutable"
+        );
+        assert_eq!(flushed_while_down, 2);
+        assert!(!audit.healthy());
+        assert_eq!(audit.flush().await, 0, "reopened and written");
+        assert!(audit.healthy());
+        audit.append(vec![rec(4)]).await.expect("append");
+        audit.close().await.expect("close");
+        let report = resetline_audit::verify(dir.path(), &chain, &key).expect("verify");
+        assert_eq!(report.records, 4);
+        let records =
+            resetline_audit::query(dir.path(), &chain, &Default::default()).expect("read");
+        let calls: Vec<String> = records.iter().map(|r| r.record.call_id.clone()).collect();
+        assert_eq!(calls, ["CA1", "CA2", "CA3", "CA4"]);
+    }
 }

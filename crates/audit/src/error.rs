@@ -63,6 +63,9 @@ pub enum RecordProblem {
     /// Authentic and numbered right, but `prev` does not match the record before it: the
     /// chain was spliced (or, for record 1, a different chain id or a removed prefix).
     PrevMismatch,
+    /// The trail starts after seq 1 (older records were purged) but no valid checkpoint
+    /// at the seq before its first record matches that record's `prev`.
+    Unanchored,
 }
 
 impl fmt::Display for RecordProblem {
@@ -86,6 +89,10 @@ impl fmt::Display for RecordProblem {
                 f,
                 "expected seq {expected} but found seq {found} \
                  (records deleted, swapped, duplicated or inserted)"
+            ),
+            RecordProblem::Unanchored => f.write_str(
+                "the first record after a purge is not anchored: no signed checkpoint at the \
+                 seq before it carries its prev (records removed outside a purge)",
             ),
             RecordProblem::PrevMismatch => f.write_str(
                 "prev does not match the record before it (chain spliced, or wrong chain id)",
@@ -294,6 +301,15 @@ pub enum VerifyError {
     Record(RecordFault),
     /// The records are sound but a checkpoint is bad or disagrees with them.
     Checkpoint(CheckpointFault),
+    /// The trail starts at `first_seq` (older records purged), but the newest
+    /// `retention_purge` record in it says the purge kept records from `stated`
+    /// (`None`: no purge record at all). Records were removed outside a purge.
+    PurgeMismatch {
+        /// The seq the remaining trail starts at.
+        first_seq: u64,
+        /// What the newest purge record says the trail starts at.
+        stated: Option<u64>,
+    },
 }
 
 impl fmt::Display for VerifyError {
@@ -317,6 +333,18 @@ impl fmt::Display for VerifyError {
             }
             VerifyError::Record(fault) => write!(f, "bad record at {fault}"),
             VerifyError::Checkpoint(fault) => write!(f, "bad checkpoint at {fault}"),
+            VerifyError::PurgeMismatch { first_seq, stated } => match stated {
+                Some(stated) => write!(
+                    f,
+                    "the trail starts at seq {first_seq} but the last retention purge kept \
+                     records from seq {stated}: records were removed outside a purge"
+                ),
+                None => write!(
+                    f,
+                    "the trail starts at seq {first_seq} but holds no retention_purge record: \
+                     records were removed outside a purge"
+                ),
+            },
         }
     }
 }
@@ -399,6 +427,11 @@ pub enum SinkError {
     },
     /// An earlier write or fsync failed; the state on disk is uncertain. Reopen the sink.
     Poisoned,
+    /// A retention purge could not be done safely (e.g. no checkpoint anchors the boundary).
+    Purge {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl fmt::Display for SinkError {
@@ -443,6 +476,7 @@ impl fmt::Display for SinkError {
             SinkError::Poisoned => {
                 f.write_str("audit sink stopped after a failed write or fsync; reopen it")
             }
+            SinkError::Purge { detail } => write!(f, "audit purge refused: {detail}"),
         }
     }
 }

@@ -44,6 +44,7 @@
 //! The crate reads no clock: every record, checkpoint, rotation day and batch interval uses
 //! times the caller passes, so tests run on fixed times.
 
+mod chain;
 mod checkpoint;
 mod error;
 mod files;
@@ -54,6 +55,7 @@ mod record;
 mod sink;
 mod verify;
 
+pub use chain::{ChainHead, Sealed, open_checkpoint_line, open_record};
 pub use error::{
     CheckpointFault, CheckpointProblem, MaskError, RecordFault, RecordProblem, SinkError,
     VerifyError,
@@ -64,7 +66,53 @@ pub use record::{
     Destination, EventType, Factor, MAX_LINE_LEN, MaskedEmail, MaskedNumber, Outcome, Record,
     StoredRecord, UNKNOWN_ACCOUNT, UnknownWord,
 };
-pub use sink::{Ack, FileSink, FsyncPolicy, OpenReport, Rotation, SinkConfig, TornTail};
+pub use sink::{
+    Ack, FileSink, FsyncPolicy, OpenReport, PurgeReport, Rotation, SinkConfig, TornTail,
+};
 /// The `time` crate, re-exported so callers build [`Record`] times with the same version.
 pub use time;
-pub use verify::{Report, verify, verify_paths};
+pub use verify::{ChainCheck, PURGE_FIRST_SEQ, Report, verify, verify_paths};
+
+/// The `retention_purge` record a purge appends: cut-off, records removed, first seq kept.
+/// The verifier reads `first_seq` back to tell a purge from a deletion.
+pub fn purge_record(
+    now: time::OffsetDateTime,
+    cutoff: time::OffsetDateTime,
+    removed: u64,
+    first_seq: u64,
+) -> Record {
+    let before = record::format_time(cutoff).unwrap_or_default();
+    Record::new(now, EventType::RetentionPurge, Outcome::Info, "", "", "")
+        .with_reason("retention")
+        .with_detail("before", before)
+        .with_detail("removed", removed.to_string())
+        .with_detail(PURGE_FIRST_SEQ, first_seq.to_string())
+}
+
+/// The record a sink writes in place of one it cannot encode (too long, time out of range):
+/// the same event, outcome, call, account, caller and factor, the reason
+/// `unwritable_record` and `details.problem`, so no event disappears silently. Strings are
+/// cut to 128 characters and an unwritable time becomes `fallback_time`.
+pub fn stand_in(record: &Record, problem: &str, fallback_time: time::OffsetDateTime) -> Record {
+    let cut = |s: &str| s.chars().take(128).collect::<String>();
+    let time = if record::format_time(record.time).is_ok() {
+        record.time
+    } else {
+        fallback_time
+    };
+    let mut out = Record::new(
+        time,
+        record.event,
+        record.outcome,
+        cut(&record.call_id),
+        cut(&record.flow_id),
+        cut(&record.flow_version),
+    )
+    .with_account(cut(&record.account))
+    .with_reason("unwritable_record")
+    .with_node(cut(&record.node))
+    .with_detail("problem", cut(problem));
+    out.caller = record.caller.clone();
+    out.factor = record.factor;
+    out
+}

@@ -33,8 +33,8 @@ use time::{Date, OffsetDateTime};
 use crate::checkpoint::{Checkpoint, open_checkpoint, seal_checkpoint};
 use crate::error::SinkError;
 use crate::files::{
-    TailError, checkpoint_name, first_gap, list_segments, lock_name, quarantine, read_tail,
-    segment_name, sync_dir,
+    LineEnd, LineReader, TailError, checkpoint_name, first_gap, list_segments, lock_name,
+    quarantine, read_tail, segment_name, sync_dir,
 };
 use crate::key::{AuditKey, ChainId, hex};
 use crate::record::{MAX_LINE_LEN, Record, open_line, seal};
@@ -551,6 +551,135 @@ impl FileSink {
         self.checkpointed = self.seq;
         Ok(())
     }
+}
+
+/// What a retention purge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct PurgeReport {
+    /// Records older than this were due for removal.
+    pub cutoff: OffsetDateTime,
+    /// Records removed (0: nothing was old enough, or nothing could be removed safely).
+    pub removed: u64,
+    /// The first seq kept.
+    pub first_seq: u64,
+    /// The seq of the `retention_purge` record written (none when nothing was removed).
+    pub record_seq: Option<u64>,
+    /// Segment files removed.
+    pub files: Vec<PathBuf>,
+}
+
+impl FileSink {
+    /// Retention: removes whole segments whose every record is older than `cutoff`, never the
+    /// segment being written, and only up to a segment boundary a signed checkpoint covers
+    /// (rotation writes one), so the remaining trail is anchored. Before removing anything it
+    /// appends a `retention_purge` record (cut-off, count, first seq kept) and a checkpoint:
+    /// a crash in between leaves the record and the old files, and the next purge finishes.
+    /// Files are removed oldest first, so what remains is always a contiguous run.
+    ///
+    /// # Errors
+    /// [`SinkError`] from reading the segments, appending the record or removing files.
+    pub fn purge(
+        &mut self,
+        cutoff: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<PurgeReport, SinkError> {
+        self.usable()?;
+        let segments = list_segments(&self.dir, &self.chain).map_err(io_err("list", &self.dir))?;
+        let checkpoints = read_checkpoint_heads(&self.checkpoints_path, &self.key)?;
+        let mut first_seq = None;
+        let mut boundary: Option<(usize, u64)> = None;
+        for (position, (index, path)) in segments.iter().enumerate() {
+            if *index >= self.segment_index {
+                break;
+            }
+            let Some((seq, time, link, first)) = segment_span(path, &self.key)? else {
+                continue;
+            };
+            first_seq.get_or_insert(first);
+            if time >= cutoff {
+                break;
+            }
+            if checkpoints
+                .get(&seq)
+                .is_some_and(|heads| heads.contains(&link))
+            {
+                boundary = Some((position, seq));
+            }
+        }
+        let first_kept = first_seq.unwrap_or(1);
+        let Some((last_removed, through)) = boundary else {
+            return Ok(PurgeReport {
+                cutoff,
+                removed: 0,
+                first_seq: first_kept,
+                record_seq: None,
+                files: Vec::new(),
+            });
+        };
+        let removed = through + 1 - first_kept;
+        let record = crate::purge_record(now, cutoff, removed, through + 1);
+        let ack = self.append(&record)?;
+        self.sync_pending()?;
+        self.checkpoint(now)?;
+        let mut files = Vec::new();
+        for (_, path) in segments.iter().take(last_removed + 1) {
+            fs::remove_file(path).map_err(io_err("remove", path))?;
+            files.push(path.clone());
+        }
+        sync_dir(&self.dir).map_err(io_err("sync directory", &self.dir))?;
+        Ok(PurgeReport {
+            cutoff,
+            removed,
+            first_seq: through + 1,
+            record_seq: Some(ack.seq),
+            files,
+        })
+    }
+}
+
+/// For each checkpointed count, the heads signed for it (checkpoints that do not verify
+/// are skipped: they can anchor nothing).
+fn read_checkpoint_heads(
+    path: &Path,
+    key: &AuditKey,
+) -> Result<std::collections::BTreeMap<u64, Vec<String>>, SinkError> {
+    let mut heads: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let mut reader = LineReader::open(path).map_err(io_err("read", path))?;
+    let mut buf = Vec::new();
+    while let Some(end) = reader.next_line(&mut buf).map_err(io_err("read", path))? {
+        if end != LineEnd::Complete {
+            continue;
+        }
+        if let Ok(cp) = open_checkpoint(&buf, key) {
+            heads.entry(cp.count).or_default().push(cp.head);
+        }
+    }
+    Ok(heads)
+}
+
+/// A closed segment's last seq, last record time and link, and first seq; `None` if empty.
+/// Every line must verify under the key: a purge never removes what it cannot vouch for.
+fn segment_span(
+    path: &Path,
+    key: &AuditKey,
+) -> Result<Option<(u64, OffsetDateTime, String, u64)>, SinkError> {
+    let mut reader = LineReader::open(path).map_err(io_err("read", path))?;
+    let mut buf = Vec::new();
+    let mut found = None;
+    let mut first = None;
+    let mut offset = 0u64;
+    while let Some(end) = reader.next_line(&mut buf).map_err(io_err("read", path))? {
+        if end != LineEnd::Complete {
+            return Err(corrupt(path, offset, "torn or overlong line".to_owned()));
+        }
+        let stored = open_line(&buf, Some(key))
+            .map_err(|(problem, _)| corrupt(path, offset, problem.to_string()))?;
+        first.get_or_insert(stored.seq);
+        offset += buf.len() as u64 + 1;
+        found = Some((stored.seq, stored.record.time, hex(&key.link(&buf))));
+    }
+    Ok(found.map(|(seq, time, link)| (seq, time, link, first.unwrap_or(seq))))
 }
 
 impl Drop for FileSink {
@@ -1147,6 +1276,179 @@ pub(crate) mod tests {
         assert!(
             matches!(err, SinkError::MissingSegment { index: 2, .. }),
             "{err}"
+        );
+    }
+
+    /// Records on days 1..=4 (three per day), daily rotation: one segment per day.
+    fn daily_trail(dir: &Path) -> SinkConfig {
+        let cfg = SinkConfig {
+            rotation: Rotation {
+                max_bytes: None,
+                daily: true,
+            },
+            ..config(dir)
+        };
+        let (mut sink, _) = open(cfg.clone());
+        for day in 1..=4i64 {
+            for i in 0..3i64 {
+                let mut r = sample((day * 10 + i) as u64);
+                r.time = datetime!(2025-03-01 09:00:00 UTC)
+                    + time::Duration::days(day - 1)
+                    + time::Duration::minutes(i);
+                let _ = sink.append(&r).expect("append");
+            }
+        }
+        sink.close(datetime!(2025-03-04 12:00:00 UTC))
+            .expect("close");
+        cfg
+    }
+
+    #[test]
+    fn a_purge_removes_old_segments_records_itself_and_the_rest_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = daily_trail(dir.path());
+        let (mut sink, _) = open(cfg.clone());
+        let now = datetime!(2025-03-05 00:00:00 UTC);
+        // Days 1 and 2 are entirely older than the cut-off; day 3 is not.
+        let report = sink
+            .purge(datetime!(2025-03-03 09:01:00 UTC), now)
+            .expect("purge");
+        assert_eq!((report.removed, report.first_seq), (6, 7));
+        assert_eq!(report.record_seq, Some(13));
+        assert_eq!(
+            report.files,
+            [
+                dir.path().join("node-a.000001.jsonl"),
+                dir.path().join("node-a.000002.jsonl")
+            ]
+        );
+        assert!(!report.files[0].exists());
+        // Nothing more is old enough: a second run removes nothing and writes nothing.
+        let again = sink
+            .purge(datetime!(2025-03-03 09:01:00 UTC), now)
+            .expect("purge");
+        assert_eq!((again.removed, again.record_seq), (0, None));
+        sink.close(now).expect("close");
+
+        let report = verify(dir.path(), &chain(), &test_key()).expect("verify after purge");
+        assert_eq!((report.first_seq, report.records), (7, 7));
+        assert!(report.to_string().contains("starts at seq 7"), "{report}");
+        // The purge record is dated `now`, a new day: it opened segment 5.
+        let text = fs::read_to_string(dir.path().join("node-a.000005.jsonl")).expect("read");
+        let purge = StoredRecordLine::last(&text);
+        assert!(
+            purge.contains(r#""event":"retention_purge""#)
+                && purge.contains(r#""first_seq":"7""#)
+                && purge.contains(r#""removed":"6""#)
+                && purge.contains(r#""before":"2025-03-03T09:01:00Z""#),
+            "{purge}"
+        );
+    }
+
+    /// The last line of a segment's text.
+    struct StoredRecordLine;
+    impl StoredRecordLine {
+        fn last(text: &str) -> String {
+            text.lines().last().expect("a line").to_owned()
+        }
+    }
+
+    #[test]
+    fn tampering_after_a_purge_is_still_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = daily_trail(dir.path());
+        let (mut sink, _) = open(cfg);
+        let now = datetime!(2025-03-05 00:00:00 UTC);
+        let _ = sink
+            .purge(datetime!(2025-03-03 09:01:00 UTC), now)
+            .expect("purge");
+        sink.close(now).expect("close");
+        verify(dir.path(), &chain(), &test_key()).expect("intact");
+
+        // A flipped byte in what remains.
+        let third = dir.path().join("node-a.000003.jsonl");
+        let saved = fs::read_to_string(&third).expect("read");
+        fs::write(&third, saved.replacen("wrong", "wronG", 1)).expect("write");
+        let err = verify(dir.path(), &chain(), &test_key()).expect_err("flipped");
+        assert!(
+            matches!(&err, crate::VerifyError::Record(f) if f.seq == Some(7) && f.problem == crate::RecordProblem::BadMac),
+            "{err}"
+        );
+        fs::write(&third, &saved).expect("restore");
+
+        // The first remaining record deleted: the start is no longer anchored.
+        let rest: String = saved.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        fs::write(&third, rest).expect("write");
+        let err = verify(dir.path(), &chain(), &test_key()).expect_err("cut");
+        assert!(
+            matches!(&err, crate::VerifyError::Record(f) if f.problem == crate::RecordProblem::Unanchored),
+            "{err}"
+        );
+        fs::write(&third, &saved).expect("restore");
+
+        // A whole further segment removed "as if purged": rotation anchors it, but the
+        // purge record says the trail starts at seq 7.
+        fs::remove_file(&third).expect("remove");
+        let err = verify(dir.path(), &chain(), &test_key()).expect_err("removed");
+        assert!(
+            matches!(
+                err,
+                crate::VerifyError::PurgeMismatch {
+                    first_seq: 10,
+                    stated: Some(7)
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn removing_the_oldest_segment_without_a_purge_is_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _ = daily_trail(dir.path());
+        fs::remove_file(dir.path().join("node-a.000001.jsonl")).expect("remove");
+        let err = verify(dir.path(), &chain(), &test_key()).expect_err("removed");
+        assert!(
+            matches!(
+                err,
+                crate::VerifyError::PurgeMismatch {
+                    first_seq: 4,
+                    stated: None
+                }
+            ),
+            "{err}"
+        );
+        // And the sink still opens and continues the chain (it is the verifier's call).
+        let (sink, report) = open(SinkConfig {
+            rotation: Rotation {
+                max_bytes: None,
+                daily: true,
+            },
+            ..config(dir.path())
+        });
+        assert_eq!(report.last_seq, 12);
+        drop(sink);
+    }
+
+    #[test]
+    fn a_purge_never_removes_the_segment_being_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_trail(config(dir.path()), 3);
+        let (mut sink, _) = open(config(dir.path()));
+        let report = sink
+            .purge(
+                datetime!(2030-01-01 00:00:00 UTC),
+                datetime!(2030-01-01 00:00:00 UTC),
+            )
+            .expect("purge");
+        assert_eq!((report.removed, report.first_seq), (0, 1));
+        assert!(report.files.is_empty());
+        drop(sink);
+        assert_eq!(
+            verify(dir.path(), &chain(), &test_key())
+                .expect("verify")
+                .records,
+            3
         );
     }
 }

@@ -23,8 +23,8 @@ use crate::error::{CheckpointFault, CheckpointProblem, RecordFault, RecordProble
 use crate::files::{
     LineEnd, LineReader, checkpoint_name, first_gap, list_quarantined, list_segments,
 };
-use crate::key::{AuditKey, ChainId, TAG_LEN, hex, tag_matches};
-use crate::record::open_line;
+use crate::key::{AuditKey, ChainId, TAG_LEN, hex, tag_matches, unhex_tag};
+use crate::record::{EventType, open_line};
 
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,9 @@ pub struct Report {
     pub chain: ChainId,
     /// The segment files, in chain order.
     pub segments: Vec<PathBuf>,
-    /// Number of records (also the last seq).
+    /// The seq of the first record: 1, or later after a retention purge.
+    pub first_seq: u64,
+    /// Number of records verified (the last seq is `first_seq + records - 1`).
     pub records: u64,
     /// Number of checkpoints checked.
     pub checkpoints: u64,
@@ -60,7 +62,15 @@ impl fmt::Display for Report {
             self.checkpoints,
             self.checkpointed
         )?;
-        let uncovered = self.records.saturating_sub(self.checkpointed);
+        if self.first_seq > 1 {
+            write!(
+                f,
+                "; starts at seq {} (older records removed by a retention purge, anchored by a checkpoint)",
+                self.first_seq
+            )?;
+        }
+        let last_seq = (self.first_seq + self.records).saturating_sub(1);
+        let uncovered = last_seq.saturating_sub(self.checkpointed);
         if uncovered > 0 {
             write!(
                 f,
@@ -78,9 +88,10 @@ impl fmt::Display for Report {
     }
 }
 
-/// Verifies chain `chain` in `dir`: segments `<chain>.000001.jsonl` onwards (numbered
-/// without a gap from 1) and `<chain>.checkpoints.jsonl`, which must exist (it may be
-/// empty if the writer died before its first checkpoint).
+/// Verifies chain `chain` in `dir`: segments `<chain>.000001.jsonl` onwards, numbered
+/// without a gap (after a retention purge the run starts later, anchored by a checkpoint),
+/// and `<chain>.checkpoints.jsonl`, which must exist (it may be empty if the writer died
+/// before its first checkpoint).
 ///
 /// # Errors
 /// The first problem found, as a [`VerifyError`] naming file, line and seq.
@@ -90,24 +101,30 @@ pub fn verify(dir: &Path, chain: &ChainId, key: &AuditKey) -> Result<Report, Ver
         source,
     };
     let segments = list_segments(dir, chain).map_err(io)?;
-    if segments.is_empty() {
+    let Some((first, _)) = segments.first() else {
         return Err(VerifyError::NoSegments {
             dir: dir.to_path_buf(),
             chain: chain.as_str().to_owned(),
         });
-    }
-    if let Some(index) = first_gap(&segments, 1) {
+    };
+    if let Some(index) = first_gap(&segments, *first) {
         return Err(VerifyError::MissingSegment {
             dir: dir.to_path_buf(),
             index,
         });
     }
+    let purged_start = *first > 1;
     let checkpoints = dir.join(checkpoint_name(chain));
     if !checkpoints.exists() {
         return Err(VerifyError::MissingCheckpoints { path: checkpoints });
     }
     let paths: Vec<PathBuf> = segments.into_iter().map(|(_, path)| path).collect();
-    let mut report = verify_paths(chain, &paths, Some(&checkpoints), key)?;
+    let mut check = ChainCheck::new(chain.clone(), key.clone()).purged_start(purged_start);
+    check.read_checkpoint_file(&checkpoints)?;
+    for path in &paths {
+        check.read_segment(path)?;
+    }
+    let mut report = check.finish(paths)?;
     report.quarantined = list_quarantined(dir, chain).map_err(io)?;
     Ok(report)
 }
@@ -123,170 +140,317 @@ pub fn verify_paths(
     checkpoints: Option<&Path>,
     key: &AuditKey,
 ) -> Result<Report, VerifyError> {
-    let (cps, cp_fault) = match checkpoints {
-        Some(path) => read_checkpoints(path, chain, key)?,
-        None => (Vec::new(), None),
-    };
-    let mut by_count: BTreeMap<u64, Vec<&(u64, Checkpoint)>> = BTreeMap::new();
-    for entry in &cps {
-        by_count.entry(entry.1.count).or_default().push(entry);
+    let mut check = ChainCheck::new(chain.clone(), key.clone());
+    if let Some(path) = checkpoints {
+        check.read_checkpoint_file(path)?;
     }
-    let cp_file = checkpoints.map(Path::to_path_buf).unwrap_or_default();
-    let cp_fault_at = |line: u64, count: u64, problem| {
-        VerifyError::Checkpoint(CheckpointFault {
-            file: cp_file.clone(),
-            line,
-            count: Some(count),
-            problem,
-        })
-    };
-
-    let mut expected_seq: u64 = 1;
-    let mut prev: [u8; TAG_LEN] = key.genesis(chain);
-    let mut last_at: Option<(PathBuf, u64)> = None;
-    let mut span: Option<(OffsetDateTime, OffsetDateTime)> = None;
-    let mut buf = Vec::with_capacity(1024);
     for path in segments {
+        check.read_segment(path)?;
+    }
+    check.finish(segments.to_vec())
+}
+
+/// The verifier as a stream, for any storage: give it every checkpoint line, then every
+/// record line in chain order, then [`ChainCheck::finish`]. The file verifier and the
+/// PostgreSQL sink's verifier are both this, so the rules are written once.
+///
+/// `source` names where a line came from (a file, or a table and chain) and `line_no` its
+/// position there; both only appear in the error that names the first bad line. A record's
+/// checkpoints must name `source`'s file name as their `file`.
+#[derive(Debug)]
+pub struct ChainCheck {
+    chain: ChainId,
+    key: AuditKey,
+    purged_start: bool,
+    cp_source: PathBuf,
+    cps: Vec<(u64, Checkpoint)>,
+    cp_fault: Option<CheckpointFault>,
+    by_count: BTreeMap<u64, Vec<usize>>,
+    first_seq: Option<u64>,
+    expected_seq: u64,
+    prev: [u8; TAG_LEN],
+    last_at: Option<(PathBuf, u64)>,
+    span: Option<(OffsetDateTime, OffsetDateTime)>,
+    purge_stated: Option<u64>,
+    records: u64,
+}
+
+impl ChainCheck {
+    /// A check of chain `chain` under `key`, expecting the chain to start at seq 1.
+    pub fn new(chain: ChainId, key: AuditKey) -> Self {
+        let prev = key.genesis(&chain);
+        Self {
+            chain,
+            key,
+            purged_start: false,
+            cp_source: PathBuf::new(),
+            cps: Vec::new(),
+            cp_fault: None,
+            by_count: BTreeMap::new(),
+            first_seq: None,
+            expected_seq: 1,
+            prev,
+            last_at: None,
+            span: None,
+            purge_stated: None,
+            records: 0,
+        }
+    }
+
+    /// Whether the trail may start after seq 1 because a retention purge removed the oldest
+    /// records. It then must start at a record whose `prev` is the head of a signed
+    /// checkpoint at the seq before it, and the newest `retention_purge` record must say the
+    /// trail starts there.
+    #[must_use]
+    pub fn purged_start(mut self, allowed: bool) -> Self {
+        self.purged_start = allowed;
+        self
+    }
+
+    fn read_checkpoint_file(&mut self, path: &Path) -> Result<(), VerifyError> {
         let io = |source| VerifyError::Io {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         };
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
         let mut reader = LineReader::open(path).map_err(io)?;
+        let mut buf = Vec::with_capacity(512);
         while let Some(end) = reader.next_line(&mut buf).map_err(io)? {
-            let fault = |seq, problem| {
+            let line = match end {
+                LineEnd::Complete => Ok(buf.as_slice()),
+                LineEnd::Torn => Err(CheckpointProblem::TornLine),
+                LineEnd::TooLong => Err(CheckpointProblem::TooLong),
+            };
+            self.checkpoint_result(path, reader.line_no, line);
+        }
+        Ok(())
+    }
+
+    fn read_segment(&mut self, path: &Path) -> Result<(), VerifyError> {
+        let io = |source| VerifyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut reader = LineReader::open(path).map_err(io)?;
+        let mut buf = Vec::with_capacity(1024);
+        while let Some(end) = reader.next_line(&mut buf).map_err(io)? {
+            let fault = |problem| {
                 VerifyError::Record(RecordFault {
-                    file: path.clone(),
+                    file: path.to_path_buf(),
                     line: reader.line_no,
-                    seq,
+                    seq: None,
                     problem,
                 })
             };
             match end {
                 LineEnd::Complete => {}
-                LineEnd::Torn => return Err(fault(None, RecordProblem::TornLine)),
-                LineEnd::TooLong => return Err(fault(None, RecordProblem::TooLong)),
+                LineEnd::Torn => return Err(fault(RecordProblem::TornLine)),
+                LineEnd::TooLong => return Err(fault(RecordProblem::TooLong)),
             }
-            let stored =
-                open_line(&buf, Some(key)).map_err(|(problem, seq)| fault(seq, problem))?;
-            let seq = Some(stored.seq);
-            if stored.seq != expected_seq {
-                return Err(fault(
-                    seq,
-                    RecordProblem::SeqMismatch {
-                        expected: expected_seq,
-                        found: stored.seq,
-                    },
-                ));
-            }
-            if !tag_matches(&stored.prev, &prev) {
-                return Err(fault(seq, RecordProblem::PrevMismatch));
-            }
-            let link = key.link(&buf);
-            for (cp_line, cp) in by_count.get(&stored.seq).into_iter().flatten() {
-                let at = (path.clone(), reader.line_no);
-                if cp.file != file_name {
-                    return Err(cp_fault_at(
-                        *cp_line,
-                        cp.count,
-                        CheckpointProblem::WrongFile {
-                            record_file: at.0,
-                            record_line: at.1,
-                        },
-                    ));
-                }
-                if !tag_matches(&cp.head, &link) {
-                    return Err(cp_fault_at(
-                        *cp_line,
-                        cp.count,
-                        CheckpointProblem::HeadMismatch {
-                            record_file: at.0,
-                            record_line: at.1,
-                        },
-                    ));
-                }
-            }
-            let time = stored.record.time;
-            span = Some(span.map_or((time, time), |(first, _)| (first, time)));
-            prev = link;
-            last_at = Some((path.clone(), reader.line_no));
-            expected_seq = expected_seq.saturating_add(1);
+            self.record(path, reader.line_no, &buf)?;
         }
+        Ok(())
     }
-    let last_seq = expected_seq - 1;
 
-    if let Some(fault) = cp_fault {
-        return Err(VerifyError::Checkpoint(fault));
+    /// Adds one checkpoint line (no newline). Give all of them before the first record.
+    /// A bad one is remembered and reported by [`ChainCheck::finish`], after record faults.
+    pub fn checkpoint(&mut self, source: &Path, line_no: u64, line: &[u8]) {
+        self.checkpoint_result(source, line_no, Ok(line));
     }
-    if let Some((cp_line, cp)) = cps.iter().find(|(_, cp)| cp.count > last_seq) {
-        return Err(cp_fault_at(
-            *cp_line,
-            cp.count,
-            CheckpointProblem::RecordsMissing { last_seq, last_at },
-        ));
-    }
-    Ok(Report {
-        chain: chain.clone(),
-        segments: segments.to_vec(),
-        records: last_seq,
-        checkpoints: cps.len() as u64,
-        checkpointed: cps.last().map_or(0, |(_, cp)| cp.count),
-        head: (last_seq > 0).then(|| hex(&prev)),
-        span,
-        quarantined: Vec::new(),
-    })
-}
 
-/// Reads the checkpoint file: the good checkpoints up to the first bad one, and that fault.
-type Checkpoints = (Vec<(u64, Checkpoint)>, Option<CheckpointFault>);
-
-fn read_checkpoints(
-    path: &Path,
-    chain: &ChainId,
-    key: &AuditKey,
-) -> Result<Checkpoints, VerifyError> {
-    let io = |source| VerifyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = LineReader::open(path).map_err(io)?;
-    let mut buf = Vec::with_capacity(512);
-    let mut good: Vec<(u64, Checkpoint)> = Vec::new();
-    while let Some(end) = reader.next_line(&mut buf).map_err(io)? {
+    fn checkpoint_result(
+        &mut self,
+        source: &Path,
+        line_no: u64,
+        line: Result<&[u8], CheckpointProblem>,
+    ) {
+        source.clone_into(&mut self.cp_source);
+        if self.cp_fault.is_some() {
+            return;
+        }
         let fault = |count, problem| CheckpointFault {
-            file: path.to_path_buf(),
-            line: reader.line_no,
+            file: source.to_path_buf(),
+            line: line_no,
             count,
             problem,
         };
-        let checked = match end {
-            LineEnd::Complete => open_checkpoint(&buf, key),
-            LineEnd::Torn => Err((CheckpointProblem::TornLine, None)),
-            LineEnd::TooLong => Err((CheckpointProblem::TooLong, None)),
-        };
-        let cp = match checked {
+        let cp = match line
+            .map_err(|p| (p, None))
+            .and_then(|l| open_checkpoint(l, &self.key))
+        {
             Ok(cp) => cp,
-            Err((problem, count)) => return Ok((good, Some(fault(count, problem)))),
+            Err((problem, count)) => {
+                self.cp_fault = Some(fault(count, problem));
+                return;
+            }
         };
-        if cp.chain != chain.as_str() {
+        if cp.chain != self.chain.as_str() {
             let problem = CheckpointProblem::WrongChain { found: cp.chain };
-            return Ok((good, Some(fault(Some(cp.count), problem))));
+            self.cp_fault = Some(fault(Some(cp.count), problem));
+            return;
         }
-        if let Some((_, before)) = good.last()
+        if let Some((_, before)) = self.cps.last()
             && cp.count < before.count
         {
             let problem = CheckpointProblem::CountWentBack {
                 previous: before.count,
             };
-            return Ok((good, Some(fault(Some(cp.count), problem))));
+            self.cp_fault = Some(fault(Some(cp.count), problem));
+            return;
         }
-        good.push((reader.line_no, cp));
+        self.by_count
+            .entry(cp.count)
+            .or_default()
+            .push(self.cps.len());
+        self.cps.push((line_no, cp));
     }
-    Ok((good, None))
+
+    fn cp_fault_at(&self, cp_line: u64, count: u64, problem: CheckpointProblem) -> VerifyError {
+        VerifyError::Checkpoint(CheckpointFault {
+            file: self.cp_source.clone(),
+            line: cp_line,
+            count: Some(count),
+            problem,
+        })
+    }
+
+    /// Checks the next record line (no newline) of the chain.
+    ///
+    /// # Errors
+    /// The record's fault, or a checkpoint at its seq that contradicts it.
+    pub fn record(&mut self, source: &Path, line_no: u64, line: &[u8]) -> Result<(), VerifyError> {
+        let fault = |seq, problem| {
+            VerifyError::Record(RecordFault {
+                file: source.to_path_buf(),
+                line: line_no,
+                seq,
+                problem,
+            })
+        };
+        let stored =
+            open_line(line, Some(&self.key)).map_err(|(problem, seq)| fault(seq, problem))?;
+        let seq = Some(stored.seq);
+        if self.first_seq.is_none() && stored.seq > 1 && self.purged_start {
+            let anchor = self
+                .by_count
+                .get(&(stored.seq - 1))
+                .into_iter()
+                .flatten()
+                .filter_map(|i| self.cps.get(*i))
+                .find(|(_, cp)| unhex_tag(&cp.head).is_some_and(|h| tag_matches(&stored.prev, &h)))
+                .and_then(|(_, cp)| unhex_tag(&cp.head));
+            match anchor {
+                Some(head) => {
+                    self.prev = head;
+                    self.expected_seq = stored.seq;
+                }
+                None => return Err(fault(seq, RecordProblem::Unanchored)),
+            }
+        }
+        if stored.seq != self.expected_seq {
+            return Err(fault(
+                seq,
+                RecordProblem::SeqMismatch {
+                    expected: self.expected_seq,
+                    found: stored.seq,
+                },
+            ));
+        }
+        if !tag_matches(&stored.prev, &self.prev) {
+            return Err(fault(seq, RecordProblem::PrevMismatch));
+        }
+        let link = self.key.link(line);
+        let file_name = source
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        for i in self.by_count.get(&stored.seq).into_iter().flatten() {
+            let Some((cp_line, cp)) = self.cps.get(*i) else {
+                continue;
+            };
+            let at = (source.to_path_buf(), line_no);
+            if cp.file != file_name {
+                return Err(self.cp_fault_at(
+                    *cp_line,
+                    cp.count,
+                    CheckpointProblem::WrongFile {
+                        record_file: at.0,
+                        record_line: at.1,
+                    },
+                ));
+            }
+            if !tag_matches(&cp.head, &link) {
+                return Err(self.cp_fault_at(
+                    *cp_line,
+                    cp.count,
+                    CheckpointProblem::HeadMismatch {
+                        record_file: at.0,
+                        record_line: at.1,
+                    },
+                ));
+            }
+        }
+        if stored.record.event == EventType::RetentionPurge
+            && let Some(first) = stored
+                .record
+                .details
+                .get(PURGE_FIRST_SEQ)
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            self.purge_stated = Some(self.purge_stated.map_or(first, |s| s.max(first)));
+        }
+        let time = stored.record.time;
+        self.span = Some(self.span.map_or((time, time), |(first, _)| (first, time)));
+        self.first_seq.get_or_insert(stored.seq);
+        self.prev = link;
+        self.last_at = Some((source.to_path_buf(), line_no));
+        self.expected_seq = self.expected_seq.saturating_add(1);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Ends the check: checkpoint faults, checkpoints past the last record (truncation),
+    /// and, for a trail that starts after seq 1, the purge record's agreement.
+    ///
+    /// # Errors
+    /// The first problem left.
+    pub fn finish(self, segments: Vec<PathBuf>) -> Result<Report, VerifyError> {
+        let last_seq = self.expected_seq - 1;
+        if let Some(fault) = self.cp_fault {
+            return Err(VerifyError::Checkpoint(fault));
+        }
+        if let Some((cp_line, cp)) = self.cps.iter().find(|(_, cp)| cp.count > last_seq) {
+            return Err(self.cp_fault_at(
+                *cp_line,
+                cp.count,
+                CheckpointProblem::RecordsMissing {
+                    last_seq,
+                    last_at: self.last_at.clone(),
+                },
+            ));
+        }
+        let first_seq = self.first_seq.unwrap_or(1);
+        if first_seq > 1 && self.purge_stated != Some(first_seq) {
+            return Err(VerifyError::PurgeMismatch {
+                first_seq,
+                stated: self.purge_stated,
+            });
+        }
+        Ok(Report {
+            chain: self.chain,
+            segments,
+            first_seq,
+            records: self.records,
+            checkpoints: self.cps.len() as u64,
+            checkpointed: self.cps.last().map_or(0, |(_, cp)| cp.count),
+            head: (self.records > 0).then(|| hex(&self.prev)),
+            span: self.span,
+            quarantined: Vec::new(),
+        })
+    }
 }
+
+/// The detail of a `retention_purge` record giving the first seq the purge kept.
+pub const PURGE_FIRST_SEQ: &str = "first_seq";
 
 #[cfg(test)]
 mod tests {

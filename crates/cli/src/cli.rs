@@ -85,7 +85,12 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditFilter {
     /// The audit directory (`audit.dir` in resetline.yaml).
-    pub(crate) dir: PathBuf,
+    #[arg(required_unless_present = "postgres_url_env")]
+    pub(crate) dir: Option<PathBuf>,
+    /// For `kind: postgres`: the environment variable holding the connection string
+    /// (`audit.url_env`); reads the chain's rows instead of a directory.
+    #[arg(long, conflicts_with = "dir", value_name = "VAR")]
+    pub(crate) postgres_url_env: Option<String>,
     /// The chain id (`audit.chain`).
     #[arg(long, default_value = "resetline")]
     pub(crate) chain: String,
@@ -138,15 +143,37 @@ pub(crate) enum AuditCommand {
     ///
     /// Exit status: 0 intact, 1 tampered or damaged, 2 could not run.
     Verify {
-        /// The audit directory (`audit.dir` in resetline.yaml).
-        dir: PathBuf,
-        /// The chain id (`audit.chain`).
-        #[arg(long, default_value = "resetline")]
-        chain: String,
-        /// The audit key (default: $RESETLINE_AUDIT_KEY).
-        #[arg(long, env = "RESETLINE_AUDIT_KEY", hide_env_values = true)]
-        key: String,
+        #[command(flatten)]
+        trail: AuditTrail,
     },
+    /// Retention: remove records older than the retention period and record that it was
+    /// done (a `retention_purge` record). `serve` does this by itself every 6 hours; while it
+    /// runs it holds the chain's lock, so this command is for a stopped server.
+    Purge {
+        #[command(flatten)]
+        trail: AuditTrail,
+        /// Keep this many days (`audit.retention_days`).
+        #[arg(long, default_value_t = 365)]
+        retention_days: u32,
+    },
+}
+
+/// Which trail `audit verify` and `audit purge` work on: a directory, or a PostgreSQL chain.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditTrail {
+    /// The audit directory (`audit.dir` in resetline.yaml, for `kind: file`).
+    #[arg(required_unless_present = "postgres_url_env")]
+    pub(crate) dir: Option<PathBuf>,
+    /// For `kind: postgres`: the environment variable holding the connection string
+    /// (`audit.url_env`).
+    #[arg(long, conflicts_with = "dir", value_name = "VAR")]
+    pub(crate) postgres_url_env: Option<String>,
+    /// The chain id (`audit.chain`).
+    #[arg(long, default_value = "resetline")]
+    pub(crate) chain: String,
+    /// The audit key (default: $RESETLINE_AUDIT_KEY).
+    #[arg(long, env = "RESETLINE_AUDIT_KEY", hide_env_values = true)]
+    pub(crate) key: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

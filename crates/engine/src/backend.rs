@@ -289,8 +289,8 @@ pub trait Counters: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
-/// Where audit records go (a hash-chained file, later PostgreSQL). `append` returns once the
-/// records are written per the sink's durability policy.
+/// Where audit records go (hash-chained files or PostgreSQL, behind the server's retry
+/// buffer). `append` returns once the records are written per the sink's durability policy.
 pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Appends records in order.
     fn append(
@@ -307,6 +307,40 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     fn healthy(&self) -> bool {
         true
     }
+
+    /// Counters for metrics (records waiting for a retry, retried, dropped).
+    fn stats(&self) -> AuditStats {
+        AuditStats::default()
+    }
+
+    /// True while new calls must be refused because their records could not be kept
+    /// (`audit.on_failure: refuse` with the sink down, or the retry buffer full).
+    fn refuses_new_calls(&self) -> bool {
+        false
+    }
+
+    /// Retention: removes records older than `cutoff` and appends a `retention_purge`
+    /// record saying so. Returns how many records were removed.
+    fn purge(
+        &self,
+        cutoff: resetline_audit::time::OffsetDateTime,
+    ) -> BoxFuture<'_, Result<u64, BackendError>> {
+        let _ = cutoff;
+        Box::pin(async { Err(BackendError::new("audit", "this sink cannot purge")) })
+    }
+}
+
+/// What a buffering audit sink reports for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records accepted but not yet written (waiting for a retry).
+    pub pending: u64,
+    /// Records written by a retry after a failed first attempt.
+    pub retried: u64,
+    /// Records refused because the retry buffer was full (each one logged as an error).
+    pub dropped: u64,
+    /// Failed write attempts.
+    pub write_failures: u64,
 }
 
 /// PIN failures of one account across calls (and replicas, with Redis).

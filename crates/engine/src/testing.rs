@@ -401,25 +401,34 @@ impl crate::backend::Counters for NoCounters {
 }
 
 /// An audit sink that keeps records in memory (tests; the demo and `serve` write files).
-/// `failing()` makes every write fail, to test that calls go on and readiness drops.
+/// `failing()` makes every write fail, to test that calls go on and readiness drops;
+/// `set_failing` switches that on and off (a sink that fails, then recovers).
 #[derive(Debug, Default)]
 pub struct MemoryAudit {
     records: Mutex<Vec<resetline_audit::Record>>,
-    fail: bool,
+    fail: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryAudit {
     /// A sink whose every write fails.
     pub fn failing() -> Self {
-        MemoryAudit {
-            records: Mutex::new(Vec::new()),
-            fail: true,
-        }
+        let sink = MemoryAudit::default();
+        sink.set_failing(true);
+        sink
+    }
+
+    /// Makes writes fail (`true`) or succeed again.
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records appended so far.
     pub fn records(&self) -> Vec<resetline_audit::Record> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn fails(&self) -> bool {
+        self.fail.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -429,7 +438,7 @@ impl crate::backend::AuditSink for MemoryAudit {
         records: Vec<resetline_audit::Record>,
     ) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            if self.fail {
+            if self.fails() {
                 return Err(BackendError::new("audit", "disk full"));
             }
             self.records
@@ -441,6 +450,6 @@ impl crate::backend::AuditSink for MemoryAudit {
     }
 
     fn healthy(&self) -> bool {
-        !self.fail
+        !self.fails()
     }
 }

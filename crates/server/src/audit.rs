@@ -1,21 +1,39 @@
-//! The audit sink the server gives the engine: a hash-chained JSON Lines file
-//! (`resetline_audit::FileSink`) owned by one writer thread.
+//! The audit sinks the server gives the engine.
 //!
-//! Invariant: records reach the file in the order they were appended; `append` returns only
-//! after the writer accepted them under the sink's fsync policy; a failure is returned (and
-//! counted by the server), never dropped silently. `close` writes the final signed checkpoint.
+//! - [`FileAudit`]: the hash-chained JSON Lines file (`resetline_audit::FileSink`) owned by
+//!   one writer thread. After a failed write it drops the sink and reopens it from disk
+//!   before the next write (reopening cuts a torn tail off and resumes the chain).
+//! - [`Buffered`]: wraps any [`AuditSink`] (the file, PostgreSQL) with the retry buffer:
+//!   a record that fails to write is kept, in order, in a bounded in-memory queue and
+//!   retried before anything newer, so the chain stays linear; `/readyz` is unhealthy and
+//!   [`AuditStats::pending`] is non-zero while anything waits; with
+//!   [`OnFailure::Refuse`] new calls are refused (they hear the technical-difficulty
+//!   apology) until the queue is empty. A full queue refuses new calls whatever the policy
+//!   and drops further records with an error log and a counter — never silently.
+//!
+//! Invariants: records reach the sink in the order they were appended; `append` returns
+//! `Ok` only once the sink accepted the records under its durability policy; a record the
+//! sink cannot encode is replaced by a stand-in saying so (`resetline_audit::stand_in`),
+//! so it cannot block the queue. Buffered records are in memory: a crash while the sink is
+//! down loses them, which is why the sink is reported unhealthy (and, with `refuse`, calls
+//! stop) for as long as anything waits. A write whose outcome is unknown (fsync failed after
+//! the write) may be written twice by the retry, never zero times.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
-use resetline_audit::{FileSink, Record};
-use resetline_engine::{AuditSink, BackendError, BoxFuture};
+use resetline_audit::{AuditKey, FileSink, OpenReport, Record, SinkConfig, SinkError};
+use resetline_engine::{AuditSink, AuditStats, BackendError, BoxFuture};
+use time::OffsetDateTime;
 
-type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+type Reply<T = ()> = tokio::sync::oneshot::Sender<Result<T, String>>;
 
 enum Job {
     Append(Vec<Record>, Reply),
+    Purge(OffsetDateTime, Reply<u64>),
     Close(Reply),
 }
 
@@ -30,60 +48,162 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Job::Append(..) => "Append",
+            Job::Purge(..) => "Purge",
             Job::Close(_) => "Close",
         })
     }
 }
 
+/// The writer thread's state.
+struct Writer {
+    sink: Option<FileSink>,
+    reopen: Option<(SinkConfig, AuditKey)>,
+    closed: bool,
+}
+
+impl Writer {
+    fn sink(&mut self) -> Result<&mut FileSink, String> {
+        if self.closed {
+            return Err("the audit trail is closed".to_string());
+        }
+        if self.sink.is_none() {
+            let Some((config, key)) = &self.reopen else {
+                return Err("the audit trail failed and cannot be reopened".to_string());
+            };
+            let (sink, report) =
+                FileSink::open(config.clone(), key.clone()).map_err(|e| e.to_string())?;
+            for torn in &report.torn {
+                tracing::warn!(?torn, "a torn last audit line was moved aside on reopen");
+            }
+            tracing::info!(resumes_after = report.last_seq, "audit trail reopened");
+            self.sink = Some(sink);
+        }
+        self.sink
+            .as_mut()
+            .ok_or_else(|| "the audit trail is not open".to_string())
+    }
+
+    /// After a failure the sink is dropped, to be reopened from disk by the next job.
+    fn failed(&mut self, e: &SinkError) -> String {
+        if self.reopen.is_some() {
+            self.sink = None;
+        }
+        e.to_string()
+    }
+
+    fn append(&mut self, records: &[Record]) -> Result<(), String> {
+        for record in records {
+            let sink = self.sink()?;
+            let result = match sink.append(record) {
+                Err(e @ (SinkError::Encode { .. } | SinkError::RecordTooLarge { .. })) => {
+                    tracing::error!(error = %e, event = %record.event, "audit record cannot be encoded; a stand-in is written");
+                    let stand_in = resetline_audit::stand_in(
+                        record,
+                        &e.to_string(),
+                        OffsetDateTime::now_utc(),
+                    );
+                    sink.append(&stand_in)
+                }
+                other => other,
+            };
+            if let Err(e) = result {
+                return Err(self.failed(&e));
+            }
+        }
+        Ok(())
+    }
+
+    fn purge(&mut self, cutoff: OffsetDateTime) -> Result<u64, String> {
+        let sink = self.sink()?;
+        match sink.purge(cutoff, OffsetDateTime::now_utc()) {
+            Ok(report) => {
+                if report.removed > 0 {
+                    tracing::info!(removed = report.removed, first_seq = report.first_seq, files = report.files.len(), cutoff = %cutoff, "audit retention purge");
+                }
+                Ok(report.removed)
+            }
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+}
+
 impl FileAudit {
-    /// Starts the writer thread owning `sink`.
+    /// Opens (or resumes) the chain and starts its writer thread, which reopens the chain
+    /// from disk after a failed write.
+    ///
+    /// # Errors
+    /// [`SinkError`] from opening the chain, or an I/O error starting the thread.
+    pub fn open(config: SinkConfig, key: AuditKey) -> Result<(Self, OpenReport), SinkError> {
+        let (sink, report) = FileSink::open(config.clone(), key.clone())?;
+        let writer = Writer {
+            sink: Some(sink),
+            reopen: Some((config.clone(), key)),
+            closed: false,
+        };
+        let audit = Self::spawn(writer).map_err(|source| SinkError::Io {
+            op: "start writer thread for",
+            path: config.dir,
+            source,
+        })?;
+        Ok((audit, report))
+    }
+
+    /// Starts the writer thread owning `sink` (no reopen after a failure).
     pub fn start(sink: FileSink) -> std::io::Result<Self> {
+        Self::spawn(Writer {
+            sink: Some(sink),
+            reopen: None,
+            closed: false,
+        })
+    }
+
+    fn spawn(mut writer: Writer) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let healthy = Arc::new(AtomicBool::new(true));
         let flag = healthy.clone();
         std::thread::Builder::new()
             .name("resetline-audit".into())
             .spawn(move || {
-                let mut sink = Some(sink);
                 while let Ok(job) = rx.recv() {
                     match job {
                         Job::Append(records, reply) => {
-                            let result = match sink.as_mut() {
-                                Some(sink) => records
-                                    .iter()
-                                    .try_for_each(|r| sink.append(r).map(|_| ()))
-                                    .map_err(|e| e.to_string()),
-                                None => Err("the audit trail is closed".to_string()),
-                            };
+                            let result = writer.append(&records);
                             flag.store(result.is_ok(), Ordering::Relaxed);
                             let _ = reply.send(result);
                         }
+                        Job::Purge(cutoff, reply) => {
+                            let _ = reply.send(writer.purge(cutoff));
+                        }
                         Job::Close(reply) => {
-                            let result = match sink.take() {
+                            let result = match writer.sink.take() {
                                 Some(s) => s
-                                    .close(time::OffsetDateTime::now_utc())
+                                    .close(OffsetDateTime::now_utc())
                                     .map(|_| ())
                                     .map_err(|e| e.to_string()),
                                 None => Ok(()),
                             };
+                            writer.closed = true;
                             let _ = reply.send(result);
                         }
                     }
                 }
-                if let Some(mut s) = sink {
+                if let Some(mut s) = writer.sink.take() {
                     let _ = s.sync();
                 }
             })?;
         Ok(FileAudit { jobs, healthy })
     }
 
-    async fn ask(&self, job: impl FnOnce(Reply) -> Job) -> Result<(), BackendError> {
+    async fn ask<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T, BackendError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send(job(tx))
             .map_err(|_| BackendError::new("audit", "the audit writer stopped"))?;
         match rx.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(BackendError::new("audit", e)),
             Err(_) => Err(BackendError::new("audit", "the audit writer stopped")),
         }
@@ -108,12 +228,216 @@ impl AuditSink for FileAudit {
     fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+
+    fn purge(&self, cutoff: OffsetDateTime) -> BoxFuture<'_, Result<u64, BackendError>> {
+        Box::pin(self.ask(move |reply| Job::Purge(cutoff, reply)))
+    }
+}
+
+/// Whether calls go on while the audit sink is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Calls continue; their records wait in the retry buffer.
+    #[default]
+    Continue,
+    /// New calls are refused (the caller hears the technical-difficulty apology) while
+    /// anything waits; calls in progress continue, their records buffered.
+    Refuse,
+}
+
+/// The retry buffer's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferPolicy {
+    /// Most records kept while the sink is down.
+    pub capacity: usize,
+    /// Whether new calls go on while anything waits.
+    pub on_failure: OnFailure,
+}
+
+impl Default for BufferPolicy {
+    /// 10,000 records, calls continue.
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            on_failure: OnFailure::Continue,
+        }
+    }
+}
+
+/// Any [`AuditSink`] behind the retry buffer (see the module doc).
+#[derive(Debug)]
+pub struct Buffered {
+    inner: Arc<dyn AuditSink>,
+    policy: BufferPolicy,
+    queue: tokio::sync::Mutex<VecDeque<Record>>,
+    pending: AtomicU64,
+    retried: AtomicU64,
+    dropped: AtomicU64,
+    write_failures: AtomicU64,
+}
+
+impl Buffered {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn AuditSink>, policy: BufferPolicy) -> Self {
+        Self {
+            inner,
+            policy,
+            queue: tokio::sync::Mutex::new(VecDeque::new()),
+            pending: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Retries the buffered records, oldest first, until one fails. Returns how many wait.
+    pub async fn flush(&self) -> usize {
+        let mut queue = self.queue.lock().await;
+        let _ = self.drain(&mut queue).await;
+        queue.len()
+    }
+
+    /// Retries every `every` while anything waits, until the sink is dropped.
+    pub fn spawn_retry(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(this) = weak.upgrade() else { return };
+                if this.pending.load(Ordering::Relaxed) > 0 {
+                    let left = this.flush().await;
+                    if left == 0 {
+                        tracing::info!("audit sink recovered; every buffered record is written");
+                    }
+                }
+            }
+        })
+    }
+
+    async fn drain(&self, queue: &mut VecDeque<Record>) -> Result<(), BackendError> {
+        while let Some(record) = queue.front() {
+            if let Err(e) = self.inner.append(vec![record.clone()]).await {
+                self.write_failures.fetch_add(1, Ordering::Relaxed);
+                self.pending.store(queue.len() as u64, Ordering::Relaxed);
+                return Err(e);
+            }
+            queue.pop_front();
+            self.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues records behind the ones waiting; past the capacity they are dropped, loudly.
+    fn keep(&self, queue: &mut VecDeque<Record>, records: impl Iterator<Item = Record>) {
+        let mut dropped = 0u64;
+        for record in records {
+            if queue.len() < self.policy.capacity {
+                queue.push_back(record);
+            } else {
+                dropped += 1;
+                tracing::error!(event = %record.event, call = %record.call_id, "audit retry buffer full: record dropped");
+            }
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        self.pending.store(queue.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl AuditSink for Buffered {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut queue = self.queue.lock().await;
+            let mut failure = None;
+            if !queue.is_empty()
+                && let Err(e) = self.drain(&mut queue).await
+            {
+                failure = Some(e);
+            }
+            let mut records = records.into_iter();
+            if queue.is_empty() {
+                for record in records.by_ref() {
+                    if let Err(e) = self.inner.append(vec![record.clone()]).await {
+                        self.write_failures.fetch_add(1, Ordering::Relaxed);
+                        queue.push_back(record);
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.keep(&mut queue, records);
+            match failure {
+                None if queue.is_empty() => Ok(()),
+                None => Err(BackendError::new(
+                    "audit",
+                    format!("{} record(s) wait for a retry", queue.len()),
+                )),
+                Some(e) => Err(BackendError::new(
+                    "audit",
+                    format!(
+                        "{}; {} record(s) buffered for retry",
+                        e.message,
+                        queue.len()
+                    ),
+                )),
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let left = self.flush().await;
+            let closed = self.inner.close().await;
+            if left > 0 {
+                return Err(BackendError::new(
+                    "audit",
+                    format!("{left} buffered record(s) could not be written before shutdown"),
+                ));
+            }
+            closed
+        })
+    }
+
+    fn healthy(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) == 0 && self.inner.healthy()
+    }
+
+    fn stats(&self) -> AuditStats {
+        AuditStats {
+            pending: self.pending.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            write_failures: self.write_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn refuses_new_calls(&self) -> bool {
+        let pending = self.pending.load(Ordering::Relaxed);
+        pending > 0
+            && (self.policy.on_failure == OnFailure::Refuse
+                || pending >= self.policy.capacity as u64)
+    }
+
+    /// Purges through the queue's lock, after writing what waits, so the purge record takes
+    /// its place in order.
+    fn purge(&self, cutoff: OffsetDateTime) -> BoxFuture<'_, Result<u64, BackendError>> {
+        Box::pin(async move {
+            let mut queue = self.queue.lock().await;
+            self.drain(&mut queue).await?;
+            self.inner.purge(cutoff).await
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use resetline_audit::{AuditKey, ChainId, EventType, Outcome, SinkConfig};
+    use resetline_audit::{ChainId, EventType, Outcome};
 
     #[tokio::test]
     async fn appends_in_order_and_closes_with_a_checkpoint() {
@@ -152,5 +476,181 @@ mod tests {
         let report = resetline_audit::verify(dir.path(), &chain, &key).expect("verify");
         assert_eq!(report.records, 3);
         assert_eq!(report.checkpointed, 3, "the close wrote a final checkpoint");
+    }
+
+    fn rec(i: u32) -> Record {
+        Record::new(
+            time::OffsetDateTime::UNIX_EPOCH,
+            EventType::Identify,
+            Outcome::Success,
+            format!("CA{i}"),
+            "f",
+            "v",
+        )
+    }
+
+    fn calls(records: &[Record]) -> Vec<String> {
+        records.iter().map(|r| r.call_id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_fails_then_recovers_loses_nothing_and_keeps_the_order() {
+        let inner = Arc::new(resetline_engine::testing::MemoryAudit::default());
+        let buffered = Buffered::new(inner.clone(), BufferPolicy::default());
+        buffered.append(vec![rec(1)]).await.expect("written");
+        assert!(buffered.healthy());
+
+        inner.set_failing(true);
+        let err = buffered
+            .append(vec![rec(2), rec(3)])
+            .await
+            .expect_err("buffered");
+        assert!(err.message.contains("2 record(s) buffered"), "{err}");
+        assert!(!buffered.healthy(), "unhealthy while records wait");
+        assert!(!buffered.refuses_new_calls(), "on_failure: continue");
+        assert!(buffered.append(vec![rec(4)]).await.is_err());
+        assert_eq!(buffered.stats().pending, 3);
+        assert_eq!(buffered.flush().await, 3, "still down");
+
+        inner.set_failing(false);
+        // The next append writes what waits first, then its own record.
+        buffered.append(vec![rec(5)]).await.expect("recovered");
+        assert!(buffered.healthy());
+        assert_eq!(calls(&inner.records()), ["CA1", "CA2", "CA3", "CA4", "CA5"]);
+        let stats = buffered.stats();
+        assert_eq!((stats.pending, stats.retried, stats.dropped), (0, 3, 0));
+        assert!(stats.write_failures >= 2);
+    }
+
+    #[tokio::test]
+    async fn the_retry_task_writes_what_waits_without_new_traffic() {
+        let inner = Arc::new(resetline_engine::testing::MemoryAudit::failing());
+        let buffered = Arc::new(Buffered::new(inner.clone(), BufferPolicy::default()));
+        let _ = buffered.append(vec![rec(1), rec(2)]).await;
+        let task = buffered.spawn_retry(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!buffered.healthy());
+        inner.set_failing(false);
+        for _ in 0..200 {
+            if buffered.healthy() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(buffered.healthy());
+        assert_eq!(calls(&inner.records()), ["CA1", "CA2"]);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn refuse_policy_and_a_full_buffer_refuse_new_calls_and_count_drops() {
+        let inner = Arc::new(resetline_engine::testing::MemoryAudit::failing());
+        let refuse = Buffered::new(
+            inner.clone(),
+            BufferPolicy {
+                capacity: 10,
+                on_failure: OnFailure::Refuse,
+            },
+        );
+        assert!(!refuse.refuses_new_calls(), "nothing waits yet");
+        let _ = refuse.append(vec![rec(1)]).await;
+        assert!(refuse.refuses_new_calls());
+
+        let small = Buffered::new(
+            inner.clone(),
+            BufferPolicy {
+                capacity: 2,
+                on_failure: OnFailure::Continue,
+            },
+        );
+        let _ = small.append(vec![rec(1)]).await;
+        assert!(!small.refuses_new_calls(), "continue, and room left");
+        let _ = small.append(vec![rec(2), rec(3), rec(4)]).await;
+        let stats = small.stats();
+        assert_eq!((stats.pending, stats.dropped), (2, 2));
+        assert!(
+            small.refuses_new_calls(),
+            "a full buffer refuses whatever the policy"
+        );
+        inner.set_failing(false);
+        assert_eq!(small.flush().await, 0);
+        assert_eq!(calls(&inner.records()), ["CA1", "CA2"]);
+        assert!(!small.refuses_new_calls());
+    }
+
+    #[tokio::test]
+    async fn purge_through_the_buffer_and_the_writer_thread() {
+        use resetline_audit::{Rotation, SinkConfig};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = ChainId::new("t").expect("chain");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let config = SinkConfig {
+            rotation: Rotation {
+                max_bytes: None,
+                daily: true,
+            },
+            ..SinkConfig::new(dir.path(), chain.clone())
+        };
+        let (file, _) = FileAudit::open(config, key.clone()).expect("open");
+        let audit = Buffered::new(Arc::new(file), BufferPolicy::default());
+        let old = time::OffsetDateTime::now_utc() - time::Duration::days(400);
+        for i in 0..3 {
+            let mut r = rec(i);
+            r.time = old + time::Duration::days(i64::from(i));
+            audit.append(vec![r]).await.expect("append");
+        }
+        let mut recent = rec(9);
+        recent.time = time::OffsetDateTime::now_utc();
+        audit.append(vec![recent]).await.expect("append");
+        let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(365);
+        assert_eq!(audit.purge(cutoff).await.expect("purge"), 3);
+        audit.close().await.expect("close");
+        let report = resetline_audit::verify(dir.path(), &chain, &key).expect("verify");
+        assert_eq!((report.first_seq, report.records), (4, 2));
+    }
+
+    /// `chattr +i` makes writes to an already open file fail (EPERM) on ext4 as root: a real
+    /// disk-level write failure, then recovery.
+    fn immutable(path: &std::path::Path, on: bool) -> bool {
+        std::process::Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[tokio::test]
+    async fn a_file_sink_that_cannot_write_is_reopened_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = ChainId::new("t").expect("chain");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let (file, _) =
+            FileAudit::open(SinkConfig::new(dir.path(), chain.clone()), key.clone()).expect("open");
+        let audit = Buffered::new(Arc::new(file), BufferPolicy::default());
+        audit.append(vec![rec(1)]).await.expect("append");
+        let segment = dir.path().join("t.000001.jsonl");
+        if !immutable(&segment, true) {
+            eprintln!("skipped: chattr +i is not available here (needs root on ext4)");
+            return;
+        }
+        let failed = audit.append(vec![rec(2), rec(3)]).await;
+        let flushed_while_down = audit.flush().await;
+        immutable(&segment, false);
+        assert!(
+            failed.is_err(),
+            "the write must fail while the file is immutable"
+        );
+        assert_eq!(flushed_while_down, 2);
+        assert!(!audit.healthy());
+        assert_eq!(audit.flush().await, 0, "reopened and written");
+        assert!(audit.healthy());
+        audit.append(vec![rec(4)]).await.expect("append");
+        audit.close().await.expect("close");
+        let report = resetline_audit::verify(dir.path(), &chain, &key).expect("verify");
+        assert_eq!(report.records, 4);
+        let records =
+            resetline_audit::query(dir.path(), &chain, &Default::default()).expect("read");
+        let calls: Vec<String> = records.iter().map(|r| r.record.call_id.clone()).collect();
+        assert_eq!(calls, ["CA1", "CA2", "CA3", "CA4"]);
     }
 }

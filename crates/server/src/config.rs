@@ -65,10 +65,32 @@ struct RawDirectory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
-    dir: PathBuf,
+    #[serde(default = "default_audit_kind")]
+    kind: String,
+    dir: Option<PathBuf>,
+    url_env: Option<String>,
     #[serde(default = "default_chain")]
     chain: String,
     key_env: String,
+    #[serde(default = "default_retention_days")]
+    retention_days: u32,
+    #[serde(default = "default_on_failure")]
+    on_failure: String,
+    #[serde(default = "default_buffer_records")]
+    buffer_records: usize,
+}
+
+fn default_audit_kind() -> String {
+    "file".into()
+}
+fn default_retention_days() -> u32 {
+    365
+}
+fn default_on_failure() -> String {
+    "continue".into()
+}
+fn default_buffer_records() -> usize {
+    10_000
 }
 
 fn default_chain() -> String {
@@ -216,15 +238,38 @@ pub enum DirectoryConfig {
     },
 }
 
-/// The audit trail: a hash-chained JSON Lines file set.
+/// The audit trail.
 #[derive(Clone, Debug)]
 pub struct AuditConfig {
-    /// Directory of the chain's files (created if missing).
-    pub dir: PathBuf,
-    /// Chain id (file name prefix).
+    /// Where the chain is stored.
+    pub storage: AuditStorage,
+    /// Chain id (file name prefix, or the `chain` column). One writer per chain: give each
+    /// replica its own.
     pub chain: String,
     /// HMAC key for the chain and checkpoints (at least 32 characters).
     pub key: Secret,
+    /// Records older than this many days are purged (default 365).
+    pub retention_days: u32,
+    /// Whether new calls go on while the sink is down.
+    pub on_failure: crate::audit::OnFailure,
+    /// Most records kept for a retry while the sink is down (default 10,000).
+    pub buffer_records: usize,
+}
+
+/// Where audit records are stored.
+#[derive(Clone, Debug)]
+pub enum AuditStorage {
+    /// Hash-chained JSON Lines files (`kind: file`).
+    File {
+        /// Directory of the chain's files (created if missing).
+        dir: PathBuf,
+    },
+    /// PostgreSQL (`kind: postgres`).
+    Postgres {
+        /// Connection string (`postgres://user:password@host:port/db?sslmode=disable` or
+        /// `host=... user=...`), from the variable `url_env` names.
+        url: Secret,
+    },
 }
 
 /// Where SMS come from (Twilio Messages).
@@ -478,7 +523,58 @@ fn validate(
             raw.audit.chain
         ));
     }
-    let audit_dir = resolve(&raw.audit.dir);
+    let audit_storage = match (raw.audit.kind.as_str(), raw.audit.dir, raw.audit.url_env) {
+        ("file", Some(dir), None) => Some(AuditStorage::File { dir: resolve(&dir) }),
+        ("file", None, _) => {
+            problems.push("`audit.dir`: the file audit sink needs the directory of its files".into());
+            None
+        }
+        ("file", Some(_), Some(_)) => {
+            problems.push("`audit.url_env`: only for `kind: postgres`".into());
+            None
+        }
+        ("postgres", None, Some(url_env)) => secret_env(env, &url_env, "`audit.url_env`", 1, &mut problems)
+            .and_then(|url| {
+                let u = url.expose();
+                if u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains("host=") {
+                    Some(AuditStorage::Postgres { url })
+                } else {
+                    problems.push(format!("`audit.url_env`: environment variable `{url_env}` must hold a PostgreSQL connection string (postgres://... or host=...)"));
+                    None
+                }
+            }),
+        ("postgres", _, None) => {
+            problems.push("`audit.url_env`: the postgres audit sink needs the environment variable holding its connection string".into());
+            None
+        }
+        ("postgres", Some(_), Some(_)) => {
+            problems.push("`audit.dir`: only for `kind: file`".into());
+            None
+        }
+        (other, _, _) => {
+            problems.push(format!("`audit.kind`: `{other}` is not supported (supported: file, postgres)"));
+            None
+        }
+    };
+    if !(1..=36_500).contains(&raw.audit.retention_days) {
+        problems.push(format!(
+            "`audit.retention_days`: {} must be between 1 and 36500",
+            raw.audit.retention_days
+        ));
+    }
+    let on_failure = match raw.audit.on_failure.as_str() {
+        "continue" => crate::audit::OnFailure::Continue,
+        "refuse" => crate::audit::OnFailure::Refuse,
+        other => {
+            problems.push(format!(
+                "`audit.on_failure`: `{other}` must be continue or refuse"
+            ));
+            crate::audit::OnFailure::Continue
+        }
+    };
+    if raw.audit.buffer_records == 0 {
+        problems.push("`audit.buffer_records` must be at least 1".into());
+    }
     let sms = match raw.messages.sms {
         None => None,
         Some(RawSms {
@@ -599,39 +695,45 @@ fn validate(
     if raw.reload.poll_ms < 100 {
         problems.push("`reload.poll_ms` must be at least 100".into());
     }
-    match (listen, token, hash_key, directory, audit_key) {
-        (Some(listen), Some(auth_token), Some(hash_key), Some(directory), Some(audit_key))
-            if problems.is_empty() =>
-        {
-            Ok(Config {
-                listen,
-                public_url,
-                flows_dir,
-                prompts_dir,
-                carrier: CarrierConfig {
-                    account_sid: raw.carrier.account_sid,
-                    auth_token,
-                    api_base: raw.carrier.api_base.trim_end_matches('/').to_string(),
-                    api_timeout_ms: raw.carrier.api_timeout_ms,
-                },
-                directory,
-                audit: AuditConfig {
-                    dir: audit_dir,
-                    chain: raw.audit.chain,
-                    key: audit_key,
-                },
-                sms,
-                email,
-                tickets,
-                sms_prefixes: raw.limits.sms_prefixes,
-                global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
-                max_sessions: raw.sessions.max,
-                hash_key,
-                budget_ms: raw.budget_ms,
-                reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
-                log: raw.log.format,
-            })
-        }
+    match (listen, token, hash_key, directory, audit_key, audit_storage) {
+        (
+            Some(listen),
+            Some(auth_token),
+            Some(hash_key),
+            Some(directory),
+            Some(audit_key),
+            Some(audit_storage),
+        ) if problems.is_empty() => Ok(Config {
+            listen,
+            public_url,
+            flows_dir,
+            prompts_dir,
+            carrier: CarrierConfig {
+                account_sid: raw.carrier.account_sid,
+                auth_token,
+                api_base: raw.carrier.api_base.trim_end_matches('/').to_string(),
+                api_timeout_ms: raw.carrier.api_timeout_ms,
+            },
+            directory,
+            audit: AuditConfig {
+                storage: audit_storage,
+                chain: raw.audit.chain,
+                key: audit_key,
+                retention_days: raw.audit.retention_days,
+                on_failure,
+                buffer_records: raw.audit.buffer_records,
+            },
+            sms,
+            email,
+            tickets,
+            sms_prefixes: raw.limits.sms_prefixes,
+            global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
+            max_sessions: raw.sessions.max,
+            hash_key,
+            budget_ms: raw.budget_ms,
+            reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
+            log: raw.log.format,
+        }),
         _ => Err(problems),
     }
 }
@@ -751,5 +853,72 @@ mod tests {
         let err = load(&write(dir.path(), &format!("{GOOD}lisen: 1\n")), &env)
             .expect_err("unknown field");
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn audit_sinks_retention_and_failure_policy_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(&write(dir.path(), GOOD), &env).expect("config");
+        assert!(matches!(c.audit.storage, AuditStorage::File { .. }));
+        assert_eq!(c.audit.retention_days, 365);
+        assert_eq!(c.audit.on_failure, crate::audit::OnFailure::Continue);
+        assert_eq!(c.audit.buffer_records, 10_000);
+
+        let pg = GOOD.replace(
+            "audit: { dir: audit, key_env: KEY }",
+            "audit: { kind: postgres, url_env: PGURL, key_env: KEY, chain: node-1, retention_days: 30, on_failure: refuse }",
+        );
+        let with_url = |name: &str| match name {
+            "PGURL" => Some("postgres://resetline:pw@127.0.0.1:5432/resetline".to_string()),
+            other => env(other),
+        };
+        let c = load(&write(dir.path(), &pg), &with_url).expect("postgres config");
+        match &c.audit.storage {
+            AuditStorage::Postgres { url } => assert!(url.expose().starts_with("postgres://")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.audit.on_failure, crate::audit::OnFailure::Refuse);
+        assert_eq!(c.audit.retention_days, 30);
+
+        let text = load(&write(dir.path(), &pg), &env)
+            .expect_err("unset url")
+            .to_string();
+        assert!(
+            text.contains("`audit.url_env`") && text.contains("PGURL"),
+            "{text}"
+        );
+        let not_a_url = |name: &str| match name {
+            "PGURL" => Some("secret-password".to_string()),
+            other => env(other),
+        };
+        let text = load(&write(dir.path(), &pg), &not_a_url)
+            .expect_err("not a url")
+            .to_string();
+        assert!(text.contains("connection string"), "{text}");
+        assert!(!text.contains("secret-password"), "no value echoed: {text}");
+
+        let bad = GOOD.replace(
+            "audit: { dir: audit, key_env: KEY }",
+            "audit: { kind: s3, key_env: KEY, retention_days: 0, on_failure: panic, buffer_records: 0 }",
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`audit.kind`",
+            "`audit.retention_days`",
+            "`audit.on_failure`",
+            "`audit.buffer_records`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let no_url = GOOD.replace(
+            "audit: { dir: audit, key_env: KEY }",
+            "audit: { kind: postgres, key_env: KEY }",
+        );
+        let text = load(&write(dir.path(), &no_url), &env)
+            .expect_err("no url_env")
+            .to_string();
+        assert!(text.contains("needs the environment variable"), "{text}");
     }
 }

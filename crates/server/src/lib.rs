@@ -160,8 +160,10 @@ impl Webhook {
 }
 
 /// Parses the form body and checks `X-Twilio-Signature` over the public URL.
+/// A refused signature is audited (rate-limited) before the 403 goes out, like every other
+/// record: nothing is answered before its audit record is written.
 #[allow(clippy::result_large_err)] // the Err is the finished 4xx response, built once per refused request
-fn verify(
+async fn verify(
     state: &AppState,
     uri: &Uri,
     headers: &HeaderMap,
@@ -215,14 +217,7 @@ fn verify(
         } else {
             record
         };
-        let audit = state.inner.audit.clone();
-        let metrics = state.inner.metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = audit.append(vec![record]).await {
-                metrics.audit_failed();
-                tracing::error!(error = %e, "audit record not written");
-            }
-        });
+        append_audit(state, vec![record]).await;
         tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
         return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
     }
@@ -231,13 +226,13 @@ fn verify(
 
 /// `verify`, then the request's `CallSid` (400 when missing or malformed).
 #[allow(clippy::result_large_err)] // as for `verify`
-fn verify_call(
+async fn verify_call(
     state: &AppState,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Webhook, String), Response> {
-    let hook = verify(state, uri, headers, body)?;
+    let hook = verify(state, uri, headers, body).await?;
     match hook
         .get("CallSid")
         .filter(|s| valid_call_sid(s))
@@ -321,7 +316,7 @@ async fn incoming(
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
     timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), async {
-        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
             Ok(found) => found,
             Err(r) => return r,
         };
@@ -336,6 +331,11 @@ async fn incoming(
         let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
         let (mut session, revision) = match state.inner.store.load(&call_sid).await {
             Ok(Some((s, rev))) => (s, rev),
+            Ok(None) if state.inner.audit.refuses_new_calls() => {
+                state.inner.metrics.audit_refused_call();
+                tracing::error!(flow = %flow_id, "new call refused: the audit sink is down (audit.on_failure: refuse, or its retry buffer is full)");
+                return apology(&state, &flow_id);
+            }
             Ok(None) => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
             Err(e) => return store_trouble(&state, &flow_id, &e),
         };
@@ -400,7 +400,7 @@ async fn step_common(
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
     timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), async {
-        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
             Ok(found) => found,
             Err(r) => return r,
         };
@@ -451,7 +451,7 @@ async fn status(
         "status",
         tracing::info_span!("webhook", route = "status", flow = %flow_id),
         async {
-            let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body) {
+            let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
                 Ok(found) => found,
                 Err(r) => return r,
             };
@@ -557,7 +557,7 @@ async fn sms_status(
     body: Bytes,
 ) -> Response {
     timed(&state, "sms_status", tracing::info_span!("webhook", route = "sms_status"), async {
-        let hook = match verify(&state, &uri, &headers, &body) {
+        let hook = match verify(&state, &uri, &headers, &body).await {
             Ok(h) => h,
             Err(r) => return r,
         };
@@ -641,6 +641,11 @@ fn ended_metric(
 /// catalog's `technical_difficulty`) and a next step, never silence or a 500.
 fn store_trouble(state: &AppState, flow_id: &str, e: &StoreError) -> Response {
     tracing::error!(flow = %flow_id, error = %e, "session store failed");
+    apology(state, flow_id)
+}
+
+/// The technical-difficulty apology and a hang-up.
+fn apology(state: &AppState, flow_id: &str) -> Response {
     let (text, locale, voice) = engine_prompt(
         state,
         flow_id,
@@ -688,7 +693,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "no flow loaded\n").into_response();
     }
     if !state.inner.audit.healthy() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "audit sink failing\n").into_response();
+        let body = match state.inner.audit.stats().pending {
+            0 => "audit sink failing\n".to_string(),
+            n => format!("audit sink failing: {n} record(s) waiting for a retry\n"),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
     (StatusCode::OK, body).into_response()
@@ -697,7 +706,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics_text(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.inner.metrics.render(state.inner.store.len()),
+        state.inner.metrics.render(state.inner.store.len())
+            + &metrics::audit_lines(&state.inner.audit.stats()),
     )
         .into_response()
 }

@@ -18,6 +18,7 @@ pub struct Metrics {
     calls_started: AtomicU64,
     signature_failures: AtomicU64,
     audit_failures: AtomicU64,
+    audit_refused_calls: AtomicU64,
     webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
     ended: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
@@ -58,6 +59,11 @@ impl Metrics {
     /// Audit records could not be written.
     pub fn audit_failed(&self) {
         self.audit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new call was refused because the audit sink is down.
+    pub fn audit_refused_call(&self) {
+        self.audit_refused_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A webhook was answered.
@@ -130,6 +136,11 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP resetline_audit_refused_calls_total New calls refused because the audit sink was down.\n# TYPE resetline_audit_refused_calls_total counter\nresetline_audit_refused_calls_total {}",
+            self.audit_refused_calls.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP resetline_webhooks_total Webhooks answered, by route and HTTP status.\n# TYPE resetline_webhooks_total counter"
         );
         if let Ok(m) = self.webhooks.lock() {
@@ -172,4 +183,15 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The audit retry buffer's figures, in the text format.
+pub fn audit_lines(stats: &resetline_engine::AuditStats) -> String {
+    format!(
+        "# HELP resetline_audit_pending Audit records waiting for a retry (the sink failed).\n# TYPE resetline_audit_pending gauge\nresetline_audit_pending {}\n\
+         # HELP resetline_audit_retried_total Audit records written by a retry.\n# TYPE resetline_audit_retried_total counter\nresetline_audit_retried_total {}\n\
+         # HELP resetline_audit_dropped_total Audit records dropped because the retry buffer was full.\n# TYPE resetline_audit_dropped_total counter\nresetline_audit_dropped_total {}\n\
+         # HELP resetline_audit_write_failures_total Failed audit write attempts, retries included.\n# TYPE resetline_audit_write_failures_total counter\nresetline_audit_write_failures_total {}\n",
+        stats.pending, stats.retried, stats.dropped, stats.write_failures
+    )
 }

@@ -35,6 +35,20 @@ fn rig_with(flows_dir: &Path) -> Rig {
 }
 
 fn rig_full(flows_dir: &Path, audit: resetline_engine::testing::MemoryAudit) -> Rig {
+    let audit = Arc::new(audit);
+    let (state, log, store) = rig_sink(flows_dir, audit.clone());
+    Rig {
+        state,
+        log,
+        store,
+        audit,
+    }
+}
+
+fn rig_sink(
+    flows_dir: &Path,
+    audit: Arc<dyn resetline_engine::AuditSink>,
+) -> (AppState, Arc<CallLog>, Arc<MemoryStore>) {
     let log = Arc::new(CallLog::default());
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
     let engine = Engine {
@@ -64,22 +78,16 @@ fn rig_full(flows_dir: &Path, audit: resetline_engine::testing::MemoryAudit) -> 
         "{results:?}"
     );
     let store = Arc::new(MemoryStore::new(clock, 1000));
-    let audit = Arc::new(audit);
     let state = AppState::new(
         PUBLIC,
         Secret::new(TOKEN),
         engine,
         registry,
         store.clone(),
-        audit.clone(),
+        audit,
         root().join("voice-prompts"),
     );
-    Rig {
-        state,
-        log,
-        store,
-        audit,
-    }
+    (state, log, store)
 }
 
 fn rig() -> Rig {
@@ -618,6 +626,87 @@ async fn a_failing_audit_sink_is_counted_and_reported_not_ready_while_calls_go_o
     .await;
     assert!(
         metrics.contains("resetline_audit_failures_total 1"),
+        "{metrics}"
+    );
+}
+
+async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
+    send(state, Request::get(path).body(Body::empty()).expect("req")).await
+}
+
+#[tokio::test]
+async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() {
+    use resetline_server::audit::{BufferPolicy, Buffered, OnFailure};
+    // The same call against a sink that never fails, for the expected records.
+    let reference = rig();
+    send(&reference.state, signed("/voice/pin-reset", &incoming())).await;
+    press(&reference.state, 1, "1004217").await;
+    press(&reference.state, 2, "27182818").await;
+    let expected: Vec<String> = reference
+        .audit
+        .records()
+        .iter()
+        .map(|r| format!("{} {}", r.event, r.reason))
+        .collect();
+    assert!(expected.len() >= 4, "{expected:?}");
+
+    let memory = Arc::new(resetline_engine::testing::MemoryAudit::default());
+    let buffered = Arc::new(Buffered::new(
+        memory.clone(),
+        BufferPolicy {
+            capacity: 100,
+            on_failure: OnFailure::Refuse,
+        },
+    ));
+    let (state, _, store) = rig_sink(&root().join("flows"), buffered.clone());
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+
+    memory.set_failing(true);
+    let (status, body) = send(&state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Please enter your employee ID"), "{body}");
+    let (status, body) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("record(s) waiting for a retry"), "{body}");
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(!metrics.contains("resetline_audit_pending 0"), "{metrics}");
+
+    // on_failure: refuse — a new call hears the apology and starts nothing...
+    let other = "CA99999999999999999999999999999999";
+    let mut params = incoming();
+    params[0] = ("CallSid", other);
+    let (status, body) = send(&state, signed("/voice/pin-reset", &params)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Please call again in a few minutes"),
+        "{body}"
+    );
+    assert!(body.contains("<Hangup />"), "{body}");
+    assert!(store.load(other).await.expect("store").is_none());
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(
+        metrics.contains("resetline_audit_refused_calls_total 1"),
+        "{metrics}"
+    );
+    // ...while the call in progress goes on.
+    let (status, body) = press(&state, 1, "1004217").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Please enter your current PIN"), "{body}");
+
+    memory.set_failing(false);
+    let (_, body) = press(&state, 2, "27182818").await;
+    assert!(body.contains("Please enter your new PIN"), "{body}");
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    let got: Vec<String> = memory
+        .records()
+        .iter()
+        .map(|r| format!("{} {}", r.event, r.reason))
+        .collect();
+    assert_eq!(got, expected, "nothing lost, nothing reordered");
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(metrics.contains("resetline_audit_pending 0"), "{metrics}");
+    assert!(
+        metrics.contains("resetline_audit_dropped_total 0"),
         "{metrics}"
     );
 }

@@ -47,32 +47,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { dir, chain, key }) => {
-            let chain = resetline_audit::ChainId::new(&chain)
-                .map_err(|e| anyhow::anyhow!("--chain: {e}"))?;
-            let key = resetline_audit::AuditKey::new(key.as_bytes())
-                .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
-            match resetline_audit::verify(&dir, &chain, &key) {
-                Ok(report) => {
-                    println!(
-                        "ok: {} records in {} segment(s), {} checkpoint(s); the last checkpoint covers {} record(s)",
-                        report.records,
-                        report.segments.len(),
-                        report.checkpoints,
-                        report.checkpointed
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(
-                    e @ (resetline_audit::VerifyError::Io { .. }
-                    | resetline_audit::VerifyError::NoSegments { .. }),
-                ) => Err(anyhow::anyhow!("{e}")),
-                Err(e) => {
-                    println!("TAMPERED OR DAMAGED: {e}");
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
+        Command::Audit(AuditCommand::Verify { trail }) => audit::verify(&trail),
+        Command::Audit(AuditCommand::Purge {
+            trail,
+            retention_days,
+        }) => audit::purge(&trail, retention_days),
         Command::Audit(AuditCommand::Query(filter)) => audit::query(&filter, None),
         Command::Audit(AuditCommand::Tail { filter, lines }) => audit::query(&filter, Some(lines)),
         Command::Audit(AuditCommand::Timeline { dir, call, chain }) => {

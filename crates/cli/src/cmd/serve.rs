@@ -17,8 +17,10 @@ use resetline_engine::{
     AuditSink, Directory, Engine, Messenger, OsRandom, Random, Recording, Secret, SystemClock,
     Tickets,
 };
-use resetline_server::audit::FileAudit;
-use resetline_server::config::{self, DirectoryConfig, LogFormat, SmsFrom, TicketAuth};
+use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
+use resetline_server::config::{
+    self, AuditStorage, DirectoryConfig, LogFormat, SmsFrom, TicketAuth,
+};
 use resetline_server::{AppState, Registry, ReloadResult, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
@@ -33,7 +35,9 @@ struct Setup {
     messenger: Arc<dyn Messenger>,
     tickets: Arc<dyn Tickets>,
     outbox: Option<Arc<Outbox>>,
-    audit: Arc<dyn AuditSink>,
+    audit: AuditOpen,
+    audit_policy: BufferPolicy,
+    retention_days: Option<u32>,
     limits: resetline_engine::SendLimits,
     flows_dir: PathBuf,
     prompts_dir: PathBuf,
@@ -121,7 +125,22 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         }
         None => Arc::new(NoTickets),
     };
-    let audit = open_audit(&cfg.audit.dir, &cfg.audit.chain, &cfg.audit.key)?;
+    let audit = match &cfg.audit.storage {
+        AuditStorage::File { dir } => {
+            AuditOpen::Ready(Arc::new(open_audit(dir, &cfg.audit.chain, &cfg.audit.key)?))
+        }
+        AuditStorage::Postgres { url } => AuditOpen::Postgres(Box::new((
+            resetline_audit_postgres::PgConfig {
+                db: resetline_audit_postgres::parse_url(url.expose())
+                    .map_err(|e| anyhow::anyhow!("audit: {e}"))?,
+                chain: resetline_audit::ChainId::new(&cfg.audit.chain)
+                    .map_err(|e| anyhow::anyhow!("audit chain: {e}"))?,
+                checkpoint_every: 1000,
+            },
+            resetline_audit::AuditKey::new(cfg.audit.key.expose().as_bytes())
+                .map_err(|e| anyhow::anyhow!("audit key: {e}"))?,
+        ))),
+    };
     if cfg.sms.is_none() || cfg.email.is_none() || cfg.tickets.is_none() {
         tracing::warn!(
             sms = cfg.sms.is_some(),
@@ -140,7 +159,12 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         messenger: Arc::new(messenger),
         tickets,
         outbox: None,
-        audit: Arc::new(audit),
+        audit,
+        audit_policy: BufferPolicy {
+            capacity: cfg.audit.buffer_records,
+            on_failure: cfg.audit.on_failure,
+        },
+        retention_days: Some(cfg.audit.retention_days),
         limits: resetline_engine::SendLimits {
             sms_prefixes: cfg.sms_prefixes.clone(),
             global: (cfg.global_sends_per_hour, 3_600_000),
@@ -203,7 +227,9 @@ pub(crate) fn demo(
             Default::default(),
         ))),
         outbox: Some(outbox),
-        audit: Arc::new(audit),
+        audit: AuditOpen::Ready(Arc::new(audit)),
+        audit_policy: BufferPolicy::default(),
+        retention_days: None,
         limits: Default::default(),
         flows_dir: flows.to_path_buf(),
         prompts_dir: prompts.to_path_buf(),
@@ -216,20 +242,69 @@ pub(crate) fn demo(
     code
 }
 
+/// The audit sink, or what is needed to open it inside the runtime (PostgreSQL).
+enum AuditOpen {
+    Ready(Arc<dyn AuditSink>),
+    Postgres(
+        Box<(
+            resetline_audit_postgres::PgConfig,
+            resetline_audit::AuditKey,
+        )>,
+    ),
+}
+
+impl AuditOpen {
+    async fn open(self) -> anyhow::Result<Arc<dyn AuditSink>> {
+        match self {
+            AuditOpen::Ready(sink) => Ok(sink),
+            AuditOpen::Postgres(boxed) => {
+                let (config, key) = *boxed;
+                let chain = config.chain.clone();
+                let (sink, resumed) = resetline_audit_postgres::PgAudit::open(config, key)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("audit database: {e}"))?;
+                tracing::info!(chain = %chain, resumes_after = resumed, "audit trail open (PostgreSQL)");
+                Ok(Arc::new(sink))
+            }
+        }
+    }
+}
+
 /// Opens (or resumes) the hash-chained audit files and starts their writer thread.
 fn open_audit(dir: &Path, chain: &str, key: &Secret) -> anyhow::Result<FileAudit> {
     let chain =
         resetline_audit::ChainId::new(chain).map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;
     let key = resetline_audit::AuditKey::new(key.expose().as_bytes())
         .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
-    let (sink, report) =
-        resetline_audit::FileSink::open(resetline_audit::SinkConfig::new(dir, chain), key)
-            .map_err(|e| anyhow::anyhow!("audit trail in {}: {e}", dir.display()))?;
+    let (audit, report) = FileAudit::open(resetline_audit::SinkConfig::new(dir, chain), key)
+        .map_err(|e| anyhow::anyhow!("audit trail in {}: {e}", dir.display()))?;
     for torn in &report.torn {
         tracing::warn!(?torn, "a torn last audit line (crash) was moved aside");
     }
     tracing::info!(dir = %dir.display(), resumes_after = report.last_seq, "audit trail open");
-    FileAudit::start(sink).context("cannot start the audit writer")
+    Ok(audit)
+}
+
+/// Retention: purges records older than `days` a minute after start, then every 6 hours.
+async fn retention(audit: Arc<dyn AuditSink>, clock: Arc<SystemClock>, days: u32) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(6 * 3600);
+        let now_ms = resetline_engine::Clock::now_ms(clock.as_ref());
+        let now = resetline_audit::time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(now_ms) * 1_000_000,
+        )
+        .unwrap_or(resetline_audit::time::OffsetDateTime::UNIX_EPOCH);
+        let cutoff = now - resetline_audit::time::Duration::days(i64::from(days));
+        match audit.purge(cutoff).await {
+            Ok(0) => tracing::debug!(retention_days = days, "audit retention: nothing to purge"),
+            Ok(removed) => {
+                tracing::info!(removed, retention_days = days, "audit retention purge done")
+            }
+            Err(e) => tracing::warn!(error = %e, "audit retention purge failed; retried later"),
+        }
+    }
 }
 
 fn report(results: &[ReloadResult]) {
@@ -261,6 +336,12 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
         let clock = Arc::new(SystemClock);
+        let buffered = Arc::new(Buffered::new(setup.audit.open().await?, setup.audit_policy));
+        let _retry = buffered.spawn_retry(Duration::from_secs(1));
+        let audit: Arc<dyn AuditSink> = buffered;
+        if let Some(days) = setup.retention_days {
+            tokio::spawn(retention(audit.clone(), clock.clone(), days));
+        }
         let engine = Engine {
             catalogs: Arc::new(Default::default()),
             directory: setup.directory.clone(),
@@ -286,7 +367,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             engine,
             registry.clone(),
             store.clone(),
-            setup.audit.clone(),
+            audit.clone(),
             setup.prompts_dir.clone(),
         );
 
@@ -357,7 +438,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             .with_graceful_shutdown(shutdown())
             .await
             .context("server failed")?;
-        if let Err(e) = setup.audit.close().await {
+        if let Err(e) = audit.close().await {
             tracing::error!(error = %e, "audit trail not closed cleanly");
         }
         tracing::info!("stopped");

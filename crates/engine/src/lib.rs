@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use action::{Action, Spoken};
 pub use backend::{
-    Account, AccountState, AuditSink, BackendError, BoxFuture, Counters, Directory, LockPolicy,
+    Account, AccountState, AuditSink, BackendError, BoxFuture, CallLeases, Counters, Directory, LockPolicy,
     LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording, RecordingAck,
     RecordingChange, SendError, SendLimits, SentMessage, SessionStore, SetSecretError, StoreError,
     TicketRef, Tickets,

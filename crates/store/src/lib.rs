@@ -80,9 +80,7 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         let now = self.clock.now_ms();
         let result = (move || {
-            let bytes = serde_json::to_vec(&session)
-                .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())))?
-                .into_boxed_slice();
+            let bytes = encode(&session)?.into_boxed_slice();
             if expected == 0 && self.map.len() >= self.max_sessions {
                 self.sweep();
                 if self.map.len() >= self.max_sessions {
@@ -128,9 +126,16 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// A session as every store keeps it: compact JSON carrying its `format` (the Redis store
+/// holds the same bytes).
+pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(session)
+        .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())))
+}
+
 /// Reads a stored session; refuses one written in a newer format (rolling upgrades: an old
 /// replica must not misread a newer replica's session).
-fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
+pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
     let session: Session = serde_json::from_slice(bytes).map_err(|e| {
         StoreError::Backend(BackendError::new(
             "sessions",

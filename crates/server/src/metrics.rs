@@ -18,6 +18,7 @@ pub struct Metrics {
     calls_started: AtomicU64,
     signature_failures: AtomicU64,
     audit_failures: AtomicU64,
+    store_failures: AtomicU64,
     webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
     ended: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
@@ -58,6 +59,11 @@ impl Metrics {
     /// Audit records could not be written.
     pub fn audit_failed(&self) {
         self.audit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The session store (or a call lease) failed or timed out for a webhook.
+    pub fn store_failed(&self) {
+        self.store_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A webhook was answered.
@@ -127,6 +133,11 @@ impl Metrics {
             out,
             "# HELP resetline_audit_failures_total Audit writes that failed.\n# TYPE resetline_audit_failures_total counter\nresetline_audit_failures_total {}",
             self.audit_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP resetline_store_failures_total Webhooks the session store failed (unreachable, slow, refused).\n# TYPE resetline_store_failures_total counter\nresetline_store_failures_total {}",
+            self.store_failures.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -78,7 +78,7 @@ async fn a_session_from_a_newer_format_is_refused_not_misread() {
     let server = RedisServer::start(dir.path(), false).expect("redis");
     let s = store(&server, Arc::new(SystemClock));
     let mut newer = session("CA1");
-    newer.format = resetline_engine::session::FORMAT + 1;
+    newer.format = resetline_engine::session::READS_UP_TO + 1;
     s.save(newer, 0, 60_000).await.expect("save");
     assert!(matches!(s.load("CA1").await, Err(StoreError::Backend(_))));
 }

@@ -142,13 +142,13 @@ pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
             format!("unreadable session: {e}"),
         ))
     })?;
-    if session.format > resetline_engine::session::FORMAT {
+    if session.format > resetline_engine::session::READS_UP_TO {
         return Err(StoreError::Backend(BackendError::new(
             "sessions",
             format!(
-                "session format {} is newer than this build's {}",
+                "session format {} is newer than this build reads ({})",
                 session.format,
-                resetline_engine::session::FORMAT
+                resetline_engine::session::READS_UP_TO
             ),
         )));
     }
@@ -331,7 +331,7 @@ mod tests {
     async fn a_session_from_a_newer_format_is_refused_not_misread() {
         let store = MemoryStore::new(Arc::new(FakeClock::at(1000)), 10);
         let mut s = session("CA1");
-        s.format = resetline_engine::session::FORMAT + 1;
+        s.format = resetline_engine::session::READS_UP_TO + 1;
         store.save(s, 0, 60_000).await.ok();
         assert!(matches!(
             store.load("CA1").await,

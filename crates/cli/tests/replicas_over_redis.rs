@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resetline_store_redis::testing::{RedisServer, free_port};
+use resetline_store_redis::testing::{RedisOptions, RedisServer, free_port};
 use support::{ACCOUNT, Log, TOKEN, form_value, get, post_webhook, start_providers};
 
 const PUBLIC: &str = "https://ivr.example.com";
@@ -33,7 +33,16 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(scratch: &Path, name: &str, redis_url: &str, fake_url: &str) -> Replica {
+    /// `store_extra`: more `store:` fields; `env`: more environment variables.
+    fn start_with(
+        scratch: &Path,
+        name: &str,
+        redis: &RedisServer,
+        fake_url: &str,
+        store_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Replica {
+        let redis_url = redis.url();
         let root = root();
         let port = free_port().expect("port");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -49,7 +58,7 @@ impl Replica {
                  messages: {{ sms: {{ from: \"+15555550000\" }} }}\n\
                  tickets: {{ kind: servicenow, base_url: \"{fake_url}\", username: resetline, password_env: RL_SN_PASSWORD }}\n\
                  hash_key_env: RL_HASH_KEY\nreload: {{ enabled: false }}\n\
-                 store: {{ kind: redis, url: \"{redis_url}\", key_prefix: \"{PREFIX}\", timeout_ms: 300 }}\n",
+                 store: {{ kind: redis, url: \"{redis_url}\", key_prefix: \"{PREFIX}\", timeout_ms: 300{store_extra} }}\n",
                 flows = root.join("flows").display(),
                 prompts = root.join("voice-prompts").display(),
                 users = scratch.join("users.yaml").display(),
@@ -59,6 +68,7 @@ impl Replica {
         .expect("config");
         let log = scratch.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_resetline"))
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -146,6 +156,18 @@ struct Cluster {
 }
 
 async fn cluster(persistent: bool) -> Cluster {
+    cluster_with(
+        RedisOptions {
+            persistent,
+            ..RedisOptions::default()
+        },
+        "",
+        &[],
+    )
+    .await
+}
+
+async fn cluster_with(options: RedisOptions, store_extra: &str, env: &[(&str, &str)]) -> Cluster {
     let scratch = tempfile::tempdir().expect("tempdir");
     std::fs::copy(
         root().join("examples/demo/users.yaml"),
@@ -154,10 +176,13 @@ async fn cluster(persistent: bool) -> Cluster {
     .expect("copy users");
     let redis_dir = scratch.path().join("redis");
     std::fs::create_dir_all(&redis_dir).expect("redis dir");
-    let redis = RedisServer::start(&redis_dir, persistent).expect("redis-server");
+    let redis = RedisServer::start_with(&redis_dir, options).expect("redis-server");
     let (fake_url, log) = start_providers().await;
-    let a = Replica::start(scratch.path(), "a", &redis.url(), &fake_url);
-    let b = Replica::start(scratch.path(), "b", &redis.url(), &fake_url);
+    let ca = redis.ca_file().display().to_string();
+    let mut env = env.to_vec();
+    env.push(("SSL_CERT_FILE", &ca));
+    let a = Replica::start_with(scratch.path(), "a", &redis, &fake_url, store_extra, &env);
+    let b = Replica::start_with(scratch.path(), "b", &redis, &fake_url, store_extra, &env);
     a.wait_ready("200").await;
     b.wait_ready("200").await;
     Cluster {
@@ -478,4 +503,44 @@ async fn a_redis_restart_mid_call_is_survived_and_audited() {
     finish_call(&c, sid, [&c.b, &c.a, &c.b]).await;
     let audit = format!("{}{}", c.a.audit(), c.b.audit());
     assert!(audit.contains("\"authn_password_change\""), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_password_from_the_environment() {
+    let password = "redis-password-from-env";
+    let c = cluster_with(
+        RedisOptions {
+            tls: true,
+            password: Some(password.into()),
+            ..RedisOptions::default()
+        },
+        ", password_env: RL_REDIS_PASSWORD",
+        &[("RL_REDIS_PASSWORD", password)],
+    )
+    .await;
+    assert!(c.redis.url().starts_with("rediss://"));
+    let sid = "CA0123456789abcdef0123456789abc005";
+    let i = start_call(&c, sid, 0).await;
+    choose_sms(&c, sid, i).await;
+    finish_call(&c, sid, [c.nth(i + 1), c.nth(i + 2), c.nth(i + 3)]).await;
+
+    // A replica with the wrong password stays unready, and says why without the password.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(root().join("examples/demo/users.yaml"), scratch.path().join("users.yaml"))
+        .expect("users");
+    let ca = c.redis.ca_file().display().to_string();
+    let wrong = Replica::start_with(
+        scratch.path(),
+        "wrong",
+        &c.redis,
+        "http://127.0.0.1:9",
+        ", password_env: RL_REDIS_PASSWORD",
+        &[("RL_REDIS_PASSWORD", "not-the-password"), ("SSL_CERT_FILE", &ca)],
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ready = wrong.readyz().await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("session store unreachable"), "{ready}");
+    let log = std::fs::read_to_string(&wrong.log).unwrap_or_default();
+    assert!(!log.contains("not-the-password") && !log.contains("panicked"), "{log}");
 }

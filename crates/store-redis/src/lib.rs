@@ -157,10 +157,15 @@ impl RedisStore {
             ));
         }
         let mut url = config.url.expose().to_string();
-        if config.tls {
-            if let Some(rest) = url.strip_prefix("redis://") {
-                url = format!("rediss://{rest}");
-            }
+        if config.tls
+            && let Some(rest) = url.strip_prefix("redis://")
+        {
+            url = format!("rediss://{rest}");
+        }
+        if url.starts_with("rediss://") {
+            // The redis client builds its rustls config from the process-wide provider; make
+            // sure there is one (aws-lc-rs, as reqwest uses) whatever features others enable.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
         let mut info = url
             .as_str()

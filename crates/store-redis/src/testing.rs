@@ -14,7 +14,20 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
-    persistent: bool,
+    options: RedisOptions,
+}
+
+/// How to run the test server.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// Append-only file with an fsync per write (a restart loses nothing); otherwise no
+    /// persistence at all.
+    pub persistent: bool,
+    /// TLS only (no plain port), with a certificate for 127.0.0.1 signed by a throwaway CA
+    /// written to `<dir>/ca.pem` (needs the `openssl` command).
+    pub tls: bool,
+    /// `requirepass`.
+    pub password: Option<String>,
 }
 
 /// A port nobody listens on right now (Redis cannot be asked for port 0).
@@ -26,13 +39,27 @@ impl RedisServer {
     /// Starts a server keeping its files in `dir`. `persistent`: append-only file with an
     /// fsync per write (a restart loses nothing); otherwise no persistence at all.
     pub fn start(dir: &Path, persistent: bool) -> std::io::Result<Self> {
+        RedisServer::start_with(
+            dir,
+            RedisOptions {
+                persistent,
+                ..RedisOptions::default()
+            },
+        )
+    }
+
+    /// Starts a server with `options`, keeping its files in `dir`.
+    pub fn start_with(dir: &Path, options: RedisOptions) -> std::io::Result<Self> {
+        if options.tls {
+            make_certificates(dir)?;
+        }
         let mut last = None;
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port()?,
                 dir: dir.to_path_buf(),
-                persistent,
+                options: options.clone(),
             };
             match server.launch() {
                 Ok(()) => return Ok(server),
@@ -42,19 +69,38 @@ impl RedisServer {
         Err(last.unwrap_or_else(|| std::io::Error::other("redis-server did not start")))
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS; never with the password).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate clients must trust (TLS servers only).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     fn launch(&mut self) -> std::io::Result<()> {
         let port = self.port.to_string();
         let dir = self.dir.display().to_string();
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
         let mut args = vec![
-            "--port", &port, "--bind", "127.0.0.1", "--dir", &dir, "--save", "", "--daemonize",
-            "no", "--protected-mode", "yes", "--loglevel", "warning",
+            "--bind", "127.0.0.1", "--dir", &dir, "--save", "", "--daemonize", "no",
+            "--protected-mode", "yes", "--loglevel", "warning",
         ];
-        if self.persistent {
+        if self.options.tls {
+            args.extend([
+                "--port", "0", "--tls-port", &port, "--tls-cert-file", &cert,
+                "--tls-key-file", &key, "--tls-ca-cert-file", &ca, "--tls-auth-clients", "no",
+            ]);
+        } else {
+            args.extend(["--port", &port]);
+        }
+        if let Some(p) = &self.options.password {
+            args.extend(["--requirepass", p]);
+        }
+        if self.options.persistent {
             args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             args.extend(["--appendonly", "no"]);
@@ -84,6 +130,21 @@ impl RedisServer {
 
     /// True when the server answers PING (not while it is loading its file).
     pub fn ping(&self) -> bool {
+        if self.options.tls || self.options.password.is_some() {
+            let mut cli = Command::new("redis-cli");
+            cli.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+            if self.options.tls {
+                cli.arg("--tls").arg("--cacert").arg(self.ca_file());
+            }
+            if let Some(p) = &self.options.password {
+                cli.args(["--no-auth-warning", "-a", p]);
+            }
+            return cli
+                .arg("PING")
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"PONG"));
+        }
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -114,4 +175,34 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certificates(dir: &Path) -> std::io::Result<()> {
+    let run = |args: &[&str]| -> std::io::Result<()> {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("openssl {} failed", args[0])))
+        }
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+    run(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=resetline test CA",
+    ])?;
+    run(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1",
+    ])?;
+    run(&[
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
+    ])
 }

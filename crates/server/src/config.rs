@@ -976,6 +976,30 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads_with_either_store() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let example = std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
+        let env = |_: &str| Some("x".repeat(32));
+        let c = load(&deploy.join("resetline.example.yaml"), &env).expect("the example loads");
+        assert!(matches!(c.store, StoreConfig::Memory));
+        let redis = example.replacen(
+            "  kind: memory ",
+            "  kind: redis\n  url: redis://redis.internal:6379/0\n  tls: true\n ",
+            1,
+        );
+        assert_ne!(redis, example);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("redis.yaml");
+        let rebased = redis.replace("../", &format!("{}/../", deploy.display()));
+        std::fs::write(&p, rebased).expect("write");
+        let c = load(&p, &env).expect("the example with Redis loads");
+        let StoreConfig::Redis(r) = c.store else {
+            panic!("redis expected")
+        };
+        assert_eq!((r.key_prefix.as_str(), r.timeout_ms, r.tls), ("resetline:", 500, true));
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = load(&write(dir.path(), &format!("{GOOD}lisen: 1\n")), &env)

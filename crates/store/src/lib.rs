@@ -1,5 +1,6 @@
 //! Session stores. `MemoryStore` keeps sessions in a sharded concurrent map (dashmap) for one
-//! box; a Redis store (same trait) will let replicas share calls.
+//! box; `resetline-store-redis` implements the same traits on Redis so replicas share calls,
+//! holding the same bytes (`encode`/`decode`).
 //!
 //! Invariants: a save succeeds only if the caller saw the latest revision (compare-and-swap),
 //! so two concurrent webhooks of one call never both advance it; an expired session is never

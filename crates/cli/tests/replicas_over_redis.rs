@@ -124,7 +124,11 @@ impl Replica {
     /// Every audit line this replica wrote.
     fn audit(&self) -> String {
         let mut all = String::new();
-        for e in std::fs::read_dir(&self.audit_dir).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(&self.audit_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(text) = std::fs::read_to_string(e.path()) {
                 all.push_str(&text);
             }
@@ -197,7 +201,11 @@ async fn cluster_with(options: RedisOptions, store_extra: &str, env: &[(&str, &s
 impl Cluster {
     /// The two replicas, `i`-th webhook first: every webhook alternates.
     fn nth(&self, i: usize) -> &Replica {
-        if i % 2 == 0 { &self.a } else { &self.b }
+        if i.is_multiple_of(2) {
+            &self.a
+        } else {
+            &self.b
+        }
     }
 
     fn sms_bodies(&self) -> Vec<String> {
@@ -323,7 +331,10 @@ async fn start_call(c: &Cluster, sid: &str, first: usize) -> usize {
     for (step, digits) in [(1, "1"), (2, "100001")] {
         let r = c
             .nth(i)
-            .post(&format!("{BASE}/step/{step}"), &[("CallSid", sid), ("Digits", digits)])
+            .post(
+                &format!("{BASE}/step/{step}"),
+                &[("CallSid", sid), ("Digits", digits)],
+            )
             .await;
         assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
         i += 1;
@@ -335,7 +346,10 @@ async fn start_call(c: &Cluster, sid: &str, first: usize) -> usize {
 async fn choose_sms(c: &Cluster, sid: &str, i: usize) {
     let resp = c
         .nth(i)
-        .post(&format!("{BASE}/step/3"), &[("CallSid", sid), ("Digits", "1")])
+        .post(
+            &format!("{BASE}/step/3"),
+            &[("CallSid", sid), ("Digits", "1")],
+        )
         .await;
     assert!(
         resp.contains("We sent a code to the number ending in"),
@@ -347,14 +361,23 @@ async fn choose_sms(c: &Cluster, sid: &str, i: usize) {
 async fn finish_call(c: &Cluster, sid: &str, replicas: [&Replica; 3]) {
     let (code, _) = c.code_sms(sid);
     let r = replicas[0]
-        .post(&format!("{BASE}/step/4"), &[("CallSid", sid), ("Digits", &code)])
+        .post(
+            &format!("{BASE}/step/4"),
+            &[("CallSid", sid), ("Digits", &code)],
+        )
         .await;
     assert!(r.contains("Please enter your new PIN"), "{r}");
     replicas[1]
-        .post(&format!("{BASE}/step/5"), &[("CallSid", sid), ("Digits", NEW_PIN)])
+        .post(
+            &format!("{BASE}/step/5"),
+            &[("CallSid", sid), ("Digits", NEW_PIN)],
+        )
         .await;
     let r = replicas[2]
-        .post(&format!("{BASE}/step/6"), &[("CallSid", sid), ("Digits", NEW_PIN)])
+        .post(
+            &format!("{BASE}/step/6"),
+            &[("CallSid", sid), ("Digits", NEW_PIN)],
+        )
         .await;
     assert!(
         r.contains("Your PIN has been changed. Goodbye.</Say><Hangup />"),
@@ -383,7 +406,9 @@ async fn a_call_alternating_between_two_replicas_completes_and_redis_holds_no_se
         .await;
     assert!(report.starts_with("HTTP/1.1 204"), "{report}");
     assert!(
-        c.session_json(sid).await.contains("\"delivery\":\"delivered\""),
+        c.session_json(sid)
+            .await
+            .contains("\"delivery\":\"delivered\""),
         "the report was recorded in the shared session"
     );
     finish_call(&c, sid, [c.nth(i + 2), c.nth(i + 3), c.nth(i + 4)]).await;
@@ -418,14 +443,28 @@ async fn a_call_alternating_between_two_replicas_completes_and_redis_holds_no_se
         "each effect exactly once although every webhook changed replica"
     );
     let audit = format!("{}{}", c.a.audit(), c.b.audit());
-    for event in ["session_created", "authn_token_created", "authn_password_change", "call_ended"] {
-        assert!(audit.contains(&format!("\"{event}\"")), "{event} missing:\n{audit}");
+    for event in [
+        "session_created",
+        "authn_token_created",
+        "authn_password_change",
+        "call_ended",
+    ] {
+        assert!(
+            audit.contains(&format!("\"{event}\"")),
+            "{event} missing:\n{audit}"
+        );
     }
 
     let dump = c.dump().await;
-    assert!(dump.contains(&format!("{PREFIX}{{{sid}}}:session")), "{dump}");
+    assert!(
+        dump.contains(&format!("{PREFIX}{{{sid}}}:session")),
+        "{dump}"
+    );
     for marker in [NEW_PIN, code.as_str()] {
-        assert!(!dump.contains(marker), "a secret is stored in Redis:\n{dump}");
+        assert!(
+            !dump.contains(marker),
+            "a secret is stored in Redis:\n{dump}"
+        );
     }
     assert!(
         !dump.contains(&format!("{PREFIX}{{{sid}}}:lease")),
@@ -442,7 +481,11 @@ async fn a_replica_killed_mid_call_loses_nothing() {
     c.a.kill();
     assert_eq!(c.a.readyz().await, "", "replica a is gone");
     finish_call(&c, sid, [&c.b, &c.b, &c.b]).await;
-    assert_eq!(c.sms_bodies().len(), 2, "one code and one notice, nothing resent");
+    assert_eq!(
+        c.sms_bodies().len(),
+        2,
+        "one code and one notice, nothing resent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +498,11 @@ async fn the_same_webhook_on_both_replicas_at_once_has_one_effect() {
         let path = format!("{BASE}/step/3");
         let params = [("CallSid", sid.as_str()), ("Digits", "1")];
         let (x, y) = tokio::join!(c.a.post(&path, &params), c.b.post(&path, &params));
-        assert_eq!(c.sms_bodies().len(), before + 1, "exactly one SMS for call {n}");
+        assert_eq!(
+            c.sms_bodies().len(),
+            before + 1,
+            "exactly one SMS for call {n}"
+        );
         let body = |r: &str| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
         assert!(x.contains("We sent a code"), "{x}");
         assert_eq!(body(&x), body(&y), "the loser replays the identical answer");
@@ -474,10 +521,9 @@ async fn a_redis_restart_mid_call_is_survived_and_audited() {
     c.b.wait_ready("503").await;
     // A call arriving while Redis is down hears an apology and a next step.
     let other = "CA0123456789abcdef0123456789abc004";
-    let resp = c
-        .b
-        .post(BASE, &[("CallSid", other), ("From", "+15555550100")])
-        .await;
+    let resp =
+        c.b.post(BASE, &[("CallSid", other), ("From", "+15555550100")])
+            .await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     assert!(
         resp.contains("Please call again in a few minutes.") && resp.contains("<Hangup />"),
@@ -526,8 +572,11 @@ async fn over_tls_with_a_password_from_the_environment() {
 
     // A replica with the wrong password stays unready, and says why without the password.
     let scratch = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(root().join("examples/demo/users.yaml"), scratch.path().join("users.yaml"))
-        .expect("users");
+    std::fs::copy(
+        root().join("examples/demo/users.yaml"),
+        scratch.path().join("users.yaml"),
+    )
+    .expect("users");
     let ca = c.redis.ca_file().display().to_string();
     let wrong = Replica::start_with(
         scratch.path(),
@@ -535,12 +584,18 @@ async fn over_tls_with_a_password_from_the_environment() {
         &c.redis,
         "http://127.0.0.1:9",
         ", password_env: RL_REDIS_PASSWORD",
-        &[("RL_REDIS_PASSWORD", "not-the-password"), ("SSL_CERT_FILE", &ca)],
+        &[
+            ("RL_REDIS_PASSWORD", "not-the-password"),
+            ("SSL_CERT_FILE", &ca),
+        ],
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ready = wrong.readyz().await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(ready.contains("session store unreachable"), "{ready}");
     let log = std::fs::read_to_string(&wrong.log).unwrap_or_default();
-    assert!(!log.contains("not-the-password") && !log.contains("panicked"), "{log}");
+    assert!(
+        !log.contains("not-the-password") && !log.contains("panicked"),
+        "{log}"
+    );
 }

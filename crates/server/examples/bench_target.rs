@@ -165,10 +165,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0)
             };
-            let before: u64 = used(redis::cmd("INFO").arg("memory").query_async(&mut info).await?);
+            let before: u64 = used(
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut info)
+                    .await?,
+            );
             let mut tasks = tokio::task::JoinSet::new();
             for i in 0..calls {
-                let (redis, engine, flow) = (redis.clone(), engine_for_flow.clone(), loaded.clone());
+                let (redis, engine, flow) =
+                    (redis.clone(), engine_for_flow.clone(), loaded.clone());
                 tasks.spawn(async move {
                     let sid = format!("CA{i:032x}");
                     let mut s = engine.new_session(&flow.flow, &sid, "+15555550100");
@@ -184,7 +190,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while let Some(done) = tasks.join_next().await {
                 done?.map_err(|e| e.to_string())?;
             }
-            let after: u64 = used(redis::cmd("INFO").arg("memory").query_async(&mut info).await?);
+            let after: u64 = used(
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut info)
+                    .await?,
+            );
             memory.push_str(&format!(
                 "redis_used_memory_before_bytes {before}\nredis_used_memory_after_bytes {after}\nredis_bytes_per_live_call {:.0}\n",
                 after.saturating_sub(before) as f64 / calls as f64

@@ -771,9 +771,10 @@ fn validate_store(
                     None
                 }
             };
-            let password = raw.password_env.as_deref().and_then(|name| {
-                secret_env(env, name, "`store.password_env`", 1, problems)
-            });
+            let password = raw
+                .password_env
+                .as_deref()
+                .and_then(|name| secret_env(env, name, "`store.password_env`", 1, problems));
             if raw.username.is_some() && raw.password_env.is_none() {
                 problems.push("`store.username` needs `password_env`".into());
             }
@@ -939,7 +940,10 @@ mod tests {
         };
         assert_eq!(r.url.expose(), "redis://10.0.0.5:6379/2");
         assert_eq!(r.password.as_ref().map(Secret::expose), Some("tok"));
-        assert_eq!((r.key_prefix.as_str(), r.timeout_ms, r.tls), ("rl:", 300, false));
+        assert_eq!(
+            (r.key_prefix.as_str(), r.timeout_ms, r.tls),
+            ("rl:", 300, false)
+        );
         let from_env = format!("{GOOD}store: {{ kind: redis, url_env: REDIS_URL }}\n");
         let c = load(&write(dir.path(), &from_env), &|n| {
             if n == "REDIS_URL" {
@@ -949,7 +953,10 @@ mod tests {
             }
         })
         .expect("config");
-        assert!(matches!(c.store, StoreConfig::Redis(ref r) if r.tls), "rediss implies TLS");
+        assert!(
+            matches!(c.store, StoreConfig::Redis(ref r) if r.tls),
+            "rediss implies TLS"
+        );
 
         let bad = format!(
             "{GOOD}store: {{ kind: redis, url: \"redis://:hunter2@cache:6379\", key_prefix: \"a{{b\", timeout_ms: 0 }}\n"
@@ -957,7 +964,11 @@ mod tests {
         let text = load(&write(dir.path(), &bad), &env)
             .expect_err("invalid")
             .to_string();
-        for want in ["must not carry credentials", "`store.key_prefix`", "`store.timeout_ms`"] {
+        for want in [
+            "must not carry credentials",
+            "`store.key_prefix`",
+            "`store.timeout_ms`",
+        ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
         assert!(!text.contains("hunter2"), "no password echoed: {text}");
@@ -966,7 +977,10 @@ mod tests {
             ("{ kind: redis }", "exactly one of `url` or `url_env`"),
             ("{ kind: redis, url_env: NOPE }", "`NOPE` is not set"),
             ("{ kind: redis, url: \"http://cache\" }", "not a redis://"),
-            ("{ kind: memory, url: \"redis://cache\" }", "are for `kind: redis`"),
+            (
+                "{ kind: memory, url: \"redis://cache\" }",
+                "are for `kind: redis`",
+            ),
         ] {
             let text = load(&write(dir.path(), &format!("{GOOD}store: {bad}\n")), &env)
                 .expect_err(bad)
@@ -978,7 +992,8 @@ mod tests {
     #[test]
     fn the_example_configuration_loads_with_either_store() {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
-        let example = std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
+        let example =
+            std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
         let env = |_: &str| Some("x".repeat(32));
         let c = load(&deploy.join("resetline.example.yaml"), &env).expect("the example loads");
         assert!(matches!(c.store, StoreConfig::Memory));
@@ -996,7 +1011,10 @@ mod tests {
         let StoreConfig::Redis(r) = c.store else {
             panic!("redis expected")
         };
-        assert_eq!((r.key_prefix.as_str(), r.timeout_ms, r.tls), ("resetline:", 500, true));
+        assert_eq!(
+            (r.key_prefix.as_str(), r.timeout_ms, r.tls),
+            ("resetline:", 500, true)
+        );
     }
 
     #[test]

@@ -541,14 +541,25 @@ impl Drop for CallGuard {
 /// A request that finds another replica running the call waits until that one saved, then
 /// runs against the saved session: a retried webhook then gets the stored answer replayed.
 async fn hold_call(state: &AppState, call_sid: &str) -> Result<CallGuard, StoreError> {
-    let lock = state.inner.locks.entry(call_sid.to_string()).or_default().clone();
+    let lock = state
+        .inner
+        .locks
+        .entry(call_sid.to_string())
+        .or_default()
+        .clone();
     let local = lock.lock_owned().await;
     let Some(leases) = state.inner.leases.get() else {
-        return Ok(CallGuard { _local: local, lease: None });
+        return Ok(CallGuard {
+            _local: local,
+            lease: None,
+        });
     };
     let mut raw = [0u8; 16];
     state.inner.engine.random.fill(&mut raw).map_err(|_| {
-        StoreError::Backend(BackendError::new("call lease", "no randomness for a lease token"))
+        StoreError::Backend(BackendError::new(
+            "call lease",
+            "no randomness for a lease token",
+        ))
     })?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let deadline = Instant::now() + LEASE_WAIT;
@@ -718,7 +729,12 @@ fn ended_metric(
 /// The session store failed: the caller hears an apology in the flow's language (the
 /// catalog's `technical_difficulty`) and a next step, never silence or a 500. The failure is
 /// counted and audited (the call ends here: `session_expired`, reason `store_unavailable`).
-async fn store_trouble(state: &AppState, flow_id: &str, call_sid: &str, e: &StoreError) -> Response {
+async fn store_trouble(
+    state: &AppState,
+    flow_id: &str,
+    call_sid: &str,
+    e: &StoreError,
+) -> Response {
     tracing::error!(flow = %flow_id, error = %e, "session store failed");
     state.inner.metrics.store_failed();
     let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
@@ -787,7 +803,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "audit sink failing\n").into_response();
     }
     if !state.inner.store.healthy() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "session store unreachable\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session store unreachable\n",
+        )
+            .into_response();
     }
     let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
     (StatusCode::OK, body).into_response()

@@ -26,8 +26,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, RedisResult, Script};
 use resetline_engine::{
-    BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts,
-    Random, Secret, Session, SessionStore, StoreError,
+    BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,
+    Secret, Session, SessionStore, StoreError,
 };
 
 /// How to reach Redis.
@@ -172,7 +172,10 @@ impl RedisStore {
             .into_connection_info()
             .map_err(|_| RedisConfigError("the URL is not a redis:// or rediss:// URL".into()))?;
         if let Some(password) = &config.password {
-            let mut settings = info.redis_settings().clone().set_password(password.expose());
+            let mut settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
             if let Some(user) = &config.username {
                 settings = settings.set_username(user);
             }
@@ -467,7 +470,10 @@ impl Lockouts for RedisStore {
         let mut conn = self.inner.conn.clone();
         Box::pin(async move {
             self.run("lockouts", async move {
-                redis::cmd("DEL").arg(key).query_async::<u64>(&mut conn).await
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<u64>(&mut conn)
+                    .await
             })
             .await
             .map(|_| ())

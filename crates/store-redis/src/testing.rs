@@ -86,13 +86,33 @@ impl RedisServer {
         let file = |name: &str| self.dir.join(name).display().to_string();
         let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
         let mut args = vec![
-            "--bind", "127.0.0.1", "--dir", &dir, "--save", "", "--daemonize", "no",
-            "--protected-mode", "yes", "--loglevel", "warning",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
         ];
         if self.options.tls {
             args.extend([
-                "--port", "0", "--tls-port", &port, "--tls-cert-file", &cert,
-                "--tls-key-file", &key, "--tls-ca-cert-file", &ca, "--tls-auth-clients", "no",
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
             ]);
         } else {
             args.extend(["--port", &port]);
@@ -153,7 +173,8 @@ impl RedisServer {
             return false;
         }
         let mut buf = [0u8; 7];
-        s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+        s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
     }
 
     /// Kills the server (SIGKILL: with persistence on, every acknowledged write is on disk).
@@ -194,15 +215,47 @@ fn make_certificates(dir: &Path) -> std::io::Result<()> {
     };
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=resetline test CA",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=resetline test CA",
     ])?;
     run(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
     ])?;
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
     ])
 }

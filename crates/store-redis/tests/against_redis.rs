@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use resetline_engine::{
-    CallLeases, Counters, FakeClock, LockPolicy, Lockouts, OsRandom, Secret, Session,
-    SessionStore, StoreError, SystemClock,
+    CallLeases, Counters, FakeClock, LockPolicy, Lockouts, OsRandom, Secret, Session, SessionStore,
+    StoreError, SystemClock,
 };
 use resetline_store_redis::testing::RedisServer;
 use resetline_store_redis::{RedisConfig, RedisStore};
@@ -90,8 +90,12 @@ async fn concurrent_hits_from_two_replicas_lose_no_increment_and_refusals_do_not
     let a = store(&server, Arc::new(SystemClock));
     let b = store(&server, Arc::new(SystemClock));
     let mut tasks = Vec::new();
-    for i in 0..200 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+    for i in 0..200u32 {
+        let s = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
         tasks.push(tokio::spawn(async move {
             s.hit("global", 3_600_000, 150).await
         }));
@@ -102,7 +106,10 @@ async fn concurrent_hits_from_two_replicas_lose_no_increment_and_refusals_do_not
             allowed += 1;
         }
     }
-    assert_eq!(allowed, 150, "exactly the limit is allowed, none lost, none extra");
+    assert_eq!(
+        allowed, 150,
+        "exactly the limit is allowed, none lost, none extra"
+    );
     let mut c = redis::Client::open(server.url())
         .expect("client")
         .get_multiplexed_async_connection()
@@ -123,10 +130,16 @@ async fn the_sixth_send_in_ten_minutes_is_refused_and_the_window_slides() {
     let clock = FakeClock::at(1_000_000);
     let counters = store(&server, Arc::new(clock.clone()));
     for _ in 0..5 {
-        assert_eq!(counters.hit("send:+15555550199", 600_000, 5).await, Ok(true));
+        assert_eq!(
+            counters.hit("send:+15555550199", 600_000, 5).await,
+            Ok(true)
+        );
         clock.advance(Duration::from_secs(60));
     }
-    assert_eq!(counters.hit("send:+15555550199", 600_000, 5).await, Ok(false));
+    assert_eq!(
+        counters.hit("send:+15555550199", 600_000, 5).await,
+        Ok(false)
+    );
     assert_eq!(
         counters.hit("send:+15555550100", 600_000, 5).await,
         Ok(true),
@@ -148,8 +161,12 @@ async fn lockouts_apply_the_shared_rule_atomically_across_replicas() {
     let b = store(&server, Arc::new(SystemClock));
     let policy = LockPolicy::PIN;
     let mut tasks = Vec::new();
-    for i in 0..20 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+    for i in 0..20u32 {
+        let s = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
         tasks.push(tokio::spawn(async move {
             s.failure("100001", 1_000_000, policy).await
         }));
@@ -162,7 +179,10 @@ async fn lockouts_apply_the_shared_rule_atomically_across_replicas() {
     for _ in 0..20 {
         expected = expected.after_failure(1_000_000, &policy);
     }
-    assert_eq!(state, expected, "20 concurrent failures all counted, same rule");
+    assert_eq!(
+        state, expected,
+        "20 concurrent failures all counted, same rule"
+    );
     assert!(state.locked(1_000_001, &policy));
     b.success("100001").await.expect("success");
     assert_eq!(a.get("100001").await, Ok(Default::default()));
@@ -176,7 +196,11 @@ async fn a_lease_has_one_holder_and_only_the_holder_releases_it() {
     let b = store(&server, Arc::new(SystemClock));
     assert_eq!(a.try_acquire("CA1", "tok-a", 10_000).await, Ok(true));
     assert_eq!(b.try_acquire("CA1", "tok-b", 10_000).await, Ok(false));
-    assert_eq!(b.try_acquire("CA2", "tok-b", 10_000).await, Ok(true), "per call");
+    assert_eq!(
+        b.try_acquire("CA2", "tok-b", 10_000).await,
+        Ok(true),
+        "per call"
+    );
     b.release("CA1", "tok-b").await.expect("release");
     assert_eq!(
         b.try_acquire("CA1", "tok-b", 10_000).await,
@@ -207,7 +231,10 @@ async fn unhealthy_while_redis_is_down_and_recovers_by_itself() {
         matches!(s.load("CA1").await, Err(StoreError::Backend(_))),
         "a clear error, not a hang"
     );
-    assert!(started.elapsed() < Duration::from_secs(2), "bounded by the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by the timeout"
+    );
     assert!(!s.healthy());
     server.restart().expect("restart");
     let mut back = false;
@@ -219,7 +246,11 @@ async fn unhealthy_while_redis_is_down_and_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "healthy again once Redis is back");
-    let (_, rev) = s.load("CA1").await.expect("load").expect("kept over the restart");
+    let (_, rev) = s
+        .load("CA1")
+        .await
+        .expect("load")
+        .expect("kept over the restart");
     assert_eq!(rev, 1);
     checks.abort();
 }

@@ -171,7 +171,6 @@ pub async fn smtp_sink() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
     (port, mail)
 }
 
-
 /// Serves the provider fakes on a free port; returns their base URL and the request log.
 pub async fn start_providers() -> (String, Log) {
     let log: Log = Arc::default();

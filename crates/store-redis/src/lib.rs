@@ -140,6 +140,9 @@ return 0
 /// A failure of backend `what` from a Redis error (no URL or password in the message: the
 /// client's errors name the kind and the server's reply).
 fn failed(what: &'static str, e: &redis::RedisError) -> StoreError {
+    if e.is_timeout() {
+        return StoreError::Backend(BackendError::timeout(what));
+    }
     StoreError::Backend(BackendError::new(what, format!("redis: {e}")))
 }
 

@@ -254,3 +254,41 @@ async fn unhealthy_while_redis_is_down_and_recovers_by_itself() {
     assert_eq!(rev, 1);
     checks.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_is_a_timeout_not_a_hang() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    s.save(session("CA1"), 0, 60_000).await.expect("save");
+    let mut admin = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    // Redis stops answering every client for 1.5 s (as under a long-running command).
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .expect("pause");
+    let started = std::time::Instant::now();
+    let r = s.load("CA1").await;
+    assert!(
+        matches!(r, Err(StoreError::Backend(ref e)) if e.timeout),
+        "{r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "bounded by the 500 ms timeout"
+    );
+    assert!(!s.healthy());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        s.load("CA1").await.expect("load").is_some(),
+        "works again afterwards"
+    );
+    assert!(s.healthy());
+}

@@ -252,12 +252,11 @@ impl Cluster {
     /// The stored session of `sid` (JSON text).
     async fn session_json(&self, sid: &str) -> String {
         let mut c = self.redis().await;
-        let data: Option<Vec<u8>> = redis::cmd("HGET")
+        let data: Option<Vec<u8>> = redis::cmd("GET")
             .arg(format!("{PREFIX}{{{sid}}}:session"))
-            .arg("data")
             .query_async(&mut c)
             .await
-            .expect("HGET");
+            .expect("GET");
         String::from_utf8(data.unwrap_or_default()).expect("utf-8")
     }
 

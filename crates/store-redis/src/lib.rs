@@ -96,13 +96,16 @@ impl fmt::Debug for RedisStore {
 }
 
 /// Saves a session if its revision is still the expected one; returns the new revision, or 0
-/// on a conflict. KEYS[1] session; ARGV expected revision, bytes, ttl ms.
+/// on a conflict. The value is `<revision>:<serialized session>` (one string: less memory
+/// than a hash once the session outgrows a listpack). KEYS[1] session; ARGV expected
+/// revision, bytes, ttl ms.
 const SAVE: &str = r"
-local cur = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+local head = redis.call('GETRANGE', KEYS[1], 0, 20)
+local cur = 0
+if head ~= '' then cur = tonumber(string.match(head, '^(%d+):')) or -1 end
 if cur ~= tonumber(ARGV[1]) then return 0 end
 local nxt = cur + 1
-redis.call('HSET', KEYS[1], 'rev', nxt, 'data', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], nxt .. ':' .. ARGV[2], 'PX', ARGV[3])
 return nxt
 ";
 
@@ -291,20 +294,21 @@ impl RedisStore {
     async fn load_session(&self, call_sid: &str) -> Result<Option<(Session, u64)>, StoreError> {
         let key = self.session_key(call_sid);
         let mut conn = self.inner.conn.clone();
-        let (rev, data): (Option<u64>, Option<Vec<u8>>) = self
+        let value: Option<Vec<u8>> = self
             .run("sessions", async move {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("rev")
-                    .arg("data")
-                    .query_async(&mut conn)
-                    .await
+                redis::cmd("GET").arg(&key).query_async(&mut conn).await
             })
             .await?;
-        match (rev, data) {
-            (Some(rev), Some(bytes)) => Ok(Some((resetline_store::decode(&bytes)?, rev))),
-            _ => Ok(None),
-        }
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let (rev, bytes) = split_revision(&value).ok_or_else(|| {
+            StoreError::Backend(BackendError::new(
+                "sessions",
+                "stored session has no revision",
+            ))
+        })?;
+        Ok(Some((resetline_store::decode(bytes)?, rev)))
     }
 
     async fn save_session(
@@ -359,6 +363,13 @@ impl RedisStore {
             v.unwrap_or(0),
         ))
     }
+}
+
+/// `<revision>:<bytes>` -> (revision, bytes).
+fn split_revision(value: &[u8]) -> Option<(u64, &[u8])> {
+    let colon = value.iter().position(|&b| b == b':')?;
+    let rev = std::str::from_utf8(&value[..colon]).ok()?.parse().ok()?;
+    Some((rev, &value[colon + 1..]))
 }
 
 impl SessionStore for RedisStore {

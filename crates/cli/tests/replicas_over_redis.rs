@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resetline_store_redis::testing::{RedisOptions, RedisServer, free_port};
-use support::{ACCOUNT, Log, TOKEN, form_value, get, post_webhook, start_providers};
+use support::{ACCOUNT, Delay, Log, TOKEN, form_value, get, post_webhook, start_slow_providers};
 
 const PUBLIC: &str = "https://ivr.example.com";
 const BASE: &str = "/voice/password-reset";
@@ -156,6 +156,8 @@ struct Cluster {
     a: Replica,
     b: Replica,
     log: Log,
+    /// Slows the fake Messages API down (ms).
+    sms_delay: Delay,
     _scratch: tempfile::TempDir,
 }
 
@@ -181,7 +183,7 @@ async fn cluster_with(options: RedisOptions, store_extra: &str, env: &[(&str, &s
     let redis_dir = scratch.path().join("redis");
     std::fs::create_dir_all(&redis_dir).expect("redis dir");
     let redis = RedisServer::start_with(&redis_dir, options).expect("redis-server");
-    let (fake_url, log) = start_providers().await;
+    let (fake_url, log, sms_delay) = start_slow_providers().await;
     let ca = redis.ca_file().display().to_string();
     let mut env = env.to_vec();
     env.push(("SSL_CERT_FILE", &ca));
@@ -194,6 +196,7 @@ async fn cluster_with(options: RedisOptions, store_extra: &str, env: &[(&str, &s
         a,
         b,
         log,
+        sms_delay,
         _scratch: scratch,
     }
 }
@@ -220,17 +223,19 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// The code of the `n`-th SMS and its message sid (the fake numbers them by log position).
+    /// The code in the call's latest code SMS, and its message sid (the fake numbers messages
+    /// by log position).
     fn code_sms(&self, sid: &str) -> (String, String) {
         let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
         let (i, sms) = log
             .iter()
             .enumerate()
             .filter(|(_, r)| r.path.ends_with("/Messages.json"))
-            .find(|(_, r)| {
+            .filter(|(_, r)| {
                 form_value(&r.body, "StatusCallback")
                     .is_some_and(|c| c.ends_with(&format!("call={sid}")))
             })
+            .last()
             .expect("a code SMS for the call");
         let text = form_value(&sms.body, "Body").expect("body");
         let code = text
@@ -485,6 +490,43 @@ async fn a_replica_killed_mid_call_loses_nothing() {
         2,
         "one code and one notice, nothing resent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_in_the_middle_of_a_step_frees_the_call_for_the_other() {
+    let mut c = cluster(false).await;
+    let sid = "CA0123456789abcdef0123456789abc006";
+    start_call(&c, sid, 0).await;
+    // Replica a takes the call's lease and hangs in the SMS provider call; it is killed there.
+    c.sms_delay
+        .store(5_000, std::sync::atomic::Ordering::Relaxed);
+    let addr = c.a.addr;
+    let stuck = tokio::spawn(async move {
+        post_webhook(
+            addr,
+            PUBLIC,
+            &format!("{BASE}/step/3"),
+            &[
+                ("CallSid", "CA0123456789abcdef0123456789abc006"),
+                ("Digits", "1"),
+            ],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.a.kill();
+    let _ = stuck.await;
+    c.sms_delay.store(0, std::sync::atomic::Ordering::Relaxed);
+    // The carrier retries on b (fallback URL): b waits until the dead holder's lease lapses
+    // (it is no longer renewed), then runs the step from the last saved session.
+    let started = Instant::now();
+    choose_sms(&c, sid, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "freed within the lease ttl, not the step budget: {:?}",
+        started.elapsed()
+    );
+    finish_call(&c, sid, [&c.b, &c.b, &c.b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

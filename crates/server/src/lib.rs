@@ -513,20 +513,27 @@ async fn status(
     .await
 }
 
-/// How long a call's lease lasts if its holder dies: longer than a step may take (12 s).
-const LEASE_TTL_MS: u64 = 15_000;
-/// How long a webhook waits for another replica to finish a step of the same call.
+/// How long a call's lease outlives its last renewal: a replica that dies mid-step frees the
+/// call this long after (its holder renews it every `LEASE_RENEW` while the step runs).
+const LEASE_TTL_MS: u64 = 3_000;
+const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a webhook waits for another replica to finish a step of the same call (a step
+/// takes at most 12 s).
 const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(13);
 
 /// Exclusive hold of one call for one request: the in-process lock, and with a shared store
-/// the call's lease. Dropping it releases both.
+/// the call's lease (renewed in the background while held). Dropping it releases both.
 struct CallGuard {
     _local: tokio::sync::OwnedMutexGuard<()>,
     lease: Option<(Arc<dyn CallLeases>, String, String)>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         if let Some((leases, call, token)) = self.lease.take() {
             tokio::spawn(async move {
                 if let Err(e) = leases.release(&call, &token).await {
@@ -552,6 +559,7 @@ async fn hold_call(state: &AppState, call_sid: &str) -> Result<CallGuard, StoreE
         return Ok(CallGuard {
             _local: local,
             lease: None,
+            renewal: None,
         });
     };
     let mut raw = [0u8; 16];
@@ -571,9 +579,26 @@ async fn hold_call(state: &AppState, call_sid: &str) -> Result<CallGuard, StoreE
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
+    let renewal = {
+        let (leases, call, token) = (leases.clone(), call_sid.to_string(), token.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_RENEW).await;
+                match leases.renew(&call, &token, LEASE_TTL_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(call = %call, "call lease lost while held; the save's compare-and-swap still guards the session");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(call = %call, error = %e, "call lease not renewed"),
+                }
+            }
+        })
+    };
     Ok(CallGuard {
         _local: local,
         lease: Some((leases.clone(), call_sid.to_string(), token)),
+        renewal: Some(renewal),
     })
 }
 

@@ -82,6 +82,7 @@ struct Scripts {
     save: Script,
     hit: Script,
     lock_cas: Script,
+    renew: Script,
     release: Script,
 }
 
@@ -130,6 +131,14 @@ local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'f', ARGV[2], 'last', ARGV[3], 'until', ARGV[4], 'v', v + 1)
 return 1
+";
+
+/// Compare-and-expire: only the lease's holder extends it. KEYS[1] lease; ARGV token, ttl ms.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 ";
 
 /// Compare-and-delete: only the lease's holder releases it. KEYS[1] lease; ARGV token.
@@ -214,6 +223,7 @@ impl RedisStore {
                     save: Script::new(SAVE),
                     hit: Script::new(HIT),
                     lock_cas: Script::new(LOCK_CAS),
+                    renew: Script::new(RENEW),
                     release: Script::new(RELEASE),
                 },
             }),
@@ -518,6 +528,30 @@ impl CallLeases for RedisStore {
                 })
                 .await?;
             Ok(set.is_some())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        call_sid: &'a str,
+        token: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let key = self.lease_key(call_sid);
+        let mut conn = self.inner.conn.clone();
+        let script = &self.inner.scripts.renew;
+        Box::pin(async move {
+            let renewed: u8 = self
+                .run("call lease", async move {
+                    script
+                        .key(key)
+                        .arg(token)
+                        .arg(ttl_ms.max(1))
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await?;
+            Ok(renewed == 1)
         })
     }
 

@@ -208,8 +208,25 @@ async fn a_lease_has_one_holder_and_only_the_holder_releases_it() {
         "a non-holder's release does nothing"
     );
     a.release("CA1", "tok-a").await.expect("release");
-    assert_eq!(b.try_acquire("CA1", "tok-b", 200).await, Ok(true));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.try_acquire("CA1", "tok-b", 300).await, Ok(true));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.renew("CA1", "tok-b", 300).await,
+        Ok(true),
+        "the holder renews"
+    );
+    assert_eq!(
+        a.renew("CA1", "tok-a", 60_000).await,
+        Ok(false),
+        "others cannot"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a.try_acquire("CA1", "tok-a", 10_000).await,
+        Ok(false),
+        "still held 400 ms after it was taken for 300: renewed"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         a.try_acquire("CA1", "tok-a", 10_000).await,
         Ok(true),

@@ -47,6 +47,14 @@ pub fn seen(log: &Log, method: &'static str, path: String, headers: &HeaderMap, 
 }
 
 pub fn providers(log: Log) -> Router {
+    providers_with_delay(log, Delay::default())
+}
+
+/// Milliseconds the fake Messages API waits before it answers (a slow provider).
+pub type Delay = Arc<std::sync::atomic::AtomicU64>;
+
+/// `providers`, with the Messages API answering after `delay`.
+pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
     Router::new()
         .route(
             "/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}",
@@ -57,7 +65,9 @@ pub fn providers(log: Log) -> Router {
         )
         .route(
             "/2010-04-01/Accounts/{account}/Messages.json",
-            post(|State(log): State<Log>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
+            post(move |State(log): State<Log>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
+                let wait = delay.load(std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 let n = log.lock().map(|l| l.len()).unwrap_or(0);
                 seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Messages.json"), &headers, body);
                 let sid = format!("SM{n:032}");
@@ -173,13 +183,20 @@ pub async fn smtp_sink() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
 
 /// Serves the provider fakes on a free port; returns their base URL and the request log.
 pub async fn start_providers() -> (String, Log) {
+    let (url, log, _) = start_slow_providers().await;
+    (url, log)
+}
+
+/// `start_providers`, with a knob that slows the Messages API down.
+pub async fn start_slow_providers() -> (String, Log, Delay) {
     let log: Log = Arc::default();
+    let delay = Delay::default();
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind fake");
     let url = format!("http://{}", fake.local_addr().expect("addr"));
-    tokio::spawn(axum::serve(fake, providers(log.clone())).into_future());
-    (url, log)
+    tokio::spawn(axum::serve(fake, providers_with_delay(log.clone(), delay.clone())).into_future());
+    (url, log, delay)
 }
 
 /// A plain GET (for `/readyz`, `/metrics`): the raw response, or "" if nobody listens.

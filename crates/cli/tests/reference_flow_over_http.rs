@@ -3,14 +3,11 @@
 //! REST API (Recordings, Messages) and the ServiceNow Table API that record every request
 //! (paths, auth headers, bodies) and answer with the documented shapes (protocol.md §5-6).
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{patch, post};
 use resetline_connectors::{
     EmbeddedDirectory, ServiceNowAuth, ServiceNowTickets, SmsSender, TwilioMessages,
     TwilioRecording,
@@ -19,105 +16,7 @@ use resetline_engine::testing::MemoryAudit;
 use resetline_engine::{Directory, Engine, OsRandom, Secret, SystemClock};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "twilio-auth-token";
-const SID: &str = "CA0123456789abcdef0123456789abcdef";
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: &'static str,
-    path: String,
-    auth: String,
-    body: String,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-fn seen(log: &Log, method: &'static str, path: String, headers: &HeaderMap, body: String) {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    if let Ok(mut l) = log.lock() {
-        l.push(Seen {
-            method,
-            path,
-            auth,
-            body,
-        });
-    }
-}
-
-fn providers(log: Log) -> Router {
-    Router::new()
-        .route(
-            "/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}",
-            post(|State(log): State<Log>, Path((account, call, rec)): Path<(String, String, String)>, headers: HeaderMap, body: String| async move {
-                seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}"), &headers, body);
-                (StatusCode::OK, [("content-type", "application/json")], r#"{"sid":"RE0123456789abcdef0123456789abcdef","status":"paused","source":"StartCallRecordingAPI"}"#)
-            }),
-        )
-        .route(
-            "/2010-04-01/Accounts/{account}/Messages.json",
-            post(|State(log): State<Log>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
-                let n = log.lock().map(|l| l.len()).unwrap_or(0);
-                seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Messages.json"), &headers, body);
-                let sid = format!("SM{n:032}");
-                (StatusCode::CREATED, [("content-type", "application/json")], format!(r#"{{"sid":"{sid}","status":"queued","direction":"outbound-api","error_code":null}}"#)).into_response()
-            }),
-        )
-        .route(
-            "/api/now/table/incident",
-            post(|State(log): State<Log>, headers: HeaderMap, body: String| async move {
-                seen(&log, "POST", "/api/now/table/incident".into(), &headers, body);
-                (StatusCode::CREATED, [("content-type", "application/json")], r#"{"result":{"number":"INC0010001","sys_id":"9d385017c611228701d22104cc95c371"}}"#)
-            }),
-        )
-        .route(
-            "/api/now/table/incident/{id}",
-            patch(|State(log): State<Log>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
-                seen(&log, "PATCH", format!("/api/now/table/incident/{id}"), &headers, body);
-                (StatusCode::OK, [("content-type", "application/json")], r#"{"result":{"number":"INC0010001","state":"7"}}"#)
-            }),
-        )
-        .with_state(log)
-}
-
-fn form_value(body: &str, key: &str) -> Option<String> {
-    let params = resetline_twiml::params::parse(body.as_bytes(), 65_536).ok()?;
-    params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-async fn post_webhook(
-    addr: std::net::SocketAddr,
-    public: &str,
-    path: &str,
-    params: &[(&str, &str)],
-) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig =
-        resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{public}{path}"), &owned);
-    let body = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-        .collect::<Vec<_>>()
-        .join("&");
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
-}
+use support::{ACCOUNT, Log, SID, TOKEN, form_value, post_webhook, providers, smtp_sink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_by_sms_with_real_connectors_against_local_fakes() {
@@ -359,63 +258,6 @@ async fn reset_by_sms_with_real_connectors_against_local_fakes() {
             && events.contains(&"call_ended".to_string()),
         "{events:?}"
     );
-}
-
-/// A minimal SMTP sink on 127.0.0.1: greeting, EHLO, MAIL, RCPT, DATA, QUIT; keeps each
-/// message's recipients and data.
-async fn smtp_sink() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind smtp");
-    let port = listener.local_addr().expect("addr").port();
-    let mail: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let kept = mail.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read);
-                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
-                let (mut rcpt, mut line) = (String::new(), String::new());
-                loop {
-                    line.clear();
-                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let upper = line.trim_end().to_ascii_uppercase();
-                    let reply: &[u8] = if upper.starts_with("EHLO") {
-                        b"250-sink\r\n250 8BITMIME\r\n"
-                    } else if upper.starts_with("RCPT TO:") {
-                        rcpt = line.trim_end()[8..].to_string();
-                        b"250 Ok\r\n"
-                    } else if upper == "DATA" {
-                        let _ = write.write_all(b"354 go ahead\r\n").await;
-                        let mut data = String::new();
-                        loop {
-                            let mut l = String::new();
-                            if lines.read_line(&mut l).await.unwrap_or(0) == 0 || l == ".\r\n" {
-                                break;
-                            }
-                            data.push_str(&l);
-                        }
-                        if let Ok(mut m) = kept.lock() {
-                            m.push((rcpt.clone(), data));
-                        }
-                        b"250 queued\r\n"
-                    } else if upper == "QUIT" {
-                        let _ = write.write_all(b"221 bye\r\n").await;
-                        return;
-                    } else {
-                        b"250 Ok\r\n"
-                    };
-                    let _ = write.write_all(reply).await;
-                }
-            });
-        }
-    });
-    (port, mail)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

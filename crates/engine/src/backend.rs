@@ -196,6 +196,41 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// False while the store cannot be reached (`/readyz` reports it). A cached answer: it
+    /// must not cost a round trip.
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+/// Cross-replica mutual exclusion per call: while one replica holds a call's lease, no other
+/// replica runs a step of that call (so a webhook posted to two replicas at once has one
+/// effect). A lease expires by itself after its ttl unless its holder renews it, so a crashed
+/// holder blocks nobody for long.
+pub trait CallLeases: Send + Sync + fmt::Debug {
+    /// Takes the lease of `call_sid` with `token` for `ttl_ms` if nobody holds it:
+    /// `Ok(true)` taken, `Ok(false)` held by someone else.
+    fn try_acquire<'a>(
+        &'a self,
+        call_sid: &'a str,
+        token: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Extends the lease to `ttl_ms` from now if `token` still holds it: `Ok(false)` when it
+    /// was lost (expired, maybe taken by someone else).
+    fn renew<'a>(
+        &'a self,
+        call_sid: &'a str,
+        token: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Gives the lease back if `token` still holds it (a lease that expired and was taken by
+    /// another holder is left alone).
+    fn release<'a>(
+        &'a self,
+        call_sid: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// A message to send: a one-time code, or a notice after a reset.

@@ -19,7 +19,8 @@ pub mod testing;
 
 pub use action::{Action, Spoken};
 pub use backend::{
-    Account, AccountState, AuditSink, AuditStats, BackendError, BoxFuture, Counters, Directory,
+    Account, AccountState, AuditSink, AuditStats, BackendError, BoxFuture, CallLeases, Counters,
+    Directory,
     LockPolicy, LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording,
     RecordingAck, RecordingChange, SendError, SendLimits, SentMessage, SessionStore,
     SetSecretError, StoreError, TicketRef, Tickets,

@@ -15,6 +15,11 @@ use crate::action::Action;
 /// The session format this build writes.
 pub const FORMAT: u32 = 1;
 
+/// The newest session format this build reads. Equal to `FORMAT`, except during a format
+/// change, when one release reads `FORMAT + 1` while still writing `FORMAT` (rolling upgrades,
+/// ARCHITECTURE.md); stores refuse anything newer.
+pub const READS_UP_TO: u32 = FORMAT;
+
 /// A variable's value. Secrets are never variables in a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

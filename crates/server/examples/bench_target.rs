@@ -7,7 +7,13 @@
 //! incoming-call webhook), writes one signed Gather callback per call to `<dir>/requests.txt`
 //! (`CallSid signature`), and reports resident memory per live session.
 //!
-//! Usage: `bench_target <dir> <calls> <app_port> <bare_port>`
+//! With `<redis_app_port> <redis_url>`, it also serves (3) the same `app(state)` with the Redis
+//! store (sessions, lockouts and per-call leases in Redis, as replicas run it), creates the
+//! same live calls there, and reports Redis memory per live call (`INFO memory` before and
+//! after) in `<dir>/memory.txt`. Both apps check signatures against the same public URL, so
+//! one requests file serves both.
+//!
+//! Usage: `bench_target <dir> <calls> <app_port> <bare_port> [<redis_app_port> <redis_url>]`
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let loaded = registry
         .current("pin-reset")
         .ok_or("pin-reset did not load")?;
-    let store = Arc::new(MemoryStore::new(clock, calls + 10));
+    let store = Arc::new(MemoryStore::new(clock.clone(), calls + 10));
     let engine_for_flow = Engine {
         catalogs: loaded.catalogs.clone(),
         ..engine.clone()
@@ -130,19 +136,96 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("requests.txt"), requests)?;
     let per_session = after.saturating_sub(before) as f64 / calls as f64;
-    std::fs::write(
-        dir.join("memory.txt"),
-        format!(
-            "live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_json_bytes {json_bytes}\n"
-        ),
-    )?;
+    let mut memory = format!(
+        "live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_json_bytes {json_bytes}\n"
+    );
+
+    // The same calls in Redis, for the Redis-backed app.
+    let redis_app = match (args.get(5).and_then(|a| a.parse::<u16>().ok()), args.get(6)) {
+        (Some(port), Some(url)) => {
+            let redis = resetline_store_redis::RedisStore::connect(
+                &resetline_store_redis::RedisConfig {
+                    url: Secret::new(url.as_str()),
+                    password: None,
+                    username: None,
+                    tls: false,
+                    key_prefix: "bench:".into(),
+                    timeout: Duration::from_secs(2),
+                },
+                clock.clone(),
+                &OsRandom,
+            )?;
+            redis.start_health_checks(Duration::from_secs(1));
+            let mut info = redis::Client::open(url.as_str())?
+                .get_multiplexed_async_connection()
+                .await?;
+            let used = |text: String| -> u64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("used_memory:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            let before: u64 = used(
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut info)
+                    .await?,
+            );
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..calls {
+                let (redis, engine, flow) =
+                    (redis.clone(), engine_for_flow.clone(), loaded.clone());
+                tasks.spawn(async move {
+                    let sid = format!("CA{i:032x}");
+                    let mut s = engine.new_session(&flow.flow, &sid, "+15555550100");
+                    engine.step(&flow.flow, &mut s, Event::Start).await;
+                    redis.save(s, 0, 3_600_000).await.map(|_| ())
+                });
+                while tasks.len() >= 64 {
+                    if let Some(done) = tasks.join_next().await {
+                        done?.map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            while let Some(done) = tasks.join_next().await {
+                done?.map_err(|e| e.to_string())?;
+            }
+            let after: u64 = used(
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut info)
+                    .await?,
+            );
+            memory.push_str(&format!(
+                "redis_used_memory_before_bytes {before}\nredis_used_memory_after_bytes {after}\nredis_bytes_per_live_call {:.0}\n",
+                after.saturating_sub(before) as f64 / calls as f64
+            ));
+            let engine = Engine {
+                lockouts: Arc::new(redis.clone()),
+                ..engine.clone()
+            };
+            let state = AppState::new(
+                &format!("{PUBLIC}:{app_port}"),
+                Secret::new(TOKEN),
+                engine,
+                registry.clone(),
+                Arc::new(redis.clone()),
+                Arc::new(CountingAudit::default()),
+                root.join("voice-prompts"),
+            )
+            .with_leases(Arc::new(redis));
+            Some((port, state))
+        }
+        _ => None,
+    };
+    std::fs::write(dir.join("memory.txt"), memory)?;
 
     let audit = Arc::new(CountingAudit::default());
     let state = AppState::new(
         &format!("{PUBLIC}:{app_port}"),
         Secret::new(TOKEN),
         engine,
-        registry,
+        registry.clone(),
         store,
         audit.clone(),
         root.join("voice-prompts"),
@@ -158,10 +241,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         }),
     );
+    let redis_served = async {
+        match redis_app {
+            Some((port, state)) => {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+                std::fs::write(dir.join("ready-redis"), "ready\n")?;
+                axum::serve(listener, app(state)).await
+            }
+            None => std::future::pending().await,
+        }
+    };
     std::fs::write(dir.join("ready"), "ready\n")?;
     tokio::select! {
         r = axum::serve(real, app(state)) => r?,
         r = axum::serve(bare, bare_app) => r?,
+        r = redis_served => r?,
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     sessions: RawSessions,
+    #[serde(default)]
+    store: RawStore,
     hash_key_env: String,
     #[serde(default = "default_budget")]
     budget_ms: u64,
@@ -163,6 +165,48 @@ impl Default for RawSessions {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default = "default_store_kind")]
+    kind: String,
+    url: Option<String>,
+    url_env: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    #[serde(default = "default_key_prefix")]
+    key_prefix: String,
+    #[serde(default = "default_store_timeout")]
+    timeout_ms: u64,
+    #[serde(default)]
+    tls: bool,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: default_store_kind(),
+            url: None,
+            url_env: None,
+            username: None,
+            password_env: None,
+            key_prefix: default_key_prefix(),
+            timeout_ms: default_store_timeout(),
+            tls: false,
+        }
+    }
+}
+
+fn default_store_kind() -> String {
+    "memory".into()
+}
+fn default_key_prefix() -> String {
+    "resetline:".into()
+}
+fn default_store_timeout() -> u64 {
+    500
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawReload {
     #[serde(default = "default_true")]
     enabled: bool,
@@ -236,6 +280,34 @@ pub enum DirectoryConfig {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// Where sessions, send counters, lockouts and call leases live.
+#[derive(Clone, Debug, Default)]
+pub enum StoreConfig {
+    /// In this process (one box; the default).
+    #[default]
+    Memory,
+    /// Redis, shared by every replica.
+    Redis(RedisStoreConfig),
+}
+
+/// A Redis store.
+#[derive(Clone, Debug)]
+pub struct RedisStoreConfig {
+    /// `redis://` or `rediss://` URL; a `Secret` because a URL from `url_env` may carry a
+    /// password.
+    pub url: Secret,
+    /// ACL username (with `password`).
+    pub username: Option<String>,
+    /// Password from `password_env`.
+    pub password: Option<Secret>,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Longest wait for one Redis command.
+    pub timeout_ms: u64,
+    /// TLS (also implied by a `rediss://` URL).
+    pub tls: bool,
 }
 
 /// The audit trail.
@@ -358,6 +430,8 @@ pub struct Config {
     pub global_sends_per_hour: u32,
     /// Most live calls.
     pub max_sessions: usize,
+    /// Session store (memory or Redis).
+    pub store: StoreConfig,
     /// Key for keyed hashes of secrets held between webhooks.
     pub hash_key: Secret,
     /// Time budget per backend call.
@@ -692,6 +766,7 @@ fn validate(
     if raw.sessions.max == 0 {
         problems.push("`sessions.max` must be at least 1".into());
     }
+    let store = validate_store(raw.store, env, &mut problems);
     if raw.reload.poll_ms < 100 {
         problems.push("`reload.poll_ms` must be at least 100".into());
     }
@@ -729,12 +804,118 @@ fn validate(
             sms_prefixes: raw.limits.sms_prefixes,
             global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
             max_sessions: raw.sessions.max,
+            store,
             hash_key,
             budget_ms: raw.budget_ms,
             reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
             log: raw.log.format,
         }),
         _ => Err(problems),
+    }
+}
+
+fn validate_store(
+    raw: RawStore,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> StoreConfig {
+    let is_redis_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+    match raw.kind.as_str() {
+        "memory" => {
+            if raw.url.is_some()
+                || raw.url_env.is_some()
+                || raw.username.is_some()
+                || raw.password_env.is_some()
+                || raw.tls
+            {
+                problems.push(
+                    "`store`: `url`, `url_env`, `username`, `password_env` and `tls` are for `kind: redis`"
+                        .into(),
+                );
+            }
+            StoreConfig::Memory
+        }
+        "redis" => {
+            let url = match (raw.url, raw.url_env) {
+                (Some(url), None) => {
+                    let authority = url
+                        .split_once("://")
+                        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+                    if !is_redis_url(&url) {
+                        problems.push(format!(
+                            "`store.url`: `{url}` is not a redis:// or rediss:// URL"
+                        ));
+                        None
+                    } else if authority.contains('@') {
+                        problems.push("`store.url`: must not carry credentials; give the password through `password_env` (or the whole URL through `url_env`)".into());
+                        None
+                    } else {
+                        Some(Secret::new(url))
+                    }
+                }
+                (None, Some(name)) => match env(&name) {
+                    Some(v) if is_redis_url(&v) => Some(Secret::new(v)),
+                    Some(_) => {
+                        problems.push(format!("`store.url_env`: environment variable `{name}` does not hold a redis:// or rediss:// URL"));
+                        None
+                    }
+                    None => {
+                        problems.push(format!(
+                            "`store.url_env`: environment variable `{name}` is not set"
+                        ));
+                        None
+                    }
+                },
+                _ => {
+                    problems.push(
+                        "`store`: `kind: redis` needs exactly one of `url` or `url_env`".into(),
+                    );
+                    None
+                }
+            };
+            let password = raw
+                .password_env
+                .as_deref()
+                .and_then(|name| secret_env(env, name, "`store.password_env`", 1, problems));
+            if raw.username.is_some() && raw.password_env.is_none() {
+                problems.push("`store.username` needs `password_env`".into());
+            }
+            if raw.key_prefix.is_empty()
+                || raw.key_prefix.len() > 64
+                || raw
+                    .key_prefix
+                    .chars()
+                    .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+            {
+                problems.push(format!(
+                    "`store.key_prefix`: `{}` must be 1 to 64 characters without spaces, `{{` or `}}`",
+                    raw.key_prefix
+                ));
+            }
+            if !(10..=5_000).contains(&raw.timeout_ms) {
+                problems.push(format!(
+                    "`store.timeout_ms`: {} must be between 10 and 5000",
+                    raw.timeout_ms
+                ));
+            }
+            match url {
+                Some(url) => StoreConfig::Redis(RedisStoreConfig {
+                    tls: raw.tls || url.expose().starts_with("rediss://"),
+                    url,
+                    username: raw.username,
+                    password,
+                    key_prefix: raw.key_prefix,
+                    timeout_ms: raw.timeout_ms,
+                }),
+                None => StoreConfig::Memory,
+            }
+        }
+        other => {
+            problems.push(format!(
+                "`store.kind`: `{other}` is not supported (supported: memory, redis)"
+            ));
+            StoreConfig::Memory
+        }
     }
 }
 
@@ -845,6 +1026,97 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_store_is_memory_by_default_and_redis_is_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(&write(dir.path(), GOOD), &env).expect("config");
+        assert!(matches!(c.store, StoreConfig::Memory));
+        let good = format!(
+            "{GOOD}store: {{ kind: redis, url: \"redis://10.0.0.5:6379/2\", password_env: TOKEN, key_prefix: \"rl:\", timeout_ms: 300 }}\n"
+        );
+        let c = load(&write(dir.path(), &good), &env).expect("config");
+        let StoreConfig::Redis(r) = c.store else {
+            panic!("redis expected")
+        };
+        assert_eq!(r.url.expose(), "redis://10.0.0.5:6379/2");
+        assert_eq!(r.password.as_ref().map(Secret::expose), Some("tok"));
+        assert_eq!(
+            (r.key_prefix.as_str(), r.timeout_ms, r.tls),
+            ("rl:", 300, false)
+        );
+        let from_env = format!("{GOOD}store: {{ kind: redis, url_env: REDIS_URL }}\n");
+        let c = load(&write(dir.path(), &from_env), &|n| {
+            if n == "REDIS_URL" {
+                Some("rediss://:hunter2@cache:6380".into())
+            } else {
+                env(n)
+            }
+        })
+        .expect("config");
+        assert!(
+            matches!(c.store, StoreConfig::Redis(ref r) if r.tls),
+            "rediss implies TLS"
+        );
+
+        let bad = format!(
+            "{GOOD}store: {{ kind: redis, url: \"redis://:hunter2@cache:6379\", key_prefix: \"a{{b\", timeout_ms: 0 }}\n"
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "must not carry credentials",
+            "`store.key_prefix`",
+            "`store.timeout_ms`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert!(!text.contains("hunter2"), "no password echoed: {text}");
+        for (bad, want) in [
+            ("{ kind: postgres }", "`store.kind`"),
+            ("{ kind: redis }", "exactly one of `url` or `url_env`"),
+            ("{ kind: redis, url_env: NOPE }", "`NOPE` is not set"),
+            ("{ kind: redis, url: \"http://cache\" }", "not a redis://"),
+            (
+                "{ kind: memory, url: \"redis://cache\" }",
+                "are for `kind: redis`",
+            ),
+        ] {
+            let text = load(&write(dir.path(), &format!("{GOOD}store: {bad}\n")), &env)
+                .expect_err(bad)
+                .to_string();
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_example_configuration_loads_with_either_store() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let example =
+            std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
+        let env = |_: &str| Some("x".repeat(32));
+        let c = load(&deploy.join("resetline.example.yaml"), &env).expect("the example loads");
+        assert!(matches!(c.store, StoreConfig::Memory));
+        let redis = example.replacen(
+            "  kind: memory ",
+            "  kind: redis\n  url: redis://redis.internal:6379/0\n  tls: true\n ",
+            1,
+        );
+        assert_ne!(redis, example);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("redis.yaml");
+        let rebased = redis.replace("../", &format!("{}/../", deploy.display()));
+        std::fs::write(&p, rebased).expect("write");
+        let c = load(&p, &env).expect("the example with Redis loads");
+        let StoreConfig::Redis(r) = c.store else {
+            panic!("redis expected")
+        };
+        assert_eq!(
+            (r.key_prefix.as_str(), r.timeout_ms, r.tls),
+            ("resetline:", 500, true)
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
-use resetline_engine::{Action, Engine, Event, Secret, SessionStore, Spoken, StoreError};
+use resetline_engine::{
+    Action, BackendError, CallLeases, Engine, Event, Secret, SessionStore, Spoken, StoreError,
+};
 use tracing::Instrument;
 
 pub use metrics::Metrics;
@@ -48,6 +50,7 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     audit: Arc<dyn resetline_engine::AuditSink>,
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    leases: std::sync::OnceLock<Arc<dyn CallLeases>>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
     refusals: RefusalBudget,
@@ -101,11 +104,19 @@ impl AppState {
                 store,
                 audit,
                 locks: DashMap::new(),
+                leases: std::sync::OnceLock::new(),
                 metrics: Arc::new(Metrics::default()),
                 prompts_dir,
                 refusals: RefusalBudget::default(),
             }),
         }
+    }
+
+    /// With a store shared by several replicas: every webhook of a call also takes the call's
+    /// lease there, so two replicas never run a step of one call at once. Call once, at setup.
+    pub fn with_leases(self, leases: Arc<dyn CallLeases>) -> Self {
+        let _ = self.inner.leases.set(leases);
+        self
     }
 
     /// The flow registry (for reloads).
@@ -326,8 +337,10 @@ async fn incoming(
             tracing::warn!(flow = %flow_id, "call for a flow that is not loaded");
             return twiml_response(not_found_twiml(&state, &flow_id));
         };
-        let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
-        let _guard = lock.lock().await;
+        let _guard = match hold_call(&state, &call_sid).await {
+            Ok(g) => g,
+            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
+        };
         let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
         let (mut session, revision) = match state.inner.store.load(&call_sid).await {
             Ok(Some((s, rev))) => (s, rev),
@@ -337,7 +350,7 @@ async fn incoming(
                 return apology(&state, &flow_id);
             }
             Ok(None) => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
-            Err(e) => return store_trouble(&state, &flow_id, &e),
+            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
         let step = engine.step(&flow.flow, &mut session, Event::Start).await;
@@ -408,15 +421,17 @@ async fn step_common(
             return (StatusCode::NOT_FOUND, "no such step\n").into_response();
         };
         tracing::Span::current().record("call", call_sid.as_str());
-        let lock = state.inner.locks.entry(call_sid.clone()).or_default().clone();
-        let _guard = lock.lock().await;
+        let _guard = match hold_call(&state, &call_sid).await {
+            Ok(g) => g,
+            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
+        };
         let (mut session, revision) = match state.inner.store.load(&call_sid).await {
             Ok(Some(found)) => found,
             Ok(None) => {
                 tracing::info!(flow = %flow_id, "webhook for an unknown or expired call");
                 return twiml_response(not_found_twiml(&state, &flow_id));
             }
-            Err(e) => return store_trouble(&state, &flow_id, &e),
+            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
         };
         let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version).filter(|_| session.flow_id == flow_id) else {
             tracing::warn!(flow = %flow_id, version = %session.flow_version, "call's flow version is no longer loaded");
@@ -462,13 +477,14 @@ async fn status(
             if !final_status {
                 return StatusCode::NO_CONTENT.into_response();
             }
-            let lock = state
-                .inner
-                .locks
-                .entry(call_sid.clone())
-                .or_default()
-                .clone();
-            let guard = lock.lock().await;
+            let guard = match hold_call(&state, &call_sid).await {
+                Ok(g) => g,
+                Err(e) => {
+                    state.inner.metrics.store_failed();
+                    tracing::warn!(error = %e, "could not record the hang-up");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
+                }
+            };
             if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await
                 && let Some(loaded) = state
                     .inner
@@ -495,6 +511,95 @@ async fn status(
         },
     )
     .await
+}
+
+/// How long a call's lease outlives its last renewal: a replica that dies mid-step frees the
+/// call this long after (its holder renews it every `LEASE_RENEW` while the step runs).
+const LEASE_TTL_MS: u64 = 3_000;
+const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a webhook waits for another replica to finish a step of the same call (a step
+/// takes at most 12 s).
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(13);
+
+/// Exclusive hold of one call for one request: the in-process lock, and with a shared store
+/// the call's lease (renewed in the background while held). Dropping it releases both.
+struct CallGuard {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    lease: Option<(Arc<dyn CallLeases>, String, String)>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        if let Some((leases, call, token)) = self.lease.take() {
+            tokio::spawn(async move {
+                if let Err(e) = leases.release(&call, &token).await {
+                    tracing::warn!(call = %call, error = %e, "call lease not released; it expires by itself");
+                }
+            });
+        }
+    }
+}
+
+/// Takes the call for this request (one request per call at a time, across replicas too).
+/// A request that finds another replica running the call waits until that one saved, then
+/// runs against the saved session: a retried webhook then gets the stored answer replayed.
+async fn hold_call(state: &AppState, call_sid: &str) -> Result<CallGuard, StoreError> {
+    let lock = state
+        .inner
+        .locks
+        .entry(call_sid.to_string())
+        .or_default()
+        .clone();
+    let local = lock.lock_owned().await;
+    let Some(leases) = state.inner.leases.get() else {
+        return Ok(CallGuard {
+            _local: local,
+            lease: None,
+            renewal: None,
+        });
+    };
+    let mut raw = [0u8; 16];
+    state.inner.engine.random.fill(&mut raw).map_err(|_| {
+        StoreError::Backend(BackendError::new(
+            "call lease",
+            "no randomness for a lease token",
+        ))
+    })?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let deadline = Instant::now() + LEASE_WAIT;
+    let mut pause = std::time::Duration::from_millis(5);
+    while !leases.try_acquire(call_sid, &token, LEASE_TTL_MS).await? {
+        if Instant::now() >= deadline {
+            return Err(StoreError::Backend(BackendError::timeout("call lease")));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+    let renewal = {
+        let (leases, call, token) = (leases.clone(), call_sid.to_string(), token.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_RENEW).await;
+                match leases.renew(&call, &token, LEASE_TTL_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(call = %call, "call lease lost while held; the save's compare-and-swap still guards the session");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(call = %call, error = %e, "call lease not renewed"),
+                }
+            }
+        })
+    };
+    Ok(CallGuard {
+        _local: local,
+        lease: Some((leases.clone(), call_sid.to_string(), token)),
+        renewal: Some(renewal),
+    })
 }
 
 /// Runs a handler body inside its tracing span and records its latency and status.
@@ -524,12 +629,13 @@ async fn finish_step(
     step: resetline_engine::Step,
 ) -> Response {
     ended_metric(state, &session, &step.actions, step.replayed);
+    let session_sid = session.call_sid.clone();
     if !step.replayed {
         let saved = save(state, flow, session, revision).await;
         // What the step did happened, saved or not: it is always audited.
         append_audit(state, step.audit).await;
         if let Err(e) = saved {
-            return store_trouble(state, flow_id, &e);
+            return store_trouble(state, flow_id, &session_sid, &e).await;
         }
     }
     twiml_response(render::twiml(&state.inner.public_url, &step.actions))
@@ -571,8 +677,14 @@ async fn sms_status(
             _ => return StatusCode::NO_CONTENT.into_response(),
         };
         let message = hook.get("MessageSid").or(hook.get("SmsSid")).unwrap_or_default().to_string();
-        let lock = state.inner.locks.entry(call.clone()).or_default().clone();
-        let _guard = lock.lock().await;
+        let _guard = match hold_call(&state, &call).await {
+            Ok(g) => g,
+            Err(e) => {
+                state.inner.metrics.store_failed();
+                tracing::warn!(call = %call, error = %e, "delivery report not recorded");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
+            }
+        };
         match state.inner.store.load(&call).await {
             Ok(Some((mut session, revision))) => {
                 let matches = session.otp.as_ref().is_some_and(|o| o.message_id.as_deref() == Some(message.as_str()));
@@ -588,6 +700,7 @@ async fn sms_status(
                     return StatusCode::NO_CONTENT.into_response();
                 };
                 if let Err(e) = save(&state, &loaded.flow, session, revision).await {
+                    state.inner.metrics.store_failed();
                     tracing::warn!(call = %call, error = %e, "delivery report not recorded");
                     return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
                 }
@@ -595,6 +708,7 @@ async fn sms_status(
             }
             Ok(None) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => {
+                state.inner.metrics.store_failed();
                 tracing::warn!(call = %call, error = %e, "delivery report not recorded");
                 (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response()
             }
@@ -638,9 +752,32 @@ fn ended_metric(
 }
 
 /// The session store failed: the caller hears an apology in the flow's language (the
-/// catalog's `technical_difficulty`) and a next step, never silence or a 500.
-fn store_trouble(state: &AppState, flow_id: &str, e: &StoreError) -> Response {
+/// catalog's `technical_difficulty`) and a next step, never silence or a 500. The failure is
+/// counted and audited (the call ends here: `session_expired`, reason `store_unavailable`).
+async fn store_trouble(
+    state: &AppState,
+    flow_id: &str,
+    call_sid: &str,
+    e: &StoreError,
+) -> Response {
     tracing::error!(flow = %flow_id, error = %e, "session store failed");
+    state.inner.metrics.store_failed();
+    let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let record = resetline_audit::Record::new(
+        time,
+        resetline_audit::EventType::SessionExpired,
+        resetline_audit::Outcome::Failure,
+        call_sid,
+        flow_id,
+        "",
+    )
+    .with_reason(match e {
+        StoreError::Conflict => "store_conflict",
+        StoreError::Backend(_) => "store_unavailable",
+    });
+    append_audit(state, vec![record]).await;
     apology(state, flow_id)
 }
 
@@ -698,6 +835,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
             n => format!("audit sink failing: {n} record(s) waiting for a retry\n"),
         };
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    if !state.inner.store.healthy() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session store unreachable\n",
+        )
+            .into_response();
     }
     let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
     (StatusCode::OK, body).into_response()

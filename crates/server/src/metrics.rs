@@ -19,6 +19,7 @@ pub struct Metrics {
     signature_failures: AtomicU64,
     audit_failures: AtomicU64,
     audit_refused_calls: AtomicU64,
+    store_failures: AtomicU64,
     webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
     ended: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
@@ -64,6 +65,11 @@ impl Metrics {
     /// A new call was refused because the audit sink is down.
     pub fn audit_refused_call(&self) {
         self.audit_refused_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The session store (or a call lease) failed or timed out for a webhook.
+    pub fn store_failed(&self) {
+        self.store_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A webhook was answered.
@@ -138,6 +144,11 @@ impl Metrics {
             out,
             "# HELP resetline_audit_refused_calls_total New calls refused because the audit sink was down.\n# TYPE resetline_audit_refused_calls_total counter\nresetline_audit_refused_calls_total {}",
             self.audit_refused_calls.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP resetline_store_failures_total Webhooks the session store failed (unreachable, slow, refused).\n# TYPE resetline_store_failures_total counter\nresetline_store_failures_total {}",
+            self.store_failures.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

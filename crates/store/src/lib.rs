@@ -1,5 +1,6 @@
 //! Session stores. `MemoryStore` keeps sessions in a sharded concurrent map (dashmap) for one
-//! box; a Redis store (same trait) will let replicas share calls.
+//! box; `resetline-store-redis` implements the same traits on Redis so replicas share calls,
+//! holding the same bytes (`encode`/`decode`).
 //!
 //! Invariants: a save succeeds only if the caller saw the latest revision (compare-and-swap),
 //! so two concurrent webhooks of one call never both advance it; an expired session is never
@@ -80,9 +81,7 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         let now = self.clock.now_ms();
         let result = (move || {
-            let bytes = serde_json::to_vec(&session)
-                .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())))?
-                .into_boxed_slice();
+            let bytes = encode(&session)?.into_boxed_slice();
             if expected == 0 && self.map.len() >= self.max_sessions {
                 self.sweep();
                 if self.map.len() >= self.max_sessions {
@@ -128,22 +127,29 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// A session as every store keeps it: compact JSON carrying its `format` (the Redis store
+/// holds the same bytes).
+pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(session)
+        .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())))
+}
+
 /// Reads a stored session; refuses one written in a newer format (rolling upgrades: an old
 /// replica must not misread a newer replica's session).
-fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
+pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
     let session: Session = serde_json::from_slice(bytes).map_err(|e| {
         StoreError::Backend(BackendError::new(
             "sessions",
             format!("unreadable session: {e}"),
         ))
     })?;
-    if session.format > resetline_engine::session::FORMAT {
+    if session.format > resetline_engine::session::READS_UP_TO {
         return Err(StoreError::Backend(BackendError::new(
             "sessions",
             format!(
-                "session format {} is newer than this build's {}",
+                "session format {} is newer than this build reads ({})",
                 session.format,
-                resetline_engine::session::FORMAT
+                resetline_engine::session::READS_UP_TO
             ),
         )));
     }
@@ -326,7 +332,7 @@ mod tests {
     async fn a_session_from_a_newer_format_is_refused_not_misread() {
         let store = MemoryStore::new(Arc::new(FakeClock::at(1000)), 10);
         let mut s = session("CA1");
-        s.format = resetline_engine::session::FORMAT + 1;
+        s.format = resetline_engine::session::READS_UP_TO + 1;
         store.save(s, 0, 60_000).await.ok();
         assert!(matches!(
             store.load("CA1").await,

@@ -14,16 +14,17 @@ use resetline_connectors::{
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
-    AuditSink, Directory, Engine, Messenger, OsRandom, Random, Recording, Secret, SystemClock,
-    Tickets,
+    AuditSink, CallLeases, Counters, Directory, Engine, Lockouts, Messenger, OsRandom, Random,
+    Recording, Secret, SessionStore, SystemClock, Tickets,
 };
 use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::config::{
-    self, AuditStorage, DirectoryConfig, LogFormat, SmsFrom, TicketAuth,
+    self, AuditStorage, DirectoryConfig, LogFormat, SmsFrom, StoreConfig, TicketAuth,
 };
 use resetline_server::{AppState, Registry, ReloadResult, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
+use resetline_store_redis::{RedisConfig, RedisStore};
 
 struct Setup {
     listen: SocketAddr,
@@ -42,6 +43,7 @@ struct Setup {
     flows_dir: PathBuf,
     prompts_dir: PathBuf,
     max_sessions: usize,
+    store: StoreConfig,
     budget: Duration,
     poll: Option<Duration>,
     demo_banner: bool,
@@ -173,6 +175,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         flows_dir: cfg.flows_dir,
         prompts_dir: cfg.prompts_dir,
         max_sessions: cfg.max_sessions,
+        store: cfg.store,
         budget: Duration::from_millis(cfg.budget_ms),
         poll: cfg.reload_poll_ms.map(Duration::from_millis),
         demo_banner: false,
@@ -234,6 +237,7 @@ pub(crate) fn demo(
         flows_dir: flows.to_path_buf(),
         prompts_dir: prompts.to_path_buf(),
         max_sessions: 10_000,
+        store: StoreConfig::Memory,
         budget: Duration::from_secs(4),
         poll: Some(Duration::from_secs(1)),
         demo_banner: true,
@@ -336,6 +340,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
         let clock = Arc::new(SystemClock);
+        let shared = Shared::open(&setup, clock.clone())?;
         let buffered = Arc::new(Buffered::new(setup.audit.open().await?, setup.audit_policy));
         let _retry = buffered.spawn_retry(Duration::from_secs(1));
         let audit: Arc<dyn AuditSink> = buffered;
@@ -348,9 +353,9 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             recording: setup.recording.clone(),
             messenger: setup.messenger.clone(),
             tickets: setup.tickets.clone(),
-            counters: Arc::new(MemoryCounters::new(clock.clone())),
+            counters: shared.counters.clone(),
             limits: Arc::new(setup.limits.clone()),
-            lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
+            lockouts: shared.lockouts.clone(),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
             hash_key: Arc::new(setup.hash_key.clone()),
@@ -360,16 +365,18 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         let registry = Arc::new(Registry::default());
         let results = registry.load_dir(&setup.flows_dir, &setup.prompts_dir);
         report(&results);
-        let store = Arc::new(MemoryStore::new(clock, setup.max_sessions));
-        let state = AppState::new(
+        let mut state = AppState::new(
             &public_url,
             setup.auth_token.clone(),
             engine,
             registry.clone(),
-            store.clone(),
+            shared.sessions.clone(),
             audit.clone(),
             setup.prompts_dir.clone(),
         );
+        if let Some(leases) = shared.leases.clone() {
+            state = state.with_leases(leases);
+        }
 
         // Hot reload: poll for changes, and reload on SIGHUP.
         let (flows_dir, prompts_dir, metrics) = (
@@ -415,11 +422,11 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             }
         });
         // Expired sessions and idle per-call locks are swept every 30 s.
-        let (sweeper, locks) = (store.clone(), state.clone());
+        let (sweeper, locks) = (shared.memory.clone(), state.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                let expired = sweeper.sweep();
+                let expired = sweeper.as_ref().map_or(0, |m| m.sweep());
                 let idle = locks.forget_idle_locks();
                 if expired + idle > 0 {
                     tracing::debug!(expired, idle_locks = idle, "swept");
@@ -444,6 +451,60 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The state shared between webhooks: in this process, or in Redis for every replica.
+struct Shared {
+    sessions: Arc<dyn SessionStore>,
+    counters: Arc<dyn Counters>,
+    lockouts: Arc<dyn Lockouts>,
+    /// Cross-replica call leases (Redis only; in memory the per-process lock suffices).
+    leases: Option<Arc<dyn CallLeases>>,
+    /// The memory store, to sweep expired sessions (Redis expires them itself).
+    memory: Option<Arc<MemoryStore>>,
+}
+
+impl Shared {
+    /// Must run inside the runtime (the Redis connection and its health checks live there).
+    fn open(setup: &Setup, clock: Arc<SystemClock>) -> anyhow::Result<Shared> {
+        match &setup.store {
+            StoreConfig::Memory => {
+                let memory = Arc::new(MemoryStore::new(clock.clone(), setup.max_sessions));
+                Ok(Shared {
+                    sessions: memory.clone(),
+                    counters: Arc::new(MemoryCounters::new(clock)),
+                    lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
+                    leases: None,
+                    memory: Some(memory),
+                })
+            }
+            StoreConfig::Redis(r) => {
+                let redis = RedisStore::connect(
+                    &RedisConfig {
+                        url: r.url.clone(),
+                        password: r.password.clone(),
+                        username: r.username.clone(),
+                        tls: r.tls,
+                        key_prefix: r.key_prefix.clone(),
+                        timeout: Duration::from_millis(r.timeout_ms),
+                    },
+                    clock,
+                    &OsRandom,
+                )
+                .map_err(|e| anyhow::anyhow!("store: {e}"))?;
+                redis.start_health_checks(Duration::from_secs(1));
+                tracing::info!(prefix = %r.key_prefix, tls = r.tls, "sessions, counters and lockouts in Redis");
+                let redis = Arc::new(redis);
+                Ok(Shared {
+                    sessions: redis.clone(),
+                    counters: redis.clone(),
+                    lockouts: redis.clone(),
+                    leases: Some(redis),
+                    memory: None,
+                })
+            }
+        }
+    }
 }
 
 /// Demo only: prints each message the outbox accepted (one-time codes included: that is

@@ -1,0 +1,214 @@
+//! Test support shared by the end-to-end tests: local fakes of the Twilio REST API
+//! (Recordings, Messages) and the ServiceNow Table API that record every request (paths, auth
+//! headers, bodies) and answer with the documented shapes (protocol.md §5-6), an SMTP sink,
+//! and a signed-webhook poster speaking raw HTTP/1.1.
+//!
+//! Each test binary uses a part of it (`mod support;`), hence the `dead_code` allowance (and
+//! `pub` items are reached only through `mod support`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{patch, post};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TOKEN: &str = "twilio-auth-token";
+pub const SID: &str = "CA0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: &'static str,
+    pub path: String,
+    pub auth: String,
+    pub body: String,
+}
+
+pub type Log = Arc<Mutex<Vec<Seen>>>;
+
+pub fn seen(log: &Log, method: &'static str, path: String, headers: &HeaderMap, body: String) {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if let Ok(mut l) = log.lock() {
+        l.push(Seen {
+            method,
+            path,
+            auth,
+            body,
+        });
+    }
+}
+
+pub fn providers(log: Log) -> Router {
+    providers_with_delay(log, Delay::default())
+}
+
+/// Milliseconds the fake Messages API waits before it answers (a slow provider).
+pub type Delay = Arc<std::sync::atomic::AtomicU64>;
+
+/// `providers`, with the Messages API answering after `delay`.
+pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
+    Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}",
+            post(|State(log): State<Log>, Path((account, call, rec)): Path<(String, String, String)>, headers: HeaderMap, body: String| async move {
+                seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}"), &headers, body);
+                (StatusCode::OK, [("content-type", "application/json")], r#"{"sid":"RE0123456789abcdef0123456789abcdef","status":"paused","source":"StartCallRecordingAPI"}"#)
+            }),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages.json",
+            post(move |State(log): State<Log>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
+                let wait = delay.load(std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                let n = log.lock().map(|l| l.len()).unwrap_or(0);
+                seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Messages.json"), &headers, body);
+                let sid = format!("SM{n:032}");
+                (StatusCode::CREATED, [("content-type", "application/json")], format!(r#"{{"sid":"{sid}","status":"queued","direction":"outbound-api","error_code":null}}"#)).into_response()
+            }),
+        )
+        .route(
+            "/api/now/table/incident",
+            post(|State(log): State<Log>, headers: HeaderMap, body: String| async move {
+                seen(&log, "POST", "/api/now/table/incident".into(), &headers, body);
+                (StatusCode::CREATED, [("content-type", "application/json")], r#"{"result":{"number":"INC0010001","sys_id":"9d385017c611228701d22104cc95c371"}}"#)
+            }),
+        )
+        .route(
+            "/api/now/table/incident/{id}",
+            patch(|State(log): State<Log>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
+                seen(&log, "PATCH", format!("/api/now/table/incident/{id}"), &headers, body);
+                (StatusCode::OK, [("content-type", "application/json")], r#"{"result":{"number":"INC0010001","state":"7"}}"#)
+            }),
+        )
+        .with_state(log)
+}
+
+pub fn form_value(body: &str, key: &str) -> Option<String> {
+    let params = resetline_twiml::params::parse(body.as_bytes(), 65_536).ok()?;
+    params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+pub async fn post_webhook(
+    addr: std::net::SocketAddr,
+    public: &str,
+    path: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig =
+        resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{public}{path}"), &owned);
+    let body = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+/// A minimal SMTP sink on 127.0.0.1: greeting, EHLO, MAIL, RCPT, DATA, QUIT; keeps each
+/// message's recipients and data.
+pub async fn smtp_sink() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind smtp");
+    let port = listener.local_addr().expect("addr").port();
+    let mail: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let kept = mail.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let (mut rcpt, mut line) = (String::new(), String::new());
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let upper = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        rcpt = line.trim_end()[8..].to_string();
+                        b"250 Ok\r\n"
+                    } else if upper == "DATA" {
+                        let _ = write.write_all(b"354 go ahead\r\n").await;
+                        let mut data = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if lines.read_line(&mut l).await.unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&l);
+                        }
+                        if let Ok(mut m) = kept.lock() {
+                            m.push((rcpt.clone(), data));
+                        }
+                        b"250 queued\r\n"
+                    } else if upper == "QUIT" {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 Ok\r\n"
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, mail)
+}
+
+/// Serves the provider fakes on a free port; returns their base URL and the request log.
+pub async fn start_providers() -> (String, Log) {
+    let (url, log, _) = start_slow_providers().await;
+    (url, log)
+}
+
+/// `start_providers`, with a knob that slows the Messages API down.
+pub async fn start_slow_providers() -> (String, Log, Delay) {
+    let log: Log = Arc::default();
+    let delay = Delay::default();
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake");
+    let url = format!("http://{}", fake.local_addr().expect("addr"));
+    tokio::spawn(axum::serve(fake, providers_with_delay(log.clone(), delay.clone())).into_future());
+    (url, log, delay)
+}
+
+/// A plain GET (for `/readyz`, `/metrics`): the raw response, or "" if nobody listens.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response
+}

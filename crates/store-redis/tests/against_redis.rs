@@ -1,0 +1,311 @@
+//! The Redis store against a real `redis-server` (Debian package) on 127.0.0.1: the same
+//! behaviour as the memory store (compare-and-swap, expiry, refused newer formats, windowed
+//! counters, lockout rule), plus what only a shared store needs (no lost increment under
+//! concurrency, leases, health while Redis is down and after it returns).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use resetline_engine::{
+    CallLeases, Counters, FakeClock, LockPolicy, Lockouts, OsRandom, Secret, Session, SessionStore,
+    StoreError, SystemClock,
+};
+use resetline_store_redis::testing::RedisServer;
+use resetline_store_redis::{RedisConfig, RedisStore};
+
+fn config(server: &RedisServer, prefix: &str) -> RedisConfig {
+    RedisConfig {
+        url: Secret::new(server.url()),
+        password: None,
+        username: None,
+        tls: false,
+        key_prefix: prefix.to_string(),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+fn store(server: &RedisServer, clock: Arc<dyn resetline_engine::Clock>) -> RedisStore {
+    RedisStore::connect(&config(server, "t:"), clock, &OsRandom).expect("store")
+}
+
+fn session(sid: &str) -> Session {
+    Session::new(sid, "f", "v", "+15555550100", 0, "en-US")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_refuses_a_stale_writer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    let a = session("CA1");
+    assert_eq!(s.save(a.clone(), 0, 60_000).await, Ok(1));
+    assert_eq!(
+        s.save(a.clone(), 0, 60_000).await,
+        Err(StoreError::Conflict),
+        "a second creator loses"
+    );
+    assert_eq!(s.save(a.clone(), 1, 60_000).await, Ok(2));
+    assert_eq!(
+        s.save(a.clone(), 1, 60_000).await,
+        Err(StoreError::Conflict),
+        "a writer that saw revision 1 loses"
+    );
+    let (loaded, rev) = s.load("CA1").await.expect("load").expect("found");
+    assert_eq!((loaded, rev), (a, 2));
+    assert_eq!(s.load("CA2").await, Ok(None));
+    assert_eq!(s.session_key("CA1"), "t:{CA1}:session", "hash tag per call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_with_their_ttl() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    s.save(session("CA1"), 0, 150).await.expect("save");
+    assert!(s.load("CA1").await.expect("load").is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.load("CA1").await, Ok(None), "gone after its ttl");
+    assert_eq!(
+        s.save(session("CA1"), 0, 60_000).await,
+        Ok(1),
+        "a new call under the same sid starts over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_from_a_newer_format_is_refused_not_misread() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    let mut newer = session("CA1");
+    newer.format = resetline_engine::session::READS_UP_TO + 1;
+    s.save(newer, 0, 60_000).await.expect("save");
+    assert!(matches!(s.load("CA1").await, Err(StoreError::Backend(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_hits_from_two_replicas_lose_no_increment_and_refusals_do_not_count() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let a = store(&server, Arc::new(SystemClock));
+    let b = store(&server, Arc::new(SystemClock));
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let s = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            s.hit("global", 3_600_000, 150).await
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        if t.await.expect("task").expect("hit") {
+            allowed += 1;
+        }
+    }
+    assert_eq!(
+        allowed, 150,
+        "exactly the limit is allowed, none lost, none extra"
+    );
+    let mut c = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let counted: u64 = redis::cmd("ZCARD")
+        .arg("t:counter:{global}")
+        .query_async(&mut c)
+        .await
+        .expect("zcard");
+    assert_eq!(counted, 150, "the 50 refused hits were not counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sixth_send_in_ten_minutes_is_refused_and_the_window_slides() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let clock = FakeClock::at(1_000_000);
+    let counters = store(&server, Arc::new(clock.clone()));
+    for _ in 0..5 {
+        assert_eq!(
+            counters.hit("send:+15555550199", 600_000, 5).await,
+            Ok(true)
+        );
+        clock.advance(Duration::from_secs(60));
+    }
+    assert_eq!(
+        counters.hit("send:+15555550199", 600_000, 5).await,
+        Ok(false)
+    );
+    assert_eq!(
+        counters.hit("send:+15555550100", 600_000, 5).await,
+        Ok(true),
+        "other keys are separate"
+    );
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(
+        counters.hit("send:+15555550199", 600_000, 5).await,
+        Ok(true),
+        "the oldest hit left the window"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockouts_apply_the_shared_rule_atomically_across_replicas() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let a = store(&server, Arc::new(SystemClock));
+    let b = store(&server, Arc::new(SystemClock));
+    let policy = LockPolicy::PIN;
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        let s = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            s.failure("100001", 1_000_000, policy).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("failure");
+    }
+    let state = a.get("100001").await.expect("get");
+    let mut expected = resetline_engine::LockState::default();
+    for _ in 0..20 {
+        expected = expected.after_failure(1_000_000, &policy);
+    }
+    assert_eq!(
+        state, expected,
+        "20 concurrent failures all counted, same rule"
+    );
+    assert!(state.locked(1_000_001, &policy));
+    b.success("100001").await.expect("success");
+    assert_eq!(a.get("100001").await, Ok(Default::default()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_has_one_holder_and_only_the_holder_releases_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let a = store(&server, Arc::new(SystemClock));
+    let b = store(&server, Arc::new(SystemClock));
+    assert_eq!(a.try_acquire("CA1", "tok-a", 10_000).await, Ok(true));
+    assert_eq!(b.try_acquire("CA1", "tok-b", 10_000).await, Ok(false));
+    assert_eq!(
+        b.try_acquire("CA2", "tok-b", 10_000).await,
+        Ok(true),
+        "per call"
+    );
+    b.release("CA1", "tok-b").await.expect("release");
+    assert_eq!(
+        b.try_acquire("CA1", "tok-b", 10_000).await,
+        Ok(false),
+        "a non-holder's release does nothing"
+    );
+    a.release("CA1", "tok-a").await.expect("release");
+    assert_eq!(b.try_acquire("CA1", "tok-b", 300).await, Ok(true));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.renew("CA1", "tok-b", 300).await,
+        Ok(true),
+        "the holder renews"
+    );
+    assert_eq!(
+        a.renew("CA1", "tok-a", 60_000).await,
+        Ok(false),
+        "others cannot"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a.try_acquire("CA1", "tok-a", 10_000).await,
+        Ok(false),
+        "still held 400 ms after it was taken for 300: renewed"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.try_acquire("CA1", "tok-a", 10_000).await,
+        Ok(true),
+        "an expired lease (crashed holder) frees the call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_while_redis_is_down_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = RedisServer::start(dir.path(), true).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    let checks = s.start_health_checks(Duration::from_millis(100));
+    s.save(session("CA1"), 0, 60_000).await.expect("save");
+    assert!(s.healthy());
+    server.stop();
+    let started = std::time::Instant::now();
+    assert!(
+        matches!(s.load("CA1").await, Err(StoreError::Backend(_))),
+        "a clear error, not a hang"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by the timeout"
+    );
+    assert!(!s.healthy());
+    server.restart().expect("restart");
+    let mut back = false;
+    for _ in 0..100 {
+        if s.healthy() && s.load("CA1").await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "healthy again once Redis is back");
+    let (_, rev) = s
+        .load("CA1")
+        .await
+        .expect("load")
+        .expect("kept over the restart");
+    assert_eq!(rev, 1);
+    checks.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_is_a_timeout_not_a_hang() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    s.save(session("CA1"), 0, 60_000).await.expect("save");
+    let mut admin = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    // Redis stops answering every client for 1.5 s (as under a long-running command).
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .expect("pause");
+    let started = std::time::Instant::now();
+    let r = s.load("CA1").await;
+    assert!(
+        matches!(r, Err(StoreError::Backend(ref e)) if e.timeout),
+        "{r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "bounded by the 500 ms timeout"
+    );
+    assert!(!s.healthy());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        s.load("CA1").await.expect("load").is_some(),
+        "works again afterwards"
+    );
+    assert!(s.healthy());
+}

@@ -230,12 +230,12 @@ impl Cluster {
         let (i, sms) = log
             .iter()
             .enumerate()
+            .rev()
             .filter(|(_, r)| r.path.ends_with("/Messages.json"))
-            .filter(|(_, r)| {
+            .find(|(_, r)| {
                 form_value(&r.body, "StatusCallback")
                     .is_some_and(|c| c.ends_with(&format!("call={sid}")))
             })
-            .last()
             .expect("a code SMS for the call");
         let text = form_value(&sms.body, "Body").expect("body");
         let code = text

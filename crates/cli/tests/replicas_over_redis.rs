@@ -230,12 +230,12 @@ impl Cluster {
         let (i, sms) = log
             .iter()
             .enumerate()
+            .rev()
             .filter(|(_, r)| r.path.ends_with("/Messages.json"))
-            .filter(|(_, r)| {
+            .find(|(_, r)| {
                 form_value(&r.body, "StatusCallback")
                     .is_some_and(|c| c.ends_with(&format!("call={sid}")))
             })
-            .last()
             .expect("a code SMS for the call");
         let text = form_value(&sms.body, "Body").expect("body");
         let code = text
@@ -513,7 +513,14 @@ async fn a_replica_killed_in_the_middle_of_a_step_frees_the_call_for_the_other()
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.sms_bodies().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "replica a never called the SMS provider"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     c.a.kill();
     let _ = stuck.await;
     c.sms_delay.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -527,6 +534,11 @@ async fn a_replica_killed_in_the_middle_of_a_step_frees_the_call_for_the_other()
         started.elapsed()
     );
     finish_call(&c, sid, [&c.b, &c.b, &c.b]).await;
+    assert_eq!(
+        c.sms_bodies().len(),
+        3,
+        "the dead replica's attempt, b's code and the notice: a crashed step runs again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,7 +642,13 @@ async fn over_tls_with_a_password_from_the_environment() {
             ("SSL_CERT_FILE", &ca),
         ],
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = String::new();
+    while ready.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ready = wrong.readyz().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let ready = wrong.readyz().await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(ready.contains("session store unreachable"), "{ready}");

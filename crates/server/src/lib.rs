@@ -1,7 +1,8 @@
 //! The webhook server: `fn app(state) -> Router`.
 //!
 //! Data path of one webhook: body size cap (413) -> form parse -> signature check against
-//! the configured public URL (403, no state change) -> per-call lock -> load session ->
+//! the configured public URL (403, no state change) -> per-call lock (and, with a shared
+//! store, the call's lease across replicas) -> load session ->
 //! engine step -> save session (compare-and-swap) -> render TwiML. Architecture invariant:
 //! this is the only crate that knows axum or HTTP; a broken backend or an unknown call yields
 //! spoken TwiML with a next step, never a 500 (which carriers turn into "an application error

@@ -248,7 +248,7 @@ impl RedisStore {
                 let now = store.check().await;
                 if was != now {
                     if now {
-                        tracing::info!("redis reachable again");
+                        tracing::info!("redis reachable");
                     } else {
                         tracing::error!("redis unreachable");
                     }

@@ -53,7 +53,7 @@ pub fn providers(log: Log) -> Router {
 /// Milliseconds the fake Messages API waits before it answers (a slow provider).
 pub type Delay = Arc<std::sync::atomic::AtomicU64>;
 
-/// `providers`, with the Messages API answering after `delay`.
+/// `providers`, with the Messages API answering `delay` after it logged the request.
 pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
     Router::new()
         .route(
@@ -66,10 +66,10 @@ pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
         .route(
             "/2010-04-01/Accounts/{account}/Messages.json",
             post(move |State(log): State<Log>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
-                let wait = delay.load(std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 let n = log.lock().map(|l| l.len()).unwrap_or(0);
                 seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Messages.json"), &headers, body);
+                let wait = delay.load(std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 let sid = format!("SM{n:032}");
                 (StatusCode::CREATED, [("content-type", "application/json")], format!(r#"{{"sid":"{sid}","status":"queued","direction":"outbound-api","error_code":null}}"#)).into_response()
             }),

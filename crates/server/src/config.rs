@@ -60,6 +60,39 @@ struct RawCarrier {
 struct RawDirectory {
     kind: String,
     path: Option<PathBuf>,
+    // `kind: ldap` (see `resetline_connectors::ldap`):
+    url: Option<String>,
+    bind_dn: Option<String>,
+    bind_password_env: Option<String>,
+    base_dn: Option<String>,
+    flavor: Option<String>,
+    starttls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    timeout_ms: Option<u64>,
+    user_filter: Option<String>,
+    allow_phone_reset: Option<bool>,
+    attributes: Option<RawLdapAttributes>,
+    lookup: Option<RawLdapLookup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdapAttributes {
+    id: Option<String>,
+    name: Option<String>,
+    mobile: Option<String>,
+    email: Option<String>,
+    birth_date: Option<String>,
+    pin_hash: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdapLookup {
+    employee_id: Option<Vec<String>>,
+    username: Option<Vec<String>>,
+    phone: Option<Vec<String>>,
+    email: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,13 +240,15 @@ fn default_poll() -> u64 {
 }
 
 /// Which directory backs lookups.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum DirectoryConfig {
     /// A YAML file of users (`examples/demo/users.yaml` format).
     Embedded {
         /// The file.
         path: PathBuf,
     },
+    /// An LDAP directory (OpenLDAP or Active Directory), already checked.
+    Ldap(Box<resetline_connectors::LdapConfig>),
 }
 
 /// The audit trail: a hash-chained JSON Lines file set.
@@ -437,23 +472,42 @@ fn validate(
         ));
     }
     let hash_key = secret_env(env, &raw.hash_key_env, "`hash_key_env`", 32, &mut problems);
-    let directory = match (raw.directory.kind.as_str(), raw.directory.path) {
-        ("embedded", Some(p)) => {
-            let p = resolve(&p);
-            if !p.is_file() {
-                problems.push(format!("`directory.path`: {} is not a file", p.display()));
+    let directory = match (
+        raw.directory.kind.clone().as_str(),
+        raw.directory.path.clone(),
+    ) {
+        ("embedded", path) => {
+            if raw.directory.url.is_some() || raw.directory.bind_dn.is_some() {
+                problems.push(
+                    "`directory`: `url` and `bind_dn` are for `kind: ldap`, not the embedded directory".into(),
+                );
             }
-            Some(DirectoryConfig::Embedded { path: p })
+            match path {
+                Some(p) => {
+                    let p = resolve(&p);
+                    if !p.is_file() {
+                        problems.push(format!("`directory.path`: {} is not a file", p.display()));
+                    }
+                    Some(DirectoryConfig::Embedded { path: p })
+                }
+                None => {
+                    problems.push(
+                        "`directory.path`: the embedded directory needs the path of its users file"
+                            .into(),
+                    );
+                    None
+                }
+            }
         }
-        ("embedded", None) => {
-            problems.push(
-                "`directory.path`: the embedded directory needs the path of its users file".into(),
-            );
-            None
+        ("ldap", path) => {
+            if path.is_some() {
+                problems.push("`directory.path` is for `kind: embedded`; an LDAP directory takes `url`, `bind_dn`, `bind_password_env` and `base_dn`".into());
+            }
+            ldap_directory(raw.directory, &resolve, env, &mut problems)
         }
         (other, _) => {
             problems.push(format!(
-                "`directory.kind`: `{other}` is not supported (supported: embedded)"
+                "`directory.kind`: `{other}` is not supported (supported: embedded, ldap)"
             ));
             None
         }
@@ -633,6 +687,91 @@ fn validate(
             })
         }
         _ => Err(problems),
+    }
+}
+
+/// Checks `directory:` for `kind: ldap`: the required keys, then every rule of
+/// [`resetline_connectors::LdapConfig::problems`], all reported together.
+fn ldap_directory(
+    raw: RawDirectory,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<DirectoryConfig> {
+    use resetline_connectors::ldap::{Attributes, Flavor, LdapConfig, Lookups};
+    let mut required = |key: &str, value: Option<String>, example: &str| {
+        if value.is_none() {
+            problems.push(format!(
+                "`directory.{key}`: required for `kind: ldap` (e.g. {example})"
+            ));
+        }
+        value
+    };
+    let url = required("url", raw.url, "ldaps://ldap.example.com");
+    let bind_dn = required(
+        "bind_dn",
+        raw.bind_dn,
+        "cn=resetline,ou=services,dc=example,dc=com",
+    );
+    let base_dn = required("base_dn", raw.base_dn, "ou=people,dc=example,dc=com");
+    let password_env = required(
+        "bind_password_env",
+        raw.bind_password_env,
+        "LDAP_BIND_PASSWORD",
+    );
+    let flavor = match raw.flavor.as_deref() {
+        None => Some(Flavor::OpenLdap),
+        Some(word) => {
+            let f = Flavor::parse(word);
+            if f.is_none() {
+                problems.push(format!(
+                    "`directory.flavor`: `{word}` must be openldap or active_directory"
+                ));
+            }
+            f
+        }
+    };
+    let password = password_env
+        .and_then(|name| secret_env(env, &name, "`directory.bind_password_env`", 1, problems));
+    let (Some(url), Some(bind_dn), Some(base_dn), Some(flavor), Some(password)) =
+        (url, bind_dn, base_dn, flavor, password)
+    else {
+        return None;
+    };
+    let mut cfg = LdapConfig::new(&url, &bind_dn, password, &base_dn, flavor);
+    cfg.starttls = raw.starttls.unwrap_or(false);
+    cfg.ca_file = raw.ca_file.as_deref().map(resolve);
+    if let Some(ms) = raw.timeout_ms {
+        cfg.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(f) = raw.user_filter {
+        cfg.user_filter = f;
+    }
+    cfg.allow_phone_reset = raw.allow_phone_reset.unwrap_or(true);
+    let a = raw.attributes.unwrap_or_default();
+    let d = Attributes::defaults(flavor);
+    cfg.attributes = Attributes {
+        id: a.id.unwrap_or(d.id),
+        name: a.name.unwrap_or(d.name),
+        mobile: a.mobile.unwrap_or(d.mobile),
+        email: a.email.unwrap_or(d.email),
+        birth_date: a.birth_date,
+        pin_hash: a.pin_hash,
+    };
+    let l = raw.lookup.unwrap_or_default();
+    let d = Lookups::defaults(flavor);
+    cfg.lookup = Lookups {
+        employee_id: l.employee_id.unwrap_or(d.employee_id),
+        username: l.username.unwrap_or(d.username),
+        phone: l.phone.unwrap_or(d.phone),
+        email: l.email.unwrap_or(d.email),
+    };
+    let found = cfg.problems();
+    if found.is_empty() {
+        Some(DirectoryConfig::Ldap(Box::new(cfg)))
+    } else {
+        problems.extend(found);
+        None
     }
 }
 

@@ -733,11 +733,13 @@ fn ldap_directory(
     };
     let password = password_env
         .and_then(|name| secret_env(env, &name, "`directory.bind_password_env`", 1, problems));
-    let (Some(url), Some(bind_dn), Some(base_dn), Some(flavor), Some(password)) =
-        (url, bind_dn, base_dn, flavor, password)
+    let (Some(url), Some(bind_dn), Some(base_dn), Some(flavor)) = (url, bind_dn, base_dn, flavor)
     else {
         return None;
     };
+    // A missing password is already reported; the other keys are still checked.
+    let usable = password.is_some();
+    let password = password.unwrap_or_else(|| Secret::new(""));
     let mut cfg = LdapConfig::new(&url, &bind_dn, password, &base_dn, flavor);
     cfg.starttls = raw.starttls.unwrap_or(false);
     cfg.ca_file = raw.ca_file.as_deref().map(resolve);
@@ -767,7 +769,7 @@ fn ldap_directory(
         email: l.email.unwrap_or(d.email),
     };
     let found = cfg.problems();
-    if found.is_empty() {
+    if found.is_empty() && usable {
         Some(DirectoryConfig::Ldap(Box::new(cfg)))
     } else {
         problems.extend(found);
@@ -833,7 +835,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: ldap }\nhash_key_env: SHORT\nbudget_ms: 20000\naudit: { dir: a, chain: \"no spaces\", key_env: SHORT }\n";
+        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: nis }\nhash_key_env: SHORT\nbudget_ms: 20000\naudit: { dir: a, chain: \"no spaces\", key_env: SHORT }\n";
         let err = load(&write(dir.path(), bad), &|n| {
             (n == "SHORT").then(|| "x".to_string())
         })
@@ -882,6 +884,87 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
+    }
+
+    const LDAP: &str = "public_url: https://ivr.example.com/\ncarrier: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TOKEN }\nhash_key_env: KEY\naudit: { dir: audit, key_env: KEY }\n";
+
+    #[test]
+    fn an_ldap_directory_loads_with_flavor_defaults_and_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ca.pem"), "x").ok();
+        let text = format!(
+            "{LDAP}directory:\n  kind: ldap\n  url: ldaps://dc1.corp.example.com\n  bind_dn: CN=svc-resetline,OU=Services,DC=corp,DC=example,DC=com\n  bind_password_env: TOKEN\n  base_dn: OU=Staff,DC=corp,DC=example,DC=com\n  flavor: active_directory\n  ca_file: ca.pem\n  timeout_ms: 1500\n  attributes: {{ mobile: otherMobile }}\n  lookup: {{ phone: [otherMobile] }}\n"
+        );
+        let c = load(&write(dir.path(), &text), &env).expect("config");
+        let DirectoryConfig::Ldap(l) = c.directory else {
+            panic!("not ldap");
+        };
+        assert_eq!(l.flavor, resetline_connectors::Flavor::ActiveDirectory);
+        assert_eq!(l.bind_password.expose(), "tok");
+        assert_eq!(l.timeout.as_millis(), 1500);
+        assert_eq!(l.attributes.id, "sAMAccountName", "flavor default");
+        assert_eq!(l.attributes.mobile, "otherMobile", "override");
+        assert_eq!(l.lookup.phone, vec!["otherMobile".to_string()]);
+        assert_eq!(l.lookup.employee_id, vec!["employeeID".to_string()]);
+        assert_eq!(
+            l.ca_file,
+            Some(dir.path().join("ca.pem")),
+            "relative to the file"
+        );
+    }
+
+    #[test]
+    fn every_ldap_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing =
+            format!("{LDAP}directory: {{ kind: ldap, path: users.yaml, flavor: novell }}\n");
+        let text = load(&write(dir.path(), &missing), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.path` is for `kind: embedded`",
+            "`directory.url`: required",
+            "`directory.bind_dn`: required",
+            "`directory.base_dn`: required",
+            "`directory.bind_password_env`: required",
+            "`directory.flavor`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let bad = format!(
+            "{LDAP}directory: {{ kind: ldap, url: \"ldap://ldap.example.com\", bind_dn: resetline, bind_password_env: UNSET, base_dn: \"dc=example,dc=com\", timeout_ms: 50, ca_file: nope.pem, attributes: {{ id: \"uid)(x\" }}, lookup: {{ email: [] }} }}\n"
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.bind_password_env`",
+            "UNSET",
+            "`directory.timeout_ms`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let bad = bad.replace("UNSET", "TOKEN");
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.url`: `ldap://ldap.example.com` would send passwords unencrypted",
+            "`directory.bind_dn`",
+            "`directory.timeout_ms`",
+            "`directory.ca_file`",
+            "`directory.attributes.id`",
+            "`directory.lookup.email`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let embedded_with_url = format!(
+            "{LDAP}directory: {{ kind: embedded, path: users.yaml, url: \"ldaps://x\" }}\n"
+        );
+        let text = load(&write(dir.path(), &embedded_with_url), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("are for `kind: ldap`"), "{text}");
     }
 
     #[test]

@@ -968,6 +968,47 @@ mod tests {
     }
 
     #[test]
+    fn the_example_ldap_section_loads() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let text = std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
+        let (mut out, mut block, mut skip) = (String::new(), false, false);
+        for line in text.lines() {
+            if line.starts_with("directory:") {
+                skip = true;
+                continue;
+            }
+            if line.starts_with("# directory:") {
+                block = true;
+                skip = false;
+            }
+            if block && line.is_empty() {
+                block = false;
+            }
+            if block {
+                if !line.contains("ca_file:") {
+                    out.push_str(line.strip_prefix("# ").unwrap_or(line));
+                    out.push('\n');
+                }
+            } else if !(skip && line.starts_with("  ")) {
+                skip = false;
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        let raw: Raw = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+        let c = validate(raw, &deploy, &|_| Some("k".repeat(40)))
+            .unwrap_or_else(|p| panic!("{p:?}\n{out}"));
+        let DirectoryConfig::Ldap(l) = c.directory else {
+            panic!("the example's LDAP section did not load as ldap:\n{out}");
+        };
+        assert_eq!(l.url, "ldaps://ldap.example.com");
+        assert_eq!(
+            l.lookup.phone,
+            vec!["mobile".to_string(), "telephoneNumber".to_string()]
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = load(&write(dir.path(), &format!("{GOOD}lisen: 1\n")), &env)

@@ -415,6 +415,11 @@ impl Slapd {
         std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
+    /// The ldap:// port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `ldap://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
@@ -442,6 +447,24 @@ impl Slapd {
         );
         c.timeout = Duration::from_secs(2);
         c
+    }
+
+    /// Stops the server and starts it again on the same port(s) with the same data.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let mut last = String::new();
+        // The old listener may linger for a moment after the kill.
+        for _ in 0..20 {
+            match spawn(self.dir.path(), self.port, self.tls_port) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last)
     }
 
     /// Kills the server now (for "directory down" tests); idempotent.

@@ -313,6 +313,68 @@ async fn a_stopped_server_is_a_backend_error_and_a_silent_one_a_timeout() {
     drop(held);
 }
 
+/// Established TCP connections from this machine to 127.0.0.1:`port` (client side).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2] == remote && f[3] == "01"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_share_one_service_connection() {
+    let s = slapd();
+    let d = std::sync::Arc::new(directory(&s));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            let by = if i % 2 == 0 {
+                LookupBy::EmployeeId
+            } else {
+                LookupBy::Phone
+            };
+            let value = if i % 2 == 0 { "100001" } else { "+15555550199" };
+            d.find(by, value).await
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.expect("task").expect("find").is_some());
+    }
+    assert_eq!(connections_to(s.port()), 1, "one shared connection");
+}
+
+#[tokio::test]
+async fn the_shared_connection_is_replaced_after_the_server_restarts() {
+    let mut s = slapd();
+    let d = directory(&s);
+    for _ in 0..3 {
+        assert!(
+            d.find(LookupBy::EmployeeId, "100001")
+                .await
+                .expect("find")
+                .is_some()
+        );
+    }
+    s.restart().expect("restart");
+    // The cached connection died with the old process; the next call reconnects by itself.
+    assert!(
+        d.find(LookupBy::EmployeeId, "100001")
+            .await
+            .expect("reconnected")
+            .is_some()
+    );
+    d.set_secret("100001", &Secret::new("58204617"))
+        .await
+        .expect("reset after reconnect");
+}
+
 #[tokio::test]
 async fn a_wrong_service_password_is_a_clear_backend_error() {
     let s = slapd();

@@ -13,13 +13,15 @@
 //!
 //! - **Find**: `(&<user_filter>(|(<attr>=<value>)...))` under `base_dn` (subtree), with the
 //!   attributes listed for the lookup (`lookup.employee_id`, `.username`, `.phone`, `.email`).
-//!   Phone values are matched as given (`telephoneNumber` and `mobile` use
-//!   `telephoneNumberMatch`, which ignores spaces and hyphens).
+//!   Phone values are matched as given: OpenLDAP's `telephoneNumber` and `mobile` use
+//!   `telephoneNumberMatch`, which ignores spaces and hyphens; Active Directory compares the
+//!   strings, so keep numbers there in E.164.
 //! - **State**: OpenLDAP ppolicy `pwdAccountLockedTime` present = locked, the special value
 //!   `000001010000Z` = administratively disabled. Active Directory: `userAccountControl`
 //!   bit `ACCOUNTDISABLE` (0x2) = disabled, `lockoutTime` > 0 = locked. Disabled wins. A
-//!   lock that has timed out by `pwdLockoutDuration` still reads as locked until the next
-//!   successful bind clears it: such callers reach an agent, never a wrong reset.
+//!   lock that has timed out (`pwdLockoutDuration`, AD's lockout duration) still reads as
+//!   locked until the next successful logon clears it: such callers reach an agent, never a
+//!   wrong reset.
 //! - **PIN check** (`pin.verify`): with `attributes.pin_hash` set, the attribute holds an
 //!   Argon2id PHC string (written with `resetline hash-pin`), checked locally with the
 //!   embedded directory's code (constant time, a dummy hash when there is none); without it,

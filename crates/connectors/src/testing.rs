@@ -20,6 +20,9 @@
 //! | 100004 | Dana Evans | active | `14142135` | policy `cn=strict`: `pwdMinAge` one day |
 //! | 100005, 100006 | Eli / Fran Shared | active | `11235813` | both mobile +15555550111 (ambiguous) |
 //!
+//! `ou=branch,ou=people` is a referral, so subtree searches also return a search reference
+//! (as Active Directory does for its partitions).
+//!
 //! The schema adds `resetlinePinHash` (auxiliary class `resetlineAccount`) under OpenLDAP's
 //! experimental OID arc, only for the tests of PIN hashes kept in the directory.
 
@@ -205,6 +208,12 @@ pwdAttribute: userPassword
 pwdMinLength: 8
 pwdCheckQuality: 2
 pwdMinAge: 86400
+
+dn: ou=branch,ou=people,{BASE_DN}
+objectClass: referral
+objectClass: extensibleObject
+ou: branch
+ref: ldap://branch.example.com/ou=people,dc=branch,dc=example,dc=com
 
 dn: {SERVICE_DN}
 objectClass: organizationalRole

@@ -538,17 +538,15 @@ impl LdapDirectory {
                     continue;
                 }
             };
-            let (entries, res) = (result.0, result.1);
+            let res = result.1;
+            // `search` keeps entries only: search references (Active Directory returns them
+            // for its partitions) are neither followed nor counted.
+            let mut entries = result.0.into_iter();
             return match res.rc {
-                0 => Ok(match entries.len() {
-                    0 => Found::None,
-                    1 => Found::One(Box::new(SearchEntry::construct(
-                        entries
-                            .into_iter()
-                            .next()
-                            .ok_or_else(|| BackendError::new(BACKEND, "search result vanished"))?,
-                    ))),
-                    _ => Found::Many,
+                0 => Ok(match (entries.next(), entries.next()) {
+                    (None, _) => Found::None,
+                    (Some(e), None) => Found::One(Box::new(SearchEntry::construct(e))),
+                    (Some(_), Some(_)) => Found::Many,
                 }),
                 // sizeLimitExceeded: more than one entry.
                 4 => Ok(Found::Many),

@@ -18,7 +18,7 @@
 //! | 100002 | Blake Chen | locked (`pwdAccountLockedTime`) | `27182818` | |
 //! | 100003 | Casey Diaz | disabled (`000001010000Z`) | `16180339` | |
 //! | 100004 | Dana Evans | active | `14142135` | policy `cn=strict`: `pwdMinAge` one day |
-//! | 100005, 100006 | Eli / Fran Shared | active | `11235813` | both mobile +15555550111 (ambiguous) |
+//! | 100005, 100006 | Eli / Fran Shared | active | `11235813` | both mobile +15555550111 (ambiguous); 100005 has a too-weak PIN hash |
 //!
 //! `ou=branch,ou=people` is a referral, so subtree searches also return a search reference
 //! (as Active Directory does for its partitions).
@@ -162,6 +162,9 @@ olcPPolicyUseLockout: TRUE
 /// The demo PIN hash of user 100001 in `examples/demo/users.yaml`.
 const DEMO_PIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$2mN0YVY7J7Gz/c16nvs8jA$qrWjZYvaWelPcFxrY6/zRKQMU2Ce162cgLSE5t+60gc";
 
+/// An Argon2id hash below the accepted floor (m=4096, t=1).
+const WEAK_PIN_HASH: &str = "$argon2id$v=19$m=4096,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$4hBhhHdw6Vhz1yZjPk8zfyEawSTxE3yJ8gfAE3wEnDs";
+
 fn data_ldif() -> String {
     let user = |uid: &str, cn: &str, sn: &str, password: &str, extra: &str| {
         format!(
@@ -258,7 +261,7 @@ userPassword: {SERVICE_PASSWORD}
         "Eli Shared",
         "Shared",
         "11235813",
-        "mobile: +15555550111\n",
+        &format!("mobile: +15555550111\n{PIN_HASH_ATTRIBUTE}: {WEAK_PIN_HASH}\n"),
     );
     s += &user(
         "100006",

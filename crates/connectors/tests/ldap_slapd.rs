@@ -259,6 +259,12 @@ async fn pins_check_by_bind_or_against_a_hash_attribute() {
             .expect("verify"),
         "no hash: wrong, whatever is typed"
     );
+    let weak = hashed
+        .verify_pin("100005", &Secret::new("11235813"))
+        .await
+        .expect_err("a hash below the floor is not used");
+    assert!(weak.message.contains("weaker"), "{weak}");
+    assert!(!weak.message.contains("c29tZXNhbHRzb21lc2FsdA"), "{weak}");
 }
 
 #[tokio::test]

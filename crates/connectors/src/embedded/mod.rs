@@ -46,7 +46,7 @@ use resetline_engine::{
 use resetline_flow::model::LookupBy;
 
 pub use file::{LoadError, Problem};
-pub(crate) use pin::{DUMMY_HASH, verify as verify_hash};
+pub(crate) use pin::{DUMMY_HASH, validate_hash, verify as verify_hash};
 pub use pin::{HashError, hash_pin};
 
 use file::Users;

@@ -24,7 +24,8 @@
 //!   wrong reset.
 //! - **PIN check** (`pin.verify`): with `attributes.pin_hash` set, the attribute holds an
 //!   Argon2id PHC string (written with `resetline hash-pin`), checked locally with the
-//!   embedded directory's code (constant time, a dummy hash when there is none); without it,
+//!   embedded directory's code (constant time, a dummy hash when there is none; a hash weaker
+//!   than the embedded file accepts is a backend error, never a check); without it,
 //!   the PIN is the account's directory password and is checked by a simple bind as the
 //!   user on a fresh connection, so the directory's own lockout counts failures. An empty PIN
 //!   is always wrong (an empty simple bind would be an anonymous success).
@@ -677,6 +678,12 @@ impl LdapDirectory {
                     .await?
                     .and_then(|e| first(&e, &attr));
                 let known = stored.is_some();
+                if let Some(h) = &stored {
+                    // The same floor as the embedded users file (Argon2id, m>=19456, t>=2).
+                    crate::embedded::validate_hash(h).map_err(|m| {
+                        BackendError::new(BACKEND, format!("`{attr}` of `{account}`: {m}"))
+                    })?;
+                }
                 let hash = stored.unwrap_or_else(|| crate::embedded::DUMMY_HASH.to_owned());
                 let pin = pin.clone();
                 let matched =

@@ -237,3 +237,84 @@ fn debug_shows_no_password() {
     assert!(!text.contains("hunter2-marker"), "{text}");
     assert!(text.contains("ldap.example.com"));
 }
+
+fn entry(attrs: &[(&str, &str)]) -> SearchEntry {
+    SearchEntry {
+        dn: "CN=Alex Rivera,OU=Staff,DC=corp".into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+            .collect(),
+        bin_attrs: Default::default(),
+    }
+}
+
+#[test]
+fn active_directory_state_and_attributes() {
+    let mut c = good();
+    c.flavor = Flavor::ActiveDirectory;
+    c.attributes = Attributes::defaults(Flavor::ActiveDirectory);
+    let d = LdapDirectory::new(c).expect("directory");
+    // Servers return attribute names in their own case.
+    let base = [
+        ("samaccountname", "arivera"),
+        ("displayName", "Alex Rivera"),
+        ("MOBILE", "+15555550199"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        entry(&v)
+    };
+    let a = d
+        .account(&with(&[("userAccountControl", "512")]))
+        .expect("account");
+    assert_eq!(
+        (a.id.as_str(), a.name.as_str(), a.mobile.as_deref(), a.state),
+        (
+            "arivera",
+            "Alex Rivera",
+            Some("+15555550199"),
+            AccountState::Active
+        )
+    );
+    let state = |extra: &[(&'static str, &'static str)]| d.state(&with(extra));
+    assert_eq!(
+        state(&[("userAccountControl", "514")]),
+        AccountState::Disabled
+    );
+    assert_eq!(
+        state(&[
+            ("userAccountControl", "66050"),
+            ("lockoutTime", "133000000000000000")
+        ]),
+        AccountState::Disabled,
+        "disabled wins over locked"
+    );
+    assert_eq!(
+        state(&[
+            ("userAccountControl", "512"),
+            ("lockoutTime", "133000000000000000")
+        ]),
+        AccountState::Locked
+    );
+    assert_eq!(
+        state(&[("userAccountControl", "512"), ("lockoutTime", "0")]),
+        AccountState::Active
+    );
+    // userAccountControl arrives as a signed 32-bit integer.
+    assert_eq!(
+        state(&[("userAccountControl", "-2147483646")]),
+        AccountState::Disabled
+    );
+    assert!(d.account(&entry(&[("displayName", "No Id")])).is_err());
+}
+
+#[test]
+fn openldap_state() {
+    let d = LdapDirectory::new(good()).expect("directory");
+    let state = |v: &str| d.state(&entry(&[("uid", "1"), ("pwdAccountLockedTime", v)]));
+    assert_eq!(state("000001010000Z"), AccountState::Disabled);
+    assert_eq!(state("20260101000000Z"), AccountState::Locked);
+    assert_eq!(d.state(&entry(&[("uid", "1")])), AccountState::Active);
+}

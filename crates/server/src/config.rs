@@ -641,6 +641,15 @@ fn validate(
     if raw.limits.global_per_hour == Some(0) {
         problems.push("`limits.global_per_hour` must be at least 1".into());
     }
+    if let Some(DirectoryConfig::Ldap(l)) = &directory
+        && l.timeout.as_millis() >= u128::from(raw.budget_ms)
+    {
+        problems.push(format!(
+            "`directory.timeout_ms`: {} must be below `budget_ms` ({}), or a slow directory uses up the whole backend budget",
+            l.timeout.as_millis(),
+            raw.budget_ms
+        ));
+    }
     if !(500..=12_000).contains(&raw.budget_ms) {
         problems.push(format!(
             "`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)",
@@ -958,6 +967,13 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
+        let slow = format!(
+            "{LDAP}budget_ms: 2000\ndirectory: {{ kind: ldap, url: \"ldaps://ldap.example.com\", bind_dn: \"cn=r,dc=x\", bind_password_env: TOKEN, base_dn: \"dc=x\", timeout_ms: 2000 }}\n"
+        );
+        let text = load(&write(dir.path(), &slow), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("must be below `budget_ms`"), "{text}");
         let embedded_with_url = format!(
             "{LDAP}directory: {{ kind: embedded, path: users.yaml, url: \"ldaps://x\" }}\n"
         );

@@ -488,7 +488,7 @@ impl LdapDirectory {
             .within(ldap.simple_bind(&self.cfg.bind_dn, self.cfg.bind_password.expose()))
             .await?;
         if res.rc != 0 {
-            let _ = ldap.unbind().await;
+            close(ldap).await;
             return Err(BackendError::new(
                 BACKEND,
                 format!(
@@ -504,8 +504,9 @@ impl LdapDirectory {
 
     /// Forgets the shared connection after a transport failure or a timeout.
     async fn drop_shared(&self) {
-        if let Some(mut ldap) = self.shared.lock().await.take() {
-            let _ = ldap.unbind().await;
+        let old = self.shared.lock().await.take();
+        if let Some(ldap) = old {
+            close(ldap).await;
         }
     }
 
@@ -706,7 +707,7 @@ impl LdapDirectory {
                             .simple_bind(&entry.dn, pin.expose()),
                     )
                     .await;
-                let _ = ldap.unbind().await;
+                close(ldap).await;
                 let res = res?;
                 match res.rc {
                     0 => Ok(true),
@@ -797,6 +798,12 @@ impl LdapDirectory {
             }
         }
     }
+}
+
+/// Unbinds and closes a connection, giving up after a moment (a hung server must not hold a
+/// call); dropping the last handle ends the connection's driver anyway.
+async fn close(mut ldap: Ldap) {
+    let _ = tokio::time::timeout(Duration::from_millis(200), ldap.unbind()).await;
 }
 
 /// A rustls client config trusting only the certificates in `path` (PEM).

@@ -1,7 +1,8 @@
 //! The reference flow end to end over real HTTP with the real connectors: the server on a
 //! bound port, the embedded directory on a temporary users file, and local fakes of the Twilio
 //! REST API (Recordings, Messages) and the ServiceNow Table API that record every request
-//! (paths, auth headers, bodies) and answer with the documented shapes (protocol.md §5-6).
+//! (paths, auth headers, bodies) and answer with the documented shapes (protocol.md §5-6);
+//! those and the SMS call itself are in `support/` (shared with `ldap_directory.rs`).
 
 mod support;
 
@@ -16,7 +17,7 @@ use resetline_engine::testing::MemoryAudit;
 use resetline_engine::{Directory, Engine, OsRandom, Secret, SystemClock};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
-use support::{ACCOUNT, Log, SID, TOKEN, form_value, post_webhook, providers, smtp_sink};
+use support::{ACCOUNT, Log, SID, TOKEN, post_webhook, providers, smtp_sink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_by_sms_with_real_connectors_against_local_fakes() {
@@ -88,156 +89,7 @@ async fn reset_by_sms_with_real_connectors_against_local_fakes() {
     );
     tokio::spawn(axum::serve(listener, app(state)).into_future());
 
-    let base = "/voice/password-reset";
-    let resp = post_webhook(
-        addr,
-        &public,
-        base,
-        &[
-            ("CallSid", SID),
-            ("AccountSid", ACCOUNT),
-            ("From", "+15555550100"),
-            ("To", "+15555550000"),
-        ],
-    )
-    .await;
-    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
-    post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/1"),
-        &[("CallSid", SID), ("Digits", "1")],
-    )
-    .await;
-    post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/2"),
-        &[("CallSid", SID), ("Digits", "100001")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/3"),
-        &[("CallSid", SID), ("Digits", "1")],
-    )
-    .await;
-    assert!(
-        resp.contains(
-            "We sent a code to the number ending in <say-as interpret-as=\"digits\">0199</say-as>."
-        ),
-        "{resp}"
-    );
-
-    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
-    let sms = requests
-        .iter()
-        .find(|r| r.path.ends_with("/Messages.json"))
-        .expect("an SMS request");
-    assert_eq!(
-        sms.path,
-        format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
-    );
-    assert!(sms.auth.starts_with("Basic "), "HTTP Basic auth");
-    assert_eq!(form_value(&sms.body, "To").as_deref(), Some("+15555550199"));
-    assert_eq!(
-        form_value(&sms.body, "From").as_deref(),
-        Some("+15555550000")
-    );
-    assert_eq!(
-        form_value(&sms.body, "StatusCallback"),
-        Some(format!("{public}/sms/status?call={SID}"))
-    );
-    let text = form_value(&sms.body, "Body").expect("body");
-    let code: String = text
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .expect("6-digit code")
-        .to_string();
-
-    post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/4"),
-        &[("CallSid", SID), ("Digits", &code)],
-    )
-    .await;
-    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
-    let pause = requests
-        .iter()
-        .find(|r| r.path.contains("/Recordings/"))
-        .expect("a recording pause");
-    assert_eq!(
-        pause.path,
-        format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{SID}/Recordings/Twilio.CURRENT.json")
-    );
-    assert_eq!(form_value(&pause.body, "Status").as_deref(), Some("paused"));
-    post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/5"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/6"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
-    assert!(
-        resp.contains("Your PIN has been changed. Goodbye.</Say><Hangup />"),
-        "{resp}"
-    );
-
-    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
-    let order: Vec<String> = requests
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {}",
-                r.method,
-                r.path.rsplit('/').next().unwrap_or_default()
-            )
-        })
-        .collect();
-    assert_eq!(
-        order,
-        vec![
-            "POST Messages.json",
-            "POST Twilio.CURRENT.json",
-            "POST Twilio.CURRENT.json",
-            "POST Messages.json",
-            "POST incident",
-            "PATCH 9d385017c611228701d22104cc95c371"
-        ]
-    );
-    let resume = &requests[2];
-    assert_eq!(
-        form_value(&resume.body, "Status").as_deref(),
-        Some("in-progress")
-    );
-    let notice = form_value(&requests[3].body, "Body").unwrap_or_default();
-    assert!(
-        notice.starts_with("Your service desk PIN was changed") && !notice.contains("58204617"),
-        "{notice}"
-    );
-    let incident = &requests[4];
-    assert!(
-        incident
-            .body
-            .contains("\"correlation_id\":\"CA0123456789abcdef0123456789abcdef\""),
-        "{}",
-        incident.body
-    );
-    assert!(incident.auth.starts_with("Basic "));
-    assert!(
-        requests[5].body.contains("\"state\":\"7\""),
-        "{}",
-        requests[5].body
-    );
+    support::sms_reset_call(addr, &public, &log).await;
 
     // The users file now holds the new PIN's hash (and no plaintext), and it verifies.
     let file = std::fs::read_to_string(&users).expect("users");

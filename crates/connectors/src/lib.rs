@@ -2,6 +2,10 @@
 //!
 //! - [`embedded`]: [`EmbeddedDirectory`], a YAML file of users for one-box deployments and the
 //!   demo, with Argon2id PIN hashes and atomic, never-lossy writes.
+//! - [`ldap`]: [`LdapDirectory`], users in OpenLDAP (ppolicy) or Active Directory: lookups by
+//!   configurable attributes, lock and disable state, password changes with the server's
+//!   policy refusals spoken as reasons.
+//! - [`testing`] (feature `testing`): a throwaway `slapd` for integration tests.
 //! - [`twilio_recording`]: [`TwilioRecording`], call-recording pause and resume over Twilio's
 //!   REST API (reqwest + rustls).
 //! - [`twilio_messages`]: [`TwilioMessages`], SMS through Twilio's Messages API with delivery
@@ -23,15 +27,19 @@ pub mod dev;
 pub mod embedded;
 #[cfg(test)]
 mod fake_http;
+pub mod ldap;
 mod rest;
 pub mod servicenow;
 pub mod smtp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod twilio_messages;
 pub mod twilio_recording;
 
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
+pub use ldap::{Flavor, LdapConfig, LdapConfigError, LdapDirectory};
 pub use servicenow::{ServiceNowAuth, ServiceNowConfigError, ServiceNowTickets};
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpTls};
 pub use twilio_messages::{SmsSender, TwilioMessages};

@@ -62,6 +62,39 @@ struct RawCarrier {
 struct RawDirectory {
     kind: String,
     path: Option<PathBuf>,
+    // `kind: ldap` (see `resetline_connectors::ldap`):
+    url: Option<String>,
+    bind_dn: Option<String>,
+    bind_password_env: Option<String>,
+    base_dn: Option<String>,
+    flavor: Option<String>,
+    starttls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    timeout_ms: Option<u64>,
+    user_filter: Option<String>,
+    allow_phone_reset: Option<bool>,
+    attributes: Option<RawLdapAttributes>,
+    lookup: Option<RawLdapLookup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdapAttributes {
+    id: Option<String>,
+    name: Option<String>,
+    mobile: Option<String>,
+    email: Option<String>,
+    birth_date: Option<String>,
+    pin_hash: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdapLookup {
+    employee_id: Option<Vec<String>>,
+    username: Option<Vec<String>>,
+    phone: Option<Vec<String>>,
+    email: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,13 +306,15 @@ fn default_poll() -> u64 {
 }
 
 /// Which directory backs lookups.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum DirectoryConfig {
     /// A YAML file of users (`examples/demo/users.yaml` format).
     Embedded {
         /// The file.
         path: PathBuf,
     },
+    /// An LDAP directory (OpenLDAP or Active Directory), already checked.
+    Ldap(Box<resetline_connectors::LdapConfig>),
 }
 
 /// Where sessions, send counters, lockouts and call leases live.
@@ -556,23 +591,42 @@ fn validate(
         ));
     }
     let hash_key = secret_env(env, &raw.hash_key_env, "`hash_key_env`", 32, &mut problems);
-    let directory = match (raw.directory.kind.as_str(), raw.directory.path) {
-        ("embedded", Some(p)) => {
-            let p = resolve(&p);
-            if !p.is_file() {
-                problems.push(format!("`directory.path`: {} is not a file", p.display()));
+    let directory = match (
+        raw.directory.kind.clone().as_str(),
+        raw.directory.path.clone(),
+    ) {
+        ("embedded", path) => {
+            if raw.directory.url.is_some() || raw.directory.bind_dn.is_some() {
+                problems.push(
+                    "`directory`: `url` and `bind_dn` are for `kind: ldap`, not the embedded directory".into(),
+                );
             }
-            Some(DirectoryConfig::Embedded { path: p })
+            match path {
+                Some(p) => {
+                    let p = resolve(&p);
+                    if !p.is_file() {
+                        problems.push(format!("`directory.path`: {} is not a file", p.display()));
+                    }
+                    Some(DirectoryConfig::Embedded { path: p })
+                }
+                None => {
+                    problems.push(
+                        "`directory.path`: the embedded directory needs the path of its users file"
+                            .into(),
+                    );
+                    None
+                }
+            }
         }
-        ("embedded", None) => {
-            problems.push(
-                "`directory.path`: the embedded directory needs the path of its users file".into(),
-            );
-            None
+        ("ldap", path) => {
+            if path.is_some() {
+                problems.push("`directory.path` is for `kind: embedded`; an LDAP directory takes `url`, `bind_dn`, `bind_password_env` and `base_dn`".into());
+            }
+            ldap_directory(raw.directory, &resolve, env, &mut problems)
         }
         (other, _) => {
             problems.push(format!(
-                "`directory.kind`: `{other}` is not supported (supported: embedded)"
+                "`directory.kind`: `{other}` is not supported (supported: embedded, ldap)"
             ));
             None
         }
@@ -757,6 +811,15 @@ fn validate(
     if raw.limits.global_per_hour == Some(0) {
         problems.push("`limits.global_per_hour` must be at least 1".into());
     }
+    if let Some(DirectoryConfig::Ldap(l)) = &directory
+        && l.timeout.as_millis() >= u128::from(raw.budget_ms)
+    {
+        problems.push(format!(
+            "`directory.timeout_ms`: {} must be below `budget_ms` ({}), or a slow directory uses up the whole backend budget",
+            l.timeout.as_millis(),
+            raw.budget_ms
+        ));
+    }
     if !(500..=12_000).contains(&raw.budget_ms) {
         problems.push(format!(
             "`budget_ms`: {} must be between 500 and 12000 (the carrier gives up at 15000)",
@@ -919,6 +982,93 @@ fn validate_store(
     }
 }
 
+/// Checks `directory:` for `kind: ldap`: the required keys, then every rule of
+/// [`resetline_connectors::LdapConfig::problems`], all reported together.
+fn ldap_directory(
+    raw: RawDirectory,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<DirectoryConfig> {
+    use resetline_connectors::ldap::{Attributes, Flavor, LdapConfig, Lookups};
+    let mut required = |key: &str, value: Option<String>, example: &str| {
+        if value.is_none() {
+            problems.push(format!(
+                "`directory.{key}`: required for `kind: ldap` (e.g. {example})"
+            ));
+        }
+        value
+    };
+    let url = required("url", raw.url, "ldaps://ldap.example.com");
+    let bind_dn = required(
+        "bind_dn",
+        raw.bind_dn,
+        "cn=resetline,ou=services,dc=example,dc=com",
+    );
+    let base_dn = required("base_dn", raw.base_dn, "ou=people,dc=example,dc=com");
+    let password_env = required(
+        "bind_password_env",
+        raw.bind_password_env,
+        "LDAP_BIND_PASSWORD",
+    );
+    let flavor = match raw.flavor.as_deref() {
+        None => Some(Flavor::OpenLdap),
+        Some(word) => {
+            let f = Flavor::parse(word);
+            if f.is_none() {
+                problems.push(format!(
+                    "`directory.flavor`: `{word}` must be openldap or active_directory"
+                ));
+            }
+            f
+        }
+    };
+    let password = password_env
+        .and_then(|name| secret_env(env, &name, "`directory.bind_password_env`", 1, problems));
+    let (Some(url), Some(bind_dn), Some(base_dn), Some(flavor)) = (url, bind_dn, base_dn, flavor)
+    else {
+        return None;
+    };
+    // A missing password is already reported; the other keys are still checked.
+    let usable = password.is_some();
+    let password = password.unwrap_or_else(|| Secret::new(""));
+    let mut cfg = LdapConfig::new(&url, &bind_dn, password, &base_dn, flavor);
+    cfg.starttls = raw.starttls.unwrap_or(false);
+    cfg.ca_file = raw.ca_file.as_deref().map(resolve);
+    if let Some(ms) = raw.timeout_ms {
+        cfg.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(f) = raw.user_filter {
+        cfg.user_filter = f;
+    }
+    cfg.allow_phone_reset = raw.allow_phone_reset.unwrap_or(true);
+    let a = raw.attributes.unwrap_or_default();
+    let d = Attributes::defaults(flavor);
+    cfg.attributes = Attributes {
+        id: a.id.unwrap_or(d.id),
+        name: a.name.unwrap_or(d.name),
+        mobile: a.mobile.unwrap_or(d.mobile),
+        email: a.email.unwrap_or(d.email),
+        birth_date: a.birth_date,
+        pin_hash: a.pin_hash,
+    };
+    let l = raw.lookup.unwrap_or_default();
+    let d = Lookups::defaults(flavor);
+    cfg.lookup = Lookups {
+        employee_id: l.employee_id.unwrap_or(d.employee_id),
+        username: l.username.unwrap_or(d.username),
+        phone: l.phone.unwrap_or(d.phone),
+        email: l.email.unwrap_or(d.email),
+    };
+    let found = cfg.problems();
+    if found.is_empty() && usable {
+        Some(DirectoryConfig::Ldap(Box::new(cfg)))
+    } else {
+        problems.extend(found);
+        None
+    }
+}
+
 fn secret_env(
     env: &dyn Fn(&str) -> Option<String>,
     name: &str,
@@ -977,7 +1127,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: ldap }\nhash_key_env: SHORT\nbudget_ms: 20000\naudit: { dir: a, chain: \"no spaces\", key_env: SHORT }\n";
+        let bad = "listen: nowhere\npublic_url: ivr.example.com\ncarrier: { account_sid: AC12, auth_token_env: MISSING }\ndirectory: { kind: nis }\nhash_key_env: SHORT\nbudget_ms: 20000\naudit: { dir: a, chain: \"no spaces\", key_env: SHORT }\n";
         let err = load(&write(dir.path(), bad), &|n| {
             (n == "SHORT").then(|| "x".to_string())
         })
@@ -1026,6 +1176,135 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
+    }
+
+    const LDAP: &str = "public_url: https://ivr.example.com/\ncarrier: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TOKEN }\nhash_key_env: KEY\naudit: { dir: audit, key_env: KEY }\n";
+
+    #[test]
+    fn an_ldap_directory_loads_with_flavor_defaults_and_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ca.pem"), "x").ok();
+        let text = format!(
+            "{LDAP}directory:\n  kind: ldap\n  url: ldaps://dc1.corp.example.com\n  bind_dn: CN=svc-resetline,OU=Services,DC=corp,DC=example,DC=com\n  bind_password_env: TOKEN\n  base_dn: OU=Staff,DC=corp,DC=example,DC=com\n  flavor: active_directory\n  ca_file: ca.pem\n  timeout_ms: 1500\n  attributes: {{ mobile: otherMobile }}\n  lookup: {{ phone: [otherMobile] }}\n"
+        );
+        let c = load(&write(dir.path(), &text), &env).expect("config");
+        let DirectoryConfig::Ldap(l) = c.directory else {
+            panic!("not ldap");
+        };
+        assert_eq!(l.flavor, resetline_connectors::Flavor::ActiveDirectory);
+        assert_eq!(l.bind_password.expose(), "tok");
+        assert_eq!(l.timeout.as_millis(), 1500);
+        assert_eq!(l.attributes.id, "sAMAccountName", "flavor default");
+        assert_eq!(l.attributes.mobile, "otherMobile", "override");
+        assert_eq!(l.lookup.phone, vec!["otherMobile".to_string()]);
+        assert_eq!(l.lookup.employee_id, vec!["employeeID".to_string()]);
+        assert_eq!(
+            l.ca_file,
+            Some(dir.path().join("ca.pem")),
+            "relative to the file"
+        );
+    }
+
+    #[test]
+    fn every_ldap_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing =
+            format!("{LDAP}directory: {{ kind: ldap, path: users.yaml, flavor: novell }}\n");
+        let text = load(&write(dir.path(), &missing), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.path` is for `kind: embedded`",
+            "`directory.url`: required",
+            "`directory.bind_dn`: required",
+            "`directory.base_dn`: required",
+            "`directory.bind_password_env`: required",
+            "`directory.flavor`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let bad = format!(
+            "{LDAP}directory: {{ kind: ldap, url: \"ldap://ldap.example.com\", bind_dn: resetline, bind_password_env: UNSET, base_dn: \"dc=example,dc=com\", timeout_ms: 50, ca_file: nope.pem, attributes: {{ id: \"uid)(x\" }}, lookup: {{ email: [] }} }}\n"
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.bind_password_env`",
+            "UNSET",
+            "`directory.timeout_ms`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let bad = bad.replace("UNSET", "TOKEN");
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.url`: `ldap://ldap.example.com` would send passwords unencrypted",
+            "`directory.bind_dn`",
+            "`directory.timeout_ms`",
+            "`directory.ca_file`",
+            "`directory.attributes.id`",
+            "`directory.lookup.email`",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let slow = format!(
+            "{LDAP}budget_ms: 2000\ndirectory: {{ kind: ldap, url: \"ldaps://ldap.example.com\", bind_dn: \"cn=r,dc=x\", bind_password_env: TOKEN, base_dn: \"dc=x\", timeout_ms: 2000 }}\n"
+        );
+        let text = load(&write(dir.path(), &slow), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("must be below `budget_ms`"), "{text}");
+        let embedded_with_url = format!(
+            "{LDAP}directory: {{ kind: embedded, path: users.yaml, url: \"ldaps://x\" }}\n"
+        );
+        let text = load(&write(dir.path(), &embedded_with_url), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("are for `kind: ldap`"), "{text}");
+    }
+
+    #[test]
+    fn the_example_ldap_section_loads() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let text = std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
+        let (mut out, mut block, mut skip) = (String::new(), false, false);
+        for line in text.lines() {
+            if line.starts_with("directory:") {
+                skip = true;
+                continue;
+            }
+            if line.starts_with("# directory:") {
+                block = true;
+                skip = false;
+            }
+            if block && line.is_empty() {
+                block = false;
+            }
+            if block {
+                if !line.contains("ca_file:") {
+                    out.push_str(line.strip_prefix("# ").unwrap_or(line));
+                    out.push('\n');
+                }
+            } else if !(skip && line.starts_with("  ")) {
+                skip = false;
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        let raw: Raw = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+        let c = validate(raw, &deploy, &|_| Some("k".repeat(40)))
+            .unwrap_or_else(|p| panic!("{p:?}\n{out}"));
+        let DirectoryConfig::Ldap(l) = c.directory else {
+            panic!("the example's LDAP section did not load as ldap:\n{out}");
+        };
+        assert_eq!(l.url, "ldaps://ldap.example.com");
+        assert_eq!(
+            l.lookup.phone,
+            vec!["mobile".to_string(), "telephoneNumber".to_string()]
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use resetline_connectors::{
-    ByChannel, EmbeddedDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets, SmsSender,
-    SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
+    ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
+    SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
@@ -69,6 +69,9 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         DirectoryConfig::Embedded { path } => {
             Arc::new(EmbeddedDirectory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)
         }
+        DirectoryConfig::Ldap(ldap) => Arc::new(
+            LdapDirectory::new((**ldap).clone()).map_err(|e| anyhow::anyhow!("directory: {e}"))?,
+        ),
     };
     let recording = TwilioRecording::new(&cfg.carrier.account_sid, cfg.carrier.auth_token.clone())
         .and_then(|r| r.with_base_url(&cfg.carrier.api_base))

@@ -1,7 +1,8 @@
 //! Test support shared by the end-to-end tests: local fakes of the Twilio REST API
 //! (Recordings, Messages) and the ServiceNow Table API that record every request (paths, auth
 //! headers, bodies) and answer with the documented shapes (protocol.md §5-6), an SMTP sink,
-//! and a signed-webhook poster speaking raw HTTP/1.1.
+//! a signed-webhook poster speaking raw HTTP/1.1, the reference flow's SMS reset call with its
+//! checks of what the fakes saw, and a spawner of the `resetline serve` binary.
 //!
 //! Each test binary uses a part of it (`mod support;`), hence the `dead_code` allowance (and
 //! `pub` items are reached only through `mod support`).
@@ -211,4 +212,263 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response).await;
     response
+}
+
+/// The reference flow's webhooks (`/voice/password-reset...`).
+pub const BASE: &str = "/voice/password-reset";
+
+/// The reference flow's happy path by SMS code against the server at `addr` (signed for
+/// `public`): identify as 100001, get the code by SMS from the fake, set the new PIN
+/// 58204617 twice, hear "Your PIN has been changed". Checks every provider request: the SMS
+/// (To, From, StatusCallback), the recording pause and resume around the secure section,
+/// the reset notice without the PIN, the incident opened and closed.
+pub async fn sms_reset_call(addr: std::net::SocketAddr, public: &str, log: &Log) {
+    let base = BASE;
+    verify_by_sms(addr, public, log).await;
+    post_webhook(
+        addr,
+        public,
+        &format!("{base}/step/5"),
+        &[("CallSid", SID), ("Digits", "58204617")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        public,
+        &format!("{base}/step/6"),
+        &[("CallSid", SID), ("Digits", "58204617")],
+    )
+    .await;
+    assert!(
+        resp.contains("Your PIN has been changed. Goodbye.</Say><Hangup />"),
+        "{resp}"
+    );
+    check_provider_requests(log);
+}
+
+/// The call up to the new-PIN prompt: identify as 100001, choose SMS, enter the code the
+/// fake received; the recording is paused. The next webhook is `{BASE}/step/5`.
+pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) {
+    let base = BASE;
+    let resp = post_webhook(
+        addr,
+        public,
+        base,
+        &[
+            ("CallSid", SID),
+            ("AccountSid", ACCOUNT),
+            ("From", "+15555550100"),
+            ("To", "+15555550000"),
+        ],
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    post_webhook(
+        addr,
+        public,
+        &format!("{base}/step/1"),
+        &[("CallSid", SID), ("Digits", "1")],
+    )
+    .await;
+    post_webhook(
+        addr,
+        public,
+        &format!("{base}/step/2"),
+        &[("CallSid", SID), ("Digits", "100001")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        public,
+        &format!("{base}/step/3"),
+        &[("CallSid", SID), ("Digits", "1")],
+    )
+    .await;
+    assert!(
+        resp.contains(
+            "We sent a code to the number ending in <say-as interpret-as=\"digits\">0199</say-as>."
+        ),
+        "{resp}"
+    );
+
+    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let sms = requests
+        .iter()
+        .find(|r| r.path.ends_with("/Messages.json"))
+        .expect("an SMS request");
+    assert_eq!(
+        sms.path,
+        format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+    );
+    assert!(sms.auth.starts_with("Basic "), "HTTP Basic auth");
+    assert_eq!(form_value(&sms.body, "To").as_deref(), Some("+15555550199"));
+    assert_eq!(
+        form_value(&sms.body, "From").as_deref(),
+        Some("+15555550000")
+    );
+    assert_eq!(
+        form_value(&sms.body, "StatusCallback"),
+        Some(format!("{public}/sms/status?call={SID}"))
+    );
+    let text = form_value(&sms.body, "Body").expect("body");
+    let code: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("6-digit code")
+        .to_string();
+
+    post_webhook(
+        addr,
+        public,
+        &format!("{base}/step/4"),
+        &[("CallSid", SID), ("Digits", &code)],
+    )
+    .await;
+    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let pause = requests
+        .iter()
+        .find(|r| r.path.contains("/Recordings/"))
+        .expect("a recording pause");
+    assert_eq!(
+        pause.path,
+        format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{SID}/Recordings/Twilio.CURRENT.json")
+    );
+    assert_eq!(form_value(&pause.body, "Status").as_deref(), Some("paused"));
+}
+
+/// After a completed reset call: the provider requests in order (SMS, pause, resume, notice,
+/// incident opened and closed) and their contents.
+pub fn check_provider_requests(log: &Log) {
+    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let order: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.method,
+                r.path.rsplit('/').next().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            "POST Messages.json",
+            "POST Twilio.CURRENT.json",
+            "POST Twilio.CURRENT.json",
+            "POST Messages.json",
+            "POST incident",
+            "PATCH 9d385017c611228701d22104cc95c371"
+        ]
+    );
+    let resume = &requests[2];
+    assert_eq!(
+        form_value(&resume.body, "Status").as_deref(),
+        Some("in-progress")
+    );
+    let notice = form_value(&requests[3].body, "Body").unwrap_or_default();
+    assert!(
+        notice.starts_with("Your service desk PIN was changed") && !notice.contains("58204617"),
+        "{notice}"
+    );
+    let incident = &requests[4];
+    assert!(
+        incident
+            .body
+            .contains("\"correlation_id\":\"CA0123456789abcdef0123456789abcdef\""),
+        "{}",
+        incident.body
+    );
+    assert!(incident.auth.starts_with("Basic "));
+    assert!(
+        requests[5].body.contains("\"state\":\"7\""),
+        "{}",
+        requests[5].body
+    );
+}
+
+/// `resetline serve` as a child process; killed on drop.
+#[derive(Debug)]
+pub struct Served {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its `public_url`.
+    pub public: String,
+    log: std::path::PathBuf,
+}
+
+impl Served {
+    /// What the server logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runs `resetline serve --config <dir>/resetline.yaml` with `env` and waits until it answers
+/// `/healthz`. The config must listen on `port` with `public_url` `http://127.0.0.1:<port>`.
+pub async fn serve_binary(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Served {
+    let log = dir.join("server.log");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resetline"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.join("resetline.yaml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut served = Served {
+        child: cmd.spawn().expect("spawn resetline serve"),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        public: format!("http://127.0.0.1:{port}"),
+        log,
+    };
+    for _ in 0..200 {
+        if let Ok(Some(status)) = served.child.try_wait() {
+            panic!("resetline serve exited ({status}):\n{}", served.log());
+        }
+        if let Ok(mut s) = tokio::net::TcpStream::connect(served.addr).await {
+            let req = format!(
+                "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                served.addr
+            );
+            let mut resp = String::new();
+            if s.write_all(req.as_bytes()).await.is_ok()
+                && s.read_to_string(&mut resp).await.is_ok()
+                && resp.starts_with("HTTP/1.1 200")
+            {
+                return served;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = served.log();
+    drop(served);
+    panic!("resetline serve did not answer:\n{text}");
+}
+
+/// The path of the `action` URL of the first `<Gather>` in a TwiML answer: the next webhook.
+pub fn next_action(resp: &str) -> String {
+    resp.split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|a| a.find("/voice/").map(|i| a[i..].replace("&amp;", "&")))
+        .unwrap_or_else(|| panic!("no action in:\n{resp}"))
 }

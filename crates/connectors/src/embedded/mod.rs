@@ -46,6 +46,7 @@ use resetline_engine::{
 use resetline_flow::model::LookupBy;
 
 pub use file::{LoadError, Problem};
+pub(crate) use pin::{DUMMY_HASH, validate_hash, verify as verify_hash};
 pub use pin::{HashError, hash_pin};
 
 use file::Users;
@@ -118,8 +119,9 @@ impl Shared {
     }
 }
 
-/// Why the account itself cannot take a new secret, if it cannot.
-fn refuse_reset(state: AccountState, allowed: bool) -> Result<(), SetSecretError> {
+/// Why the account itself cannot take a new secret, if it cannot (shared with the LDAP
+/// directory).
+pub(crate) fn refuse_reset(state: AccountState, allowed: bool) -> Result<(), SetSecretError> {
     match state {
         AccountState::Locked => Err(SetSecretError::Locked),
         AccountState::Disabled => Err(SetSecretError::Rejected {

@@ -1,0 +1,232 @@
+//! The reference flow with its directory in LDAP: a real OpenLDAP `slapd` with ppolicy
+//! (`resetline_connectors::testing::Slapd`), the real `resetline serve` binary configured by a
+//! `resetline.yaml` whose only difference from an embedded deployment is the `directory:`
+//! section, and the local provider fakes of `support/`.
+
+mod support;
+
+use resetline_connectors::LdapDirectory;
+use resetline_connectors::testing::{self, Slapd};
+use resetline_engine::{Directory, Secret};
+use support::{ACCOUNT, BASE, SID, TOKEN, post_webhook};
+
+const LDAP_PASSWORD_ENV: &str = "RESETLINE_TEST_LDAP_PASSWORD";
+
+/// Writes `resetline.yaml` for a server on `port` with the fakes at `fake_url` and the
+/// directory at `ldap_url`, and starts `resetline serve` with it.
+async fn serve(dir: &std::path::Path, fake_url: &str, ldap_url: &str) -> support::Served {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().expect("repo root");
+    let port = support::free_port();
+    let config = format!(
+        "listen: 127.0.0.1:{port}
+public_url: http://127.0.0.1:{port}
+flows_dir: {flows}
+prompts_dir: {prompts}
+carrier: {{ account_sid: {ACCOUNT}, auth_token_env: RESETLINE_TEST_TOKEN, api_base: \"{fake_url}\" }}
+directory:
+  kind: ldap
+  url: \"{ldap_url}\"
+  bind_dn: \"{service}\"
+  bind_password_env: {LDAP_PASSWORD_ENV}
+  base_dn: \"{base}\"
+  flavor: openldap
+  timeout_ms: 2000
+messages: {{ sms: {{ from: \"+15555550000\" }} }}
+tickets: {{ kind: servicenow, base_url: \"{fake_url}\", username: resetline, password_env: RESETLINE_TEST_SN }}
+hash_key_env: RESETLINE_TEST_KEY
+audit: {{ dir: audit, key_env: RESETLINE_TEST_KEY }}
+reload: {{ enabled: false }}
+",
+        flows = root.join("flows").display(),
+        prompts = root.join("voice-prompts").display(),
+        service = testing::SERVICE_DN,
+        base = testing::BASE_DN,
+    );
+    std::fs::write(dir.join("resetline.yaml"), config).expect("config");
+    let key = "k".repeat(32);
+    support::serve_binary(
+        dir,
+        port,
+        &[
+            ("RESETLINE_TEST_TOKEN", TOKEN),
+            (LDAP_PASSWORD_ENV, testing::SERVICE_PASSWORD),
+            ("RESETLINE_TEST_SN", "sn-password"),
+            ("RESETLINE_TEST_KEY", &key),
+        ],
+    )
+    .await
+}
+
+fn slapd() -> Slapd {
+    Slapd::start().unwrap_or_else(|e| panic!("cannot start slapd: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_flow_runs_on_ldap_by_configuration_alone() {
+    let ldap = slapd();
+    let (fake_url, log) = support::start_providers().await;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let server = serve(scratch.path(), &fake_url, &ldap.url()).await;
+
+    support::sms_reset_call(server.addr, &server.public, &log).await;
+
+    // The new PIN is now the account's directory password: the user binds with it.
+    let directory = LdapDirectory::new(ldap.config()).expect("directory");
+    assert!(
+        directory
+            .verify_pin("100001", &Secret::new("58204617"))
+            .await
+            .expect("bind")
+    );
+    assert!(
+        !directory
+            .verify_pin("100001", &Secret::new("31415926"))
+            .await
+            .expect("bind")
+    );
+    let logs = server.log();
+    assert!(!logs.contains("58204617"), "no PIN in the server log");
+    assert!(
+        !logs.contains(testing::SERVICE_PASSWORD),
+        "no service password in the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ppolicy_refusal_is_spoken_as_its_reason_and_the_caller_tries_again() {
+    let ldap = slapd();
+    // 58204617 was used before: it is in the entry's password history.
+    let directory = LdapDirectory::new(ldap.config()).expect("directory");
+    for pin in ["58204617", "70315826"] {
+        directory
+            .set_secret("100001", &Secret::new(pin))
+            .await
+            .expect("earlier change");
+    }
+    let (fake_url, log) = support::start_providers().await;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let server = serve(scratch.path(), &fake_url, &ldap.url()).await;
+    let (addr, public) = (server.addr, server.public.as_str());
+
+    support::verify_by_sms(addr, public, &log).await;
+    post_webhook(
+        addr,
+        public,
+        &format!("{BASE}/step/5"),
+        &[("CallSid", SID), ("Digits", "58204617")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        public,
+        &format!("{BASE}/step/6"),
+        &[("CallSid", SID), ("Digits", "58204617")],
+    )
+    .await;
+    assert!(
+        resp.contains("You have used that PIN before. Please choose one you have not used."),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("Please enter your new PIN"),
+        "asked again: {resp}"
+    );
+    let resp = post_webhook(
+        addr,
+        public,
+        &support::next_action(&resp),
+        &[("CallSid", SID), ("Digits", "61829374")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        public,
+        &support::next_action(&resp),
+        &[("CallSid", SID), ("Digits", "61829374")],
+    )
+    .await;
+    assert!(
+        resp.contains("Your PIN has been changed. Goodbye."),
+        "{resp}"
+    );
+    assert!(
+        directory
+            .verify_pin("100001", &Secret::new("61829374"))
+            .await
+            .expect("bind")
+    );
+    // The server's reason reached the log for the desk (never the PIN).
+    let logs = server.log();
+    assert!(logs.contains("history"), "{logs}");
+    assert!(!logs.contains("61829374") && !logs.contains("58204617"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_directory_down_a_call_ends_with_an_agent_never_silence() {
+    let mut ldap = slapd();
+    let (fake_url, log) = support::start_providers().await;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let server = serve(scratch.path(), &fake_url, &ldap.url()).await;
+    let (addr, public) = (server.addr, server.public.as_str());
+
+    // Down while the caller is in the secure section: the reset fails, the recording resumes
+    // and the caller is transferred.
+    support::verify_by_sms(addr, public, &log).await;
+    ldap.stop();
+    post_webhook(
+        addr,
+        public,
+        &format!("{BASE}/step/5"),
+        &[("CallSid", SID), ("Digits", "58204617")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        public,
+        &format!("{BASE}/step/6"),
+        &[("CallSid", SID), ("Digits", "58204617")],
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    assert!(resp.contains("technical trouble"), "{resp}");
+    assert!(resp.contains("<Enqueue"), "transferred to the desk: {resp}");
+    let resumed = log
+        .lock()
+        .map(|l| {
+            l.iter()
+                .filter(|r| r.path.contains("/Recordings/"))
+                .any(|r| r.body.contains("Status=in-progress"))
+        })
+        .unwrap_or(false);
+    assert!(resumed, "recording resumed on the way out");
+
+    // Down from the start: the lookup fails and the caller reaches an agent.
+    let other = "CA00000000000000000000000000000001";
+    post_webhook(
+        addr,
+        public,
+        BASE,
+        &[("CallSid", other), ("From", "+15555550100")],
+    )
+    .await;
+    post_webhook(
+        addr,
+        public,
+        &format!("{BASE}/step/1"),
+        &[("CallSid", other), ("Digits", "1")],
+    )
+    .await;
+    let resp = post_webhook(
+        addr,
+        public,
+        &format!("{BASE}/step/2"),
+        &[("CallSid", other), ("Digits", "100001")],
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    assert!(
+        resp.contains("technical trouble") && resp.contains("<Enqueue"),
+        "{resp}"
+    );
+}

@@ -1,0 +1,320 @@
+use super::refusal::{self, unicode_pwd};
+use super::*;
+
+#[test]
+fn unicode_pwd_is_the_quoted_password_in_utf16le() {
+    assert_eq!(
+        unicode_pwd(&Secret::new("ab1")),
+        vec![0x22, 0, b'a', 0, b'b', 0, b'1', 0, 0x22, 0]
+    );
+    // Non-ASCII: é is U+00E9; U+1F600 is a surrogate pair (D83D DE00), little-endian.
+    assert_eq!(
+        unicode_pwd(&Secret::new("é\u{1F600}")),
+        vec![0x22, 0, 0xE9, 0, 0x3D, 0xD8, 0x00, 0xDE, 0x22, 0]
+    );
+    assert_eq!(unicode_pwd(&Secret::new("")), vec![0x22, 0, 0x22, 0]);
+}
+
+#[test]
+fn ppolicy_response_control_error_is_read() {
+    // What slapd 2.5 sends (base64 `MAOBAQY=` / `MAOBAQg=`).
+    assert_eq!(
+        refusal::ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x06]),
+        Some(6)
+    );
+    assert_eq!(
+        refusal::ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x08]),
+        Some(8)
+    );
+    // A warning (graceAuthNsRemaining 5) before the error.
+    assert_eq!(
+        refusal::ppolicy_error(&[0x30, 0x08, 0xA0, 0x03, 0x81, 0x01, 0x05, 0x81, 0x01, 0x07]),
+        Some(7)
+    );
+    // Warning only, empty, truncated, not a sequence.
+    assert_eq!(
+        refusal::ppolicy_error(&[0x30, 0x05, 0xA0, 0x03, 0x80, 0x01, 0x05]),
+        None
+    );
+    assert_eq!(refusal::ppolicy_error(&[0x30, 0x00]), None);
+    assert_eq!(refusal::ppolicy_error(&[0x30, 0x03, 0x81, 0x01]), None);
+    assert_eq!(
+        refusal::ppolicy_error(&[0x04, 0x03, 0x81, 0x01, 0x06]),
+        None
+    );
+    assert_eq!(refusal::ppolicy_error(&[]), None);
+}
+
+fn prompt(e: &SetSecretError) -> &str {
+    match e {
+        SetSecretError::Rejected { prompt, .. } => prompt,
+        SetSecretError::Locked => "<locked>",
+        SetSecretError::Backend(_) => "<backend>",
+    }
+}
+
+#[test]
+fn openldap_refusals_map_to_spoken_reasons_and_keep_the_server_text() {
+    let cases = [
+        (
+            19,
+            "Password fails quality checking policy",
+            Some(6),
+            "policy_too_short",
+        ),
+        (
+            19,
+            "Password is in history of old passwords",
+            Some(8),
+            "policy_reused",
+        ),
+        (
+            19,
+            "Password is too young to change",
+            Some(7),
+            "policy_too_recent",
+        ),
+        (
+            19,
+            "Password fails quality checking policy",
+            Some(5),
+            "policy_rejected",
+        ),
+        // No control: the diagnostic text decides.
+        (
+            19,
+            "Password is too short for policy",
+            None,
+            "policy_too_short",
+        ),
+        (
+            19,
+            "Password is not being changed from existing value",
+            None,
+            "policy_reused",
+        ),
+        (
+            19,
+            "Password is too young to change",
+            None,
+            "policy_too_recent",
+        ),
+        (19, "something else", None, "policy_rejected"),
+        (19, "", Some(1), "<locked>"),
+        (53, "Must supply old password", Some(4), "<backend>"),
+        (50, "no write access", None, "<backend>"),
+        (80, "other", None, "<backend>"),
+    ];
+    for (rc, text, pp, want) in cases {
+        let e = refusal::openldap(rc, text, pp);
+        assert_eq!(prompt(&e), want, "{rc} {text} {pp:?}");
+        assert!(
+            refusal::PROMPTS.contains(&prompt(&e)) || want.starts_with('<'),
+            "{want}"
+        );
+        if let SetSecretError::Rejected { reason, .. } = &e {
+            assert!(
+                reason.contains(text) && reason.contains(&rc.to_string()),
+                "{reason}"
+            );
+        }
+    }
+}
+
+#[test]
+fn active_directory_refusals() {
+    let e = refusal::active_directory(
+        19,
+        "0000052D: Constraint violation - check_password_restrictions: the password is too short",
+    );
+    assert_eq!(prompt(&e), "policy_rejected");
+    let e = refusal::active_directory(
+        53,
+        "0000001F: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM)",
+    );
+    match e {
+        SetSecretError::Backend(b) => assert!(b.message.contains("encrypted"), "{}", b.message),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn caller_input_stays_one_literal_value_in_the_filter() {
+    let attrs = vec!["uid".to_string(), "mobile".to_string()];
+    let f = filter("(objectClass=inetOrgPerson)", &attrs, "*)(uid=*");
+    assert_eq!(
+        f,
+        r"(&(objectClass=inetOrgPerson)(|(uid=\2a\29\28uid=\2a)(mobile=\2a\29\28uid=\2a)))"
+    );
+    assert!(ldap3::parse_filter(&f).is_ok());
+    let f = filter("(objectClass=person)", &attrs[..1], "a\\b\0c");
+    assert_eq!(f, r"(&(objectClass=person)(|(uid=a\5cb\00c)))");
+}
+
+fn good() -> LdapConfig {
+    LdapConfig::new(
+        "ldaps://ldap.example.com",
+        "cn=resetline,ou=services,dc=example,dc=com",
+        Secret::new("pw"),
+        "dc=example,dc=com",
+        Flavor::OpenLdap,
+    )
+}
+
+#[test]
+fn a_good_config_has_no_problems_and_defaults_follow_the_flavor() {
+    assert!(good().problems().is_empty(), "{:?}", good().problems());
+    let ad = LdapConfig::new(
+        "ldap://dc1.corp.example.com",
+        "CN=svc,DC=corp",
+        Secret::new("pw"),
+        "DC=corp",
+        Flavor::ActiveDirectory,
+    );
+    assert_eq!(ad.attributes.id, "sAMAccountName");
+    assert_eq!(ad.lookup.employee_id, vec!["employeeID".to_string()]);
+    let problems = ad.problems();
+    assert!(
+        problems.iter().any(|p| p.contains("unencrypted")),
+        "{problems:?}"
+    );
+    let mut ad = ad;
+    ad.starttls = true;
+    assert!(ad.problems().is_empty(), "{:?}", ad.problems());
+    let mut local = good();
+    local.url = "ldap://127.0.0.1:3890".into();
+    assert!(local.problems().is_empty(), "{:?}", local.problems());
+}
+
+#[test]
+fn every_config_problem_is_reported_at_once() {
+    let mut c = good();
+    c.url = "http://x".into();
+    c.bind_dn = "resetline".into();
+    c.ca_file = Some("/nonexistent/ca.pem".into());
+    c.timeout = Duration::from_millis(5);
+    c.user_filter = "(objectClass=".into();
+    c.attributes.mobile = "mobile)(uid=*".into();
+    c.lookup.phone.clear();
+    let text = c.problems().join("\n");
+    for want in [
+        "`directory.url`",
+        "`directory.bind_dn`",
+        "`directory.ca_file`",
+        "`directory.timeout_ms`",
+        "`directory.user_filter`",
+        "`directory.attributes.mobile`",
+        "`directory.lookup.phone`",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    let mut c = good();
+    c.starttls = true;
+    assert!(c.problems()[0].contains("`directory.starttls`"));
+    assert!(matches!(
+        LdapDirectory::new(c),
+        Err(LdapConfigError::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").expect("write");
+    let mut c = good();
+    c.ca_file = Some(ca);
+    let e = LdapDirectory::new(c).expect_err("no certificate");
+    assert!(e.to_string().contains("no certificate"), "{e}");
+}
+
+#[test]
+fn debug_shows_no_password() {
+    let mut c = good();
+    c.bind_password = Secret::new("hunter2-marker");
+    let d = LdapDirectory::new(c).expect("directory");
+    let text = format!("{d:?}");
+    assert!(!text.contains("hunter2-marker"), "{text}");
+    assert!(text.contains("ldap.example.com"));
+}
+
+fn entry(attrs: &[(&str, &str)]) -> SearchEntry {
+    SearchEntry {
+        dn: "CN=Alex Rivera,OU=Staff,DC=corp".into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+            .collect(),
+        bin_attrs: Default::default(),
+    }
+}
+
+#[test]
+fn active_directory_state_and_attributes() {
+    let mut c = good();
+    c.flavor = Flavor::ActiveDirectory;
+    c.attributes = Attributes::defaults(Flavor::ActiveDirectory);
+    let d = LdapDirectory::new(c).expect("directory");
+    // Servers return attribute names in their own case.
+    let base = [
+        ("samaccountname", "arivera"),
+        ("displayName", "Alex Rivera"),
+        ("MOBILE", "+15555550199"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        entry(&v)
+    };
+    let a = d
+        .account(&with(&[("userAccountControl", "512")]))
+        .expect("account");
+    assert_eq!(
+        (a.id.as_str(), a.name.as_str(), a.mobile.as_deref(), a.state),
+        (
+            "arivera",
+            "Alex Rivera",
+            Some("+15555550199"),
+            AccountState::Active
+        )
+    );
+    let state = |extra: &[(&'static str, &'static str)]| d.state(&with(extra));
+    assert_eq!(
+        state(&[("userAccountControl", "514")]),
+        AccountState::Disabled
+    );
+    assert_eq!(
+        state(&[
+            ("userAccountControl", "66050"),
+            ("lockoutTime", "133000000000000000")
+        ]),
+        AccountState::Disabled,
+        "disabled wins over locked"
+    );
+    assert_eq!(
+        state(&[
+            ("userAccountControl", "512"),
+            ("lockoutTime", "133000000000000000")
+        ]),
+        AccountState::Locked
+    );
+    assert_eq!(
+        state(&[("userAccountControl", "512"), ("lockoutTime", "0")]),
+        AccountState::Active
+    );
+    // userAccountControl arrives as a signed 32-bit integer.
+    assert_eq!(
+        state(&[("userAccountControl", "-2147483646")]),
+        AccountState::Disabled
+    );
+    assert!(d.account(&entry(&[("displayName", "No Id")])).is_err());
+}
+
+#[test]
+fn openldap_state() {
+    let d = LdapDirectory::new(good()).expect("directory");
+    let state = |v: &str| d.state(&entry(&[("uid", "1"), ("pwdAccountLockedTime", v)]));
+    assert_eq!(state("000001010000Z"), AccountState::Disabled);
+    assert_eq!(state("20260101000000Z"), AccountState::Locked);
+    assert_eq!(d.state(&entry(&[("uid", "1")])), AccountState::Active);
+}

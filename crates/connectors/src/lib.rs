@@ -18,6 +18,7 @@
 //! [`resetline_engine::BackendError`] (or a [`resetline_engine::SetSecretError`] /
 //! [`resetline_engine::SendError`]), never as a panic.
 
+pub mod breaker;
 pub mod channel;
 pub mod dev;
 pub mod embedded;
@@ -29,6 +30,7 @@ pub mod smtp;
 pub mod twilio_messages;
 pub mod twilio_recording;
 
+pub use breaker::{Breaker, BreakerPolicy, BreakerState, Guarded};
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};

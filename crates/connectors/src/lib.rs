@@ -8,6 +8,12 @@
 //!   reports.
 //! - [`smtp`]: [`SmtpMailer`], email over SMTP (lettre + rustls; STARTTLS or implicit TLS).
 //! - [`channel`]: [`ByChannel`], one messenger for the engine routing SMS and email.
+//! - [`scim`]: [`ScimDirectory`], users of a SCIM 2.0 service provider (filter lookups,
+//!   PatchOp password change).
+//! - [`okta`]: [`OktaDirectory`], users of an Okta org through its Users API (search,
+//!   status, admin set-password, unlock).
+//! - [`breaker`]: [`Breaker`] and [`Guarded`], a circuit breaker per backend in front of a
+//!   directory, messenger or ticket system.
 //! - [`servicenow`]: [`ServiceNowTickets`], incidents through the ServiceNow Table API.
 //! - [`dev`]: demo stand-ins: [`dev::LogRecording`], [`dev::Outbox`].
 //!
@@ -24,7 +30,10 @@ pub mod dev;
 pub mod embedded;
 #[cfg(test)]
 mod fake_http;
+mod idp;
+
 mod rest;
+pub mod scim;
 pub mod servicenow;
 pub mod smtp;
 pub mod twilio_messages;
@@ -33,6 +42,9 @@ pub mod twilio_recording;
 pub use breaker::{Breaker, BreakerPolicy, BreakerState, Guarded};
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
+pub use idp::IdpConfigError;
+
+pub use scim::ScimDirectory;
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
 pub use servicenow::{ServiceNowAuth, ServiceNowConfigError, ServiceNowTickets};
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpTls};

@@ -175,7 +175,9 @@ pub(crate) fn policy_prompt(text: &str, len: usize) -> &'static str {
     if t.contains("used too recently")
         || t.contains("previously used")
         || t.contains("password history")
-        || t.contains("current password")
+        || t.contains("be your current password")
+        || t.contains("same as your current")
+        || t.contains("same as the current")
         || (t.contains("cannot be any of your last") && !t.contains("requirements:"))
     {
         return "policy_reused";
@@ -247,7 +249,21 @@ mod tests {
             policy_prompt("Password must be at most 12 characters", 14),
             "policy_too_long"
         );
-        assert_eq!(policy_prompt("The password is too short.", 9), "policy_too_short");
+        assert_eq!(
+            policy_prompt("The password is too short.", 9),
+            "policy_too_short"
+        );
         assert_eq!(policy_prompt("nope", 9), "policy_rejected");
+        assert_eq!(
+            policy_prompt(
+                "The password does not meet the complexity requirements of the current password policy.",
+                9
+            ),
+            "policy_rejected"
+        );
+        assert_eq!(
+            policy_prompt("Password cannot be your current password", 9),
+            "policy_reused"
+        );
     }
 }

@@ -31,7 +31,7 @@ pub mod embedded;
 #[cfg(test)]
 mod fake_http;
 mod idp;
-
+pub mod okta;
 mod rest;
 pub mod scim;
 pub mod servicenow;
@@ -42,10 +42,10 @@ pub mod twilio_recording;
 pub use breaker::{Breaker, BreakerPolicy, BreakerState, Guarded};
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
-pub use idp::IdpConfigError;
-
-pub use scim::ScimDirectory;
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
+pub use idp::IdpConfigError;
+pub use okta::OktaDirectory;
+pub use scim::ScimDirectory;
 pub use servicenow::{ServiceNowAuth, ServiceNowConfigError, ServiceNowTickets};
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpTls};
 pub use twilio_messages::{SmsSender, TwilioMessages};

@@ -139,7 +139,8 @@ fn pick(resource: &Value, name: &str, want: Option<&str>) -> Option<String> {
 
 /// `{base}/Users` as a URL to add a query or a path segment to.
 fn users_url(base: &str) -> Result<reqwest::Url, BackendError> {
-    reqwest::Url::parse(&format!("{base}/Users")).map_err(|e| BackendError::new(BACKEND, e.to_string()))
+    reqwest::Url::parse(&format!("{base}/Users"))
+        .map_err(|e| BackendError::new(BACKEND, e.to_string()))
 }
 
 /// A SCIM User resource as an [`Account`].
@@ -262,9 +263,9 @@ impl ScimDirectory {
         };
         match self.user_where(attr, value).await? {
             None => Ok(None),
-            Some(user) => account_of(&user).map(Some).ok_or_else(|| {
-                BackendError::new(BACKEND, "SCIM user resource has no userName")
-            }),
+            Some(user) => account_of(&user)
+                .map(Some)
+                .ok_or_else(|| BackendError::new(BACKEND, "SCIM user resource has no userName")),
         }
     }
 

@@ -162,7 +162,11 @@ async fn an_abandoned_call_counts_as_a_failure_and_one_probe_at_a_time() {
     assert!(e.message.contains("circuit open"));
     probe.abort();
     let _ = probe.await;
-    assert_eq!(b.state(), BreakerState::Open, "the abandoned probe reopened it");
+    assert_eq!(
+        b.state(),
+        BreakerState::Open,
+        "the abandoned probe reopened it"
+    );
 }
 
 #[tokio::test]
@@ -177,10 +181,8 @@ async fn tickets_and_messages_are_guarded_too() {
         },
         Arc::new(clock.clone()),
     ));
-    let tickets = Guarded::<dyn Tickets>::new(
-        Arc::new(MemoryTickets::new(log.clone()).down()),
-        b.clone(),
-    );
+    let tickets =
+        Guarded::<dyn Tickets>::new(Arc::new(MemoryTickets::new(log.clone()).down()), b.clone());
     let t = || NewTicket {
         summary: "s".into(),
         details: None,
@@ -217,7 +219,11 @@ async fn tickets_and_messages_are_guarded_too() {
             Err(SendError::Undeliverable { .. })
         ));
     }
-    assert_eq!(mb.state(), BreakerState::Closed, "undeliverable is an answer");
+    assert_eq!(
+        mb.state(),
+        BreakerState::Closed,
+        "undeliverable is an answer"
+    );
 }
 
 #[test]

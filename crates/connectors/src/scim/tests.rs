@@ -113,7 +113,9 @@ async fn each_lookup_uses_its_attribute_and_values_are_quoted() {
         .unwrap();
     dir.find(LookupBy::EmployeeId, "E-100001").await.unwrap();
     dir.find(LookupBy::Phone, "+15555550199").await.unwrap();
-    dir.find(LookupBy::Email, "dana.reyes@example.com").await.unwrap();
+    dir.find(LookupBy::Email, "dana.reyes@example.com")
+        .await
+        .unwrap();
     dir.find(LookupBy::Username, r#"x" or userName pr or "y"#)
         .await
         .unwrap();
@@ -145,7 +147,10 @@ async fn inactive_none_and_ambiguous() {
         .unwrap()
         .unwrap();
     assert_eq!(a.state, AccountState::Disabled);
-    assert_eq!(a.name, "Ms. Dana Reyes", "name.formatted when no displayName");
+    assert_eq!(
+        a.name, "Ms. Dana Reyes",
+        "name.formatted when no displayName"
+    );
 
     let fake = Fake::start(200, NONE, Duration::ZERO).await;
     assert_eq!(scim(&fake).find(LookupBy::EmployeeId, "9").await, Ok(None));
@@ -175,7 +180,10 @@ async fn set_secret_patches_the_password_by_server_id() {
         "PATCH /scim/v2/Users/2819c223-7f76-453a-919d-413861904646 HTTP/1.1"
     );
     assert_scim_headers(&seen[1]);
-    assert_eq!(seen[1].header("content-type"), Some("application/scim+json"));
+    assert_eq!(
+        seen[1].header("content-type"),
+        Some("application/scim+json")
+    );
     assert_eq!(
         seen[1].json(),
         json!({
@@ -266,7 +274,11 @@ async fn unauthorized_rate_limited_and_server_errors() {
         ),
         (
             400,
-            error(400, Some("invalidFilter"), "The specified filter syntax was invalid"),
+            error(
+                400,
+                Some("invalidFilter"),
+                "The specified filter syntax was invalid",
+            ),
             "SCIM search answered HTTP 400 (invalidFilter: The specified filter syntax was invalid)",
         ),
         (
@@ -334,14 +346,25 @@ async fn pins_need_a_hash_attribute() {
     );
     let fake = Fake::start(200, &with_hash, Duration::ZERO).await;
     let dir = scim(&fake)
-        .with_pin_hash_attribute("urn:example:params:scim:schemas:extension:resetline:2.0:User:pinHash")
+        .with_pin_hash_attribute(
+            "urn:example:params:scim:schemas:extension:resetline:2.0:User:pinHash",
+        )
         .unwrap();
-    assert_eq!(dir.verify_pin("100001", &Secret::new("48213579")).await, Ok(true));
-    assert_eq!(dir.verify_pin("100001", &Secret::new("48213578")).await, Ok(false));
+    assert_eq!(
+        dir.verify_pin("100001", &Secret::new("48213579")).await,
+        Ok(true)
+    );
+    assert_eq!(
+        dir.verify_pin("100001", &Secret::new("48213578")).await,
+        Ok(false)
+    );
     // A user without the attribute (or unknown) never matches.
     let fake = Fake::start(200, DANA, Duration::ZERO).await;
     let dir = scim(&fake).with_pin_hash_attribute("pinHash").unwrap();
-    assert_eq!(dir.verify_pin("100001", &Secret::new("48213579")).await, Ok(false));
+    assert_eq!(
+        dir.verify_pin("100001", &Secret::new("48213579")).await,
+        Ok(false)
+    );
 }
 
 #[test]

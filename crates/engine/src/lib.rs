@@ -19,10 +19,10 @@ pub mod testing;
 
 pub use action::{Action, Spoken};
 pub use backend::{
-    Account, AccountState, AuditSink, BackendError, BoxFuture, Counters, Directory, LockPolicy,
-    LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording, RecordingAck,
-    RecordingChange, SendError, SendLimits, SentMessage, SessionStore, SetSecretError, StoreError,
-    TicketRef, Tickets,
+    Account, AccountState, AuditSink, BackendError, BoxFuture, Counters, Directory, HttpActions,
+    HttpError, HttpRequest, HttpResponse, HttpSigning, LockPolicy, LockState, Lockouts, Messenger,
+    NewTicket, OutgoingMessage, Recording, RecordingAck, RecordingChange, SendError, SendLimits,
+    SentMessage, SessionStore, SetSecretError, StoreError, TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step};

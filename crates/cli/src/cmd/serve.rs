@@ -14,8 +14,8 @@ use resetline_connectors::{
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
-    AuditSink, Directory, Engine, Messenger, OsRandom, Random, Recording, Secret, SystemClock,
-    Tickets,
+    AuditSink, Directory, Engine, HttpActions, Messenger, OsRandom, Random, Recording, Secret,
+    SystemClock, Tickets,
 };
 use resetline_server::audit::FileAudit;
 use resetline_server::config::{self, DirectoryConfig, LogFormat, SmsFrom, TicketAuth};
@@ -32,6 +32,7 @@ struct Setup {
     recording: Arc<dyn Recording>,
     messenger: Arc<dyn Messenger>,
     tickets: Arc<dyn Tickets>,
+    http: Arc<dyn HttpActions>,
     outbox: Option<Arc<Outbox>>,
     audit: Arc<dyn AuditSink>,
     limits: resetline_engine::SendLimits,
@@ -139,6 +140,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         recording: Arc::new(recording),
         messenger: Arc::new(messenger),
         tickets,
+        http: Arc::new(resetline_engine::testing::NoHttp),
         outbox: None,
         audit: Arc::new(audit),
         limits: resetline_engine::SendLimits {
@@ -202,6 +204,7 @@ pub(crate) fn demo(
         tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(Arc::new(
             Default::default(),
         ))),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         outbox: Some(outbox),
         audit: Arc::new(audit),
         limits: Default::default(),
@@ -267,6 +270,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             recording: setup.recording.clone(),
             messenger: setup.messenger.clone(),
             tickets: setup.tickets.clone(),
+            http: setup.http.clone(),
             counters: Arc::new(MemoryCounters::new(clock.clone())),
             limits: Arc::new(setup.limits.clone()),
             lockouts: Arc::new(resetline_store::MemoryLockouts::new()),

@@ -220,11 +220,12 @@ impl Breaker {
         *state = next;
     }
 
-    /// Runs `call` through the breaker; `failed` says which results count as failures.
-    async fn run<T, E>(
+    /// Runs `call` through the breaker: `failed` says which results count as failures,
+    /// `fast` makes the error returned while open.
+    pub(crate) async fn run<T, E>(
         &self,
         call: impl std::future::Future<Output = Result<T, E>>,
-        failed: impl Fn(&E) -> bool,
+        failed: impl Fn(&Result<T, E>) -> bool,
         fast: impl FnOnce(BackendError) -> E,
     ) -> Result<T, E> {
         let permit = match self.admit() {
@@ -232,7 +233,7 @@ impl Breaker {
             Err(e) => return Err(fast(e)),
         };
         let result = call.await;
-        permit.finish(!matches!(&result, Err(e) if failed(e)));
+        permit.finish(!failed(&result));
         result
     }
 }
@@ -272,7 +273,7 @@ impl Directory for Guarded<dyn Directory> {
     ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
         Box::pin(
             self.breaker
-                .run(self.inner.find(by, value), |_| true, |e| e),
+                .run(self.inner.find(by, value), Result::is_err, |e| e),
         )
     }
 
@@ -283,7 +284,7 @@ impl Directory for Guarded<dyn Directory> {
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(
             self.breaker
-                .run(self.inner.verify_pin(account, pin), |_| true, |e| e),
+                .run(self.inner.verify_pin(account, pin), Result::is_err, |e| e),
         )
     }
 
@@ -294,7 +295,7 @@ impl Directory for Guarded<dyn Directory> {
     ) -> BoxFuture<'a, Result<(), SetSecretError>> {
         Box::pin(self.breaker.run(
             self.inner.set_secret(account, secret),
-            |e| matches!(e, SetSecretError::Backend(_)),
+            |r| matches!(r, Err(SetSecretError::Backend(_))),
             SetSecretError::Backend,
         ))
     }
@@ -304,7 +305,7 @@ impl Messenger for Guarded<dyn Messenger> {
     fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<SentMessage, SendError>> {
         Box::pin(self.breaker.run(
             self.inner.send(message),
-            |e| matches!(e, SendError::Backend(_)),
+            |r| matches!(r, Err(SendError::Backend(_))),
             SendError::Backend,
         ))
     }
@@ -312,7 +313,10 @@ impl Messenger for Guarded<dyn Messenger> {
 
 impl Tickets for Guarded<dyn Tickets> {
     fn open(&self, ticket: NewTicket) -> BoxFuture<'_, Result<TicketRef, BackendError>> {
-        Box::pin(self.breaker.run(self.inner.open(ticket), |_| true, |e| e))
+        Box::pin(
+            self.breaker
+                .run(self.inner.open(ticket), Result::is_err, |e| e),
+        )
     }
 
     fn close<'a>(
@@ -322,18 +326,9 @@ impl Tickets for Guarded<dyn Tickets> {
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(
             self.breaker
-                .run(self.inner.close(ticket, note), |_| true, |e| e),
+                .run(self.inner.close(ticket, note), Result::is_err, |e| e),
         )
     }
-}
-
-/// Runs `call` through `breaker` (for connectors that keep one breaker per remote, such as
-/// the HTTP data actions): fails fast while open.
-pub(crate) async fn guard<T>(
-    breaker: &Breaker,
-    call: impl std::future::Future<Output = Result<T, BackendError>>,
-) -> Result<T, BackendError> {
-    breaker.run(call, |_| true, |e| e).await
 }
 
 #[cfg(test)]

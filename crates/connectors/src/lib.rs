@@ -14,6 +14,9 @@
 //!   status, admin set-password, unlock).
 //! - [`breaker`]: [`Breaker`] and [`Guarded`], a circuit breaker per backend in front of a
 //!   directory, messenger or ticket system.
+//! - [`http_action`]: [`HttpDataActions`], the `http` node's requests to configured backends
+//!   (bearer token, HMAC request signing, a breaker per backend); [`signing`] holds the
+//!   signature and the receiver's check.
 //! - [`servicenow`]: [`ServiceNowTickets`], incidents through the ServiceNow Table API.
 //! - [`dev`]: demo stand-ins: [`dev::LogRecording`], [`dev::Outbox`].
 //!
@@ -30,11 +33,13 @@ pub mod dev;
 pub mod embedded;
 #[cfg(test)]
 mod fake_http;
+pub mod http_action;
 mod idp;
 pub mod okta;
 mod rest;
 pub mod scim;
 pub mod servicenow;
+pub mod signing;
 pub mod smtp;
 pub mod twilio_messages;
 pub mod twilio_recording;
@@ -43,6 +48,7 @@ pub use breaker::{Breaker, BreakerPolicy, BreakerState, Guarded};
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
+pub use http_action::{HttpConfigError, HttpDataActions};
 pub use idp::IdpConfigError;
 pub use okta::OktaDirectory;
 pub use scim::ScimDirectory;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+use super::backends;
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets, SmsSender,
     SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -60,11 +62,20 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg =
         config::load(path, &|name| std::env::var(name).ok()).map_err(|e| anyhow::anyhow!("{e}"))?;
     init_tracing(cfg.log);
+    let clock: Arc<dyn resetline_engine::Clock> = Arc::new(SystemClock);
+    let breakers = backends::Breakers {
+        policy: backends::policy(&cfg.breaker),
+        clock: clock.clone(),
+    };
     let directory: Arc<dyn Directory> = match &cfg.directory {
         DirectoryConfig::Embedded { path } => {
             Arc::new(EmbeddedDirectory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)
         }
+        DirectoryConfig::Scim(c) => backends::scim(c)?,
+        DirectoryConfig::Okta(c) => backends::okta(c, clock.clone())?,
     };
+    let directory = breakers.directory(directory);
+    let http = backends::http(&cfg.http_backends, breakers.policy, clock.clone())?;
     let recording = TwilioRecording::new(&cfg.carrier.account_sid, cfg.carrier.auth_token.clone())
         .and_then(|r| r.with_base_url(&cfg.carrier.api_base))
         .map(|r| r.with_timeout(Duration::from_millis(cfg.carrier.api_timeout_ms)))
@@ -85,7 +96,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .and_then(|m| m.with_public_url(&cfg.public_url))
         .map(|m| m.with_timeout(api_timeout))
         .map_err(|e| anyhow::anyhow!("messages.sms: {e}"))?;
-        messenger = messenger.sms(Arc::new(sms));
+        messenger = messenger.sms(breakers.messenger(Arc::new(sms)));
     }
     if let Some(e) = &cfg.email {
         let tls: SmtpTls = e
@@ -100,7 +111,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 .with_credentials(user, password.clone())
                 .map_err(|err| anyhow::anyhow!("messages.email: {err}"))?;
         }
-        messenger = messenger.email(Arc::new(mailer));
+        messenger = messenger.email(breakers.messenger(Arc::new(mailer)));
     }
     let tickets: Arc<dyn Tickets> = match &cfg.tickets {
         Some(t) => {
@@ -118,7 +129,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                     .with_assignment_group(group)
                     .map_err(|e| anyhow::anyhow!("tickets: {e}"))?;
             }
-            Arc::new(sn.with_timeout(api_timeout))
+            breakers.tickets(Arc::new(sn.with_timeout(api_timeout)))
         }
         None => Arc::new(NoTickets),
     };
@@ -140,7 +151,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         recording: Arc::new(recording),
         messenger: Arc::new(messenger),
         tickets,
-        http: Arc::new(resetline_engine::testing::NoHttp),
+        http: Arc::new(http),
         outbox: None,
         audit: Arc::new(audit),
         limits: resetline_engine::SendLimits {

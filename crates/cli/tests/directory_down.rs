@@ -196,6 +196,22 @@ reload: {{ enabled: false }}
         "not called while open"
     );
 
+    // The open breaker is visible in the metrics.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut metrics = String::new();
+    stream.read_to_string(&mut metrics).await.expect("read");
+    assert!(
+        metrics.contains("resetline_backend_circuit_state{backend=\"directory\"} 1"),
+        "{metrics}"
+    );
+
     let mut log = String::new();
     std::fs::File::open(scratch.path().join("stderr.log"))
         .and_then(|mut f| f.read_to_string(&mut log))

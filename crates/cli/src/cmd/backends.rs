@@ -68,15 +68,45 @@ pub(crate) fn http(
     Ok(actions)
 }
 
-/// Builds breakers of one policy on one clock.
+/// Builds breakers of one policy on one clock, and remembers them for the metrics.
 pub(crate) struct Breakers {
     pub(crate) policy: BreakerPolicy,
     pub(crate) clock: Arc<dyn Clock>,
+    made: std::sync::Mutex<Vec<(String, Arc<Breaker>)>>,
 }
 
 impl Breakers {
+    pub(crate) fn new(policy: BreakerPolicy, clock: Arc<dyn Clock>) -> Self {
+        Breakers {
+            policy,
+            clock,
+            made: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     fn breaker(&self, name: &'static str) -> Arc<Breaker> {
-        Arc::new(Breaker::new(name, self.policy, self.clock.clone()))
+        let b = Arc::new(Breaker::new(name, self.policy, self.clock.clone()));
+        if let Ok(mut made) = self.made.lock() {
+            let n = made.iter().filter(|(m, _)| m.starts_with(name)).count();
+            let label = if n == 0 {
+                name.to_owned()
+            } else {
+                format!("{name}{}", n + 1)
+            };
+            made.push((label, b.clone()));
+        }
+        b
+    }
+
+    /// Every breaker made, with its metric label; `http` backends as `http/<name>`.
+    pub(crate) fn all(&self, http: &HttpDataActions) -> Vec<(String, Arc<Breaker>)> {
+        let mut all = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        all.extend(
+            http.breakers()
+                .into_iter()
+                .map(|(name, b)| (format!("http/{name}"), b)),
+        );
+        all
     }
 
     /// `inner` behind a breaker of its own.

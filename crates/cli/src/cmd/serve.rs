@@ -35,6 +35,8 @@ struct Setup {
     messenger: Arc<dyn Messenger>,
     tickets: Arc<dyn Tickets>,
     http: Arc<dyn HttpActions>,
+    /// Circuit breakers to export as metrics, by label.
+    circuits: Vec<(String, Arc<resetline_connectors::Breaker>)>,
     outbox: Option<Arc<Outbox>>,
     audit: Arc<dyn AuditSink>,
     limits: resetline_engine::SendLimits,
@@ -63,10 +65,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         config::load(path, &|name| std::env::var(name).ok()).map_err(|e| anyhow::anyhow!("{e}"))?;
     init_tracing(cfg.log);
     let clock: Arc<dyn resetline_engine::Clock> = Arc::new(SystemClock);
-    let breakers = backends::Breakers {
-        policy: backends::policy(&cfg.breaker),
-        clock: clock.clone(),
-    };
+    let breakers = backends::Breakers::new(backends::policy(&cfg.breaker), clock.clone());
     let directory: Arc<dyn Directory> = match &cfg.directory {
         DirectoryConfig::Embedded { path } => {
             Arc::new(EmbeddedDirectory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -151,6 +150,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         recording: Arc::new(recording),
         messenger: Arc::new(messenger),
         tickets,
+        circuits: breakers.all(&http),
         http: Arc::new(http),
         outbox: None,
         audit: Arc::new(audit),
@@ -216,6 +216,7 @@ pub(crate) fn demo(
             Default::default(),
         ))),
         http: Arc::new(resetline_engine::testing::NoHttp),
+        circuits: Vec::new(),
         outbox: Some(outbox),
         audit: Arc::new(audit),
         limits: Default::default(),
@@ -304,6 +305,16 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             setup.audit.clone(),
             setup.prompts_dir.clone(),
         );
+
+        for (label, breaker) in &setup.circuits {
+            let breaker = breaker.clone();
+            state.metrics().circuit(
+                label.clone(),
+                resetline_server::metrics::CircuitProbe(Box::new(move || {
+                    breaker.state().as_gauge()
+                })),
+            );
+        }
 
         // Hot reload: poll for changes, and reload on SIGHUP.
         let (flows_dir, prompts_dir, metrics) = (

@@ -82,6 +82,29 @@ pub(crate) fn eq_filter(attr: &str, value: &str) -> String {
     format!("{attr} eq {quoted}")
 }
 
+/// `url` with the query `name=value&...`, each value percent-encoded with everything but
+/// RFC 3986 unreserved characters escaped (a space is `%20`, never `+`, which strict SCIM
+/// servers read literally).
+pub(crate) fn with_query(mut url: reqwest::Url, pairs: &[(&str, &str)]) -> reqwest::Url {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let query: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    url.set_query(Some(&query.join("&")));
+    url
+}
+
 /// One answer: status, a few headers, the body (bounded).
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -209,6 +232,15 @@ mod tests {
             r#"userName eq "x\" or userName pr or \"a""#
         );
         assert_eq!(eq_filter("a", "back\\slash\n"), r#"a eq "back\\slash\n""#);
+    }
+
+    #[test]
+    fn queries_use_percent_twenty() {
+        let url = reqwest::Url::parse("https://x.example/Users").unwrap();
+        assert_eq!(
+            with_query(url, &[("filter", r#"userName eq "a+b/ü""#), ("count", "2")]).as_str(),
+            "https://x.example/Users?filter=userName%20eq%20%22a%2Bb%2F%C3%BC%22&count=2"
+        );
     }
 
     #[test]

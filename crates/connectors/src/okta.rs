@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 
 use crate::idp::{
     Answer, BACKEND, IdpConfigError, attribute, check, eq_filter, exchange, loggable,
-    policy_prompt, verify_pin_hash,
+    policy_prompt, verify_pin_hash, with_query,
 };
 use crate::rest::http_client;
 
@@ -275,10 +275,13 @@ impl OktaDirectory {
         if value.is_empty() {
             return Ok(None);
         }
-        let mut url = self.url(&[])?;
-        url.query_pairs_mut()
-            .append_pair("search", &eq_filter(&format!("profile.{attr}"), value))
-            .append_pair("limit", "2");
+        let url = with_query(
+            self.url(&[])?,
+            &[
+                ("search", &eq_filter(&format!("profile.{attr}"), value)),
+                ("limit", "2"),
+            ],
+        );
         let answer = self.send(|| self.client.get(url.clone())).await?;
         if !answer.ok() {
             return Err(failure(&answer, "search"));

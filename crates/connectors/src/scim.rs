@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 
 use crate::idp::{
     Answer, BACKEND, IdpConfigError, attribute, check, eq_filter, exchange, loggable,
-    policy_prompt, verify_pin_hash,
+    policy_prompt, verify_pin_hash, with_query,
 };
 use crate::rest::http_client;
 
@@ -218,10 +218,10 @@ impl ScimDirectory {
         if value.is_empty() {
             return Ok(None);
         }
-        let mut url = users_url(&self.base)?;
-        url.query_pairs_mut()
-            .append_pair("filter", &eq_filter(attr, value))
-            .append_pair("count", "2");
+        let url = with_query(
+            users_url(&self.base)?,
+            &[("filter", &eq_filter(attr, value)), ("count", "2")],
+        );
         let request = self.request(reqwest::Method::GET, url.to_string());
         let answer = exchange("SCIM", request).await?;
         if !answer.ok() {

@@ -90,7 +90,10 @@ async fn find_filters_users_and_maps_the_resource() {
     );
     let seen = fake.requests();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].request_line.starts_with("GET /scim/v2/Users?"));
+    assert_eq!(
+        seen[0].request_line,
+        "GET /scim/v2/Users?filter=userName%20eq%20%22100001%22&count=2 HTTP/1.1"
+    );
     assert_scim_headers(&seen[0]);
     let (path, query) = target(&seen[0]);
     assert_eq!(path, "/scim/v2/Users");

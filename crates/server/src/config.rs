@@ -865,6 +865,15 @@ mod connector_tests {
     }
 
     #[test]
+    fn the_deploy_example_loads() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/resetline.example.yaml");
+        let c = load(&example, &|_| Some("e".repeat(40))).expect("the example is valid");
+        assert_eq!(c.breaker.failures, 5);
+        assert_eq!(c.http_backends[0].name, "hr");
+    }
+
+    #[test]
     fn every_connector_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = format!(

@@ -261,13 +261,23 @@ impl HttpDataActions {
     }
 
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let url = Url::parse(&request.url).map_err(|_| Self::refuse("the URL is not valid"))?;
+        // Refusals are configuration mistakes (flow and resetline.yaml disagree): warn.
+        let refused = |e: HttpError| {
+            tracing::warn!(error = %e.backend(), "http data action refused before sending");
+            e
+        };
+        let url =
+            Url::parse(&request.url).map_err(|_| refused(Self::refuse("the URL is not valid")))?;
         let backend = self
             .backends
             .iter()
             .find(|b| b.covers(&url))
-            .ok_or_else(|| Self::refuse("the URL is not under any configured http backend"))?;
-        let builder = self.build(backend, url, &request)?;
+            .ok_or_else(|| {
+                refused(Self::refuse(
+                    "the URL is not under any configured http backend",
+                ))
+            })?;
+        let builder = self.build(backend, url, &request).map_err(refused)?;
         let exchange = async {
             let classify = |e: reqwest::Error| {
                 let not_sent = e.is_connect();

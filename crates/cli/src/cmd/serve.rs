@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-
-use super::backends;
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets, SmsSender,
     SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -24,6 +22,8 @@ use resetline_server::config::{self, DirectoryConfig, LogFormat, SmsFrom, Ticket
 use resetline_server::{AppState, Registry, ReloadResult, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
+
+use super::backends;
 
 struct Setup {
     listen: SocketAddr,

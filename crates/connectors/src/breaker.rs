@@ -1,5 +1,5 @@
 //! A circuit breaker per backend, and decorators that put one in front of a [`Directory`], a
-//! [`Messenger`] or a [`Tickets`] (issue 7 item 5).
+//! [`Messenger`], a [`Tickets`] or a [`Recording`] (issue 7 item 5).
 //!
 //! A backend that is down would otherwise make every call wait its whole time budget before
 //! the flow's error path (ticket or agent) starts. The breaker counts consecutive failures;
@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use resetline_engine::{
     Account, BackendError, BoxFuture, Clock, Directory, Messenger, NewTicket, OutgoingMessage,
-    Secret, SendError, SentMessage, SetSecretError, TicketRef, Tickets,
+    Recording, RecordingAck, RecordingChange, Secret, SendError, SentMessage, SetSecretError,
+    TicketRef, Tickets,
 };
 use resetline_flow::model::LookupBy;
 
@@ -308,6 +309,19 @@ impl Messenger for Guarded<dyn Messenger> {
             |r| matches!(r, Err(SendError::Backend(_))),
             SendError::Backend,
         ))
+    }
+}
+
+impl Recording for Guarded<dyn Recording> {
+    fn change<'a>(
+        &'a self,
+        call_sid: &'a str,
+        change: RecordingChange,
+    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
+        Box::pin(
+            self.breaker
+                .run(self.inner.change(call_sid, change), Result::is_err, |e| e),
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use resetline_connectors::{
     Breaker, BreakerPolicy, Guarded, HttpDataActions, OktaDirectory, ScimDirectory,
 };
-use resetline_engine::{Clock, Directory, Messenger, Tickets};
+use resetline_engine::{Clock, Directory, Messenger, Recording, Tickets};
 use resetline_server::config::{BreakerConfig, HttpBackendConfig, IdpConfig};
 
 /// The breaker policy of the configuration.
@@ -117,6 +117,11 @@ impl Breakers {
     /// `inner` behind a breaker of its own.
     pub(crate) fn messenger(&self, inner: Arc<dyn Messenger>) -> Arc<dyn Messenger> {
         Arc::new(Guarded::new(inner, self.breaker("messages")))
+    }
+
+    /// `inner` behind a breaker of its own.
+    pub(crate) fn recording(&self, inner: Arc<dyn Recording>) -> Arc<dyn Recording> {
+        Arc::new(Guarded::new(inner, self.breaker("recording")))
     }
 
     /// `inner` behind a breaker of its own.

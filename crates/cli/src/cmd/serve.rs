@@ -147,7 +147,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         auth_token: cfg.carrier.auth_token,
         hash_key: cfg.hash_key,
         directory,
-        recording: Arc::new(recording),
+        recording: breakers.recording(Arc::new(recording)),
         messenger: Arc::new(messenger),
         tickets,
         circuits: breakers.all(&http),

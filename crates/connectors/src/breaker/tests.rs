@@ -226,6 +226,41 @@ async fn tickets_and_messages_are_guarded_too() {
     );
 }
 
+#[tokio::test]
+async fn recording_control_is_guarded() {
+    let clock = FakeClock::at(0);
+    let log = Arc::new(CallLog::default());
+    let b = Arc::new(Breaker::new(
+        "recording",
+        BreakerPolicy {
+            failures: 1,
+            cool_down: Duration::from_secs(5),
+        },
+        Arc::new(clock.clone()),
+    ));
+    let recording = Guarded::<dyn Recording>::new(
+        Arc::new(resetline_engine::testing::ScriptedRecording::failing(
+            log.clone(),
+        )),
+        b.clone(),
+    );
+    let pause = RecordingChange::Pause { skip: false };
+    assert!(recording.change("CA1", pause).await.is_err());
+    let calls = log.entries().len();
+    let e = recording.change("CA1", pause).await.unwrap_err();
+    assert!(e.message.contains("circuit open"), "{e}");
+    assert_eq!(log.entries().len(), calls, "not called while open");
+    let ok = Guarded::<dyn Recording>::new(
+        Arc::new(resetline_engine::testing::ScriptedRecording::ok(log)),
+        Arc::new(Breaker::new(
+            "recording",
+            BreakerPolicy::default(),
+            Arc::new(clock),
+        )),
+    );
+    assert_eq!(ok.change("CA1", pause).await, Ok(RecordingAck::Done));
+}
+
 #[test]
 fn state_names_and_debug() {
     let clock = FakeClock::at(0);

@@ -63,6 +63,7 @@ fn state_with(audit: Arc<dyn AuditSink>) -> AppState {
         limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
         recording: Arc::new(ScriptedRecording::ok(log)),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         clock: clock.clone(),
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),

@@ -113,6 +113,7 @@ async fn no_marker_in_logs_answers_metrics_sessions_or_files() {
         recording: Arc::new(ScriptedRecording::ok(log.clone())),
         messenger: messenger.clone(),
         tickets: Arc::new(MemoryTickets::new(log.clone())),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         counters: Arc::new(MemoryCounters::new(clock.clone())),
         limits: Default::default(),
         lockouts: Arc::new(MemoryLockouts::new()),

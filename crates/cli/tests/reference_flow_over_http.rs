@@ -66,6 +66,7 @@ async fn reset_by_sms_with_real_connectors_against_local_fakes() {
         recording: Arc::new(recording),
         messenger: Arc::new(sms),
         tickets: Arc::new(tickets),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         counters: Arc::new(MemoryCounters::new(clock.clone())),
         limits: Default::default(),
         lockouts: Arc::new(MemoryLockouts::new()),
@@ -163,6 +164,7 @@ async fn reset_by_email_code_through_an_smtp_sink() {
             ServiceNowTickets::new(&fake_url, ServiceNowAuth::Bearer(Secret::new("sn-token")))
                 .expect("tickets"),
         ),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         counters: Arc::new(MemoryCounters::new(clock.clone())),
         limits: Default::default(),
         lockouts: Arc::new(MemoryLockouts::new()),

@@ -77,6 +77,8 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) body: String,
     pub(crate) delay: Duration,
+    /// Extra response headers.
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -85,7 +87,14 @@ impl Reply {
             status,
             body: body.to_owned(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub(crate) fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -98,9 +107,8 @@ impl Fake {
     /// Starts a server answering every request with `status` and `body` after `delay`.
     pub(crate) async fn start(status: u16, body: &str, delay: Duration) -> Fake {
         Fake::script(vec![Reply {
-            status,
-            body: body.to_owned(),
             delay,
+            ..Reply::new(status, body)
         }])
         .await
     }
@@ -181,8 +189,13 @@ async fn serve(
         body: String::from_utf8_lossy(&rest).into_owned(),
     });
     tokio::time::sleep(reply.delay).await;
+    let extra: String = reply
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let reply = format!(
-        "HTTP/1.1 {} Whatever\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} Whatever\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
         reply.status,
         reply.body.len(),
         reply.body

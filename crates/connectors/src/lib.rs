@@ -12,6 +12,15 @@
 //!   reports.
 //! - [`smtp`]: [`SmtpMailer`], email over SMTP (lettre + rustls; STARTTLS or implicit TLS).
 //! - [`channel`]: [`ByChannel`], one messenger for the engine routing SMS and email.
+//! - [`scim`]: [`ScimDirectory`], users of a SCIM 2.0 service provider (filter lookups,
+//!   PatchOp password change).
+//! - [`okta`]: [`OktaDirectory`], users of an Okta org through its Users API (search,
+//!   status, admin set-password, unlock).
+//! - [`breaker`]: [`Breaker`] and [`Guarded`], a circuit breaker per backend in front of a
+//!   directory, messenger or ticket system.
+//! - [`http_action`]: [`HttpDataActions`], the `http` node's requests to configured backends
+//!   (bearer token, HMAC request signing, a breaker per backend); [`signing`] holds the
+//!   signature and the receiver's check.
 //! - [`servicenow`]: [`ServiceNowTickets`], incidents through the ServiceNow Table API.
 //! - [`dev`]: demo stand-ins: [`dev::LogRecording`], [`dev::Outbox`].
 //!
@@ -22,24 +31,35 @@
 //! [`resetline_engine::BackendError`] (or a [`resetline_engine::SetSecretError`] /
 //! [`resetline_engine::SendError`]), never as a panic.
 
+pub mod breaker;
 pub mod channel;
 pub mod dev;
 pub mod embedded;
 #[cfg(test)]
 mod fake_http;
 pub mod ldap;
+pub mod http_action;
+mod idp;
+pub mod okta;
 mod rest;
+pub mod scim;
 pub mod servicenow;
+pub mod signing;
 pub mod smtp;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod twilio_messages;
 pub mod twilio_recording;
 
+pub use breaker::{Breaker, BreakerPolicy, BreakerState, Guarded};
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
 pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
 pub use ldap::{Flavor, LdapConfig, LdapConfigError, LdapDirectory};
+pub use http_action::{HttpConfigError, HttpDataActions};
+pub use idp::IdpConfigError;
+pub use okta::OktaDirectory;
+pub use scim::ScimDirectory;
 pub use servicenow::{ServiceNowAuth, ServiceNowConfigError, ServiceNowTickets};
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpTls};
 pub use twilio_messages::{SmsSender, TwilioMessages};

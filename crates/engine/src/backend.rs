@@ -531,3 +531,69 @@ impl Default for SendLimits {
         }
     }
 }
+
+/// Request signing asked for by an `http` node's `sign:` (seed 004).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSigning {
+    /// The environment variable naming the shared token; the connector holds the tokens it
+    /// was configured with and refuses names it does not know.
+    pub token_env: String,
+    /// The header that carries `t=<unix seconds>,v1=<hex HMAC-SHA256(token, t + body)>`.
+    pub header: String,
+}
+
+/// One try of an `http` node, rendered from the flow's templates.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// The URL (never carries a secret: the checker refuses it, E016).
+    pub url: String,
+    /// Request headers (never carry a secret).
+    pub headers: Vec<(String, String)>,
+    /// The JSON body, if any. A `Secret` because the fields the flow lists under `secrets:`
+    /// may carry one.
+    pub body: Option<Secret>,
+    /// The budget of this try.
+    pub timeout: std::time::Duration,
+    /// Sign the request.
+    pub sign: Option<HttpSigning>,
+}
+
+/// What the remote answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The body when it is JSON (`None` when empty or not JSON).
+    pub body: Option<serde_json::Value>,
+}
+
+/// Why an HTTP data action has no answer. The variant says whether a retry is safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// Refused before sending (URL not under a configured backend, unknown signing token,
+    /// circuit open): a retry would be refused too.
+    Refused(BackendError),
+    /// The request never left (connection refused, DNS): a retry is safe for any method.
+    NotSent(BackendError),
+    /// Sent, no usable answer (timeout, connection reset): it may have taken effect, so only
+    /// idempotent methods are retried.
+    Failed(BackendError),
+}
+
+impl HttpError {
+    /// The underlying error.
+    pub fn backend(&self) -> &BackendError {
+        match self {
+            HttpError::Refused(e) | HttpError::NotSent(e) | HttpError::Failed(e) => e,
+        }
+    }
+}
+
+/// Generic HTTP data actions (`http` nodes): one try per call; the engine owns retries,
+/// time budgets and the mapping of the answer into the flow.
+pub trait HttpActions: Send + Sync + fmt::Debug {
+    /// Sends `request` once.
+    fn call(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>>;
+}

@@ -34,6 +34,8 @@ use resetline_audit::{
     Destination, EventType as Ev, Factor, MaskedEmail, MaskedNumber, Outcome as Out, Record,
 };
 
+mod http;
+
 tokio::task_local! {
     /// When the step in progress must have answered (set by [`Engine::step`]).
     static DEADLINE: tokio::time::Instant;
@@ -96,6 +98,8 @@ pub struct Engine {
     pub messenger: Arc<dyn Messenger>,
     /// The ticket system.
     pub tickets: Arc<dyn Tickets>,
+    /// HTTP data actions (`http` nodes).
+    pub http: Arc<dyn crate::backend::HttpActions>,
     /// Windowed counters shared across calls (send caps).
     pub counters: Arc<dyn Counters>,
     /// PIN lockout state shared across calls.
@@ -142,6 +146,7 @@ pub const SUPPORTED: &[&str] = &[
     "pin.verify",
     "set_secret",
     "secure",
+    "http",
     "transfer",
     "hangup",
 ];
@@ -678,11 +683,7 @@ impl Engine {
                     }
                 }
             }
-            Kind::Http(_) => {
-                tracing::error!(call = %s.call_sid, node = %node.id.value, kind = node.kind.name(), "node kind not supported by this build");
-                let _ = secrets;
-                Flowing::Outcome("error")
-            }
+            Kind::Http(h) => self.http_node(s, node, h, secrets).await,
         }
     }
 

@@ -20,10 +20,10 @@ pub mod testing;
 pub use action::{Action, Spoken};
 pub use backend::{
     Account, AccountState, AuditSink, AuditStats, BackendError, BoxFuture, CallLeases, Counters,
-    Directory,
-    LockPolicy, LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording,
-    RecordingAck, RecordingChange, SendError, SendLimits, SentMessage, SessionStore,
-    SetSecretError, StoreError, TicketRef, Tickets,
+    Directory, HttpActions, HttpError, HttpRequest, HttpResponse, HttpSigning, LockPolicy,
+    LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording, RecordingAck,
+    RecordingChange, SendError, SendLimits, SentMessage, SessionStore, SetSecretError, StoreError,
+    TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step};

@@ -453,3 +453,96 @@ impl crate::backend::AuditSink for MemoryAudit {
         !self.fails()
     }
 }
+
+/// HTTP data actions when none are configured: every call is refused, so `http` nodes take
+/// their error path.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHttp;
+
+impl crate::backend::HttpActions for NoHttp {
+    fn call(
+        &self,
+        _request: crate::backend::HttpRequest,
+    ) -> BoxFuture<'_, Result<crate::backend::HttpResponse, crate::backend::HttpError>> {
+        Box::pin(async {
+            Err(crate::backend::HttpError::Refused(BackendError::new(
+                "http",
+                "no HTTP data action backend is configured",
+            )))
+        })
+    }
+}
+
+/// One scripted answer of [`ScriptedHttp`].
+#[derive(Debug, Clone)]
+pub enum HttpReply {
+    /// A status and a JSON body (`Null` for none).
+    Answer(u16, serde_json::Value),
+    /// A failure.
+    Error(crate::backend::HttpError),
+    /// Never answers (the engine's budget must end the try).
+    Hang,
+}
+
+/// HTTP data actions answering from a script (the last reply repeats) and keeping every
+/// request, bodies included (tests only). Logs `http <METHOD> <url>`.
+#[derive(Debug)]
+pub struct ScriptedHttp {
+    log: std::sync::Arc<CallLog>,
+    replies: Mutex<Vec<HttpReply>>,
+    seen: Mutex<Vec<crate::backend::HttpRequest>>,
+}
+
+impl ScriptedHttp {
+    /// Answers with `replies` in order.
+    pub fn new(log: std::sync::Arc<CallLog>, replies: Vec<HttpReply>) -> Self {
+        ScriptedHttp {
+            log,
+            replies: Mutex::new(replies),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The requests so far.
+    pub fn requests(&self) -> Vec<crate::backend::HttpRequest> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::backend::HttpActions for ScriptedHttp {
+    fn call(
+        &self,
+        request: crate::backend::HttpRequest,
+    ) -> BoxFuture<'_, Result<crate::backend::HttpResponse, crate::backend::HttpError>> {
+        Box::pin(async move {
+            self.log
+                .push(format!("http {} {}", request.method, request.url));
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push(request);
+            }
+            let reply = {
+                let mut replies = self.replies.lock().map_err(|_| {
+                    crate::backend::HttpError::Refused(BackendError::new("http", "poisoned"))
+                })?;
+                if replies.len() > 1 {
+                    replies.remove(0)
+                } else {
+                    replies.first().cloned().unwrap_or(HttpReply::Hang)
+                }
+            };
+            match reply {
+                HttpReply::Answer(status, body) => Ok(crate::backend::HttpResponse {
+                    status,
+                    body: (!body.is_null()).then_some(body),
+                }),
+                HttpReply::Error(e) => Err(e),
+                HttpReply::Hang => {
+                    std::future::pending::<()>().await;
+                    Err(crate::backend::HttpError::Failed(BackendError::timeout(
+                        "http",
+                    )))
+                }
+            }
+        })
+    }
+}

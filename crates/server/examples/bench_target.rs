@@ -83,6 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(Arc::new(
             CallLog::default(),
         ))),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         counters: Arc::new(resetline_engine::testing::NoCounters),
         limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),

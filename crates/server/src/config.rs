@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use resetline_engine::Secret;
 use serde::Deserialize;
 
+mod connectors;
+
+pub use connectors::{BreakerConfig, HttpBackendConfig, IdpConfig};
+
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +46,10 @@ struct Raw {
     reload: RawReload,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    breaker: connectors::RawBreaker,
+    #[serde(default)]
+    http: connectors::RawHttp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +83,12 @@ struct RawDirectory {
     allow_phone_reset: Option<bool>,
     attributes: Option<RawLdapAttributes>,
     lookup: Option<RawLdapLookup>,
+    // `kind: scim | okta` (see `config::connectors`; `timeout_ms` above is theirs too):
+    base_url: Option<String>,
+    token_env: Option<String>,
+    employee_id_attribute: Option<String>,
+    pin_hash_attribute: Option<String>,
+    unlock: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,6 +329,10 @@ pub enum DirectoryConfig {
     },
     /// An LDAP directory (OpenLDAP or Active Directory), already checked.
     Ldap(Box<resetline_connectors::LdapConfig>),
+    /// A SCIM 2.0 service provider.
+    Scim(IdpConfig),
+    /// An Okta org.
+    Okta(IdpConfig),
 }
 
 /// Where sessions, send counters, lockouts and call leases live.
@@ -475,6 +493,10 @@ pub struct Config {
     pub reload_poll_ms: Option<u64>,
     /// Log format.
     pub log: LogFormat,
+    /// The circuit breaker in front of every backend.
+    pub breaker: BreakerConfig,
+    /// Backends `http` nodes may call.
+    pub http_backends: Vec<HttpBackendConfig>,
 }
 
 /// Why the configuration cannot be used: every problem found.
@@ -591,15 +613,40 @@ fn validate(
         ));
     }
     let hash_key = secret_env(env, &raw.hash_key_env, "`hash_key_env`", 32, &mut problems);
+    let idp = connectors::RawIdp {
+        base_url: raw.directory.base_url.clone(),
+        token_env: raw.directory.token_env.clone(),
+        timeout_ms: raw.directory.timeout_ms,
+        employee_id_attribute: raw.directory.employee_id_attribute.clone(),
+        pin_hash_attribute: raw.directory.pin_hash_attribute.clone(),
+        unlock: raw.directory.unlock,
+    };
     let directory = match (
         raw.directory.kind.clone().as_str(),
         raw.directory.path.clone(),
     ) {
+        (kind @ ("scim" | "okta"), path) => {
+            if path.is_some() {
+                problems.push(format!(
+                    "`directory.path`: the {kind} directory has no users file"
+                ));
+            }
+            connectors::idp(kind, idp, env, &mut problems).map(|c| {
+                if kind == "scim" {
+                    DirectoryConfig::Scim(c)
+                } else {
+                    DirectoryConfig::Okta(c)
+                }
+            })
+        }
         ("embedded", path) => {
             if raw.directory.url.is_some() || raw.directory.bind_dn.is_some() {
                 problems.push(
                     "`directory`: `url` and `bind_dn` are for `kind: ldap`, not the embedded directory".into(),
                 );
+            }
+            if idp.any() {
+                problems.push("`directory`: base_url, token_env, timeout_ms, employee_id_attribute, pin_hash_attribute and unlock belong to the ldap, scim and okta kinds, not the embedded directory".into());
             }
             match path {
                 Some(p) => {
@@ -626,7 +673,7 @@ fn validate(
         }
         (other, _) => {
             problems.push(format!(
-                "`directory.kind`: `{other}` is not supported (supported: embedded, ldap)"
+                "`directory.kind`: `{other}` is not supported (supported: embedded, ldap, scim, okta)"
             ));
             None
         }
@@ -829,6 +876,8 @@ fn validate(
     if raw.sessions.max == 0 {
         problems.push("`sessions.max` must be at least 1".into());
     }
+    let breaker = connectors::breaker(raw.breaker, &mut problems);
+    let http_backends = connectors::http(raw.http, env, &mut problems);
     let store = validate_store(raw.store, env, &mut problems);
     if raw.reload.poll_ms < 100 {
         problems.push("`reload.poll_ms` must be at least 100".into());
@@ -872,6 +921,8 @@ fn validate(
             budget_ms: raw.budget_ms,
             reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
             log: raw.log.format,
+            breaker,
+            http_backends,
         }),
         _ => Err(problems),
     }
@@ -1471,5 +1522,111 @@ mod tests {
             .expect_err("no url_env")
             .to_string();
         assert!(text.contains("needs the environment variable"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod connector_tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        std::fs::create_dir_all(dir.join("flows")).ok();
+        std::fs::create_dir_all(dir.join("voice-prompts")).ok();
+        let p = dir.join("resetline.yaml");
+        std::fs::write(&p, text).ok();
+        p
+    }
+
+    const BASE: &str = "public_url: https://ivr.example.com/\ncarrier: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TOKEN }\nhash_key_env: KEY\naudit: { dir: audit, key_env: KEY }\n";
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" | "IDP_TOKEN" | "HR_TOKEN" => Some("tok".into()),
+            "KEY" | "HR_SIGNING" => Some("k".repeat(32)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn scim_okta_breaker_and_http_backends_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "{BASE}directory: {{ kind: okta, base_url: https://acme.okta.com/, token_env: IDP_TOKEN, timeout_ms: 2000, employee_id_attribute: employeeNumber, pin_hash_attribute: resetlinePinHash, unlock: true }}\nbreaker: {{ failures: 3, cool_down_ms: 10000 }}\nhttp: {{ backends: [ {{ name: hr, base_url: https://hr.example.com/api, token_env: HR_TOKEN, signing_key_env: HR_SIGNING }} ] }}\n"
+        );
+        let c = load(&write(dir.path(), &text), &env).expect("config");
+        let DirectoryConfig::Okta(okta) = &c.directory else {
+            panic!("{:?}", c.directory)
+        };
+        assert_eq!(okta.base_url, "https://acme.okta.com");
+        assert_eq!(okta.token.expose(), "tok");
+        assert_eq!(okta.timeout_ms, 2000);
+        assert!(okta.unlock);
+        assert_eq!(
+            c.breaker,
+            BreakerConfig {
+                failures: 3,
+                cool_down_ms: 10_000
+            }
+        );
+        assert_eq!(c.http_backends.len(), 1);
+        assert_eq!(c.http_backends[0].name, "hr");
+        assert_eq!(
+            c.http_backends[0].signing.as_ref().map(|(n, _)| n.as_str()),
+            Some("HR_SIGNING")
+        );
+        let text = format!(
+            "{BASE}directory: {{ kind: scim, base_url: \"http://127.0.0.1:9/scim/v2\", token_env: IDP_TOKEN }}\n"
+        );
+        let c = load(&write(dir.path(), &text), &env).expect("config");
+        assert!(
+            matches!(&c.directory, DirectoryConfig::Scim(s) if s.timeout_ms == 3000 && !s.unlock)
+        );
+        assert_eq!(c.breaker.failures, 5);
+    }
+
+    #[test]
+    fn the_deploy_example_loads() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/resetline.example.yaml");
+        let c = load(&example, &|_| Some("e".repeat(40))).expect("the example is valid");
+        assert_eq!(c.breaker.failures, 5);
+        assert_eq!(c.http_backends[0].name, "hr");
+    }
+
+    #[test]
+    fn every_connector_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "{BASE}directory: {{ kind: scim, path: users.yaml, base_url: \"http://idp.example.com\", timeout_ms: 50, employee_id_attribute: \"a b\", unlock: true }}\nbreaker: {{ failures: 0, cool_down_ms: 5 }}\nhttp: {{ backends: [ {{ name: \"h r\", base_url: ftp://x, token_env: NOPE, signing_key_env: HR_TOKEN }}, {{ name: \"h r\", base_url: https://x.example }} ] }}\n"
+        );
+        let text = load(&write(dir.path(), &text), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.path`: the scim directory has no users file",
+            "`directory.base_url`: `http://idp.example.com` plain http",
+            "`directory.token_env`: the scim directory needs",
+            "`directory.timeout_ms`: 50",
+            "`directory.employee_id_attribute`: `a b`",
+            "`directory.unlock`: only the okta",
+            "`breaker.failures`",
+            "`breaker.cool_down_ms`",
+            "`http.backends[0]`.name",
+            "`http.backends[0]`.base_url: `ftp://x` is not an http(s) URL",
+            "`http.backends[0]`.token_env: environment variable `NOPE` is not set",
+            "`http.backends[0]`.signing_key_env: environment variable `HR_TOKEN` must hold at least 16",
+            "`http.backends[1]`.name: `h r` is used twice",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert!(!text.contains("tok`"), "no secret echoed");
+        let text = format!(
+            "{BASE}directory: {{ kind: embedded, path: users.yaml, base_url: https://x.example }}\n"
+        );
+        std::fs::write(dir.path().join("users.yaml"), "users: []\n").ok();
+        let text = load(&write(dir.path(), &text), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("belong to the scim and okta kinds"), "{text}");
     }
 }

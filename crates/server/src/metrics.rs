@@ -24,6 +24,16 @@ pub struct Metrics {
     ended: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
     reloads: Mutex<BTreeMap<&'static str, u64>>,
+    circuits: Mutex<Vec<(String, CircuitProbe)>>,
+}
+
+/// Reads one backend's circuit-breaker state: 0 closed, 1 open, 2 half-open.
+pub struct CircuitProbe(pub Box<dyn Fn() -> u8 + Send + Sync>);
+
+impl std::fmt::Debug for CircuitProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CircuitProbe")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +105,14 @@ impl Metrics {
     pub fn reload(&self, result: &'static str) {
         if let Ok(mut m) = self.reloads.lock() {
             *m.entry(result).or_default() += 1;
+        }
+    }
+
+    /// Exports a backend's circuit state as `resetline_backend_circuit_state{backend}`.
+    /// `backend` comes from the configuration (a fixed set), never from a caller.
+    pub fn circuit(&self, backend: impl Into<String>, probe: CircuitProbe) {
+        if let Ok(mut c) = self.circuits.lock() {
+            c.push((backend.into(), probe));
         }
     }
 
@@ -189,6 +207,21 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "resetline_flow_reloads_total{{result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        if let Ok(c) = self.circuits.lock()
+            && !c.is_empty()
+        {
+            let _ = writeln!(
+                out,
+                "# HELP resetline_backend_circuit_state Circuit breaker per backend: 0 closed, 1 open, 2 half-open.\n# TYPE resetline_backend_circuit_state gauge"
+            );
+            for (backend, probe) in c.iter() {
+                let _ = writeln!(
+                    out,
+                    "resetline_backend_circuit_state{{backend=\"{backend}\"}} {}",
+                    (probe.0)()
                 );
             }
         }

@@ -59,6 +59,7 @@ fn rig_sink(
         )),
         messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(log.clone())),
         tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(log.clone())),
+        http: Arc::new(resetline_engine::testing::NoHttp),
         counters: Arc::new(resetline_engine::testing::NoCounters),
         limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),

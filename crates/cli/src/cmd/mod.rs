@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 mod audit;
+mod backends;
 mod check;
 mod graph;
 mod serve;

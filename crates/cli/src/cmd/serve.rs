@@ -14,7 +14,7 @@ use resetline_connectors::{
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
-    AuditSink, CallLeases, Counters, Directory, Engine, Lockouts, Messenger, OsRandom, Random,
+    AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom, Random,
     Recording, Secret, SessionStore, SystemClock, Tickets,
 };
 use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
@@ -26,6 +26,8 @@ use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
 use resetline_store_redis::{RedisConfig, RedisStore};
 
+use super::backends;
+
 struct Setup {
     listen: SocketAddr,
     public_url: Option<String>,
@@ -35,6 +37,9 @@ struct Setup {
     recording: Arc<dyn Recording>,
     messenger: Arc<dyn Messenger>,
     tickets: Arc<dyn Tickets>,
+    http: Arc<dyn HttpActions>,
+    /// Circuit breakers to export as metrics, by label.
+    circuits: Vec<(String, Arc<resetline_connectors::Breaker>)>,
     outbox: Option<Arc<Outbox>>,
     audit: AuditOpen,
     audit_policy: BufferPolicy,
@@ -65,6 +70,8 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg =
         config::load(path, &|name| std::env::var(name).ok()).map_err(|e| anyhow::anyhow!("{e}"))?;
     init_tracing(cfg.log);
+    let clock: Arc<dyn resetline_engine::Clock> = Arc::new(SystemClock);
+    let breakers = backends::Breakers::new(backends::policy(&cfg.breaker), clock.clone());
     let directory: Arc<dyn Directory> = match &cfg.directory {
         DirectoryConfig::Embedded { path } => {
             Arc::new(EmbeddedDirectory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -72,7 +79,11 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         DirectoryConfig::Ldap(ldap) => Arc::new(
             LdapDirectory::new((**ldap).clone()).map_err(|e| anyhow::anyhow!("directory: {e}"))?,
         ),
+        DirectoryConfig::Scim(c) => backends::scim(c)?,
+        DirectoryConfig::Okta(c) => backends::okta(c, clock.clone())?,
     };
+    let directory = breakers.directory(directory);
+    let http = backends::http(&cfg.http_backends, breakers.policy, clock.clone())?;
     let recording = TwilioRecording::new(&cfg.carrier.account_sid, cfg.carrier.auth_token.clone())
         .and_then(|r| r.with_base_url(&cfg.carrier.api_base))
         .map(|r| r.with_timeout(Duration::from_millis(cfg.carrier.api_timeout_ms)))
@@ -93,7 +104,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .and_then(|m| m.with_public_url(&cfg.public_url))
         .map(|m| m.with_timeout(api_timeout))
         .map_err(|e| anyhow::anyhow!("messages.sms: {e}"))?;
-        messenger = messenger.sms(Arc::new(sms));
+        messenger = messenger.sms(breakers.messenger(Arc::new(sms)));
     }
     if let Some(e) = &cfg.email {
         let tls: SmtpTls = e
@@ -108,7 +119,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 .with_credentials(user, password.clone())
                 .map_err(|err| anyhow::anyhow!("messages.email: {err}"))?;
         }
-        messenger = messenger.email(Arc::new(mailer));
+        messenger = messenger.email(breakers.messenger(Arc::new(mailer)));
     }
     let tickets: Arc<dyn Tickets> = match &cfg.tickets {
         Some(t) => {
@@ -126,7 +137,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                     .with_assignment_group(group)
                     .map_err(|e| anyhow::anyhow!("tickets: {e}"))?;
             }
-            Arc::new(sn.with_timeout(api_timeout))
+            breakers.tickets(Arc::new(sn.with_timeout(api_timeout)))
         }
         None => Arc::new(NoTickets),
     };
@@ -160,9 +171,11 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         auth_token: cfg.carrier.auth_token,
         hash_key: cfg.hash_key,
         directory,
-        recording: Arc::new(recording),
+        recording: breakers.recording(Arc::new(recording)),
         messenger: Arc::new(messenger),
         tickets,
+        circuits: breakers.all(&http),
+        http: Arc::new(http),
         outbox: None,
         audit,
         audit_policy: BufferPolicy {
@@ -232,6 +245,8 @@ pub(crate) fn demo(
         tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(Arc::new(
             Default::default(),
         ))),
+        http: Arc::new(resetline_engine::testing::NoHttp),
+        circuits: Vec::new(),
         outbox: Some(outbox),
         audit: AuditOpen::Ready(Arc::new(audit)),
         audit_policy: BufferPolicy::default(),
@@ -356,6 +371,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             recording: setup.recording.clone(),
             messenger: setup.messenger.clone(),
             tickets: setup.tickets.clone(),
+            http: setup.http.clone(),
             counters: shared.counters.clone(),
             limits: Arc::new(setup.limits.clone()),
             lockouts: shared.lockouts.clone(),
@@ -379,6 +395,16 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         );
         if let Some(leases) = shared.leases.clone() {
             state = state.with_leases(leases);
+        }
+
+        for (label, breaker) in &setup.circuits {
+            let breaker = breaker.clone();
+            state.metrics().circuit(
+                label.clone(),
+                resetline_server::metrics::CircuitProbe(Box::new(move || {
+                    breaker.state().as_gauge()
+                })),
+            );
         }
 
         // Hot reload: poll for changes, and reload on SIGHUP.

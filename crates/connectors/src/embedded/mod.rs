@@ -34,7 +34,7 @@
 //! email shared by several users finds nothing, so a claim can never pick the wrong person.
 
 mod file;
-mod pin;
+pub(crate) mod pin;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

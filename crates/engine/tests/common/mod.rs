@@ -52,6 +52,10 @@ pub struct Options {
     pub limits: SendLimits,
     /// Per-call and per-step budgets (default 200 ms and 12 s).
     pub budgets: Option<(Duration, Duration)>,
+    /// HTTP data actions (default: none configured).
+    pub http: Option<Arc<dyn HttpActions>>,
+    /// The directory itself (replaces the in-memory one built from `users`).
+    pub directory: Option<Arc<dyn Directory>>,
 }
 
 impl Default for Options {
@@ -68,6 +72,8 @@ impl Default for Options {
             lockouts: None,
             directory_rejects: None,
             budgets: None,
+            http: None,
+            directory: None,
         }
     }
 }
@@ -81,6 +87,12 @@ pub struct Rig {
 }
 
 pub fn rig(o: Options) -> Rig {
+    let flow = o.flow;
+    rig_with(o, self::flow(flow))
+}
+
+/// A rig running `flow` (e.g. compiled from text in the test).
+pub fn rig_with(o: Options, flow: Flow) -> Rig {
     let (catalogs, _) = Catalogs::load_dir(&root().join("voice-prompts"), &mut SourceMap::new());
     let log = Arc::new(CallLog::default());
     let clock = FakeClock::at(1_700_000_000_000);
@@ -95,17 +107,20 @@ pub fn rig(o: Options) -> Rig {
     };
     let engine = Engine {
         catalogs: Arc::new(catalogs),
-        directory: Arc::new({
-            let d = MemoryDirectory::new(o.users, log.clone()).with_delay(if o.slow_directory {
-                Duration::from_secs(5)
-            } else {
-                Duration::ZERO
-            });
-            match &o.directory_rejects {
-                Some(("", reason)) => d.failing_set_secret(reason),
-                Some((prompt, reason)) => d.rejecting(prompt, reason),
-                None => d,
-            }
+        directory: o.directory.clone().unwrap_or_else(|| {
+            Arc::new({
+                let d =
+                    MemoryDirectory::new(o.users, log.clone()).with_delay(if o.slow_directory {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::ZERO
+                    });
+                match &o.directory_rejects {
+                    Some(("", reason)) => d.failing_set_secret(reason),
+                    Some((prompt, reason)) => d.rejecting(prompt, reason),
+                    None => d,
+                }
+            })
         }),
         recording: Arc::new(if o.recording_fails {
             ScriptedRecording::failing(log.clone())
@@ -114,6 +129,10 @@ pub fn rig(o: Options) -> Rig {
         }),
         messenger: messenger.clone(),
         tickets: Arc::new(tickets),
+        http: o
+            .http
+            .clone()
+            .unwrap_or_else(|| Arc::new(resetline_engine::testing::NoHttp)),
         limits: Arc::new(o.limits.clone()),
         lockouts: o
             .lockouts
@@ -136,7 +155,7 @@ pub fn rig(o: Options) -> Rig {
         engine,
         log,
         clock,
-        flow: flow(o.flow),
+        flow,
         messenger,
     }
 }

@@ -1,0 +1,348 @@
+//! The `http` node end to end: the server (`app`, in process) runs a flow whose nodes call a
+//! local receiver through the real `HttpDataActions`. The receiver checks every request's
+//! signature with `signing::verify` (refusing stale ones) and answers JSON that the flow maps
+//! into variables and branches on. A secret typed by the caller reaches the receiver only in
+//! the one body field the flow lists, and no log line (TRACE, JSON), answer or stored
+//! session contains it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Request, StatusCode, Uri};
+use axum::routing::{get, post};
+use resetline_connectors::{BreakerPolicy, HttpDataActions, signing};
+use resetline_engine::testing::{
+    CallLog, MemoryAudit, MemoryDirectory, MemoryMessenger, MemoryTickets, ScriptedRecording,
+};
+use resetline_engine::{Clock, Engine, OsRandom, Secret, SessionStore, SystemClock};
+use resetline_server::{AppState, Registry, app};
+use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
+use tower::ServiceExt;
+
+const SIGNING: &str = "hr-signing-token-0123456789";
+const BADGE: &str = "735911";
+const SID: &str = "CA0123456789abcdef0123456789abcdef";
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the receiver saw: path, whether the signature verified, body.
+type Seen = Arc<Mutex<Vec<(String, bool, String)>>>;
+
+fn verified(headers: &HeaderMap, body: &str) -> bool {
+    let now_s = SystemClock.now_ms() / 1000;
+    headers
+        .get("x-resetline-signature")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| {
+            signing::verify(
+                SIGNING.as_bytes(),
+                h,
+                body.as_bytes(),
+                now_s,
+                Duration::from_secs(300),
+            )
+            .is_ok()
+        })
+}
+
+fn receiver(seen: Seen) -> Router {
+    Router::new()
+        .route(
+            "/api/employees/{id}/status",
+            get(
+                |State(seen): State<Seen>, uri: Uri, headers: HeaderMap| async move {
+                    let ok = verified(&headers, "");
+                    seen.lock()
+                        .unwrap()
+                        .push((uri.path().to_owned(), ok, String::new()));
+                    if !ok {
+                        return (StatusCode::UNAUTHORIZED, "{}".to_owned());
+                    }
+                    if uri.path().contains("/999999/") {
+                        return (
+                            StatusCode::NOT_FOUND,
+                            r#"{"error": "no such employee"}"#.to_owned(),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        r#"{"employment": {"status": "active"}}"#.to_owned(),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/api/badges/check",
+            post(
+                |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
+                    let ok = verified(&headers, &body);
+                    seen.lock()
+                        .unwrap()
+                        .push(("/api/badges/check".into(), ok, body.clone()));
+                    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let good = ok && json["code"] == BADGE && json["employee"] == "100001";
+                    (StatusCode::OK, format!(r#"{{"ok": {good}}}"#))
+                },
+            ),
+        )
+        .with_state(seen)
+}
+
+fn flow(base: &str) -> String {
+    format!(
+        r#"flow: badge-check
+version: "1"
+start: identify
+settings: {{ max_call_seconds: 600, locales: [en-US], default_locale: en-US, on_error: agent }}
+nodes:
+  identify:
+    gather: {{ say: enter_employee_id, digits: 6..8, into: employee_id }}
+    next: hr_status
+    on: {{ exhausted: agent }}
+  hr_status:
+    http:
+      method: GET
+      url: "{base}/api/employees/{{{{ employee_id }}}}/status"
+      map: {{ employment: /employment/status }}
+      sign: {{ token_env: HR_SIGNING_TOKEN }}
+    next: check
+    on: {{ "404": not_found }}
+  check:
+    branch:
+      - when: {{ var: employment, equals: active }}
+        next: badge
+    next: agent
+  badge:
+    secure:
+      start: enter_badge
+      nodes:
+        enter_badge:
+          gather: {{ say: enter_code, digits: 6, into: badge_code, secret: true }}
+          next: check_badge
+          on: {{ exhausted: agent }}
+        check_badge:
+          http:
+            url: "{base}/api/badges/check"
+            body: {{ employee: "{{{{ employee_id }}}}", code: "{{{{ badge_code }}}}" }}
+            secrets: [/code]
+            map: {{ badge_ok: /ok }}
+            sign: {{ token_env: HR_SIGNING_TOKEN }}
+          next: result
+    on: {{ pause_failed: agent }}
+  result:
+    branch:
+      - when: {{ var: badge_ok, equals: "true" }}
+        next: done
+    next: agent
+  done:
+    hangup: {{ say: reset_success, outcome: reset_done }}
+  not_found:
+    hangup: {{ say: id_not_found }}
+  agent:
+    transfer: {{ say: transferring, queue: service-desk }}
+"#
+    )
+}
+
+async fn post_webhook(state: &AppState, path: &str, params: &[(&str, &str)]) -> String {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig = resetline_twiml::signature::compute(
+        b"tok",
+        &format!("https://ivr.example.com{path}"),
+        &owned,
+    );
+    let body = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let req = Request::post(path)
+        .header("X-Twilio-Signature", sig)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request");
+    let resp = app(state.clone()).oneshot(req).await.expect("response");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_field() {
+    let logs = Buffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .json()
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("subscriber");
+
+    let seen: Seen = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(axum::serve(listener, receiver(seen.clone())).into_future());
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    std::fs::write(scratch.path().join("badge-check.yaml"), flow(&base)).expect("flow");
+
+    let log = Arc::new(CallLog::default());
+    let clock = Arc::new(SystemClock);
+    let http = HttpDataActions::new(clock.clone(), BreakerPolicy::default())
+        .and_then(|h| {
+            h.with_backend(
+                "hr",
+                &format!("{base}/api"),
+                None,
+                Some(("HR_SIGNING_TOKEN".into(), Secret::new(SIGNING))),
+            )
+        })
+        .expect("http");
+    let engine = Engine {
+        catalogs: Arc::new(Default::default()),
+        directory: Arc::new(MemoryDirectory::new(Vec::new(), log.clone())),
+        recording: Arc::new(ScriptedRecording::ok(log.clone())),
+        messenger: Arc::new(MemoryMessenger::new(log.clone())),
+        tickets: Arc::new(MemoryTickets::new(log.clone())),
+        http: Arc::new(http),
+        counters: Arc::new(MemoryCounters::new(clock.clone())),
+        limits: Default::default(),
+        lockouts: Arc::new(MemoryLockouts::new()),
+        clock: clock.clone(),
+        random: Arc::new(OsRandom),
+        hash_key: Arc::new(Secret::new("k".repeat(32))),
+        budget: Duration::from_secs(4),
+        step_budget: Duration::from_secs(12),
+    };
+    let registry = Arc::new(Registry::default());
+    let loaded = registry.load_dir(scratch.path(), &root.join("voice-prompts"));
+    assert!(
+        loaded
+            .iter()
+            .all(|r| matches!(r, resetline_server::ReloadResult::Installed { .. })),
+        "{loaded:?}"
+    );
+    let store = Arc::new(MemoryStore::new(clock, 100));
+    let state = AppState::new(
+        "https://ivr.example.com",
+        Secret::new("tok"),
+        engine,
+        registry,
+        store.clone(),
+        Arc::new(MemoryAudit::default()),
+        root.join("voice-prompts"),
+    );
+
+    let base_path = "/voice/badge-check";
+    let mut answers = String::new();
+    answers.push_str(
+        &post_webhook(
+            &state,
+            base_path,
+            &[
+                ("CallSid", SID),
+                ("From", "+15555550100"),
+                ("To", "+15555550000"),
+            ],
+        )
+        .await,
+    );
+    let badge_prompt = post_webhook(
+        &state,
+        &format!("{base_path}/step/1"),
+        &[("CallSid", SID), ("Digits", "100001")],
+    )
+    .await;
+    assert!(
+        badge_prompt.contains("Please enter the 6-digit code."),
+        "{badge_prompt}"
+    );
+    let done = post_webhook(
+        &state,
+        &format!("{base_path}/step/2"),
+        &[("CallSid", SID), ("Digits", BADGE)],
+    )
+    .await;
+    assert!(
+        done.contains("Your PIN has been changed. Goodbye."),
+        "{done}"
+    );
+    assert!(done.contains("<Hangup />"), "{done}");
+    answers.push_str(&badge_prompt);
+    answers.push_str(&done);
+
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].0, "/api/employees/100001/status");
+    assert!(requests[0].1 && requests[1].1, "both signatures verify");
+    let body: serde_json::Value = serde_json::from_str(&requests[1].2).expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({"employee": "100001", "code": BADGE})
+    );
+
+    // A second call for an unknown employee takes the "404" edge.
+    let sid2 = "CA0123456789abcdef0123456789abcdee";
+    post_webhook(
+        &state,
+        base_path,
+        &[
+            ("CallSid", sid2),
+            ("From", "+15555550100"),
+            ("To", "+15555550000"),
+        ],
+    )
+    .await;
+    let nf = post_webhook(
+        &state,
+        &format!("{base_path}/step/1"),
+        &[("CallSid", sid2), ("Digits", "999999")],
+    )
+    .await;
+    assert!(
+        nf.contains("I couldn&apos;t find that employee ID")
+            || nf.contains("I couldn't find that employee ID"),
+        "{nf}"
+    );
+
+    // The badge code appears in no log line, answer or stored session.
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("http data action"),
+        "the node logged its status"
+    );
+    assert!(!logs.contains(BADGE), "the secret is not logged");
+    assert!(!logs.contains(SIGNING), "the signing token is not logged");
+    assert!(!answers.contains(BADGE));
+    let session = store.load(SID).await.expect("load").expect("session").0;
+    assert!(
+        !serde_json::to_string(&session)
+            .expect("json")
+            .contains(BADGE)
+    );
+}

@@ -364,6 +364,12 @@ fn incoming_params(account: &str, sid: &str, from: &str, to: &str) -> Vec<(Strin
     p
 }
 
+/// The `X-Twilio-Signature` the carrier sends for a request to `url` with form `params`
+/// (none for GET): protocol.md §2, computed by resetline-twiml over exactly the URL sent.
+pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
+    resetline_twiml::signature::compute(token.as_bytes(), url, params)
+}
+
 /// What a pending `<Gather>` listens for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listening {
@@ -622,11 +628,11 @@ impl Call {
         let builder = if method.eq_ignore_ascii_case("GET") {
             let sep = if url.contains('?') { '&' } else { '?' };
             let full = format!("{url}{sep}{}", resetline_twiml::params::serialize(params));
-            let sig = resetline_twiml::signature::compute(token.as_bytes(), &full, &[]);
+            let sig = sign(token, &full, &[]);
             http.get(full)
                 .header(resetline_twiml::signature::HEADER_NAME, sig)
         } else {
-            let sig = resetline_twiml::signature::compute(token.as_bytes(), url, params);
+            let sig = sign(token, url, params);
             http.post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header(resetline_twiml::signature::HEADER_NAME, sig)

@@ -271,8 +271,7 @@ impl FakeTwilio {
         }
         let sent = reports.len();
         for (url, params) in reports {
-            let signature =
-                resetline_twiml::signature::compute(self.token.as_bytes(), &url, &params);
+            let signature = crate::carrier::sign(&self.token, &url, &params);
             let result = http
                 .post(&url)
                 .header("content-type", "application/x-www-form-urlencoded")

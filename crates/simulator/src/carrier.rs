@@ -485,11 +485,21 @@ impl Call {
         self.retry_mismatches
     }
 
+    /// Adds a line at the current call time: before any prompt of a waiting gather that has
+    /// not played yet (a message arriving while the caller listens).
     fn push(&mut self, line: Line) {
-        self.transcript.push(Entry {
-            at_ms: self.elapsed_ms,
-            line,
-        });
+        let at_ms = self.elapsed_ms;
+        let pos = self
+            .transcript
+            .iter()
+            .rposition(|e| e.at_ms <= at_ms)
+            .map_or(0, |i| i + 1);
+        if let Some(g) = self.gather.as_mut()
+            && pos <= g.prompts.0
+        {
+            g.prompts.0 += 1;
+        }
+        self.transcript.insert(pos, Entry { at_ms, line });
     }
 
     fn take_rest_events(&mut self) {
@@ -511,9 +521,24 @@ impl Call {
     }
 
     /// Call time passes: the shared clock moves and due messages are delivered.
+    /// Messages fall due at their own time within the interval, in order.
     async fn pass(&mut self, ms: u64) {
-        self.elapsed_ms += ms;
-        self.carrier.clock.advance(Duration::from_millis(ms));
+        let end = self.carrier.clock.now_ms().saturating_add(ms);
+        while let Some(due) = self
+            .carrier
+            .twilio
+            .as_ref()
+            .and_then(FakeTwilio::next_due_ms)
+            .filter(|d| *d <= end)
+        {
+            let step = due.saturating_sub(self.carrier.clock.now_ms());
+            self.elapsed_ms += step;
+            self.carrier.clock.advance(Duration::from_millis(step));
+            self.deliver().await;
+        }
+        let rest = end.saturating_sub(self.carrier.clock.now_ms());
+        self.elapsed_ms += rest;
+        self.carrier.clock.advance(Duration::from_millis(rest));
         self.deliver().await;
     }
 

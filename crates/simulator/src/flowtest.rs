@@ -35,7 +35,7 @@ pub struct TestFile {
 }
 
 /// One scripted call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     /// Shown in the progress line and the summary.
@@ -52,6 +52,13 @@ pub struct TestCase {
     /// The call has no recording (pausing answers 404).
     #[serde(default)]
     pub no_recording: bool,
+    /// The Messages API answers HTTP 500 to every send.
+    #[serde(default)]
+    pub sms_provider_down: bool,
+    /// Post every webhook twice, as a carrier retry would; the test fails when a retry gets a
+    /// different answer.
+    #[serde(default)]
+    pub retry_webhooks: bool,
     /// What the caller hears and does, in order.
     pub steps: Vec<Step>,
     /// What must hold when the call is over.
@@ -440,7 +447,10 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
         lab.twilio.refuse(n);
     }
     lab.twilio.set_recording_absent(case.no_recording);
-    let mut call = lab.call(lab.spec(flow, from)).await;
+    lab.twilio.set_down(case.sms_provider_down);
+    let mut spec = lab.spec(flow, from);
+    spec.retry_each = case.retry_webhooks;
+    let mut call = lab.call(spec).await;
     let mut cursor = 0usize;
     let mut inbox_seen = 0usize;
     let mut failed_step = None;
@@ -468,6 +478,12 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
     let end = call.end().map_or("open", |e| e.name()).to_string();
     let outcome = lab.outcome(call.sid()).await;
     let visited: Vec<String> = lab.visited(call.sid()).await.into_iter().collect();
+    if call.retry_mismatches() > 0 {
+        failures.push(format!(
+            "{} retried webhook(s) got a different answer",
+            call.retry_mismatches()
+        ));
+    }
     if failed_step.is_none() {
         check_expect(lab, &call, &case.expect, &end, outcome.as_deref(), &visited, &mut failures);
     }

@@ -108,6 +108,7 @@ struct Message {
 struct Shared {
     behaviours: Vec<SmsBehaviour>,
     refused: Vec<String>,
+    down: bool,
     recording_absent: bool,
     recording: Vec<(u64, String)>,
     messages: Vec<Message>,
@@ -162,6 +163,11 @@ impl FakeTwilio {
         self.lock().refused.push(number.to_string());
     }
 
+    /// The Messages API answers HTTP 500 (Twilio error 20500) while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
     /// Calls have no recording to pause (Twilio answers 404).
     pub fn set_recording_absent(&self, absent: bool) {
         self.lock().recording_absent = absent;
@@ -188,6 +194,16 @@ impl FakeTwilio {
     /// Messages Twilio accepted so far (delivered or not).
     pub fn accepted(&self) -> usize {
         self.lock().messages.len()
+    }
+
+    /// When the next message falls due (delivery or failure), if one is pending.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.lock()
+            .messages
+            .iter()
+            .filter(|m| !m.done)
+            .map(|m| m.due_ms)
+            .min()
     }
 
     /// Takes the events since the last call.
@@ -320,6 +336,9 @@ async fn messages(
         return twilio_error(StatusCode::BAD_REQUEST, 21604, "A 'To' phone number is required.");
     };
     let mut st = fake.lock();
+    if st.down {
+        return twilio_error(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error");
+    }
     if st.refused.contains(&to) {
         return twilio_error(
             StatusCode::BAD_REQUEST,

@@ -326,6 +326,7 @@ impl Carrier {
             gather: None,
             retry_mismatches: 0,
             started_ms: self.clock.now_ms(),
+            spent: Spent::default(),
         };
         let url = call.spec.url.clone();
         match call.fetch(&url, "POST", Vec::new(), true).await {
@@ -402,6 +403,19 @@ impl Listening {
     }
 }
 
+/// Where a call's time went (the caller-experience report).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    /// Text-to-speech.
+    pub speech_ms: u64,
+    /// Audio and pauses.
+    pub audio_ms: u64,
+    /// Gather timeouts: silence before the system moves on.
+    pub waiting_ms: u64,
+    /// The caller typing.
+    pub keying_ms: u64,
+}
+
 /// One call in progress (or ended).
 #[derive(Debug)]
 pub struct Call {
@@ -419,6 +433,7 @@ pub struct Call {
     gather: Option<Listening>,
     retry_mismatches: usize,
     started_ms: u64,
+    spent: Spent,
 }
 
 /// More fetches than this in one call is a redirect loop.
@@ -478,6 +493,39 @@ impl Call {
     /// Keys the caller pressed.
     pub fn keypresses(&self) -> usize {
         self.keypresses
+    }
+
+    /// Where the call's time went.
+    pub fn spent(&self) -> Spent {
+        self.spent
+    }
+
+    fn count(&mut self, line: &Line, ms: u64) {
+        match line {
+            Line::Say { .. } => self.spent.speech_ms += ms,
+            _ => self.spent.audio_ms += ms,
+        }
+    }
+
+    /// Counts the first `upto` ms of a gather's prompts.
+    fn count_prompts(&mut self, g: &Listening, upto: u64) {
+        if g.played {
+            return;
+        }
+        let mut left = upto;
+        for (i, ms) in g.prompts.1.iter().enumerate() {
+            let part = (*ms).min(left);
+            left -= part;
+            let say = matches!(
+                self.transcript.get(g.prompts.0 + i).map(|e| &e.line),
+                Some(Line::Say { .. })
+            );
+            if say {
+                self.spent.speech_ms += part;
+            } else {
+                self.spent.audio_ms += part;
+            }
+        }
     }
 
     /// Retried webhooks whose second answer differed from the first.
@@ -694,6 +742,7 @@ impl Call {
             interrupted: false,
         });
         let ms = self.speech_ms(APPLICATION_ERROR, 0);
+        self.spent.speech_ms += ms;
         self.pass(ms).await;
         self.finish(End::Failed(code)).await;
     }
@@ -782,6 +831,7 @@ impl Call {
             match name.as_str() {
                 "Say" | "Play" | "Pause" => {
                     if let Some((line, ms)) = self.prompt(&verb).await {
+                        self.count(&line, ms);
                         self.push(line);
                         self.pass(ms).await;
                     }
@@ -907,6 +957,7 @@ impl Call {
         let start = at.map_or(total, |a| {
             u64::try_from(a.as_millis()).unwrap_or(u64::MAX).min(total)
         });
+        self.count_prompts(&g, start);
         if start < total {
             self.barge_in(&g, start);
         }
@@ -919,6 +970,7 @@ impl Call {
             used = i + 1;
             self.keypresses += 1;
             let ms = self.carrier.timing.key_ms;
+            self.spent.keying_ms += ms;
             self.pass(ms).await;
             if g.finish_on_key.contains(k) && !g.finish_on_key.is_empty() {
                 if digits.is_empty() {
@@ -940,6 +992,7 @@ impl Call {
         let finished_on = match finished_on {
             Some(k) => k,
             None => {
+                self.spent.waiting_ms += g.timeout_s * 1000;
                 self.pass(g.timeout_s * 1000).await;
                 String::new()
             }
@@ -979,9 +1032,11 @@ impl Call {
     /// The waiting gather's prompts play to their end (time passes, messages arrive); the
     /// gather keeps listening.
     pub async fn finish_prompts(&mut self) {
-        let Some(ms) = self.gather.as_ref().map(Listening::prompts_ms) else {
+        let Some(g) = self.gather.clone() else {
             return;
         };
+        let ms = g.prompts_ms();
+        self.count_prompts(&g, ms);
         self.pass(ms).await;
         if let Some(g) = self.gather.as_mut() {
             g.played = true;
@@ -993,8 +1048,10 @@ impl Call {
         let Some(g) = self.gather.take() else {
             return;
         };
+        self.count_prompts(&g, g.prompts_ms());
         self.pass(g.prompts_ms()).await;
         self.push(Line::Silence);
+        self.spent.waiting_ms += g.timeout_s * 1000;
         self.pass(g.timeout_s * 1000).await;
         self.no_input(&g).await;
     }
@@ -1002,6 +1059,7 @@ impl Call {
     /// The caller hangs up while the gather listens (after its prompts).
     pub async fn hang_up(&mut self) {
         if let Some(g) = self.gather.take() {
+            self.count_prompts(&g, g.prompts_ms());
             self.pass(g.prompts_ms()).await;
         }
         self.finish(End::CallerHungUp).await;

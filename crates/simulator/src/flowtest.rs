@@ -176,6 +176,8 @@ pub struct CaseResult {
     pub elapsed_ms: u64,
     /// Keys pressed.
     pub keypresses: usize,
+    /// Where the time went.
+    pub spent: crate::carrier::Spent,
     /// Prompts heard (Say and Play).
     pub prompts: usize,
     /// Nodes entered.
@@ -496,6 +498,7 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
         outcome,
         elapsed_ms: call.elapsed_ms(),
         keypresses: call.keypresses(),
+        spent: call.spent(),
         prompts: call
             .transcript()
             .iter()
@@ -730,23 +733,28 @@ fn check_expect(
     }
 }
 
-/// The caller-experience table: one row per test case.
+/// The caller-experience table: one row per test case: simulated call time and where it
+/// went (speech, audio and pauses, gather timeouts, typing), keys pressed, prompts heard.
 pub fn report(files: &[FileResult]) -> String {
+    let secs = |ms: u64| ms as f64 / 1000.0;
     let mut out = format!(
-        "{:<44} {:>9} {:>6} {:>8}  {:<16} {}\n",
-        "path", "time (s)", "keys", "prompts", "outcome", "end"
+        "{:<48} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>7}  {}\n",
+        "path", "total s", "speech", "audio", "waits", "typing", "keys", "prompts", "outcome"
     );
     for f in files {
         for c in &f.cases {
-            let name: String = format!("{}: {}", f.flow, c.name).chars().take(44).collect();
+            let name: String = format!("{}: {}", f.flow, c.name).chars().take(48).collect();
             out.push_str(&format!(
-                "{:<44} {:>9.1} {:>6} {:>8}  {:<16} {}\n",
+                "{:<48} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>5} {:>7}  {}\n",
                 name,
-                c.elapsed_ms as f64 / 1000.0,
+                secs(c.elapsed_ms),
+                secs(c.spent.speech_ms),
+                secs(c.spent.audio_ms),
+                secs(c.spent.waiting_ms),
+                secs(c.spent.keying_ms),
                 c.keypresses,
                 c.prompts,
-                c.outcome.as_deref().unwrap_or("-"),
-                c.end
+                c.outcome.as_deref().unwrap_or(&c.end)
             ));
         }
     }

@@ -17,6 +17,6 @@ pub mod lab;
 pub mod rest;
 pub mod twiml;
 
-pub use carrier::{Call, CallSpec, Carrier, End, Entry, Line, Timing};
+pub use carrier::{Call, CallSpec, Carrier, End, Entry, Line, Spent, Timing};
 pub use lab::{Lab, LabConfig};
 pub use rest::{Delivery, FakeTwilio, Received, SmsBehaviour};

@@ -31,7 +31,10 @@ fn the_shipped_flow_tests_pass_with_a_summary_and_a_report() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("  ok   reset by text message"), "{out}");
     assert!(out.contains(" passed, 0 failed in 2 file(s)"), "{out}");
-    assert!(out.contains("time (s)") && out.contains("password-reset: reset by text"), "{out}");
+    assert!(
+        out.contains("total s") && out.contains("password-reset: reset by text message "),
+        "{out}"
+    );
 }
 
 #[test]

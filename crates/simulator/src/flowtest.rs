@@ -286,14 +286,6 @@ fn load(path: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-fn flow_id(lab: &Lab, flow_path: &Path) -> Option<String> {
-    let want = flow_path.file_name()?;
-    lab.registry.list().keys().find_map(|id| {
-        let loaded = lab.registry.current(id)?;
-        (Path::new(&loaded.flow.file).file_name() == Some(want)).then(|| id.clone())
-    })
-}
-
 /// Runs every test case of the file at `path`; `progress` is told of each finished case.
 ///
 /// # Errors
@@ -310,7 +302,7 @@ pub async fn run_file(
         let lab = Lab::start(&loaded.cfg)
             .await
             .map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
-        flow = flow_id(&lab, &loaded.flow_path).ok_or_else(|| {
+        flow = lab.flow_id_of(&loaded.flow_path).ok_or_else(|| {
             LoadError(format!(
                 "{}: flow {} did not load",
                 path.display(),

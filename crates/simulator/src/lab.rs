@@ -246,6 +246,23 @@ impl Lab {
             .collect()
     }
 
+    /// The id of the loaded flow that came from the file `flow_path`.
+    pub fn flow_id_of(&self, flow_path: &Path) -> Option<String> {
+        let want = flow_path.file_name()?;
+        self.registry.list().keys().find_map(|id| {
+            let loaded = self.registry.current(id)?;
+            (Path::new(&loaded.flow.file).file_name() == Some(want)).then(|| id.clone())
+        })
+    }
+
+    /// The node the call is at now (from its session).
+    pub async fn current_node(&self, call_sid: &str) -> Option<String> {
+        match self.store.load(call_sid).await {
+            Ok(Some((s, _))) => Some(s.node),
+            _ => None,
+        }
+    }
+
     /// Every node of flow `flow` (secure sections included).
     pub fn nodes(&self, flow: &str) -> Vec<String> {
         self.registry

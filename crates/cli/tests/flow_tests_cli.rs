@@ -45,7 +45,10 @@ fn a_wrong_target_on_the_code_verify_success_edge_fails_with_a_transcript_diff()
     std::fs::create_dir(&flows).expect("mkdir");
     let flow = std::fs::read_to_string(root.join("flows/password-reset.yaml")).expect("flow");
     let good = "      give_up_after: 3m\n    next: reset\n";
-    assert!(flow.contains(good), "the reference flow changed; update this test");
+    assert!(
+        flow.contains(good),
+        "the reference flow changed; update this test"
+    );
     let broken = flow.replace(good, "      give_up_after: 3m\n    next: open_ticket\n");
     std::fs::write(flows.join("password-reset.yaml"), broken).expect("write flow");
     let tests = std::fs::read_to_string(root.join("flows/password-reset.test.yaml"))

@@ -46,8 +46,14 @@ fn a_whole_sms_reset_typed_on_standard_input() {
         "the inbox is shown: {out}"
     );
     assert!(out.contains("[recording: paused] keys>"), "{out}");
-    assert!(out.contains("say: Your PIN has been changed. Goodbye."), "{out}");
-    assert!(out.contains("call ended: completed; outcome: reset_done"), "{out}");
+    assert!(
+        out.contains("say: Your PIN has been changed. Goodbye."),
+        "{out}"
+    );
+    assert!(
+        out.contains("call ended: completed; outcome: reset_done"),
+        "{out}"
+    );
     assert!(
         out.contains(
             "path: welcome -> identify -> choose_method -> enter_sms_code -> new_pin -> goodbye"

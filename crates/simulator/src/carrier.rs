@@ -634,13 +634,14 @@ impl Call {
     ) -> Result<Vec<Node>, (u32, String)> {
         self.fetches += 1;
         if self.fetches > MAX_FETCHES {
-            return Err((11200, "too many requests in one call (a redirect loop?)".into()));
+            return Err((
+                11200,
+                "too many requests in one call (a redirect loop?)".into(),
+            ));
         }
         let mut params = self.base.clone();
-        if first {
-            if let Some(p) = params.iter_mut().find(|(k, _)| k == "CallStatus") {
-                p.1 = "ringing".into();
-            }
+        if first && let Some(p) = params.iter_mut().find(|(k, _)| k == "CallStatus") {
+            p.1 = "ringing".into();
         }
         params.extend(extra);
         let answer = self.request(url, method, &params).await?;
@@ -696,7 +697,11 @@ impl Call {
         method: &str,
         params: &[(String, String)],
     ) -> Result<(String, String), (u32, String)> {
-        let token = self.spec.sign_with.as_deref().unwrap_or(&self.carrier.token);
+        let token = self
+            .spec
+            .sign_with
+            .as_deref()
+            .unwrap_or(&self.carrier.token);
         let http = &self.carrier.http;
         let builder = if method.eq_ignore_ascii_case("GET") {
             let sep = if url.contains('?') { '&' } else { '?' };
@@ -840,7 +845,10 @@ impl Call {
                     let first = self.transcript.len();
                     let mut lengths = Vec::new();
                     let mut offset = self.elapsed_ms;
-                    for c in children.iter().filter(|c| matches!(c, Node::Element { .. })) {
+                    for c in children
+                        .iter()
+                        .filter(|c| matches!(c, Node::Element { .. }))
+                    {
                         let Some((line, ms)) = self.prompt(c).await else {
                             self.fail(12100, "only Say, Play and Pause may nest in Gather".into())
                                 .await;
@@ -918,13 +926,20 @@ impl Call {
         }
         let secs = self.elapsed_ms.div_ceil(1000);
         let now = self.carrier.clock.now_ms();
-        let stamp = time::OffsetDateTime::from_unix_timestamp(i64::try_from(now / 1000).unwrap_or(0))
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc2822).ok())
-            .unwrap_or_default();
+        let stamp =
+            time::OffsetDateTime::from_unix_timestamp(i64::try_from(now / 1000).unwrap_or(0))
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc2822)
+                        .ok()
+                })
+                .unwrap_or_default();
         params.extend([
             ("CallDuration".to_string(), secs.to_string()),
-            ("CallbackSource".to_string(), "call-progress-events".to_string()),
+            (
+                "CallbackSource".to_string(),
+                "call-progress-events".to_string(),
+            ),
             ("SequenceNumber".to_string(), "0".to_string()),
             ("Timestamp".to_string(), stamp),
         ]);
@@ -950,7 +965,9 @@ impl Call {
     /// code from the handset is shown as `$code`, so transcripts stay the same run to run).
     pub async fn press_as(&mut self, keys: &str, at: Option<Duration>, shown: &str) {
         let Some(g) = self.gather.take() else {
-            self.push(Line::Note(format!("keys {keys} pressed while nothing listened")));
+            self.push(Line::Note(format!(
+                "keys {keys} pressed while nothing listened"
+            )));
             return;
         };
         let total = g.prompts_ms();
@@ -987,7 +1004,9 @@ impl Call {
         }
         if used < keys.chars().count() {
             let rest: String = keys.chars().skip(used).collect();
-            self.push(Line::Note(format!("keys {rest} came after the input ended")));
+            self.push(Line::Note(format!(
+                "keys {rest} came after the input ended"
+            )));
         }
         let finished_on = match finished_on {
             Some(k) => k,

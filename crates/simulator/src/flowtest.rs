@@ -248,10 +248,10 @@ struct Loaded {
 }
 
 fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
-    let file: TestFile = serde_saphyr::from_str(&text)
-        .map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
+    let file: TestFile =
+        serde_saphyr::from_str(&text).map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let flow_path = match &file.flow {
         Some(f) => dir.join(f),
@@ -421,12 +421,7 @@ pub fn diff(expected: &[String], actual: &[String]) -> String {
 
 fn caller_index(t: &[Entry]) -> usize {
     t.iter()
-        .rposition(|e| {
-            matches!(
-                e.line,
-                Line::Keys(_) | Line::Silence | Line::CallerHangup
-            )
-        })
+        .rposition(|e| matches!(e.line, Line::Keys(_) | Line::Silence | Line::CallerHangup))
         .map_or(0, |i| i + 1)
 }
 
@@ -479,7 +474,15 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
         ));
     }
     if failed_step.is_none() {
-        check_expect(lab, &call, &case.expect, &end, outcome.as_deref(), &visited, &mut failures);
+        check_expect(
+            lab,
+            &call,
+            &case.expect,
+            &end,
+            outcome.as_deref(),
+            &visited,
+            &mut failures,
+        );
     }
     CaseResult {
         name: case.name.clone(),
@@ -520,7 +523,7 @@ fn code_from(lab: &Lab, first: bool) -> Option<String> {
     if first {
         with_code.next()
     } else {
-        with_code.last()
+        with_code.next_back()
     }
 }
 
@@ -548,11 +551,15 @@ async fn do_step(
     }
     if let Some(text) = &step.hear {
         let t = call.transcript();
-        let found = t.iter().enumerate().skip(*cursor).find(|(_, e)| match &e.line {
-            Line::Say { text: said, .. } => said.contains(text.as_str()),
-            Line::Play(f) => f.contains(text.as_str()),
-            _ => false,
-        });
+        let found = t
+            .iter()
+            .enumerate()
+            .skip(*cursor)
+            .find(|(_, e)| match &e.line {
+                Line::Say { text: said, .. } => said.contains(text.as_str()),
+                Line::Play(f) => f.contains(text.as_str()),
+                _ => false,
+            });
         return match found {
             Some((i, _)) => {
                 *cursor = i + 1;
@@ -658,7 +665,9 @@ fn check_expect(
     if let Some(want) = &expect.end
         && want != end
     {
-        failures.push(format!("expected the call to end `{want}`, it ended `{end}`"));
+        failures.push(format!(
+            "expected the call to end `{want}`, it ended `{end}`"
+        ));
     }
     if let Some(want) = &expect.outcome
         && Some(want.as_str()) != outcome
@@ -670,7 +679,10 @@ fn check_expect(
     }
     for n in &expect.visits {
         if !visited.contains(n) {
-            failures.push(format!("expected a visit to `{n}`; visited: {}", visited.join(", ")));
+            failures.push(format!(
+                "expected a visit to `{n}`; visited: {}",
+                visited.join(", ")
+            ));
         }
     }
     for n in &expect.not_visits {
@@ -767,7 +779,11 @@ mod tests {
 
     #[test]
     fn the_diff_marks_missing_and_extra_lines() {
-        let expected = vec!["say: …Welcome…".to_string(), "press: 1".into(), "say: …new PIN…".into()];
+        let expected = vec![
+            "say: …Welcome…".to_string(),
+            "press: 1".into(),
+            "say: …new PIN…".into(),
+        ];
         let actual = vec![
             "say: Welcome to the line.".to_string(),
             "press: 1".into(),

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use resetline_connectors::{ByChannel, EmbeddedDirectory, SmsSender, TwilioMessages, TwilioRecording};
+use resetline_connectors::{
+    ByChannel, EmbeddedDirectory, SmsSender, TwilioMessages, TwilioRecording,
+};
 use resetline_engine::testing::{CallLog, MemoryAudit, MemoryTickets};
 use resetline_engine::{Engine, FakeClock, OsRandom, Secret, SessionStore};
 use resetline_server::{AppState, Registry, ReloadResult, app};
@@ -82,7 +84,9 @@ impl Drop for Lab {
     }
 }
 
-async fn serve(router: axum::Router) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LabError> {
+async fn serve(
+    router: axum::Router,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LabError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| LabError(format!("bind: {e}")))?;

@@ -243,7 +243,11 @@ impl FakeTwilio {
         {
             let mut st = self.lock();
             let st = &mut *st;
-            for m in st.messages.iter_mut().filter(|m| !m.done && m.due_ms <= now) {
+            for m in st
+                .messages
+                .iter_mut()
+                .filter(|m| !m.done && m.due_ms <= now)
+            {
                 m.done = true;
                 let (status, code) = match &m.outcome {
                     Delivery::Delivered => {
@@ -325,7 +329,11 @@ async fn messages(
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let Ok(form) = resetline_twiml::params::parse(body.as_bytes(), 65_536) else {
-        return twilio_error(StatusCode::BAD_REQUEST, 21604, "A 'To' phone number is required.");
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21604,
+            "A 'To' phone number is required.",
+        );
     };
     let get = |k: &str| {
         form.iter()
@@ -333,11 +341,19 @@ async fn messages(
             .map(|(_, v)| v.clone())
     };
     let Some(to) = get("To") else {
-        return twilio_error(StatusCode::BAD_REQUEST, 21604, "A 'To' phone number is required.");
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21604,
+            "A 'To' phone number is required.",
+        );
     };
     let mut st = fake.lock();
     if st.down {
-        return twilio_error(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error");
+        return twilio_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            "Internal Server Error",
+        );
     }
     if st.refused.contains(&to) {
         return twilio_error(
@@ -387,18 +403,27 @@ async fn recording(
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     if !sid.ends_with(".json") {
-        return twilio_error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found");
+        return twilio_error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        );
     }
     let status = resetline_twiml::params::parse(body.as_bytes(), 65_536)
         .ok()
         .and_then(|f| f.into_iter().find(|(k, _)| k == "Status").map(|(_, v)| v));
-    let Some(status) = status.filter(|s| matches!(s.as_str(), "paused" | "in-progress" | "stopped"))
+    let Some(status) =
+        status.filter(|s| matches!(s.as_str(), "paused" | "in-progress" | "stopped"))
     else {
         return twilio_error(StatusCode::BAD_REQUEST, 20001, "Status is required");
     };
     let mut st = fake.lock();
     if st.recording_absent {
-        return twilio_error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found");
+        return twilio_error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        );
     }
     st.recording.push((fake.clock.now_ms(), status.clone()));
     st.events.push(RestEvent::Recording(status.clone()));

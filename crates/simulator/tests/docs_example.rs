@@ -14,7 +14,10 @@ fn root() -> PathBuf {
 
 fn example() -> String {
     let doc = std::fs::read_to_string(root().join("docs/flow-language.md")).expect("doc");
-    let section = doc.split("## Flow tests").nth(1).expect("a Flow tests section");
+    let section = doc
+        .split("## Flow tests")
+        .nth(1)
+        .expect("a Flow tests section");
     let start = section
         .find("```yaml\n# flows/password-reset.test.yaml")
         .expect("the example")

@@ -48,8 +48,8 @@ impl App {
         let router = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
             let (p, s) = (p.clone(), s.clone());
             async move {
-                let params = resetline_twiml::params::parse(body.as_bytes(), 1 << 20)
-                    .unwrap_or_default();
+                let params =
+                    resetline_twiml::params::parse(body.as_bytes(), 1 << 20).unwrap_or_default();
                 s.lock().expect("seen").push(Seen {
                     path: uri.path().to_string(),
                     signature: headers
@@ -101,11 +101,19 @@ impl App {
 }
 
 fn carrier() -> Carrier {
-    Carrier::new("AC0123456789abcdef0123456789abcdef", TOKEN, FakeClock::at(0)).expect("carrier")
+    Carrier::new(
+        "AC0123456789abcdef0123456789abcdef",
+        TOKEN,
+        FakeClock::at(0),
+    )
+    .expect("carrier")
 }
 
 fn lines(call: &resetline_simulator::Call) -> Vec<String> {
-    call.transcript().iter().map(|e| e.line.to_string()).collect()
+    call.transcript()
+        .iter()
+        .map(|e| e.line.to_string())
+        .collect()
 }
 
 fn doc(body: &str) -> String {
@@ -125,7 +133,8 @@ fn the_signature_the_carrier_sends_matches_the_protocol_vectors() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let vectors: [(&str, &[(String, String)], &str); 6] = [
+    type Params<'a> = &'a [(String, String)];
+    let vectors: [(&str, Params, &str); 6] = [
         (u, &p, "RSOYDt4T1cUTdK1PDd93/VVr8B8="),
         (
             "https://mycompany.com:443/myapp.php?foo=1&bar=2",
@@ -143,7 +152,11 @@ fn the_signature_the_carrier_sends_matches_the_protocol_vectors() {
             "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=",
         ),
         (u, &[], "zYQTYrRWXE7LtzbG4PfP7/bkkGo="),
-        ("https://mycompany.com/myapp.php", &p, "1xaxFBvyzXYvWplzNOSs28HWO94="),
+        (
+            "https://mycompany.com/myapp.php",
+            &p,
+            "1xaxFBvyzXYvWplzNOSs28HWO94=",
+        ),
     ];
     for (url, params, want) in vectors {
         assert_eq!(carrier::sign(TOKEN, url, params), want, "{url}");
@@ -173,18 +186,45 @@ async fn every_request_carries_the_full_parameter_set_and_a_signature_over_the_u
     assert_eq!(seen.len(), 2, "the webhook and the status callback");
     let first = &seen[0];
     for key in [
-        "AccountSid", "ApiVersion", "CallSid", "CallStatus", "Called", "CalledCity",
-        "CalledCountry", "CalledState", "CalledZip", "Caller", "CallerCity", "CallerCountry",
-        "CallerState", "CallerZip", "Direction", "From", "FromCity", "FromCountry", "FromState",
-        "FromZip", "To", "ToCity", "ToCountry", "ToState", "ToZip",
+        "AccountSid",
+        "ApiVersion",
+        "CallSid",
+        "CallStatus",
+        "Called",
+        "CalledCity",
+        "CalledCountry",
+        "CalledState",
+        "CalledZip",
+        "Caller",
+        "CallerCity",
+        "CallerCountry",
+        "CallerState",
+        "CallerZip",
+        "Direction",
+        "From",
+        "FromCity",
+        "FromCountry",
+        "FromState",
+        "FromZip",
+        "To",
+        "ToCity",
+        "ToCountry",
+        "ToState",
+        "ToZip",
     ] {
         assert!(first.get(key).is_some(), "{key} missing");
     }
-    assert_eq!(first.get("FromCity"), Some(""), "empty geo fields are sent empty");
+    assert_eq!(
+        first.get("FromCity"),
+        Some(""),
+        "empty geo fields are sent empty"
+    );
     assert_eq!(first.get("CallStatus"), Some("ringing"));
     assert_eq!(first.get("Direction"), Some("inbound"));
     assert!(
-        first.get("CallSid").is_some_and(|s| s.len() == 34 && s.starts_with("CA")),
+        first
+            .get("CallSid")
+            .is_some_and(|s| s.len() == 34 && s.starts_with("CA")),
         "CallSid shape ^CA[0-9a-f]{{32}}$"
     );
     for s in &seen {
@@ -242,7 +282,11 @@ async fn action_on_empty_result_posts_empty_digits() {
     app.page("/next", &doc("<Say>Empty.</Say>"));
     let mut call = carrier().place(app.spec()).await;
     call.silence().await;
-    let next = app.seen().into_iter().find(|s| s.path == "/next").expect("posted");
+    let next = app
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/next")
+        .expect("posted");
     assert_eq!(next.get("Digits"), Some(""));
     assert!(!lines(&call).contains(&"say: Not reached.".to_string()));
 }
@@ -250,11 +294,18 @@ async fn action_on_empty_result_posts_empty_digits() {
 #[tokio::test]
 async fn finish_on_key_ends_input_only_after_a_digit_and_is_reported() {
     let app = App::start().await;
-    app.page("/voice", &doc("<Gather action=\"/next\"><Say>ID then pound.</Say></Gather>"));
+    app.page(
+        "/voice",
+        &doc("<Gather action=\"/next\"><Say>ID then pound.</Say></Gather>"),
+    );
     app.page("/next", &doc("<Hangup/>"));
     let mut call = carrier().place(app.spec()).await;
     call.press("#12#").await;
-    let next = app.seen().into_iter().find(|s| s.path == "/next").expect("posted");
+    let next = app
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/next")
+        .expect("posted");
     assert_eq!(next.get("Digits"), Some("12"), "a leading # is ignored");
     assert_eq!(next.get("FinishedOnKey"), Some("#"));
 }
@@ -269,7 +320,11 @@ async fn num_digits_ends_input_and_later_keys_are_not_sent() {
     app.page("/next", &doc("<Hangup/>"));
     let mut call = carrier().place(app.spec()).await;
     call.press("123456").await;
-    let next = app.seen().into_iter().find(|s| s.path == "/next").expect("posted");
+    let next = app
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/next")
+        .expect("posted");
     assert_eq!(next.get("Digits"), Some("1234"));
     assert_eq!(next.get("FinishedOnKey"), Some(""));
     assert!(lines(&call).contains(&"note: keys 56 came after the input ended".to_string()));
@@ -278,12 +333,19 @@ async fn num_digits_ends_input_and_later_keys_are_not_sent() {
 #[tokio::test]
 async fn partial_input_is_sent_when_the_timeout_passes_to_the_current_document_by_default() {
     let app = App::start().await;
-    app.page("/voice", &doc("<Gather timeout=\"2\"><Say>Digits.</Say></Gather>"));
+    app.page(
+        "/voice",
+        &doc("<Gather timeout=\"2\"><Say>Digits.</Say></Gather>"),
+    );
     let mut call = carrier().place(app.spec()).await;
     let before = call.elapsed_ms();
     call.press("12").await;
     let seen = app.seen();
-    let again = seen.iter().filter(|s| s.path == "/voice").nth(1).expect("re-requested");
+    let again = seen
+        .iter()
+        .filter(|s| s.path == "/voice")
+        .nth(1)
+        .expect("re-requested");
     assert_eq!(again.get("Digits"), Some("12"));
     assert_eq!(again.get("FinishedOnKey"), Some(""));
     assert!(call.elapsed_ms() - before >= 2000);
@@ -314,29 +376,49 @@ async fn keys_during_nested_prompts_barge_in() {
 #[tokio::test]
 async fn redirect_follows_relative_urls_and_the_end_of_the_document_hangs_up() {
     let app = App::start().await;
-    app.page("/voice", &doc("<Say>One.</Say><Redirect>/two</Redirect><Say>Never.</Say>"));
+    app.page(
+        "/voice",
+        &doc("<Say>One.</Say><Redirect>/two</Redirect><Say>Never.</Say>"),
+    );
     app.page("/two", &doc("<Pause length=\"2\"/><Say>Two.</Say>"));
     let call = carrier().place(app.spec()).await;
-    assert_eq!(lines(&call), ["say: One.", "pause: 2s", "say: Two.", "hangup"]);
+    assert_eq!(
+        lines(&call),
+        ["say: One.", "pause: 2s", "say: Two.", "hangup"]
+    );
     assert_eq!(call.end(), Some(&End::Completed));
 }
 
 #[tokio::test]
 async fn enqueue_and_dial_are_transfers() {
     let app = App::start().await;
-    app.page("/voice", &doc("<Say>Hold on.</Say><Enqueue action=\"/q\">service-desk</Enqueue>"));
+    app.page(
+        "/voice",
+        &doc("<Say>Hold on.</Say><Enqueue action=\"/q\">service-desk</Enqueue>"),
+    );
     let call = carrier().place(app.spec()).await;
-    assert_eq!(call.end(), Some(&End::Transferred("queue service-desk".into())));
+    assert_eq!(
+        call.end(),
+        Some(&End::Transferred("queue service-desk".into()))
+    );
     app.page("/voice", &doc("<Dial><Number>+15555550111</Number></Dial>"));
     let call = carrier().place(app.spec()).await;
-    assert_eq!(call.end(), Some(&End::Transferred("dial +15555550111".into())));
+    assert_eq!(
+        call.end(),
+        Some(&End::Transferred("dial +15555550111".into()))
+    );
 }
 
 #[tokio::test]
 async fn twilio_limits_fail_the_call_with_its_error_codes() {
     let app = App::start().await;
     let cases: [(u16, &str, String, u32); 6] = [
-        (200, "text/xml", "<Response><Say>a & b</Say></Response>".into(), 12100),
+        (
+            200,
+            "text/xml",
+            "<Response><Say>a & b</Say></Response>".into(),
+            12100,
+        ),
         (200, "text/xml", "<Document/>".into(), 12102),
         (500, "text/xml", doc("<Say>x</Say>"), 11200),
         (200, "application/json", "{}".into(), 12300),
@@ -356,7 +438,11 @@ async fn twilio_limits_fail_the_call_with_its_error_codes() {
     }
     app.raw("/voice", 200, "text/plain", "Plain words.");
     let call = carrier().place(app.spec()).await;
-    assert_eq!(lines(&call), ["say: Plain words.", "hangup"], "text/plain is read aloud");
+    assert_eq!(
+        lines(&call),
+        ["say: Plain words.", "hangup"],
+        "text/plain is read aloud"
+    );
 }
 
 #[tokio::test]
@@ -369,7 +455,12 @@ async fn a_wrong_token_is_what_the_server_sees() {
     let first = &app.seen()[0];
     let url = format!("{}/voice", app.url);
     assert!(
-        resetline_twiml::signature::validate(TOKEN.as_bytes(), &url, &first.params, Some(&first.signature))
-            .is_err()
+        resetline_twiml::signature::validate(
+            TOKEN.as_bytes(),
+            &url,
+            &first.params,
+            Some(&first.signature)
+        )
+        .is_err()
     );
 }

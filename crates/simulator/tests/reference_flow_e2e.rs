@@ -136,16 +136,42 @@ async fn every_path_of_the_reference_flow() {
     let mut visited: BTreeSet<String> = BTreeSet::new();
     let mut all_nodes = Vec::new();
     let mut paths: Vec<(&str, TestCase, &str, Option<&str>)> = vec![
-        ("sms-success", case("reset by text message", SMS), "completed", Some("reset_done")),
-        ("email-success", case("reset by email code", EMAIL), "completed", Some("reset_done")),
-        ("pin-success", case("reset with the current PIN", PIN), "completed", Some("reset_done")),
+        (
+            "sms-success",
+            case("reset by text message", SMS),
+            "completed",
+            Some("reset_done"),
+        ),
+        (
+            "email-success",
+            case("reset by email code", EMAIL),
+            "completed",
+            Some("reset_done"),
+        ),
+        (
+            "pin-success",
+            case("reset with the current PIN", PIN),
+            "completed",
+            Some("reset_done"),
+        ),
         (
             "comfort-loop-resend-late-sms",
             TestCase {
                 sms: vec![sms("45s", "delivered"), sms("1s", "delivered")],
                 ..case(
                     "late text, resend, first code works",
-                    &["1", "100001#", "1", "~", "2", "msg", "1", "$first_code", "58204617#", "58204617#"],
+                    &[
+                        "1",
+                        "100001#",
+                        "1",
+                        "~",
+                        "2",
+                        "msg",
+                        "1",
+                        "$first_code",
+                        "58204617#",
+                        "58204617#",
+                    ],
                 )
             },
             "completed",
@@ -155,7 +181,12 @@ async fn every_path_of_the_reference_flow() {
             "comfort-loop-gives-up",
             TestCase {
                 sms: vec![sms("1s", "lost")],
-                ..case("no code arrives, comfort loop gives up", &["1", "100001#", "1", "~", "~", "~", "~", "~", "~", "~", "~", "~"])
+                ..case(
+                    "no code arrives, comfort loop gives up",
+                    &[
+                        "1", "100001#", "1", "~", "~", "~", "~", "~", "~", "~", "~", "~",
+                    ],
+                )
             },
             "completed",
             Some("ticket_opened"),
@@ -164,26 +195,59 @@ async fn every_path_of_the_reference_flow() {
             "sms-undelivered",
             TestCase {
                 sms: vec![sms("3s", "undelivered")],
-                ..case("text not delivered, then email", &["1", "100001#", "1", "~", "2", "$code", "58204617#", "58204617#"])
+                ..case(
+                    "text not delivered, then email",
+                    &[
+                        "1",
+                        "100001#",
+                        "1",
+                        "~",
+                        "2",
+                        "$code",
+                        "58204617#",
+                        "58204617#",
+                    ],
+                )
             },
             "completed",
             Some("reset_done"),
         ),
         (
             "code-expired",
-            case("code expired, back to the menu, then PIN", &["1", "100001#", "1", "jump:11m", "$code", "3", "48213579#", "58204617#", "58204617#"]),
+            case(
+                "code expired, back to the menu, then PIN",
+                &[
+                    "1",
+                    "100001#",
+                    "1",
+                    "jump:11m",
+                    "$code",
+                    "3",
+                    "48213579#",
+                    "58204617#",
+                    "58204617#",
+                ],
+            ),
             "completed",
             Some("reset_done"),
         ),
         (
             "wrong-codes-agent",
-            case("five wrong codes", &["1", "100001#", "1", "000000", "000001", "000002", "000003", "000004"]),
+            case(
+                "five wrong codes",
+                &[
+                    "1", "100001#", "1", "000000", "000001", "000002", "000003", "000004",
+                ],
+            ),
             "transferred",
             None,
         ),
         (
             "wrong-pins-agent",
-            case("three wrong PINs", &["1", "100001#", "3", "11112222#", "11112223#", "11112224#"]),
+            case(
+                "three wrong PINs",
+                &["1", "100001#", "3", "11112222#", "11112223#", "11112224#"],
+            ),
             "transferred",
             None,
         ),
@@ -191,12 +255,25 @@ async fn every_path_of_the_reference_flow() {
             "weak-pins-ticket",
             case(
                 "three refused new PINs end with a ticket",
-                &["1", "100001#", "1", "$code", "12345678#", "11111111#", "19870412#"],
+                &[
+                    "1",
+                    "100001#",
+                    "1",
+                    "$code",
+                    "12345678#",
+                    "11111111#",
+                    "19870412#",
+                ],
             ),
             "completed",
             Some("ticket_opened"),
         ),
-        ("locked-agent", case("locked account", &["1", "100002#"]), "transferred", None),
+        (
+            "locked-agent",
+            case("locked account", &["1", "100002#"]),
+            "transferred",
+            None,
+        ),
         (
             "disabled-ticket",
             case("disabled account", &["1", "100003#"]),
@@ -211,13 +288,19 @@ async fn every_path_of_the_reference_flow() {
         ),
         (
             "unknown-id-then-agent",
-            case("unknown IDs until the visit limit", &["~", "~", "999999#", "999998#", "999997#"]),
+            case(
+                "unknown IDs until the visit limit",
+                &["~", "~", "999999#", "999998#", "999997#"],
+            ),
             "transferred",
             None,
         ),
         (
             "no-mobile-then-email",
-            case("no mobile of record, then email", &["1", "100005#", "1", "2", "$code", "hangup"]),
+            case(
+                "no mobile of record, then email",
+                &["1", "100005#", "1", "2", "$code", "hangup"],
+            ),
             "caller_hung_up",
             None,
         ),
@@ -229,7 +312,10 @@ async fn every_path_of_the_reference_flow() {
         ),
         (
             "spanish-sms-success",
-            case("Spanish, reset by text message", &["2", "100001#", "1", "$code", "58204617#", "58204617#"]),
+            case(
+                "Spanish, reset by text message",
+                &["2", "100001#", "1", "$code", "58204617#", "58204617#"],
+            ),
             "completed",
             Some("reset_done"),
         ),
@@ -248,7 +334,11 @@ async fn every_path_of_the_reference_flow() {
         all_nodes = lab.nodes(FLOW);
         let r = run(&lab, &case).await;
         assert_eq!(r.end, end, "{name}\n{}", transcript(&r));
-        assert_eq!(r.outcome.as_deref(), outcome.or(r.outcome.as_deref()), "{name}");
+        assert_eq!(
+            r.outcome.as_deref(),
+            outcome.or(r.outcome.as_deref()),
+            "{name}"
+        );
         if let Some(o) = outcome {
             assert_eq!(r.outcome.as_deref(), Some(o), "{name}\n{}", transcript(&r));
         }
@@ -269,7 +359,10 @@ async fn every_path_of_the_reference_flow() {
     }
     let r = run(
         &lab,
-        &case("the sixth code is refused", &["1", "100001#", "1", "hear:Too many codes", "hangup"]),
+        &case(
+            "the sixth code is refused",
+            &["1", "100001#", "1", "hear:Too many codes", "hangup"],
+        ),
     )
     .await;
     golden("too-many-codes", &r);
@@ -323,7 +416,16 @@ async fn hang_up_at_every_node() {
             wheres.insert(last.node.clone());
         }
     }
-    for node in ["welcome", "identify", "choose_method", "enter_sms_code", "enter_email_code", "current_pin", "new_pin", "new_pin_after_pin"] {
+    for node in [
+        "welcome",
+        "identify",
+        "choose_method",
+        "enter_sms_code",
+        "enter_email_code",
+        "current_pin",
+        "new_pin",
+        "new_pin_after_pin",
+    ] {
         assert!(wheres.contains(node), "no hang-up at {node}: {wheres:?}");
     }
 }
@@ -348,7 +450,11 @@ async fn webhook_retries_at_every_step_repeat_no_effect() {
         assert_eq!(once.twilio.accepted(), twice.twilio.accepted(), "messages");
         assert_eq!(once.tickets.entries(), twice.tickets.entries(), "tickets");
         let events = |lab: &Lab| -> Vec<String> {
-            lab.audit.records().iter().map(|r| r.event.as_str().to_string()).collect()
+            lab.audit
+                .records()
+                .iter()
+                .map(|r| r.event.as_str().to_string())
+                .collect()
         };
         assert_eq!(events(&once), events(&twice), "audit events");
         assert_eq!(
@@ -372,7 +478,10 @@ async fn bad_signatures_are_refused() {
     let call = lab.call(spec).await;
     assert_eq!(call.end(), Some(&resetline_simulator::End::Failed(11200)));
     assert!(lab.outcome(call.sid()).await.is_none());
-    assert!(lab.visited(call.sid()).await.is_empty(), "no session was created");
+    assert!(
+        lab.visited(call.sid()).await.is_empty(),
+        "no session was created"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let events: Vec<String> = lab
         .audit
@@ -380,5 +489,8 @@ async fn bad_signatures_are_refused() {
         .iter()
         .map(|r| r.event.as_str().to_string())
         .collect();
-    assert!(events.contains(&"input_validation_fail".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"input_validation_fail".to_string()),
+        "{events:?}"
+    );
 }

@@ -102,7 +102,10 @@ async fn call(cfg: &LabConfig, flow: &Path, from: &str) -> anyhow::Result<ExitCo
                 Some(code) => call.press_as(&code, None, "$code").await,
                 None => println!("          (no code on the handset yet)"),
             }
-        } else if line.chars().all(|c| c.is_ascii_digit() || c == '#' || c == '*') {
+        } else if line
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '#' || c == '*')
+        {
             call.press(line).await;
         } else {
             println!("          ({HELP})");

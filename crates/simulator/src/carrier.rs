@@ -13,8 +13,10 @@
 //!   digit), or after `timeout` seconds of silence; then the action URL (default: the current
 //!   document) gets `Digits` and `FinishedOnKey`. With no input at all, execution falls
 //!   through to the next verb, unless `actionOnEmptyResult="true"` (then `Digits=""`).
-//! * `<Redirect>` fetches the next document, `<Enqueue>` and `<Dial>` end the simulation as a
-//!   transfer, `<Hangup>`/`<Reject>` and the end of a document hang up.
+//! * `<Redirect>` fetches the next document. `<Enqueue>` and `<Dial>` hand the caller to an
+//!   agent; how that ends is the call's `transfer_result` (`bridged` by default), posted to
+//!   their `action` URL as `QueueResult` / `DialCallStatus` when the caller leaves the queue,
+//!   and the returned TwiML runs on. `<Hangup>`/`<Reject>` and the end of a document hang up.
 //! * Limits: 15 s to answer, 64 kB body, content type `text/xml`, `application/xml` or
 //!   `text/html` (`text/plain` is read aloud, then the call hangs up); anything else, an HTTP
 //!   error, or a document that does not parse fails the call with Twilio's error code
@@ -237,6 +239,10 @@ pub struct CallSpec {
     /// Post every webhook twice, as a carrier retry would, and note any difference between
     /// the two answers.
     pub retry_each: bool,
+    /// How a transfer ends: `bridged` (an agent took it; `completed` for `<Dial>`),
+    /// `queue-full`, `error`, `system-error`, `hangup` for a queue; `busy`, `no-answer`,
+    /// `failed` for a dial.
+    pub transfer_result: String,
 }
 
 impl CallSpec {
@@ -249,6 +255,7 @@ impl CallSpec {
             to: "+15555550000".to_string(),
             sign_with: None,
             retry_each: false,
+            transfer_result: "bridged".to_string(),
         }
     }
 }
@@ -327,6 +334,7 @@ impl Carrier {
             retry_mismatches: 0,
             started_ms: self.clock.now_ms(),
             spent: Spent::default(),
+            connected: None,
         };
         let url = call.spec.url.clone();
         match call.fetch(&url, "POST", Vec::new(), true).await {
@@ -434,6 +442,8 @@ pub struct Call {
     retry_mismatches: usize,
     started_ms: u64,
     spent: Spent,
+    /// Set once an agent took the call (a bridged queue or an answered dial).
+    connected: Option<String>,
 }
 
 /// More fetches than this in one call is a redirect loop.
@@ -827,7 +837,11 @@ impl Call {
     async fn run(&mut self) {
         while self.end.is_none() && self.gather.is_none() {
             let Some(verb) = self.verbs.pop_front() else {
-                self.finish(End::Completed).await;
+                let end = self
+                    .connected
+                    .clone()
+                    .map_or(End::Completed, End::Transferred);
+                self.finish(end).await;
                 return;
             };
             let Node::Element { name, children, .. } = &verb else {
@@ -881,23 +895,72 @@ impl Call {
                     let method = verb.attr("method").unwrap_or("POST").to_string();
                     self.follow(&url, &method, Vec::new()).await;
                 }
-                "Hangup" | "Reject" => self.finish(End::Completed).await,
-                "Enqueue" => {
-                    let to = format!("queue {}", verb.text());
-                    self.push(Line::Transfer(to.clone()));
-                    self.finish(End::Transferred(to)).await;
+                "Hangup" | "Reject" => {
+                    let end = self
+                        .connected
+                        .clone()
+                        .map_or(End::Completed, End::Transferred);
+                    self.finish(end).await;
                 }
-                "Dial" => {
-                    let to = format!("dial {}", verb.text());
-                    self.push(Line::Transfer(to.clone()));
-                    self.finish(End::Transferred(to)).await;
-                }
+                "Enqueue" | "Dial" => self.transfer(&verb).await,
                 other => {
                     let other = other.to_string();
                     self.fail(12100, format!("unknown verb <{other}>")).await;
                 }
             }
         }
+    }
+
+    /// `<Enqueue>` or `<Dial>`: the caller waits for (or rings) an agent; the spec's
+    /// `transfer_result` says how that ends. When the call leaves the queue (or the dialled
+    /// leg ends) the `action` URL gets `QueueResult` (or `DialCallStatus`) and its TwiML runs;
+    /// without `action`, a connected call ends and a failed one falls through.
+    async fn transfer(&mut self, verb: &Node) {
+        let enqueue = matches!(verb, Node::Element { name, .. } if name == "Enqueue");
+        let to = if enqueue {
+            format!("queue {}", verb.text())
+        } else {
+            format!("dial {}", verb.text())
+        };
+        let result = match self.spec.transfer_result.as_str() {
+            "bridged" if !enqueue => "completed".to_string(),
+            other => other.to_string(),
+        };
+        let connected = matches!(result.as_str(), "bridged" | "completed" | "answered");
+        self.push(Line::Transfer(format!("{to} ({result})")));
+        if connected {
+            self.connected = Some(to.clone());
+        }
+        let Some(action) = verb.attr("action").map(|a| self.resolve(a)) else {
+            if connected {
+                self.finish(End::Transferred(to)).await;
+            }
+            return;
+        };
+        let method = verb.attr("method").unwrap_or("POST").to_string();
+        let extra: Vec<(String, String)> = if enqueue {
+            vec![
+                ("QueueResult".into(), result),
+                (
+                    "QueueSid".into(),
+                    "QU0123456789abcdef0123456789abcdef".into(),
+                ),
+                ("QueueTime".into(), "0".into()),
+            ]
+        } else {
+            vec![
+                ("DialCallStatus".into(), result),
+                (
+                    "DialCallSid".into(),
+                    "CAfedcba9876543210fedcba9876543210".into(),
+                ),
+                (
+                    "DialCallDuration".into(),
+                    if connected { "60" } else { "0" }.into(),
+                ),
+            ]
+        };
+        self.follow(&action, &method, extra).await;
     }
 
     async fn follow(&mut self, url: &str, method: &str, extra: Vec<(String, String)>) {

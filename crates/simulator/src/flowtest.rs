@@ -59,6 +59,11 @@ pub struct TestCase {
     /// different answer.
     #[serde(default)]
     pub retry_webhooks: bool,
+    /// How transfers end: `bridged` (default: an agent took the call), or `queue-full`,
+    /// `error`, `hangup` (the queue's `QueueResult`; for `<Dial>`: `busy`, `no-answer`,
+    /// `failed`).
+    #[serde(default)]
+    pub transfer_result: Option<String>,
     /// What the caller hears and does, in order.
     pub steps: Vec<Step>,
     /// What must hold when the call is over.
@@ -439,6 +444,9 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
     lab.twilio.set_down(case.sms_provider_down);
     let mut spec = lab.spec(flow, from);
     spec.retry_each = case.retry_webhooks;
+    if let Some(r) = &case.transfer_result {
+        spec.transfer_result = r.clone();
+    }
     let mut call = lab.call(spec).await;
     let mut cursor = 0usize;
     let mut inbox_seen = 0usize;

@@ -48,6 +48,7 @@ fn the_example_uses_every_field() {
     assert!(!e.not_visits.is_empty() && e.recording.is_some() && e.messages.is_some());
     assert!(!e.audit.is_empty() && e.max_duration.is_some());
     let text = example();
+    assert!(t.transfer_result.is_some());
     for flag in ["no_recording:", "sms_provider_down:", "retry_webhooks:"] {
         assert!(text.contains(flag), "{flag}");
     }

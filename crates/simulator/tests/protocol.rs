@@ -390,22 +390,54 @@ async fn redirect_follows_relative_urls_and_the_end_of_the_document_hangs_up() {
 }
 
 #[tokio::test]
-async fn enqueue_and_dial_are_transfers() {
+async fn enqueue_and_dial_post_their_result_to_the_action_url() {
     let app = App::start().await;
     app.page(
         "/voice",
-        &doc("<Say>Hold on.</Say><Enqueue action=\"/q\">service-desk</Enqueue>"),
+        &doc("<Say>Hold on.</Say><Enqueue action=\"/q\">service-desk</Enqueue><Say>Not reached.</Say>"),
     );
+    app.page("/q", &doc(""));
     let call = carrier().place(app.spec()).await;
     assert_eq!(
         call.end(),
         Some(&End::Transferred("queue service-desk".into()))
     );
-    app.page("/voice", &doc("<Dial><Number>+15555550111</Number></Dial>"));
+    let q = app
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/q")
+        .expect("action posted");
+    assert_eq!(q.get("QueueResult"), Some("bridged"));
+    assert!(q.get("QueueSid").is_some() && q.get("QueueTime").is_some());
+
+    app.page("/q", &doc("<Say>The queue is full.</Say>"));
+    let mut spec = app.spec();
+    spec.transfer_result = "queue-full".into();
+    let call = carrier().place(spec).await;
+    assert_eq!(
+        call.end(),
+        Some(&End::Completed),
+        "the action's TwiML ran on"
+    );
+    assert!(lines(&call).contains(&"say: The queue is full.".to_string()));
+
+    app.page(
+        "/voice",
+        &doc("<Dial><Number>+15555550111</Number></Dial><Say>Next.</Say>"),
+    );
     let call = carrier().place(app.spec()).await;
     assert_eq!(
         call.end(),
-        Some(&End::Transferred("dial +15555550111".into()))
+        Some(&End::Transferred("dial +15555550111".into())),
+        "no action: an answered dial ends the call"
+    );
+    let mut spec = app.spec();
+    spec.transfer_result = "busy".into();
+    let call = carrier().place(spec).await;
+    assert_eq!(
+        lines(&call),
+        ["transfer: dial +15555550111 (busy)", "say: Next.", "hangup"],
+        "no action: a failed dial falls through"
     );
 }
 

@@ -240,7 +240,7 @@ async fn every_path_of_the_reference_flow() {
                 ],
             ),
             "transferred",
-            None,
+            Some("transferred"),
         ),
         (
             "wrong-pins-agent",
@@ -249,7 +249,7 @@ async fn every_path_of_the_reference_flow() {
                 &["1", "100001#", "3", "11112222#", "11112223#", "11112224#"],
             ),
             "transferred",
-            None,
+            Some("transferred"),
         ),
         (
             "weak-pins-ticket",
@@ -272,7 +272,7 @@ async fn every_path_of_the_reference_flow() {
             "locked-agent",
             case("locked account", &["1", "100002#"]),
             "transferred",
-            None,
+            Some("transferred"),
         ),
         (
             "disabled-ticket",
@@ -293,7 +293,7 @@ async fn every_path_of_the_reference_flow() {
                 &["~", "~", "999999#", "999998#", "999997#"],
             ),
             "transferred",
-            None,
+            Some("transferred"),
         ),
         (
             "no-mobile-then-email",
@@ -308,7 +308,7 @@ async fn every_path_of_the_reference_flow() {
             "silent-caller-agent",
             case("no input at the employee ID", &["1", "~", "~", "~"]),
             "transferred",
-            None,
+            Some("transferred"),
         ),
         (
             "spanish-sms-success",
@@ -320,13 +320,24 @@ async fn every_path_of_the_reference_flow() {
             Some("reset_done"),
         ),
         (
+            // The flow has no `failed` edge on its transfers, so a full queue ends with the
+            // documented apology (docs/flow-language.md, `transfer`), not a ticket.
+            "queue-full-apology",
+            TestCase {
+                transfer_result: Some("queue-full".into()),
+                ..case("the service-desk queue is full", &["1", "100002#"])
+            },
+            "completed",
+            Some("error"),
+        ),
+        (
             "sms-provider-down",
             TestCase {
                 sms_provider_down: true,
                 ..case("the SMS provider fails", &["1", "100001#", "1"])
             },
             "transferred",
-            None,
+            Some("transferred"),
         ),
     ];
     for (name, case, end, outcome) in paths.drain(..) {

@@ -278,10 +278,24 @@ impl Carrier {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(account: &str, token: &str, clock: FakeClock) -> Result<Self, CarrierError> {
+        Carrier::with_response_timeout(account, token, clock, RESPONSE_TIMEOUT)
+    }
+
+    /// [`Carrier::new`] with another webhook timeout than Twilio's 15 s (a connection
+    /// override `#rt=...`, or a test that should not wait 15 s).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn with_response_timeout(
+        account: &str,
+        token: &str,
+        clock: FakeClock,
+        timeout: Duration,
+    ) -> Result<Self, CarrierError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(10))
             .connect_timeout(Duration::from_secs(5))
-            .timeout(RESPONSE_TIMEOUT)
+            .timeout(timeout)
             .build()
             .map_err(|e| CarrierError(e.to_string()))?;
         Ok(Carrier {
@@ -728,7 +742,7 @@ impl Call {
         };
         let response = builder.send().await.map_err(|e| {
             if e.is_timeout() {
-                (11200, "no answer within 15 s".to_string())
+                (11200, "no answer in time (Twilio waits 15 s)".to_string())
             } else {
                 (11200, format!("HTTP retrieval failure: {e}"))
             }

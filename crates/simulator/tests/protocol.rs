@@ -496,3 +496,32 @@ async fn a_wrong_token_is_what_the_server_sees() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_server_that_answers_too_late_fails_the_call() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let slow = Router::new().fallback(|| async {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        ([("content-type", "text/xml")], doc("<Say>Too late.</Say>"))
+    });
+    tokio::spawn(axum::serve(listener, slow).into_future());
+    let carrier = Carrier::with_response_timeout(
+        "AC0123456789abcdef0123456789abcdef",
+        TOKEN,
+        FakeClock::at(0),
+        std::time::Duration::from_millis(300),
+    )
+    .expect("carrier");
+    assert_eq!(
+        carrier::RESPONSE_TIMEOUT,
+        std::time::Duration::from_secs(15)
+    );
+    let call = carrier
+        .place(CallSpec::new(&format!("{url}/voice"), "+15555550100"))
+        .await;
+    assert_eq!(call.end(), Some(&End::Failed(11200)));
+    assert!(!lines(&call).contains(&"say: Too late.".to_string()));
+}

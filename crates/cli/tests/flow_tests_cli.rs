@@ -81,3 +81,17 @@ fn a_wrong_target_on_the_code_verify_success_edge_fails_with_a_transcript_diff()
     assert!(out.contains("    press: $code"), "{out}");
     assert!(out.contains(" failed in 1 file(s)"), "{out}");
 }
+
+#[test]
+fn a_test_file_that_cannot_run_exits_2_and_says_why() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("x.test.yaml");
+    std::fs::write(
+        &file,
+        "users: users.yaml\ntests:\n  - name: t\n    steps: [{ pres: \"1\" }]\n",
+    )
+    .expect("write");
+    let (code, out) = resetline(&["test", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("could not run") && out.contains("pres"), "{out}");
+}

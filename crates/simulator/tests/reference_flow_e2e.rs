@@ -359,6 +359,13 @@ async fn every_path_of_the_reference_flow() {
             changes.last().is_none_or(|(_, s)| s == "in-progress"),
             "{name}: {changes:?}"
         );
+        if name == "sms-success" {
+            assert!(
+                r.elapsed_ms < 90_000,
+                "the SMS happy path must take under 90 s of call time, took {} ms",
+                r.elapsed_ms
+            );
+        }
         golden(name, &r);
         visited.extend(r.visited);
     }

@@ -93,5 +93,8 @@ fn a_test_file_that_cannot_run_exits_2_and_says_why() {
     .expect("write");
     let (code, out) = resetline(&["test", file.to_str().expect("utf-8 path")]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("could not run") && out.contains("pres"), "{out}");
+    assert!(
+        out.contains("could not run") && out.contains("pres"),
+        "{out}"
+    );
 }

@@ -79,6 +79,36 @@ pub(crate) enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run flow tests (`*.test.yaml` beside each flow) against an in-process server and a
+    /// simulated carrier.
+    ///
+    /// Exit status: 0 all passed, 1 a test failed, 2 could not run.
+    Test {
+        /// Test files or directories (searched for *.test.yaml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the caller-experience table (simulated time, keypresses, prompts per path).
+        #[arg(long)]
+        report: bool,
+        /// Print every call's transcript.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Place a simulated call to a flow from the terminal: prompts as text, keys from
+    /// standard input, SMS inbox and recording state shown, the path printed at the end.
+    Simulate {
+        /// The flow file.
+        flow: PathBuf,
+        /// Demo users for the embedded directory (copied; the original is never changed).
+        #[arg(long, default_value = "examples/demo/users.yaml")]
+        users: PathBuf,
+        /// Prompt catalogs; default: the nearest `voice-prompts/` above the flow.
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// Caller id.
+        #[arg(long, default_value = "+15555550100")]
+        from: String,
+    },
 }
 
 /// Filters shared by `audit query`, `audit tail` and `audit timeline`.

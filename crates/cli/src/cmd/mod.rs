@@ -5,6 +5,8 @@ mod backends;
 mod check;
 mod graph;
 mod serve;
+mod simulate;
+mod test;
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -53,6 +55,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trail,
             retention_days,
         }) => audit::purge(&trail, retention_days),
+        Command::Test {
+            paths,
+            report,
+            verbose,
+        } => test::run(&paths, report, verbose),
+        Command::Simulate {
+            flow,
+            users,
+            prompts,
+            from,
+        } => simulate::run(&flow, &users, prompts.as_deref(), &from),
         Command::Audit(AuditCommand::Query(filter)) => audit::query(&filter, None),
         Command::Audit(AuditCommand::Tail { filter, lines }) => audit::query(&filter, Some(lines)),
         Command::Audit(AuditCommand::Timeline { dir, call, chain }) => {

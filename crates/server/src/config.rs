@@ -1322,12 +1322,18 @@ mod tests {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
         let text = std::fs::read_to_string(deploy.join("resetline.example.yaml")).expect("example");
         let (mut out, mut block, mut skip) = (String::new(), false, false);
-        for line in text.lines() {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().copied().enumerate() {
             if line.starts_with("directory:") {
                 skip = true;
                 continue;
             }
-            if line.starts_with("# directory:") {
+            // The commented LDAP example (other commented directories follow it).
+            if line.starts_with("# directory:")
+                && lines
+                    .get(i + 1)
+                    .is_some_and(|n| n.trim_start_matches(['#', ' ']) == "kind: ldap")
+            {
                 block = true;
                 skip = false;
             }
@@ -1627,6 +1633,9 @@ mod connector_tests {
         let text = load(&write(dir.path(), &text), &env)
             .expect_err("invalid")
             .to_string();
-        assert!(text.contains("belong to the scim and okta kinds"), "{text}");
+        assert!(
+            text.contains("belong to the ldap, scim and okta kinds"),
+            "{text}"
+        );
     }
 }

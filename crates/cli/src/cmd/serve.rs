@@ -14,8 +14,8 @@ use resetline_connectors::{
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
-    AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom, Random,
-    Recording, Secret, SessionStore, SystemClock, Tickets,
+    AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom,
+    Random, Recording, Secret, SessionStore, SystemClock, Tickets,
 };
 use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::config::{

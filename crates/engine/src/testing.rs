@@ -328,7 +328,7 @@ impl crate::backend::Messenger for MemoryMessenger {
 pub struct MemoryTickets {
     log: std::sync::Arc<CallLog>,
     next: Mutex<u32>,
-    down: bool,
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryTickets {
@@ -337,14 +337,19 @@ impl MemoryTickets {
         MemoryTickets {
             log,
             next: Mutex::new(0),
-            down: false,
+            down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// A ticket system that is down.
-    pub fn down(mut self) -> Self {
-        self.down = true;
+    pub fn down(self) -> Self {
+        self.set_down(true);
         self
+    }
+
+    /// Takes the ticket system down (`true`) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -355,7 +360,7 @@ impl crate::backend::Tickets for MemoryTickets {
     ) -> BoxFuture<'_, Result<crate::backend::TicketRef, BackendError>> {
         Box::pin(async move {
             self.log.push("ticket open");
-            if self.down {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(BackendError::new("tickets", "HTTP 503"));
             }
             let mut n = self

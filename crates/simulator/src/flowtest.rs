@@ -55,6 +55,9 @@ pub struct TestCase {
     /// The Messages API answers HTTP 500 to every send.
     #[serde(default)]
     pub sms_provider_down: bool,
+    /// The ticket system fails every call (HTTP 503).
+    #[serde(default)]
+    pub tickets_down: bool,
     /// Post every webhook twice, as a carrier retry would; the test fails when a retry gets a
     /// different answer.
     #[serde(default)]
@@ -442,6 +445,7 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
     }
     lab.twilio.set_recording_absent(case.no_recording);
     lab.twilio.set_down(case.sms_provider_down);
+    lab.ticket_system.set_down(case.tickets_down);
     let mut spec = lab.spec(flow, from);
     spec.retry_each = case.retry_webhooks;
     if let Some(r) = &case.transfer_result {

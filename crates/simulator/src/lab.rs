@@ -72,6 +72,8 @@ pub struct Lab {
     pub clock: FakeClock,
     /// Ticket calls (`ticket open`, `ticket close INC...`).
     pub tickets: Arc<CallLog>,
+    /// The ticket system (`set_down` takes it down).
+    pub ticket_system: Arc<MemoryTickets>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _scratch: tempfile::TempDir,
 }
@@ -141,6 +143,7 @@ impl Lab {
             .sms(Arc::new(sms))
             .email(Arc::new(Mailbox(twilio.clone())));
         let tickets = Arc::new(CallLog::default());
+        let ticket_system = Arc::new(MemoryTickets::new(tickets.clone()));
         let audit = Arc::new(MemoryAudit::default());
         let clock_dyn: Arc<dyn resetline_engine::Clock> = Arc::new(clock.clone());
         let engine = Engine {
@@ -149,7 +152,7 @@ impl Lab {
             recording: Arc::new(recording),
             http: Arc::new(resetline_engine::testing::NoHttp),
             messenger: Arc::new(messenger),
-            tickets: Arc::new(MemoryTickets::new(tickets.clone())),
+            tickets: ticket_system.clone(),
             counters: Arc::new(MemoryCounters::new(clock_dyn.clone())),
             limits: Default::default(),
             lockouts: Arc::new(MemoryLockouts::new()),
@@ -198,6 +201,7 @@ impl Lab {
             registry,
             clock,
             tickets,
+            ticket_system,
             tasks: vec![fake_task, server],
             _scratch: scratch,
         })

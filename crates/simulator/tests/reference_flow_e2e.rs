@@ -320,12 +320,26 @@ async fn every_path_of_the_reference_flow() {
             Some("reset_done"),
         ),
         (
-            // The flow has no `failed` edge on its transfers, so a full queue ends with the
-            // documented apology (docs/flow-language.md, `transfer`), not a ticket.
-            "queue-full-apology",
+            // A full queue still leaves the caller with a number: a call-back ticket.
+            "queue-full-ticket",
             TestCase {
                 transfer_result: Some("queue-full".into()),
                 ..case("the service-desk queue is full", &["1", "100002#"])
+            },
+            "completed",
+            Some("ticket_opened"),
+        ),
+        (
+            // Queue full and the ticket system down: the one ending without a number, an
+            // apology asking to call again.
+            "queue-full-tickets-down",
+            TestCase {
+                transfer_result: Some("queue-full".into()),
+                tickets_down: true,
+                ..case(
+                    "the queue is full and the ticket system is down",
+                    &["1", "100002#"],
+                )
             },
             "completed",
             Some("error"),

@@ -15,8 +15,8 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use resetline_audit::{AuditKey, ChainId, EventType, Outcome, Record, VerifyError};
 use resetline_audit_postgres::{PgAudit, PgConfig, PgError, connect, parse_url, verify};
-use resetline_engine::testing::{CallLog, MemoryAudit, MemoryDirectory, ScriptedRecording};
-use resetline_engine::{AuditSink, Engine, FakeClock, OsRandom, Secret};
+use resetline_engine::testing::{CallLog, MemoryAudit, MemoryDirectory};
+use resetline_engine::{AuditSink, FakeClock, Secret};
 use resetline_server::audit::{BufferPolicy, Buffered};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::MemoryStore;
@@ -51,25 +51,12 @@ fn pg_config(pg: &Postgres, id: &str) -> PgConfig {
 fn state_with(audit: Arc<dyn AuditSink>) -> AppState {
     let log = Arc::new(CallLog::default());
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
-    let engine = Engine {
-        catalogs: Arc::new(Default::default()),
-        directory: Arc::new(MemoryDirectory::new(
-            vec![MemoryDirectory::dana()],
-            log.clone(),
-        )),
-        messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(log.clone())),
-        tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(log.clone())),
-        counters: Arc::new(resetline_engine::testing::NoCounters),
-        limits: Default::default(),
-        lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
-        recording: Arc::new(ScriptedRecording::ok(log)),
-        http: Arc::new(resetline_engine::testing::NoHttp),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        hash_key: Arc::new(Secret::new("k".repeat(32))),
-        budget: Duration::from_millis(500),
-        step_budget: Duration::from_secs(12),
-    };
+    let engine = resetline_engine::testing::engine(
+        vec![MemoryDirectory::dana()],
+        &log,
+        clock.clone(),
+        Arc::new(resetline_store::MemoryLockouts::new()),
+    );
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root().join("flows"), &root().join("voice-prompts"));
     AppState::new(

@@ -15,10 +15,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode, Uri};
 use axum::routing::{get, post};
 use resetline_connectors::{BreakerPolicy, HttpDataActions, signing};
-use resetline_engine::testing::{
-    CallLog, MemoryAudit, MemoryDirectory, MemoryMessenger, MemoryTickets, ScriptedRecording,
-};
-use resetline_engine::{Clock, Engine, OsRandom, Secret, SessionStore, SystemClock};
+use resetline_engine::testing::{CallLog, MemoryAudit};
+use resetline_engine::{Clock, Engine, Secret, SessionStore, SystemClock};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
 use tower::ServiceExt;
@@ -224,20 +222,15 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
         })
         .expect("http");
     let engine = Engine {
-        catalogs: Arc::new(Default::default()),
-        directory: Arc::new(MemoryDirectory::new(Vec::new(), log.clone())),
-        recording: Arc::new(ScriptedRecording::ok(log.clone())),
-        messenger: Arc::new(MemoryMessenger::new(log.clone())),
-        tickets: Arc::new(MemoryTickets::new(log.clone())),
         http: Arc::new(http),
         counters: Arc::new(MemoryCounters::new(clock.clone())),
-        limits: Default::default(),
-        lockouts: Arc::new(MemoryLockouts::new()),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
-        step_budget: Duration::from_secs(12),
+        ..resetline_engine::testing::engine(
+            Vec::new(),
+            &log,
+            clock.clone(),
+            Arc::new(MemoryLockouts::new()),
+        )
     };
     let registry = Arc::new(Registry::default());
     let loaded = registry.load_dir(scratch.path(), &root.join("voice-prompts"));

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use resetline_connectors::EmbeddedDirectory;
-use resetline_engine::testing::{CallLog, MemoryMessenger, MemoryTickets, ScriptedRecording};
-use resetline_engine::{AuditSink, Engine, OsRandom, Secret, SessionStore, SystemClock};
+use resetline_engine::testing::{CallLog, MemoryMessenger};
+use resetline_engine::{AuditSink, Engine, Secret, SessionStore, SystemClock};
 use resetline_server::{AppState, Registry, app, audit::FileAudit};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
 use tower::ServiceExt;
@@ -108,20 +108,16 @@ async fn no_marker_in_logs_answers_metrics_sessions_or_files() {
     let messenger = Arc::new(MemoryMessenger::new(log.clone()));
     let clock = Arc::new(SystemClock);
     let engine = Engine {
-        catalogs: Arc::new(Default::default()),
         directory: Arc::new(EmbeddedDirectory::load(&users).expect("users")),
-        recording: Arc::new(ScriptedRecording::ok(log.clone())),
         messenger: messenger.clone(),
-        tickets: Arc::new(MemoryTickets::new(log.clone())),
-        http: Arc::new(resetline_engine::testing::NoHttp),
         counters: Arc::new(MemoryCounters::new(clock.clone())),
-        limits: Default::default(),
-        lockouts: Arc::new(MemoryLockouts::new()),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
-        step_budget: Duration::from_secs(12),
+        ..resetline_engine::testing::engine(
+            Vec::new(),
+            &log,
+            clock.clone(),
+            Arc::new(MemoryLockouts::new()),
+        )
     };
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));

@@ -551,3 +551,33 @@ impl crate::backend::HttpActions for ScriptedHttp {
         })
     }
 }
+
+/// An engine on these doubles, for tests that drive the server or a whole call: the directory
+/// holds `users`, recording is acknowledged, messages and tickets stay in memory (all logging
+/// to `log`), no `http` backends, no send counters, `lockouts` as given (the memory one lives
+/// in `resetline-store`), a fixed 32-byte hash key, 500 ms per backend call and 12 s per step.
+/// Change a field with struct update syntax: `Engine { counters, ..testing::engine(..) }`.
+pub fn engine(
+    users: Vec<MemoryUser>,
+    log: &std::sync::Arc<CallLog>,
+    clock: std::sync::Arc<dyn crate::Clock>,
+    lockouts: std::sync::Arc<dyn crate::backend::Lockouts>,
+) -> crate::Engine {
+    use std::sync::Arc;
+    crate::Engine {
+        catalogs: Arc::new(Default::default()),
+        directory: Arc::new(MemoryDirectory::new(users, log.clone())),
+        recording: Arc::new(ScriptedRecording::ok(log.clone())),
+        messenger: Arc::new(MemoryMessenger::new(log.clone())),
+        tickets: Arc::new(MemoryTickets::new(log.clone())),
+        http: Arc::new(NoHttp),
+        counters: Arc::new(NoCounters),
+        lockouts,
+        limits: Default::default(),
+        clock,
+        random: Arc::new(crate::OsRandom),
+        hash_key: Arc::new(Secret::new("k".repeat(32))),
+        budget: Duration::from_millis(500),
+        step_budget: Duration::from_secs(12),
+    }
+}

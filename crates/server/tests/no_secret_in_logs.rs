@@ -5,13 +5,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use resetline_engine::testing::{CallLog, MemoryDirectory, MemoryUser, ScriptedRecording};
-use resetline_engine::{Engine, FakeClock, OsRandom, Secret, SessionStore};
+use resetline_engine::testing::{CallLog, MemoryDirectory, MemoryUser};
+use resetline_engine::{FakeClock, Secret, SessionStore};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::MemoryStore;
 use tower::ServiceExt;
@@ -80,25 +79,12 @@ async fn whole_call(json: bool) {
     let mut dana = MemoryDirectory::dana();
     dana.pin = Secret::new(PIN);
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
-    let engine = Engine {
-        catalogs: Arc::new(Default::default()),
-        directory: Arc::new(MemoryDirectory::new(
-            vec![MemoryUser { ..dana }],
-            log.clone(),
-        )),
-        messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(log.clone())),
-        tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(log.clone())),
-        http: Arc::new(resetline_engine::testing::NoHttp),
-        counters: Arc::new(resetline_engine::testing::NoCounters),
-        limits: Default::default(),
-        lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
-        recording: Arc::new(ScriptedRecording::ok(log.clone())),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        hash_key: Arc::new(Secret::new("k".repeat(32))),
-        budget: Duration::from_millis(500),
-        step_budget: Duration::from_secs(12),
-    };
+    let engine = resetline_engine::testing::engine(
+        vec![MemoryUser { ..dana }],
+        &log,
+        clock.clone(),
+        Arc::new(resetline_store::MemoryLockouts::new()),
+    );
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root().join("flows"), &root().join("voice-prompts"));
     let store = Arc::new(MemoryStore::new(clock, 100));

@@ -683,6 +683,13 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     memory.set_failing(false);
     let (_, body) = press(&state, 2, "27182818").await;
     assert!(body.contains("Please enter your new PIN"), "{body}");
+    // The webhook queued its records behind the backlog; the retry task (here called
+    // directly) writes them all, in order.
+    assert_eq!(
+        get(&state, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(buffered.flush().await, 0);
     assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
     let got: Vec<String> = memory
         .records()

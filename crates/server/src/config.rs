@@ -955,13 +955,13 @@ fn validate_store(
                     let authority = url
                         .split_once("://")
                         .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
-                    if !is_redis_url(&url) {
-                        problems.push(format!(
-                            "`store.url`: `{url}` is not a redis:// or rediss:// URL"
-                        ));
-                        None
-                    } else if authority.contains('@') {
+                    // Credentials first, and the URL is never repeated: a mistyped URL may
+                    // still carry a password.
+                    if authority.contains('@') || url.contains('@') {
                         problems.push("`store.url`: must not carry credentials; give the password through `password_env` (or the whole URL through `url_env`)".into());
+                        None
+                    } else if !is_redis_url(&url) {
+                        problems.push("`store.url`: not a redis:// or rediss:// URL".into());
                         None
                     } else {
                         Some(Secret::new(url))

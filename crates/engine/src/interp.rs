@@ -1575,6 +1575,13 @@ impl Engine {
                 Applied::Set
             }
             Err(SetSecretError::Rejected { prompt, reason }) => {
+                // The directory's own words; one that quotes the refused value must not put it
+                // in the log.
+                let reason = if secret.expose().is_empty() {
+                    reason
+                } else {
+                    reason.replace(secret.expose(), "***")
+                };
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
                 let r = self
                     .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)

@@ -70,7 +70,8 @@ impl MemoryDirectory {
     }
 
     /// Every new secret is refused like a directory's HTTP 400 policy error: `prompt` is the
-    /// spoken reason's catalog key, `reason` the backend's text.
+    /// spoken reason's catalog key, `reason` the backend's text (`{secret}` in it is replaced
+    /// by the refused value, like a directory that quotes it).
     pub fn rejecting(mut self, prompt: &str, reason: &str) -> Self {
         self.reject = Some((prompt.to_string(), reason.to_string()));
         self
@@ -156,15 +157,17 @@ impl Directory for MemoryDirectory {
             self.log.push(format!("set {account}"));
             tokio::time::sleep(self.delay).await;
             if let Some((prompt, reason)) = &self.reject {
+                // `{secret}` in the reason echoes the refused value, as some directories do.
+                let reason = reason.replace("{secret}", secret.expose());
                 if prompt.is_empty() {
                     return Err(SetSecretError::Backend(BackendError::new(
                         "directory",
-                        reason.clone(),
+                        reason,
                     )));
                 }
                 return Err(SetSecretError::Rejected {
                     prompt: prompt.clone(),
-                    reason: reason.clone(),
+                    reason,
                 });
             }
             let mut users = self

@@ -62,7 +62,9 @@ async fn post(state: &AppState, path: &str, params: &[(&str, &str)], seen: &mut 
     seen.push_str(&String::from_utf8_lossy(&bytes));
 }
 
-async fn whole_call(json: bool) {
+/// A whole call of the PIN flow; with `echoing`, the directory refuses the new PIN with a
+/// reason that quotes it (the refusal is logged; the quoted PIN must not be).
+async fn whole_call(json: bool, echoing: bool) {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     let builder = tracing_subscriber::fmt()
@@ -79,12 +81,18 @@ async fn whole_call(json: bool) {
     let mut dana = MemoryDirectory::dana();
     dana.pin = Secret::new(PIN);
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
-    let engine = resetline_engine::testing::engine(
-        vec![MemoryUser { ..dana }],
+    let mut engine = resetline_engine::testing::engine(
+        vec![MemoryUser { ..dana.clone() }],
         &log,
         clock.clone(),
         Arc::new(resetline_store::MemoryLockouts::new()),
     );
+    if echoing {
+        engine.directory = Arc::new(
+            MemoryDirectory::new(vec![dana], log.clone())
+                .rejecting("policy_rejected", "password {secret} is in the history"),
+        );
+    }
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root().join("flows"), &root().join("voice-prompts"));
     let store = Arc::new(MemoryStore::new(clock, 100));
@@ -148,15 +156,19 @@ async fn whole_call(json: bool) {
         .body(Body::from(format!("CallSid={SID}&Digits={PIN}")))
         .expect("req");
     let _ = app(state.clone()).oneshot(req).await;
-    assert!(
-        answers.contains("Your PIN has been changed."),
-        "the call completed: {answers}"
-    );
+    let ending = if echoing {
+        "The directory didn't accept that PIN."
+    } else {
+        "Your PIN has been changed."
+    };
+    assert!(answers.contains(ending), "the call went on: {answers}");
 
     let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
         .into_owned();
     assert!(
-        logs.contains("recording paused") && logs.contains(SID),
+        logs.contains("recording paused")
+            && logs.contains(SID)
+            && (!echoing || logs.contains("password *** is in the history")),
         "logs were captured:\n{logs}"
     );
     let metrics = state.metrics().render(store.len());
@@ -176,10 +188,15 @@ async fn whole_call(json: bool) {
 
 #[tokio::test]
 async fn no_secret_in_text_logs() {
-    whole_call(false).await;
+    whole_call(false, false).await;
 }
 
 #[tokio::test]
 async fn no_secret_in_json_logs() {
-    whole_call(true).await;
+    whole_call(true, false).await;
+}
+
+#[tokio::test]
+async fn a_directory_refusal_quoting_the_new_pin_is_logged_without_it() {
+    whole_call(false, true).await;
 }

@@ -254,7 +254,7 @@ impl Cluster {
             .expect("redis connection")
     }
 
-    /// The stored session of `sid` (JSON text).
+    /// The stored session of `sid` (`<revision>:<encoded session>`), decoded, as JSON text.
     async fn session_json(&self, sid: &str) -> String {
         let mut c = self.redis().await;
         let data: Option<Vec<u8>> = redis::cmd("GET")
@@ -262,7 +262,10 @@ impl Cluster {
             .query_async(&mut c)
             .await
             .expect("GET");
-        String::from_utf8(data.unwrap_or_default()).expect("utf-8")
+        let data = data.unwrap_or_default();
+        let colon = data.iter().position(|&b| b == b':').expect("revision");
+        let session = resetline_store::decode(&data[colon + 1..]).expect("a readable session");
+        serde_json::to_string(&session).expect("json")
     }
 
     /// Every key and value in Redis, as text.

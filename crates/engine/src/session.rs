@@ -2,9 +2,11 @@
 //!
 //! Invariants: a session holds no secret (a first new-secret entry is kept only as a keyed
 //! hash, see `pending_secret`); it is pinned to the flow id and version it started on; its
-//! serialized form carries `format` so replicas of different versions can tell whether they
-//! can read it (rule: a new field must have a default; removing or changing the meaning of a
-//! field bumps `FORMAT`, and a replica refuses sessions with a newer format).
+//! stored form starts with `format` so replicas of different versions can tell whether they
+//! can read it. The stored encoding (`resetline_store::encode`) is positional (postcard), so
+//! the rule is: adding, removing, reordering or changing the meaning of any field of
+//! `Session` or of a type it holds bumps `FORMAT`, and a replica refuses sessions with a
+//! newer format than `READS_UP_TO` (ARCHITECTURE.md, rolling upgrades).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
 
-/// The session format this build writes.
-pub const FORMAT: u32 = 1;
+/// The session format this build writes: 2 = postcard (format 1 was JSON, still read).
+pub const FORMAT: u32 = 2;
 
 /// The newest session format this build reads. Equal to `FORMAT`, except during a format
 /// change, when one release reads `FORMAT + 1` while still writing `FORMAT` (rolling upgrades,

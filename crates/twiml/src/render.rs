@@ -29,9 +29,6 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-
 use crate::twiml::{
     Dial, DialNoun, Enqueue, FinishOnKey, Gather, GatherChild, Pause, Play, Redirect, Response,
     Say, SaySegment, Verb,
@@ -111,9 +108,10 @@ fn invalid(element: &'static str, field: &'static str, reason: &'static str) -> 
 /// [`RenderError::TooLarge`] when the result exceeds [`MAX_DOCUMENT_BYTES`].
 pub fn render(response: &Response) -> Result<String, RenderError> {
     let mut out = Out {
-        writer: Writer::new(Vec::with_capacity(256)),
+        buf: String::with_capacity(512),
     };
-    out.event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    out.buf
+        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     if response.verbs.is_empty() {
         out.empty("Response", Vec::new())?;
     } else {
@@ -123,16 +121,13 @@ pub fn render(response: &Response) -> Result<String, RenderError> {
         }
         out.close("Response")?;
     }
-    let bytes = out.writer.into_inner();
-    if bytes.len() > MAX_DOCUMENT_BYTES {
+    if out.buf.len() > MAX_DOCUMENT_BYTES {
         return Err(RenderError::TooLarge {
-            bytes: bytes.len(),
+            bytes: out.buf.len(),
             limit: MAX_DOCUMENT_BYTES,
         });
     }
-    String::from_utf8(bytes).map_err(|e| RenderError::Write {
-        message: e.to_string(),
-    })
+    Ok(out.buf)
 }
 
 // ---------------------------------------------------------------------------
@@ -147,7 +142,8 @@ pub(crate) fn is_xml_char(c: char) -> bool {
         | '\u{10000}'..='\u{10FFFF}')
 }
 
-/// `s` without the characters XML 1.0 forbids.
+/// `s` without the characters XML 1.0 forbids (what the tests expect rendered).
+#[cfg(test)]
 pub(crate) fn strip_forbidden(s: &str) -> Cow<'_, str> {
     if s.chars().all(is_xml_char) {
         Cow::Borrowed(s)
@@ -156,10 +152,16 @@ pub(crate) fn strip_forbidden(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Escapes `s` for text content (`attr == false`) or a double-quoted
-/// attribute value (`attr == true`).
-fn escape(s: &str, attr: bool) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` to `out`, escaped for text content (`attr == false`) or a
+/// double-quoted attribute value (`attr == true`).
+fn escape_into(out: &mut String, s: &str, attr: bool) {
+    // Most values are printable ASCII with nothing to escape: copied at once.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -177,37 +179,44 @@ fn escape(s: &str, attr: bool) -> String {
             }
         }
     }
-    out
 }
 
 // ---------------------------------------------------------------------------
 // Value checks
 
-type Attrs = Vec<(&'static str, String)>;
+type Attrs<'a> = Vec<(&'static str, Cow<'a, str>)>;
 
+/// Empty once the characters XML forbids are stripped.
 fn is_blank(s: &str) -> bool {
-    strip_forbidden(s).is_empty()
+    !s.chars().any(is_xml_char)
 }
 
 /// Pushes an optional string attribute, rejecting an empty value.
-fn opt_str(
-    attrs: &mut Attrs,
+fn opt_str<'a>(
+    attrs: &mut Attrs<'a>,
     element: &'static str,
     name: &'static str,
-    value: Option<&String>,
+    value: Option<&'a String>,
 ) -> Result<(), RenderError> {
     if let Some(v) = value {
         if is_blank(v) {
             return Err(invalid(element, name, "must not be empty"));
         }
-        attrs.push((name, v.clone()));
+        attrs.push((name, Cow::Borrowed(v)));
     }
     Ok(())
 }
 
-fn opt_display(attrs: &mut Attrs, name: &'static str, value: Option<impl fmt::Display>) {
+fn opt_display(attrs: &mut Attrs<'_>, name: &'static str, value: Option<impl fmt::Display>) {
     if let Some(v) = value {
-        attrs.push((name, v.to_string()));
+        attrs.push((name, Cow::Owned(v.to_string())));
+    }
+}
+
+/// A fixed attribute value (`method="POST"`).
+fn opt_static(attrs: &mut Attrs<'_>, name: &'static str, value: Option<&'static str>) {
+    if let Some(v) = value {
+        attrs.push((name, Cow::Borrowed(v)));
     }
 }
 
@@ -254,58 +263,51 @@ fn break_time(d: Duration) -> Result<String, RenderError> {
 // Writing
 
 struct Out {
-    writer: Writer<Vec<u8>>,
-}
-
-/// `name a="1" b="2"` with attributes sorted by name and values escaped.
-fn tag(name: &str, mut attrs: Attrs) -> String {
-    attrs.sort_by(|a, b| a.0.cmp(b.0));
-    let mut s = String::from(name);
-    for (key, value) in attrs {
-        s.push(' ');
-        s.push_str(key);
-        s.push_str("=\"");
-        s.push_str(&escape(&value, true));
-        s.push('"');
-    }
-    s
+    buf: String,
 }
 
 impl Out {
-    fn event(&mut self, event: Event<'_>) -> Result<(), RenderError> {
-        self.writer
-            .write_event(event)
-            .map_err(|e| RenderError::Write {
-                message: e.to_string(),
-            })
+    /// `<name a="1" b="2"` with attributes sorted by name and values escaped.
+    fn tag(&mut self, name: &str, mut attrs: Attrs<'_>) {
+        attrs.sort_by(|a, b| a.0.cmp(b.0));
+        self.buf.push('<');
+        self.buf.push_str(name);
+        for (key, value) in attrs {
+            self.buf.push(' ');
+            self.buf.push_str(key);
+            self.buf.push_str("=\"");
+            escape_into(&mut self.buf, &value, true);
+            self.buf.push('"');
+        }
     }
 
-    fn open(&mut self, name: &str, attrs: Attrs) -> Result<(), RenderError> {
-        let content = tag(name, attrs);
-        self.event(Event::Start(BytesStart::from_content(content, name.len())))
+    fn open(&mut self, name: &str, attrs: Attrs<'_>) -> Result<(), RenderError> {
+        self.tag(name, attrs);
+        self.buf.push('>');
+        Ok(())
     }
 
     /// Self-closed element in Python's style, with a space before `/>`.
-    fn empty(&mut self, name: &str, attrs: Attrs) -> Result<(), RenderError> {
-        let mut content = tag(name, attrs);
-        content.push(' ');
-        self.event(Event::Empty(BytesStart::from_content(content, name.len())))
+    fn empty(&mut self, name: &str, attrs: Attrs<'_>) -> Result<(), RenderError> {
+        self.tag(name, attrs);
+        self.buf.push_str(" />");
+        Ok(())
     }
 
     fn close(&mut self, name: &str) -> Result<(), RenderError> {
-        self.event(Event::End(BytesEnd::new(name)))
+        self.buf.push_str("</");
+        self.buf.push_str(name);
+        self.buf.push('>');
+        Ok(())
     }
 
     fn text(&mut self, text: &str) -> Result<(), RenderError> {
-        let escaped = escape(text, false);
-        if escaped.is_empty() {
-            return Ok(());
-        }
-        self.event(Event::Text(BytesText::from_escaped(escaped)))
+        escape_into(&mut self.buf, text, false);
+        Ok(())
     }
 
     /// `<name attrs>body</name>`.
-    fn with_body(&mut self, name: &str, attrs: Attrs, body: &str) -> Result<(), RenderError> {
+    fn with_body(&mut self, name: &str, attrs: Attrs<'_>, body: &str) -> Result<(), RenderError> {
         self.open(name, attrs)?;
         self.text(body)?;
         self.close(name)
@@ -349,9 +351,11 @@ impl Out {
                             "must be one or more ASCII digits",
                         ));
                     }
-                    self.with_body("say-as", vec![("interpret-as", "digits".into())], d)?;
+                    self.with_body("say-as", vec![("interpret-as", Cow::Borrowed("digits"))], d)?;
                 }
-                SaySegment::Break(d) => self.empty("break", vec![("time", break_time(*d)?)])?,
+                SaySegment::Break(d) => {
+                    self.empty("break", vec![("time", Cow::Owned(break_time(*d)?))])?;
+                }
             }
         }
         self.close(E)
@@ -362,7 +366,7 @@ impl Out {
         let mut attrs = Attrs::new();
         if let Some(d) = &play.digits {
             check_dtmf(E, "digits", d)?;
-            attrs.push(("digits", d.clone()));
+            attrs.push(("digits", Cow::Borrowed(d)));
         }
         opt_display(&mut attrs, "loop", play.loop_count);
         match &play.url {
@@ -390,16 +394,16 @@ impl Out {
         );
         match gather.finish_on_key {
             None => {}
-            Some(FinishOnKey::Disabled) => attrs.push(("finishOnKey", String::new())),
+            Some(FinishOnKey::Disabled) => attrs.push(("finishOnKey", Cow::Borrowed(""))),
             Some(FinishOnKey::Key(k)) => {
                 if !(k.is_ascii_digit() || k == '*' || k == '#') {
                     return Err(invalid(E, "finishOnKey", "must be one of 0-9, * or #"));
                 }
-                attrs.push(("finishOnKey", k.to_string()));
+                attrs.push(("finishOnKey", Cow::Owned(k.to_string())));
             }
         }
-        opt_display(&mut attrs, "input", gather.input.map(|i| i.as_str()));
-        opt_display(&mut attrs, "method", gather.method.map(|m| m.as_str()));
+        opt_static(&mut attrs, "input", gather.input.map(|i| i.as_str()));
+        opt_static(&mut attrs, "method", gather.method.map(|m| m.as_str()));
         if gather.num_digits == Some(0) {
             return Err(invalid(E, "numDigits", "must be at least 1"));
         }
@@ -425,7 +429,7 @@ impl Out {
             return Err(invalid(E, "url", "must not be empty"));
         }
         let mut attrs = Attrs::new();
-        opt_display(&mut attrs, "method", redirect.method.map(|m| m.as_str()));
+        opt_static(&mut attrs, "method", redirect.method.map(|m| m.as_str()));
         self.with_body(E, attrs, &redirect.url)
     }
 
@@ -434,9 +438,9 @@ impl Out {
         check_queue_name(E, &enqueue.queue)?;
         let mut attrs = Attrs::new();
         opt_str(&mut attrs, E, "action", enqueue.action.as_ref())?;
-        opt_display(&mut attrs, "method", enqueue.method.map(|m| m.as_str()));
+        opt_static(&mut attrs, "method", enqueue.method.map(|m| m.as_str()));
         opt_str(&mut attrs, E, "waitUrl", enqueue.wait_url.as_ref())?;
-        opt_display(
+        opt_static(
             &mut attrs,
             "waitUrlMethod",
             enqueue.wait_url_method.map(|m| m.as_str()),
@@ -452,7 +456,7 @@ impl Out {
         let mut attrs = Attrs::new();
         opt_str(&mut attrs, E, "action", dial.action.as_ref())?;
         opt_str(&mut attrs, E, "callerId", dial.caller_id.as_ref())?;
-        opt_display(&mut attrs, "method", dial.method.map(|m| m.as_str()));
+        opt_static(&mut attrs, "method", dial.method.map(|m| m.as_str()));
         opt_display(&mut attrs, "timeout", dial.timeout);
         self.open(E, attrs)?;
         for noun in &dial.nouns {
@@ -464,7 +468,7 @@ impl Out {
                     let mut attrs = Attrs::new();
                     if let Some(d) = &n.send_digits {
                         check_dtmf("Number", "sendDigits", d)?;
-                        attrs.push(("sendDigits", d.clone()));
+                        attrs.push(("sendDigits", Cow::Borrowed(d)));
                     }
                     self.with_body("Number", attrs, &n.number)?;
                 }

@@ -22,7 +22,6 @@
 //! `querystring` re-encoding (so `'` and `%27` both pass) is deliberately not
 //! implemented; the engine must pass the URL exactly as Twilio requested it.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use base64::Engine as _;
@@ -30,7 +29,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
 /// Name of the HTTP header carrying the signature.
 pub const HEADER_NAME: &str = "X-Twilio-Signature";
@@ -82,20 +81,23 @@ pub fn compute(token: &[u8], url: &str, params: &[(String, String)]) -> String {
 fn mac_for(token: &[u8], url: &str, params: &[(String, String)]) -> Option<Hmac<Sha1>> {
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(token).ok()?;
     mac.update(url.as_bytes());
-    let mut sorted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for (key, value) in params {
-        sorted
-            .entry(key.as_str())
-            .or_default()
-            .insert(value.as_str());
-    }
-    for (key, values) in sorted {
-        for value in values {
-            mac.update(key.as_bytes());
-            mac.update(value.as_bytes());
-        }
-    }
+    for_each_signed_param(params, |part| mac.update(part));
     Some(mac)
+}
+
+/// Feeds the parameters in signing order: sorted by name, each name's distinct values sorted,
+/// name then value for each (duplicate name/value pairs count once, as Twilio's libraries do).
+fn for_each_signed_param(params: &[(String, String)], mut feed: impl FnMut(&[u8])) {
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for (key, value) in sorted {
+        feed(key.as_bytes());
+        feed(value.as_bytes());
+    }
 }
 
 /// Validates a form-encoded (or GET) request.
@@ -117,12 +119,25 @@ pub fn validate(
         Some(h) if !h.is_empty() => h,
         _ => return Err(SignatureError::MissingHeader),
     };
-    let mut ok = Choice::from(0);
-    for candidate in url_candidates(url) {
-        let expected = compute(token, &candidate, params);
-        ok |= expected.as_bytes().ct_eq(header.as_bytes());
-    }
-    if bool::from(ok) {
+    // The sorted parameters are signed after whichever URL form Twilio used: built once.
+    let mut signed = Vec::new();
+    for_each_signed_param(params, |part| signed.extend_from_slice(part));
+    let matches = |candidate: &str| -> bool {
+        let Ok(mut mac) = <Hmac<Sha1> as Mac>::new_from_slice(token) else {
+            return false;
+        };
+        mac.update(candidate.as_bytes());
+        mac.update(&signed);
+        let mut expected = [0u8; 28];
+        let Ok(n) = STANDARD.encode_slice(mac.finalize().into_bytes(), &mut expected) else {
+            return false;
+        };
+        bool::from(expected[..n].ct_eq(header.as_bytes()))
+    };
+    // Each comparison is constant-time; stopping at the first match only tells which URL
+    // form matched, which the caller learns anyway. The other forms are built only when the
+    // URL as given does not match.
+    if matches(url) || url_candidates(url).iter().skip(1).any(|c| matches(c)) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)

@@ -203,11 +203,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     }
 }
 
-/// Cross-replica mutual exclusion per call: while one replica holds a call's lease, no other
-/// replica runs a step of that call (so a webhook posted to two replicas at once has one
-/// effect). A lease expires by itself after its ttl unless its holder renews it, so a crashed
-/// holder blocks nobody for long.
-pub trait CallLeases: Send + Sync + fmt::Debug {
+/// Cross-replica mutual exclusion per call, kept by a session store shared by replicas for
+/// its own sessions: while one replica holds a call's lease, no other replica runs a step of
+/// that call (so a webhook posted to two replicas at once has one effect). A lease expires by
+/// itself after its ttl unless its holder renews it, so a crashed holder blocks nobody for
+/// long. A webhook takes the lease and loads the session together (`acquire_and_load`) and
+/// saves and gives the lease back together (`save_and_release`): a store that can do each in
+/// one round trip overrides them.
+pub trait CallLeases: SessionStore {
     /// Takes the lease of `call_sid` with `token` for `ttl_ms` if nobody holds it:
     /// `Ok(true)` taken, `Ok(false)` held by someone else.
     fn try_acquire<'a>(
@@ -231,6 +234,46 @@ pub trait CallLeases: Send + Sync + fmt::Debug {
         call_sid: &'a str,
         token: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// `try_acquire`, then, when taken, `load`: `Ok(None)` when someone else holds the lease,
+    /// `Ok(Some(loaded))` when it is now `token`'s. A failed load gives the lease back.
+    #[allow(clippy::type_complexity)] // Option<Option<..>>: busy, or taken with what `load` says
+    fn acquire_and_load<'a>(
+        &'a self,
+        call_sid: &'a str,
+        token: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<Option<(Session, u64)>>, StoreError>> {
+        Box::pin(async move {
+            if !self.try_acquire(call_sid, token, ttl_ms).await? {
+                return Ok(None);
+            }
+            match self.load(call_sid).await {
+                Ok(loaded) => Ok(Some(loaded)),
+                Err(e) => {
+                    let _ = self.release(call_sid, token).await;
+                    Err(e)
+                }
+            }
+        })
+    }
+    /// `save`, then `release` whatever the save's outcome (the request is over either way; a
+    /// lease that could not be given back expires by itself, so only the save's result counts).
+    fn save_and_release<'a>(
+        &'a self,
+        session: Session,
+        expected: u64,
+        ttl_ms: u64,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let call_sid = session.call_sid.clone();
+            let saved = self.save(session, expected, ttl_ms).await;
+            if let Err(e) = self.release(&call_sid, token).await {
+                tracing::warn!(call = %call_sid, error = %e, "call lease not released; it expires by itself");
+            }
+            saved
+        })
+    }
 }
 
 /// A message to send: a one-time code, or a notice after a reset.

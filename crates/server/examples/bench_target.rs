@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Live calls, each waiting at the employee-ID Gather.
     let before = rss_bytes();
     let mut requests = String::with_capacity(calls * 64);
-    let mut json_bytes = 0usize;
+    let mut stored_bytes = 0usize;
     for i in 0..calls {
         let sid = format!("CA{i:032x}");
         let mut s = engine_for_flow.new_session(&loaded.flow, &sid, "+15555550100");
@@ -116,7 +116,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .step(&loaded.flow, &mut s, Event::Start)
             .await;
         if i == 0 {
-            json_bytes = serde_json::to_vec(&s)?.len();
+            stored_bytes = resetline_store::encode(&s)
+                .map_err(|e| e.to_string())?
+                .len();
         }
         store
             .save(s, 0, 3_600_000)
@@ -138,7 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(dir.join("requests.txt"), requests)?;
     let per_session = after.saturating_sub(before) as f64 / calls as f64;
     let mut memory = format!(
-        "live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_json_bytes {json_bytes}\n"
+        "live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_stored_bytes {stored_bytes}\n"
     );
 
     // The same calls in Redis, for the Redis-backed app.
@@ -214,7 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Arc::new(CountingAudit::default()),
                 root.join("voice-prompts"),
             )
-            .with_leases(Arc::new(redis));
+            .with_leases(Arc::new(redis))?;
             Some((port, state))
         }
         _ => None,

@@ -51,7 +51,7 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     audit: Arc<dyn resetline_engine::AuditSink>,
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
-    leases: std::sync::OnceLock<Arc<dyn CallLeases>>,
+    leases: std::sync::OnceLock<Leases>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
     refusals: RefusalBudget,
@@ -114,10 +114,21 @@ impl AppState {
     }
 
     /// With a store shared by several replicas: every webhook of a call also takes the call's
-    /// lease there, so two replicas never run a step of one call at once. Call once, at setup.
-    pub fn with_leases(self, leases: Arc<dyn CallLeases>) -> Self {
-        let _ = self.inner.leases.set(leases);
-        self
+    /// lease there, so two replicas never run a step of one call at once. `shared` is the
+    /// session store given to `new` (sessions are then loaded with the lease and saved with
+    /// its release, one round trip each). Call once, at setup; fails only without randomness
+    /// for this process's holder id.
+    pub fn with_leases(self, shared: Arc<dyn CallLeases>) -> Result<Self, BackendError> {
+        let mut raw = [0u8; 8];
+        self.inner.engine.random.fill(&mut raw).map_err(|_| {
+            BackendError::new("call lease", "no randomness for the lease holder id")
+        })?;
+        let _ = self.inner.leases.set(Leases {
+            store: shared,
+            holder: raw.iter().map(|b| format!("{b:02x}")).collect(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        });
+        Ok(self)
     }
 
     /// The flow registry (for reloads).
@@ -338,27 +349,26 @@ async fn incoming(
             tracing::warn!(flow = %flow_id, "call for a flow that is not loaded");
             return twiml_response(not_found_twiml(&state, &flow_id));
         };
-        let _guard = match hold_call(&state, &call_sid).await {
-            Ok(g) => g,
+        let (mut guard, stored) = match take_call(&state, &call_sid).await {
+            Ok(taken) => taken,
             Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
         };
         let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
-        let (mut session, revision) = match state.inner.store.load(&call_sid).await {
-            Ok(Some((s, rev))) => (s, rev),
-            Ok(None) if state.inner.audit.refuses_new_calls() => {
+        let (mut session, revision) = match stored {
+            Some(found) => found,
+            None if state.inner.audit.refuses_new_calls() => {
                 state.inner.metrics.audit_refused_call();
                 tracing::error!(flow = %flow_id, "new call refused: the audit sink is down (audit.on_failure: refuse, or its retry buffer is full)");
                 return apology(&state, &flow_id);
             }
-            Ok(None) => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
-            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
+            None => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
-        let step = engine.step(&flow.flow, &mut session, Event::Start).await;
+        let step = guard.renewing(engine.step(&flow.flow, &mut session, Event::Start)).await;
         if !step.replayed && revision == 0 {
             state.inner.metrics.call_started();
         }
-        finish_step(&state, &flow_id, &flow.flow, session, revision, step).await
+        finish_step(&state, &flow_id, &flow.flow, session, revision, step, &mut guard).await
     })
     .await
 }
@@ -422,17 +432,13 @@ async fn step_common(
             return (StatusCode::NOT_FOUND, "no such step\n").into_response();
         };
         tracing::Span::current().record("call", call_sid.as_str());
-        let _guard = match hold_call(&state, &call_sid).await {
-            Ok(g) => g,
+        let (mut guard, stored) = match take_call(&state, &call_sid).await {
+            Ok(taken) => taken,
             Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
         };
-        let (mut session, revision) = match state.inner.store.load(&call_sid).await {
-            Ok(Some(found)) => found,
-            Ok(None) => {
-                tracing::info!(flow = %flow_id, "webhook for an unknown or expired call");
-                return twiml_response(not_found_twiml(&state, &flow_id));
-            }
-            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
+        let Some((mut session, revision)) = stored else {
+            tracing::info!(flow = %flow_id, "webhook for an unknown or expired call");
+            return twiml_response(not_found_twiml(&state, &flow_id));
         };
         let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version).filter(|_| session.flow_id == flow_id) else {
             tracing::warn!(flow = %flow_id, version = %session.flow_version, "call's flow version is no longer loaded");
@@ -445,9 +451,9 @@ async fn step_common(
             _ => Event::Transfer { token, result: hook.get("QueueResult").or(hook.get("DialCallStatus")).unwrap_or("failed").to_string() },
         };
         drop(hook);
-        let step = engine.step(&loaded.flow, &mut session, event).await;
+        let step = guard.renewing(engine.step(&loaded.flow, &mut session, event)).await;
         tracing::Span::current().record("node", session.node.as_str());
-        finish_step(&state, &flow_id, &loaded.flow, session, revision, step).await
+        finish_step(&state, &flow_id, &loaded.flow, session, revision, step, &mut guard).await
     })
     .await
 }
@@ -478,15 +484,15 @@ async fn status(
             if !final_status {
                 return StatusCode::NO_CONTENT.into_response();
             }
-            let guard = match hold_call(&state, &call_sid).await {
-                Ok(g) => g,
+            let (mut guard, stored) = match take_call(&state, &call_sid).await {
+                Ok(taken) => taken,
                 Err(e) => {
                     state.inner.metrics.store_failed();
                     tracing::warn!(error = %e, "could not record the hang-up");
                     return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
                 }
             };
-            if let Ok(Some((mut session, revision))) = state.inner.store.load(&call_sid).await
+            if let Some((mut session, revision)) = stored
                 && let Some(loaded) = state
                     .inner
                     .flows
@@ -497,11 +503,13 @@ async fn status(
                     ..state.inner.engine.clone()
                 };
                 let was_open = session.ended.is_none();
-                let step = engine.step(&loaded.flow, &mut session, Event::Hangup).await;
+                let step = guard
+                    .renewing(engine.step(&loaded.flow, &mut session, Event::Hangup))
+                    .await;
                 if was_open && let Some(outcome) = &session.ended {
                     state.inner.metrics.call_ended(outcome);
                 }
-                if let Err(e) = save(&state, &loaded.flow, session, revision).await {
+                if let Err(e) = save(&state, &loaded.flow, session, revision, &mut guard).await {
                     tracing::warn!(error = %e, "could not record the hang-up");
                 }
                 append_audit(&state, step.audit).await;
@@ -522,22 +530,34 @@ const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(1);
 /// takes at most 12 s).
 const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(13);
 
+/// The shared store's call leases, and this process's holder id: a lease token is
+/// `<holder>-<n>`, unique across replicas (random holder) and requests (counter).
+#[derive(Debug)]
+struct Leases {
+    store: Arc<dyn CallLeases>,
+    holder: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// A lease this request holds.
+struct Held {
+    store: Arc<dyn CallLeases>,
+    call: String,
+    token: String,
+}
+
 /// Exclusive hold of one call for one request: the in-process lock, and with a shared store
-/// the call's lease (renewed in the background while held). Dropping it releases both.
+/// the call's lease (given back with the session's save, or on drop).
 struct CallGuard {
     _local: tokio::sync::OwnedMutexGuard<()>,
-    lease: Option<(Arc<dyn CallLeases>, String, String)>,
-    renewal: Option<tokio::task::JoinHandle<()>>,
+    lease: Option<Held>,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
-        if let Some((leases, call, token)) = self.lease.take() {
+        if let Some(Held { store, call, token }) = self.lease.take() {
             tokio::spawn(async move {
-                if let Err(e) = leases.release(&call, &token).await {
+                if let Err(e) = store.release(&call, &token).await {
                     tracing::warn!(call = %call, error = %e, "call lease not released; it expires by itself");
                 }
             });
@@ -545,62 +565,99 @@ impl Drop for CallGuard {
     }
 }
 
-/// Takes the call for this request (one request per call at a time, across replicas too).
-/// A request that finds another replica running the call waits until that one saved, then
-/// runs against the saved session: a retried webhook then gets the stored answer replayed.
-async fn hold_call(state: &AppState, call_sid: &str) -> Result<CallGuard, StoreError> {
-    let lock = state
-        .inner
-        .locks
-        .entry(call_sid.to_string())
-        .or_default()
-        .clone();
+impl CallGuard {
+    /// Runs `work` (a step: backend calls of up to 12 s) while renewing the call's lease every
+    /// `LEASE_RENEW`, so it does not lapse under a slow step. A lost lease is logged and the
+    /// work finishes: the save's compare-and-swap still guards the session.
+    async fn renewing<F: std::future::Future>(&self, work: F) -> F::Output {
+        let Some(held) = &self.lease else {
+            return work.await;
+        };
+        let mut work = std::pin::pin!(work);
+        let renew = async {
+            loop {
+                tokio::time::sleep(LEASE_RENEW).await;
+                match held
+                    .store
+                    .renew(&held.call, &held.token, LEASE_TTL_MS)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(call = %held.call, "call lease lost while held; the save's compare-and-swap still guards the session");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(call = %held.call, error = %e, "call lease not renewed");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            out = &mut work => out,
+            () = renew => work.await,
+        }
+    }
+}
+
+/// Takes the call for this request (one request per call at a time, across replicas too) and
+/// loads its session. A request that finds another replica running the call waits until that
+/// one saved, then runs against the saved session: a retried webhook then gets the stored
+/// answer replayed.
+#[allow(clippy::type_complexity)] // the guard and what the store holds for the call
+async fn take_call(
+    state: &AppState,
+    call_sid: &str,
+) -> Result<(CallGuard, Option<(resetline_engine::Session, u64)>), StoreError> {
+    let lock = match state.inner.locks.get(call_sid) {
+        Some(lock) => lock.clone(),
+        None => state
+            .inner
+            .locks
+            .entry(call_sid.to_string())
+            .or_default()
+            .clone(),
+    };
     let local = lock.lock_owned().await;
     let Some(leases) = state.inner.leases.get() else {
-        return Ok(CallGuard {
-            _local: local,
-            lease: None,
-            renewal: None,
-        });
+        let loaded = state.inner.store.load(call_sid).await?;
+        return Ok((
+            CallGuard {
+                _local: local,
+                lease: None,
+            },
+            loaded,
+        ));
     };
-    let mut raw = [0u8; 16];
-    state.inner.engine.random.fill(&mut raw).map_err(|_| {
-        StoreError::Backend(BackendError::new(
-            "call lease",
-            "no randomness for a lease token",
-        ))
-    })?;
-    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let n = leases
+        .next
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = format!("{}-{n:x}", leases.holder);
     let deadline = Instant::now() + LEASE_WAIT;
     let mut pause = std::time::Duration::from_millis(5);
-    while !leases.try_acquire(call_sid, &token, LEASE_TTL_MS).await? {
+    loop {
+        if let Some(loaded) = leases
+            .store
+            .acquire_and_load(call_sid, &token, LEASE_TTL_MS)
+            .await?
+        {
+            let guard = CallGuard {
+                _local: local,
+                lease: Some(Held {
+                    store: leases.store.clone(),
+                    call: call_sid.to_string(),
+                    token,
+                }),
+            };
+            return Ok((guard, loaded));
+        }
         if Instant::now() >= deadline {
             return Err(StoreError::Backend(BackendError::timeout("call lease")));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
-    let renewal = {
-        let (leases, call, token) = (leases.clone(), call_sid.to_string(), token.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LEASE_RENEW).await;
-                match leases.renew(&call, &token, LEASE_TTL_MS).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(call = %call, "call lease lost while held; the save's compare-and-swap still guards the session");
-                        return;
-                    }
-                    Err(e) => tracing::warn!(call = %call, error = %e, "call lease not renewed"),
-                }
-            }
-        })
-    };
-    Ok(CallGuard {
-        _local: local,
-        lease: Some((leases.clone(), call_sid.to_string(), token)),
-        renewal: Some(renewal),
-    })
 }
 
 /// Runs a handler body inside its tracing span and records its latency and status.
@@ -628,11 +685,12 @@ async fn finish_step(
     session: resetline_engine::Session,
     revision: u64,
     step: resetline_engine::Step,
+    guard: &mut CallGuard,
 ) -> Response {
     ended_metric(state, &session, &step.actions, step.replayed);
-    let session_sid = session.call_sid.clone();
     if !step.replayed {
-        let saved = save(state, flow, session, revision).await;
+        let session_sid = session.call_sid.clone();
+        let saved = save(state, flow, session, revision, guard).await;
         // What the step did happened, saved or not: it is always audited.
         append_audit(state, step.audit).await;
         if let Err(e) = saved {
@@ -678,16 +736,16 @@ async fn sms_status(
             _ => return StatusCode::NO_CONTENT.into_response(),
         };
         let message = hook.get("MessageSid").or(hook.get("SmsSid")).unwrap_or_default().to_string();
-        let _guard = match hold_call(&state, &call).await {
-            Ok(g) => g,
+        let (mut guard, stored) = match take_call(&state, &call).await {
+            Ok(taken) => taken,
             Err(e) => {
                 state.inner.metrics.store_failed();
                 tracing::warn!(call = %call, error = %e, "delivery report not recorded");
                 return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
             }
         };
-        match state.inner.store.load(&call).await {
-            Ok(Some((mut session, revision))) => {
+        match stored {
+            Some((mut session, revision)) => {
                 let matches = session.otp.as_ref().is_some_and(|o| o.message_id.as_deref() == Some(message.as_str()));
                 if !matches {
                     tracing::info!(call = %call, "delivery report for an older message; ignored");
@@ -700,42 +758,46 @@ async fn sms_status(
                 let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version) else {
                     return StatusCode::NO_CONTENT.into_response();
                 };
-                if let Err(e) = save(&state, &loaded.flow, session, revision).await {
+                if let Err(e) = save(&state, &loaded.flow, session, revision, &mut guard).await {
                     state.inner.metrics.store_failed();
                     tracing::warn!(call = %call, error = %e, "delivery report not recorded");
                     return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
                 }
                 StatusCode::NO_CONTENT.into_response()
             }
-            Ok(None) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => {
-                state.inner.metrics.store_failed();
-                tracing::warn!(call = %call, error = %e, "delivery report not recorded");
-                (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response()
-            }
+            None => StatusCode::NO_CONTENT.into_response(),
         }
     })
     .await
 }
 
 /// Saves with the TTL the call may still need: its remaining time plus a margin for late
-/// status callbacks.
+/// status callbacks. With a lease, the save gives it back too (unless the store failed: then
+/// the guard's drop tries again).
 async fn save(
     state: &AppState,
     flow: &resetline_flow::Flow,
     session: resetline_engine::Session,
     revision: u64,
+    guard: &mut CallGuard,
 ) -> Result<u64, StoreError> {
     let max_ms = flow
         .settings
         .max_call_seconds
         .as_ref()
         .map_or(600_000, |m| u64::from(m.value) * 1000);
-    state
-        .inner
+    let ttl_ms = max_ms + 300_000;
+    let Some(held) = guard.lease.take() else {
+        return state.inner.store.save(session, revision, ttl_ms).await;
+    };
+    let saved = held
         .store
-        .save(session, revision, max_ms + 300_000)
-        .await
+        .save_and_release(session, revision, ttl_ms, &held.token)
+        .await;
+    if matches!(saved, Err(StoreError::Backend(_))) {
+        guard.lease = Some(held);
+    }
+    saved
 }
 
 fn ended_metric(

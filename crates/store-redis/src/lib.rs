@@ -3,13 +3,15 @@
 //! ([`Lockouts`]) and per-call leases ([`CallLeases`]).
 //!
 //! Invariants:
-//! - **Every write that must not race is one Lua script on one key**: a session save is a
-//!   compare-and-swap on its revision (with its expiry), a counter hit counts only when
+//! - **Every write that must not race is one Lua script on one hash slot**: a session save is
+//!   a compare-and-swap on its revision (with its expiry), a counter hit counts only when
 //!   allowed and never loses an increment, a lockout update is a compare-and-swap on the
 //!   account's version (the rule itself stays [`LockState::after_failure`]), a lease is
-//!   `SET NX PX` with a random token and is released only by the token's holder.
-//! - **Cluster-ready keys**: every script touches one key; a call's keys share the hash tag
-//!   `{CallSid}` so they live on one slot.
+//!   `SET NX PX` with a token unique to its holder and is released only by that holder.
+//! - **Two round trips per webhook**: taking a call's lease also reads its session, and the
+//!   session's save also gives the lease back (each one script).
+//! - **Cluster-ready keys**: a script touches one key, or a call's keys, which share the hash
+//!   tag `{CallSid}` so they live on one slot.
 //! - **Nothing secret is stored**: sessions are the same versioned serialized bytes as the
 //!   memory store (`resetline_store::encode`/`decode`, which refuse a newer format); they hold
 //!   only keyed hashes of secrets, counters and lockouts are keyed by numbers and account ids.
@@ -80,6 +82,7 @@ struct Inner {
 
 struct Scripts {
     save: Script,
+    lease_load: Script,
     hit: Script,
     lock_cas: Script,
     renew: Script,
@@ -99,8 +102,10 @@ impl fmt::Debug for RedisStore {
 /// Saves a session if its revision is still the expected one; returns the new revision, or 0
 /// on a conflict. The value is `<revision>:<serialized session>` (one string: less memory
 /// than a hash once the session outgrows a listpack). KEYS[1] session; ARGV expected
-/// revision, bytes, ttl ms.
+/// revision, bytes, ttl ms. With KEYS[2] (the call's lease) and ARGV[4] (the holder's
+/// token) it also gives the lease back, saved or not: the request is over either way.
 const SAVE: &str = r"
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 local head = redis.call('GETRANGE', KEYS[1], 0, 20)
 local cur = 0
 if head ~= '' then cur = tonumber(string.match(head, '^(%d+):')) or -1 end
@@ -131,6 +136,14 @@ local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'f', ARGV[2], 'last', ARGV[3], 'until', ARGV[4], 'v', v + 1)
 return 1
+";
+
+/// Takes a call's lease and, when taken, reads its session in the same round trip: nil when
+/// someone else holds the lease, else `{1, <revision>:<session> or nil}`. KEYS[1] lease,
+/// KEYS[2] session; ARGV token, ttl ms.
+const LEASE_LOAD: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return {1, redis.call('GET', KEYS[2])}
 ";
 
 /// Compare-and-expire: only the lease's holder extends it. KEYS[1] lease; ARGV token, ttl ms.
@@ -221,6 +234,7 @@ impl RedisStore {
                 seq: AtomicU64::new(0),
                 scripts: Scripts {
                     save: Script::new(SAVE),
+                    lease_load: Script::new(LEASE_LOAD),
                     hit: Script::new(HIT),
                     lock_cas: Script::new(LOCK_CAS),
                     renew: Script::new(RENEW),
@@ -309,38 +323,32 @@ impl RedisStore {
                 redis::cmd("GET").arg(&key).query_async(&mut conn).await
             })
             .await?;
-        let Some(value) = value else {
-            return Ok(None);
-        };
-        let (rev, bytes) = split_revision(&value).ok_or_else(|| {
-            StoreError::Backend(BackendError::new(
-                "sessions",
-                "stored session has no revision",
-            ))
-        })?;
-        Ok(Some((resetline_store::decode(bytes)?, rev)))
+        value.map(|v| stored_session(&v)).transpose()
     }
 
+    /// Saves with the compare-and-swap; with `lease` (the holder's token) gives the call's
+    /// lease back in the same script.
     async fn save_session(
         &self,
         session: Session,
         expected: u64,
         ttl_ms: u64,
+        lease: Option<&str>,
     ) -> Result<u64, StoreError> {
         let bytes = resetline_store::encode(&session)?;
         let key = self.session_key(&session.call_sid);
+        let lease_key = lease.map(|_| self.lease_key(&session.call_sid));
         drop(session);
         let mut conn = self.inner.conn.clone();
         let script = &self.inner.scripts.save;
         let revision: u64 = self
             .run("sessions", async move {
-                script
-                    .key(&key)
-                    .arg(expected)
-                    .arg(bytes)
-                    .arg(ttl_ms.max(1))
-                    .invoke_async(&mut conn)
-                    .await
+                let mut call = script.key(&key);
+                call.arg(expected).arg(bytes).arg(ttl_ms.max(1));
+                if let (Some(lease_key), Some(token)) = (lease_key, lease) {
+                    call.key(lease_key).arg(token);
+                }
+                call.invoke_async(&mut conn).await
             })
             .await?;
         if revision == 0 {
@@ -375,11 +383,19 @@ impl RedisStore {
     }
 }
 
-/// `<revision>:<bytes>` -> (revision, bytes).
-fn split_revision(value: &[u8]) -> Option<(u64, &[u8])> {
-    let colon = value.iter().position(|&b| b == b':')?;
-    let rev = std::str::from_utf8(&value[..colon]).ok()?.parse().ok()?;
-    Some((rev, &value[colon + 1..]))
+/// A stored `<revision>:<encoded session>` value -> (session, revision).
+fn stored_session(value: &[u8]) -> Result<(Session, u64), StoreError> {
+    let split = value.iter().position(|&b| b == b':').and_then(|colon| {
+        let rev = std::str::from_utf8(&value[..colon]).ok()?.parse().ok()?;
+        Some((rev, &value[colon + 1..]))
+    });
+    let Some((rev, bytes)) = split else {
+        return Err(StoreError::Backend(BackendError::new(
+            "sessions",
+            "stored session has no revision",
+        )));
+    };
+    Ok((resetline_store::decode(bytes)?, rev))
 }
 
 impl SessionStore for RedisStore {
@@ -396,7 +412,7 @@ impl SessionStore for RedisStore {
         expected: u64,
         ttl_ms: u64,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.save_session(session, expected, ttl_ms))
+        Box::pin(self.save_session(session, expected, ttl_ms, None))
     }
 
     /// Not tracked with Redis (counting keys would cost a scan): always 0. Redis's own
@@ -574,6 +590,51 @@ impl CallLeases for RedisStore {
             .await
             .map(|_| ())
         })
+    }
+
+    fn acquire_and_load<'a>(
+        &'a self,
+        call_sid: &'a str,
+        token: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<Option<(Session, u64)>>, StoreError>> {
+        let lease = self.lease_key(call_sid);
+        let session = self.session_key(call_sid);
+        let mut conn = self.inner.conn.clone();
+        let script = &self.inner.scripts.lease_load;
+        Box::pin(async move {
+            let taken: Option<(u8, Option<Vec<u8>>)> = self
+                .run("call lease", async move {
+                    script
+                        .key(lease)
+                        .key(session)
+                        .arg(token)
+                        .arg(ttl_ms.max(1))
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await?;
+            let Some((_, value)) = taken else {
+                return Ok(None);
+            };
+            match value.map(|v| stored_session(&v)).transpose() {
+                Ok(loaded) => Ok(Some(loaded)),
+                Err(e) => {
+                    let _ = self.release(call_sid, token).await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn save_and_release<'a>(
+        &'a self,
+        session: Session,
+        expected: u64,
+        ttl_ms: u64,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self.save_session(session, expected, ttl_ms, Some(token)))
     }
 }
 

@@ -394,7 +394,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             setup.prompts_dir.clone(),
         );
         if let Some(leases) = shared.leases.clone() {
-            state = state.with_leases(leases);
+            state = state.with_leases(leases)?;
         }
 
         for (label, breaker) in &setup.circuits {

@@ -338,7 +338,7 @@ async fn incoming(
     if !plausible_flow_id(&flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
-    timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), async {
+    timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), Box::pin(async {
         let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
             Ok(found) => found,
             Err(r) => return r,
@@ -369,7 +369,7 @@ async fn incoming(
             state.inner.metrics.call_started();
         }
         finish_step(&state, &flow_id, &flow.flow, session, revision, step, &mut guard).await
-    })
+    }))
     .await
 }
 
@@ -423,7 +423,7 @@ async fn step_common(
     if !plausible_flow_id(&flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
-    timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), async {
+    timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), Box::pin(async {
         let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
             Ok(found) => found,
             Err(r) => return r,
@@ -454,7 +454,7 @@ async fn step_common(
         let step = guard.renewing(engine.step(&loaded.flow, &mut session, event)).await;
         tracing::Span::current().record("node", session.node.as_str());
         finish_step(&state, &flow_id, &loaded.flow, session, revision, step, &mut guard).await
-    })
+    }))
     .await
 }
 
@@ -472,7 +472,7 @@ async fn status(
         &state,
         "status",
         tracing::info_span!("webhook", route = "status", flow = %flow_id),
-        async {
+        Box::pin(async {
             let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
                 Ok(found) => found,
                 Err(r) => return r,
@@ -517,7 +517,7 @@ async fn status(
             drop(guard);
             state.inner.locks.remove(&call_sid);
             StatusCode::NO_CONTENT.into_response()
-        },
+        }),
     )
     .await
 }
@@ -660,12 +660,14 @@ async fn take_call(
     }
 }
 
-/// Runs a handler body inside its tracing span and records its latency and status.
+/// Runs a handler body inside its tracing span and records its latency and status. The body
+/// comes boxed: a step's future is several kilobytes, and unboxed it would be copied with
+/// every future that holds it (the handler's, axum's), on every webhook.
 async fn timed(
     state: &AppState,
     route: &'static str,
     span: tracing::Span,
-    body: impl std::future::Future<Output = Response>,
+    body: std::pin::Pin<Box<impl std::future::Future<Output = Response>>>,
 ) -> Response {
     let started = Instant::now();
     let response = body.instrument(span.clone()).await;
@@ -721,7 +723,7 @@ async fn sms_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    timed(&state, "sms_status", tracing::info_span!("webhook", route = "sms_status"), async {
+    timed(&state, "sms_status", tracing::info_span!("webhook", route = "sms_status"), Box::pin(async {
         let hook = match verify(&state, &uri, &headers, &body).await {
             Ok(h) => h,
             Err(r) => return r,
@@ -767,7 +769,7 @@ async fn sms_status(
             }
             None => StatusCode::NO_CONTENT.into_response(),
         }
-    })
+    }))
     .await
 }
 

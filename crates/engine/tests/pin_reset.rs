@@ -415,11 +415,3 @@ async fn a_step_deadline_cuts_off_a_call_that_fits_its_own_budget() {
         "the step deadline cut the lookup"
     );
 }
-
-#[test]
-fn zz_future_sizes() {
-    let r = rig(false, false);
-    let mut s = r.engine.new_session(&r.flow, "CA1", "+15555550100");
-    let f = r.engine.step(&r.flow, &mut s, Event::Start);
-    eprintln!("STEP FUTURE {}", std::mem::size_of_val(&f));
-}

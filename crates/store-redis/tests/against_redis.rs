@@ -235,6 +235,53 @@ async fn a_lease_has_one_holder_and_only_the_holder_releases_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_takes_the_lease_with_the_load_and_gives_it_back_with_the_save() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let a = store(&server, Arc::new(SystemClock));
+    let b = store(&server, Arc::new(SystemClock));
+    assert_eq!(
+        a.acquire_and_load("CA1", "tok-a", 10_000).await,
+        Ok(Some(None)),
+        "taken; no session yet"
+    );
+    assert_eq!(
+        b.acquire_and_load("CA1", "tok-b", 10_000).await,
+        Ok(None),
+        "held by a: b gets nothing, not even the session"
+    );
+    assert_eq!(
+        a.save_and_release(session("CA1"), 0, 60_000, "tok-a").await,
+        Ok(1)
+    );
+    assert_eq!(
+        b.acquire_and_load("CA1", "tok-b", 10_000).await,
+        Ok(Some(Some((session("CA1"), 1)))),
+        "the save gave the lease back: b takes it and reads a's session"
+    );
+    assert_eq!(
+        b.save_and_release(session("CA1"), 0, 60_000, "tok-b").await,
+        Err(StoreError::Conflict),
+        "a stale save still loses its compare-and-swap"
+    );
+    assert_eq!(
+        a.acquire_and_load("CA1", "tok-a", 10_000).await,
+        Ok(Some(Some((session("CA1"), 1)))),
+        "the lease was given back even though the save lost"
+    );
+    assert_eq!(
+        b.save_and_release(session("CA1"), 1, 60_000, "tok-b").await,
+        Ok(2),
+        "a save by a non-holder is still a compare-and-swap on the revision"
+    );
+    assert_eq!(
+        b.acquire_and_load("CA1", "tok-b", 10_000).await,
+        Ok(None),
+        "but it does not release a's lease"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhealthy_while_redis_is_down_and_recovers_by_itself() {
     let dir = tempfile::tempdir().expect("dir");
     let mut server = RedisServer::start(dir.path(), true).expect("redis");

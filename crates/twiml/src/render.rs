@@ -29,6 +29,9 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+
 use crate::twiml::{
     Dial, DialNoun, Enqueue, FinishOnKey, Gather, GatherChild, Pause, Play, Redirect, Response,
     Say, SaySegment, Verb,
@@ -108,10 +111,13 @@ fn invalid(element: &'static str, field: &'static str, reason: &'static str) -> 
 /// [`RenderError::TooLarge`] when the result exceeds [`MAX_DOCUMENT_BYTES`].
 pub fn render(response: &Response) -> Result<String, RenderError> {
     let mut out = Out {
-        buf: String::with_capacity(512),
+        writer: Writer::new(Vec::with_capacity(512)),
+        scratch: String::with_capacity(128),
     };
-    out.buf
-        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    Out::event(
+        &mut out.writer,
+        Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)),
+    )?;
     if response.verbs.is_empty() {
         out.empty("Response", Vec::new())?;
     } else {
@@ -121,13 +127,16 @@ pub fn render(response: &Response) -> Result<String, RenderError> {
         }
         out.close("Response")?;
     }
-    if out.buf.len() > MAX_DOCUMENT_BYTES {
+    let bytes = out.writer.into_inner();
+    if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(RenderError::TooLarge {
-            bytes: out.buf.len(),
+            bytes: bytes.len(),
             limit: MAX_DOCUMENT_BYTES,
         });
     }
-    Ok(out.buf)
+    String::from_utf8(bytes).map_err(|e| RenderError::Write {
+        message: e.to_string(),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -262,48 +271,61 @@ fn break_time(d: Duration) -> Result<String, RenderError> {
 // ---------------------------------------------------------------------------
 // Writing
 
+/// The document being written: quick-xml's writer, and one scratch buffer reused for every
+/// tag's content and text run (escaped here, in Python's way), so writing allocates nothing
+/// per element.
 struct Out {
-    buf: String,
+    writer: Writer<Vec<u8>>,
+    scratch: String,
 }
 
 impl Out {
-    /// `<name a="1" b="2"` with attributes sorted by name and values escaped.
+    fn event(writer: &mut Writer<Vec<u8>>, event: Event<'_>) -> Result<(), RenderError> {
+        writer.write_event(event).map_err(|e| RenderError::Write {
+            message: e.to_string(),
+        })
+    }
+
+    /// `name a="1" b="2"` into the scratch buffer, attributes sorted by name, values escaped.
     fn tag(&mut self, name: &str, mut attrs: Attrs<'_>) {
         attrs.sort_by(|a, b| a.0.cmp(b.0));
-        self.buf.push('<');
-        self.buf.push_str(name);
+        self.scratch.clear();
+        self.scratch.push_str(name);
         for (key, value) in attrs {
-            self.buf.push(' ');
-            self.buf.push_str(key);
-            self.buf.push_str("=\"");
-            escape_into(&mut self.buf, &value, true);
-            self.buf.push('"');
+            self.scratch.push(' ');
+            self.scratch.push_str(key);
+            self.scratch.push_str("=\"");
+            escape_into(&mut self.scratch, &value, true);
+            self.scratch.push('"');
         }
     }
 
     fn open(&mut self, name: &str, attrs: Attrs<'_>) -> Result<(), RenderError> {
         self.tag(name, attrs);
-        self.buf.push('>');
-        Ok(())
+        let start = BytesStart::from_content(self.scratch.as_str(), name.len());
+        Self::event(&mut self.writer, Event::Start(start))
     }
 
     /// Self-closed element in Python's style, with a space before `/>`.
     fn empty(&mut self, name: &str, attrs: Attrs<'_>) -> Result<(), RenderError> {
         self.tag(name, attrs);
-        self.buf.push_str(" />");
-        Ok(())
+        self.scratch.push(' ');
+        let start = BytesStart::from_content(self.scratch.as_str(), name.len());
+        Self::event(&mut self.writer, Event::Empty(start))
     }
 
     fn close(&mut self, name: &str) -> Result<(), RenderError> {
-        self.buf.push_str("</");
-        self.buf.push_str(name);
-        self.buf.push('>');
-        Ok(())
+        Self::event(&mut self.writer, Event::End(BytesEnd::new(name)))
     }
 
     fn text(&mut self, text: &str) -> Result<(), RenderError> {
-        escape_into(&mut self.buf, text, false);
-        Ok(())
+        self.scratch.clear();
+        escape_into(&mut self.scratch, text, false);
+        if self.scratch.is_empty() {
+            return Ok(());
+        }
+        let text = BytesText::from_escaped(self.scratch.as_str());
+        Self::event(&mut self.writer, Event::Text(text))
     }
 
     /// `<name attrs>body</name>`.

@@ -1,6 +1,7 @@
 -- wrk script for scripts/bench-webhooks: each request is the signed Gather callback of a
 -- different live call (CallSid and signature read from requests.txt), so every request does
--- the full work: signature check, session load, directory lookup, recording pause, save.
+-- the full work: signature check, session load, directory lookup (demo user 100001),
+-- recording pause, save.
 local threads = {}
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "2")
 local file = os.getenv("BENCH_REQUESTS")
@@ -29,7 +30,7 @@ end
 function request()
   idx = idx + 1
   local l = lines[idx] or lines[#lines]
-  local body = "CallSid=" .. l[1] .. "&Digits=1004217"
+  local body = "CallSid=" .. l[1] .. "&Digits=100001"
   return wrk.format("POST", "/voice/pin-reset/step/1", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Twilio-Signature"] = l[2],

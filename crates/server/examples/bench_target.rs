@@ -1,8 +1,8 @@
 //! Load-test target for `scripts/bench-webhooks` (not part of the product).
 //!
 //! Serves, in one process and on two ports: (1) the real `app(state)` with the shipped
-//! `pin-reset` flow, an in-memory directory, acknowledged recording control and the memory
-//! session store; (2) a bare axum handler answering every POST with a fixed TwiML string.
+//! `pin-reset` flow, the embedded directory with the demo users (as `resetline demo`),
+//! recording control that the carrier acknowledges at once, and the memory session store; (2) a bare axum handler answering every POST with a fixed TwiML string.
 //! Before serving it creates `--calls` live calls (each at its first Gather, as after the
 //! incoming-call webhook), writes one signed Gather callback per call to `<dir>/requests.txt`
 //! (`CallSid signature`), and reports resident memory per live session.
@@ -21,8 +21,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use resetline_engine::testing::{CallLog, MemoryDirectory, MemoryUser, ScriptedRecording};
-use resetline_engine::{Engine, Event, OsRandom, Secret, SessionStore, SystemClock};
+use resetline_engine::testing::CallLog;
+use resetline_engine::{
+    BackendError, BoxFuture, Engine, Event, OsRandom, Recording, RecordingAck, RecordingChange,
+    Secret, SessionStore, SystemClock,
+};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::MemoryStore;
 
@@ -49,6 +52,24 @@ impl resetline_engine::AuditSink for CountingAudit {
     }
 }
 
+/// The carrier acknowledges every recording pause/resume at once (the benchmark measures the
+/// step, not Twilio's REST API).
+#[derive(Debug)]
+struct Acknowledged;
+
+impl Recording for Acknowledged {
+    fn change<'a>(
+        &'a self,
+        _call_sid: &'a str,
+        _change: RecordingChange,
+    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
+        Box::pin(async { Ok(RecordingAck::Done) })
+    }
+}
+
+/// The employee ID each benchmark call enters (a demo user, `examples/demo/users.yaml`).
+const EMPLOYEE_ID: &str = "100001";
+
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -71,12 +92,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bare_port: u16 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(18082);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
 
-    let log = Arc::new(CallLog::default());
-    let users: Vec<MemoryUser> = vec![MemoryDirectory::dana()];
     let clock = Arc::new(SystemClock);
+    std::fs::create_dir_all(&dir)?;
+    let users = dir.join("users.yaml");
+    std::fs::copy(root.join("examples/demo/users.yaml"), &users)?;
+    let directory = resetline_connectors::embedded::EmbeddedDirectory::load(&users)?;
     let engine = Engine {
         catalogs: Arc::new(Default::default()),
-        directory: Arc::new(MemoryDirectory::new(users, Arc::new(CallLog::default()))),
+        directory: Arc::new(directory),
         messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(Arc::new(
             CallLog::default(),
         ))),
@@ -87,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         counters: Arc::new(resetline_engine::testing::NoCounters),
         limits: Default::default(),
         lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
-        recording: Arc::new(ScriptedRecording::ok(log)),
+        recording: Arc::new(Acknowledged),
         clock: clock.clone(),
         random: Arc::new(OsRandom),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
@@ -126,7 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| e.to_string())?;
         let params = vec![
             ("CallSid".to_string(), sid.clone()),
-            ("Digits".to_string(), "1004217".to_string()),
+            ("Digits".to_string(), EMPLOYEE_ID.to_string()),
         ];
         let sig = resetline_twiml::signature::compute(
             TOKEN.as_bytes(),
@@ -136,7 +159,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         requests.push_str(&format!("{sid} {sig}\n"));
     }
     let after = rss_bytes();
-    std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("requests.txt"), requests)?;
     let per_session = after.saturating_sub(before) as f64 / calls as f64;
     let mut memory = format!(

@@ -635,4 +635,5 @@ impl CallLeases for RedisStore {
     }
 }
 
+#[cfg(feature = "testing")]
 pub mod testing;

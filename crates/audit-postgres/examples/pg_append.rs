@@ -1,10 +1,11 @@
 //! Records/s appended to PostgreSQL by the audit sink: starts its own PostgreSQL 15 on
 //! 127.0.0.1 (fsync on, as in production; the test harness in `tests/support`), appends N
-//! records one call at a time (each its own INSERT and commit, as `serve` does), and prints
-//! the rate. Run:
+//! records one append at a time (each its own transaction and commit), then N more from
+//! CONCURRENCY appenders at once (as concurrent webhooks do: waiting appends share the next
+//! commit), and prints both rates. Run:
 //!
 //! ```text
-//! cargo run --release -p resetline-audit-postgres --example pg_append -- 5000
+//! cargo run --release -p resetline-audit-postgres --example pg_append -- 5000 64
 //! ```
 
 #![allow(clippy::print_stdout)]
@@ -24,6 +25,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(5000);
+    let concurrency: u32 = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(64);
     let pg = support::Postgres::start_with_fsync(true);
     let config = PgConfig {
         db: parse_url(&pg.url())?,
@@ -31,10 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         checkpoint_every: 1000,
     };
     let (sink, _) = PgAudit::open(config, AuditKey::new(&[7u8; 32])?).await?;
+    let sink = std::sync::Arc::new(sink);
     let t0 = time::OffsetDateTime::now_utc();
-    let started = Instant::now();
-    for i in 0..n {
-        let record = Record::new(
+    let record = move |i: u32| {
+        Record::new(
             t0,
             EventType::AuthnLoginFail,
             Outcome::Failure,
@@ -44,14 +50,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_account("E1234")
         .with_reason("wrong")
-        .with_node("verify_code");
-        sink.append_records(&[record]).await?;
+        .with_node("verify_code")
+    };
+    let started = Instant::now();
+    for i in 0..n {
+        sink.append_records(&[record(i)]).await?;
     }
-    let secs = started.elapsed().as_secs_f64();
+    let sequential = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let sink = sink.clone();
+        tasks.spawn(async move {
+            let mut i = n + w;
+            while i < 2 * n {
+                sink.append_records(&[record(i)]).await?;
+                i += concurrency;
+            }
+            Ok::<(), resetline_audit_postgres::PgError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let concurrent = started.elapsed().as_secs_f64();
     sink.close_at(time::OffsetDateTime::now_utc()).await?;
     println!(
-        "appended {n} records to PostgreSQL in {secs:.2} s: {:.0} records/s (one INSERT and commit each, fsync on)",
-        f64::from(n) / secs
+        "appended {n} records to PostgreSQL one append at a time in {sequential:.2} s: {:.0} records/s (a commit each, fsync on)",
+        f64::from(n) / sequential
+    );
+    println!(
+        "appended {n} records from {concurrency} concurrent appenders in {concurrent:.2} s: {:.0} records/s (group commit, fsync on)",
+        f64::from(n) / concurrent
     );
     Ok(())
 }

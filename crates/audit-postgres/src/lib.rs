@@ -36,6 +36,12 @@
 //!   The writer checkpoints every `checkpoint_every` records, before the first record of each
 //!   UTC day (so retention can cut at day boundaries), after a purge and on close.
 //!
+//! - **Group commit**: appends that arrive while a write is in flight wait for it, and the
+//!   next writer takes all of them at once: their records go in, in arrival order, in one
+//!   transaction with one commit (one fsync) for the lot, through one prepared INSERT. An
+//!   append returns only once its records are committed; when a batch fails, none of it is
+//!   written and every append in it gets the error (the server's retry buffer keeps them).
+//!
 //! # Why not a connection pool
 //!
 //! A chain has one writer and its appends are sequential by construction (each carries the
@@ -78,6 +84,9 @@ pub enum PgError {
     TlsUnsupported,
     /// A database error.
     Db(tokio_postgres::Error),
+    /// The batch this append was part of failed (another append in it found the error; its
+    /// text is here). Nothing of the batch was written.
+    Batch(String),
     /// Another writer holds the chain's lock.
     Locked {
         /// The chain.
@@ -128,6 +137,7 @@ impl fmt::Display for PgError {
                 Some(db) => write!(f, "PostgreSQL: {}", db.message()),
                 None => write!(f, "PostgreSQL: {e}"),
             },
+            PgError::Batch(detail) => write!(f, "audit batch not written: {detail}"),
             PgError::Locked { chain } => write!(
                 f,
                 "another writer holds audit chain {chain:?} (give each replica its own `audit.chain`)"
@@ -218,6 +228,8 @@ pub struct PgConfig {
 
 struct Writer {
     client: Option<Client>,
+    /// The record INSERT, prepared on the current connection.
+    insert: Option<tokio_postgres::Statement>,
     head: Option<ChainHead>,
     last_date: Option<Date>,
     since_checkpoint: u64,
@@ -229,8 +241,21 @@ pub struct PgAudit {
     config: PgConfig,
     key: AuditKey,
     writer: tokio::sync::Mutex<Writer>,
+    /// Appends waiting for the next batch (group commit), in arrival order.
+    queue: std::sync::Mutex<Vec<Queued>>,
     healthy: AtomicBool,
 }
+
+/// An append waiting for a batch: its records, and where its batch's outcome goes.
+struct Queued {
+    records: Vec<Record>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+const INSERT_RECORD: &str = "INSERT INTO audit_records \
+     (chain, seq, time, event, call_id, account, outcome, prev, mac, line) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (chain, seq) DO NOTHING";
 
 impl fmt::Debug for PgAudit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -272,11 +297,13 @@ impl PgAudit {
             key,
             writer: tokio::sync::Mutex::new(Writer {
                 client: None,
+                insert: None,
                 head: None,
                 last_date: None,
                 since_checkpoint: 0,
                 closed: false,
             }),
+            queue: std::sync::Mutex::new(Vec::new()),
             healthy: AtomicBool::new(true),
         };
         let resumed = {
@@ -373,6 +400,7 @@ impl PgAudit {
                 ),
             });
         }
+        w.insert = Some(client.prepare(INSERT_RECORD).await?);
         w.since_checkpoint = head.seq() - checkpointed;
         w.head = Some(head);
         w.last_date = last_date;
@@ -414,7 +442,9 @@ impl PgAudit {
         {
             self.checkpoint(w, record.time).await?;
         }
-        let (Some(client), Some(head)) = (w.client.as_ref(), w.head.as_mut()) else {
+        let (Some(client), Some(insert), Some(head)) =
+            (w.client.as_ref(), w.insert.as_ref(), w.head.as_mut())
+        else {
             return Err(PgError::Corrupt {
                 chain: self.config.chain.to_string(),
                 detail: "not connected".into(),
@@ -435,10 +465,7 @@ impl PgAudit {
         let seq = seq_i64(sealed.seq);
         let inserted = client
             .execute(
-                "INSERT INTO audit_records \
-                 (chain, seq, time, event, call_id, account, outcome, prev, mac, line) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (chain, seq) DO NOTHING",
+                insert,
                 &[
                     &chain,
                     &seq,
@@ -485,28 +512,69 @@ impl PgAudit {
     /// relocks and re-reads the head from the table.
     fn reset(&self, w: &mut Writer) {
         w.client = None;
+        w.insert = None;
         w.head = None;
         self.healthy.store(false, Ordering::Relaxed);
     }
 
-    /// Appends records in order.
+    /// Appends records in order, committed together with whatever other appends are waiting
+    /// (group commit); returns once they are committed.
     ///
     /// # Errors
-    /// [`PgError`]; records before the failing one are written.
+    /// [`PgError`]; nothing of the failed batch is written ([`PgError::Batch`] when another
+    /// append of the batch met the error).
     pub async fn append_records(&self, records: &[Record]) -> Result<(), PgError> {
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
+        self.lock_queue().push(Queued {
+            records: records.to_vec(),
+            done,
+        });
         let mut w = self.writer.lock().await;
-        for record in records {
-            let result = match self.ensure(&mut w).await {
-                Ok(()) => self.append_one(&mut w, record).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                self.reset(&mut w);
-                return Err(e);
-            }
+        if let Ok(result) = outcome.try_recv() {
+            // The writer before us took these records into its batch.
+            return result.map_err(PgError::Batch);
         }
-        self.healthy.store(true, Ordering::Relaxed);
-        Ok(())
+        let batch = std::mem::take(&mut *self.lock_queue());
+        let result = self.write_batch(&mut w, &batch).await;
+        if result.is_err() {
+            self.reset(&mut w);
+        } else {
+            self.healthy.store(true, Ordering::Relaxed);
+        }
+        // Outcomes go out before the writer is released: the next writer must find its
+        // records answered if this batch took them.
+        let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        for queued in batch {
+            let _ = queued.done.send(shared.clone());
+        }
+        drop(w);
+        result
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One transaction for every record of `batch`, in order.
+    async fn write_batch(&self, w: &mut Writer, batch: &[Queued]) -> Result<(), PgError> {
+        self.ensure(w).await?;
+        self.execute_on(w, "BEGIN").await?;
+        for record in batch.iter().flat_map(|q| &q.records) {
+            self.append_one(w, record).await?;
+        }
+        self.execute_on(w, "COMMIT").await
+    }
+
+    async fn execute_on(&self, w: &Writer, sql: &str) -> Result<(), PgError> {
+        let Some(client) = w.client.as_ref() else {
+            return Err(PgError::Corrupt {
+                chain: self.config.chain.to_string(),
+                detail: "not connected".into(),
+            });
+        };
+        Ok(client.batch_execute(sql).await?)
     }
 
     /// Retention: in one transaction, deletes the oldest records up to the newest signed
@@ -697,6 +765,11 @@ impl AuditSink for PgAudit {
 
     fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// One transaction per batch: all of an append's records, or none.
+    fn atomic_batches(&self) -> bool {
+        true
     }
 
     fn purge(&self, cutoff: OffsetDateTime) -> BoxFuture<'_, Result<u64, BackendError>> {

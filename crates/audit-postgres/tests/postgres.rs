@@ -434,3 +434,63 @@ async fn records_written_while_the_database_is_down_are_retried_in_order() {
         .await
         .expect("verify");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_committed_together_in_order_and_the_chain_verifies() {
+    let pg = Postgres::start();
+    let (sink, _) = PgAudit::open(pg_config(&pg, "group-1"), key())
+        .await
+        .expect("open");
+    let sink = Arc::new(sink);
+    let at = datetime!(2026-01-01 10:00 UTC);
+    const APPENDS: u32 = 48;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..APPENDS {
+        let sink = sink.clone();
+        tasks.spawn(async move {
+            sink.append_records(&[old_record(2 * i, at), old_record(2 * i + 1, at)])
+                .await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task").expect("every append is committed");
+    }
+    let client = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    let rows = client
+        .query(
+            "SELECT call_id, xmin::text FROM audit_records WHERE chain = 'group-1' ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 2 * APPENDS as usize, "nothing lost");
+    for pair in rows.chunks(2) {
+        let (a, b): (String, String) = (pair[0].get(0), pair[1].get(0));
+        let (a, b): (u32, u32) = (
+            a.trim_start_matches("CA").parse().expect("n"),
+            b.trim_start_matches("CA").parse().expect("n"),
+        );
+        assert_eq!(
+            (
+                a % 2,
+                b,
+                pair[0].get::<_, String>(1) == pair[1].get::<_, String>(1)
+            ),
+            (0, a + 1, true),
+            "an append's records stay together, in order, in one transaction"
+        );
+    }
+    let transactions: std::collections::BTreeSet<String> =
+        rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    assert!(
+        transactions.len() < APPENDS as usize / 2,
+        "appends waiting for a commit share the next one: {} transactions for {APPENDS} appends",
+        transactions.len()
+    );
+    let report = verify(&client, &chain("group-1"), &key())
+        .await
+        .expect("the chain verifies");
+    assert_eq!(report.records, u64::from(2 * APPENDS));
+}

@@ -386,6 +386,13 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
         true
     }
 
+    /// True when an `append` that fails has written none of its records (one transaction):
+    /// a caller may then hand over several records at once and retry them all. False (the
+    /// default): records before the failing one may be written, so a caller that retries
+    /// hands them over one at a time.
+    fn atomic_batches(&self) -> bool {
+        false
+    }
     /// Counters for metrics (records waiting for a retry, retried, dropped).
     fn stats(&self) -> AuditStats {
         AuditStats::default()

@@ -11,7 +11,10 @@
 //!   apology) until the queue is empty. A full queue refuses new calls whatever the policy
 //!   and drops further records with an error log and a counter — never silently.
 //!
-//! Invariants: records reach the sink in the order they were appended; `append` returns
+//! Invariants: records reach the sink in the order they were appended — within an append,
+//! and behind whatever waits for a retry (concurrent appends from different calls are
+//! written side by side, so a sink can commit them together; a call's webhooks run one at a
+//! time, so its records keep their order); `append` returns
 //! `Ok` only once the sink accepted the records under its durability policy; a record the
 //! sink cannot encode is replaced by a stand-in saying so (`resetline_audit::stand_in`),
 //! so it cannot block the queue. Buffered records are in memory: a crash while the sink is
@@ -314,11 +317,11 @@ impl Buffered {
         })
     }
 
-    /// One record to the sink, given at most [`WRITE_TIMEOUT`]: a sink that hangs counts as
-    /// failed (the record is retried; the PostgreSQL sink skips a duplicate of a write whose
-    /// answer was lost).
-    async fn write(&self, record: Record) -> Result<(), BackendError> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.inner.append(vec![record])).await {
+    /// Records to the sink in one call, given at most [`WRITE_TIMEOUT`]: a sink that hangs
+    /// counts as failed (the records are retried; the PostgreSQL sink skips a duplicate of a
+    /// write whose answer was lost).
+    async fn write(&self, records: Vec<Record>) -> Result<(), BackendError> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.inner.append(records)).await {
             Ok(result) => result,
             Err(_) => Err(BackendError::timeout("audit")),
         }
@@ -326,7 +329,7 @@ impl Buffered {
 
     async fn drain(&self, queue: &mut VecDeque<Record>) -> Result<(), BackendError> {
         while let Some(record) = queue.front() {
-            if let Err(e) = self.write(record.clone()).await {
+            if let Err(e) = self.write(vec![record.clone()]).await {
                 self.write_failures.fetch_add(1, Ordering::Relaxed);
                 self.pending.store(queue.len() as u64, Ordering::Relaxed);
                 return Err(e);
@@ -367,35 +370,46 @@ impl AuditSink for Buffered {
             }
             // While records wait, new ones queue behind them at once: the retry task drains
             // the backlog, so a hung sink never makes every webhook wait its turn.
-            let mut queue = self.queue.lock().await;
-            let mut failure = None;
-            let mut records = records.into_iter();
-            if queue.is_empty() {
-                for record in records.by_ref() {
-                    if let Err(e) = self.write(record.clone()).await {
-                        self.write_failures.fetch_add(1, Ordering::Relaxed);
-                        queue.push_back(record);
-                        failure = Some(e);
-                        break;
-                    }
+            {
+                let mut queue = self.queue.lock().await;
+                if !queue.is_empty() {
+                    self.keep(&mut queue, records.into_iter());
+                    return Err(BackendError::new(
+                        "audit",
+                        format!("{} record(s) wait for a retry", queue.len()),
+                    ));
                 }
             }
-            self.keep(&mut queue, records);
-            match failure {
-                None if queue.is_empty() => Ok(()),
-                None => Err(BackendError::new(
-                    "audit",
-                    format!("{} record(s) wait for a retry", queue.len()),
-                )),
-                Some(e) => Err(BackendError::new(
-                    "audit",
-                    format!(
-                        "{}; {} record(s) buffered for retry",
-                        e.message,
-                        queue.len()
-                    ),
-                )),
-            }
+            // No backlog: written without holding the queue, so concurrent webhooks reach the
+            // sink together (the PostgreSQL sink commits them in one transaction). Order is
+            // kept within an append, and so per call (a call's webhooks run one at a time).
+            let (failure, unwritten) = if self.inner.atomic_batches() {
+                match self.write(records.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => (e, records),
+                }
+            } else {
+                let mut records = records.into_iter();
+                loop {
+                    let Some(record) = records.next() else {
+                        return Ok(());
+                    };
+                    if let Err(e) = self.write(vec![record.clone()]).await {
+                        break (e, std::iter::once(record).chain(records).collect());
+                    }
+                }
+            };
+            self.write_failures.fetch_add(1, Ordering::Relaxed);
+            let mut queue = self.queue.lock().await;
+            self.keep(&mut queue, unwritten.into_iter());
+            Err(BackendError::new(
+                "audit",
+                format!(
+                    "{}; {} record(s) buffered for retry",
+                    failure.message,
+                    queue.len()
+                ),
+            ))
         })
     }
 
@@ -533,6 +547,89 @@ mod tests {
         let stats = buffered.stats();
         assert_eq!((stats.pending, stats.retried, stats.dropped), (0, 4, 0));
         assert!(stats.write_failures >= 2);
+    }
+
+    /// A sink whose appends wait until `meet` of them are inside it at once, and which
+    /// (optionally) writes batches atomically.
+    #[derive(Debug)]
+    struct Meeting {
+        barrier: tokio::sync::Barrier,
+        atomic: bool,
+        seen: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl AuditSink for Meeting {
+        fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), BackendError>> {
+            Box::pin(async move {
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.push(records.len());
+                }
+                self.barrier.wait().await;
+                Ok(())
+            })
+        }
+
+        fn atomic_batches(&self) -> bool {
+            self.atomic
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_reach_the_sink_together_and_atomic_sinks_get_whole_batches() {
+        for atomic in [false, true] {
+            let inner = Arc::new(Meeting {
+                barrier: tokio::sync::Barrier::new(2),
+                atomic,
+                seen: std::sync::Mutex::new(Vec::new()),
+            });
+            let buffered = Buffered::new(inner.clone(), BufferPolicy::default());
+            // Each append waits inside the sink for the other: written one after the other
+            // (the queue held across the write), both would time out.
+            let (a, b) = tokio::join!(
+                buffered.append(vec![rec(1), rec(2)]),
+                buffered.append(vec![rec(3), rec(4)])
+            );
+            if atomic {
+                assert_eq!((a, b), (Ok(()), Ok(())));
+                assert_eq!(
+                    *inner.seen.lock().expect("seen"),
+                    [2, 2],
+                    "one call per append"
+                );
+            } else {
+                // One record per call: the first records meet, then the second ones.
+                assert_eq!((a, b), (Ok(()), Ok(())));
+                assert_eq!(*inner.seen.lock().expect("seen"), [1, 1, 1, 1]);
+            }
+            assert!(buffered.healthy());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_atomic_batch_is_kept_whole_and_retried_in_order() {
+        #[derive(Debug, Default)]
+        struct Atomic(resetline_engine::testing::MemoryAudit);
+        impl AuditSink for Atomic {
+            fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), BackendError>> {
+                self.0.append(records)
+            }
+            fn atomic_batches(&self) -> bool {
+                true
+            }
+        }
+        let inner = Arc::new(Atomic::default());
+        let buffered = Buffered::new(inner.clone(), BufferPolicy::default());
+        inner.0.set_failing(true);
+        assert!(buffered.append(vec![rec(1), rec(2)]).await.is_err());
+        assert_eq!(
+            buffered.stats().pending,
+            2,
+            "both records of the batch wait"
+        );
+        inner.0.set_failing(false);
+        assert_eq!(buffered.flush().await, 0);
+        buffered.append(vec![rec(3)]).await.expect("written");
+        assert_eq!(calls(&inner.0.records()), ["CA1", "CA2", "CA3"]);
     }
 
     #[tokio::test]

@@ -252,6 +252,28 @@ struct Queued {
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
+/// A batch being written, holding the writer. Dropped before its answers went out (the
+/// appender writing it was cancelled mid-transaction), it drops the connection — PostgreSQL
+/// rolls the open transaction back, and the next write re-reads the chain head — and tells
+/// every append of the batch that it failed, so each keeps its records for a retry.
+struct Batch<'a> {
+    sink: &'a PgAudit,
+    w: tokio::sync::MutexGuard<'a, Writer>,
+    answers: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.answers.is_empty() {
+            return;
+        }
+        self.sink.reset(&mut self.w);
+        for done in self.answers.drain(..) {
+            let _ = done.send(Err("the write was cancelled before its commit".into()));
+        }
+    }
+}
+
 const INSERT_RECORD: &str = "INSERT INTO audit_records \
      (chain, seq, time, event, call_id, account, outcome, prev, mac, line) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -529,25 +551,43 @@ impl PgAudit {
             records: records.to_vec(),
             done,
         });
-        let mut w = self.writer.lock().await;
-        if let Ok(result) = outcome.try_recv() {
+        let w = self.writer.lock().await;
+        match outcome.try_recv() {
             // The writer before us took these records into its batch.
-            return result.map_err(PgError::Batch);
+            Ok(result) => return result.map_err(PgError::Batch),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                return Err(PgError::Batch("its writer stopped before answering".into()));
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
         }
-        let batch = std::mem::take(&mut *self.lock_queue());
-        let result = self.write_batch(&mut w, &batch).await;
+        // Appends that gave up waiting (their caller timed out or went away, and keeps the
+        // records for a retry) are left out, so they are not written twice.
+        let mut records = Vec::new();
+        let mut answers = Vec::new();
+        for queued in std::mem::take(&mut *self.lock_queue()) {
+            if !queued.done.is_closed() {
+                records.extend(queued.records);
+                answers.push(queued.done);
+            }
+        }
+        let mut batch = Batch {
+            sink: self,
+            w,
+            answers,
+        };
+        let result = self.write_batch(&mut batch.w, &records).await;
         if result.is_err() {
-            self.reset(&mut w);
+            self.reset(&mut batch.w);
         } else {
             self.healthy.store(true, Ordering::Relaxed);
         }
         // Outcomes go out before the writer is released: the next writer must find its
         // records answered if this batch took them.
         let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-        for queued in batch {
-            let _ = queued.done.send(shared.clone());
+        for done in std::mem::take(&mut batch.answers) {
+            let _ = done.send(shared.clone());
         }
-        drop(w);
+        drop(batch);
         result
     }
 
@@ -557,11 +597,11 @@ impl PgAudit {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One transaction for every record of `batch`, in order.
-    async fn write_batch(&self, w: &mut Writer, batch: &[Queued]) -> Result<(), PgError> {
+    /// One transaction for `records`, in order.
+    async fn write_batch(&self, w: &mut Writer, records: &[Record]) -> Result<(), PgError> {
         self.ensure(w).await?;
         self.execute_on(w, "BEGIN").await?;
-        for record in batch.iter().flat_map(|q| &q.records) {
+        for record in records {
             self.append_one(w, record).await?;
         }
         self.execute_on(w, "COMMIT").await

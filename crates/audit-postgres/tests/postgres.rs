@@ -494,3 +494,64 @@ async fn concurrent_appends_are_committed_together_in_order_and_the_chain_verifi
         .expect("the chain verifies");
     assert_eq!(report.records, u64::from(2 * APPENDS));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_cancelled_mid_transaction_writes_nothing_and_the_next_one_goes_on() {
+    let pg = Postgres::start();
+    let (sink, _) = PgAudit::open(pg_config(&pg, "cancel-1"), key())
+        .await
+        .expect("open");
+    let at = datetime!(2026-01-01 10:00 UTC);
+    sink.append_records(&[old_record(1, at)])
+        .await
+        .expect("seq 1");
+    // Another session holds seq 2 in an open transaction: the sink's INSERT of seq 2 waits
+    // for it, and the append waiting there is cancelled (as by the retry buffer's timeout).
+    let mut blocker = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    let tx = blocker.transaction().await.expect("begin");
+    tx.execute(
+        "INSERT INTO audit_records (chain, seq, time, event, call_id, account, outcome, prev, mac, line) \
+         VALUES ('cancel-1', 2, now(), 'identify', 'CAX', 'unknown', 'success', '', '', '{}')",
+        &[],
+    )
+    .await
+    .expect("held row");
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        sink.append_records(&[old_record(2, at)]),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the append was still waiting: cancelled"
+    );
+    tx.rollback().await.expect("rollback");
+
+    sink.append_records(&[old_record(3, at)])
+        .await
+        .expect("the next append reconnects, re-reads the head and writes seq 2");
+    let client = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    let calls: Vec<String> = client
+        .query(
+            "SELECT call_id FROM audit_records WHERE chain = 'cancel-1' ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        calls,
+        ["CA1", "CA3"],
+        "the cancelled append's record was rolled back, not committed by the next batch"
+    );
+    let report = verify(&client, &chain("cancel-1"), &key())
+        .await
+        .expect("the chain verifies");
+    assert_eq!(report.records, 2);
+}

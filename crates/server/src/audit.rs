@@ -318,8 +318,9 @@ impl Buffered {
     }
 
     /// Records to the sink in one call, given at most [`WRITE_TIMEOUT`]: a sink that hangs
-    /// counts as failed (the records are retried; the PostgreSQL sink skips a duplicate of a
-    /// write whose answer was lost).
+    /// counts as failed and the records are retried. A write whose outcome is unknown (the
+    /// time ran out during a commit) may thus be written twice, never zero times; the
+    /// PostgreSQL sink rolls back a batch whose writer was cancelled before its commit.
     async fn write(&self, records: Vec<Record>) -> Result<(), BackendError> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.inner.append(records)).await {
             Ok(result) => result,

@@ -634,29 +634,41 @@ async fn take_call(
         .next
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = format!("{}-{n:x}", leases.holder);
+    let guard = |local, token| CallGuard {
+        _local: local,
+        lease: Some(Held {
+            store: leases.store.clone(),
+            call: call_sid.to_string(),
+            token,
+        }),
+    };
+    // The usual case, a free call: lease and session in one round trip.
+    if let Some(loaded) = leases
+        .store
+        .acquire_and_load(call_sid, &token, LEASE_TTL_MS)
+        .await?
+    {
+        return Ok((guard(local, token), loaded));
+    }
+    // Another replica runs a step of this call: wait for its lease (without reading the
+    // session each time), then read what it saved.
     let deadline = Instant::now() + LEASE_WAIT;
     let mut pause = std::time::Duration::from_millis(5);
     loop {
-        if let Some(loaded) = leases
-            .store
-            .acquire_and_load(call_sid, &token, LEASE_TTL_MS)
-            .await?
-        {
-            let guard = CallGuard {
-                _local: local,
-                lease: Some(Held {
-                    store: leases.store.clone(),
-                    call: call_sid.to_string(),
-                    token,
-                }),
-            };
-            return Ok((guard, loaded));
-        }
         if Instant::now() >= deadline {
             return Err(StoreError::Backend(BackendError::timeout("call lease")));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        if leases
+            .store
+            .try_acquire(call_sid, &token, LEASE_TTL_MS)
+            .await?
+        {
+            let guard = guard(local, token);
+            let loaded = leases.store.load(call_sid).await?;
+            return Ok((guard, loaded));
+        }
     }
 }
 
@@ -693,7 +705,9 @@ async fn finish_step(
     if !step.replayed {
         let session_sid = session.call_sid.clone();
         let saved = save(state, flow, session, revision, guard).await;
-        // What the step did happened, saved or not: it is always audited.
+        // What the step did happened, saved or not: it is always audited. Still under the
+        // call's local lock (the caller holds the guard), so a call's records reach the audit
+        // sink in step order.
         append_audit(state, step.audit).await;
         if let Err(e) = saved {
             return store_trouble(state, flow_id, &session_sid, &e).await;
@@ -789,15 +803,17 @@ async fn save(
         .as_ref()
         .map_or(600_000, |m| u64::from(m.value) * 1000);
     let ttl_ms = max_ms + 300_000;
-    let Some(held) = guard.lease.take() else {
+    let Some(held) = &guard.lease else {
         return state.inner.store.save(session, revision, ttl_ms).await;
     };
     let saved = held
         .store
         .save_and_release(session, revision, ttl_ms, &held.token)
         .await;
-    if matches!(saved, Err(StoreError::Backend(_))) {
-        guard.lease = Some(held);
+    // Given back unless the store failed (then the guard's drop tries again). The guard keeps
+    // it until here, so a request cancelled during the save still releases it on drop.
+    if !matches!(saved, Err(StoreError::Backend(_))) {
+        guard.lease = None;
     }
     saved
 }

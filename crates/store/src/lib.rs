@@ -146,7 +146,13 @@ pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
         ))
     };
     if bytes.first() == Some(&b'{') {
-        return serde_json::from_slice(bytes).map_err(|e| unreadable(&e));
+        let mut session: Session = serde_json::from_slice(bytes).map_err(|e| unreadable(&e))?;
+        if session.format != 1 {
+            return Err(unreadable(&"a JSON session must be format 1"));
+        }
+        // Read into today's struct: saved again, it is written in today's format.
+        session.format = resetline_engine::session::FORMAT;
+        return Ok(session);
     }
     let (format, _) = postcard::take_from_bytes::<u32>(bytes).map_err(|e| unreadable(&e))?;
     if format > resetline_engine::session::READS_UP_TO {
@@ -158,7 +164,11 @@ pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
             ),
         )));
     }
-    postcard::from_bytes(bytes).map_err(|e| unreadable(&e))
+    match postcard::take_from_bytes::<Session>(bytes) {
+        Ok((session, [])) => Ok(session),
+        Ok(_) => Err(unreadable(&"trailing bytes after the session")),
+        Err(e) => Err(unreadable(&e)),
+    }
 }
 
 /// Windowed counters in memory (send caps, rate limits) for one box. Invariant: a refused hit
@@ -355,6 +365,9 @@ mod tests {
             decode(&bytes[..bytes.len() / 2]).is_err(),
             "a truncated session is refused"
         );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err(), "so is one with bytes after it");
     }
 
     #[test]
@@ -362,7 +375,18 @@ mod tests {
         let mut s = session("CA1");
         s.format = 1;
         let json = serde_json::to_vec(&s).expect("json");
-        assert_eq!(decode(&json), Ok(s));
+        let read = decode(&json).expect("read");
+        assert_eq!(
+            read.format,
+            resetline_engine::session::FORMAT,
+            "saved again, it says what it is written in"
+        );
+        s.format = resetline_engine::session::FORMAT;
+        assert_eq!(read, s);
+        assert!(
+            decode(&encode(&read).expect("encodes")).is_ok(),
+            "and reads back as today's format"
+        );
     }
 
     #[tokio::test]

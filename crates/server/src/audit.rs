@@ -328,15 +328,24 @@ impl Buffered {
         }
     }
 
+    /// Writes what waits, oldest first: up to [`RETRY_BATCH`] records per sink call when the
+    /// sink writes batches atomically (one commit for many), else one record per call.
     async fn drain(&self, queue: &mut VecDeque<Record>) -> Result<(), BackendError> {
-        while let Some(record) = queue.front() {
-            if let Err(e) = self.write(vec![record.clone()]).await {
+        let per_call = if self.inner.atomic_batches() {
+            RETRY_BATCH
+        } else {
+            1
+        };
+        while !queue.is_empty() {
+            let n = per_call.min(queue.len());
+            let batch: Vec<Record> = queue.range(..n).cloned().collect();
+            if let Err(e) = self.write(batch).await {
                 self.write_failures.fetch_add(1, Ordering::Relaxed);
                 self.pending.store(queue.len() as u64, Ordering::Relaxed);
                 return Err(e);
             }
-            queue.pop_front();
-            self.retried.fetch_add(1, Ordering::Relaxed);
+            queue.drain(..n);
+            self.retried.fetch_add(n as u64, Ordering::Relaxed);
         }
         self.pending.store(0, Ordering::Relaxed);
         Ok(())
@@ -359,6 +368,9 @@ impl Buffered {
         self.pending.store(queue.len() as u64, Ordering::Relaxed);
     }
 }
+
+/// Most records one retry hands to a sink that writes batches atomically.
+const RETRY_BATCH: usize = 256;
 
 /// Longest wait for one audit write before the record goes to the retry queue.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -608,11 +620,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_atomic_batch_is_kept_whole_and_retried_in_order() {
+        /// Keeps the size of every batch it wrote.
         #[derive(Debug, Default)]
-        struct Atomic(resetline_engine::testing::MemoryAudit);
+        struct Atomic(
+            resetline_engine::testing::MemoryAudit,
+            std::sync::Mutex<Vec<usize>>,
+        );
+        impl Atomic {
+            fn batches(&self) -> Vec<usize> {
+                self.1.lock().map(|b| b.clone()).unwrap_or_default()
+            }
+        }
         impl AuditSink for Atomic {
             fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), BackendError>> {
-                self.0.append(records)
+                let n = records.len();
+                Box::pin(async move {
+                    let written = self.0.append(records).await;
+                    if written.is_ok()
+                        && let Ok(mut b) = self.1.lock()
+                    {
+                        b.push(n);
+                    }
+                    written
+                })
             }
             fn atomic_batches(&self) -> bool {
                 true
@@ -627,10 +657,19 @@ mod tests {
             2,
             "both records of the batch wait"
         );
+        assert!(
+            buffered.append(vec![rec(3)]).await.is_err(),
+            "queued behind"
+        );
         inner.0.set_failing(false);
         assert_eq!(buffered.flush().await, 0);
-        buffered.append(vec![rec(3)]).await.expect("written");
-        assert_eq!(calls(&inner.0.records()), ["CA1", "CA2", "CA3"]);
+        assert_eq!(
+            inner.batches(),
+            [3],
+            "the retry wrote the backlog as one batch"
+        );
+        buffered.append(vec![rec(4)]).await.expect("written");
+        assert_eq!(calls(&inner.0.records()), ["CA1", "CA2", "CA3", "CA4"]);
     }
 
     #[tokio::test]

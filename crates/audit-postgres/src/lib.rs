@@ -467,10 +467,7 @@ impl PgAudit {
         let (Some(client), Some(insert), Some(head)) =
             (w.client.as_ref(), w.insert.as_ref(), w.head.as_mut())
         else {
-            return Err(PgError::Corrupt {
-                chain: self.config.chain.to_string(),
-                detail: "not connected".into(),
-            });
+            return Err(self.not_connected());
         };
         let (sealed, stored) = match head.seal(record) {
             Ok(sealed) => (sealed, record.clone()),
@@ -607,12 +604,17 @@ impl PgAudit {
         self.execute_on(w, "COMMIT").await
     }
 
+    /// The writer has no live connection where it needs one.
+    fn not_connected(&self) -> PgError {
+        PgError::Corrupt {
+            chain: self.config.chain.to_string(),
+            detail: "not connected".into(),
+        }
+    }
+
     async fn execute_on(&self, w: &Writer, sql: &str) -> Result<(), PgError> {
         let Some(client) = w.client.as_ref() else {
-            return Err(PgError::Corrupt {
-                chain: self.config.chain.to_string(),
-                detail: "not connected".into(),
-            });
+            return Err(self.not_connected());
         };
         Ok(client.batch_execute(sql).await?)
     }
@@ -651,10 +653,7 @@ impl PgAudit {
     ) -> Result<PgPurge, PgError> {
         let chain = self.config.chain.as_str();
         let (Some(client), Some(head)) = (w.client.as_mut(), w.head.as_mut()) else {
-            return Err(PgError::Corrupt {
-                chain: chain.to_owned(),
-                detail: "not connected".into(),
-            });
+            return Err(self.not_connected());
         };
         let first: Option<i64> = client
             .query_one(

@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+mod batch;
 use redis::{IntoConnectionInfo, RedisResult, Script};
 use resetline_engine::{
     BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,
@@ -62,14 +64,15 @@ impl fmt::Display for RedisConfigError {
 impl std::error::Error for RedisConfigError {}
 
 /// Sessions, counters, lockouts and leases on one Redis (cheap to clone: one shared,
-/// multiplexed, self-reconnecting connection).
+/// multiplexed, self-reconnecting connection; concurrent callers' commands go out as one
+/// pipeline, see `batch.rs`).
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: batch::Batched,
     prefix: String,
     timeout: Duration,
     healthy: AtomicBool,
@@ -216,7 +219,7 @@ impl RedisStore {
             .map_err(|_| RedisConfigError("no randomness for the instance id".into()))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                conn: batch::Batched::start(conn),
                 prefix: config.key_prefix.clone(),
                 timeout: config.timeout,
                 healthy: AtomicBool::new(false),

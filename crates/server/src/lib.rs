@@ -141,8 +141,14 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// Drops per-call locks no request holds (calls that ended without a status callback).
-    /// Run it periodically; returns how many were dropped.
+    /// Calls with a request in progress or waiting (their in-process locks). A request's
+    /// lock leaves with its last holder, so this is not the number of live calls.
+    pub fn locked_calls(&self) -> usize {
+        self.inner.locks.len()
+    }
+
+    /// Drops per-call locks no request holds (left by a request cancelled while it waited
+    /// for its call's lock). Run it periodically; returns how many were dropped.
     pub fn forget_idle_locks(&self) -> usize {
         let before = self.inner.locks.len();
         self.inner
@@ -514,8 +520,7 @@ async fn status(
                 }
                 append_audit(&state, step.audit).await;
             }
-            drop(guard);
-            state.inner.locks.remove(&call_sid);
+            drop(guard); // and with it the call's lock, unless another request waits for it
             StatusCode::NO_CONTENT.into_response()
         }),
     )
@@ -549,12 +554,23 @@ struct Held {
 /// Exclusive hold of one call for one request: the in-process lock, and with a shared store
 /// the call's lease (given back with the session's save, or on drop).
 struct CallGuard {
-    _local: tokio::sync::OwnedMutexGuard<()>,
+    local: Option<tokio::sync::OwnedMutexGuard<()>>,
     lease: Option<Held>,
+    /// Where the call's lock lives and its key: on drop the lock leaves the map unless
+    /// another request holds or waits for it, so the map holds only calls in a request.
+    locks: (AppState, String),
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
+        drop(self.local.take());
+        let (state, call) = &self.locks;
+        // Under the shard's write lock: nobody can clone the lock between the count and the
+        // removal, and a request that cloned it before keeps the entry (count > 1).
+        state
+            .inner
+            .locks
+            .remove_if(call, |_, lock| Arc::strong_count(lock) == 1);
         if let Some(Held { store, call, token }) = self.lease.take() {
             tokio::spawn(async move {
                 if let Err(e) = store.release(&call, &token).await {
@@ -619,28 +635,23 @@ async fn take_call(
             .or_default()
             .clone(),
     };
-    let local = lock.lock_owned().await;
+    let mut guard = CallGuard {
+        local: Some(lock.lock_owned().await),
+        lease: None,
+        locks: (state.clone(), call_sid.to_string()),
+    };
     let Some(leases) = state.inner.leases.get() else {
         let loaded = state.inner.store.load(call_sid).await?;
-        return Ok((
-            CallGuard {
-                _local: local,
-                lease: None,
-            },
-            loaded,
-        ));
+        return Ok((guard, loaded));
     };
     let n = leases
         .next
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = format!("{}-{n:x}", leases.holder);
-    let guard = |local, token| CallGuard {
-        _local: local,
-        lease: Some(Held {
-            store: leases.store.clone(),
-            call: call_sid.to_string(),
-            token,
-        }),
+    let held = |token| Held {
+        store: leases.store.clone(),
+        call: call_sid.to_string(),
+        token,
     };
     // The usual case, a free call: lease and session in one round trip.
     if let Some(loaded) = leases
@@ -648,7 +659,8 @@ async fn take_call(
         .acquire_and_load(call_sid, &token, LEASE_TTL_MS)
         .await?
     {
-        return Ok((guard(local, token), loaded));
+        guard.lease = Some(held(token));
+        return Ok((guard, loaded));
     }
     // Another replica runs a step of this call: wait for its lease (without reading the
     // session each time), then read what it saved.
@@ -665,7 +677,7 @@ async fn take_call(
             .try_acquire(call_sid, &token, LEASE_TTL_MS)
             .await?
         {
-            let guard = guard(local, token);
+            guard.lease = Some(held(token));
             let loaded = leases.store.load(call_sid).await?;
             return Ok((guard, loaded));
         }

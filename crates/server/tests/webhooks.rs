@@ -304,9 +304,19 @@ async fn a_retried_webhook_gets_the_identical_answer_and_one_effect() {
 async fn concurrent_duplicates_advance_the_call_once() {
     let r = rig();
     send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(
+        r.state.locked_calls(),
+        0,
+        "a finished request leaves no lock"
+    );
     let (a, b) = tokio::join!(press(&r.state, 1, "1004217"), press(&r.state, 1, "1004217"));
     assert_eq!(a, b);
     assert_eq!(r.log.count("find"), 1);
+    assert_eq!(
+        r.state.locked_calls(),
+        0,
+        "the second holder removes the call's lock, the first left it to the waiter"
+    );
 }
 
 #[tokio::test]

@@ -969,6 +969,56 @@ mod tests {
         assert_eq!(budget.admit(61_001), Some(0));
     }
 
+    fn state() -> AppState {
+        let log = Arc::new(resetline_engine::testing::CallLog::default());
+        let clock = Arc::new(resetline_engine::FakeClock::at(1_700_000_000_000));
+        let engine = resetline_engine::testing::engine(
+            vec![],
+            &log,
+            clock.clone(),
+            Arc::new(resetline_store::MemoryLockouts::new()),
+        );
+        AppState::new(
+            "http://127.0.0.1",
+            Secret::new("token"),
+            engine,
+            Arc::new(Registry::default()),
+            Arc::new(resetline_store::MemoryStore::new(clock, 10)),
+            Arc::new(resetline_engine::testing::MemoryAudit::default()),
+            PathBuf::from("voice-prompts"),
+        )
+    }
+
+    /// Three requests of one call: the second waits for the first; when the first is done the
+    /// lock stays (the second holds it), so the third waits for the second instead of taking
+    /// a fresh lock; the last one out removes it.
+    #[tokio::test]
+    async fn a_calls_lock_outlives_its_holder_while_a_request_waits() {
+        let state = state();
+        let (first, _) = take_call(&state, "CA1").await.expect("first");
+        let second = tokio::spawn({
+            let state = state.clone();
+            async move { take_call(&state, "CA1").await.map(|(guard, _)| guard) }
+        });
+        tokio::task::yield_now().await; // the second is now waiting for the lock
+        assert!(!second.is_finished());
+        drop(first);
+        let second = second.await.expect("task").expect("second");
+        assert_eq!(state.locked_calls(), 1, "the waiter kept the call's lock");
+        let third = tokio::spawn({
+            let state = state.clone();
+            async move { take_call(&state, "CA1").await.map(|(guard, _)| guard) }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !third.is_finished(),
+            "a third request waits for the second (same lock), it does not take a new one"
+        );
+        drop(second);
+        drop(third.await.expect("task").expect("third"));
+        assert_eq!(state.locked_calls(), 0, "the last holder removed the lock");
+    }
+
     #[test]
     fn flow_ids_outside_the_language_are_refused_before_logging() {
         assert!(plausible_flow_id("password-reset"));

@@ -17,9 +17,12 @@
 //! command that caused it (it is a reply, `Value::ServerError`, as on a plain connection);
 //! transactions (`MULTI`/`EXEC`) bypass the queue.
 
+use std::time::Duration;
+
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Most commands in one pipeline (a burst larger than this goes out as several).
 const MAX_COMMANDS: usize = 512;
@@ -28,6 +31,8 @@ const MAX_COMMANDS: usize = 512;
 struct Job {
     commands: Vec<Cmd>,
     reply: oneshot::Sender<RedisResult<Vec<Value>>>,
+    /// When the caller asked: its commands are not sent after it has given up.
+    asked: Instant,
 }
 
 /// A [`ConnectionLike`] that coalesces concurrent callers' commands into pipelines.
@@ -39,9 +44,12 @@ pub(crate) struct Batched {
 
 impl Batched {
     /// Starts the driver on the current tokio runtime; it ends when the last clone is dropped.
-    pub(crate) fn start(conn: ConnectionManager) -> Self {
+    /// `patience` is how long callers wait (the store's timeout): a pipeline still unsent
+    /// (Redis reconnecting) when its oldest caller's patience runs out is dropped, not sent
+    /// later, so a caller told "timeout" never has its command run behind its back.
+    pub(crate) fn start(conn: ConnectionManager, patience: Duration) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(drive(conn.clone(), jobs));
+        tokio::spawn(drive(conn.clone(), jobs, patience));
         Batched {
             queue,
             direct: conn,
@@ -57,7 +65,11 @@ impl Batched {
             ))
         };
         self.queue
-            .send(Job { commands, reply })
+            .send(Job {
+                commands,
+                reply,
+                asked: Instant::now(),
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -97,7 +109,11 @@ fn missing_replies(expected: usize, got: usize) -> RedisError {
 
 /// Collects the jobs queued in one scheduler tick and sends each batch on its own task (so a
 /// batch in flight never holds up the next).
-async fn drive(conn: ConnectionManager, mut jobs: mpsc::UnboundedReceiver<Job>) {
+async fn drive(
+    conn: ConnectionManager,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    patience: Duration,
+) {
     while let Some(first) = jobs.recv().await {
         // Let every task that is ready now run (and queue its commands) before sending.
         tokio::task::yield_now().await;
@@ -112,14 +128,18 @@ async fn drive(conn: ConnectionManager, mut jobs: mpsc::UnboundedReceiver<Job>) 
                 Err(_) => break,
             }
         }
-        tokio::spawn(send(conn.clone(), batch));
+        tokio::spawn(send(conn.clone(), batch, patience));
     }
 }
 
-/// Sends one batch as one pipeline and hands each job its replies.
-async fn send(mut conn: ConnectionManager, batch: Vec<Job>) {
+/// Sends one batch as one pipeline, within its oldest caller's patience, and hands each job
+/// its replies.
+async fn send(mut conn: ConnectionManager, batch: Vec<Job>, patience: Duration) {
     let mut pipeline = Pipeline::with_capacity(batch.len());
     let mut waiting = Vec::with_capacity(batch.len());
+    let Some(oldest) = batch.iter().map(|job| job.asked).min() else {
+        return;
+    };
     for job in batch {
         if job.reply.is_closed() {
             continue; // the caller gave up (timeout): its commands are not sent
@@ -133,16 +153,24 @@ async fn send(mut conn: ConnectionManager, batch: Vec<Job>) {
         return;
     }
     let total = pipeline.len();
-    let result = conn
-        .req_packed_commands(&pipeline, 0, total)
-        .await
-        .and_then(|replies| {
-            if replies.len() == total {
-                Ok(replies)
-            } else {
-                Err(missing_replies(total, replies.len()))
-            }
-        });
+    let result = tokio::time::timeout_at(
+        oldest + patience,
+        conn.req_packed_commands(&pipeline, 0, total),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis did not answer in time",
+        )))
+    })
+    .and_then(|replies| {
+        if replies.len() == total {
+            Ok(replies)
+        } else {
+            Err(missing_replies(total, replies.len()))
+        }
+    });
     match result {
         Ok(replies) => {
             let mut replies = replies.into_iter();
@@ -187,7 +215,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let server = RedisServer::start(dir.path(), false).expect("redis");
         let mut probe = manager(&server).await;
-        let batched = Batched::start(manager(&server).await);
+        let batched = Batched::start(manager(&server).await, Duration::from_secs(5));
         redis::cmd("SET")
             .arg("text")
             .arg("not a number")

@@ -219,7 +219,7 @@ impl RedisStore {
             .map_err(|_| RedisConfigError("no randomness for the instance id".into()))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn: batch::Batched::start(conn),
+                conn: batch::Batched::start(conn, config.timeout),
                 prefix: config.key_prefix.clone(),
                 timeout: config.timeout,
                 healthy: AtomicBool::new(false),

@@ -106,6 +106,15 @@ impl MemoryDirectory {
     }
 }
 
+impl MemoryDirectory {
+    /// The simulated directory latency (no timer round at all when it is zero).
+    async fn latency(&self) {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+    }
+}
+
 impl Directory for MemoryDirectory {
     fn find<'a>(
         &'a self,
@@ -114,9 +123,7 @@ impl Directory for MemoryDirectory {
     ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
         Box::pin(async move {
             self.log.push(format!("find {value}"));
-            if !self.delay.is_zero() {
-                tokio::time::sleep(self.delay).await;
-            }
+            self.latency().await;
             let users = self
                 .users
                 .lock()
@@ -139,9 +146,7 @@ impl Directory for MemoryDirectory {
     ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             self.log.push(format!("verify {account}"));
-            if !self.delay.is_zero() {
-                tokio::time::sleep(self.delay).await;
-            }
+            self.latency().await;
             let users = self
                 .users
                 .lock()
@@ -159,9 +164,7 @@ impl Directory for MemoryDirectory {
     ) -> BoxFuture<'a, Result<(), SetSecretError>> {
         Box::pin(async move {
             self.log.push(format!("set {account}"));
-            if !self.delay.is_zero() {
-                tokio::time::sleep(self.delay).await;
-            }
+            self.latency().await;
             if let Some((prompt, reason)) = &self.reject {
                 // `{secret}` in the reason echoes the refused value, as some directories do.
                 let reason = reason.replace("{secret}", secret.expose());

@@ -315,7 +315,7 @@ async fn concurrent_duplicates_advance_the_call_once() {
     assert_eq!(
         r.state.locked_calls(),
         0,
-        "the second holder removes the call's lock, the first left it to the waiter"
+        "no lock is left once both requests are done"
     );
 }
 

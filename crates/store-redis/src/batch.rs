@@ -59,10 +59,10 @@ impl Batched {
     async fn submit(&self, commands: Vec<Cmd>) -> RedisResult<Vec<Value>> {
         let (reply, answer) = oneshot::channel();
         let stopped = || {
-            RedisError::from(std::io::Error::new(
+            failure(
                 std::io::ErrorKind::BrokenPipe,
-                "the redis pipeline driver stopped",
-            ))
+                "the pipeline driver stopped",
+            )
         };
         self.queue
             .send(Job {
@@ -100,11 +100,17 @@ impl ConnectionLike for Batched {
     }
 }
 
+/// An error of the batcher itself, as an I/O error (what the store's callers already handle:
+/// a timeout kind reads as a timeout).
+fn failure(kind: std::io::ErrorKind, what: impl Into<String>) -> RedisError {
+    RedisError::from(std::io::Error::new(kind, what.into()))
+}
+
 fn missing_replies(expected: usize, got: usize) -> RedisError {
-    RedisError::from(std::io::Error::new(
+    failure(
         std::io::ErrorKind::InvalidData,
         format!("redis answered a pipeline of {expected} commands with {got} replies"),
-    ))
+    )
 }
 
 /// Collects the jobs queued in one scheduler tick and sends each batch on its own task (so a
@@ -159,10 +165,10 @@ async fn send(mut conn: ConnectionManager, batch: Vec<Job>, patience: Duration) 
     )
     .await
     .unwrap_or_else(|_| {
-        Err(RedisError::from(std::io::Error::new(
+        Err(failure(
             std::io::ErrorKind::TimedOut,
             "redis did not answer in time",
-        )))
+        ))
     })
     .and_then(|replies| {
         if replies.len() == total {

@@ -19,6 +19,8 @@
 //!   Redis is a [`StoreError::Backend`] (the caller hears an apology), and `healthy()` turns
 //!   false until a command or the periodic health check succeeds again.
 
+mod batch;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -26,8 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-mod batch;
 use redis::{IntoConnectionInfo, RedisResult, Script};
 use resetline_engine::{
     BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,

@@ -1,13 +1,18 @@
 -- wrk script for scripts/bench-webhooks: each request is the signed Gather callback of a
--- different live call (CallSid and signature read from requests.txt), so every request does
--- the full work: signature check, session load, directory lookup (demo user 100001),
--- recording pause, save.
+-- different live call, so every request does the full work: signature check, session load,
+-- directory lookup (demo user 100001), recording pause, save.
+--
+-- Calls come from per-thread files (`$BENCH_REQUESTS.<thread>`, fixed-width lines of 64 bytes:
+-- `CallSid signature\n`), read sequentially from line `$BENCH_OFFSET`. `init` only opens and
+-- seeks: wrk runs each thread's `init` on its main thread before starting that thread, and a
+-- thread starts sending as soon as it is created, so an `init` that parsed the whole file (as
+-- this script did until the fifth session) let the first thread load the server for seconds
+-- before the measured time began, and wrk counted those requests against the measured time.
+-- It also kept a Lua heap of a million strings that every garbage collection cycle walked.
 local threads = {}
-local nthreads = tonumber(os.getenv("BENCH_THREADS") or "2")
 local file = os.getenv("BENCH_REQUESTS")
--- Calls already advanced by an earlier run against the same store are skipped, so every
--- request of this run is a first Gather callback again (not a cheap replay).
 local offset = tonumber(os.getenv("BENCH_OFFSET") or "0")
+local LINE = 64
 
 function setup(thread)
   thread:set("tid", #threads)
@@ -15,35 +20,39 @@ function setup(thread)
 end
 
 function init(args)
-  lines = {}
-  local i = 0
-  local last
-  for line in io.lines(file) do
-    local sid, sig = line:match("(%S+) (%S+)")
-    if i >= offset and i % nthreads == tid then
-      table.insert(lines, { sid, sig })
-    end
-    last = { sid, sig }
-    i = i + 1
-  end
-  -- Every call already used (the script warns): replays of the last one.
-  if #lines == 0 then table.insert(lines, last) end
-  idx = 0
+  f = assert(io.open(file .. "." .. tid, "rb"))
+  f:seek("set", offset * LINE)
+  used = 0
+  replays = 0
 end
 
 function request()
-  idx = idx + 1
-  local l = lines[idx] or lines[#lines]
-  local body = "CallSid=" .. l[1] .. "&Digits=100001"
+  local line = f:read(LINE)
+  if line and #line == LINE then
+    used = used + 1
+    last = line
+  else
+    -- This thread's calls are used up (the bench script warns): replays of its last one.
+    replays = replays + 1
+    line = last or ""
+  end
   return wrk.format("POST", "/voice/pin-reset/step/1", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
-    ["X-Twilio-Signature"] = l[2],
-  }, body)
+    ["X-Twilio-Signature"] = line:sub(36, 63),
+  }, "CallSid=" .. line:sub(1, 34) .. "&Digits=100001")
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("RESULT requests=%d duration_s=%.2f rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx=%d errors=%d\n",
+  -- The most lines one thread read: the next run starts after it, so every request of the
+  -- next run is again the first Gather callback of an untouched call.
+  local most, replayed = 0, 0
+  for _, t in ipairs(threads) do
+    most = math.max(most, t:get("used") or 0)
+    replayed = replayed + (t:get("replays") or 0)
+  end
+  io.write(string.format("RESULT requests=%d duration_s=%.2f rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx=%d errors=%d used_per_thread=%d replays=%d\n",
     summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    most, replayed))
 end

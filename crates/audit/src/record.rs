@@ -207,20 +207,29 @@ impl MaskedNumber {
     /// [`MaskError`] when the text is not a phone number of 7 to 15 digits. The error never
     /// contains the input.
     pub fn mask(full: &str) -> Result<Self, MaskError> {
-        let mut digits = Vec::with_capacity(16);
-        for (at, c) in full.char_indices() {
-            match c {
-                '0'..='9' => digits.push(c),
-                '+' if at == 0 => {}
-                ' ' | '-' | '.' | '(' | ')' => {}
+        let mut count = 0usize;
+        // The last four digits seen, oldest first once four were seen.
+        let mut last4 = [b'0'; 4];
+        for (at, b) in full.bytes().enumerate() {
+            match b {
+                b'0'..=b'9' => {
+                    last4[count % 4] = b;
+                    count += 1;
+                }
+                b'+' if at == 0 => {}
+                b' ' | b'-' | b'.' | b'(' | b')' => {}
                 _ => return Err(MaskError::NotAPhoneNumber),
             }
         }
-        if digits.len() < Self::MIN_DIGITS || digits.len() > Self::MAX_DIGITS {
+        if !(Self::MIN_DIGITS..=Self::MAX_DIGITS).contains(&count) {
             return Err(MaskError::NotAPhoneNumber);
         }
-        let last4: String = digits.iter().skip(digits.len().saturating_sub(4)).collect();
-        Ok(Self(format!("***{last4}")))
+        let mut masked = String::with_capacity(7);
+        masked.push_str("***");
+        for i in 0..4 {
+            masked.push(char::from(last4[(count + i) % 4]));
+        }
+        Ok(Self(masked))
     }
 
     /// The masked form, e.g. `***0199`.
@@ -742,6 +751,25 @@ pub(crate) mod tests {
         assert_eq!(
             MaskedNumber::mask("4155550199").expect("mask").as_str(),
             "***0199"
+        );
+        for (full, masked) in [
+            ("5550123", "***0123"),
+            ("+123456789012345", "***2345"),
+            ("+1.234.567-89(01)", "***8901"),
+        ] {
+            assert_eq!(
+                MaskedNumber::mask(full).expect(full).as_str(),
+                masked,
+                "{full}"
+            );
+        }
+        assert!(
+            MaskedNumber::mask("+1234567890123456").is_err(),
+            "16 digits"
+        );
+        assert!(
+            MaskedNumber::mask("1+234567890").is_err(),
+            "a plus not in front"
         );
     }
 

@@ -41,6 +41,20 @@ tokio::task_local! {
     static DEADLINE: tokio::time::Instant;
 }
 
+/// The engine-relative action URL of step `token` of `flow`, with `suffix` (`""`,
+/// `"/timeout"`, `"/transfer"`): `/voice/{flow}/step/{token}{suffix}`.
+fn step_url(flow: &Flow, token: u64, suffix: &str) -> String {
+    use std::fmt::Write as _;
+    let id = &flow.id.value;
+    let mut url = String::with_capacity(12 + id.len() + 20 + suffix.len());
+    url.push_str("/voice/");
+    url.push_str(id);
+    url.push_str("/step/");
+    let _ = write!(url, "{token}");
+    url.push_str(suffix);
+    url
+}
+
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
 /// only a guard against a bug ever spinning a request.
 const MAX_HOPS: usize = 200;
@@ -494,25 +508,27 @@ impl Engine {
                             AccountState::Active if !acc.allow_phone_reset => Some("not_allowed"),
                             AccountState::Active => None,
                         };
+                        let state = match acc.state {
+                            AccountState::Active => "active",
+                            AccountState::Locked => "locked",
+                            AccountState::Disabled => "disabled",
+                        };
+                        s.account = Some(acc.id.clone());
                         let mut rec = std::collections::BTreeMap::new();
-                        rec.insert("id".to_string(), acc.id.clone());
-                        rec.insert("name".to_string(), acc.name.clone());
-                        rec.insert(
-                            "state".to_string(),
-                            format!("{:?}", acc.state).to_lowercase(),
-                        );
-                        if let Some(m) = &acc.mobile {
-                            rec.insert("mobile".to_string(), m.clone());
-                        }
-                        if let Some(e) = &acc.email {
-                            rec.insert("email".to_string(), e.clone());
-                        }
-                        if let Some(b) = &acc.birth_date {
-                            rec.insert("birth_date".to_string(), b.clone());
+                        rec.insert("id".to_string(), acc.id);
+                        rec.insert("name".to_string(), acc.name);
+                        rec.insert("state".to_string(), state.to_string());
+                        for (field, value) in [
+                            ("mobile", acc.mobile),
+                            ("email", acc.email),
+                            ("birth_date", acc.birth_date),
+                        ] {
+                            if let Some(v) = value {
+                                rec.insert(field.to_string(), v);
+                            }
                         }
                         s.vars.insert(f.into.value.clone(), Var::Record(rec));
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = outcome.unwrap_or("found"), "directory lookup");
-                        s.account = Some(acc.id.clone());
                         self.audit(
                             s,
                             Ev::Identify,
@@ -552,7 +568,7 @@ impl Engine {
                 if let Some(p) = &t.say {
                     self.say(flow, s, p, out);
                 }
-                let action = format!("/voice/{}/step/{}/transfer", flow.id.value, s.token);
+                let action = step_url(flow, s.token, "/transfer");
                 let target = match &t.to {
                     resetline_flow::model::TransferTo::Queue(q) => format!("queue:{q}"),
                     resetline_flow::model::TransferTo::Number(n) => format!("number:{n}"),
@@ -1113,16 +1129,15 @@ impl Engine {
             prompts.push(Action::Pause { seconds: secs });
         }
         self.say(flow, s, &w.menu, &mut prompts);
-        let base = format!("/voice/{}/step/{}", flow.id.value, s.token);
         out.push(Action::Gather {
             num_digits: None,
             finish_on: Some('#'),
             timeout_s: 3,
-            action: base.clone(),
+            action: step_url(flow, s.token, ""),
             prompts,
         });
         out.push(Action::Redirect {
-            url: format!("{base}/timeout"),
+            url: step_url(flow, s.token, "/timeout"),
         });
         s.waiting = Waiting::Digits;
     }
@@ -1229,7 +1244,6 @@ impl Engine {
             });
         }
         let fixed = (digits.min == digits.max).then_some(digits.max);
-        let base = format!("/voice/{}/step/{}", flow.id.value, s.token);
         out.push(Action::Gather {
             num_digits: fixed,
             finish_on: if fixed.is_some()
@@ -1241,11 +1255,11 @@ impl Engine {
                 finish_on
             },
             timeout_s: u32::try_from(inter.as_secs().max(1)).unwrap_or(u32::MAX),
-            action: base.clone(),
+            action: step_url(flow, s.token, ""),
             prompts,
         });
         out.push(Action::Redirect {
-            url: format!("{base}/timeout"),
+            url: step_url(flow, s.token, "/timeout"),
         });
         s.waiting = if confirm {
             Waiting::Confirm

@@ -536,7 +536,7 @@ impl<'a> Loader<'a> {
             .map(|p| self.policies(p, f.key_span("policies").unwrap_or(top)))
             .unwrap_or_default();
         let mut nodes = Vec::new();
-        let mut index = HashMap::new();
+        let mut index = NodeIndex::default();
         if let Some(n) = f.get("nodes") {
             self.nodes(
                 n,
@@ -768,7 +768,7 @@ impl<'a> Loader<'a> {
         _owner: Span,
         section: Option<&str>,
         out: &mut Vec<Node>,
-        index: &mut HashMap<String, usize>,
+        index: &mut NodeIndex,
     ) -> Vec<String> {
         let what = match section {
             Some(s) => format!("the nodes of secure section `{s}`"),
@@ -844,7 +844,7 @@ impl<'a> Loader<'a> {
         v: &Y,
         section: Option<&str>,
         out: &mut Vec<Node>,
-        index: &mut HashMap<String, usize>,
+        index: &mut NodeIndex,
     ) -> Option<Node> {
         let what = format!("node `{}`", id.value);
         let Some(entries) = v.as_map() else {
@@ -1042,7 +1042,7 @@ impl<'a> Loader<'a> {
         body: &Y,
         section: Option<&str>,
         out: &mut Vec<Node>,
-        index: &mut HashMap<String, usize>,
+        index: &mut NodeIndex,
     ) -> Option<Kind> {
         let what = format!("`{}` of node `{}`", spec.name, id.value);
         let owner = key.span;
@@ -1159,7 +1159,7 @@ impl<'a> Loader<'a> {
         f: &Fields<'_>,
         section: Option<&str>,
         out: &mut Vec<Node>,
-        index: &mut HashMap<String, usize>,
+        index: &mut NodeIndex,
     ) -> Option<Kind> {
         let owner = f.owner;
         let dur = |l: &mut Self, name: &str, default: u64| -> Duration {

@@ -5,6 +5,11 @@
 //! the checker found no error, so node ids in edges always resolve.
 
 use std::collections::HashMap;
+
+/// Node id -> position in `Flow::nodes`. Ids come from the flow file (the architects' own
+/// input, checked), never from a caller, so a fast non-keyed hash is safe here; a step looks
+/// nodes up a dozen times.
+pub(crate) type NodeIndex = HashMap<String, usize, rustc_hash::FxBuildHasher>;
 use std::time::Duration;
 
 use crate::span::{Span, Spanned};
@@ -31,7 +36,7 @@ pub struct Flow {
     pub policies: Vec<Policy>,
     /// Every node, including those inside `secure` sections, in file order.
     pub nodes: Vec<Node>,
-    pub(crate) index: HashMap<String, usize>,
+    pub(crate) index: NodeIndex,
     /// Nodes that failed to load (only in a flow with errors).
     pub(crate) broken: Vec<String>,
     /// Variables the broken nodes seem to bind.

@@ -15,60 +15,24 @@
 //!
 //! Usage: `bench_target <dir> <calls> <app_port> <bare_port> [<redis_app_port> <redis_url>]`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use resetline_engine::testing::CallLog;
-use resetline_engine::{
-    BackendError, BoxFuture, Engine, Event, OsRandom, Recording, RecordingAck, RecordingChange,
-    Secret, SessionStore, SystemClock,
-};
-use resetline_server::{AppState, Registry, app};
+use resetline_engine::{Engine, OsRandom, Secret, SessionStore, SystemClock};
+use resetline_server::{AppState, app};
 use resetline_store::MemoryStore;
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{CountingAudit, PUBLIC, TOKEN};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const PUBLIC: &str = "http://127.0.0.1";
-const TOKEN: &str = "bench-token";
 const BARE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather action=\"http://127.0.0.1/voice/pin-reset/step/2\" finishOnKey=\"#\" method=\"POST\" timeout=\"3\"><Say language=\"en-US\" voice=\"Polly.Joanna\">Please enter your current PIN, then press pound.</Say><Pause length=\"2\" /></Gather><Redirect method=\"POST\">http://127.0.0.1/voice/pin-reset/step/2/timeout</Redirect></Response>";
-
-/// Counts audit records and drops them: the benchmark measures the step, not a disk (the file
-/// sink's own figures are in BENCHMARKS.md).
-#[derive(Debug, Default)]
-struct CountingAudit(std::sync::atomic::AtomicU64);
-
-impl resetline_engine::AuditSink for CountingAudit {
-    fn append(
-        &self,
-        records: Vec<resetline_audit::Record>,
-    ) -> resetline_engine::BoxFuture<'_, Result<(), resetline_engine::BackendError>> {
-        self.0
-            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// The carrier acknowledges every recording pause/resume at once (the benchmark measures the
-/// step, not Twilio's REST API).
-#[derive(Debug)]
-struct Acknowledged;
-
-impl Recording for Acknowledged {
-    fn change<'a>(
-        &'a self,
-        _call_sid: &'a str,
-        _change: RecordingChange,
-    ) -> BoxFuture<'a, Result<RecordingAck, BackendError>> {
-        Box::pin(async { Ok(RecordingAck::Done) })
-    }
-}
-
-/// The employee ID each benchmark call enters (a demo user, `examples/demo/users.yaml`).
-const EMPLOYEE_ID: &str = "100001";
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -90,54 +54,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let app_port: u16 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(18081);
     let bare_port: u16 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(18082);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = support::root();
 
     let clock = Arc::new(SystemClock);
-    std::fs::create_dir_all(&dir)?;
-    let users = dir.join("users.yaml");
-    std::fs::copy(root.join("examples/demo/users.yaml"), &users)?;
-    let directory = resetline_connectors::embedded::EmbeddedDirectory::load(&users)?;
-    let engine = Engine {
-        catalogs: Arc::new(Default::default()),
-        directory: Arc::new(directory),
-        messenger: Arc::new(resetline_engine::testing::MemoryMessenger::new(Arc::new(
-            CallLog::default(),
-        ))),
-        tickets: Arc::new(resetline_engine::testing::MemoryTickets::new(Arc::new(
-            CallLog::default(),
-        ))),
-        http: Arc::new(resetline_engine::testing::NoHttp),
-        counters: Arc::new(resetline_engine::testing::NoCounters),
-        limits: Default::default(),
-        lockouts: Arc::new(resetline_store::MemoryLockouts::new()),
-        recording: Arc::new(Acknowledged),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        hash_key: Arc::new(Secret::new("k".repeat(32))),
-        budget: Duration::from_secs(4),
-        step_budget: Duration::from_secs(12),
-    };
-    let registry = Arc::new(Registry::default());
-    registry.load_dir(&root.join("flows"), &root.join("voice-prompts"));
+    let engine = support::engine(&dir)?;
+    let registry = support::registry()?;
     let loaded = registry
-        .current("pin-reset")
+        .current(support::FLOW)
         .ok_or("pin-reset did not load")?;
     let store = Arc::new(MemoryStore::new(clock.clone(), calls + 10));
-    let engine_for_flow = Engine {
-        catalogs: loaded.catalogs.clone(),
-        ..engine.clone()
-    };
 
     // Live calls, each waiting at the employee-ID Gather.
     let before = rss_bytes();
     let mut requests = String::with_capacity(calls * 64);
     let mut stored_bytes = 0usize;
     for i in 0..calls {
-        let sid = format!("CA{i:032x}");
-        let mut s = engine_for_flow.new_session(&loaded.flow, &sid, "+15555550100");
-        engine_for_flow
-            .step(&loaded.flow, &mut s, Event::Start)
-            .await;
+        let sid = support::call_sid(i);
+        let s = support::new_call(&engine, &loaded, &sid).await;
         if i == 0 {
             stored_bytes = resetline_store::encode(&s)
                 .map_err(|e| e.to_string())?
@@ -147,15 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .save(s, 0, 3_600_000)
             .await
             .map_err(|e| e.to_string())?;
-        let params = vec![
-            ("CallSid".to_string(), sid.clone()),
-            ("Digits".to_string(), EMPLOYEE_ID.to_string()),
-        ];
-        let sig = resetline_twiml::signature::compute(
-            TOKEN.as_bytes(),
-            &format!("{PUBLIC}:{app_port}/voice/pin-reset/step/1"),
-            &params,
-        );
+        let sig = support::signature(&format!("{PUBLIC}:{app_port}"), &sid);
         requests.push_str(&format!("{sid} {sig}\n"));
     }
     let after = rss_bytes();
@@ -198,22 +123,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             let mut tasks = tokio::task::JoinSet::new();
             for i in 0..calls {
-                let (redis, engine, flow) =
-                    (redis.clone(), engine_for_flow.clone(), loaded.clone());
+                let (redis, engine, flow) = (redis.clone(), engine.clone(), loaded.clone());
                 tasks.spawn(async move {
-                    let sid = format!("CA{i:032x}");
-                    let mut s = engine.new_session(&flow.flow, &sid, "+15555550100");
-                    engine.step(&flow.flow, &mut s, Event::Start).await;
-                    redis.save(s, 0, 3_600_000).await.map(|_| ())
+                    support::create_call(&engine, &flow, &redis, &support::call_sid(i)).await
                 });
                 while tasks.len() >= 64 {
                     if let Some(done) = tasks.join_next().await {
-                        done?.map_err(|e| e.to_string())?;
+                        done??;
                     }
                 }
             }
             while let Some(done) = tasks.join_next().await {
-                done?.map_err(|e| e.to_string())?;
+                done??;
             }
             let after: u64 = used(
                 redis::cmd("INFO")

@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
@@ -45,7 +45,8 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     public_url: String,
-    auth_token: Secret,
+    /// The carrier auth token, prepared for HMAC once.
+    signing: resetline_twiml::signature::SigningKey,
     engine: Engine,
     flows: Arc<Registry>,
     store: Arc<dyn SessionStore>,
@@ -99,7 +100,9 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 public_url: public_url.trim_end_matches('/').to_string(),
-                auth_token,
+                signing: resetline_twiml::signature::SigningKey::new(
+                    auth_token.expose().as_bytes(),
+                ),
                 engine,
                 flows,
                 store,
@@ -174,17 +177,48 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A parsed, signature-checked webhook.
-struct Webhook {
-    params: Vec<(String, String)>,
+/// `X-Twilio-Signature`, lower case as `HeaderMap` keeps names.
+static SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-twilio-signature");
+
+/// A webhook as it arrived: the path and query (what the signature covers with the public
+/// URL), the signature header and the body. The body is read under `DefaultBodyLimit` (413
+/// before any parsing); the URI and the one header are moved out of the request, not copied.
+struct Arrived {
+    uri: Uri,
+    signature: Option<HeaderValue>,
+    body: Bytes,
 }
 
-impl Webhook {
+impl<S: Send + Sync> FromRequest<S> for Arrived {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let uri = std::mem::take(&mut parts.uri);
+        let signature = parts.headers.remove(&SIGNATURE_HEADER);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Arrived {
+            uri,
+            signature,
+            body,
+        })
+    }
+}
+
+/// A parsed, signature-checked webhook; parameters borrow from the body where they need no
+/// decoding.
+struct Webhook<'a> {
+    params: Vec<resetline_twiml::params::Pair<'a>>,
+}
+
+impl Webhook<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -192,27 +226,18 @@ impl Webhook {
 /// A refused signature is audited (rate-limited) before the 403 goes out, like every other
 /// record: nothing is answered before its audit record is written.
 #[allow(clippy::result_large_err)] // the Err is the finished 4xx response, built once per refused request
-async fn verify(
-    state: &AppState,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Webhook, Response> {
-    let params = resetline_twiml::params::parse(body, MAX_BODY).map_err(|e| {
+async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, Response> {
+    let uri = &hook.uri;
+    let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY).map_err(|e| {
         tracing::info!(error = %e, "webhook body is not a valid form");
         (StatusCode::BAD_REQUEST, "bad form body\n").into_response()
     })?;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let url = format!("{}{}", state.inner.public_url, path);
-    let header = headers
-        .get(resetline_twiml::signature::HEADER_NAME)
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = resetline_twiml::signature::validate(
-        state.inner.auth_token.expose().as_bytes(),
-        &url,
-        &params,
-        header,
-    ) {
+    let mut url = String::with_capacity(state.inner.public_url.len() + path.len());
+    url.push_str(&state.inner.public_url);
+    url.push_str(path);
+    let header = hook.signature.as_ref().and_then(|v| v.to_str().ok());
+    if let Err(e) = state.inner.signing.validate(&url, &params, header) {
         state.inner.metrics.signature_failed();
         let now_ms = state.inner.engine.clock.now_ms();
         let Some(suppressed) = state.inner.refusals.admit(now_ms) else {
@@ -225,7 +250,7 @@ async fn verify(
         let call = params
             .iter()
             .find(|(k, _)| k == "CallSid")
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .filter(|v| valid_call_sid(v))
             .unwrap_or("");
         let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
@@ -255,13 +280,11 @@ async fn verify(
 
 /// `verify`, then the request's `CallSid` (400 when missing or malformed).
 #[allow(clippy::result_large_err)] // as for `verify`
-async fn verify_call(
+async fn verify_call<'a>(
     state: &AppState,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(Webhook, String), Response> {
-    let hook = verify(state, uri, headers, body).await?;
+    arrived: &'a Arrived,
+) -> Result<(Webhook<'a>, String), Response> {
+    let hook = verify(state, arrived).await?;
     match hook
         .get("CallSid")
         .filter(|s| valid_call_sid(s))
@@ -337,15 +360,13 @@ fn not_found_twiml(state: &AppState, flow_id: &str) -> String {
 async fn incoming(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    arrived: Arrived,
 ) -> Response {
     if !plausible_flow_id(&flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
     timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), Box::pin(async {
-        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
+        let (hook, call_sid) = match verify_call(&state, &arrived).await {
             Ok(found) => found,
             Err(r) => return r,
         };
@@ -382,19 +403,15 @@ async fn incoming(
 async fn digits(
     state: State<AppState>,
     Path((flow_id, token)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    arrived: Arrived,
 ) -> Response {
-    step_common(state, flow_id, token, "digits", uri, headers, body).await
+    step_common(state, flow_id, token, "digits", arrived).await
 }
 
 async fn step_event(
     state: State<AppState>,
     Path((flow_id, token, what)): Path<(String, String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    arrived: Arrived,
 ) -> Response {
     match what.as_str() {
         "timeout" | "transfer" => {
@@ -407,9 +424,7 @@ async fn step_event(
                 } else {
                     "transfer"
                 },
-                uri,
-                headers,
-                body,
+                arrived,
             )
             .await
         }
@@ -422,15 +437,13 @@ async fn step_common(
     flow_id: String,
     token: String,
     route: &'static str,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    arrived: Arrived,
 ) -> Response {
     if !plausible_flow_id(&flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
     timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), Box::pin(async {
-        let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
+        let (hook, call_sid) = match verify_call(&state, &arrived).await {
             Ok(found) => found,
             Err(r) => return r,
         };
@@ -467,9 +480,7 @@ async fn step_common(
 async fn status(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    arrived: Arrived,
 ) -> Response {
     if !plausible_flow_id(&flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
@@ -479,7 +490,7 @@ async fn status(
         "status",
         tracing::info_span!("webhook", route = "status", flow = %flow_id),
         Box::pin(async {
-            let (hook, call_sid) = match verify_call(&state, &uri, &headers, &body).await {
+            let (hook, call_sid) = match verify_call(&state, &arrived).await {
                 Ok(found) => found,
                 Err(r) => return r,
             };
@@ -743,18 +754,13 @@ async fn append_audit(state: &AppState, records: Vec<resetline_audit::Record>) {
 /// the call's wait early (its next webhook takes `delivery_failed`); `delivered` is noted.
 /// The call is named in the callback URL the engine gave (`/sms/status?call=CA...`), which the
 /// signature covers.
-async fn sms_status(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn sms_status(State(state): State<AppState>, arrived: Arrived) -> Response {
     timed(&state, "sms_status", tracing::info_span!("webhook", route = "sms_status"), Box::pin(async {
-        let hook = match verify(&state, &uri, &headers, &body).await {
+        let hook = match verify(&state, &arrived).await {
             Ok(h) => h,
             Err(r) => return r,
         };
-        let call = uri.query().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("call=")).unwrap_or_default().to_string();
+        let call = arrived.uri.query().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("call=")).unwrap_or_default().to_string();
         if !valid_call_sid(&call) {
             return (StatusCode::BAD_REQUEST, "call missing or malformed\n").into_response();
         }

@@ -13,7 +13,10 @@ pub const FALLBACK: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>
 
 fn absolute(public_url: &str, url: &str) -> String {
     if url.starts_with('/') {
-        format!("{public_url}{url}")
+        let mut full = String::with_capacity(public_url.len() + url.len());
+        full.push_str(public_url);
+        full.push_str(url);
+        full
     } else {
         url.to_string()
     }

@@ -12,6 +12,7 @@
 //!   is kept literally (as browsers and Python do).
 //! * Order and duplicate keys are preserved.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A reasonable cap for Twilio webhook bodies (a few kB in practice).
@@ -58,6 +59,24 @@ impl std::error::Error for ParamsError {}
 /// any work), [`ParamsError::InvalidUtf8`] when a decoded key or value is not
 /// UTF-8.
 pub fn parse(input: &[u8], max_bytes: usize) -> Result<Vec<(String, String)>, ParamsError> {
+    Ok(parse_borrowed(input, max_bytes)?
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+/// A decoded `(key, value)` pair that borrows from the input where it can.
+pub type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// [`parse`] without copying: a key or value that needs no decoding (no `+`, no `%`) borrows
+/// from `input`, the usual case for Twilio's parameters. The same rules and errors.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_borrowed(
+    input: &[u8],
+    max_bytes: usize,
+) -> Result<Vec<Pair<'_>>, ParamsError> {
     if input.len() > max_bytes {
         return Err(ParamsError::TooLarge {
             bytes: input.len(),
@@ -73,13 +92,21 @@ pub fn parse(input: &[u8], max_bytes: usize) -> Result<Vec<(String, String)>, Pa
                 Some(i) => (&piece[..i], &piece[i + 1..]),
                 None => (piece, &[][..]),
             };
-            let decode = |raw| {
-                String::from_utf8(percent_decode(raw))
-                    .map_err(|_| ParamsError::InvalidUtf8 { pair })
-            };
-            Ok((decode(key)?, decode(value)?))
+            Ok((decode(key, pair)?, decode(value, pair)?))
         })
         .collect()
+}
+
+/// One key or value of pair number `pair`, borrowed unless it has `+` or `%` to decode.
+fn decode(raw: &[u8], pair: usize) -> Result<Cow<'_, str>, ParamsError> {
+    let invalid = |_| ParamsError::InvalidUtf8 { pair };
+    if raw.iter().any(|&b| b == b'+' || b == b'%') {
+        String::from_utf8(percent_decode(raw))
+            .map(Cow::Owned)
+            .map_err(|e| invalid(e.utf8_error()))
+    } else {
+        std::str::from_utf8(raw).map(Cow::Borrowed).map_err(invalid)
+    }
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -254,7 +281,48 @@ mod tests {
         assert_eq!(serialize(&[]), "");
     }
 
+    #[test]
+    fn plain_values_are_borrowed_and_encoded_ones_decoded() {
+        let body = b"CallSid=CA1&From=%2B1415&Body=a+b";
+        let pairs = parse_borrowed(body, DEFAULT_MAX_BYTES).expect("parses");
+        assert!(matches!(pairs[0].1, Cow::Borrowed("CA1")));
+        assert!(matches!(&pairs[1].1, Cow::Owned(v) if v == "+1415"));
+        assert!(matches!(&pairs[2].1, Cow::Owned(v) if v == "a b"));
+        assert!(matches!(
+            parse_borrowed(b"a=%FF", DEFAULT_MAX_BYTES),
+            Err(ParamsError::InvalidUtf8 { pair: 0 })
+        ));
+        assert!(
+            matches!(
+                parse_borrowed(b"ok=1&\xFF=1", DEFAULT_MAX_BYTES),
+                Err(ParamsError::InvalidUtf8 { pair: 1 }),
+            ),
+            "raw bytes that are not UTF-8 are refused too"
+        );
+    }
+
     proptest! {
+        #[test]
+        fn the_borrowing_fast_path_decodes_as_percent_decoding_does(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'&'), Just(b'='), Just(b'%'), Just(b'+'), Just(b'4'), Just(b'1'), any::<u8>()], 0..64)
+        ) {
+            // Reference: every key and value through percent_decode, never borrowed.
+            let reference: Result<Vec<(String, String)>, ParamsError> = bytes
+                .split(|&b| b == b'&')
+                .filter(|piece| !piece.is_empty())
+                .enumerate()
+                .map(|(pair, piece)| {
+                    let (k, v) = match piece.iter().position(|&b| b == b'=') {
+                        Some(i) => (&piece[..i], &piece[i + 1..]),
+                        None => (piece, &[][..]),
+                    };
+                    let d = |raw| String::from_utf8(percent_decode(raw)).map_err(|_| ParamsError::InvalidUtf8 { pair });
+                    Ok((d(k)?, d(v)?))
+                })
+                .collect();
+            prop_assert_eq!(parse(&bytes, 64), reference);
+        }
+
         #[test]
         fn round_trip(pairs in proptest::collection::vec((any::<String>(), any::<String>()), 0..8)) {
             let body = serialize(&pairs);

@@ -64,33 +64,99 @@ impl fmt::Display for SignatureError {
 
 impl std::error::Error for SignatureError {}
 
+/// The auth token as a prepared HMAC-SHA1 key: hashing the key into its inner and outer
+/// blocks happens once (at start-up), not once per webhook and URL candidate. Cloning is a
+/// copy of two hash states. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SigningKey(Hmac<Sha1>);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    /// Prepares `token` (the auth token's UTF-8 bytes).
+    pub fn new(token: &[u8]) -> Self {
+        // HMAC takes keys of any length: the error arm is unreachable, and an empty key
+        // (which HMAC also accepts) still only validates what it signed.
+        SigningKey(
+            <Hmac<Sha1> as Mac>::new_from_slice(token)
+                .unwrap_or_else(|_| <Hmac<Sha1> as Mac>::new(&Default::default())),
+        )
+    }
+
+    /// The `X-Twilio-Signature` value for `url` and form `params` ([`compute`]).
+    pub fn compute<K: AsRef<str>, V: AsRef<str>>(&self, url: &str, params: &[(K, V)]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(url.as_bytes());
+        for_each_signed_param(params, |part| mac.update(part));
+        STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Validates a form-encoded (or GET) request ([`validate`]).
+    ///
+    /// # Errors
+    /// As [`validate`].
+    pub fn validate<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        url: &str,
+        params: &[(K, V)],
+        header: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        let header = match header {
+            Some(h) if !h.is_empty() => h,
+            _ => return Err(SignatureError::MissingHeader),
+        };
+        // The sorted parameters are signed after whichever URL form Twilio used: built once.
+        let mut signed = Vec::with_capacity(
+            params
+                .iter()
+                .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+                .sum(),
+        );
+        for_each_signed_param(params, |part| signed.extend_from_slice(part));
+        let matches = |candidate: &str| -> bool {
+            let mut mac = self.0.clone();
+            mac.update(candidate.as_bytes());
+            mac.update(&signed);
+            let mut expected = [0u8; 28];
+            let Ok(n) = STANDARD.encode_slice(mac.finalize().into_bytes(), &mut expected) else {
+                return false;
+            };
+            bool::from(expected[..n].ct_eq(header.as_bytes()))
+        };
+        // Each comparison is constant-time; stopping at the first match only tells which URL
+        // form matched, which the caller learns anyway. The other forms are built only when
+        // the URL as given does not match.
+        if matches(url) || url_candidates(url).iter().skip(1).any(|c| matches(c)) {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
+    }
+}
+
 /// Computes the `X-Twilio-Signature` value for `url` and form `params`.
 ///
 /// `token` is the auth token's UTF-8 bytes; `params` are decoded form values
 /// (as returned by [`crate::params::parse`]); pass an empty slice for GET
-/// requests and JSON bodies.
+/// requests and JSON bodies. A server signing or checking many requests keeps a
+/// [`SigningKey`] instead.
 pub fn compute(token: &[u8], url: &str, params: &[(String, String)]) -> String {
-    match mac_for(token, url, params) {
-        Some(mac) => STANDARD.encode(mac.finalize().into_bytes()),
-        // HMAC accepts keys of any length, so `mac_for` never fails; an
-        // empty string can never validate (empty headers are rejected).
-        None => String::new(),
-    }
-}
-
-fn mac_for(token: &[u8], url: &str, params: &[(String, String)]) -> Option<Hmac<Sha1>> {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(token).ok()?;
-    mac.update(url.as_bytes());
-    for_each_signed_param(params, |part| mac.update(part));
-    Some(mac)
+    SigningKey::new(token).compute(url, params)
 }
 
 /// Feeds the parameters in signing order: sorted by name, each name's distinct values sorted,
 /// name then value for each (duplicate name/value pairs count once, as Twilio's libraries do).
-fn for_each_signed_param(params: &[(String, String)], mut feed: impl FnMut(&[u8])) {
+fn for_each_signed_param<K: AsRef<str>, V: AsRef<str>>(
+    params: &[(K, V)],
+    mut feed: impl FnMut(&[u8]),
+) {
     let mut sorted: Vec<(&str, &str)> = params
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .collect();
     sorted.sort_unstable();
     sorted.dedup();
@@ -115,33 +181,7 @@ pub fn validate(
     params: &[(String, String)],
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
-    let header = match header {
-        Some(h) if !h.is_empty() => h,
-        _ => return Err(SignatureError::MissingHeader),
-    };
-    // The sorted parameters are signed after whichever URL form Twilio used: built once.
-    let mut signed = Vec::new();
-    for_each_signed_param(params, |part| signed.extend_from_slice(part));
-    let matches = |candidate: &str| -> bool {
-        let Ok(mut mac) = <Hmac<Sha1> as Mac>::new_from_slice(token) else {
-            return false;
-        };
-        mac.update(candidate.as_bytes());
-        mac.update(&signed);
-        let mut expected = [0u8; 28];
-        let Ok(n) = STANDARD.encode_slice(mac.finalize().into_bytes(), &mut expected) else {
-            return false;
-        };
-        bool::from(expected[..n].ct_eq(header.as_bytes()))
-    };
-    // Each comparison is constant-time; stopping at the first match only tells which URL
-    // form matched, which the caller learns anyway. The other forms are built only when the
-    // URL as given does not match.
-    if matches(url) || url_candidates(url).iter().skip(1).any(|c| matches(c)) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    SigningKey::new(token).validate(url, params, header)
 }
 
 /// Validates a request whose body is not form-encoded (e.g. JSON).
@@ -783,6 +823,38 @@ mod tests {
                 proptest::prop_assert_eq!(validate(TOKEN, &url, &p(), Some(&sig)), Ok(()));
             }
         }
+    }
+
+    #[test]
+    fn a_prepared_key_checks_borrowed_params_and_can_be_reused() {
+        let key = SigningKey::new(TOKEN);
+        assert_eq!(
+            format!("{key:?}"),
+            "SigningKey(..)",
+            "the token is never printed"
+        );
+        let body = b"To=%2B18005551212&From=%2B14158675309&CallSid=CA1234567890ABCDE&Digits=1234&Caller=%2B14158675309";
+        let borrowed = crate::params::parse_borrowed(body, 1024).expect("form");
+        assert_eq!(
+            key.compute(U, &borrowed),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+            "row 1"
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                key.validate(U, &borrowed, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+                Ok(())
+            );
+            assert_eq!(
+                key.validate(U, &borrowed, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8x")),
+                Err(SignatureError::Mismatch)
+            );
+        }
+        assert_eq!(
+            SigningKey::new(b"other").validate(U, &borrowed, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+            Err(SignatureError::Mismatch),
+            "another token's key refuses it"
+        );
     }
 
     #[test]

@@ -28,8 +28,8 @@ use crate::clock::{Clock, Random};
 use crate::otp;
 use crate::policy::{self, Personal};
 use crate::secret::Secret;
+use crate::session::{Answer, Last, Session, Var, Waiting};
 use crate::session::{Delivery, Otp};
-use crate::session::{Last, Session, Var, Waiting};
 use resetline_audit::{
     Destination, EventType as Ev, Factor, MaskedEmail, MaskedNumber, Outcome as Out, Record,
 };
@@ -223,21 +223,21 @@ impl Engine {
         };
         if token != s.token || s.ended.is_some() {
             // A retry (or a stale request): answer exactly as before, change nothing.
-            if let Some(last) = &s.last
-                && (last.token == token || s.ended.is_some())
-            {
-                return Step {
-                    actions: last.actions.clone(),
-                    replayed: true,
-                    audit: Vec::new(),
-                };
-            }
-            tracing::warn!(call = %s.call_sid, token, expected = s.token, "stale step token");
-            let actions = s
+            let retry = s
                 .last
                 .as_ref()
-                .map(|l| l.actions.clone())
-                .unwrap_or_default();
+                .is_some_and(|last| last.token == token || s.ended.is_some());
+            if !retry {
+                tracing::warn!(call = %s.call_sid, token, expected = s.token, "stale step token");
+            }
+            let actions = match s.last.as_ref().map(|l| l.answer.actions()) {
+                Some(Ok(actions)) => actions,
+                Some(Err(e)) => {
+                    tracing::error!(call = %s.call_sid, error = %e, "stored answer unreadable; answering with nothing");
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
             return Step {
                 actions,
                 replayed: true,
@@ -276,7 +276,7 @@ impl Engine {
         }
         s.last = Some(Last {
             token,
-            actions: out.clone(),
+            answer: Answer::of(&out),
         });
         let audit = std::mem::take(&mut s.pending_audit);
         Step {

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
 
-/// The session format this build writes: 2 = postcard (format 1 was JSON, still read).
-pub const FORMAT: u32 = 2;
+/// The session format this build writes: 3 = postcard with the last answer kept encoded
+/// ([`Answer`]). Still read: 2 = postcard with the last answer as actions ([`LastV2`]), 1 =
+/// JSON (the same fields as 2).
+pub const FORMAT: u32 = 3;
 
 /// The newest session format this build reads. Equal to `FORMAT`, except during a format
 /// change, when one release reads `FORMAT + 1` while still writing `FORMAT` (rolling upgrades,
@@ -97,12 +99,102 @@ pub struct Last {
     /// The step token the answered request carried.
     pub token: u64,
     /// What was answered.
+    pub answer: Answer,
+}
+
+/// Actions as the session keeps them between webhooks: encoded (postcard), because they are
+/// read back only when a webhook is retried. Loading and saving a session then copies these
+/// bytes instead of decoding and re-encoding every prompt of the last answer, and a step does
+/// not clone its actions to keep them.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Answer(Box<[u8]>);
+
+impl Answer {
+    /// `actions`, encoded.
+    pub fn of(actions: &[Action]) -> Self {
+        // Encoding actions (plain data) into memory cannot fail; an empty answer would replay
+        // as silence, so say so if it ever did.
+        match postcard::to_allocvec(actions) {
+            Ok(bytes) => Answer(bytes.into_boxed_slice()),
+            Err(e) => {
+                tracing::error!(error = %e, "answer not kept: a retry of this webhook gets no actions");
+                Answer::default()
+            }
+        }
+    }
+
+    /// The actions again.
+    ///
+    /// # Errors
+    /// When the bytes are not encoded actions (a damaged session).
+    pub fn actions(&self) -> Result<Vec<Action>, postcard::Error> {
+        if self.0.is_empty() {
+            return Ok(Vec::new());
+        }
+        postcard::from_bytes(&self.0)
+    }
+}
+
+impl Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Answer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Answer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("encoded actions")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Answer, E> {
+                Ok(Answer(v.into()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Answer, E> {
+                Ok(Answer(v.into_boxed_slice()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Answer, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                Ok(Answer(bytes.into_boxed_slice()))
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
+
+/// `last` as formats 1 and 2 stored it: the actions themselves. Read into a session of today's
+/// shape by [`Session::map_last`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastV2 {
+    /// The step token the answered request carried.
+    pub token: u64,
+    /// What was answered.
     pub actions: Vec<Action>,
 }
 
-/// One call.
+impl From<LastV2> for Last {
+    fn from(old: LastV2) -> Self {
+        Last {
+            token: old.token,
+            answer: Answer::of(&old.actions),
+        }
+    }
+}
+
+/// One call. `L` is how the last answer is held: [`Last`] in this build; formats 1 and 2 are
+/// read as `Session<LastV2>` and converted with [`Session::map_last`] (one struct, so the
+/// stored formats cannot drift apart field by field).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
+#[serde(bound(serialize = "L: Serialize", deserialize = "L: Deserialize<'de>"))]
+pub struct Session<L = Last> {
     /// Serialization format (see module docs).
     pub format: u32,
     /// The carrier's call id.
@@ -145,7 +237,7 @@ pub struct Session {
     pub ended: Option<String>,
     /// The last answer sent.
     #[serde(default)]
-    pub last: Option<Last>,
+    pub last: Option<L>,
     /// The one-time code issued in this call, if any.
     #[serde(default)]
     pub otp: Option<Box<Otp>>,
@@ -158,6 +250,60 @@ pub struct Session {
     /// Audit records of the step in progress; taken into `Step::audit`, never stored.
     #[serde(skip)]
     pub pending_audit: Vec<resetline_audit::Record>,
+}
+
+impl<L> Session<L> {
+    /// The same session with its last answer converted by `f` (reading older formats).
+    pub fn map_last<M>(self, f: impl FnOnce(L) -> M) -> Session<M> {
+        let Session {
+            format,
+            call_sid,
+            flow_id,
+            flow_version,
+            caller,
+            started_ms,
+            token,
+            node,
+            waiting,
+            attempts,
+            locale,
+            vars,
+            visits,
+            verifications,
+            recording_paused_ms,
+            pending_secret,
+            ended,
+            otp,
+            waiting_since_ms,
+            account,
+            pending_audit,
+            last,
+        } = self;
+        Session {
+            format,
+            call_sid,
+            flow_id,
+            flow_version,
+            caller,
+            started_ms,
+            token,
+            node,
+            waiting,
+            attempts,
+            locale,
+            vars,
+            visits,
+            verifications,
+            recording_paused_ms,
+            pending_secret,
+            ended,
+            otp,
+            waiting_since_ms,
+            account,
+            pending_audit,
+            last: last.map(f),
+        }
+    }
 }
 
 impl Session {

@@ -154,35 +154,48 @@ pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Reads a stored session; refuses one written in a newer format (rolling upgrades: an old
-/// replica must not misread a newer replica's session). Format 1 (JSON, always starting
-/// with `{`) is still read, so calls saved before an upgrade go on.
+/// replica must not misread a newer replica's session). Older formats are still read into
+/// today's struct, so calls saved before an upgrade go on: format 2 (postcard, the last answer
+/// as actions) and format 1 (JSON, always starting with `{`, the same fields as 2).
 pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
-    let unreadable = |e: &dyn std::fmt::Display| {
-        StoreError::Backend(BackendError::new(
-            "sessions",
-            format!("unreadable session: {e}"),
-        ))
+    use resetline_engine::session::{FORMAT, LastV2, READS_UP_TO};
+    // Saved again, an older session is written in today's format, and says so.
+    let upgraded = |old: Session<LastV2>| {
+        let mut session = old.map_last(Into::into);
+        session.format = FORMAT;
+        session
     };
     if bytes.first() == Some(&b'{') {
-        let mut session: Session = serde_json::from_slice(bytes).map_err(|e| unreadable(&e))?;
+        let session: Session<LastV2> = serde_json::from_slice(bytes).map_err(|e| unreadable(&e))?;
         if session.format != 1 {
             return Err(unreadable(&"a JSON session must be format 1"));
         }
-        // Read into today's struct: saved again, it is written in today's format.
-        session.format = resetline_engine::session::FORMAT;
-        return Ok(session);
+        return Ok(upgraded(session));
     }
     let (format, _) = postcard::take_from_bytes::<u32>(bytes).map_err(|e| unreadable(&e))?;
-    if format > resetline_engine::session::READS_UP_TO {
-        return Err(StoreError::Backend(BackendError::new(
+    match format {
+        2 => whole(postcard::take_from_bytes::<Session<LastV2>>(bytes)).map(upgraded),
+        f if f > READS_UP_TO => Err(StoreError::Backend(BackendError::new(
             "sessions",
-            format!(
-                "session format {format} is newer than this build reads ({})",
-                resetline_engine::session::READS_UP_TO
-            ),
-        )));
+            format!("session format {f} is newer than this build reads ({READS_UP_TO})"),
+        ))),
+        FORMAT => whole(postcard::take_from_bytes::<Session>(bytes)),
+        f => Err(unreadable(&format_args!(
+            "format {f} is not a postcard session format"
+        ))),
     }
-    match postcard::take_from_bytes::<Session>(bytes) {
+}
+
+fn unreadable(e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Backend(BackendError::new(
+        "sessions",
+        format!("unreadable session: {e}"),
+    ))
+}
+
+/// A session that filled the stored bytes exactly (nothing after it).
+fn whole<T>(result: postcard::Result<(T, &[u8])>) -> Result<T, StoreError> {
+    match result {
         Ok((session, [])) => Ok(session),
         Ok(_) => Err(unreadable(&"trailing bytes after the session")),
         Err(e) => Err(unreadable(&e)),
@@ -370,7 +383,7 @@ mod tests {
         );
         s.last = Some(resetline_engine::session::Last {
             token: 3,
-            actions: vec![resetline_engine::Action::Hangup],
+            answer: resetline_engine::session::Answer::of(&answer()),
         });
         let bytes = encode(&s).expect("encodes");
         assert_eq!(
@@ -378,7 +391,10 @@ mod tests {
             u8::try_from(resetline_engine::session::FORMAT).ok(),
             "the format varint comes first"
         );
-        assert_eq!(decode(&bytes), Ok(s));
+        let read = decode(&bytes).expect("reads");
+        assert_eq!(read, s);
+        let replayed = read.last.map(|l| l.answer.actions());
+        assert_eq!(replayed, Some(Ok(answer())), "the kept answer reads back");
         assert!(
             decode(&bytes[..bytes.len() / 2]).is_err(),
             "a truncated session is refused"
@@ -388,23 +404,99 @@ mod tests {
         assert!(decode(&longer).is_err(), "so is one with bytes after it");
     }
 
+    /// A last answer with some of everything an answer holds.
+    fn answer() -> Vec<resetline_engine::Action> {
+        use resetline_engine::{Action, Spoken};
+        vec![
+            Action::Gather {
+                num_digits: Some(6),
+                finish_on: Some('#'),
+                timeout_s: 5,
+                action: "/voice/f/step/2".into(),
+                prompts: vec![Action::Say {
+                    text: vec![
+                        Spoken::Text("Enter your ID".into()),
+                        Spoken::Digits("0199".into()),
+                    ],
+                    locale: "en-US".into(),
+                    voice: Some("Polly.Joanna".into()),
+                }],
+            },
+            Action::Redirect {
+                url: "/voice/f/step/2/timeout".into(),
+            },
+        ]
+    }
+
+    /// A session as formats 1 and 2 held it: the last answer as actions.
+    fn old_session(format: u32) -> (Session<resetline_engine::session::LastV2>, Session) {
+        let mut today = session("CA1");
+        today.vars.insert(
+            "employee_id".into(),
+            resetline_engine::session::Var::Text("1004217".into()),
+        );
+        today.last = Some(resetline_engine::session::Last {
+            token: 3,
+            answer: resetline_engine::session::Answer::of(&answer()),
+        });
+        let mut old = today
+            .clone()
+            .map_last(|l| resetline_engine::session::LastV2 {
+                token: l.token,
+                actions: answer(),
+            });
+        old.format = format;
+        (old, today)
+    }
+
     #[test]
     fn a_format_1_json_session_saved_before_an_upgrade_is_still_read() {
-        let mut s = session("CA1");
-        s.format = 1;
-        let json = serde_json::to_vec(&s).expect("json");
+        let (old, today) = old_session(1);
+        let json = serde_json::to_vec(&old).expect("json");
+        assert!(
+            String::from_utf8_lossy(&json).contains("\"actions\":[{\"gather\""),
+            "format 1 holds the actions themselves"
+        );
         let read = decode(&json).expect("read");
         assert_eq!(
             read.format,
             resetline_engine::session::FORMAT,
             "saved again, it says what it is written in"
         );
-        s.format = resetline_engine::session::FORMAT;
-        assert_eq!(read, s);
+        assert_eq!(read, today, "the same call, the answer kept encoded");
         assert!(
             decode(&encode(&read).expect("encodes")).is_ok(),
             "and reads back as today's format"
         );
+    }
+
+    #[test]
+    fn a_format_2_session_saved_before_an_upgrade_is_still_read() {
+        let (old, today) = old_session(2);
+        let bytes = postcard::to_allocvec(&old).expect("format 2");
+        assert_eq!(bytes.first(), Some(&2));
+        let read = decode(&bytes).expect("read");
+        assert_eq!(read.format, resetline_engine::session::FORMAT);
+        assert_eq!(read, today);
+        assert_eq!(
+            read.last.map(|l| l.answer.actions()),
+            Some(Ok(answer())),
+            "a retry after the upgrade replays the answer given before it"
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            decode(&longer).is_err(),
+            "trailing bytes are refused in format 2 too"
+        );
+    }
+
+    #[test]
+    fn a_session_claiming_format_1_in_binary_is_refused() {
+        let mut s = session("CA1");
+        s.format = 1;
+        let bytes = postcard::to_allocvec(&s).expect("encodes");
+        assert!(decode(&bytes).is_err(), "format 1 is JSON only");
     }
 
     #[tokio::test]

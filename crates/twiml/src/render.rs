@@ -114,9 +114,13 @@ pub fn render(response: &Response) -> Result<String, RenderError> {
         writer: Writer::new(Vec::with_capacity(512)),
         scratch: String::with_capacity(128),
     };
+    // What `BytesDecl::new("1.0", Some("UTF-8"), None)` builds, borrowed instead of built.
     Out::event(
         &mut out.writer,
-        Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)),
+        Event::Decl(BytesDecl::from_start(BytesStart::from_content(
+            "xml version=\"1.0\" encoding=\"UTF-8\"",
+            3,
+        ))),
     )?;
     if response.verbs.is_empty() {
         out.empty("Response", Vec::new())?;
@@ -357,7 +361,7 @@ impl Out {
         if !has_content {
             return Err(invalid(E, "body", "must contain text, digits or a break"));
         }
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         opt_str(&mut attrs, E, "language", say.language.as_ref())?;
         opt_display(&mut attrs, "loop", say.loop_count);
         opt_str(&mut attrs, E, "voice", say.voice.as_ref())?;
@@ -385,7 +389,7 @@ impl Out {
 
     fn play(&mut self, play: &Play) -> Result<(), RenderError> {
         const E: &str = "Play";
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         if let Some(d) = &play.digits {
             check_dtmf(E, "digits", d)?;
             attrs.push(("digits", Cow::Borrowed(d)));
@@ -400,14 +404,14 @@ impl Out {
     }
 
     fn pause(&mut self, pause: Pause) -> Result<(), RenderError> {
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         opt_display(&mut attrs, "length", pause.length);
         self.empty("Pause", attrs)
     }
 
     fn gather(&mut self, gather: &Gather) -> Result<(), RenderError> {
         const E: &str = "Gather";
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         opt_str(&mut attrs, E, "action", gather.action.as_ref())?;
         opt_display(
             &mut attrs,
@@ -450,7 +454,7 @@ impl Out {
         if is_blank(&redirect.url) {
             return Err(invalid(E, "url", "must not be empty"));
         }
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         opt_static(&mut attrs, "method", redirect.method.map(|m| m.as_str()));
         self.with_body(E, attrs, &redirect.url)
     }
@@ -458,7 +462,7 @@ impl Out {
     fn enqueue(&mut self, enqueue: &Enqueue) -> Result<(), RenderError> {
         const E: &str = "Enqueue";
         check_queue_name(E, &enqueue.queue)?;
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         opt_str(&mut attrs, E, "action", enqueue.action.as_ref())?;
         opt_static(&mut attrs, "method", enqueue.method.map(|m| m.as_str()));
         opt_str(&mut attrs, E, "waitUrl", enqueue.wait_url.as_ref())?;
@@ -475,7 +479,7 @@ impl Out {
         if dial.nouns.is_empty() {
             return Err(invalid(E, "nouns", "needs at least one Number or Queue"));
         }
-        let mut attrs = Attrs::new();
+        let mut attrs = Attrs::with_capacity(6);
         opt_str(&mut attrs, E, "action", dial.action.as_ref())?;
         opt_str(&mut attrs, E, "callerId", dial.caller_id.as_ref())?;
         opt_static(&mut attrs, "method", dial.method.map(|m| m.as_str()));
@@ -487,7 +491,7 @@ impl Out {
                     if is_blank(&n.number) {
                         return Err(invalid("Number", "number", "must not be empty"));
                     }
-                    let mut attrs = Attrs::new();
+                    let mut attrs = Attrs::with_capacity(6);
                     if let Some(d) = &n.send_digits {
                         check_dtmf("Number", "sendDigits", d)?;
                         attrs.push(("sendDigits", Cow::Borrowed(d)));
@@ -496,7 +500,7 @@ impl Out {
                 }
                 DialNoun::Queue(q) => {
                     check_queue_name("Queue", &q.name)?;
-                    let mut attrs = Attrs::new();
+                    let mut attrs = Attrs::with_capacity(6);
                     opt_str(&mut attrs, "Queue", "url", q.url.as_ref())?;
                     self.with_body("Queue", attrs, &q.name)?;
                 }

@@ -4,12 +4,17 @@
 //! whole step: form parse, signature, per-call lock, session load, engine step (directory
 //! lookup, PIN-lockout check, recording pause, audit records, next prompt), save, render.
 //!
+//! `signed_gather_step_in_process_redis` is the same with sessions, lockouts and call leases
+//! in a real `redis-server` on loopback (skipped when it is not installed): one request at a
+//! time, so every Redis round trip is a pipeline of its own (no batching across webhooks, the
+//! Redis client's worst case).
+//!
 //! Run: `cargo bench -p resetline-server --bench webhook`
 //!
 //! Instruction counts (repeatable where wall time on a shared VM is not), counting only inside
-//! `one_webhook`:
+//! `one_webhook` (the redis-server process is not counted):
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='webhook::one_webhook*'
-//! target/release/deps/webhook-<hash> --bench --profile-time 20`
+//! target/release/deps/webhook-<hash> --bench --profile-time 20 <bench name>`
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -17,9 +22,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use resetline_engine::SystemClock;
+use resetline_engine::{SessionStore, SystemClock};
 use resetline_server::{AppState, app};
 use resetline_store::MemoryStore;
+use resetline_store_redis::testing::RedisServer;
 use tower::ServiceExt;
 
 #[path = "support/mod.rs"]
@@ -38,17 +44,19 @@ fn one_webhook(
         .unwrap_or_else(|e| match e {})
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let engine = support::engine(dir.path()).expect("engine");
+/// The app on `store` (with `leases`, the store's call leases, for Redis) and a function that
+/// benchmarks first Gather callbacks of fresh calls through it as `name`.
+fn bench_store(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    engine: resetline_engine::Engine,
+    store: Arc<dyn SessionStore>,
+    leases: Option<Arc<dyn resetline_engine::CallLeases>>,
+) {
     let registry = support::registry().expect("flows");
     let loaded = registry.current(support::FLOW).expect("flow");
-    let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), 10_000_000));
-    let state = AppState::new(
+    let mut state = AppState::new(
         support::PUBLIC,
         resetline_engine::Secret::new(support::TOKEN),
         engine.clone(),
@@ -57,9 +65,12 @@ fn bench(c: &mut Criterion) {
         Arc::new(support::CountingAudit::default()),
         support::root().join("voice-prompts"),
     );
+    if let Some(leases) = leases {
+        state = state.with_leases(leases).expect("leases");
+    }
     let router = app(state);
     let mut next = 0usize;
-    c.bench_function("signed_gather_step_in_process", |b| {
+    c.bench_function(name, |b| {
         b.iter_batched(
             || {
                 let sid = support::call_sid(next);
@@ -76,13 +87,67 @@ fn bench(c: &mut Criterion) {
                     .expect("request")
             },
             |req| {
-                let res = one_webhook(&rt, &router, req);
+                let res = one_webhook(rt, &router, req);
                 assert_eq!(res.status(), 200);
                 black_box(res)
             },
             BatchSize::SmallInput,
         );
     });
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = support::engine(dir.path()).expect("engine");
+    let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), 10_000_000));
+    bench_store(
+        c,
+        &rt,
+        "signed_gather_step_in_process",
+        engine.clone(),
+        store,
+        None,
+    );
+
+    let Ok(server) = RedisServer::start(dir.path(), false) else {
+        eprintln!("redis-server not installed: the Redis variant is skipped");
+        return;
+    };
+    let redis = rt
+        .block_on(async {
+            let redis = resetline_store_redis::RedisStore::connect(
+                &resetline_store_redis::RedisConfig {
+                    url: resetline_engine::Secret::new(server.url()),
+                    password: None,
+                    username: None,
+                    tls: false,
+                    key_prefix: "bench:".into(),
+                    timeout: std::time::Duration::from_secs(2),
+                },
+                Arc::new(SystemClock),
+                &resetline_engine::OsRandom,
+            )?;
+            redis.check().await;
+            Ok::<_, resetline_store_redis::RedisConfigError>(redis)
+        })
+        .expect("redis store");
+    let engine = resetline_engine::Engine {
+        lockouts: Arc::new(redis.clone()),
+        ..engine
+    };
+    bench_store(
+        c,
+        &rt,
+        "signed_gather_step_in_process_redis",
+        engine,
+        Arc::new(redis.clone()),
+        Some(Arc::new(redis)),
+    );
+    drop(server);
 }
 
 criterion_group!(benches, bench);

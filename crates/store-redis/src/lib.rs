@@ -18,21 +18,25 @@
 //! - **Never waits longer than its timeout**: every command is bounded; a slow or unreachable
 //!   Redis is a [`StoreError::Backend`] (the caller hears an apology), and `healthy()` turns
 //!   false until a command or the periodic health check succeeds again.
+//!
+//! The client is this crate's own (`client.rs`, `resp.rs`): one shared connection, commands of
+//! concurrent webhooks pipelined into one write, RESP2 parsed in place, TLS through rustls. A
+//! general-purpose client cost a webhook about as many instructions again as the whole engine
+//! step (BENCHMARKS.md).
 
-mod batch;
+mod client;
+mod resp;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, RedisResult, Script};
 use resetline_engine::{
     BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,
     Secret, Session, SessionStore, StoreError,
 };
+use resp::{Arg, Reply};
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -65,14 +69,14 @@ impl std::error::Error for RedisConfigError {}
 
 /// Sessions, counters, lockouts and leases on one Redis (cheap to clone: one shared,
 /// multiplexed, self-reconnecting connection; concurrent callers' commands go out as one
-/// pipeline, see `batch.rs`).
+/// pipeline, see `client.rs`).
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    conn: batch::Batched,
+    client: client::Client,
     prefix: String,
     timeout: Duration,
     healthy: AtomicBool,
@@ -89,6 +93,40 @@ struct Scripts {
     lock_cas: Script,
     renew: Script,
     release: Script,
+}
+
+/// A Lua script, run by its SHA-1 (`EVALSHA`); sent whole (`EVAL`, which also caches it) when
+/// the server does not know it yet (`NOSCRIPT`: first use, or after a restart).
+struct Script {
+    body: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(body: &'static str) -> Self {
+        use sha1::Digest as _;
+        let digest = sha1::Sha1::digest(body.as_bytes());
+        Script {
+            body,
+            sha: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// `EVALSHA` (or `EVAL` with `whole`) of this script with `keys` and `args`.
+    fn command(&self, whole: bool, keys: &[&str], args: &[Arg<'_>]) -> Vec<u8> {
+        let mut all: Vec<Arg<'_>> = Vec::with_capacity(3 + keys.len() + args.len());
+        if whole {
+            all.extend([Arg::from("EVAL"), Arg::from(self.body)]);
+        } else {
+            all.extend([Arg::from("EVALSHA"), Arg::from(self.sha.as_str())]);
+        }
+        all.push(Arg::Int(keys.len() as u64));
+        all.extend(keys.iter().map(|k| Arg::from(*k)));
+        all.extend_from_slice(args);
+        let mut out = Vec::with_capacity(64 + args.len() * 16);
+        resp::command(&mut out, &all);
+        out
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -156,13 +194,54 @@ end
 return 0
 ";
 
-/// A failure of backend `what` from a Redis error (no URL or password in the message: the
-/// client's errors name the kind and the server's reply).
-fn failed(what: &'static str, e: &redis::RedisError) -> StoreError {
-    if e.is_timeout() {
+/// A failure of backend `what` from the client (its messages name the kind of failure and the
+/// server's reply, never the URL or a password).
+fn failed(what: &'static str, e: &client::ClientError) -> StoreError {
+    if e.timeout {
         return StoreError::Backend(BackendError::timeout(what));
     }
     StoreError::Backend(BackendError::new(what, format!("redis: {e}")))
+}
+
+/// A reply that should not be there.
+fn unexpected(what: &'static str, reply: &Reply) -> StoreError {
+    let message = match reply {
+        Reply::Error(e) => format!("redis: {e}"),
+        _ => "redis: unexpected reply".to_string(),
+    };
+    StoreError::Backend(BackendError::new(what, message))
+}
+
+fn int(what: &'static str, reply: Reply) -> Result<i64, StoreError> {
+    match reply {
+        Reply::Int(n) => Ok(n),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+/// A bulk string, or nothing (`nil`).
+fn bulk(what: &'static str, reply: Reply) -> Result<Option<Vec<u8>>, StoreError> {
+    match reply {
+        Reply::Bulk(b) => Ok(Some(b)),
+        Reply::Nil => Ok(None),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+/// `+OK` (a `SET` that happened) or `nil` (a `SET NX` that did not).
+fn set_done(what: &'static str, reply: Reply) -> Result<bool, StoreError> {
+    match reply {
+        Reply::Simple(ok) if ok == "OK" => Ok(true),
+        Reply::Nil => Ok(false),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+/// One command, encoded.
+fn command(args: &[Arg<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    resp::command(&mut out, args);
+    out
 }
 
 impl RedisStore {
@@ -178,48 +257,20 @@ impl RedisStore {
                 "key_prefix must not contain `{` or `}` (they mark hash tags)".into(),
             ));
         }
-        let mut url = config.url.expose().to_string();
-        if config.tls
-            && let Some(rest) = url.strip_prefix("redis://")
-        {
-            url = format!("rediss://{rest}");
-        }
-        if url.starts_with("rediss://") {
-            // The redis client builds its rustls config from the process-wide provider; make
-            // sure there is one (aws-lc-rs, as reqwest uses) whatever features others enable.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        }
-        let mut info = url
-            .as_str()
-            .into_connection_info()
-            .map_err(|_| RedisConfigError("the URL is not a redis:// or rediss:// URL".into()))?;
-        if let Some(password) = &config.password {
-            let mut settings = info
-                .redis_settings()
-                .clone()
-                .set_password(password.expose());
-            if let Some(user) = &config.username {
-                settings = settings.set_username(user);
-            }
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info)
-            .map_err(|e| RedisConfigError(format!("cannot use the URL: {e}")))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(|e| RedisConfigError(format!("cannot start the connection: {e}")))?;
+        let target = client::Target::new(
+            config.url.expose(),
+            config.tls,
+            config.username.as_deref(),
+            config.password.as_ref(),
+        )
+        .map_err(RedisConfigError)?;
         let mut id = [0u8; 8];
         random
             .fill(&mut id)
             .map_err(|_| RedisConfigError("no randomness for the instance id".into()))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn: batch::Batched::start(conn, config.timeout),
+                client: client::Client::start(target, config.timeout),
                 prefix: config.key_prefix.clone(),
                 timeout: config.timeout,
                 healthy: AtomicBool::new(false),
@@ -240,9 +291,9 @@ impl RedisStore {
     /// Checks Redis now (one PING within the timeout) and records the answer for
     /// [`SessionStore::healthy`].
     pub async fn check(&self) -> bool {
-        let mut conn = self.inner.conn.clone();
-        let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
-        self.run("sessions", ping).await.is_ok()
+        self.request("sessions", command(&["PING".into()]), 1)
+            .await
+            .is_ok()
     }
 
     /// Runs [`RedisStore::check`] every `every` until the returned task is aborted; this is
@@ -286,16 +337,27 @@ impl RedisStore {
         format!("{}lockout:{{{account}}}", self.inner.prefix)
     }
 
-    /// Bounds `fut` by the timeout, maps errors, and records health.
-    async fn run<T>(
+    /// Sends `bytes` (`count` commands) within the timeout and returns their replies; maps
+    /// errors and records health. A server error reply (`-ERR`) is returned as a reply, for
+    /// the caller to judge.
+    async fn request(
         &self,
         what: &'static str,
-        fut: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, fut).await {
-            Ok(Ok(v)) => {
+        bytes: Vec<u8>,
+        count: usize,
+    ) -> Result<Vec<Reply>, StoreError> {
+        let sent = self.inner.client.request(bytes, count);
+        match tokio::time::timeout(self.inner.timeout, sent).await {
+            Ok(Ok(replies)) if replies.len() == count => {
                 self.inner.healthy.store(true, Ordering::Relaxed);
-                Ok(v)
+                Ok(replies)
+            }
+            Ok(Ok(_)) => {
+                self.inner.healthy.store(false, Ordering::Relaxed);
+                Err(StoreError::Backend(BackendError::new(
+                    what,
+                    "redis: wrong number of replies",
+                )))
             }
             Ok(Err(e)) => {
                 self.inner.healthy.store(false, Ordering::Relaxed);
@@ -308,14 +370,53 @@ impl RedisStore {
         }
     }
 
+    /// One command's reply; a server error reply is an error (and marks Redis unhealthy).
+    async fn one(&self, what: &'static str, bytes: Vec<u8>) -> Result<Reply, StoreError> {
+        let reply = self
+            .request(what, bytes, 1)
+            .await?
+            .pop()
+            .unwrap_or(Reply::Nil);
+        if matches!(reply, Reply::Error(_)) {
+            self.inner.healthy.store(false, Ordering::Relaxed);
+            return Err(unexpected(what, &reply));
+        }
+        Ok(reply)
+    }
+
+    /// Runs `script` with `keys` and `args` (by SHA-1; sent whole once if Redis does not have
+    /// it).
+    async fn script(
+        &self,
+        what: &'static str,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, StoreError> {
+        let reply = self
+            .request(what, script.command(false, keys, args), 1)
+            .await?
+            .pop()
+            .unwrap_or(Reply::Nil);
+        match reply {
+            Reply::Error(e) if e.starts_with("NOSCRIPT") => {
+                self.one(what, script.command(true, keys, args)).await
+            }
+            Reply::Error(_) => {
+                self.inner.healthy.store(false, Ordering::Relaxed);
+                Err(unexpected(what, &reply))
+            }
+            reply => Ok(reply),
+        }
+    }
+
     async fn load_session(&self, call_sid: &str) -> Result<Option<(Session, u64)>, StoreError> {
         let key = self.session_key(call_sid);
-        let mut conn = self.inner.conn.clone();
-        let value: Option<Vec<u8>> = self
-            .run("sessions", async move {
-                redis::cmd("GET").arg(&key).query_async(&mut conn).await
-            })
-            .await?;
+        let value = bulk(
+            "sessions",
+            self.one("sessions", command(&["GET".into(), key.as_str().into()]))
+                .await?,
+        )?;
         value.map(|v| stored_session(&v)).transpose()
     }
 
@@ -332,46 +433,66 @@ impl RedisStore {
         let key = self.session_key(&session.call_sid);
         let lease_key = lease.map(|_| self.lease_key(&session.call_sid));
         drop(session);
-        let mut conn = self.inner.conn.clone();
-        let script = &self.inner.scripts.save;
-        let revision: u64 = self
-            .run("sessions", async move {
-                let mut call = script.key(&key);
-                call.arg(expected).arg(bytes).arg(ttl_ms.max(1));
-                if let (Some(lease_key), Some(token)) = (lease_key, lease) {
-                    call.key(lease_key).arg(token);
-                }
-                call.invoke_async(&mut conn).await
-            })
-            .await?;
-        if revision == 0 {
-            Err(StoreError::Conflict)
-        } else {
-            Ok(revision)
+        let mut keys = vec![key.as_str()];
+        let mut args = vec![
+            Arg::Int(expected),
+            Arg::Bytes(&bytes),
+            Arg::Int(ttl_ms.max(1)),
+        ];
+        if let (Some(lease_key), Some(token)) = (&lease_key, lease) {
+            keys.push(lease_key);
+            args.push(token.into());
+        }
+        let revision = int(
+            "sessions",
+            self.script("sessions", &self.inner.scripts.save, &keys, &args)
+                .await?,
+        )?;
+        match u64::try_from(revision) {
+            Ok(0) | Err(_) => Err(StoreError::Conflict),
+            Ok(revision) => Ok(revision),
         }
     }
 
     async fn lock_state(&self, key: &str) -> Result<(LockState, u64), StoreError> {
-        let mut conn = self.inner.conn.clone();
-        let (f, last, until, v): (Option<u32>, Option<u64>, Option<u64>, Option<u64>) = self
-            .run("lockouts", async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("f")
-                    .arg("last")
-                    .arg("until")
-                    .arg("v")
-                    .query_async(&mut conn)
-                    .await
-            })
+        let reply = self
+            .one(
+                "lockouts",
+                command(&[
+                    "HMGET".into(),
+                    key.into(),
+                    "f".into(),
+                    "last".into(),
+                    "until".into(),
+                    "v".into(),
+                ]),
+            )
             .await?;
+        let Reply::Array(fields) = reply else {
+            return Err(unexpected("lockouts", &reply));
+        };
+        let mut numbers = [0u64; 4];
+        for (slot, field) in numbers.iter_mut().zip(fields) {
+            if let Some(text) = bulk("lockouts", field)? {
+                *slot = std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| {
+                        StoreError::Backend(BackendError::new(
+                            "lockouts",
+                            "redis: lockout field is not a number",
+                        ))
+                    })?;
+            }
+        }
+        let [failures, last, until, version] = numbers;
         Ok((
             LockState {
-                failures: f.unwrap_or(0),
-                last_failure_ms: last.unwrap_or(0),
-                locked_until_ms: until.unwrap_or(0),
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                last_failure_ms: last,
+                locked_until_ms: until,
             },
-            v.unwrap_or(0),
+            version,
         ))
     }
 }
@@ -433,22 +554,21 @@ impl Counters for RedisStore {
             self.inner.seq.fetch_add(1, Ordering::Relaxed)
         );
         let key = self.counter_key(key);
-        let mut conn = self.inner.conn.clone();
-        let script = &self.inner.scripts.hit;
         Box::pin(async move {
-            let allowed: u8 = self
-                .run("counters", async move {
-                    script
-                        .key(&key)
-                        .arg(now)
-                        .arg(window_ms.max(1))
-                        .arg(limit)
-                        .arg(member)
-                        .invoke_async(&mut conn)
-                        .await
-                })
+            let allowed = self
+                .script(
+                    "counters",
+                    &self.inner.scripts.hit,
+                    &[&key],
+                    &[
+                        now.into(),
+                        window_ms.max(1).into(),
+                        u64::from(limit).into(),
+                        member.as_str().into(),
+                    ],
+                )
                 .await?;
-            Ok(allowed == 1)
+            Ok(int("counters", allowed)? == 1)
         })
     }
 }
@@ -475,22 +595,20 @@ impl Lockouts for RedisStore {
             for _ in 0..LOCK_RETRIES {
                 let (state, version) = self.lock_state(&key).await?;
                 let next = state.after_failure(now_ms, &policy);
-                let mut conn = self.inner.conn.clone();
-                let script = &self.inner.scripts.lock_cas;
-                let key = key.as_str();
-                let written: u8 = self
-                    .run("lockouts", async move {
-                        script
-                            .key(key)
-                            .arg(version)
-                            .arg(next.failures)
-                            .arg(next.last_failure_ms)
-                            .arg(next.locked_until_ms)
-                            .invoke_async(&mut conn)
-                            .await
-                    })
+                let written = self
+                    .script(
+                        "lockouts",
+                        &self.inner.scripts.lock_cas,
+                        &[&key],
+                        &[
+                            version.into(),
+                            u64::from(next.failures).into(),
+                            next.last_failure_ms.into(),
+                            next.locked_until_ms.into(),
+                        ],
+                    )
                     .await?;
-                if written == 1 {
+                if int("lockouts", written)? == 1 {
                     return Ok(next);
                 }
             }
@@ -500,16 +618,11 @@ impl Lockouts for RedisStore {
 
     fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         let key = self.lockout_key(account);
-        let mut conn = self.inner.conn.clone();
         Box::pin(async move {
-            self.run("lockouts", async move {
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<u64>(&mut conn)
-                    .await
-            })
-            .await
-            .map(|_| ())
+            let deleted = self
+                .one("lockouts", command(&["DEL".into(), key.as_str().into()]))
+                .await?;
+            int("lockouts", deleted).map(|_| ())
         })
     }
 }
@@ -522,21 +635,21 @@ impl CallLeases for RedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let key = self.lease_key(call_sid);
-        let mut conn = self.inner.conn.clone();
         Box::pin(async move {
-            let set: Option<String> = self
-                .run("call lease", async move {
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg(token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl_ms.max(1))
-                        .query_async(&mut conn)
-                        .await
-                })
+            let set = self
+                .one(
+                    "call lease",
+                    command(&[
+                        "SET".into(),
+                        key.as_str().into(),
+                        token.into(),
+                        "NX".into(),
+                        "PX".into(),
+                        ttl_ms.max(1).into(),
+                    ]),
+                )
                 .await?;
-            Ok(set.is_some())
+            set_done("call lease", set)
         })
     }
 
@@ -547,20 +660,16 @@ impl CallLeases for RedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let key = self.lease_key(call_sid);
-        let mut conn = self.inner.conn.clone();
-        let script = &self.inner.scripts.renew;
         Box::pin(async move {
-            let renewed: u8 = self
-                .run("call lease", async move {
-                    script
-                        .key(key)
-                        .arg(token)
-                        .arg(ttl_ms.max(1))
-                        .invoke_async(&mut conn)
-                        .await
-                })
+            let renewed = self
+                .script(
+                    "call lease",
+                    &self.inner.scripts.renew,
+                    &[&key],
+                    &[token.into(), ttl_ms.max(1).into()],
+                )
                 .await?;
-            Ok(renewed == 1)
+            Ok(int("call lease", renewed)? == 1)
         })
     }
 
@@ -570,18 +679,16 @@ impl CallLeases for RedisStore {
         token: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let key = self.lease_key(call_sid);
-        let mut conn = self.inner.conn.clone();
-        let script = &self.inner.scripts.release;
         Box::pin(async move {
-            self.run("call lease", async move {
-                script
-                    .key(key)
-                    .arg(token)
-                    .invoke_async::<u8>(&mut conn)
-                    .await
-            })
-            .await
-            .map(|_| ())
+            let released = self
+                .script(
+                    "call lease",
+                    &self.inner.scripts.release,
+                    &[&key],
+                    &[token.into()],
+                )
+                .await?;
+            int("call lease", released).map(|_| ())
         })
     }
 
@@ -593,31 +700,31 @@ impl CallLeases for RedisStore {
     ) -> BoxFuture<'a, Result<Option<Option<(Session, u64)>>, StoreError>> {
         let lease = self.lease_key(call_sid);
         let session = self.session_key(call_sid);
-        let mut conn = self.inner.conn.clone();
         Box::pin(async move {
             // One pipeline, not a script: `SET NX` then `GET` run in order, and the session
             // read after the lease was taken is what a separate read would see (a writer
             // without the lease still loses the save's compare-and-swap). A script would cost
             // Redis several times the CPU of the two commands.
-            let (taken, value): (Option<String>, Option<Vec<u8>>) = self
-                .run("call lease", async move {
-                    redis::pipe()
-                        .cmd("SET")
-                        .arg(lease)
-                        .arg(token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl_ms.max(1))
-                        .cmd("GET")
-                        .arg(session)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            if taken.is_none() {
+            let mut bytes = command(&[
+                "SET".into(),
+                lease.as_str().into(),
+                token.into(),
+                "NX".into(),
+                "PX".into(),
+                ttl_ms.max(1).into(),
+            ]);
+            resp::command(&mut bytes, &["GET".into(), session.as_str().into()]);
+            let mut replies = self.request("call lease", bytes, 2).await?.into_iter();
+            let (Some(taken), Some(value)) = (replies.next(), replies.next()) else {
+                return Err(StoreError::Backend(BackendError::new(
+                    "call lease",
+                    "redis: wrong number of replies",
+                )));
+            };
+            if !set_done("call lease", taken)? {
                 return Ok(None);
             }
-            match value.map(|v| stored_session(&v)).transpose() {
+            match bulk("sessions", value).and_then(|v| v.map(|v| stored_session(&v)).transpose()) {
                 Ok(loaded) => Ok(Some(loaded)),
                 Err(e) => {
                     let _ = self.release(call_sid, token).await;

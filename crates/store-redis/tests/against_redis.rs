@@ -356,3 +356,97 @@ async fn a_slow_redis_is_a_timeout_not_a_hang() {
     );
     assert!(s.healthy());
 }
+
+/// Socket reads Redis has processed so far (one per batch of commands it read at once).
+async fn reads(probe: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(probe)
+        .await
+        .expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_reads_processed")
+}
+
+/// As the server runs: one worker thread, where a woken task runs next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn concurrent_webhooks_share_pipelines_and_each_gets_its_own_replies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = store(&server, Arc::new(SystemClock));
+    let mut probe = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("probe");
+    const CALLS: usize = 200;
+    for i in 0..CALLS {
+        s.save(session(&format!("CA{i}")), 0, 60_000)
+            .await
+            .expect("created");
+    }
+    // A lockout key holding a string: HMGET on it is refused (WRONGTYPE), for that caller only.
+    let () = redis::cmd("SET")
+        .arg("t:lockout:{broken}")
+        .arg("not a hash")
+        .query_async(&mut probe)
+        .await
+        .expect("set");
+    let before = reads(&mut probe).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CALLS {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let sid = format!("CA{i}");
+            let token = format!("holder-{i}");
+            // As a webhook: the lease with the session, a lockout read, the save with the release.
+            let (mut loaded, rev) = s
+                .acquire_and_load(&sid, &token, 3_000)
+                .await
+                .expect("round trip")
+                .expect("the lease was free")
+                .expect("the session exists");
+            assert_eq!(
+                (loaded.call_sid.as_str(), rev),
+                (sid.as_str(), 1),
+                "its own session"
+            );
+            let account = if i % 10 == 0 {
+                "broken".to_string()
+            } else {
+                format!("acct{i}")
+            };
+            let lock = s.get(&account).await;
+            assert_eq!(lock.is_err(), i % 10 == 0, "{account}: {lock:?}");
+            loaded.node = format!("node{i}");
+            s.save_and_release(loaded, rev, 60_000, &token)
+                .await
+                .expect("saved")
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.expect("caller"), 2);
+    }
+    let after = reads(&mut probe).await;
+    for i in [0, 57, CALLS - 1] {
+        let (saved, rev) = s
+            .load(&format!("CA{i}"))
+            .await
+            .expect("load")
+            .expect("found");
+        assert_eq!(
+            (saved.node, rev),
+            (format!("node{i}"), 2),
+            "each save landed on its call"
+        );
+    }
+    // 200 webhooks sent 800 commands in three rounds; one read per command would be 800 on
+    // the server side (the INFO calls add two).
+    assert!(
+        after - before <= 60,
+        "{} socket reads for {CALLS} concurrent webhooks: commands were not pipelined",
+        after - before
+    );
+}

@@ -73,10 +73,7 @@ pub type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 ///
 /// # Errors
 /// As [`parse`].
-pub fn parse_borrowed(
-    input: &[u8],
-    max_bytes: usize,
-) -> Result<Vec<Pair<'_>>, ParamsError> {
+pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, ParamsError> {
     if input.len() > max_bytes {
         return Err(ParamsError::TooLarge {
             bytes: input.len(),

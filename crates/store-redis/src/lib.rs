@@ -123,7 +123,7 @@ impl Script {
         all.push(Arg::Int(keys.len() as u64));
         all.extend(keys.iter().map(|k| Arg::from(*k)));
         all.extend_from_slice(args);
-        let mut out = Vec::with_capacity(64 + args.len() * 16);
+        let mut out = Vec::with_capacity(resp::encoded_len(&all));
         resp::command(&mut out, &all);
         out
     }
@@ -139,20 +139,21 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// Saves a session if its revision is still the expected one; returns the new revision, or 0
-/// on a conflict. The value is `<revision>:<serialized session>` (one string: less memory
-/// than a hash once the session outgrows a listpack). KEYS[1] session; ARGV expected
-/// revision, bytes, ttl ms. With KEYS[2] (the call's lease) and ARGV[4] (the holder's
-/// token) it also gives the lease back, saved or not: the request is over either way.
+/// Saves a session if its revision is still the expected one: 1 saved, 0 a conflict. The
+/// value is `<revision>:<serialized session>` (one string: less memory than a hash once the
+/// session outgrows a listpack), built by the caller with the next revision, so the script
+/// compares two short strings and stores its argument as it is (no number formatting and no
+/// concatenation of the session inside Lua). KEYS[1] session; ARGV expected revision (decimal),
+/// value, ttl ms. With KEYS[2] (the call's lease) and ARGV[4] (the holder's token) it also
+/// gives the lease back, saved or not: the request is over either way.
 const SAVE: &str = r"
 if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 local head = redis.call('GETRANGE', KEYS[1], 0, 20)
-local cur = 0
-if head ~= '' then cur = tonumber(string.match(head, '^(%d+):')) or -1 end
-if cur ~= tonumber(ARGV[1]) then return 0 end
-local nxt = cur + 1
-redis.call('SET', KEYS[1], nxt .. ':' .. ARGV[2], 'PX', ARGV[3])
-return nxt
+local cur = '0'
+if head ~= '' then cur = string.match(head, '^(%d+):') end
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 ";
 
 /// Sliding-window counter: drops hits older than the window, counts this one only if fewer
@@ -239,7 +240,7 @@ fn set_done(what: &'static str, reply: Reply) -> Result<bool, StoreError> {
 
 /// One command, encoded.
 fn command(args: &[Arg<'_>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(resp::encoded_len(args));
     resp::command(&mut out, args);
     out
 }
@@ -316,25 +317,36 @@ impl RedisStore {
         })
     }
 
-    fn key(&self, tag: &str, suffix: &str) -> String {
-        format!("{}{{{tag}}}{suffix}", self.inner.prefix)
+    /// `<prefix><kind>{<tag>}<suffix>`: the braces make `tag` the hash tag, so a call's keys
+    /// (or one account's, one counter's) share a cluster slot.
+    fn key(&self, kind: &str, tag: &str, suffix: &str) -> String {
+        let prefix = &self.inner.prefix;
+        let mut key =
+            String::with_capacity(prefix.len() + kind.len() + tag.len() + suffix.len() + 2);
+        key.push_str(prefix);
+        key.push_str(kind);
+        key.push('{');
+        key.push_str(tag);
+        key.push('}');
+        key.push_str(suffix);
+        key
     }
 
     /// The key of a call's session (for tests and operators).
     pub fn session_key(&self, call_sid: &str) -> String {
-        self.key(call_sid, ":session")
+        self.key("", call_sid, ":session")
     }
 
     fn lease_key(&self, call_sid: &str) -> String {
-        self.key(call_sid, ":lease")
+        self.key("", call_sid, ":lease")
     }
 
     fn counter_key(&self, key: &str) -> String {
-        format!("{}counter:{{{key}}}", self.inner.prefix)
+        self.key("counter:", key, "")
     }
 
     fn lockout_key(&self, account: &str) -> String {
-        format!("{}lockout:{{{account}}}", self.inner.prefix)
+        self.key("lockout:", account, "")
     }
 
     /// Sends `bytes` (`count` commands) within the timeout and returns their replies; maps
@@ -429,28 +441,34 @@ impl RedisStore {
         ttl_ms: u64,
         lease: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let bytes = resetline_store::encode(&session)?;
+        let encoded = resetline_store::encode(&session)?;
         let key = self.session_key(&session.call_sid);
         let lease_key = lease.map(|_| self.lease_key(&session.call_sid));
         drop(session);
+        let next = expected + 1;
+        let mut value = Vec::with_capacity(21 + encoded.len());
+        value.extend_from_slice(next.to_string().as_bytes());
+        value.push(b':');
+        value.extend_from_slice(&encoded);
         let mut keys = vec![key.as_str()];
         let mut args = vec![
             Arg::Int(expected),
-            Arg::Bytes(&bytes),
+            Arg::Bytes(&value),
             Arg::Int(ttl_ms.max(1)),
         ];
         if let (Some(lease_key), Some(token)) = (&lease_key, lease) {
             keys.push(lease_key);
             args.push(token.into());
         }
-        let revision = int(
+        let saved = int(
             "sessions",
             self.script("sessions", &self.inner.scripts.save, &keys, &args)
                 .await?,
         )?;
-        match u64::try_from(revision) {
-            Ok(0) | Err(_) => Err(StoreError::Conflict),
-            Ok(revision) => Ok(revision),
+        if saved == 1 {
+            Ok(next)
+        } else {
+            Err(StoreError::Conflict)
         }
     }
 

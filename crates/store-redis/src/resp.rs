@@ -84,6 +84,20 @@ fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
+/// Bytes [`command`] appends for `args` (at most; a buffer of this capacity never grows).
+pub(crate) fn encoded_len(args: &[Arg<'_>]) -> usize {
+    // `*<n>\r\n`, then `$<len>\r\n<arg>\r\n` each: 20 digits at most for a count or length.
+    23 + args
+        .iter()
+        .map(|a| {
+            25 + match a {
+                Arg::Bytes(b) => b.len(),
+                Arg::Int(_) => 20,
+            }
+        })
+        .sum::<usize>()
+}
+
 /// Appends `args` as one command (`*<n>\r\n` then `$<len>\r\n<arg>\r\n` for each).
 pub(crate) fn command(out: &mut Vec<u8>, args: &[Arg<'_>]) {
     let mut digits = [0u8; 20];
@@ -229,6 +243,19 @@ mod tests {
             encoded(&[u64::MAX.into()]),
             b"*1\r\n$20\r\n18446744073709551615\r\n"
         );
+    }
+
+    #[test]
+    fn the_encoded_length_is_an_upper_bound() {
+        let args: [Arg<'_>; 3] = ["SET".into(), Arg::Bytes(&[7; 700]), u64::MAX.into()];
+        let bytes = encoded(&args);
+        assert!(
+            bytes.len() <= encoded_len(&args),
+            "{} > {}",
+            bytes.len(),
+            encoded_len(&args)
+        );
+        assert!(encoded(&[]).len() <= encoded_len(&[]));
     }
 
     #[test]

@@ -24,6 +24,60 @@ pub const FORMAT: u32 = 3;
 /// ARCHITECTURE.md); stores refuse anything newer.
 pub const READS_UP_TO: u32 = FORMAT;
 
+/// A CallSid as a map key, held inline (no heap allocation, compared and hashed without a
+/// pointer to follow): the in-process session store and the per-call locks key calls by it.
+/// Call ids are at most [`CallKey::MAX`] bytes (the server refuses longer ones); Twilio's are 34.
+#[derive(Clone, Copy)]
+pub struct CallKey {
+    len: u8,
+    bytes: [u8; CallKey::MAX],
+}
+
+impl CallKey {
+    /// Longest call id a key holds.
+    pub const MAX: usize = 64;
+
+    /// The key of `call_sid`; `None` when it is longer than [`CallKey::MAX`] bytes.
+    pub fn new(call_sid: &str) -> Option<Self> {
+        let len = u8::try_from(call_sid.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= Self::MAX)?;
+        let mut bytes = [0u8; Self::MAX];
+        bytes[..call_sid.len()].copy_from_slice(call_sid.as_bytes());
+        Some(CallKey { len, bytes })
+    }
+
+    /// The call id.
+    pub fn as_str(&self) -> &str {
+        // Built from a `&str` cut at its own length: always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl PartialEq for CallKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for CallKey {}
+
+impl std::hash::Hash for CallKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
+}
+
+impl std::fmt::Debug for CallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CallKey").field(&self.as_str()).finish()
+    }
+}
+
 /// A variable's value. Secrets are never variables in a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,5 +420,23 @@ impl Session {
             (Var::Record(r), Some(field)) => r.get(field).cloned(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallKey;
+
+    #[test]
+    fn call_keys_hold_ids_up_to_64_bytes_and_compare_by_content() {
+        let a = CallKey::new("CA0123456789abcdef0123456789abcdef").expect("fits");
+        assert_eq!(a.as_str(), "CA0123456789abcdef0123456789abcdef");
+        assert_eq!(Some(a), CallKey::new("CA0123456789abcdef0123456789abcdef"));
+        assert_ne!(CallKey::new("CA1"), CallKey::new("CA12"));
+        assert!(CallKey::new(&"x".repeat(64)).is_some());
+        assert!(CallKey::new(&"x".repeat(65)).is_none());
+        let mut set = std::collections::HashSet::new();
+        set.insert(a);
+        assert!(set.contains(&CallKey::new("CA0123456789abcdef0123456789abcdef").expect("fits")));
     }
 }

@@ -25,6 +25,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
+use resetline_engine::session::CallKey;
 use resetline_engine::{
     Action, BackendError, CallLeases, Engine, Event, Secret, SessionStore, Spoken, StoreError,
 };
@@ -51,7 +52,7 @@ struct Inner {
     flows: Arc<Registry>,
     store: Arc<dyn SessionStore>,
     audit: Arc<dyn resetline_engine::AuditSink>,
-    locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    locks: DashMap<CallKey, Arc<tokio::sync::Mutex<()>>>,
     leases: std::sync::OnceLock<Leases>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
@@ -569,7 +570,7 @@ struct CallGuard {
     lease: Option<Held>,
     /// Where the call's lock lives and its key: on drop the lock leaves the map unless
     /// another request holds or waits for it, so the map holds only calls in a request.
-    locks: (AppState, String),
+    locks: (AppState, CallKey),
 }
 
 impl Drop for CallGuard {
@@ -637,19 +638,17 @@ async fn take_call(
     state: &AppState,
     call_sid: &str,
 ) -> Result<(CallGuard, Option<(resetline_engine::Session, u64)>), StoreError> {
-    let lock = match state.inner.locks.get(call_sid) {
+    // The server only takes calls whose id passed `valid_call_sid` (at most 64 bytes).
+    let key = CallKey::new(call_sid)
+        .ok_or_else(|| StoreError::Backend(BackendError::new("sessions", "call id too long")))?;
+    let lock = match state.inner.locks.get(&key) {
         Some(lock) => lock.clone(),
-        None => state
-            .inner
-            .locks
-            .entry(call_sid.to_string())
-            .or_default()
-            .clone(),
+        None => state.inner.locks.entry(key).or_default().clone(),
     };
     let mut guard = CallGuard {
         local: Some(lock.lock_owned().await),
         lease: None,
-        locks: (state.clone(), call_sid.to_string()),
+        locks: (state.clone(), key),
     };
     let Some(leases) = state.inner.leases.get() else {
         let loaded = state.inner.store.load(call_sid).await?;

@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::collections::VecDeque;
 
+use resetline_engine::session::CallKey;
 use resetline_engine::{
     BackendError, BoxFuture, Clock, Counters, LockPolicy, LockState, Lockouts, Session,
     SessionStore, StoreError,
@@ -30,7 +31,9 @@ struct Slot {
 /// In-memory sessions with expiry and a size bound.
 #[derive(Debug)]
 pub struct MemoryStore {
-    map: DashMap<String, Slot>,
+    /// Keyed inline by CallSid: a lookup follows no pointer to compare keys, a save allocates
+    /// no key.
+    map: DashMap<CallKey, Slot>,
     clock: Arc<dyn Clock>,
     max_sessions: usize,
 }
@@ -60,9 +63,9 @@ impl SessionStore for MemoryStore {
         call_sid: &'a str,
     ) -> BoxFuture<'a, Result<Option<(Session, u64)>, StoreError>> {
         let now = self.clock.now_ms();
-        let found = self
-            .map
-            .get(call_sid)
+        // A call id no key can hold was never saved.
+        let found = CallKey::new(call_sid)
+            .and_then(|key| self.map.get(&key))
             .filter(|slot| slot.expires_ms > now)
             .map(|slot| (decode(&slot.bytes), slot.revision));
         let result = match found {
@@ -91,7 +94,13 @@ impl SessionStore for MemoryStore {
                     )));
                 }
             }
-            match self.map.entry(session.call_sid.clone()) {
+            let key = CallKey::new(&session.call_sid).ok_or_else(|| {
+                StoreError::Backend(BackendError::new(
+                    "sessions",
+                    format!("call ids longer than {} bytes are not stored", CallKey::MAX),
+                ))
+            })?;
+            match self.map.entry(key) {
                 Entry::Occupied(mut e) => {
                     let live = e.get().expires_ms > now;
                     let current = if live { e.get().revision } else { 0 };

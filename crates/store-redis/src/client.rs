@@ -2,12 +2,20 @@
 //! commands that concurrent webhooks issue within one scheduler tick go out in one write, and
 //! their replies come back in order on the same connection.
 //!
-//! A caller hands over its commands already encoded ([`crate::resp::command`]) and waits for
+//! A caller hands over its commands already encoded ([`crate::resp::Pipeline`]) and waits for
 //! their replies; one task owns the socket, writes what callers queued, reads replies and hands
-//! each caller its own. That task connects when the first command arrives, authenticates and
-//! selects the database, and after a failure fails what is in flight, waits a little (50 ms,
-//! doubling up to 500 ms, failing new commands at once meanwhile) and connects again on the
-//! next command.
+//! each caller its own. That task connects when the first command arrives (TCP keepalive on,
+//! so a peer that vanished is noticed), authenticates and selects the database, and after a
+//! failure fails what is in flight, waits a little (50 ms, doubling up to 500 ms, failing new
+//! commands at once meanwhile) and connects again on the next command. A connection the server
+//! closes while nothing is in flight (Redis's `timeout`, a proxy's idle limit) is no failure:
+//! the next command connects again at once.
+//!
+//! Inside the task, commands wait in three places: the channel (bounded: a caller finds it full
+//! and fails at once rather than queueing without limit), `pending` (taken from the channel,
+//! not yet encoded into the write buffer) and `out` (the write buffer, refilled from `pending`
+//! only when it is empty, one chunk at a time). A command counts as in flight, and its timeout
+//! runs, from when it enters `out`.
 //!
 //! Invariants:
 //! - each caller gets exactly the replies to its own commands, in its order, and one caller's
@@ -20,6 +28,10 @@
 //!   the command was written is never written;
 //! - a connection with a command unanswered for longer than the timeout is given up and a new
 //!   one made (a server that stopped answering is not waited for forever);
+//! - every byte written is flushed before the task waits for anything else (TLS buffers
+//!   records: a write alone may leave a command in the buffer);
+//! - memory is bounded: at most [`MAX_WAITING`] requests in the channel, [`MAX_QUEUED`] bytes
+//!   pending, and [`MAX_INPUT`] bytes of unparsed reply (beyond it the connection fails);
 //! - no URL, password or command argument appears in an error message or a log line.
 
 use std::collections::VecDeque;
@@ -31,15 +43,30 @@ use resetline_engine::Secret;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
-use crate::resp::{self, Arg, Reply};
+use crate::resp::{self, Arg, Pipeline, Reply};
 
 /// First wait after a failed connection; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
-/// Bytes queued for writing before new commands wait for the socket.
+/// Bytes taken from the channel but not yet written before new commands wait in the channel.
 const MAX_QUEUED: usize = 1024 * 1024;
+/// Requests waiting in the channel before new ones fail at once.
+const MAX_WAITING: usize = 65_536;
+/// Bytes moved into the write buffer at a time (a caller that gives up while its command waits
+/// behind a chunk is still skipped).
+const CHUNK: usize = 64 * 1024;
+/// Unparsed reply bytes held before the connection is given up (a reply is at most
+/// [`resp::MAX_BULK`] per string).
+const MAX_INPUT: usize = 64 * 1024 * 1024;
+/// Idle time before the first TCP keepalive probe, and the time between probes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Bounds of the period at which unanswered commands are checked (half the timeout).
+const MIN_WATCH: Duration = Duration::from_millis(20);
+const MAX_WATCH: Duration = Duration::from_secs(3600);
 
 /// Why a request failed (never carries the URL, a password or an argument).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +150,8 @@ fn percent_decoded(s: &str) -> Option<String> {
 
 impl Target {
     /// Reads `url`; `tls` forces TLS for a `redis://` URL; `username` and `password`, when
-    /// given, replace the URL's. Errors name the problem, never the URL or the password.
+    /// given, replace the URL's (each on its own). A username needs a password (Redis has no
+    /// login by name alone). Errors name the problem, never the URL or the password.
     pub(crate) fn new(
         url: &str,
         tls: bool,
@@ -181,7 +209,12 @@ impl Target {
         }
         if let Some(p) = password {
             pass = Some(p.clone());
-            user = username.map(str::to_string).or(user);
+        }
+        if let Some(u) = username {
+            user = Some(u.to_string());
+        }
+        if user.is_some() && pass.is_none() {
+            return Err("a Redis username needs a password".into());
         }
         let tls = if secure { Some(tls_connector()?) } else { None };
         Ok(Target {
@@ -216,8 +249,7 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
 
 /// Commands of one caller and where their replies go.
 struct Job {
-    bytes: Vec<u8>,
-    replies: usize,
+    commands: Pipeline,
     reply: oneshot::Sender<Result<Vec<Reply>, ClientError>>,
 }
 
@@ -226,20 +258,20 @@ struct InFlight {
     remaining: usize,
     replies: Vec<Reply>,
     reply: oneshot::Sender<Result<Vec<Reply>, ClientError>>,
-    /// When its batch was queued.
+    /// When its commands entered the write buffer.
     since: Instant,
 }
 
 /// The shared connection: cheap to clone; the connection task ends with the last clone.
 #[derive(Clone, Debug)]
 pub(crate) struct Client {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
-            .field("replies", &self.replies)
+            .field("commands", &self.commands.commands())
             .finish_non_exhaustive()
     }
 }
@@ -248,27 +280,25 @@ impl Client {
     /// Starts the connection task on the current tokio runtime. `timeout` bounds connecting
     /// and how long a command may stay unanswered before the connection is given up.
     pub(crate) fn start(target: Target, timeout: Duration) -> Client {
-        let (jobs, queue) = mpsc::unbounded_channel();
+        let (jobs, queue) = mpsc::channel(MAX_WAITING);
         tokio::spawn(drive(target, timeout, queue));
         Client { jobs }
     }
 
-    /// Sends `bytes` (`replies` encoded commands) and waits for their replies. Unbounded in
-    /// time by itself: callers put their own timeout around it.
-    pub(crate) async fn request(
-        &self,
-        bytes: Vec<u8>,
-        replies: usize,
-    ) -> Result<Vec<Reply>, ClientError> {
+    /// Sends `commands` and waits for their replies. Unbounded in time by itself: callers put
+    /// their own timeout around it. Fails at once when [`MAX_WAITING`] requests are already
+    /// waiting for the connection.
+    pub(crate) async fn request(&self, commands: Pipeline) -> Result<Vec<Reply>, ClientError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || ClientError::new("the Redis connection task stopped");
         self.jobs
-            .send(Job {
-                bytes,
-                replies,
-                reply,
-            })
-            .map_err(|_| stopped())?;
+            .try_send(Job { commands, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    ClientError::new("too many Redis commands waiting")
+                }
+                mpsc::error::TrySendError::Closed(_) => stopped(),
+            })?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -279,23 +309,33 @@ enum Ended {
     Closed,
     /// It failed; the callers on it were told.
     Failed(ClientError),
+    /// The server closed it with nothing in flight; these requests (if any) were not yet
+    /// written and go out on the next connection.
+    Idle(VecDeque<Job>),
 }
 
 /// Connects on demand, serves the connection until it fails, backs off, and again.
-async fn drive(target: Target, timeout: Duration, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn drive(target: Target, timeout: Duration, mut queue: mpsc::Receiver<Job>) {
     let mut backoff = MIN_BACKOFF;
+    let mut waiting = VecDeque::new();
     loop {
-        let Some(first) = queue.recv().await else {
-            return;
-        };
-        let mut waiting = VecDeque::from([first]);
+        if waiting.is_empty() {
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            waiting.push_back(first);
+        }
         let connected = tokio::time::timeout(timeout, connect(&target)).await;
         if matches!(connected, Ok(Ok(_))) {
             backoff = MIN_BACKOFF;
         }
         let error = match connected {
-            Ok(Ok(Stream::Plain(s))) => serve(s, &mut queue, waiting, timeout).await,
-            Ok(Ok(Stream::Tls(s))) => serve(*s, &mut queue, waiting, timeout).await,
+            Ok(Ok(Stream::Plain(s))) => {
+                serve(s, &mut queue, std::mem::take(&mut waiting), timeout).await
+            }
+            Ok(Ok(Stream::Tls(s))) => {
+                serve(*s, &mut queue, std::mem::take(&mut waiting), timeout).await
+            }
             Ok(Err(e)) => {
                 fail(&mut waiting, &e);
                 Ended::Failed(e)
@@ -308,6 +348,14 @@ async fn drive(target: Target, timeout: Duration, mut queue: mpsc::UnboundedRece
         };
         let error = match error {
             Ended::Closed => return,
+            Ended::Idle(unwritten) => {
+                tracing::debug!(
+                    waiting = unwritten.len(),
+                    "redis closed an idle connection; connecting again on the next command"
+                );
+                waiting = unwritten;
+                continue;
+            }
             Ended::Failed(e) => e,
         };
         tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "redis connection failed");
@@ -334,13 +382,19 @@ enum Stream {
     Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
 }
 
-/// TCP (and TLS), then `AUTH` and `SELECT` as the target asks.
+/// TCP (no delay, keepalive) and TLS, then `AUTH` and `SELECT` as the target asks.
 async fn connect(target: &Target) -> Result<Stream, ClientError> {
+    let setup = |e: std::io::Error| ClientError::io("connecting to redis", &e);
     let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
         .await
-        .map_err(|e| ClientError::io("connecting to redis", &e))?;
-    tcp.set_nodelay(true)
-        .map_err(|e| ClientError::io("connecting to redis", &e))?;
+        .map_err(setup)?;
+    tcp.set_nodelay(true).map_err(setup)?;
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    socket2::SockRef::from(&tcp)
+        .set_tcp_keepalive(&keepalive)
+        .map_err(setup)?;
     let mut stream = match &target.tls {
         None => Stream::Plain(tcp),
         Some(connector) => {
@@ -352,21 +406,25 @@ async fn connect(target: &Target) -> Result<Stream, ClientError> {
             Stream::Tls(Box::new(tls))
         }
     };
-    let mut hello = Vec::new();
-    let mut expected = 0;
-    if let Some(password) = &target.password {
-        let pass = password.expose().as_bytes();
+    let auth: Option<Vec<Arg<'_>>> = target.password.as_ref().map(|password| {
+        let pass = Arg::Bytes(password.expose().as_bytes());
         match &target.username {
-            Some(user) => resp::command(
-                &mut hello,
-                &["AUTH".into(), user.as_str().into(), Arg::Bytes(pass)],
-            ),
-            None => resp::command(&mut hello, &["AUTH".into(), Arg::Bytes(pass)]),
+            Some(user) => vec!["AUTH".into(), user.as_str().into(), pass],
+            None => vec!["AUTH".into(), pass],
         }
+    });
+    let select = [Arg::from("SELECT"), u64::from(target.db).into()];
+    // Sized once, so the password is never left behind in a reallocated buffer; zeroed on drop.
+    let mut hello = Zeroizing::new(Vec::with_capacity(
+        auth.as_deref().map_or(0, resp::encoded_len) + resp::encoded_len(&select),
+    ));
+    let mut expected = 0;
+    if let Some(auth) = &auth {
+        resp::command(&mut hello, auth);
         expected += 1;
     }
     if target.db != 0 {
-        resp::command(&mut hello, &["SELECT".into(), u64::from(target.db).into()]);
+        resp::command(&mut hello, &select);
         expected += 1;
     }
     if expected > 0 {
@@ -403,8 +461,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     bytes: &[u8],
     count: usize,
 ) -> Result<Vec<Reply>, ClientError> {
-    stream
-        .write_all(bytes)
+    let written = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    written
         .await
         .map_err(|e| ClientError::io("writing to redis", &e))?;
     let mut buf = Vec::with_capacity(256);
@@ -441,36 +502,46 @@ fn fail(jobs: &mut VecDeque<Job>, e: &ClientError) {
     }
 }
 
-/// Serves one connection until it fails or every client is gone.
+/// Tells every caller in flight or pending on a connection that `e` ended it.
+fn failed(
+    in_flight: &mut VecDeque<InFlight>,
+    pending: &mut VecDeque<Job>,
+    e: ClientError,
+) -> Ended {
+    for f in in_flight.drain(..) {
+        let _ = f.reply.send(Err(e.clone()));
+    }
+    fail(pending, &e);
+    Ended::Failed(e)
+}
+
+/// Serves one connection until it fails, the server closes it idle, or every client is gone.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    queue: &mut mpsc::UnboundedReceiver<Job>,
-    mut waiting: VecDeque<Job>,
+    queue: &mut mpsc::Receiver<Job>,
+    mut pending: VecDeque<Job>,
     timeout: Duration,
 ) -> Ended {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut watch = tokio::time::interval(timeout.max(Duration::from_millis(20)) / 2);
+    let mut pending_bytes: usize = pending.iter().map(|j| j.commands.bytes().len()).sum();
+    // Bytes were written since the last flush.
+    let mut unflushed = false;
+    let mut watch = tokio::time::interval(timeout.clamp(MIN_WATCH, MAX_WATCH) / 2);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let now = Instant::now();
-    for job in waiting.drain(..) {
-        take(job, &mut out, &mut in_flight, now);
-    }
-    let failed = |in_flight: &mut VecDeque<InFlight>, e: ClientError| {
-        for f in in_flight.drain(..) {
-            let _ = f.reply.send(Err(e.clone()));
-        }
-        Ended::Failed(e)
-    };
     loop {
+        if out.is_empty() && !pending.is_empty() {
+            fill(&mut pending, &mut pending_bytes, &mut out, &mut in_flight);
+        }
         tokio::select! {
             biased;
             read = rd.read_buf(&mut input) => {
                 match read {
-                    Ok(0) => return failed(&mut in_flight, ClientError::new("redis closed the connection")),
-                    Err(e) => return failed(&mut in_flight, ClientError::io("reading from redis", &e)),
+                    Ok(0) | Err(_) if in_flight.is_empty() => return Ended::Idle(pending),
+                    Ok(0) => return failed(&mut in_flight, &mut pending, ClientError::new("redis closed the connection")),
+                    Err(e) => return failed(&mut in_flight, &mut pending, ClientError::io("reading from redis", &e)),
                     Ok(_) => {}
                 }
                 let mut at = 0;
@@ -479,7 +550,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(Some((reply, used))) => {
                             at += used;
                             let Some(front) = in_flight.front_mut() else {
-                                return failed(&mut in_flight, ClientError::new("redis sent a reply nobody asked for"));
+                                return failed(&mut in_flight, &mut pending, ClientError::new("redis sent a reply nobody asked for"));
                             };
                             front.replies.push(reply);
                             front.remaining -= 1;
@@ -490,57 +561,88 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             }
                         }
                         Ok(None) => break,
-                        Err(e) => return failed(&mut in_flight, ClientError::new(e.to_string())),
+                        Err(e) => return failed(&mut in_flight, &mut pending, ClientError::new(e.to_string())),
                     }
                 }
                 input.drain(..at);
-            }
-            written = wr.write(&out), if !out.is_empty() => match written {
-                Ok(0) => return failed(&mut in_flight, ClientError::new("redis closed the connection")),
-                Ok(n) => {
-                    out.drain(..n);
+                if input.len() > MAX_INPUT {
+                    return failed(&mut in_flight, &mut pending, ClientError::new("redis sent a reply larger than the client accepts"));
                 }
-                Err(e) => return failed(&mut in_flight, ClientError::io("writing to redis", &e)),
+            }
+            // One of write (while there is something to write) or flush (after the last
+            // write): each is cancel-safe on its own, and the block awaits exactly one.
+            written = async {
+                if out.is_empty() {
+                    wr.flush().await.map(|()| None)
+                } else {
+                    wr.write(&out).await.map(Some)
+                }
+            }, if !out.is_empty() || unflushed => match written {
+                Ok(Some(0)) => return failed(&mut in_flight, &mut pending, ClientError::new("redis closed the connection")),
+                Ok(Some(n)) => {
+                    out.drain(..n);
+                    unflushed = true;
+                }
+                Ok(None) => unflushed = false,
+                Err(e) => return failed(&mut in_flight, &mut pending, ClientError::io("writing to redis", &e)),
             },
-            job = queue.recv(), if out.len() < MAX_QUEUED => {
+            job = queue.recv(), if pending_bytes < MAX_QUEUED => {
                 let Some(job) = job else {
-                    failed(&mut in_flight, ClientError::new("the Redis client was dropped"));
+                    failed(&mut in_flight, &mut pending, ClientError::new("the Redis client was dropped"));
                     return Ended::Closed;
                 };
                 // Let every task that is ready now run (and queue its commands) first: they all
                 // go out in one write.
                 tokio::task::yield_now().await;
-                let now = Instant::now();
-                take(job, &mut out, &mut in_flight, now);
-                while let Ok(job) = queue.try_recv() {
-                    take(job, &mut out, &mut in_flight, now);
-                    if out.len() >= MAX_QUEUED {
-                        break;
-                    }
+                pending_bytes += job.commands.bytes().len();
+                pending.push_back(job);
+                while pending_bytes < MAX_QUEUED
+                    && let Ok(job) = queue.try_recv()
+                {
+                    pending_bytes += job.commands.bytes().len();
+                    pending.push_back(job);
                 }
             }
             _ = watch.tick(), if !in_flight.is_empty() => {
                 if in_flight.front().is_some_and(|f| f.since.elapsed() > timeout) {
-                    return failed(&mut in_flight, ClientError::timeout("redis did not answer in time; reconnecting"));
+                    return failed(&mut in_flight, &mut pending, ClientError::timeout("redis did not answer in time; reconnecting"));
                 }
             }
         }
     }
 }
 
-/// Queues a job's commands for writing, unless its caller has already given up.
+/// Moves pending requests into the (empty) write buffer: at least one, up to [`CHUNK`] bytes.
+fn fill(
+    pending: &mut VecDeque<Job>,
+    pending_bytes: &mut usize,
+    out: &mut Vec<u8>,
+    in_flight: &mut VecDeque<InFlight>,
+) {
+    let now = Instant::now();
+    while let Some(job) = pending.pop_front() {
+        *pending_bytes -= job.commands.bytes().len();
+        take(job, out, in_flight, now);
+        if out.len() >= CHUNK {
+            break;
+        }
+    }
+}
+
+/// Puts a job's commands in the write buffer, unless its caller has already given up.
 fn take(job: Job, out: &mut Vec<u8>, in_flight: &mut VecDeque<InFlight>, now: Instant) {
     if job.reply.is_closed() {
         return;
     }
-    if job.replies == 0 {
+    let count = job.commands.commands();
+    if count == 0 {
         let _ = job.reply.send(Ok(Vec::new()));
         return;
     }
-    out.extend_from_slice(&job.bytes);
+    out.extend_from_slice(job.commands.bytes());
     in_flight.push_back(InFlight {
-        remaining: job.replies,
-        replies: Vec::with_capacity(job.replies),
+        remaining: count,
+        replies: Vec::with_capacity(count),
         reply: job.reply,
         since: now,
     });
@@ -554,11 +656,9 @@ mod tests {
         Target::new(url, false, None, None)
     }
 
-    fn cmd(args: &[&str]) -> Vec<u8> {
+    fn cmd(args: &[&str]) -> Pipeline {
         let list: Vec<Arg<'_>> = args.iter().map(|a| Arg::from(*a)).collect();
-        let mut out = Vec::new();
-        resp::command(&mut out, &list);
-        out
+        Pipeline::one(&list)
     }
 
     /// A fake Redis on loopback: hands each accepted connection to `script`.
@@ -583,8 +683,8 @@ mod tests {
     }
 
     /// Reads one command (an array of bulk strings) from `socket`.
-    async fn read_command(
-        socket: &mut tokio::net::TcpStream,
+    async fn read_command<S: AsyncRead + Unpin>(
+        socket: &mut S,
         buf: &mut Vec<u8>,
     ) -> Option<Vec<String>> {
         loop {
@@ -626,15 +726,15 @@ mod tests {
         })
         .await;
         let client = Client::start(target, Duration::from_secs(2));
-        let first = client.request(cmd(&["PING"]), 1);
+        let first = client.request(cmd(&["PING"]));
         let gave_up = tokio::time::timeout(
             Duration::from_millis(100),
-            client.request(cmd(&["SET", "late", "x"]), 1),
+            client.request(cmd(&["SET", "late", "x"])),
         );
         let (first, gave_up) = tokio::join!(first, gave_up);
         assert!(gave_up.is_err(), "the SET's caller timed out");
         assert_eq!(first, Ok(vec![Reply::Simple("OK".into())]));
-        let after = client.request(cmd(&["GET", "k"]), 1).await;
+        let after = client.request(cmd(&["GET", "k"])).await;
         assert_eq!(after, Ok(vec![Reply::Simple("OK".into())]));
         let mut commands = Vec::new();
         while let Ok(c) = seen.try_recv() {
@@ -663,7 +763,7 @@ mod tests {
         .await;
         let client = Client::start(target, Duration::from_millis(200));
         let started = Instant::now();
-        let stuck = client.request(cmd(&["PING"]), 1).await;
+        let stuck = client.request(cmd(&["PING"])).await;
         assert!(matches!(stuck, Err(ref e) if e.timeout), "{stuck:?}");
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -672,7 +772,7 @@ mod tests {
         // After the backoff a new connection answers.
         let mut answered = None;
         for _ in 0..20 {
-            if let Ok(r) = client.request(cmd(&["PING"]), 1).await {
+            if let Ok(r) = client.request(cmd(&["PING"])).await {
                 answered = Some(r);
                 break;
             }
@@ -697,14 +797,14 @@ mod tests {
         })
         .await;
         let client = Client::start(target, Duration::from_secs(2));
-        let lost = client.request(cmd(&["INCR", "n"]), 1).await;
+        let lost = client.request(cmd(&["INCR", "n"])).await;
         assert!(
             matches!(lost, Err(ref e) if !e.timeout && e.message.contains("closed")),
             "{lost:?}"
         );
         let mut again = None;
         for _ in 0..20 {
-            if let Ok(r) = client.request(cmd(&["INCR", "n"]), 1).await {
+            if let Ok(r) = client.request(cmd(&["INCR", "n"])).await {
                 again = Some(r);
                 break;
             }
@@ -725,16 +825,13 @@ mod tests {
         })
         .await;
         let client = Client::start(target, Duration::from_secs(2));
-        let e = client
-            .request(cmd(&["PING"]), 1)
-            .await
-            .expect_err("refused");
+        let e = client.request(cmd(&["PING"])).await.expect_err("refused");
         assert!(
             e.message.contains("WRONGPASS") && !e.message.contains("pw"),
             "{e}"
         );
         let fast = Instant::now();
-        assert!(client.request(cmd(&["PING"]), 1).await.is_err());
+        assert!(client.request(cmd(&["PING"])).await.is_err());
         assert!(
             fast.elapsed() < Duration::from_millis(100),
             "fails at once while backing off"
@@ -765,12 +862,12 @@ mod tests {
         .await;
         let client = Client::start(target, Duration::from_secs(2));
         assert_eq!(
-            client.request(cmd(&["PING"]), 1).await,
+            client.request(cmd(&["PING"])).await,
             Ok(vec![Reply::Simple("PONG".into())])
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
-            client.request(cmd(&["PING"]), 1).await,
+            client.request(cmd(&["PING"])).await,
             Ok(vec![Reply::Simple("PONG".into())]),
             "answered on a new connection"
         );
@@ -779,5 +876,178 @@ mod tests {
             2,
             "the connection that sent an unasked-for reply was dropped"
         );
+    }
+
+    #[test]
+    fn a_url_gives_host_port_database_and_login() {
+        let t = target("redis://u%40x:p%3Aw@[::1]:6380/3").expect("url");
+        assert_eq!((t.host.as_str(), t.port, t.db), ("::1", 6380, 3));
+        assert_eq!(t.username.as_deref(), Some("u@x"));
+        assert_eq!(t.password.as_ref().map(|p| p.expose()), Some("p:w"));
+        assert!(t.tls.is_none());
+        let t = target("redis://cache.internal").expect("url");
+        assert_eq!((t.host.as_str(), t.port, t.db), ("cache.internal", 6379, 0));
+        assert!(t.username.is_none() && t.password.is_none());
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        for (url, why) in [
+            ("http://h", "not a redis://"),
+            ("redis://h?db=1", "query"),
+            ("redis://:6379", "no host"),
+            ("redis://h:sekrit", "port"),
+            ("redis://h/sekrit", "database"),
+            ("redis://u:sekrit%zz@h", "badly escaped"),
+            ("redis://[::1:6379", "`]`"),
+        ] {
+            let e = target(url).expect_err(url);
+            assert!(e.contains(why), "{url}: {e}");
+            assert!(!e.contains("sekrit"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_configured_login_replaces_the_urls_and_a_username_needs_a_password() {
+        let pw = Secret::new("from-env".to_string());
+        let t = Target::new("redis://u:url-pw@h", false, Some("app"), None).expect("url");
+        assert_eq!(
+            t.username.as_deref(),
+            Some("app"),
+            "applies with the URL's password"
+        );
+        assert_eq!(t.password.as_ref().map(|p| p.expose()), Some("url-pw"));
+        let t = Target::new("redis://u:url-pw@h", false, None, Some(&pw)).expect("url");
+        assert_eq!(t.username.as_deref(), Some("u"));
+        assert_eq!(t.password.as_ref().map(|p| p.expose()), Some("from-env"));
+        for (url, user) in [("redis://h", Some("app")), ("redis://app@h", None)] {
+            let e = Target::new(url, false, user, None).expect_err(url);
+            assert!(e.contains("username needs a password"), "{url}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_idle_is_no_failure() {
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let (target, _server) = fake(move |mut socket, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let mut buf = Vec::new();
+                let _login = read_command(&mut socket, &mut buf).await;
+                socket.write_all(b"+OK\r\n").await.expect("write");
+                // Answers one command, then closes as Redis's `timeout` would.
+                let _ = read_command(&mut socket, &mut buf).await;
+                socket.write_all(b"+PONG\r\n").await.expect("write");
+            }
+        })
+        .await;
+        let client = Client::start(target, Duration::from_secs(2));
+        for round in 0..3 {
+            assert_eq!(
+                client.request(cmd(&["PING"])).await,
+                Ok(vec![Reply::Simple("PONG".into())]),
+                "round {round}"
+            );
+            // Let the close arrive while nothing is in flight (a failure would now be backing
+            // off for `MIN_BACKOFF`, failing this next command at once).
+            tokio::time::sleep(MIN_BACKOFF / 2).await;
+        }
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "each command after an idle close connected again at once, no backoff, no error"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_fails_new_requests_at_once() {
+        // The login is never answered: the connection task sits in `connect` and takes
+        // nothing more from the channel.
+        let (target, _server) = fake(|mut socket, _| async move {
+            let mut buf = Vec::new();
+            let _login = read_command(&mut socket, &mut buf).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await;
+        let client = Client::start(target, Duration::from_millis(500));
+        let first = tokio::spawn({
+            let client = client.clone();
+            async move { client.request(cmd(&["PING"])).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let extra = 10;
+        let mut tasks = Vec::with_capacity(MAX_WAITING + extra);
+        for _ in 0..MAX_WAITING + extra {
+            let client = client.clone();
+            tasks.push(tokio::spawn(
+                async move { client.request(cmd(&["PING"])).await },
+            ));
+        }
+        let mut full = 0;
+        for task in tasks {
+            if let Err(e) = task.await.expect("task") {
+                full += usize::from(e.message == "too many Redis commands waiting");
+            }
+        }
+        assert_eq!(
+            full, extra,
+            "exactly the requests beyond the bound were refused"
+        );
+        assert!(first.await.expect("task").is_err(), "the login timed out");
+    }
+
+    #[tokio::test]
+    async fn a_reply_larger_than_the_bound_fails_the_connection() {
+        let (target, _server) = fake(|mut socket, _| async move {
+            let mut buf = Vec::new();
+            let _login = read_command(&mut socket, &mut buf).await;
+            socket.write_all(b"+OK\r\n").await.expect("write");
+            let _ = read_command(&mut socket, &mut buf).await;
+            // An array of five 15 MiB strings: each string within `MAX_BULK`, the whole reply
+            // beyond `MAX_INPUT`.
+            let part = 15 * 1024 * 1024;
+            let chunk = vec![b'x'; part];
+            let mut reply = b"*5\r\n".to_vec();
+            for _ in 0..5 {
+                reply.extend_from_slice(format!("${part}\r\n").as_bytes());
+                reply.extend_from_slice(&chunk);
+                reply.extend_from_slice(b"\r\n");
+            }
+            let _ = socket.write_all(&reply).await;
+        })
+        .await;
+        let client = Client::start(target, Duration::from_secs(5));
+        let e = client
+            .request(cmd(&["LRANGE", "k", "0", "-1"]))
+            .await
+            .expect_err("too large");
+        assert!(e.message.contains("larger than the client accepts"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn what_is_written_is_flushed_even_on_a_stream_that_buffers() {
+        // A `BufWriter` keeps small writes until flushed, as TLS keeps records: without the
+        // flush the PING would sit in its buffer and never be answered.
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let (jobs, mut queue) = mpsc::channel(8);
+        let _connection = tokio::spawn(async move {
+            let stream = tokio::io::BufWriter::new(ours);
+            serve(stream, &mut queue, VecDeque::new(), Duration::from_secs(5)).await;
+        });
+        let _server = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while read_command(&mut theirs, &mut buf).await.is_some() {
+                theirs.write_all(b"+PONG\r\n").await.expect("write");
+            }
+        });
+        let client = Client { jobs };
+        for _ in 0..3 {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(1), client.request(cmd(&["PING"])))
+                    .await
+                    .expect("answered: the command was flushed, not left in a buffer");
+            assert_eq!(answer, Ok(vec![Reply::Simple("PONG".into())]));
+        }
     }
 }

@@ -36,16 +36,17 @@ use resetline_engine::{
     BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,
     Secret, Session, SessionStore, StoreError,
 };
-use resp::{Arg, Reply};
+use resp::{Arg, Pipeline, Reply};
+use tokio::time::Instant;
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     /// `redis://host:port/db` or `rediss://` (TLS). A `Secret` because it may carry a password.
     pub url: Secret,
-    /// Password (and optional username) given apart from the URL, from the environment.
+    /// Password given apart from the URL (from the environment); replaces the URL's.
     pub password: Option<Secret>,
-    /// Username for Redis ACLs (with `password`).
+    /// Username for Redis ACLs; replaces the URL's, and needs a password (here or in the URL).
     pub username: Option<String>,
     /// Use TLS even when the URL says `redis://`.
     pub tls: bool,
@@ -113,7 +114,7 @@ impl Script {
     }
 
     /// `EVALSHA` (or `EVAL` with `whole`) of this script with `keys` and `args`.
-    fn command(&self, whole: bool, keys: &[&str], args: &[Arg<'_>]) -> Vec<u8> {
+    fn command(&self, whole: bool, keys: &[&str], args: &[Arg<'_>]) -> Pipeline {
         let mut all: Vec<Arg<'_>> = Vec::with_capacity(3 + keys.len() + args.len());
         if whole {
             all.extend([Arg::from("EVAL"), Arg::from(self.body)]);
@@ -123,9 +124,7 @@ impl Script {
         all.push(Arg::Int(keys.len() as u64));
         all.extend(keys.iter().map(|k| Arg::from(*k)));
         all.extend_from_slice(args);
-        let mut out = Vec::with_capacity(resp::encoded_len(&all));
-        resp::command(&mut out, &all);
-        out
+        Pipeline::one(&all)
     }
 }
 
@@ -238,13 +237,6 @@ fn set_done(what: &'static str, reply: Reply) -> Result<bool, StoreError> {
     }
 }
 
-/// One command, encoded.
-fn command(args: &[Arg<'_>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(resp::encoded_len(args));
-    resp::command(&mut out, args);
-    out
-}
-
 impl RedisStore {
     /// A store for `config`. Connects lazily (in the background, within the current tokio
     /// runtime): a Redis that is down at start makes the store unhealthy, not the process fail.
@@ -292,7 +284,7 @@ impl RedisStore {
     /// Checks Redis now (one PING within the timeout) and records the answer for
     /// [`SessionStore::healthy`].
     pub async fn check(&self) -> bool {
-        self.request("sessions", command(&["PING".into()]), 1)
+        self.request("sessions", Pipeline::one(&["PING".into()]), self.deadline())
             .await
             .is_ok()
     }
@@ -349,17 +341,22 @@ impl RedisStore {
         self.key("lockout:", account, "")
     }
 
-    /// Sends `bytes` (`count` commands) within the timeout and returns their replies; maps
-    /// errors and records health. A server error reply (`-ERR`) is returned as a reply, for
-    /// the caller to judge.
+    /// When a request started now must have its answer.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.timeout
+    }
+
+    /// Sends `commands` and returns their replies by `deadline`; maps errors and records
+    /// health. A server error reply (`-ERR`) is returned as a reply, for the caller to judge.
     async fn request(
         &self,
         what: &'static str,
-        bytes: Vec<u8>,
-        count: usize,
+        commands: Pipeline,
+        deadline: Instant,
     ) -> Result<Vec<Reply>, StoreError> {
-        let sent = self.inner.client.request(bytes, count);
-        match tokio::time::timeout(self.inner.timeout, sent).await {
+        let count = commands.commands();
+        let sent = self.inner.client.request(commands);
+        match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(replies)) if replies.len() == count => {
                 self.inner.healthy.store(true, Ordering::Relaxed);
                 Ok(replies)
@@ -382,10 +379,21 @@ impl RedisStore {
         }
     }
 
-    /// One command's reply; a server error reply is an error (and marks Redis unhealthy).
-    async fn one(&self, what: &'static str, bytes: Vec<u8>) -> Result<Reply, StoreError> {
+    /// One command's reply within the timeout; a server error reply is an error (and marks
+    /// Redis unhealthy).
+    async fn one(&self, what: &'static str, command: Pipeline) -> Result<Reply, StoreError> {
+        self.one_by(what, command, self.deadline()).await
+    }
+
+    /// [`RedisStore::one`] by `deadline`.
+    async fn one_by(
+        &self,
+        what: &'static str,
+        command: Pipeline,
+        deadline: Instant,
+    ) -> Result<Reply, StoreError> {
         let reply = self
-            .request(what, bytes, 1)
+            .request(what, command, deadline)
             .await?
             .pop()
             .unwrap_or(Reply::Nil);
@@ -397,7 +405,7 @@ impl RedisStore {
     }
 
     /// Runs `script` with `keys` and `args` (by SHA-1; sent whole once if Redis does not have
-    /// it).
+    /// it), both attempts within one timeout.
     async fn script(
         &self,
         what: &'static str,
@@ -405,14 +413,16 @@ impl RedisStore {
         keys: &[&str],
         args: &[Arg<'_>],
     ) -> Result<Reply, StoreError> {
+        let deadline = self.deadline();
         let reply = self
-            .request(what, script.command(false, keys, args), 1)
+            .request(what, script.command(false, keys, args), deadline)
             .await?
             .pop()
             .unwrap_or(Reply::Nil);
         match reply {
             Reply::Error(e) if e.starts_with("NOSCRIPT") => {
-                self.one(what, script.command(true, keys, args)).await
+                self.one_by(what, script.command(true, keys, args), deadline)
+                    .await
             }
             Reply::Error(_) => {
                 self.inner.healthy.store(false, Ordering::Relaxed);
@@ -426,8 +436,11 @@ impl RedisStore {
         let key = self.session_key(call_sid);
         let value = bulk(
             "sessions",
-            self.one("sessions", command(&["GET".into(), key.as_str().into()]))
-                .await?,
+            self.one(
+                "sessions",
+                Pipeline::one(&["GET".into(), key.as_str().into()]),
+            )
+            .await?,
         )?;
         value.map(|v| stored_session(&v)).transpose()
     }
@@ -445,7 +458,12 @@ impl RedisStore {
         let key = self.session_key(&session.call_sid);
         let lease_key = lease.map(|_| self.lease_key(&session.call_sid));
         drop(session);
-        let next = expected + 1;
+        let next = expected.checked_add(1).ok_or_else(|| {
+            StoreError::Backend(BackendError::new(
+                "sessions",
+                "the session's revision cannot go higher",
+            ))
+        })?;
         let mut value = Vec::with_capacity(21 + encoded.len());
         value.extend_from_slice(next.to_string().as_bytes());
         value.push(b':');
@@ -476,7 +494,7 @@ impl RedisStore {
         let reply = self
             .one(
                 "lockouts",
-                command(&[
+                Pipeline::one(&[
                     "HMGET".into(),
                     key.into(),
                     "f".into(),
@@ -638,7 +656,10 @@ impl Lockouts for RedisStore {
         let key = self.lockout_key(account);
         Box::pin(async move {
             let deleted = self
-                .one("lockouts", command(&["DEL".into(), key.as_str().into()]))
+                .one(
+                    "lockouts",
+                    Pipeline::one(&["DEL".into(), key.as_str().into()]),
+                )
                 .await?;
             int("lockouts", deleted).map(|_| ())
         })
@@ -657,7 +678,7 @@ impl CallLeases for RedisStore {
             let set = self
                 .one(
                     "call lease",
-                    command(&[
+                    Pipeline::one(&[
                         "SET".into(),
                         key.as_str().into(),
                         token.into(),
@@ -723,7 +744,7 @@ impl CallLeases for RedisStore {
             // read after the lease was taken is what a separate read would see (a writer
             // without the lease still loses the save's compare-and-swap). A script would cost
             // Redis several times the CPU of the two commands.
-            let mut bytes = command(&[
+            let mut commands = Pipeline::one(&[
                 "SET".into(),
                 lease.as_str().into(),
                 token.into(),
@@ -731,8 +752,11 @@ impl CallLeases for RedisStore {
                 "PX".into(),
                 ttl_ms.max(1).into(),
             ]);
-            resp::command(&mut bytes, &["GET".into(), session.as_str().into()]);
-            let mut replies = self.request("call lease", bytes, 2).await?.into_iter();
+            commands.push(&["GET".into(), session.as_str().into()]);
+            let mut replies = self
+                .request("call lease", commands, self.deadline())
+                .await?
+                .into_iter();
             let (Some(taken), Some(value)) = (replies.next(), replies.next()) else {
                 return Err(StoreError::Backend(BackendError::new(
                     "call lease",

@@ -1,5 +1,5 @@
 //! RESP2, the Redis protocol, as far as the store speaks it: commands go out as arrays of bulk
-//! strings ([`command`]); replies come back as simple strings, errors, integers, bulk strings
+//! strings ([`command`], several at once in a [`Pipeline`]); replies come back as simple strings, errors, integers, bulk strings
 //! and arrays ([`parse`]).
 //!
 //! Invariants: [`parse`] never reads past a complete reply and never panics, whatever the
@@ -115,6 +115,40 @@ pub(crate) fn command(out: &mut Vec<u8>, args: &[Arg<'_>]) {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(bytes);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Commands encoded to go out together, and how many they are (so the replies to expect are
+/// counted where the commands are written, never passed separately).
+#[derive(Debug, Default)]
+pub(crate) struct Pipeline {
+    bytes: Vec<u8>,
+    commands: usize,
+}
+
+impl Pipeline {
+    /// One command.
+    pub(crate) fn one(args: &[Arg<'_>]) -> Pipeline {
+        let mut bytes = Vec::with_capacity(encoded_len(args));
+        command(&mut bytes, args);
+        Pipeline { bytes, commands: 1 }
+    }
+
+    /// Appends a command after the others.
+    pub(crate) fn push(&mut self, args: &[Arg<'_>]) {
+        self.bytes.reserve(encoded_len(args));
+        command(&mut self.bytes, args);
+        self.commands += 1;
+    }
+
+    /// How many commands (and so replies).
+    pub(crate) fn commands(&self) -> usize {
+        self.commands
+    }
+
+    /// The encoded commands.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 

@@ -392,7 +392,7 @@ async fn incoming(
             None => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
-        let step = guard.renewing(engine.step(&flow.flow, &mut session, Event::Start)).await;
+        let step = guard.renewing(std::pin::pin!(engine.step(&flow.flow, &mut session, Event::Start))).await;
         if !step.replayed && revision == 0 {
             state.inner.metrics.call_started();
         }
@@ -471,7 +471,7 @@ async fn step_common(
             _ => Event::Transfer { token, result: hook.get("QueueResult").or(hook.get("DialCallStatus")).unwrap_or("failed").to_string() },
         };
         drop(hook);
-        let step = guard.renewing(engine.step(&loaded.flow, &mut session, event)).await;
+        let step = guard.renewing(std::pin::pin!(engine.step(&loaded.flow, &mut session, event))).await;
         tracing::Span::current().record("node", session.node.as_str());
         finish_step(&state, &flow_id, &loaded.flow, session, revision, step, &mut guard).await
     }))
@@ -522,7 +522,11 @@ async fn status(
                 };
                 let was_open = session.ended.is_none();
                 let step = guard
-                    .renewing(engine.step(&loaded.flow, &mut session, Event::Hangup))
+                    .renewing(std::pin::pin!(engine.step(
+                        &loaded.flow,
+                        &mut session,
+                        Event::Hangup
+                    )))
                     .await;
                 if was_open && let Some(outcome) = &session.ended {
                     state.inner.metrics.call_ended(outcome);
@@ -597,12 +601,16 @@ impl CallGuard {
     /// Runs `work` (a step: backend calls of up to 12 s) while renewing the call's lease every
     /// `LEASE_RENEW`, so it does not lapse under a slow step. A lost lease is logged and the
     /// work finishes: the save's compare-and-swap still guards the session.
-    async fn renewing<F: std::future::Future>(&self, work: F) -> F::Output {
+    ///
+    /// `work` comes pinned by the caller: taken by value and pinned here, the step's future
+    /// (about 1.8 KB) would be held twice in this one's, and copied with it on every webhook.
+    async fn renewing<F: std::future::Future>(&self, mut work: std::pin::Pin<&mut F>) -> F::Output {
         let Some(held) = &self.lease else {
             return work.await;
         };
-        let mut work = std::pin::pin!(work);
-        let renew = async {
+        // Boxed: its timer is large, and unboxed it would grow every step's future (the
+        // memory store's too, which never takes this path) by its size.
+        let renew = Box::pin(async {
             loop {
                 tokio::time::sleep(LEASE_RENEW).await;
                 match held
@@ -620,7 +628,7 @@ impl CallGuard {
                     }
                 }
             }
-        };
+        });
         tokio::select! {
             biased;
             out = &mut work => out,

@@ -133,9 +133,9 @@ pub struct Engine {
 }
 
 /// How a node finished.
-enum Flowing {
-    /// Go to a node.
-    Goto(String),
+enum Flowing<'f> {
+    /// Go to a node (its id, borrowed from the flow: a hop allocates nothing).
+    Goto(&'f str),
     /// Take an outcome edge.
     Outcome(&'static str),
     /// Stop: the call waits for the caller or the carrier.
@@ -263,7 +263,7 @@ impl Engine {
             self.end(flow, s, "time_limit", &mut out).await;
         } else {
             let first = match event {
-                Event::Start => Flowing::Goto(flow.start.value.clone()),
+                Event::Start => Flowing::Goto(&flow.start.value),
                 Event::Digits { digits, .. } => {
                     self.input(flow, s, Some(digits), &mut out, &mut secrets)
                         .await
@@ -315,11 +315,11 @@ impl Engine {
     }
 
     /// Follows moves until the call waits or ends.
-    async fn drive(
+    async fn drive<'f>(
         &self,
-        flow: &Flow,
+        flow: &'f Flow,
         s: &mut Session,
-        mut mv: Flowing,
+        mut mv: Flowing<'f>,
         out: &mut Vec<Action>,
         secrets: &mut HashMap<String, Secret>,
     ) {
@@ -339,7 +339,7 @@ impl Engine {
                 }
                 Flowing::Goto(target) => {
                     tracing::debug!(call = %s.call_sid, from = %s.node, to = %target, "transition");
-                    match self.enter(flow, s, &target).await {
+                    match self.enter(flow, s, target).await {
                         Ok(()) => match flow.node(&s.node) {
                             Some(node) => self.run_node(flow, s, node, out, secrets).await,
                             None => Flowing::End,
@@ -355,30 +355,45 @@ impl Engine {
     }
 
     /// Moves the call to `target`, applying limits and secure-section entry and exit.
-    async fn enter(&self, flow: &Flow, s: &mut Session, target: &str) -> Result<(), Flowing> {
-        let mut target = target.to_string();
+    async fn enter<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        target: &'f str,
+    ) -> Result<(), Flowing<'f>> {
+        let mut target = target;
         for _ in 0..MAX_HOPS {
             let Some(node) = flow.node(&target) else {
                 return Err(Flowing::End);
             };
             // Leaving a secure section: resume recording first.
-            let from_section = flow.node(&s.node).and_then(|n| n.section.clone());
+            let from_section = flow.node(&s.node).and_then(|n| n.section.as_deref());
             if from_section.is_some()
-                && from_section != node.section
+                && from_section != node.section.as_deref()
                 && s.recording_paused_ms.is_some()
             {
                 self.resume(s).await;
             }
-            let visits = s.visits.entry(target.clone()).or_insert(0);
-            *visits += 1;
+            let visits = match s.visits.get_mut(target) {
+                Some(n) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    s.visits.insert(target.to_owned(), 1);
+                    1
+                }
+            };
             if let Some(limit) = &node.limit
-                && *visits > limit.visits
+                && visits > limit.visits
             {
                 tracing::info!(call = %s.call_sid, node = %target, "visit limit reached");
-                target = limit.then.value.clone();
+                target = &limit.then.value;
                 continue;
             }
-            s.node = target.clone();
+            // Reuses the session's buffer: a hop allocates nothing.
+            s.node.clear();
+            s.node.push_str(target);
             s.waiting = Waiting::Nothing;
             s.attempts = 0;
             s.pending_secret = None;
@@ -423,7 +438,7 @@ impl Engine {
                         return Err(Flowing::Outcome("pause_failed"));
                     }
                 }
-                target = sec.start.value.clone();
+                target = &sec.start.value;
                 continue;
             }
             return Ok(());
@@ -431,18 +446,18 @@ impl Engine {
         Err(Flowing::End)
     }
 
-    async fn run_node(
+    async fn run_node<'f>(
         &self,
-        flow: &Flow,
+        flow: &'f Flow,
         s: &mut Session,
-        node: &Node,
+        node: &'f Node,
         out: &mut Vec<Action>,
         secrets: &mut HashMap<String, Secret>,
-    ) -> Flowing {
+    ) -> Flowing<'f> {
         let next = || {
             node.next
                 .as_ref()
-                .map_or(Flowing::Outcome("next"), |n| Flowing::Goto(n.value.clone()))
+                .map_or(Flowing::Outcome("next"), |n| Flowing::Goto(&n.value))
         };
         match &node.kind {
             Kind::Say(p) => {
@@ -483,7 +498,7 @@ impl Engine {
                         resetline_flow::model::Test::Exists(e) => value.is_some() == *e,
                     };
                     if holds {
-                        return Flowing::Goto(c.next.value.clone());
+                        return Flowing::Goto(&c.next.value);
                     }
                 }
                 next()
@@ -618,7 +633,7 @@ impl Engine {
                 self.prompt_input(flow, s, node, false, out);
                 Flowing::Wait
             }
-            Kind::Secure(sec) => Flowing::Goto(sec.start.value.clone()),
+            Kind::Secure(sec) => Flowing::Goto(&sec.start.value),
             Kind::CodeSend(c) => match self.send_code(flow, s, &node.id.value, c, false, out).await
             {
                 Ok(_) => next(),
@@ -642,7 +657,7 @@ impl Engine {
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = ?e, "notification not sent");
                         match node.on("error") {
-                            Some(t) => Flowing::Goto(t.value.clone()),
+                            Some(t) => Flowing::Goto(&t.value),
                             None => next(),
                         }
                     }
@@ -706,14 +721,14 @@ impl Engine {
     /// Checks of `key` (an account's PIN, or its one-time codes) are refused while it is
     /// locked out (growing wait, or suspended after 100 consecutive failures); the refused
     /// attempt is audited and not counted. A lockout store failure refuses too (fail closed).
-    async fn locked_out(
+    async fn locked_out<'f>(
         &self,
         s: &mut Session,
         key: &str,
         policy: crate::backend::LockPolicy,
         f: Factor,
         outcome: &'static str,
-    ) -> Option<Flowing> {
+    ) -> Option<Flowing<'f>> {
         let now = self.clock.now_ms();
         match self.lock_call(self.lockouts.get(key)).await {
             Ok(state) if state.locked(now, &policy) => {
@@ -938,15 +953,15 @@ impl Engine {
     }
 
     /// Input (or silence) at a `code.verify` node, including the comfort loop.
-    async fn code_input(
+    async fn code_input<'f>(
         &self,
-        flow: &Flow,
+        flow: &'f Flow,
         s: &mut Session,
-        node: &Node,
-        v: &resetline_flow::model::CodeVerify,
+        node: &'f Node,
+        v: &'f resetline_flow::model::CodeVerify,
         digits: Option<Secret>,
         out: &mut Vec<Action>,
-    ) -> Flowing {
+    ) -> Flowing<'f> {
         let now = self.clock.now_ms();
         let Some(o) = s
             .otp
@@ -1039,7 +1054,7 @@ impl Engine {
                     return Flowing::Wait;
                 }
                 Some(resetline_flow::model::WaitKey::Goto(t)) => {
-                    return Flowing::Goto(t.value.clone());
+                    return Flowing::Goto(&t.value);
                 }
                 None => {}
             }
@@ -1058,9 +1073,10 @@ impl Engine {
                 .with_reason("verified")
                 .with_factor(factor(channel));
             s.pending_audit.push(r);
-            return node.next.as_ref().map_or(Flowing::Outcome("failed"), |n| {
-                Flowing::Goto(n.value.clone())
-            });
+            return node
+                .next
+                .as_ref()
+                .map_or(Flowing::Outcome("failed"), |n| Flowing::Goto(&n.value));
         }
         let wrong = o.wrong + 1;
         let dead = wrong >= v.attempts;
@@ -1269,14 +1285,14 @@ impl Engine {
     }
 
     /// Handles input (or its absence) at the current node.
-    async fn input(
+    async fn input<'f>(
         &self,
-        flow: &Flow,
+        flow: &'f Flow,
         s: &mut Session,
         digits: Option<Secret>,
         out: &mut Vec<Action>,
         secrets: &mut HashMap<String, Secret>,
-    ) -> Flowing {
+    ) -> Flowing<'f> {
         let Some(node) = flow.node(&s.node) else {
             return Flowing::End;
         };
@@ -1329,7 +1345,7 @@ impl Engine {
                             }
                         }
                         match k.next.as_ref().or(node.next.as_ref()) {
-                            Some(n) => Flowing::Goto(n.value.clone()),
+                            Some(n) => Flowing::Goto(&n.value),
                             None => Flowing::Outcome("no_match"),
                         }
                     }
@@ -1375,9 +1391,7 @@ impl Engine {
                 }
                 node.next
                     .as_ref()
-                    .map_or(Flowing::Outcome("no_match"), |n| {
-                        Flowing::Goto(n.value.clone())
-                    })
+                    .map_or(Flowing::Outcome("no_match"), |n| Flowing::Goto(&n.value))
             }
             Kind::PinVerify(p) => {
                 let Some(d) = digits.filter(|d| fits(d, p.digits)) else {
@@ -1420,9 +1434,9 @@ impl Engine {
                             .with_reason("verified")
                             .with_factor(Factor::Pin);
                         s.pending_audit.push(r);
-                        node.next.as_ref().map_or(Flowing::Outcome("failed"), |n| {
-                            Flowing::Goto(n.value.clone())
-                        })
+                        node.next
+                            .as_ref()
+                            .map_or(Flowing::Outcome("failed"), |n| Flowing::Goto(&n.value))
                     }
                     Ok(false) => {
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", attempt = s.attempts + 1, "pin check");
@@ -1491,14 +1505,14 @@ impl Engine {
     /// `set_secret` in `generated` mode (seed 001): a strong password is generated, delivered
     /// to the record's phone or email first, and only then set at the directory. If delivery
     /// fails nothing is changed, so there is never a credential nobody received to restore.
-    async fn generated_secret(
+    async fn generated_secret<'f>(
         &self,
-        flow: &Flow,
+        flow: &'f Flow,
         s: &mut Session,
-        node: &Node,
+        node: &'f Node,
         x: &resetline_flow::model::SetSecret,
         out: &mut Vec<Action>,
-    ) -> Flowing {
+    ) -> Flowing<'f> {
         let (Some(policy), Some((channel, to_path))) =
             (flow.policy(&x.policy.value), x.deliver.as_ref())
         else {
@@ -1549,9 +1563,10 @@ impl Engine {
             .apply_secret(flow, s, node, &account, &password, "generated")
             .await
         {
-            Applied::Set => node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
-                Flowing::Goto(n.value.clone())
-            }),
+            Applied::Set => node
+                .next
+                .as_ref()
+                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
             Applied::Refused(key) => {
                 self.say_key(flow, s, &key, out);
                 Flowing::Outcome("rejected")
@@ -1629,15 +1644,15 @@ impl Engine {
         }
     }
 
-    async fn new_secret(
+    async fn new_secret<'f>(
         &self,
-        flow: &Flow,
+        flow: &'f Flow,
         s: &mut Session,
-        node: &Node,
+        node: &'f Node,
         x: &resetline_flow::model::SetSecret,
         digits: Option<Secret>,
         out: &mut Vec<Action>,
-    ) -> Flowing {
+    ) -> Flowing<'f> {
         let Some(policy) = flow.policy(&x.policy.value) else {
             return Flowing::Outcome("error");
         };
@@ -1669,9 +1684,10 @@ impl Engine {
                 .unwrap_or_default();
             s.pending_secret = None;
             return match self.apply_secret(flow, s, node, &account, &d, "set").await {
-                Applied::Set => node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
-                    Flowing::Goto(n.value.clone())
-                }),
+                Applied::Set => node
+                    .next
+                    .as_ref()
+                    .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
                 Applied::Refused(key) => {
                     s.attempts += 1;
                     self.say_key(flow, s, &key, out);
@@ -1714,7 +1730,7 @@ impl Engine {
         Flowing::Wait
     }
 
-    fn transfer_result(&self, flow: &Flow, s: &mut Session, result: &str) -> Flowing {
+    fn transfer_result<'f>(&self, flow: &'f Flow, s: &mut Session, result: &str) -> Flowing<'f> {
         if s.waiting != Waiting::Transfer {
             return Flowing::Wait;
         }
@@ -1729,7 +1745,7 @@ impl Engine {
         }
         tracing::warn!(call = %s.call_sid, node = %s.node, result, "transfer did not connect");
         match flow.node(&s.node).and_then(|n| n.on("failed")) {
-            Some(t) => Flowing::Goto(t.value.clone()),
+            Some(t) => Flowing::Goto(&t.value),
             None => Flowing::Outcome("failed"),
         }
     }
@@ -1900,11 +1916,11 @@ impl Engine {
                 tracing::error!(locale = %s.locale, prompt = %item.key.value, "prompt missing from catalog");
                 continue;
             };
-            let mut params: HashMap<String, Vec<Segment>> = HashMap::new();
+            let mut params: Vec<(&str, Vec<Segment>)> = Vec::with_capacity(item.with.len());
             for (name, t) in &item.with {
                 match t.value.render(&|p| s.lookup(p)) {
                     Ok(segs) => {
-                        params.insert(name.value.clone(), segs);
+                        params.push((&name.value, segs));
                     }
                     Err(missing) => {
                         tracing::warn!(call = %s.call_sid, prompt = %item.key.value, missing, "prompt parameter not set")
@@ -2003,13 +2019,14 @@ fn path_of(dotted: &str) -> Vec<String> {
 }
 
 /// Fills a catalog template with rendered parameters, keeping digit segments as such.
-fn fill(t: &Template, params: &HashMap<String, Vec<Segment>>) -> Vec<Segment> {
+/// `t` with its expressions replaced by the prompt's parameters (`params`: name, value).
+fn fill(t: &Template, params: &[(&str, Vec<Segment>)]) -> Vec<Segment> {
     let mut out: Vec<Segment> = Vec::new();
     for part in &t.parts {
         match part {
             Part::Text(x) => out.push(Segment::Text(x.clone())),
             Part::Expr(e) => {
-                let Some(value) = params.get(&e.dotted()) else {
+                let Some((_, value)) = params.iter().find(|(name, _)| e.is_dotted(name)) else {
                     continue;
                 };
                 if e.filters.is_empty() {
@@ -2043,17 +2060,17 @@ fn fits(d: &Secret, digits: Digits) -> bool {
 
 /// The target of `outcome` at `node`: its own edge, `exhausted` for input failures, then
 /// `settings.on_error` for backend errors.
-fn edge(flow: &Flow, node: &Node, outcome: &str) -> Option<String> {
+fn edge<'f>(flow: &'f Flow, node: &'f Node, outcome: &str) -> Option<&'f str> {
     if outcome == "next" {
-        return node.next.as_ref().map(|n| n.value.clone());
+        return node.next.as_ref().map(|n| n.value.as_str());
     }
     if let Some(t) = node.on(outcome) {
-        return Some(t.value.clone());
+        return Some(t.value.as_str());
     }
     if matches!(outcome, "no_input" | "no_match")
         && let Some(t) = node.on("exhausted")
     {
-        return Some(t.value.clone());
+        return Some(t.value.as_str());
     }
     let secure_parent = node.section.as_ref().and_then(|sec| flow.node(sec));
     if outcome == "pause_failed" {
@@ -2064,11 +2081,11 @@ fn edge(flow: &Flow, node: &Node, outcome: &str) -> Option<String> {
             .settings
             .on_error
             .as_ref()
-            .map(|t| t.value.clone())
+            .map(|t| t.value.as_str())
             .or_else(|| {
                 secure_parent
                     .and_then(|p| p.on("pause_failed"))
-                    .map(|t| t.value.clone())
+                    .map(|t| t.value.as_str())
             });
     }
     None

@@ -65,6 +65,12 @@ impl Expr {
     pub fn dotted(&self) -> String {
         self.path.join(".")
     }
+
+    /// Whether the path, joined with dots, is `name` (compared without joining).
+    pub fn is_dotted(&self, name: &str) -> bool {
+        let mut rest = name.split('.');
+        self.path.iter().all(|p| rest.next() == Some(p.as_str())) && rest.next().is_none()
+    }
 }
 
 /// A piece of a template.
@@ -308,6 +314,29 @@ pub fn is_identifier(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_dotted_matches_the_whole_joined_path_only() {
+        let e = Expr {
+            path: vec!["user".into(), "mobile".into()],
+            filters: vec![],
+            offset: 0,
+            len: 0,
+        };
+        assert!(e.is_dotted("user.mobile"));
+        assert_eq!(e.is_dotted("user.mobile"), e.dotted() == "user.mobile");
+        for other in [
+            "user",
+            "user.mobile.x",
+            "user.mobil",
+            "usermobile",
+            "",
+            "user.",
+            ".user.mobile",
+        ] {
+            assert!(!e.is_dotted(other), "{other}");
+        }
+    }
 
     fn vars(path: &[String]) -> Option<String> {
         match path.join(".").as_str() {

@@ -92,13 +92,13 @@ fn idempotent(method: &str) -> bool {
 
 impl Engine {
     /// Runs an `http` node.
-    pub(super) async fn http_node(
+    pub(super) async fn http_node<'f>(
         &self,
         s: &mut Session,
-        node: &Node,
+        node: &'f Node,
         h: &Http,
         secrets: &HashMap<String, Secret>,
-    ) -> Flowing {
+    ) -> Flowing<'f> {
         let request = match self.http_request(s, h, secrets) {
             Ok(r) => r,
             Err(missing) => {
@@ -133,12 +133,13 @@ impl Engine {
         }
         let class = format!("{}xx", status / 100);
         if let Some(t) = node.on(&status.to_string()).or_else(|| node.on(&class)) {
-            return Flowing::Goto(t.value.clone());
+            return Flowing::Goto(&t.value);
         }
         if (200..300).contains(&status) {
-            return node.next.as_ref().map_or(Flowing::Outcome("error"), |n| {
-                Flowing::Goto(n.value.clone())
-            });
+            return node
+                .next
+                .as_ref()
+                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value));
         }
         Flowing::Outcome("error")
     }

@@ -363,7 +363,7 @@ impl Engine {
     ) -> Result<(), Flowing<'f>> {
         let mut target = target;
         for _ in 0..MAX_HOPS {
-            let Some(node) = flow.node(&target) else {
+            let Some(node) = flow.node(target) else {
                 return Err(Flowing::End);
             };
             // Leaving a secure section: resume recording first.

@@ -29,9 +29,6 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-
 use crate::twiml::{
     Dial, DialNoun, Enqueue, FinishOnKey, Gather, GatherChild, Pause, Play, Redirect, Response,
     Say, SaySegment, Verb,
@@ -69,12 +66,6 @@ pub enum RenderError {
         /// What is wrong, e.g. `must be at least 1`.
         reason: &'static str,
     },
-    /// The XML writer failed. Writing goes to memory, so this is not expected;
-    /// it exists so that the renderer never panics.
-    Write {
-        /// The writer's error message.
-        message: String,
-    },
 }
 
 impl fmt::Display for RenderError {
@@ -89,7 +80,6 @@ impl fmt::Display for RenderError {
                 field,
                 reason,
             } => write!(f, "invalid TwiML value for <{element}> {field}: {reason}"),
-            RenderError::Write { message } => write!(f, "cannot write TwiML: {message}"),
         }
     }
 }
@@ -111,36 +101,26 @@ fn invalid(element: &'static str, field: &'static str, reason: &'static str) -> 
 /// [`RenderError::TooLarge`] when the result exceeds [`MAX_DOCUMENT_BYTES`].
 pub fn render(response: &Response) -> Result<String, RenderError> {
     let mut out = Out {
-        writer: Writer::new(Vec::with_capacity(512)),
-        scratch: String::with_capacity(128),
+        doc: String::with_capacity(1024),
     };
-    // What `BytesDecl::new("1.0", Some("UTF-8"), None)` builds, borrowed instead of built.
-    Out::event(
-        &mut out.writer,
-        Event::Decl(BytesDecl::from_start(BytesStart::from_content(
-            "xml version=\"1.0\" encoding=\"UTF-8\"",
-            3,
-        ))),
-    )?;
+    out.doc
+        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     if response.verbs.is_empty() {
-        out.empty("Response", Vec::new())?;
+        out.empty("Response", Vec::new());
     } else {
-        out.open("Response", Vec::new())?;
+        out.open("Response", Vec::new());
         for verb in &response.verbs {
             out.verb(verb)?;
         }
-        out.close("Response")?;
+        out.close("Response");
     }
-    let bytes = out.writer.into_inner();
-    if bytes.len() > MAX_DOCUMENT_BYTES {
+    if out.doc.len() > MAX_DOCUMENT_BYTES {
         return Err(RenderError::TooLarge {
-            bytes: bytes.len(),
+            bytes: out.doc.len(),
             limit: MAX_DOCUMENT_BYTES,
         });
     }
-    String::from_utf8(bytes).map_err(|e| RenderError::Write {
-        message: e.to_string(),
-    })
+    Ok(out.doc)
 }
 
 // ---------------------------------------------------------------------------
@@ -275,68 +255,54 @@ fn break_time(d: Duration) -> Result<String, RenderError> {
 // ---------------------------------------------------------------------------
 // Writing
 
-/// The document being written: quick-xml's writer, and one scratch buffer reused for every
-/// tag's content and text run (escaped here, in Python's way), so writing allocates nothing
-/// per element.
+/// The document being written. Element names are the crate's constants and every value goes
+/// through [`escape_into`], so the text is well-formed by construction (the tests parse it back
+/// with quick-xml); writing straight into one buffer allocates nothing per element.
 struct Out {
-    writer: Writer<Vec<u8>>,
-    scratch: String,
+    doc: String,
 }
 
 impl Out {
-    fn event(writer: &mut Writer<Vec<u8>>, event: Event<'_>) -> Result<(), RenderError> {
-        writer.write_event(event).map_err(|e| RenderError::Write {
-            message: e.to_string(),
-        })
-    }
-
-    /// `name a="1" b="2"` into the scratch buffer, attributes sorted by name, values escaped.
+    /// `<name a="1" b="2"`, attributes sorted by name, values escaped.
     fn tag(&mut self, name: &str, mut attrs: Attrs<'_>) {
         attrs.sort_by(|a, b| a.0.cmp(b.0));
-        self.scratch.clear();
-        self.scratch.push_str(name);
+        self.doc.push('<');
+        self.doc.push_str(name);
         for (key, value) in attrs {
-            self.scratch.push(' ');
-            self.scratch.push_str(key);
-            self.scratch.push_str("=\"");
-            escape_into(&mut self.scratch, &value, true);
-            self.scratch.push('"');
+            self.doc.push(' ');
+            self.doc.push_str(key);
+            self.doc.push_str("=\"");
+            escape_into(&mut self.doc, &value, true);
+            self.doc.push('"');
         }
     }
 
-    fn open(&mut self, name: &str, attrs: Attrs<'_>) -> Result<(), RenderError> {
+    fn open(&mut self, name: &str, attrs: Attrs<'_>) {
         self.tag(name, attrs);
-        let start = BytesStart::from_content(self.scratch.as_str(), name.len());
-        Self::event(&mut self.writer, Event::Start(start))
+        self.doc.push('>');
     }
 
     /// Self-closed element in Python's style, with a space before `/>`.
-    fn empty(&mut self, name: &str, attrs: Attrs<'_>) -> Result<(), RenderError> {
+    fn empty(&mut self, name: &str, attrs: Attrs<'_>) {
         self.tag(name, attrs);
-        self.scratch.push(' ');
-        let start = BytesStart::from_content(self.scratch.as_str(), name.len());
-        Self::event(&mut self.writer, Event::Empty(start))
+        self.doc.push_str(" />");
     }
 
-    fn close(&mut self, name: &str) -> Result<(), RenderError> {
-        Self::event(&mut self.writer, Event::End(BytesEnd::new(name)))
+    fn close(&mut self, name: &str) {
+        self.doc.push_str("</");
+        self.doc.push_str(name);
+        self.doc.push('>');
     }
 
-    fn text(&mut self, text: &str) -> Result<(), RenderError> {
-        self.scratch.clear();
-        escape_into(&mut self.scratch, text, false);
-        if self.scratch.is_empty() {
-            return Ok(());
-        }
-        let text = BytesText::from_escaped(self.scratch.as_str());
-        Self::event(&mut self.writer, Event::Text(text))
+    fn text(&mut self, text: &str) {
+        escape_into(&mut self.doc, text, false);
     }
 
     /// `<name attrs>body</name>`.
-    fn with_body(&mut self, name: &str, attrs: Attrs<'_>, body: &str) -> Result<(), RenderError> {
-        self.open(name, attrs)?;
-        self.text(body)?;
-        self.close(name)
+    fn with_body(&mut self, name: &str, attrs: Attrs<'_>, body: &str) {
+        self.open(name, attrs);
+        self.text(body);
+        self.close(name);
     }
 
     fn verb(&mut self, verb: &Verb) -> Result<(), RenderError> {
@@ -348,7 +314,10 @@ impl Out {
             Verb::Redirect(v) => self.redirect(v),
             Verb::Enqueue(v) => self.enqueue(v),
             Verb::Dial(v) => self.dial(v),
-            Verb::Hangup => self.empty("Hangup", Vec::new()),
+            Verb::Hangup => {
+                self.empty("Hangup", Vec::new());
+                Ok(())
+            }
         }
     }
 
@@ -365,10 +334,10 @@ impl Out {
         opt_str(&mut attrs, E, "language", say.language.as_ref())?;
         opt_display(&mut attrs, "loop", say.loop_count);
         opt_str(&mut attrs, E, "voice", say.voice.as_ref())?;
-        self.open(E, attrs)?;
+        self.open(E, attrs);
         for segment in &say.segments {
             match segment {
-                SaySegment::Text(t) => self.text(t)?,
+                SaySegment::Text(t) => self.text(t),
                 SaySegment::Digits(d) => {
                     if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()) {
                         return Err(invalid(
@@ -377,14 +346,15 @@ impl Out {
                             "must be one or more ASCII digits",
                         ));
                     }
-                    self.with_body("say-as", vec![("interpret-as", Cow::Borrowed("digits"))], d)?;
+                    self.with_body("say-as", vec![("interpret-as", Cow::Borrowed("digits"))], d);
                 }
                 SaySegment::Break(d) => {
-                    self.empty("break", vec![("time", Cow::Owned(break_time(*d)?))])?;
+                    self.empty("break", vec![("time", Cow::Owned(break_time(*d)?))]);
                 }
             }
         }
-        self.close(E)
+        self.close(E);
+        Ok(())
     }
 
     fn play(&mut self, play: &Play) -> Result<(), RenderError> {
@@ -397,16 +367,23 @@ impl Out {
         opt_display(&mut attrs, "loop", play.loop_count);
         match &play.url {
             Some(url) if is_blank(url) => Err(invalid(E, "url", "must not be empty")),
-            Some(url) => self.with_body(E, attrs, url),
+            Some(url) => {
+                self.with_body(E, attrs, url);
+                Ok(())
+            }
             None if play.digits.is_none() => Err(invalid(E, "url", "needs a URL or digits")),
-            None => self.empty(E, attrs),
+            None => {
+                self.empty(E, attrs);
+                Ok(())
+            }
         }
     }
 
     fn pause(&mut self, pause: Pause) -> Result<(), RenderError> {
         let mut attrs = Attrs::with_capacity(6);
         opt_display(&mut attrs, "length", pause.length);
-        self.empty("Pause", attrs)
+        self.empty("Pause", attrs);
+        Ok(())
     }
 
     fn gather(&mut self, gather: &Gather) -> Result<(), RenderError> {
@@ -436,9 +413,10 @@ impl Out {
         opt_display(&mut attrs, "numDigits", gather.num_digits);
         opt_display(&mut attrs, "timeout", gather.timeout);
         if gather.children.is_empty() {
-            return self.empty(E, attrs);
+            self.empty(E, attrs);
+            return Ok(());
         }
-        self.open(E, attrs)?;
+        self.open(E, attrs);
         for child in &gather.children {
             match child {
                 GatherChild::Say(v) => self.say(v)?,
@@ -446,7 +424,8 @@ impl Out {
                 GatherChild::Pause(v) => self.pause(*v)?,
             }
         }
-        self.close(E)
+        self.close(E);
+        Ok(())
     }
 
     fn redirect(&mut self, redirect: &Redirect) -> Result<(), RenderError> {
@@ -456,7 +435,8 @@ impl Out {
         }
         let mut attrs = Attrs::with_capacity(6);
         opt_static(&mut attrs, "method", redirect.method.map(|m| m.as_str()));
-        self.with_body(E, attrs, &redirect.url)
+        self.with_body(E, attrs, &redirect.url);
+        Ok(())
     }
 
     fn enqueue(&mut self, enqueue: &Enqueue) -> Result<(), RenderError> {
@@ -471,7 +451,8 @@ impl Out {
             "waitUrlMethod",
             enqueue.wait_url_method.map(|m| m.as_str()),
         );
-        self.with_body(E, attrs, &enqueue.queue)
+        self.with_body(E, attrs, &enqueue.queue);
+        Ok(())
     }
 
     fn dial(&mut self, dial: &Dial) -> Result<(), RenderError> {
@@ -484,7 +465,7 @@ impl Out {
         opt_str(&mut attrs, E, "callerId", dial.caller_id.as_ref())?;
         opt_static(&mut attrs, "method", dial.method.map(|m| m.as_str()));
         opt_display(&mut attrs, "timeout", dial.timeout);
-        self.open(E, attrs)?;
+        self.open(E, attrs);
         for noun in &dial.nouns {
             match noun {
                 DialNoun::Number(n) => {
@@ -496,17 +477,18 @@ impl Out {
                         check_dtmf("Number", "sendDigits", d)?;
                         attrs.push(("sendDigits", Cow::Borrowed(d)));
                     }
-                    self.with_body("Number", attrs, &n.number)?;
+                    self.with_body("Number", attrs, &n.number);
                 }
                 DialNoun::Queue(q) => {
                     check_queue_name("Queue", &q.name)?;
                     let mut attrs = Attrs::with_capacity(6);
                     opt_str(&mut attrs, "Queue", "url", q.url.as_ref())?;
-                    self.with_body("Queue", attrs, &q.name)?;
+                    self.with_body("Queue", attrs, &q.name);
                 }
             }
         }
-        self.close(E)
+        self.close(E);
+        Ok(())
     }
 }
 

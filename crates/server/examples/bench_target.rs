@@ -1,19 +1,25 @@
 //! Load-test target for `scripts/bench-webhooks` (not part of the product).
 //!
-//! Serves, in one process and on two ports: (1) the real `app(state)` with the shipped
-//! `pin-reset` flow, the embedded directory with the demo users (as `resetline demo`),
-//! recording control that the carrier acknowledges at once, and the memory session store; (2) a bare axum handler answering every POST with a fixed TwiML string.
+//! Serves, in one process: (1) the real `app(state)` with the shipped `pin-reset` flow, the
+//! embedded directory with the demo users (as `resetline demo`), recording control that the
+//! carrier acknowledges at once, and the memory session store; (2) a bare axum handler
+//! answering every POST with a fixed TwiML string; and two handlers between them, which say
+//! where the gap goes: (3) "body", the bare handler that first reads the request body, and
+//! (4) "floor", which reads the body under the same 64 KiB cap, parses the form and checks
+//! `X-Twilio-Signature` as the app does, then answers the same fixed string: what any handler
+//! that meets the security requirements pays before it does any call's work.
 //! Before serving it creates `--calls` live calls (each at its first Gather, as after the
 //! incoming-call webhook), writes one signed Gather callback per call to `<dir>/requests.txt`
 //! (`CallSid signature`), and reports resident memory per live session.
 //!
-//! With `<redis_app_port> <redis_url>`, it also serves (3) the same `app(state)` with the Redis
+//! With `<redis_app_port> <redis_url>`, it also serves (5) the same `app(state)` with the Redis
 //! store (sessions, lockouts and per-call leases in Redis, as replicas run it), creates the
 //! same live calls there, and reports Redis memory per live call (`INFO memory` before and
-//! after) in `<dir>/memory.txt`. Both apps check signatures against the same public URL, so
-//! one requests file serves both.
+//! after) in `<dir>/memory.txt`. All apps check signatures against the same public URL, so
+//! one requests file serves them all.
 //!
-//! Usage: `bench_target <dir> <calls> <app_port> <bare_port> [<redis_app_port> <redis_url>]`
+//! Usage: `bench_target <dir> <calls> <app_port> <bare_port> <body_port> <floor_port>
+//! [<redis_app_port> <redis_url>]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,11 +55,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = PathBuf::from(
         args.get(1)
-            .ok_or("usage: bench_target <dir> <calls> <app_port> <bare_port>")?,
+            .ok_or("usage: bench_target <dir> <calls> <app_port> <bare_port> <body_port> <floor_port> [<redis_app_port> <redis_url>]")?,
     );
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let app_port: u16 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(18081);
     let bare_port: u16 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(18082);
+    let body_port: u16 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(18085);
+    let floor_port: u16 = args.get(6).and_then(|a| a.parse().ok()).unwrap_or(18086);
     let root = support::root();
 
     let clock = Arc::new(SystemClock);
@@ -91,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // The same calls in Redis, for the Redis-backed app.
-    let redis_app = match (args.get(5).and_then(|a| a.parse::<u16>().ok()), args.get(6)) {
+    let redis_app = match (args.get(7).and_then(|a| a.parse::<u16>().ok()), args.get(8)) {
         (Some(port), Some(url)) => {
             let redis = resetline_store_redis::RedisStore::connect(
                 &resetline_store_redis::RedisConfig {
@@ -177,16 +185,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("voice-prompts"),
     );
     let real = tokio::net::TcpListener::bind(("127.0.0.1", app_port)).await?;
-    let bare = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
-    let bare_app = Router::new().route(
+    let bare_app = Router::new().route("/{*path}", post(|| async { fixed() }));
+    let body_app = Router::new().route(
         "/{*path}",
-        post(|| async {
-            (
-                [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-                BARE,
-            )
+        post(|body: axum::body::Bytes| async move {
+            std::hint::black_box(body);
+            fixed()
         }),
     );
+    let floor = Arc::new(Floor {
+        public_url: format!("{PUBLIC}:{app_port}"),
+        key: resetline_twiml::signature::SigningKey::new(TOKEN.as_bytes()),
+    });
+    let floor_app = Router::new()
+        .route("/{*path}", post(floor_handler))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            resetline_server::MAX_BODY,
+        ))
+        .with_state(floor);
+    let bare = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
+    let body = tokio::net::TcpListener::bind(("127.0.0.1", body_port)).await?;
+    let floor = tokio::net::TcpListener::bind(("127.0.0.1", floor_port)).await?;
     let redis_served = async {
         match redis_app {
             Some((port, state)) => {
@@ -201,7 +220,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::select! {
         r = axum::serve(real, app(state)) => r?,
         r = axum::serve(bare, bare_app) => r?,
+        r = axum::serve(body, body_app) => r?,
+        r = axum::serve(floor, floor_app) => r?,
         r = redis_served => r?,
     }
     Ok(())
+}
+
+/// The bare handlers' answer: a fixed TwiML string of the app's shape.
+fn fixed() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        BARE,
+    )
+}
+
+/// What the "floor" handler checks requests against.
+struct Floor {
+    public_url: String,
+    key: resetline_twiml::signature::SigningKey,
+}
+
+/// The security work every webhook pays before any call's work (as `app` does it: the body
+/// under the 64 KiB cap, the form parsed, the signature over the public URL checked), then
+/// the bare handler's fixed answer; a refused signature gets 403 like the app's.
+async fn floor_handler(
+    axum::extract::State(floor): axum::extract::State<Arc<Floor>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(params) = resetline_twiml::params::parse_borrowed(&body, resetline_server::MAX_BODY)
+    else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = format!("{}{path}", floor.public_url);
+    let header = headers
+        .get(resetline_twiml::signature::HEADER_NAME)
+        .and_then(|v| v.to_str().ok());
+    match floor.key.validate(&url, &params, header) {
+        Ok(()) => fixed().into_response(),
+        Err(_) => axum::http::StatusCode::FORBIDDEN.into_response(),
+    }
 }

@@ -197,6 +197,25 @@ impl Engine {
             .await
     }
 
+    /// Runs a backend call within the time left for it ([`Engine::remaining`]); `None` when it
+    /// ran out. A call that is ready when first polled (the in-memory stores, the embedded
+    /// directory) returns at once and arms no timer; one that has to wait is given the rest of
+    /// its time, as if the timer had been armed first.
+    async fn bounded<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match fut.as_mut().poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await;
+        match first {
+            Some(out) => Some(out),
+            None => tokio::time::timeout(self.remaining(), fut).await.ok(),
+        }
+    }
+
     /// The time left for the next backend call: `budget`, cut to what remains of the step.
     fn remaining(&self) -> Duration {
         let left = DEADLINE
@@ -529,7 +548,7 @@ impl Engine {
                             AccountState::Disabled => "disabled",
                         };
                         s.account = Some(acc.id.clone());
-                        let mut rec = std::collections::BTreeMap::new();
+                        let mut rec = crate::vecmap::VecMap::with_capacity(6);
                         rec.insert("id".to_string(), acc.id);
                         rec.insert("name".to_string(), acc.name);
                         rec.insert("state".to_string(), state.to_string());
@@ -694,7 +713,7 @@ impl Engine {
                         {
                             tracing::warn!(call = %s.call_sid, ticket = %r.number, error = %e, "ticket not closed");
                         }
-                        let mut rec = std::collections::BTreeMap::new();
+                        let mut rec = crate::vecmap::VecMap::new();
                         rec.insert("number".to_string(), r.number.clone());
                         s.vars.insert(t.into.value.clone(), Var::Record(rec));
                         if let Some(p) = &t.say {
@@ -752,12 +771,11 @@ impl Engine {
         &self,
         fut: impl std::future::Future<Output = Result<T, crate::backend::StoreError>>,
     ) -> Result<T, crate::backend::StoreError> {
-        match tokio::time::timeout(self.remaining(), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(crate::backend::StoreError::Backend(BackendError::timeout(
+        self.bounded(fut).await.unwrap_or_else(|| {
+            Err(crate::backend::StoreError::Backend(BackendError::timeout(
                 "lockouts",
-            ))),
-        }
+            )))
+        })
     }
 
     /// Sends (or re-sends) the one-time code of `code.send` node `node_id`. A valid code for
@@ -1588,15 +1606,10 @@ impl Engine {
         secret: &Secret,
         reason: &str,
     ) -> Applied {
-        let result = match tokio::time::timeout(
-            self.remaining(),
-            self.directory.set_secret(account, secret),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(SetSecretError::Backend(BackendError::timeout("directory"))),
-        };
+        let result = self
+            .bounded(self.directory.set_secret(account, secret))
+            .await
+            .unwrap_or_else(|| Err(SetSecretError::Backend(BackendError::timeout("directory"))));
         match result {
             Ok(()) => {
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
@@ -1827,20 +1840,18 @@ impl Engine {
         backend: &'static str,
         fut: impl std::future::Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        match tokio::time::timeout(self.remaining(), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(BackendError::timeout(backend)),
-        }
+        self.bounded(fut)
+            .await
+            .unwrap_or_else(|| Err(BackendError::timeout(backend)))
     }
 
     async fn within_send(
         &self,
         fut: impl std::future::Future<Output = Result<crate::backend::SentMessage, SendError>>,
     ) -> Result<crate::backend::SentMessage, SendError> {
-        match tokio::time::timeout(self.remaining(), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Backend(BackendError::timeout("messages"))),
-        }
+        self.bounded(fut)
+            .await
+            .unwrap_or_else(|| Err(SendError::Backend(BackendError::timeout("messages"))))
     }
 
     /// A counter hit; a failing store allows the event (the send cap is a safeguard, the
@@ -1849,13 +1860,13 @@ impl Engine {
         &self,
         fut: impl std::future::Future<Output = Result<bool, crate::backend::StoreError>>,
     ) -> bool {
-        match tokio::time::timeout(self.remaining(), fut).await {
-            Ok(Ok(allowed)) => allowed,
-            Ok(Err(e)) => {
+        match self.bounded(fut).await {
+            Some(Ok(allowed)) => allowed,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "counter store failed; allowing");
                 true
             }
-            Err(_) => {
+            None => {
                 tracing::warn!("counter store timed out; allowing");
                 true
             }

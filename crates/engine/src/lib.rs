@@ -16,6 +16,7 @@ pub mod policy;
 pub mod secret;
 pub mod session;
 pub mod testing;
+pub mod vecmap;
 
 pub use action::{Action, Spoken};
 pub use backend::{
@@ -29,3 +30,4 @@ pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step};
 pub use secret::Secret;
 pub use session::{Session, Var};
+pub use vecmap::VecMap;

@@ -8,11 +8,10 @@
 //! `Session` or of a type it holds bumps `FORMAT`, and a replica refuses sessions with a
 //! newer format than `READS_UP_TO` (ARCHITECTURE.md, rolling upgrades).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
+use crate::vecmap::VecMap;
 
 /// The session format this build writes: 3 = postcard with the last answer kept encoded
 /// ([`Answer`]). Still read: 2 = postcard with the last answer as actions ([`LastV2`]), 1 =
@@ -85,7 +84,7 @@ pub enum Var {
     /// Text.
     Text(String),
     /// A record (directory account, ticket): field -> text.
-    Record(BTreeMap<String, String>),
+    Record(VecMap<String, String>),
 }
 
 /// What the call is waiting for at its current node.
@@ -273,10 +272,10 @@ pub struct Session<L = Last> {
     pub locale: String,
     /// Flow variables (never secrets).
     #[serde(default)]
-    pub vars: BTreeMap<String, Var>,
+    pub vars: VecMap<String, Var>,
     /// Entries per node (for `limit`).
     #[serde(default)]
-    pub visits: BTreeMap<String, u32>,
+    pub visits: VecMap<String, u32>,
     /// Successful verifications so far.
     #[serde(default)]
     pub verifications: u32,
@@ -382,8 +381,8 @@ impl Session {
             waiting: Waiting::Nothing,
             attempts: 0,
             locale: locale.to_string(),
-            vars: BTreeMap::new(),
-            visits: BTreeMap::new(),
+            vars: VecMap::new(),
+            visits: VecMap::new(),
             verifications: 0,
             recording_paused_ms: None,
             pending_secret: None,

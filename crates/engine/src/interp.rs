@@ -310,22 +310,26 @@ impl Engine {
         let nanos = i128::from(self.clock.now_ms()) * 1_000_000;
         let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let mut r = Record::new(
+        // Every field at once: `Record::new` would fill in the unknown account only for it
+        // to be replaced, an allocation per record.
+        Record {
             time,
             event,
+            call_id: s.call_sid.clone(),
+            account: s
+                .account
+                .clone()
+                .unwrap_or_else(|| resetline_audit::UNKNOWN_ACCOUNT.to_owned()),
+            caller: MaskedNumber::mask(&s.caller).ok(),
+            destination: None,
+            factor: None,
             outcome,
-            &s.call_sid,
-            &s.flow_id,
-            &s.flow_version,
-        )
-        .with_node(&s.node);
-        if let Some(a) = &s.account {
-            r = r.with_account(a);
+            reason: String::new(),
+            node: s.node.clone(),
+            flow_id: s.flow_id.clone(),
+            flow_version: s.flow_version.clone(),
+            details: Default::default(),
         }
-        if let Ok(m) = MaskedNumber::mask(&s.caller) {
-            r = r.with_caller(m);
-        }
-        r
     }
 
     fn audit(&self, s: &mut Session, event: Ev, outcome: Out, reason: &str) {

@@ -140,26 +140,8 @@ impl SessionStore for MemoryStore {
 /// value is the `format` varint (the Redis store holds the same bytes). About a third of the
 /// work of JSON per webhook, and half its size.
 pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
-    thread_local! {
-        /// Where sessions are encoded before the exact-size copy is made: growing a fresh
-        /// vector to ~700 bytes took eight reallocations per save.
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
-    }
-    SCRATCH.with(|scratch| {
-        let mut buf = std::mem::take(&mut *scratch.borrow_mut());
-        buf.clear();
-        let encoded = postcard::to_extend(session, buf);
-        let result = encoded
-            .as_ref()
-            .map(|buf| buf.to_vec())
-            .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())));
-        if let Ok(buf) = encoded
-            && buf.capacity() <= 64 * 1024
-        {
-            *scratch.borrow_mut() = buf;
-        }
-        result
-    })
+    resetline_engine::session::to_postcard(session)
+        .map_err(|e| StoreError::Backend(BackendError::new("sessions", e.to_string())))
 }
 
 /// Reads a stored session; refuses one written in a newer format (rolling upgrades: an old

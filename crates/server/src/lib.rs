@@ -163,17 +163,19 @@ impl AppState {
 }
 
 /// The router with every route.
+///
+/// The carrier's webhooks (`POST /voice/{flow}`, `/voice/{flow}/status`,
+/// `/voice/{flow}/step/{token}[/timeout|/transfer]`) are routed by [`voice_route`] in the
+/// fallback rather than by the router: the router's path parameters cost every webhook four
+/// allocations and a percent-decoding pass, for flow ids and tokens that never need decoding.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/voice/{flow}", post(incoming))
-        .route("/voice/{flow}/status", post(status))
-        .route("/voice/{flow}/step/{token}", post(digits))
-        .route("/voice/{flow}/step/{token}/{what}", post(step_event))
         .route("/sms/status", post(sms_status))
         .route("/prompts/{locale}/{file}", get(audio))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .fallback(voice)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -358,28 +360,91 @@ fn not_found_twiml(state: &AppState, flow_id: &str) -> String {
     render::say_and_hang_up(&[Spoken::Text(text)], &locale, voice.as_deref())
 }
 
-async fn incoming(
+/// Where a `/voice/...` path goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VoiceRoute<'a> {
+    /// `/voice/{flow}`: a call arrives.
+    Incoming(&'a str),
+    /// `/voice/{flow}/status`: the call's status callback.
+    Status(&'a str),
+    /// `/voice/{flow}/step/{token}[/timeout|/transfer]`: an action URL the engine emitted;
+    /// `event` is `digits`, `timeout` or `transfer`.
+    Step {
+        flow: &'a str,
+        token: &'a str,
+        event: &'static str,
+    },
+}
+
+/// The route of a `/voice/...` path; `None` for any other path. Segments are taken as they
+/// are (flow ids and tokens have nothing to percent-decode; one that was encoded anyway is
+/// refused by the flow-id or token check, never guessed at).
+fn voice_route(path: &str) -> Option<VoiceRoute<'_>> {
+    let mut parts = path.strip_prefix("/voice/")?.split('/');
+    let flow = parts.next().filter(|f| !f.is_empty())?;
+    let route = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => VoiceRoute::Incoming(flow),
+        (Some("status"), None, _) => VoiceRoute::Status(flow),
+        (Some("step"), Some(token), what) if !token.is_empty() => VoiceRoute::Step {
+            flow,
+            token,
+            event: match what {
+                None => "digits",
+                Some("timeout") => "timeout",
+                Some("transfer") => "transfer",
+                Some(_) => return None,
+            },
+        },
+        _ => return None,
+    };
+    parts.next().is_none().then_some(route)
+}
+
+/// Every request no other route takes: the webhooks under `/voice/` ([`voice_route`]), 405
+/// for them with another method, 404 for anything else.
+async fn voice(
     State(state): State<AppState>,
-    Path(flow_id): Path<String>,
+    method: axum::http::Method,
     arrived: Arrived,
 ) -> Response {
-    if !plausible_flow_id(&flow_id) {
+    let Some(route) = voice_route(arrived.uri.path()) else {
+        return (StatusCode::NOT_FOUND, "no such route\n").into_response();
+    };
+    if method != axum::http::Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "webhooks are POSTed\n",
+        )
+            .into_response();
+    }
+    match route {
+        VoiceRoute::Incoming(flow) => incoming(&state, flow, &arrived).await,
+        VoiceRoute::Status(flow) => status(&state, flow, &arrived).await,
+        VoiceRoute::Step { flow, token, event } => {
+            step_common(&state, flow, token, event, &arrived).await
+        }
+    }
+}
+
+async fn incoming(state: &AppState, flow_id: &str, arrived: &Arrived) -> Response {
+    if !plausible_flow_id(flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
-    timed(&state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), Box::pin(async {
-        let (hook, call_sid) = match verify_call(&state, &arrived).await {
+    timed(state, "incoming", tracing::info_span!("webhook", route = "incoming", flow = %flow_id, call = tracing::field::Empty), Box::pin(async {
+        let (hook, call_sid) = match verify_call(state, arrived).await {
             Ok(found) => found,
             Err(r) => return r,
         };
         let caller = hook.get("From").unwrap_or_default().to_string();
         tracing::Span::current().record("call", call_sid.as_str());
-        let Some(loaded) = state.inner.flows.current(&flow_id) else {
+        let Some(loaded) = state.inner.flows.current(flow_id) else {
             tracing::warn!(flow = %flow_id, "call for a flow that is not loaded");
-            return twiml_response(not_found_twiml(&state, &flow_id));
+            return twiml_response(not_found_twiml(state, flow_id));
         };
-        let (mut guard, stored) = match take_call(&state, &call_sid).await {
+        let (mut guard, stored) = match take_call(state, &call_sid).await {
             Ok(taken) => taken,
-            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
+            Err(e) => return store_trouble(state, flow_id, &call_sid, &e).await,
         };
         let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
         let (mut session, revision) = match stored {
@@ -387,64 +452,32 @@ async fn incoming(
             None if state.inner.audit.refuses_new_calls() => {
                 state.inner.metrics.audit_refused_call();
                 tracing::error!(flow = %flow_id, "new call refused: the audit sink is down (audit.on_failure: refuse, or its retry buffer is full)");
-                return apology(&state, &flow_id);
+                return apology(state, flow_id);
             }
             None => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
         };
-        let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(&flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
+        let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
         let step = guard.renewing(std::pin::pin!(engine.step(&flow.flow, &mut session, Event::Start))).await;
         if !step.replayed && revision == 0 {
             state.inner.metrics.call_started();
         }
-        finish_step(&state, &flow_id, &flow.flow, session, revision, step, &mut guard).await
+        finish_step(state, flow_id, &flow.flow, session, revision, step, &mut guard).await
     }))
     .await
 }
 
-async fn digits(
-    state: State<AppState>,
-    Path((flow_id, token)): Path<(String, String)>,
-    arrived: Arrived,
-) -> Response {
-    step_common(state, flow_id, token, "digits", arrived).await
-}
-
-async fn step_event(
-    state: State<AppState>,
-    Path((flow_id, token, what)): Path<(String, String, String)>,
-    arrived: Arrived,
-) -> Response {
-    match what.as_str() {
-        "timeout" | "transfer" => {
-            step_common(
-                state,
-                flow_id,
-                token,
-                if what == "timeout" {
-                    "timeout"
-                } else {
-                    "transfer"
-                },
-                arrived,
-            )
-            .await
-        }
-        _ => (StatusCode::NOT_FOUND, "no such route\n").into_response(),
-    }
-}
-
 async fn step_common(
-    State(state): State<AppState>,
-    flow_id: String,
-    token: String,
+    state: &AppState,
+    flow_id: &str,
+    token: &str,
     route: &'static str,
-    arrived: Arrived,
+    arrived: &Arrived,
 ) -> Response {
-    if !plausible_flow_id(&flow_id) {
+    if !plausible_flow_id(flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
-    timed(&state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), Box::pin(async {
-        let (hook, call_sid) = match verify_call(&state, &arrived).await {
+    timed(state, route, tracing::info_span!("webhook", route, flow = %flow_id, call = tracing::field::Empty, node = tracing::field::Empty), Box::pin(async {
+        let (hook, call_sid) = match verify_call(state, arrived).await {
             Ok(found) => found,
             Err(r) => return r,
         };
@@ -452,17 +485,17 @@ async fn step_common(
             return (StatusCode::NOT_FOUND, "no such step\n").into_response();
         };
         tracing::Span::current().record("call", call_sid.as_str());
-        let (mut guard, stored) = match take_call(&state, &call_sid).await {
+        let (mut guard, stored) = match take_call(state, &call_sid).await {
             Ok(taken) => taken,
-            Err(e) => return store_trouble(&state, &flow_id, &call_sid, &e).await,
+            Err(e) => return store_trouble(state, flow_id, &call_sid, &e).await,
         };
         let Some((mut session, revision)) = stored else {
             tracing::info!(flow = %flow_id, "webhook for an unknown or expired call");
-            return twiml_response(not_found_twiml(&state, &flow_id));
+            return twiml_response(not_found_twiml(state, flow_id));
         };
         let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version).filter(|_| session.flow_id == flow_id) else {
             tracing::warn!(flow = %flow_id, version = %session.flow_version, "call's flow version is no longer loaded");
-            return twiml_response(not_found_twiml(&state, &flow_id));
+            return twiml_response(not_found_twiml(state, flow_id));
         };
         let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
         let event = match route {
@@ -473,25 +506,21 @@ async fn step_common(
         drop(hook);
         let step = guard.renewing(std::pin::pin!(engine.step(&loaded.flow, &mut session, event))).await;
         tracing::Span::current().record("node", session.node.as_str());
-        finish_step(&state, &flow_id, &loaded.flow, session, revision, step, &mut guard).await
+        finish_step(state, flow_id, &loaded.flow, session, revision, step, &mut guard).await
     }))
     .await
 }
 
-async fn status(
-    State(state): State<AppState>,
-    Path(flow_id): Path<String>,
-    arrived: Arrived,
-) -> Response {
-    if !plausible_flow_id(&flow_id) {
+async fn status(state: &AppState, flow_id: &str, arrived: &Arrived) -> Response {
+    if !plausible_flow_id(flow_id) {
         return (StatusCode::NOT_FOUND, "no such flow\n").into_response();
     }
     timed(
-        &state,
+        state,
         "status",
         tracing::info_span!("webhook", route = "status", flow = %flow_id),
         Box::pin(async {
-            let (hook, call_sid) = match verify_call(&state, &arrived).await {
+            let (hook, call_sid) = match verify_call(state, arrived).await {
                 Ok(found) => found,
                 Err(r) => return r,
             };
@@ -502,7 +531,7 @@ async fn status(
             if !final_status {
                 return StatusCode::NO_CONTENT.into_response();
             }
-            let (mut guard, stored) = match take_call(&state, &call_sid).await {
+            let (mut guard, stored) = match take_call(state, &call_sid).await {
                 Ok(taken) => taken,
                 Err(e) => {
                     state.inner.metrics.store_failed();
@@ -531,10 +560,10 @@ async fn status(
                 if was_open && let Some(outcome) = &session.ended {
                     state.inner.metrics.call_ended(outcome);
                 }
-                if let Err(e) = save(&state, &loaded.flow, session, revision, &mut guard).await {
+                if let Err(e) = save(state, &loaded.flow, session, revision, &mut guard).await {
                     tracing::warn!(error = %e, "could not record the hang-up");
                 }
-                append_audit(&state, step.audit).await;
+                append_audit(state, step.audit).await;
             }
             drop(guard); // and with it the call's lock, unless another request waits for it
             StatusCode::NO_CONTENT.into_response()
@@ -1030,6 +1059,42 @@ mod tests {
         drop(second);
         drop(third.await.expect("task").expect("third"));
         assert_eq!(state.locked_calls(), 0, "the last holder removed the lock");
+    }
+
+    #[test]
+    fn voice_paths_route_to_their_webhook_and_nothing_else_does() {
+        use VoiceRoute::{Incoming, Status, Step};
+        let step = |flow, token, event| Some(Step { flow, token, event });
+        assert_eq!(voice_route("/voice/pin-reset"), Some(Incoming("pin-reset")));
+        assert_eq!(
+            voice_route("/voice/pin-reset/status"),
+            Some(Status("pin-reset"))
+        );
+        assert_eq!(voice_route("/voice/f/step/12"), step("f", "12", "digits"));
+        assert_eq!(
+            voice_route("/voice/f/step/12/timeout"),
+            step("f", "12", "timeout")
+        );
+        assert_eq!(
+            voice_route("/voice/f/step/12/transfer"),
+            step("f", "12", "transfer")
+        );
+        for other in [
+            "/voice",
+            "/voice/",
+            "/voice//status",
+            "/voice/f/",
+            "/voice/f/status/x",
+            "/voice/f/step",
+            "/voice/f/step/",
+            "/voice/f/step/12/other",
+            "/voice/f/step/12/timeout/x",
+            "/voice/f/other",
+            "/sms/status",
+            "/",
+        ] {
+            assert_eq!(voice_route(other), None, "{other}");
+        }
     }
 
     #[test]

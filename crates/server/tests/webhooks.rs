@@ -332,6 +332,43 @@ async fn oversized_bodies_get_413() {
 }
 
 #[tokio::test]
+async fn webhook_paths_take_post_only_and_unknown_paths_are_404() {
+    let r = rig();
+    let get = |path: &str| Request::get(path).body(Body::empty()).expect("req");
+    for path in [
+        "/voice/pin-reset",
+        "/voice/pin-reset/status",
+        "/voice/pin-reset/step/1",
+        "/voice/pin-reset/step/1/timeout",
+    ] {
+        let resp = app(r.state.clone())
+            .oneshot(get(path))
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(resp.headers()["allow"], "POST", "{path}");
+    }
+    for path in [
+        "/voice/pin-reset/step/1/other",
+        "/voice/pin-reset/other",
+        "/voice/",
+        "/elsewhere",
+    ] {
+        let (status, _) = send(&r.state, signed(path, &incoming())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = send(&r.state, signed("/voice/pin-reset/step/x1", &incoming())).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a token that is not a number"
+    );
+    let (status, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(r.store.len(), 1, "the POSTed call was taken");
+}
+
+#[tokio::test]
 async fn an_unknown_call_hears_an_apology_and_a_hangup() {
     let r = rig();
     let (status, body) = press(&r.state, 3, "1").await;

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -176,7 +176,6 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .fallback(voice)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -184,8 +183,10 @@ pub fn app(state: AppState) -> Router {
 static SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-twilio-signature");
 
 /// A webhook as it arrived: the path and query (what the signature covers with the public
-/// URL), the signature header and the body. The body is read under `DefaultBodyLimit` (413
-/// before any parsing); the URI and the one header are moved out of the request, not copied.
+/// URL), the signature header and the body. The body is read here, at most [`MAX_BODY`]
+/// bytes (413 before any parsing: at once when `Content-Length` says more, or as soon as more
+/// arrives); the URI and the one header are moved out of the request, not copied, and a body
+/// that arrives in one piece (the usual case) is kept as it came, without a copy.
 struct Arrived {
     uri: Uri,
     signature: Option<HeaderValue>,
@@ -195,19 +196,57 @@ struct Arrived {
 impl<S: Send + Sync> FromRequest<S> for Arrived {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
         let signature = parts.headers.remove(&SIGNATURE_HEADER);
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(body_too_large());
+        }
         Ok(Arrived {
             uri,
             signature,
-            body,
+            body: read_body(body).await?,
         })
     }
+}
+
+fn body_too_large() -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB\n").into_response()
+}
+
+/// The whole body, refused (413) as soon as it exceeds [`MAX_BODY`].
+async fn read_body(mut body: axum::body::Body) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame
+            .map_err(|_| (StatusCode::BAD_REQUEST, "body could not be read\n").into_response())?
+            .into_data()
+        else {
+            continue; // trailers: nothing a webhook carries
+        };
+        let had = first.as_ref().map_or(0, Bytes::len).max(joined.len());
+        if had + data.len() > MAX_BODY {
+            return Err(body_too_large());
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            Some(earlier) => {
+                joined.reserve(earlier.len() + data.len());
+                joined.extend_from_slice(&earlier);
+                joined.extend_from_slice(&data);
+            }
+            None => joined.extend_from_slice(&data),
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 /// A parsed, signature-checked webhook; parameters borrow from the body where they need no

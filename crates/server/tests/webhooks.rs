@@ -368,6 +368,64 @@ async fn webhook_paths_take_post_only_and_unknown_paths_are_404() {
     assert_eq!(r.store.len(), 1, "the POSTed call was taken");
 }
 
+/// A request whose body comes in chunks (`Transfer-Encoding: chunked`, no length announced)
+/// over a real port: one that grows past 64 KiB is refused with 413 before it is parsed, and
+/// one split across chunks is joined and answered like any other.
+#[tokio::test]
+async fn chunked_bodies_are_joined_and_capped_at_64_kib() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = rig();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(axum::serve(listener, app(r.state.clone())).into_future());
+    let chunked = |path: &str, signature: &str, chunks: &[&str]| {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        for c in chunks {
+            request.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
+        }
+        request.push_str("0\r\n\r\n");
+        request
+    };
+    let exchange = |request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // The server may answer 413 and close before reading everything: a failed write is fine.
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let pad = "a".repeat(40 * 1024);
+    let first = format!("CallSid={SID}&Pad={pad}");
+    let resp = exchange(chunked("/voice/pin-reset", "x", &[&first, &pad])).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 413"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+    assert_eq!(r.store.len(), 0);
+
+    let params = incoming();
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig = resetline_twiml::signature::compute(
+        TOKEN.as_bytes(),
+        &format!("{PUBLIC}/voice/pin-reset"),
+        &owned,
+    );
+    let body = form(&params);
+    let (a, b) = body.split_at(body.len() / 2);
+    let resp = exchange(chunked("/voice/pin-reset", &sig, &[a, b])).await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    assert_eq!(r.store.len(), 1, "the call was taken from the joined body");
+    server.abort();
+}
+
 #[tokio::test]
 async fn an_unknown_call_hears_an_apology_and_a_hangup() {
     let r = rig();

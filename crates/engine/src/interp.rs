@@ -552,14 +552,15 @@ impl Engine {
                             AccountState::Disabled => "disabled",
                         };
                         s.account = Some(acc.id.clone());
+                        // Fields in key order: each goes to the end of the record.
                         let mut rec = crate::vecmap::VecMap::with_capacity(6);
-                        rec.insert("id".to_string(), acc.id);
-                        rec.insert("name".to_string(), acc.name);
-                        rec.insert("state".to_string(), state.to_string());
                         for (field, value) in [
-                            ("mobile", acc.mobile),
-                            ("email", acc.email),
                             ("birth_date", acc.birth_date),
+                            ("email", acc.email),
+                            ("id", Some(acc.id)),
+                            ("mobile", acc.mobile),
+                            ("name", Some(acc.name)),
+                            ("state", Some(state.to_string())),
                         ] {
                             if let Some(v) = value {
                                 rec.insert(field.to_string(), v);

@@ -71,6 +71,12 @@ impl std::hash::Hash for CallKey {
     }
 }
 
+/// How maps keyed by [`CallKey`] hash (FxHash: a few instructions per key, where SipHash costs
+/// a few hundred). A keyed hash is not needed against collision flooding here: a call id gets
+/// into such a map only from a request whose signature checked, that is, as the carrier minted
+/// it; nobody without the auth token chooses the keys.
+pub type CallHasher = rustc_hash::FxBuildHasher;
+
 impl std::fmt::Debug for CallKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("CallKey").field(&self.as_str()).finish()

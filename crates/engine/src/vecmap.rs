@@ -83,6 +83,11 @@ impl<K: Ord, V> VecMap<K, V> {
 
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        // Keys that come in order (a record built field by field) go to the end at once.
+        if self.entries.last().is_none_or(|(last, _)| *last < key) {
+            self.entries.push((key, value));
+            return None;
+        }
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {

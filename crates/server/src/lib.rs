@@ -25,7 +25,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
-use resetline_engine::session::CallKey;
+use resetline_engine::session::{CallHasher, CallKey};
 use resetline_engine::{
     Action, BackendError, CallLeases, Engine, Event, Secret, SessionStore, Spoken, StoreError,
 };
@@ -52,7 +52,7 @@ struct Inner {
     flows: Arc<Registry>,
     store: Arc<dyn SessionStore>,
     audit: Arc<dyn resetline_engine::AuditSink>,
-    locks: DashMap<CallKey, Arc<tokio::sync::Mutex<()>>>,
+    locks: DashMap<CallKey, Arc<tokio::sync::Mutex<()>>, CallHasher>,
     leases: std::sync::OnceLock<Leases>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
@@ -108,7 +108,7 @@ impl AppState {
                 flows,
                 store,
                 audit,
-                locks: DashMap::new(),
+                locks: DashMap::with_hasher(CallHasher::default()),
                 leases: std::sync::OnceLock::new(),
                 metrics: Arc::new(Metrics::default()),
                 prompts_dir,

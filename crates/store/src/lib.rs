@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::collections::VecDeque;
 
-use resetline_engine::session::CallKey;
+use resetline_engine::session::{CallHasher, CallKey};
 use resetline_engine::{
     BackendError, BoxFuture, Clock, Counters, LockPolicy, LockState, Lockouts, Session,
     SessionStore, StoreError,
@@ -33,7 +33,7 @@ struct Slot {
 pub struct MemoryStore {
     /// Keyed inline by CallSid: a lookup follows no pointer to compare keys, a save allocates
     /// no key.
-    map: DashMap<CallKey, Slot>,
+    map: DashMap<CallKey, Slot, CallHasher>,
     clock: Arc<dyn Clock>,
     max_sessions: usize,
 }
@@ -42,7 +42,7 @@ impl MemoryStore {
     /// A store holding at most `max_sessions` live sessions.
     pub fn new(clock: Arc<dyn Clock>, max_sessions: usize) -> Self {
         MemoryStore {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(CallHasher::default()),
             clock,
             max_sessions,
         }

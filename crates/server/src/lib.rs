@@ -781,10 +781,16 @@ async fn timed(
 ) -> Response {
     let started = Instant::now();
     let response = body.instrument(span.clone()).await;
-    let seconds = started.elapsed().as_secs_f64();
+    let latency = started.elapsed();
     let status = response.status().as_u16();
-    state.inner.metrics.webhook(route, status, seconds);
-    span.in_scope(|| tracing::info!(status, latency_ms = seconds * 1000.0, "webhook answered"));
+    state.inner.metrics.webhook(route, status, latency);
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "webhook answered"
+        )
+    });
     response
 }
 

@@ -1,6 +1,8 @@
 //! Prometheus text-format metrics (`GET /metrics`). Hand-rolled: a few counters and one
 //! latency histogram do not justify a metrics framework. Invariant: label values are chosen
 //! from fixed sets (route names, status codes, outcome words), never from caller input.
+//! Counting a webhook takes no lock (atomics for the latency histogram and for the usual
+//! route/status pairs), so webhooks on different cores do not queue for the metrics.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,9 +22,15 @@ pub struct Metrics {
     audit_failures: AtomicU64,
     audit_refused_calls: AtomicU64,
     store_failures: AtomicU64,
-    webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Webhooks answered, for each pair of [`ROUTES`] and [`STATUSES`].
+    webhooks: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    /// Webhooks answered with any other route or status.
+    other_webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
     ended: Mutex<BTreeMap<String, u64>>,
-    latency: Mutex<Histogram>,
+    /// Webhooks per latency bucket (not cumulative; the last one is over every bound).
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    /// Sum of the latencies, in nanoseconds.
+    latency_ns: AtomicU64,
     reloads: Mutex<BTreeMap<&'static str, u64>>,
     circuits: Mutex<Vec<(String, CircuitProbe)>>,
 }
@@ -36,12 +44,18 @@ impl std::fmt::Debug for CircuitProbe {
     }
 }
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+/// Routes whose webhooks are counted without a lock (the `route` label of every webhook).
+const ROUTES: [&str; 6] = [
+    "incoming",
+    "digits",
+    "timeout",
+    "transfer",
+    "status",
+    "sms_status",
+];
+
+/// Statuses counted without a lock.
+const STATUSES: [u16; 8] = [200, 204, 400, 403, 404, 405, 413, 503];
 
 impl Metrics {
     /// A call started.
@@ -83,22 +97,29 @@ impl Metrics {
     }
 
     /// A webhook was answered.
-    pub fn webhook(&self, route: &'static str, status: u16, seconds: f64) {
-        if let Ok(mut m) = self.webhooks.lock() {
-            *m.entry((route, status)).or_default() += 1;
-        }
-        if let Ok(mut h) = self.latency.lock() {
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
+    pub fn webhook(&self, route: &'static str, status: u16, latency: std::time::Duration) {
+        let slot = ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .zip(STATUSES.iter().position(|s| *s == status));
+        match slot {
+            Some((r, s)) => {
+                self.webhooks[r][s].fetch_add(1, Ordering::Relaxed);
             }
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.counts[i] += 1;
+            None => {
+                if let Ok(mut m) = self.other_webhooks.lock() {
+                    *m.entry((route, status)).or_default() += 1;
                 }
             }
-            h.sum += seconds;
-            h.count += 1;
         }
+        let seconds = latency.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_ns.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// A flow reload attempt: `installed`, `refused` or `unchanged`.
@@ -172,32 +193,43 @@ impl Metrics {
             out,
             "# HELP resetline_webhooks_total Webhooks answered, by route and HTTP status.\n# TYPE resetline_webhooks_total counter"
         );
-        if let Ok(m) = self.webhooks.lock() {
-            for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "resetline_webhooks_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        let mut webhooks = self
+            .other_webhooks
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        for (route, counts) in ROUTES.iter().zip(&self.webhooks) {
+            for (status, n) in STATUSES.iter().zip(counts) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    webhooks.insert((route, *status), n);
+                }
             }
+        }
+        for ((route, status), n) in &webhooks {
+            let _ = writeln!(
+                out,
+                "resetline_webhooks_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         let _ = writeln!(
             out,
             "# HELP resetline_webhook_seconds Time to answer a webhook.\n# TYPE resetline_webhook_seconds histogram"
         );
-        if let Ok(h) = self.latency.lock() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "resetline_webhook_seconds_bucket{{le=\"{b}\"}} {}",
-                    h.counts.get(i).copied().unwrap_or(0)
-                );
-            }
+        let mut below = 0u64;
+        for (b, n) in BUCKETS.iter().zip(&self.latency) {
+            below += n.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "resetline_webhook_seconds_bucket{{le=\"+Inf\"}} {}\nresetline_webhook_seconds_sum {}\nresetline_webhook_seconds_count {}",
-                h.count, h.sum, h.count
+                "resetline_webhook_seconds_bucket{{le=\"{b}\"}} {below}"
             );
         }
+        let count = below + self.latency[BUCKETS.len()].load(Ordering::Relaxed);
+        let sum = self.latency_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "resetline_webhook_seconds_bucket{{le=\"+Inf\"}} {count}\nresetline_webhook_seconds_sum {sum}\nresetline_webhook_seconds_count {count}"
+        );
         let _ = writeln!(
             out,
             "# HELP resetline_flow_reloads_total Flow reload results.\n# TYPE resetline_flow_reloads_total counter"
@@ -238,4 +270,41 @@ pub fn audit_lines(stats: &resetline_engine::AuditStats) -> String {
          # HELP resetline_audit_write_failures_total Failed audit write attempts, retries included.\n# TYPE resetline_audit_write_failures_total counter\nresetline_audit_write_failures_total {}\n",
         stats.pending, stats.retried, stats.dropped, stats.write_failures
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Metrics;
+
+    #[test]
+    fn webhooks_are_counted_by_route_and_status_and_timed_in_cumulative_buckets() {
+        let m = Metrics::default();
+        m.webhook("digits", 200, Duration::from_micros(300));
+        m.webhook("digits", 200, Duration::from_millis(3));
+        m.webhook("status", 204, Duration::from_millis(30));
+        m.webhook("digits", 418, Duration::from_secs(11)); // outside the lock-free table
+        let text = m.render(0);
+        for line in [
+            "resetline_webhooks_total{route=\"digits\",status=\"200\"} 2",
+            "resetline_webhooks_total{route=\"digits\",status=\"418\"} 1",
+            "resetline_webhooks_total{route=\"status\",status=\"204\"} 1",
+            "resetline_webhook_seconds_bucket{le=\"0.001\"} 1",
+            "resetline_webhook_seconds_bucket{le=\"0.0025\"} 1",
+            "resetline_webhook_seconds_bucket{le=\"0.005\"} 2",
+            "resetline_webhook_seconds_bucket{le=\"0.05\"} 3",
+            "resetline_webhook_seconds_bucket{le=\"10\"} 3",
+            "resetline_webhook_seconds_bucket{le=\"+Inf\"} 4",
+            "resetline_webhook_seconds_count 4",
+            "resetline_webhook_seconds_sum 11.0333",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+        let digits = text
+            .find("route=\"digits\",status=\"200\"")
+            .expect("digits");
+        let status = text.find("route=\"status\"").expect("status");
+        assert!(digits < status, "series in label order");
+    }
 }

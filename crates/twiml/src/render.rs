@@ -40,7 +40,6 @@
 #[cfg(test)]
 use std::borrow::Cow;
 use std::fmt;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::twiml::{
@@ -228,15 +227,21 @@ pub(crate) fn strip_forbidden(s: &str) -> Cow<'_, str> {
 /// was written, i.e. whether `s` is non-empty once the characters XML forbids
 /// are stripped (the emptiness check of every value).
 fn escape_into(out: &mut String, s: &str, attr: bool) -> bool {
-    // Most values are printable ASCII with nothing to escape: copied at once.
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
-    {
-        out.push_str(s);
-        return !s.is_empty();
-    }
     let mut wrote = false;
-    for c in s.chars() {
+    let mut rest = s;
+    loop {
+        // Most of a value is printable ASCII with nothing to escape: copied a run at a time.
+        let plain = plain_prefix(rest.as_bytes());
+        // The run is ASCII, so it ends on a character boundary (were it not, nothing would be
+        // copied unchecked: every character would take the escaping path below).
+        let (run, tail) = rest.split_at_checked(plain).unwrap_or(("", rest));
+        out.push_str(run);
+        wrote |= !run.is_empty();
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else {
+            return wrote;
+        };
+        rest = chars.as_str();
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -247,14 +252,50 @@ fn escape_into(out: &mut String, s: &str, attr: bool) -> bool {
             '\t' if attr => out.push_str("&#09;"),
             c if !is_xml_char(c) => continue,
             c if c.is_ascii() => out.push(c),
-            // Writing to a String cannot fail.
             c => {
-                let _ = write!(out, "&#{};", u32::from(c));
+                out.push_str("&#");
+                push_decimal(out, u64::from(u32::from(c)));
+                out.push(';');
             }
         }
         wrote = true;
     }
-    wrote
+}
+
+/// True for bytes copied as they are: printable ASCII other than `& < > "`.
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"')
+}
+
+/// Length of the leading run of [`is_plain`] bytes, eight bytes per step.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// High bit set in some byte iff some byte of `v` is zero.
+    fn zero_byte(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v & HIGH
+    }
+    let (words, _) = bytes.as_chunks::<8>();
+    let mut n = 0;
+    for word in words {
+        let w = u64::from_le_bytes(*word);
+        // Below 0x20: a zero byte after subtracting 0x20 without borrowing from a
+        // higher byte; at least 0x7f: the high bit set before or after adding 1.
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let high = (w.wrapping_add(ONES) | w) & HIGH;
+        // `"` 0x22 and `&` 0x26 differ only in bit 2; `<` 0x3c and `>` 0x3e in bit 1.
+        let quote_amp = zero_byte((w | (ONES * 0x04)) ^ (ONES * 0x26));
+        let angle = zero_byte((w | (ONES * 0x02)) ^ (ONES * 0x3e));
+        if control | high | quote_amp | angle != 0 {
+            break;
+        }
+        n += 8;
+    }
+    let rest = bytes.get(n..).unwrap_or_default();
+    n + rest
+        .iter()
+        .position(|&b| !is_plain(b))
+        .unwrap_or(rest.len())
 }
 
 /// Appends `n` in decimal (no allocation, no formatting machinery).
@@ -944,6 +985,21 @@ mod tests {
         }
         assert!(found, "no <{name}> in {xml}");
         (text, attrs)
+    }
+
+    #[test]
+    fn plain_prefix_stops_at_every_byte_that_needs_care() {
+        for b in 0..=255u8 {
+            for len in [1, 7, 8, 9, 16, 23] {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let expected = if is_plain(b) { len } else { at };
+                    assert_eq!(plain_prefix(&bytes), expected, "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert_eq!(plain_prefix(b""), 0);
     }
 
     #[test]

@@ -262,40 +262,70 @@ fn escape_into(out: &mut String, s: &str, attr: bool) -> bool {
     }
 }
 
-/// True for bytes copied as they are: printable ASCII other than `& < > "`.
+/// True for bytes copied as they are: printable ASCII other than `& < > "`
+/// (what [`plain_prefix`] finds, a word at a time).
+#[cfg(test)]
 fn is_plain(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"')
 }
 
-/// Length of the leading run of [`is_plain`] bytes, eight bytes per step.
+/// Length of the leading run of bytes copied as they are (printable ASCII other
+/// than `& < > "`), eight bytes per step.
 fn plain_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    /// High bit set in some byte iff some byte of `v` is zero.
-    fn zero_byte(v: u64) -> u64 {
-        v.wrapping_sub(ONES) & !v & HIGH
-    }
-    let (words, _) = bytes.as_chunks::<8>();
+    let (words, tail) = bytes.as_chunks::<8>();
     let mut n = 0;
     for word in words {
-        let w = u64::from_le_bytes(*word);
-        // Below 0x20: a zero byte after subtracting 0x20 without borrowing from a
-        // higher byte; at least 0x7f: the high bit set before or after adding 1.
-        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        let high = (w.wrapping_add(ONES) | w) & HIGH;
-        // `"` 0x22 and `&` 0x26 differ only in bit 2; `<` 0x3c and `>` 0x3e in bit 1.
-        let quote_amp = zero_byte((w | (ONES * 0x04)) ^ (ONES * 0x26));
-        let angle = zero_byte((w | (ONES * 0x02)) ^ (ONES * 0x3e));
-        if control | high | quote_amp | angle != 0 {
-            break;
+        let flags = not_plain(u64::from_le_bytes(*word));
+        if flags != 0 {
+            return n + first_flagged(flags);
         }
         n += 8;
     }
-    let rest = bytes.get(n..).unwrap_or_default();
-    n + rest
-        .iter()
-        .position(|&b| !is_plain(b))
-        .unwrap_or(rest.len())
+    if tail.is_empty() {
+        return n;
+    }
+    // The last eight bytes, overlapping checked ones (which flag nothing), or the short
+    // value padded with plain bytes.
+    let last = match bytes.last_chunk::<8>() {
+        Some(last) => *last,
+        None => {
+            let mut padded = [b'a'; 8];
+            for (to, from) in padded.iter_mut().zip(tail) {
+                *to = *from;
+            }
+            padded
+        }
+    };
+    let flags = not_plain(u64::from_le_bytes(last));
+    if flags == 0 {
+        bytes.len()
+    } else {
+        bytes.len().saturating_sub(8) + first_flagged(flags)
+    }
+}
+
+/// The high bit of every byte of `w` (little-endian) that is not plain, and perhaps of
+/// bytes after one that is: a borrow or carry only runs upwards from a byte flagged itself.
+/// So the lowest flag is exact, which is all [`first_flagged`] reads.
+fn not_plain(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    /// Flags the zero bytes of `v`.
+    fn zero_bytes(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v
+    }
+    // Below 0x20: wraps when 0x20 is subtracted, while the byte's own high bit is clear.
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    // 0x7f and above: the high bit set before or after adding 1.
+    let high = w.wrapping_add(ONES) | w;
+    // `"` 0x22 and `&` 0x26 differ only in bit 2; `<` 0x3c and `>` 0x3e only in bit 1.
+    let quote_amp = zero_bytes((w | (ONES * 0x04)) ^ (ONES * 0x26));
+    let angle = zero_bytes((w | (ONES * 0x02)) ^ (ONES * 0x3e));
+    (control | high | quote_amp | angle) & (ONES * 0x80)
+}
+
+/// Index of the lowest byte flagged by [`not_plain`].
+fn first_flagged(flags: u64) -> usize {
+    (flags.trailing_zeros() / 8) as usize
 }
 
 /// Appends `n` in decimal (no allocation, no formatting machinery).
@@ -1478,6 +1508,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn plain_prefix_is_the_first_byte_that_needs_care(bytes in proptest::collection::vec(
+            prop_oneof![any::<u8>(), 0x20..0x7fu8, 0x20..0x7fu8, 0x20..0x7fu8], 0..40)
+        ) {
+            let expected = bytes.iter().position(|&b| !is_plain(b)).unwrap_or(bytes.len());
+            prop_assert_eq!(plain_prefix(&bytes), expected);
+        }
+
         #[test]
         fn say_text_and_voice_survive_a_parse(text in nasty_text(), voice in nasty_text()) {
             let expected_text = strip_forbidden(&text).into_owned();

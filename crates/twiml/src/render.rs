@@ -709,6 +709,7 @@ impl Writer {
     }
 
     /// Ends a pending start tag so that content can follow.
+    #[inline(always)]
     fn content(&mut self) {
         if self.in_tag {
             self.doc.push('>');
@@ -717,6 +718,7 @@ impl Writer {
     }
 
     /// `<name`; attributes may follow.
+    #[inline(always)]
     fn start(&mut self, name: &'static str) {
         self.content();
         self.doc.push('<');
@@ -729,6 +731,7 @@ impl Writer {
     }
 
     /// ` />` when nothing followed the start tag, else `</name>`.
+    #[inline(always)]
     fn end(&mut self, name: &'static str) {
         if self.in_tag {
             self.doc.push_str(" />");
@@ -741,6 +744,7 @@ impl Writer {
     }
 
     /// ` name="`; the caller writes the value and the closing quote.
+    #[inline(always)]
     fn attr_start(&mut self, name: &'static str) {
         debug_assert!(self.in_tag, "attribute {name} outside a start tag");
         #[cfg(debug_assertions)]
@@ -794,6 +798,7 @@ impl Writer {
     }
 
     /// A number attribute.
+    #[inline(always)]
     fn attr_u32(&mut self, name: &'static str, value: Option<u32>) {
         if let Some(n) = value {
             self.attr_start(name);
@@ -803,6 +808,7 @@ impl Writer {
     }
 
     /// A fixed word of this crate (`POST`, `dtmf speech`, `true`): nothing to escape.
+    #[inline(always)]
     fn attr_static(&mut self, name: &'static str, value: Option<&'static str>) {
         if let Some(v) = value {
             self.attr_start(name);

@@ -1,10 +1,19 @@
-//! Checks a [`Response`] and serialises it, byte for byte, the way Twilio's
-//! python helper (`twilio/twiml/__init__.py`, `ET.tostring`) does.
+//! Checks TwiML values and serialises documents, byte for byte, the way
+//! Twilio's python helper (`twilio/twiml/__init__.py`, `ET.tostring`) does.
+//!
+//! There is one writer, [`Writer`]: it writes verbs straight from borrowed
+//! values (element bodies as `&str`, URLs as a base and a path, see [`Url`],
+//! attributes in small `*Attrs` structs), so a caller that already holds its
+//! data builds no document model and copies no string. [`Response::render`]
+//! is a walk over the owned model of [`crate::twiml`] through a [`Writer`];
+//! both produce the same bytes and the same errors.
 //!
 //! Output rules:
 //! * `<?xml version="1.0" encoding="UTF-8"?>` then the tree, no whitespace
 //!   between elements.
-//! * Attributes sorted by name (byte order), booleans `true`/`false`.
+//! * Attributes sorted by name (byte order), booleans `true`/`false`. Each
+//!   element's attributes are written in that order by construction (checked
+//!   in debug builds), so nothing is sorted at run time.
 //! * Childless, textless elements are self-closed with a space: `<Hangup />`.
 //! * Text escapes `& < >`; attribute values escape `& < > "` and write tab,
 //!   line feed and carriage return as `&#09;`, `&#10;`, `&#13;` (as Python
@@ -20,18 +29,21 @@
 //!   escaped (no escape exists for them in XML 1.0). A value that is empty
 //!   after stripping counts as empty for validation.
 //!
-//! Values are validated before anything is written; the first problem found
-//! is returned as [`RenderError::InvalidValue`]. The finished document must
-//! not exceed [`MAX_DOCUMENT_BYTES`] (Twilio error 11750).
+//! Every value is checked as it is written. The first problem found is the
+//! [`RenderError::InvalidValue`] returned, and then no document is returned at
+//! all: a [`Writer`] keeps the first error, and [`Writer::finish`] returns it
+//! whatever was written after it. "First" is document order, except that a
+//! `<Say>` without content and a `<Dial>` without nouns are reported before
+//! the element's other problems. The finished document must not exceed
+//! [`MAX_DOCUMENT_BYTES`] (Twilio error 11750).
 
+#[cfg(test)]
 use std::borrow::Cow;
 use std::fmt;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::twiml::{
-    Dial, DialNoun, Enqueue, FinishOnKey, Gather, GatherChild, Pause, Play, Redirect, Response,
-    Say, SaySegment, Verb,
+    DialNoun, FinishOnKey, GatherChild, GatherInput, Method, Response, Say, SaySegment, Verb,
 };
 
 /// Largest document Twilio accepts: 64 kB = 65,536 bytes (error 11750 above).
@@ -100,27 +112,92 @@ fn invalid(element: &'static str, field: &'static str, reason: &'static str) -> 
 /// [`RenderError::InvalidValue`] for the first invalid value found,
 /// [`RenderError::TooLarge`] when the result exceeds [`MAX_DOCUMENT_BYTES`].
 pub fn render(response: &Response) -> Result<String, RenderError> {
-    let mut out = Out {
-        doc: String::with_capacity(1024),
-    };
-    out.doc
-        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    if response.verbs.is_empty() {
-        out.empty("Response", Vec::new());
-    } else {
-        out.open("Response", Vec::new());
-        for verb in &response.verbs {
-            out.verb(verb)?;
+    let mut w = Writer::new();
+    for verb in &response.verbs {
+        match verb {
+            Verb::Say(v) => w.say(say_attrs(v), |c| say_segments(c, v)),
+            Verb::Play(v) => w.play(
+                v.url.as_deref().map(Url::new),
+                PlayAttrs {
+                    digits: v.digits.as_deref(),
+                    loop_count: v.loop_count,
+                },
+            ),
+            Verb::Pause(v) => w.pause(v.length),
+            Verb::Gather(v) => w.gather(
+                GatherAttrs {
+                    action: v.action.as_deref().map(Url::new),
+                    action_on_empty_result: v.action_on_empty_result,
+                    finish_on_key: v.finish_on_key,
+                    input: v.input,
+                    method: v.method,
+                    num_digits: v.num_digits,
+                    timeout: v.timeout,
+                },
+                |g| {
+                    for child in &v.children {
+                        match child {
+                            GatherChild::Say(s) => g.say(say_attrs(s), |c| say_segments(c, s)),
+                            GatherChild::Play(p) => g.play(
+                                p.url.as_deref().map(Url::new),
+                                PlayAttrs {
+                                    digits: p.digits.as_deref(),
+                                    loop_count: p.loop_count,
+                                },
+                            ),
+                            GatherChild::Pause(p) => g.pause(p.length),
+                        }
+                    }
+                },
+            ),
+            Verb::Redirect(v) => w.redirect(Url::new(&v.url), v.method),
+            Verb::Enqueue(v) => w.enqueue(
+                &v.queue,
+                EnqueueAttrs {
+                    action: v.action.as_deref().map(Url::new),
+                    method: v.method,
+                    wait_url: v.wait_url.as_deref().map(Url::new),
+                    wait_url_method: v.wait_url_method,
+                },
+            ),
+            Verb::Dial(v) => w.dial(
+                DialAttrs {
+                    action: v.action.as_deref().map(Url::new),
+                    caller_id: v.caller_id.as_deref(),
+                    method: v.method,
+                    timeout: v.timeout,
+                },
+                |d| {
+                    for noun in &v.nouns {
+                        match noun {
+                            DialNoun::Number(n) => d.number(&n.number, n.send_digits.as_deref()),
+                            DialNoun::Queue(q) => d.queue(&q.name, q.url.as_deref().map(Url::new)),
+                        }
+                    }
+                },
+            ),
+            Verb::Hangup => w.hangup(),
         }
-        out.close("Response");
     }
-    if out.doc.len() > MAX_DOCUMENT_BYTES {
-        return Err(RenderError::TooLarge {
-            bytes: out.doc.len(),
-            limit: MAX_DOCUMENT_BYTES,
-        });
+    w.finish()
+}
+
+fn say_attrs(say: &Say) -> SayAttrs<'_> {
+    SayAttrs {
+        language: say.language.as_deref(),
+        loop_count: say.loop_count,
+        voice: say.voice.as_deref(),
     }
-    Ok(out.doc)
+}
+
+fn say_segments(content: &mut SayContent<'_>, say: &Say) {
+    for segment in &say.segments {
+        match segment {
+            SaySegment::Text(t) => content.text(t),
+            SaySegment::Digits(d) => content.digits(d),
+            SaySegment::Break(d) => content.break_for(*d),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -146,16 +223,25 @@ pub(crate) fn strip_forbidden(s: &str) -> Cow<'_, str> {
 }
 
 /// Appends `s` to `out`, escaped for text content (`attr == false`) or a
-/// double-quoted attribute value (`attr == true`).
-fn escape_into(out: &mut String, s: &str, attr: bool) {
-    // Most values are printable ASCII with nothing to escape: copied at once.
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"'))
-    {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
+/// double-quoted attribute value (`attr == true`). Returns whether anything
+/// was written, i.e. whether `s` is non-empty once the characters XML forbids
+/// are stripped (the emptiness check of every value).
+fn escape_into(out: &mut String, s: &str, attr: bool) -> bool {
+    let mut wrote = false;
+    let mut rest = s;
+    loop {
+        // Most of a value is printable ASCII with nothing to escape: copied a run at a time.
+        let plain = plain_prefix(rest.as_bytes());
+        // The run is ASCII, so it ends on a character boundary (were it not, nothing would be
+        // copied unchecked: every character would take the escaping path below).
+        let (run, tail) = rest.split_at_checked(plain).unwrap_or(("", rest));
+        out.push_str(run);
+        wrote |= !run.is_empty();
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else {
+            return wrote;
+        };
+        rest = chars.as_str();
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -164,53 +250,99 @@ fn escape_into(out: &mut String, s: &str, attr: bool) {
             '\r' => out.push_str("&#13;"),
             '\n' if attr => out.push_str("&#10;"),
             '\t' if attr => out.push_str("&#09;"),
-            c if !is_xml_char(c) => {}
+            c if !is_xml_char(c) => continue,
             c if c.is_ascii() => out.push(c),
-            // Writing to a String cannot fail.
             c => {
-                let _ = write!(out, "&#{};", u32::from(c));
+                out.push_str("&#");
+                push_decimal(out, u64::from(u32::from(c)));
+                out.push(';');
             }
         }
+        wrote = true;
     }
+}
+
+/// True for bytes copied as they are: printable ASCII other than `& < > "`
+/// (what [`plain_prefix`] finds, a word at a time).
+#[cfg(test)]
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"')
+}
+
+/// Length of the leading run of bytes copied as they are (printable ASCII other
+/// than `& < > "`), eight bytes per step.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    let (words, tail) = bytes.as_chunks::<8>();
+    let mut n = 0;
+    for word in words {
+        let flags = not_plain(u64::from_le_bytes(*word));
+        if flags != 0 {
+            return n + first_flagged(flags);
+        }
+        n += 8;
+    }
+    if tail.is_empty() {
+        return n;
+    }
+    // The last eight bytes, overlapping checked ones (which flag nothing), or the short
+    // value padded with plain bytes.
+    let last = match bytes.last_chunk::<8>() {
+        Some(last) => *last,
+        None => {
+            let mut padded = [b'a'; 8];
+            for (to, from) in padded.iter_mut().zip(tail) {
+                *to = *from;
+            }
+            padded
+        }
+    };
+    let flags = not_plain(u64::from_le_bytes(last));
+    if flags == 0 {
+        bytes.len()
+    } else {
+        bytes.len().saturating_sub(8) + first_flagged(flags)
+    }
+}
+
+/// The high bit of every byte of `w` (little-endian) that is not plain, and perhaps of
+/// bytes after one that is: a borrow or carry only runs upwards from a byte flagged itself.
+/// So the lowest flag is exact, which is all [`first_flagged`] reads.
+fn not_plain(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    /// Flags the zero bytes of `v`.
+    fn zero_bytes(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v
+    }
+    // Below 0x20: wraps when 0x20 is subtracted, while the byte's own high bit is clear.
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    // 0x7f and above: the high bit set before or after adding 1.
+    let high = w.wrapping_add(ONES) | w;
+    // `"` 0x22 and `&` 0x26 differ only in bit 2; `<` 0x3c and `>` 0x3e only in bit 1.
+    let quote_amp = zero_bytes((w | (ONES * 0x04)) ^ (ONES * 0x26));
+    let angle = zero_bytes((w | (ONES * 0x02)) ^ (ONES * 0x3e));
+    (control | high | quote_amp | angle) & (ONES * 0x80)
+}
+
+/// Index of the lowest byte flagged by [`not_plain`].
+fn first_flagged(flags: u64) -> usize {
+    (flags.trailing_zeros() / 8) as usize
+}
+
+/// Appends `n` in decimal (no allocation, no formatting machinery).
+fn push_decimal(out: &mut String, n: u64) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    // `n % 10` is one digit.
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 // ---------------------------------------------------------------------------
 // Value checks
 
-type Attrs<'a> = Vec<(&'static str, Cow<'a, str>)>;
-
 /// Empty once the characters XML forbids are stripped.
 fn is_blank(s: &str) -> bool {
     !s.chars().any(is_xml_char)
-}
-
-/// Pushes an optional string attribute, rejecting an empty value.
-fn opt_str<'a>(
-    attrs: &mut Attrs<'a>,
-    element: &'static str,
-    name: &'static str,
-    value: Option<&'a String>,
-) -> Result<(), RenderError> {
-    if let Some(v) = value {
-        if is_blank(v) {
-            return Err(invalid(element, name, "must not be empty"));
-        }
-        attrs.push((name, Cow::Borrowed(v)));
-    }
-    Ok(())
-}
-
-fn opt_display(attrs: &mut Attrs<'_>, name: &'static str, value: Option<impl fmt::Display>) {
-    if let Some(v) = value {
-        attrs.push((name, Cow::Owned(v.to_string())));
-    }
-}
-
-/// A fixed attribute value (`method="POST"`).
-fn opt_static(attrs: &mut Attrs<'_>, name: &'static str, value: Option<&'static str>) {
-    if let Some(v) = value {
-        attrs.push((name, Cow::Borrowed(v)));
-    }
 }
 
 fn check_dtmf(element: &'static str, field: &'static str, s: &str) -> Result<(), RenderError> {
@@ -240,262 +372,588 @@ fn check_queue_name(element: &'static str, name: &str) -> Result<(), RenderError
     Ok(())
 }
 
-fn break_time(d: Duration) -> Result<String, RenderError> {
-    if d > MAX_BREAK {
-        return Err(invalid("break", "time", "must be at most 10 seconds"));
+// ---------------------------------------------------------------------------
+// Borrowed values
+
+/// A URL written as `base` immediately followed by `path`, so a caller can put
+/// a relative path under its public base URL without allocating the joined
+/// string. Both pieces are escaped like any value; the URL is empty (invalid)
+/// only when both are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Url<'a> {
+    base: &'a str,
+    path: &'a str,
+}
+
+impl<'a> Url<'a> {
+    /// The URL `url`, as given.
+    pub fn new(url: &'a str) -> Self {
+        Self {
+            base: "",
+            path: url,
+        }
     }
-    let ms = d.as_millis();
-    Ok(if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    })
+
+    /// The URL `base` followed by `path` (`https://ivr.example.com` + `/step/2`).
+    pub fn joined(base: &'a str, path: &'a str) -> Self {
+        Self { base, path }
+    }
+}
+
+impl<'a> From<&'a str> for Url<'a> {
+    fn from(url: &'a str) -> Self {
+        Url::new(url)
+    }
+}
+
+/// Attributes of `<Say>` for [`Writer::say`] (see [`Say`] for their meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SayAttrs<'a> {
+    /// `language`.
+    pub language: Option<&'a str>,
+    /// `loop`.
+    pub loop_count: Option<u32>,
+    /// `voice`.
+    pub voice: Option<&'a str>,
+}
+
+/// Attributes of `<Play>` for [`Writer::play`] (see [`crate::Play`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlayAttrs<'a> {
+    /// `digits`: DTMF from `0-9 * # w`.
+    pub digits: Option<&'a str>,
+    /// `loop`.
+    pub loop_count: Option<u32>,
+}
+
+/// Attributes of `<Gather>` for [`Writer::gather`] (see [`crate::Gather`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GatherAttrs<'a> {
+    /// `action`.
+    pub action: Option<Url<'a>>,
+    /// `actionOnEmptyResult`.
+    pub action_on_empty_result: Option<bool>,
+    /// `finishOnKey`.
+    pub finish_on_key: Option<FinishOnKey>,
+    /// `input`.
+    pub input: Option<GatherInput>,
+    /// `method` for `action`.
+    pub method: Option<Method>,
+    /// `numDigits`: at least 1.
+    pub num_digits: Option<u32>,
+    /// `timeout` in seconds.
+    pub timeout: Option<u32>,
+}
+
+/// Attributes of `<Enqueue>` for [`Writer::enqueue`] (see [`crate::Enqueue`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EnqueueAttrs<'a> {
+    /// `action`.
+    pub action: Option<Url<'a>>,
+    /// `method` for `action`.
+    pub method: Option<Method>,
+    /// `waitUrl`.
+    pub wait_url: Option<Url<'a>>,
+    /// `waitUrlMethod`.
+    pub wait_url_method: Option<Method>,
+}
+
+/// Attributes of `<Dial>` for [`Writer::dial`] (see [`crate::Dial`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DialAttrs<'a> {
+    /// `action`.
+    pub action: Option<Url<'a>>,
+    /// `callerId`.
+    pub caller_id: Option<&'a str>,
+    /// `method` for `action`.
+    pub method: Option<Method>,
+    /// `timeout` in seconds.
+    pub timeout: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------
 // Writing
 
-/// The document being written. Element names are the crate's constants and every value goes
-/// through [`escape_into`], so the text is well-formed by construction (the tests parse it back
-/// with quick-xml); writing straight into one buffer allocates nothing per element.
-struct Out {
+/// A TwiML document written verb by verb, straight into one buffer.
+///
+/// Element names are the crate's constants and every value goes through
+/// [`escape_into`] or is checked to need no escaping (numbers, DTMF, fixed
+/// words), so the text is well-formed by construction (the tests parse it
+/// back with quick-xml). Elements that hold others take a closure that writes
+/// the content; the writer closes the element when it returns, so every
+/// element is closed, and the closure's argument only offers what may nest
+/// there (`<Gather>`: Say / Play / Pause; `<Dial>`: Number / Queue).
+///
+/// ```
+/// use resetline_twiml::render::{GatherAttrs, SayAttrs};
+/// use resetline_twiml::{Method, Url, Writer};
+///
+/// let mut w = Writer::new();
+/// w.gather(
+///     GatherAttrs {
+///         action: Some(Url::joined("https://ivr.example.com", "/step/code")),
+///         method: Some(Method::Post),
+///         num_digits: Some(6),
+///         ..GatherAttrs::default()
+///     },
+///     |g| g.say(SayAttrs::default(), |s| s.text("Enter the code we sent you.")),
+/// );
+/// assert_eq!(
+///     w.finish()?,
+///     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>\
+///      <Gather action=\"https://ivr.example.com/step/code\" method=\"POST\" numDigits=\"6\">\
+///      <Say>Enter the code we sent you.</Say></Gather></Response>"
+/// );
+/// # Ok::<(), resetline_twiml::RenderError>(())
+/// ```
+#[derive(Debug)]
+pub struct Writer {
     doc: String,
+    /// A start tag is written up to its attributes: the element's first child
+    /// or text ends it with `>`, the element's end self-closes it with ` />`.
+    in_tag: bool,
+    /// The first invalid value found; once set, no document is returned.
+    error: Option<RenderError>,
+    /// The current tag's previous attribute, to check the sorted order.
+    #[cfg(debug_assertions)]
+    last_attr: &'static str,
 }
 
-impl Out {
-    /// `<name a="1" b="2"`, attributes sorted by name, values escaped.
-    fn tag(&mut self, name: &str, mut attrs: Attrs<'_>) {
-        attrs.sort_by(|a, b| a.0.cmp(b.0));
+impl Default for Writer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Writer {
+    /// A document with an empty `<Response>` (Twilio hangs up at its end).
+    pub fn new() -> Self {
+        let mut doc = String::with_capacity(1024);
+        doc.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response");
+        Self {
+            doc,
+            in_tag: true,
+            error: None,
+            #[cfg(debug_assertions)]
+            last_attr: "",
+        }
+    }
+
+    /// The finished document.
+    ///
+    /// # Errors
+    /// [`RenderError::InvalidValue`] for the first invalid value written,
+    /// [`RenderError::TooLarge`] when the document exceeds
+    /// [`MAX_DOCUMENT_BYTES`].
+    pub fn finish(mut self) -> Result<String, RenderError> {
+        self.end("Response");
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.doc.len() > MAX_DOCUMENT_BYTES {
+            return Err(RenderError::TooLarge {
+                bytes: self.doc.len(),
+                limit: MAX_DOCUMENT_BYTES,
+            });
+        }
+        Ok(self.doc)
+    }
+
+    /// `<Say>` with the content `content` writes: at least one non-empty
+    /// text, digits or break.
+    pub fn say(&mut self, attrs: SayAttrs<'_>, content: impl FnOnce(&mut SayContent<'_>)) {
+        const E: &str = "Say";
+        let first = self.error.is_none();
+        self.start(E);
+        self.attr_str(E, "language", attrs.language);
+        self.attr_u32("loop", attrs.loop_count);
+        self.attr_str(E, "voice", attrs.voice);
+        let mut body = SayContent {
+            w: self,
+            has_content: false,
+        };
+        content(&mut body);
+        if first && !body.has_content {
+            // Reported before the element's other problems, as it is checked first.
+            self.error = Some(invalid(E, "body", "must contain text, digits or a break"));
+        }
+        self.end(E);
+    }
+
+    /// `<Play>` of the media at `url`, or (`None`) self-closed with only
+    /// `digits`.
+    pub fn play(&mut self, url: Option<Url<'_>>, attrs: PlayAttrs<'_>) {
+        const E: &str = "Play";
+        self.start(E);
+        if let Some(d) = attrs.digits {
+            self.attr_dtmf(E, "digits", d);
+        }
+        self.attr_u32("loop", attrs.loop_count);
+        let problem = match url {
+            Some(url) => (!self.url_text(url)).then_some("must not be empty"),
+            None => attrs.digits.is_none().then_some("needs a URL or digits"),
+        };
+        if let Some(reason) = problem {
+            self.fail(invalid(E, "url", reason));
+        }
+        self.end(E);
+    }
+
+    /// `<Pause>`, `length` in seconds.
+    pub fn pause(&mut self, length: Option<u32>) {
+        self.start("Pause");
+        self.attr_u32("length", length);
+        self.end("Pause");
+    }
+
+    /// `<Gather>` with the prompts `children` writes (self-closed without).
+    pub fn gather(
+        &mut self,
+        attrs: GatherAttrs<'_>,
+        children: impl FnOnce(&mut GatherChildren<'_>),
+    ) {
+        const E: &str = "Gather";
+        self.start(E);
+        self.attr_url(E, "action", attrs.action);
+        self.attr_static(
+            "actionOnEmptyResult",
+            attrs
+                .action_on_empty_result
+                .map(|b| if b { "true" } else { "false" }),
+        );
+        match attrs.finish_on_key {
+            None => {}
+            Some(FinishOnKey::Disabled) => self.attr_static("finishOnKey", Some("")),
+            Some(FinishOnKey::Key(k)) => {
+                if k.is_ascii_digit() || k == '*' || k == '#' {
+                    self.attr_start("finishOnKey");
+                    self.doc.push(k);
+                    self.doc.push('"');
+                } else {
+                    self.fail(invalid(E, "finishOnKey", "must be one of 0-9, * or #"));
+                }
+            }
+        }
+        self.attr_static("input", attrs.input.map(GatherInput::as_str));
+        self.attr_static("method", attrs.method.map(Method::as_str));
+        if attrs.num_digits == Some(0) {
+            self.fail(invalid(E, "numDigits", "must be at least 1"));
+        }
+        self.attr_u32("numDigits", attrs.num_digits);
+        self.attr_u32("timeout", attrs.timeout);
+        children(&mut GatherChildren { w: self });
+        self.end(E);
+    }
+
+    /// `<Redirect>` to `url`.
+    pub fn redirect(&mut self, url: Url<'_>, method: Option<Method>) {
+        const E: &str = "Redirect";
+        self.start(E);
+        self.attr_static("method", method.map(Method::as_str));
+        if !self.url_text(url) {
+            self.fail(invalid(E, "url", "must not be empty"));
+        }
+        self.end(E);
+    }
+
+    /// `<Enqueue>` into the queue `queue` (1 to [`MAX_QUEUE_NAME_CHARS`]
+    /// characters).
+    pub fn enqueue(&mut self, queue: &str, attrs: EnqueueAttrs<'_>) {
+        const E: &str = "Enqueue";
+        if let Err(e) = check_queue_name(E, queue) {
+            self.fail(e);
+        }
+        self.start(E);
+        self.attr_url(E, "action", attrs.action);
+        self.attr_static("method", attrs.method.map(Method::as_str));
+        self.attr_url(E, "waitUrl", attrs.wait_url);
+        self.attr_static("waitUrlMethod", attrs.wait_url_method.map(Method::as_str));
+        self.text(queue);
+        self.end(E);
+    }
+
+    /// `<Dial>` of the nouns `nouns` writes (at least one).
+    pub fn dial(&mut self, attrs: DialAttrs<'_>, nouns: impl FnOnce(&mut DialNouns<'_>)) {
+        const E: &str = "Dial";
+        let first = self.error.is_none();
+        self.start(E);
+        self.attr_url(E, "action", attrs.action);
+        self.attr_str(E, "callerId", attrs.caller_id);
+        self.attr_static("method", attrs.method.map(Method::as_str));
+        self.attr_u32("timeout", attrs.timeout);
+        let mut body = DialNouns {
+            w: self,
+            any: false,
+        };
+        nouns(&mut body);
+        if first && !body.any {
+            // Reported before the element's other problems, as it is checked first.
+            self.error = Some(invalid(E, "nouns", "needs at least one Number or Queue"));
+        }
+        self.end(E);
+    }
+
+    /// `<Hangup />`.
+    pub fn hangup(&mut self) {
+        self.start("Hangup");
+        self.end("Hangup");
+    }
+
+    // -- the XML itself --------------------------------------------------
+
+    /// Keeps `error` unless an earlier one is kept already.
+    fn fail(&mut self, error: RenderError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
+    /// Ends a pending start tag so that content can follow.
+    #[inline(always)]
+    fn content(&mut self) {
+        if self.in_tag {
+            self.doc.push('>');
+            self.in_tag = false;
+        }
+    }
+
+    /// `<name`; attributes may follow.
+    #[inline(always)]
+    fn start(&mut self, name: &'static str) {
+        self.content();
         self.doc.push('<');
         self.doc.push_str(name);
-        for (key, value) in attrs {
-            self.doc.push(' ');
-            self.doc.push_str(key);
-            self.doc.push_str("=\"");
-            escape_into(&mut self.doc, &value, true);
+        self.in_tag = true;
+        #[cfg(debug_assertions)]
+        {
+            self.last_attr = "";
+        }
+    }
+
+    /// ` />` when nothing followed the start tag, else `</name>`.
+    #[inline(always)]
+    fn end(&mut self, name: &'static str) {
+        if self.in_tag {
+            self.doc.push_str(" />");
+            self.in_tag = false;
+        } else {
+            self.doc.push_str("</");
+            self.doc.push_str(name);
+            self.doc.push('>');
+        }
+    }
+
+    /// ` name="`; the caller writes the value and the closing quote.
+    #[inline(always)]
+    fn attr_start(&mut self, name: &'static str) {
+        debug_assert!(self.in_tag, "attribute {name} outside a start tag");
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(
+                self.last_attr < name,
+                "attribute {name} after {}: not sorted",
+                self.last_attr
+            );
+            self.last_attr = name;
+        }
+        self.doc.push(' ');
+        self.doc.push_str(name);
+        self.doc.push_str("=\"");
+    }
+
+    /// A string attribute, rejected when empty.
+    fn attr_str(&mut self, element: &'static str, name: &'static str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.attr_start(name);
+            if !escape_into(&mut self.doc, v, true) {
+                self.fail(invalid(element, name, "must not be empty"));
+            }
             self.doc.push('"');
         }
     }
 
-    fn open(&mut self, name: &str, attrs: Attrs<'_>) {
-        self.tag(name, attrs);
-        self.doc.push('>');
-    }
-
-    /// Self-closed element in Python's style, with a space before `/>`.
-    fn empty(&mut self, name: &str, attrs: Attrs<'_>) {
-        self.tag(name, attrs);
-        self.doc.push_str(" />");
-    }
-
-    fn close(&mut self, name: &str) {
-        self.doc.push_str("</");
-        self.doc.push_str(name);
-        self.doc.push('>');
-    }
-
-    fn text(&mut self, text: &str) {
-        escape_into(&mut self.doc, text, false);
-    }
-
-    /// `<name attrs>body</name>`.
-    fn with_body(&mut self, name: &str, attrs: Attrs<'_>, body: &str) {
-        self.open(name, attrs);
-        self.text(body);
-        self.close(name);
-    }
-
-    fn verb(&mut self, verb: &Verb) -> Result<(), RenderError> {
-        match verb {
-            Verb::Say(v) => self.say(v),
-            Verb::Play(v) => self.play(v),
-            Verb::Pause(v) => self.pause(*v),
-            Verb::Gather(v) => self.gather(v),
-            Verb::Redirect(v) => self.redirect(v),
-            Verb::Enqueue(v) => self.enqueue(v),
-            Verb::Dial(v) => self.dial(v),
-            Verb::Hangup => {
-                self.empty("Hangup", Vec::new());
-                Ok(())
+    /// A URL attribute, rejected when empty.
+    fn attr_url(&mut self, element: &'static str, name: &'static str, value: Option<Url<'_>>) {
+        if let Some(url) = value {
+            self.attr_start(name);
+            let base = escape_into(&mut self.doc, url.base, true);
+            let path = escape_into(&mut self.doc, url.path, true);
+            if !(base || path) {
+                self.fail(invalid(element, name, "must not be empty"));
             }
+            self.doc.push('"');
         }
     }
 
-    fn say(&mut self, say: &Say) -> Result<(), RenderError> {
-        const E: &str = "Say";
-        let has_content = say.segments.iter().any(|s| match s {
-            SaySegment::Text(t) => !is_blank(t),
-            SaySegment::Digits(_) | SaySegment::Break(_) => true,
-        });
-        if !has_content {
-            return Err(invalid(E, "body", "must contain text, digits or a break"));
-        }
-        let mut attrs = Attrs::with_capacity(6);
-        opt_str(&mut attrs, E, "language", say.language.as_ref())?;
-        opt_display(&mut attrs, "loop", say.loop_count);
-        opt_str(&mut attrs, E, "voice", say.voice.as_ref())?;
-        self.open(E, attrs);
-        for segment in &say.segments {
-            match segment {
-                SaySegment::Text(t) => self.text(t),
-                SaySegment::Digits(d) => {
-                    if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()) {
-                        return Err(invalid(
-                            "say-as",
-                            "digits",
-                            "must be one or more ASCII digits",
-                        ));
-                    }
-                    self.with_body("say-as", vec![("interpret-as", Cow::Borrowed("digits"))], d);
-                }
-                SaySegment::Break(d) => {
-                    self.empty("break", vec![("time", Cow::Owned(break_time(*d)?))]);
-                }
+    /// A DTMF attribute (`0-9 * # w`: nothing to escape).
+    fn attr_dtmf(&mut self, element: &'static str, name: &'static str, value: &str) {
+        match check_dtmf(element, name, value) {
+            Ok(()) => {
+                self.attr_start(name);
+                self.doc.push_str(value);
+                self.doc.push('"');
             }
-        }
-        self.close(E);
-        Ok(())
-    }
-
-    fn play(&mut self, play: &Play) -> Result<(), RenderError> {
-        const E: &str = "Play";
-        let mut attrs = Attrs::with_capacity(6);
-        if let Some(d) = &play.digits {
-            check_dtmf(E, "digits", d)?;
-            attrs.push(("digits", Cow::Borrowed(d)));
-        }
-        opt_display(&mut attrs, "loop", play.loop_count);
-        match &play.url {
-            Some(url) if is_blank(url) => Err(invalid(E, "url", "must not be empty")),
-            Some(url) => {
-                self.with_body(E, attrs, url);
-                Ok(())
-            }
-            None if play.digits.is_none() => Err(invalid(E, "url", "needs a URL or digits")),
-            None => {
-                self.empty(E, attrs);
-                Ok(())
-            }
+            Err(e) => self.fail(e),
         }
     }
 
-    fn pause(&mut self, pause: Pause) -> Result<(), RenderError> {
-        let mut attrs = Attrs::with_capacity(6);
-        opt_display(&mut attrs, "length", pause.length);
-        self.empty("Pause", attrs);
-        Ok(())
+    /// A number attribute.
+    #[inline(always)]
+    fn attr_u32(&mut self, name: &'static str, value: Option<u32>) {
+        if let Some(n) = value {
+            self.attr_start(name);
+            push_decimal(&mut self.doc, u64::from(n));
+            self.doc.push('"');
+        }
     }
 
-    fn gather(&mut self, gather: &Gather) -> Result<(), RenderError> {
-        const E: &str = "Gather";
-        let mut attrs = Attrs::with_capacity(6);
-        opt_str(&mut attrs, E, "action", gather.action.as_ref())?;
-        opt_display(
-            &mut attrs,
-            "actionOnEmptyResult",
-            gather.action_on_empty_result,
-        );
-        match gather.finish_on_key {
-            None => {}
-            Some(FinishOnKey::Disabled) => attrs.push(("finishOnKey", Cow::Borrowed(""))),
-            Some(FinishOnKey::Key(k)) => {
-                if !(k.is_ascii_digit() || k == '*' || k == '#') {
-                    return Err(invalid(E, "finishOnKey", "must be one of 0-9, * or #"));
-                }
-                attrs.push(("finishOnKey", Cow::Owned(k.to_string())));
-            }
+    /// A fixed word of this crate (`POST`, `dtmf speech`, `true`): nothing to escape.
+    #[inline(always)]
+    fn attr_static(&mut self, name: &'static str, value: Option<&'static str>) {
+        if let Some(v) = value {
+            self.attr_start(name);
+            self.doc.push_str(v);
+            self.doc.push('"');
         }
-        opt_static(&mut attrs, "input", gather.input.map(|i| i.as_str()));
-        opt_static(&mut attrs, "method", gather.method.map(|m| m.as_str()));
-        if gather.num_digits == Some(0) {
-            return Err(invalid(E, "numDigits", "must be at least 1"));
-        }
-        opt_display(&mut attrs, "numDigits", gather.num_digits);
-        opt_display(&mut attrs, "timeout", gather.timeout);
-        if gather.children.is_empty() {
-            self.empty(E, attrs);
-            return Ok(());
-        }
-        self.open(E, attrs);
-        for child in &gather.children {
-            match child {
-                GatherChild::Say(v) => self.say(v)?,
-                GatherChild::Play(v) => self.play(v)?,
-                GatherChild::Pause(v) => self.pause(*v)?,
-            }
-        }
-        self.close(E);
-        Ok(())
     }
 
-    fn redirect(&mut self, redirect: &Redirect) -> Result<(), RenderError> {
-        const E: &str = "Redirect";
-        if is_blank(&redirect.url) {
-            return Err(invalid(E, "url", "must not be empty"));
-        }
-        let mut attrs = Attrs::with_capacity(6);
-        opt_static(&mut attrs, "method", redirect.method.map(|m| m.as_str()));
-        self.with_body(E, attrs, &redirect.url);
-        Ok(())
+    /// Element text; returns whether anything was written.
+    fn text(&mut self, text: &str) -> bool {
+        self.content();
+        escape_into(&mut self.doc, text, false)
     }
 
-    fn enqueue(&mut self, enqueue: &Enqueue) -> Result<(), RenderError> {
-        const E: &str = "Enqueue";
-        check_queue_name(E, &enqueue.queue)?;
-        let mut attrs = Attrs::with_capacity(6);
-        opt_str(&mut attrs, E, "action", enqueue.action.as_ref())?;
-        opt_static(&mut attrs, "method", enqueue.method.map(|m| m.as_str()));
-        opt_str(&mut attrs, E, "waitUrl", enqueue.wait_url.as_ref())?;
-        opt_static(
-            &mut attrs,
-            "waitUrlMethod",
-            enqueue.wait_url_method.map(|m| m.as_str()),
-        );
-        self.with_body(E, attrs, &enqueue.queue);
-        Ok(())
+    /// A URL as element text; returns whether anything was written.
+    fn url_text(&mut self, url: Url<'_>) -> bool {
+        let base = self.text(url.base);
+        let path = escape_into(&mut self.doc, url.path, false);
+        base || path
+    }
+}
+
+/// The content of a `<Say>` being written: see [`Writer::say`].
+#[derive(Debug)]
+pub struct SayContent<'w> {
+    w: &'w mut Writer,
+    has_content: bool,
+}
+
+impl SayContent<'_> {
+    /// Plain text, spoken as written (see [`SaySegment::Text`]).
+    pub fn text(&mut self, text: &str) {
+        if self.w.text(text) {
+            self.has_content = true;
+        }
     }
 
-    fn dial(&mut self, dial: &Dial) -> Result<(), RenderError> {
-        const E: &str = "Dial";
-        if dial.nouns.is_empty() {
-            return Err(invalid(E, "nouns", "needs at least one Number or Queue"));
+    /// ASCII digits spoken one by one (see [`SaySegment::Digits`]).
+    pub fn digits(&mut self, digits: &str) {
+        self.has_content = true;
+        self.w.content();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            self.w.fail(invalid(
+                "say-as",
+                "digits",
+                "must be one or more ASCII digits",
+            ));
+            return;
         }
-        let mut attrs = Attrs::with_capacity(6);
-        opt_str(&mut attrs, E, "action", dial.action.as_ref())?;
-        opt_str(&mut attrs, E, "callerId", dial.caller_id.as_ref())?;
-        opt_static(&mut attrs, "method", dial.method.map(|m| m.as_str()));
-        opt_display(&mut attrs, "timeout", dial.timeout);
-        self.open(E, attrs);
-        for noun in &dial.nouns {
-            match noun {
-                DialNoun::Number(n) => {
-                    if is_blank(&n.number) {
-                        return Err(invalid("Number", "number", "must not be empty"));
-                    }
-                    let mut attrs = Attrs::with_capacity(6);
-                    if let Some(d) = &n.send_digits {
-                        check_dtmf("Number", "sendDigits", d)?;
-                        attrs.push(("sendDigits", Cow::Borrowed(d)));
-                    }
-                    self.with_body("Number", attrs, &n.number);
-                }
-                DialNoun::Queue(q) => {
-                    check_queue_name("Queue", &q.name)?;
-                    let mut attrs = Attrs::with_capacity(6);
-                    opt_str(&mut attrs, "Queue", "url", q.url.as_ref())?;
-                    self.with_body("Queue", attrs, &q.name);
-                }
-            }
+        let doc = &mut self.w.doc;
+        doc.push_str("<say-as interpret-as=\"digits\">");
+        doc.push_str(digits);
+        doc.push_str("</say-as>");
+    }
+
+    /// Silence of at most [`MAX_BREAK`] (see [`SaySegment::Break`]).
+    pub fn break_for(&mut self, duration: Duration) {
+        self.has_content = true;
+        self.w.content();
+        if duration > MAX_BREAK {
+            self.w
+                .fail(invalid("break", "time", "must be at most 10 seconds"));
+            return;
         }
-        self.close(E);
-        Ok(())
+        // At most 10 s: no overflow.
+        let ms = duration.as_secs() * 1000 + u64::from(duration.subsec_millis());
+        let doc = &mut self.w.doc;
+        doc.push_str("<break time=\"");
+        if ms.is_multiple_of(1000) {
+            push_decimal(doc, ms / 1000);
+            doc.push_str("s\" />");
+        } else {
+            push_decimal(doc, ms);
+            doc.push_str("ms\" />");
+        }
+    }
+}
+
+/// The prompts of a `<Gather>` being written: see [`Writer::gather`].
+#[derive(Debug)]
+pub struct GatherChildren<'w> {
+    w: &'w mut Writer,
+}
+
+impl GatherChildren<'_> {
+    /// A nested `<Say>`, as [`Writer::say`].
+    pub fn say(&mut self, attrs: SayAttrs<'_>, content: impl FnOnce(&mut SayContent<'_>)) {
+        self.w.say(attrs, content);
+    }
+
+    /// A nested `<Play>`, as [`Writer::play`].
+    pub fn play(&mut self, url: Option<Url<'_>>, attrs: PlayAttrs<'_>) {
+        self.w.play(url, attrs);
+    }
+
+    /// A nested `<Pause>`, as [`Writer::pause`].
+    pub fn pause(&mut self, length: Option<u32>) {
+        self.w.pause(length);
+    }
+}
+
+/// The nouns of a `<Dial>` being written: see [`Writer::dial`].
+#[derive(Debug)]
+pub struct DialNouns<'w> {
+    w: &'w mut Writer,
+    any: bool,
+}
+
+impl DialNouns<'_> {
+    /// `<Number>` calling `number`, with optional `sendDigits` (`0-9 * # w`).
+    pub fn number(&mut self, number: &str, send_digits: Option<&str>) {
+        const E: &str = "Number";
+        self.any = true;
+        let w = &mut *self.w;
+        if is_blank(number) {
+            w.fail(invalid(E, "number", "must not be empty"));
+        }
+        w.start(E);
+        if let Some(d) = send_digits {
+            w.attr_dtmf(E, "sendDigits", d);
+        }
+        w.text(number);
+        w.end(E);
+    }
+
+    /// `<Queue>` taking the next caller from `name` (1 to
+    /// [`MAX_QUEUE_NAME_CHARS`] characters), with optional `url`.
+    pub fn queue(&mut self, name: &str, url: Option<Url<'_>>) {
+        const E: &str = "Queue";
+        self.any = true;
+        let w = &mut *self.w;
+        if let Err(e) = check_queue_name(E, name) {
+            w.fail(e);
+        }
+        w.start(E);
+        w.attr_url(E, "url", url);
+        w.text(name);
+        w.end(E);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::twiml::{GatherInput, Hangup, Method, Number, Queue};
+    use crate::twiml::{Dial, Enqueue, Gather, Hangup, Number, Pause, Play, Queue, Redirect};
     use proptest::prelude::*;
     use quick_xml::Reader;
     use quick_xml::events::Event;
@@ -563,6 +1021,21 @@ mod tests {
         }
         assert!(found, "no <{name}> in {xml}");
         (text, attrs)
+    }
+
+    #[test]
+    fn plain_prefix_stops_at_every_byte_that_needs_care() {
+        for b in 0..=255u8 {
+            for len in [1, 7, 8, 9, 16, 23] {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let expected = if is_plain(b) { len } else { at };
+                    assert_eq!(plain_prefix(&bytes), expected, "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert_eq!(plain_prefix(b""), 0);
     }
 
     #[test]
@@ -779,6 +1252,243 @@ mod tests {
         );
     }
 
+    /// A document with every verb and attribute, as a model.
+    fn every_verb() -> Response {
+        Response::new()
+            .verb(
+                Say::from_text("Code ")
+                    .digits("12")
+                    .break_for(Duration::from_millis(1500))
+                    .text("&<>\"é")
+                    .voice("Polly.Joanna")
+                    .language("en-US")
+                    .loop_count(2),
+            )
+            .verb(Play::new("https://x/a.mp3?a=1&b=2").loop_count(0))
+            .verb(Play::tones("ww1#"))
+            .verb(Pause::seconds(12))
+            .verb(Pause::default())
+            .verb(
+                Gather::new()
+                    .input(GatherInput::DtmfSpeech)
+                    .action("/g?x=1&y=\"2\"", Method::Get)
+                    .num_digits(4_294_967_295)
+                    .finish_on_key(FinishOnKey::Key('#'))
+                    .timeout(0)
+                    .action_on_empty_result(true)
+                    .child(Say::from_text("hi"))
+                    .child(Play::new("/b.wav"))
+                    .child(Pause::seconds(1)),
+            )
+            .verb(Gather::new().finish_on_key(FinishOnKey::Disabled))
+            .verb(Redirect::new("/next").method(Method::Post))
+            .verb(Enqueue {
+                action: Some("/q".into()),
+                method: Some(Method::Post),
+                wait_url: Some("/wait".into()),
+                wait_url_method: Some(Method::Get),
+                ..Enqueue::new("support")
+            })
+            .verb(Dial {
+                nouns: vec![
+                    Number {
+                        number: "+15550002222".into(),
+                        send_digits: Some("ww12".into()),
+                    }
+                    .into(),
+                    Queue {
+                        name: "support".into(),
+                        url: Some("/q".into()),
+                    }
+                    .into(),
+                ],
+                action: Some("/d".into()),
+                method: Some(Method::Post),
+                timeout: Some(20),
+                caller_id: Some("+15550001111".into()),
+            })
+            .verb(Hangup)
+    }
+
+    #[test]
+    fn writer_writes_what_the_model_renders() {
+        let mut w = Writer::new();
+        w.say(
+            SayAttrs {
+                language: Some("en-US"),
+                loop_count: Some(2),
+                voice: Some("Polly.Joanna"),
+            },
+            |s| {
+                s.text("Code ");
+                s.digits("12");
+                s.break_for(Duration::from_millis(1500));
+                s.text("&<>");
+                s.text("\"é");
+            },
+        );
+        w.play(
+            Some(Url::joined("https://x", "/a.mp3?a=1&b=2")),
+            PlayAttrs {
+                loop_count: Some(0),
+                ..PlayAttrs::default()
+            },
+        );
+        w.play(
+            None,
+            PlayAttrs {
+                digits: Some("ww1#"),
+                ..PlayAttrs::default()
+            },
+        );
+        w.pause(Some(12));
+        w.pause(None);
+        w.gather(
+            GatherAttrs {
+                action: Some(Url::joined("/g?x=1&", "y=\"2\"")),
+                action_on_empty_result: Some(true),
+                finish_on_key: Some(FinishOnKey::Key('#')),
+                input: Some(GatherInput::DtmfSpeech),
+                method: Some(Method::Get),
+                num_digits: Some(4_294_967_295),
+                timeout: Some(0),
+            },
+            |g| {
+                g.say(SayAttrs::default(), |s| s.text("hi"));
+                g.play(Some(Url::new("/b.wav")), PlayAttrs::default());
+                g.pause(Some(1));
+            },
+        );
+        w.gather(
+            GatherAttrs {
+                finish_on_key: Some(FinishOnKey::Disabled),
+                ..GatherAttrs::default()
+            },
+            |_| {},
+        );
+        w.redirect(Url::joined("", "/next"), Some(Method::Post));
+        w.enqueue(
+            "support",
+            EnqueueAttrs {
+                action: Some(Url::new("/q")),
+                method: Some(Method::Post),
+                wait_url: Some(Url::joined("/wa", "it")),
+                wait_url_method: Some(Method::Get),
+            },
+        );
+        w.dial(
+            DialAttrs {
+                action: Some(Url::new("/d")),
+                caller_id: Some("+15550001111"),
+                method: Some(Method::Post),
+                timeout: Some(20),
+            },
+            |d| {
+                d.number("+15550002222", Some("ww12"));
+                d.queue("support", Some(Url::new("/q")));
+            },
+        );
+        w.hangup();
+        let written = w.finish().unwrap_or_else(|e| panic!("{e}"));
+        let rendered = every_verb().render().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(written, rendered);
+        assert!(rendered.contains(
+            r##"<Gather action="/g?x=1&amp;y=&quot;2&quot;" actionOnEmptyResult="true" finishOnKey="#" input="dtmf speech" method="GET" numDigits="4294967295" timeout="0">"##
+        ));
+        assert!(rendered.contains(r#"<Pause length="12" /><Pause />"#));
+        assert!(rendered.contains(r#"<break time="1500ms" />&amp;&lt;&gt;"&#233;</Say>"#));
+        read_back(&rendered, "Dial");
+        assert_eq!(Writer::new().finish(), Ok(format!("{DECL}<Response />")));
+    }
+
+    #[test]
+    fn writer_keeps_the_first_error() {
+        fn first_error(write: impl FnOnce(&mut Writer)) -> RenderError {
+            let mut w = Writer::new();
+            write(&mut w);
+            match w.finish() {
+                Err(e) => e,
+                Ok(doc) => panic!("expected an error, got {doc}"),
+            }
+        }
+        // An empty URL in two empty pieces.
+        assert_eq!(
+            first_error(|w| w.redirect(Url::joined("", "\u{0}"), None)),
+            invalid("Redirect", "url", "must not be empty")
+        );
+        // Later valid verbs do not clear it; later errors do not replace it.
+        assert_eq!(
+            first_error(|w| {
+                w.pause(Some(1));
+                w.play(None, PlayAttrs::default());
+                w.say(SayAttrs::default(), |_| {});
+                w.hangup();
+            }),
+            invalid("Play", "url", "needs a URL or digits")
+        );
+        // A Say without content is reported before its attributes and segments, as the model
+        // checks it first; but not before an earlier element's error.
+        assert_eq!(
+            first_error(|w| w.say(
+                SayAttrs {
+                    voice: Some(""),
+                    ..SayAttrs::default()
+                },
+                |s| s.text("\u{1}")
+            )),
+            invalid("Say", "body", "must contain text, digits or a break")
+        );
+        assert_eq!(
+            first_error(|w| w.say(
+                SayAttrs {
+                    voice: Some(""),
+                    ..SayAttrs::default()
+                },
+                |s| s.digits("x")
+            )),
+            invalid("Say", "voice", "must not be empty")
+        );
+        assert_eq!(
+            first_error(|w| w.gather(
+                GatherAttrs {
+                    num_digits: Some(0),
+                    ..GatherAttrs::default()
+                },
+                |g| g.say(SayAttrs::default(), |_| {})
+            )),
+            invalid("Gather", "numDigits", "must be at least 1")
+        );
+        // Likewise a Dial without nouns.
+        assert_eq!(
+            first_error(|w| w.dial(
+                DialAttrs {
+                    caller_id: Some(""),
+                    ..DialAttrs::default()
+                },
+                |_| {}
+            )),
+            invalid("Dial", "nouns", "needs at least one Number or Queue")
+        );
+        assert_eq!(
+            first_error(|w| w.dial(
+                DialAttrs {
+                    caller_id: Some(""),
+                    ..DialAttrs::default()
+                },
+                |d| d.number("", None)
+            )),
+            invalid("Dial", "callerId", "must not be empty")
+        );
+        // The size limit applies to written documents too.
+        let mut w = Writer::new();
+        w.say(SayAttrs::default(), |s| {
+            for _ in 0..MAX_DOCUMENT_BYTES / 10 {
+                s.text("0123456789");
+            }
+        });
+        assert!(matches!(w.finish(), Err(RenderError::TooLarge { .. })));
+    }
+
     #[test]
     fn output_is_ascii() {
         let xml =
@@ -804,6 +1514,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn plain_prefix_is_the_first_byte_that_needs_care(bytes in proptest::collection::vec(
+            prop_oneof![any::<u8>(), 0x20..0x7fu8, 0x20..0x7fu8, 0x20..0x7fu8], 0..40)
+        ) {
+            let expected = bytes.iter().position(|&b| !is_plain(b)).unwrap_or(bytes.len());
+            prop_assert_eq!(plain_prefix(&bytes), expected);
+        }
+
         #[test]
         fn say_text_and_voice_survive_a_parse(text in nasty_text(), voice in nasty_text()) {
             let expected_text = strip_forbidden(&text).into_owned();

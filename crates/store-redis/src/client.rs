@@ -36,11 +36,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use resetline_engine::Secret;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -516,99 +518,244 @@ fn failed(
 }
 
 /// Serves one connection until it fails, the server closes it idle, or every client is gone.
+///
+/// The task polls the stream itself (no split halves, no lock between them): one pass reads
+/// and hands out replies, writes or flushes, takes new requests and checks the oldest command's
+/// age, and the task sleeps only when none of them can go on. A request taken from the channel
+/// first lets every task that is ready now run (and queue its commands): they all go out in
+/// one write.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     queue: &mut mpsc::Receiver<Job>,
-    mut pending: VecDeque<Job>,
+    pending: VecDeque<Job>,
     timeout: Duration,
 ) -> Ended {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut pending_bytes: usize = pending.iter().map(|j| j.commands.bytes().len()).sum();
-    // Bytes were written since the last flush.
-    let mut unflushed = false;
-    let mut watch = tokio::time::interval(timeout.clamp(MIN_WATCH, MAX_WATCH) / 2);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn = Connection::new(stream, pending, timeout);
     loop {
-        if out.is_empty() && !pending.is_empty() {
-            fill(&mut pending, &mut pending_bytes, &mut out, &mut in_flight);
-        }
-        tokio::select! {
-            biased;
-            read = rd.read_buf(&mut input) => {
-                match read {
-                    Ok(0) | Err(_) if in_flight.is_empty() => return Ended::Idle(pending),
-                    Ok(0) => return failed(&mut in_flight, &mut pending, ClientError::new("redis closed the connection")),
-                    Err(e) => return failed(&mut in_flight, &mut pending, ClientError::io("reading from redis", &e)),
-                    Ok(_) => {}
-                }
-                let mut at = 0;
-                loop {
-                    match resp::parse(&input[at..]) {
-                        Ok(Some((reply, used))) => {
-                            at += used;
-                            let Some(front) = in_flight.front_mut() else {
-                                return failed(&mut in_flight, &mut pending, ClientError::new("redis sent a reply nobody asked for"));
-                            };
-                            front.replies.push(reply);
-                            front.remaining -= 1;
-                            if front.remaining == 0
-                                && let Some(done) = in_flight.pop_front()
-                            {
-                                let _ = done.reply.send(Ok(done.replies));
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => return failed(&mut in_flight, &mut pending, ClientError::new(e.to_string())),
-                    }
-                }
-                input.drain(..at);
-                if input.len() > MAX_INPUT {
-                    return failed(&mut in_flight, &mut pending, ClientError::new("redis sent a reply larger than the client accepts"));
-                }
-            }
-            // One of write (while there is something to write) or flush (after the last
-            // write): each is cancel-safe on its own, and the block awaits exactly one.
-            written = async {
-                if out.is_empty() {
-                    wr.flush().await.map(|()| None)
-                } else {
-                    wr.write(&out).await.map(Some)
-                }
-            }, if !out.is_empty() || unflushed => match written {
-                Ok(Some(0)) => return failed(&mut in_flight, &mut pending, ClientError::new("redis closed the connection")),
-                Ok(Some(n)) => {
-                    out.drain(..n);
-                    unflushed = true;
-                }
-                Ok(None) => unflushed = false,
-                Err(e) => return failed(&mut in_flight, &mut pending, ClientError::io("writing to redis", &e)),
-            },
-            job = queue.recv(), if pending_bytes < MAX_QUEUED => {
-                let Some(job) = job else {
-                    failed(&mut in_flight, &mut pending, ClientError::new("the Redis client was dropped"));
-                    return Ended::Closed;
-                };
-                // Let every task that is ready now run (and queue its commands) first: they all
-                // go out in one write.
+        match std::future::poll_fn(|cx| conn.poll(cx, queue)).await {
+            Woke::Ended(ended) => return ended,
+            Woke::Job(job) => {
                 tokio::task::yield_now().await;
-                pending_bytes += job.commands.bytes().len();
-                pending.push_back(job);
-                while pending_bytes < MAX_QUEUED
+                conn.queue(job);
+                while conn.pending_bytes < MAX_QUEUED
                     && let Ok(job) = queue.try_recv()
                 {
-                    pending_bytes += job.commands.bytes().len();
-                    pending.push_back(job);
-                }
-            }
-            _ = watch.tick(), if !in_flight.is_empty() => {
-                if in_flight.front().is_some_and(|f| f.since.elapsed() > timeout) {
-                    return failed(&mut in_flight, &mut pending, ClientError::timeout("redis did not answer in time; reconnecting"));
+                    conn.queue(job);
                 }
             }
         }
+    }
+}
+
+/// Why [`Connection::poll`] returned.
+enum Woke {
+    /// A request arrived (the others that are ready are taken after a yield).
+    Job(Job),
+    /// The connection is over.
+    Ended(Ended),
+}
+
+/// One connection's state, polled by [`serve`].
+struct Connection<S> {
+    stream: S,
+    /// Encoded commands not yet written.
+    out: Vec<u8>,
+    /// Reply bytes: `input[..filled]` is read and not yet parsed; the rest is room to read into
+    /// (initialised once, so reads need no `unsafe`; grown up to `MAX_INPUT + 1`).
+    input: Vec<u8>,
+    filled: usize,
+    in_flight: VecDeque<InFlight>,
+    pending: VecDeque<Job>,
+    pending_bytes: usize,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
+    watch: tokio::time::Interval,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn new(stream: S, pending: VecDeque<Job>, timeout: Duration) -> Self {
+        let pending_bytes = pending.iter().map(|j| j.commands.bytes().len()).sum();
+        let mut watch = tokio::time::interval(timeout.clamp(MIN_WATCH, MAX_WATCH) / 2);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Connection {
+            stream,
+            out: Vec::with_capacity(16 * 1024),
+            input: vec![0; 16 * 1024],
+            filled: 0,
+            in_flight: VecDeque::new(),
+            pending,
+            pending_bytes,
+            unflushed: false,
+            watch,
+            timeout,
+        }
+    }
+
+    /// Takes a request from the channel (to be written when the write buffer is next empty).
+    fn queue(&mut self, job: Job) {
+        self.pending_bytes += job.commands.bytes().len();
+        self.pending.push_back(job);
+    }
+
+    /// Tells every caller in flight or pending that `e` ended the connection.
+    fn failed(&mut self, e: ClientError) -> Poll<Woke> {
+        Poll::Ready(Woke::Ended(failed(
+            &mut self.in_flight,
+            &mut self.pending,
+            e,
+        )))
+    }
+
+    /// Moves the connection on as far as it goes without waiting: `Pending` once every source
+    /// it waits on (the socket, the channel, the watch) has its waker. A source that answered
+    /// `Pending` keeps the waker it was given and is not asked again in this call.
+    fn poll(&mut self, cx: &mut Context<'_>, queue: &mut mpsc::Receiver<Job>) -> Poll<Woke> {
+        let (mut reading, mut writing, mut receiving, mut watching) = (true, true, true, true);
+        loop {
+            let mut progress = false;
+            if self.out.is_empty() && !self.pending.is_empty() {
+                fill(
+                    &mut self.pending,
+                    &mut self.pending_bytes,
+                    &mut self.out,
+                    &mut self.in_flight,
+                );
+            }
+            if reading {
+                if self.filled == self.input.len() {
+                    // Full of an unfinished reply: room for more, up to one byte past the bound.
+                    let grown = (self.input.len() * 2).min(MAX_INPUT + 1);
+                    self.input.resize(grown, 0);
+                }
+                let mut room = ReadBuf::new(self.input.get_mut(self.filled..).unwrap_or_default());
+                match Pin::new(&mut self.stream).poll_read(cx, &mut room) {
+                    Poll::Pending => reading = false,
+                    Poll::Ready(read) => {
+                        let n = room.filled().len();
+                        match read {
+                            Ok(()) | Err(_) if n == 0 && self.in_flight.is_empty() => {
+                                let unwritten = std::mem::take(&mut self.pending);
+                                return Poll::Ready(Woke::Ended(Ended::Idle(unwritten)));
+                            }
+                            Err(e) => {
+                                return self.failed(ClientError::io("reading from redis", &e));
+                            }
+                            Ok(()) if n == 0 => {
+                                return self
+                                    .failed(ClientError::new("redis closed the connection"));
+                            }
+                            Ok(()) => {}
+                        }
+                        self.filled += n;
+                        if let Err(e) = self.replies() {
+                            return self.failed(e);
+                        }
+                        progress = true;
+                    }
+                }
+            }
+            // One of write (while there is something to write) or flush (after the last write).
+            if writing && !self.out.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => {
+                        return self.failed(ClientError::new("redis closed the connection"));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.out.drain(..n);
+                        self.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        return self.failed(ClientError::io("writing to redis", &e));
+                    }
+                    Poll::Pending => writing = false,
+                }
+            } else if writing && self.unflushed {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.unflushed = false;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        return self.failed(ClientError::io("writing to redis", &e));
+                    }
+                    Poll::Pending => writing = false,
+                }
+            }
+            if receiving && self.pending_bytes < MAX_QUEUED {
+                match queue.poll_recv(cx) {
+                    Poll::Ready(Some(job)) => return Poll::Ready(Woke::Job(job)),
+                    Poll::Ready(None) => {
+                        failed(
+                            &mut self.in_flight,
+                            &mut self.pending,
+                            ClientError::new("the Redis client was dropped"),
+                        );
+                        return Poll::Ready(Woke::Ended(Ended::Closed));
+                    }
+                    Poll::Pending => receiving = false,
+                }
+            }
+            if watching && !self.in_flight.is_empty() {
+                match self.watch.poll_tick(cx) {
+                    Poll::Ready(_) => {
+                        if self
+                            .in_flight
+                            .front()
+                            .is_some_and(|f| f.since.elapsed() > self.timeout)
+                        {
+                            return self.failed(ClientError::timeout(
+                                "redis did not answer in time; reconnecting",
+                            ));
+                        }
+                        // Asked again, so the next tick has the waker.
+                        progress = true;
+                    }
+                    Poll::Pending => watching = false,
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Hands out the replies complete in `input[..filled]`, keeps the rest at the start.
+    fn replies(&mut self) -> Result<(), ClientError> {
+        let mut at = 0;
+        let unparsed = self.input.get(..self.filled).unwrap_or_default();
+        loop {
+            match resp::parse(unparsed.get(at..).unwrap_or_default()) {
+                Ok(Some((reply, used))) => {
+                    at += used;
+                    let Some(front) = self.in_flight.front_mut() else {
+                        return Err(ClientError::new("redis sent a reply nobody asked for"));
+                    };
+                    front.replies.push(reply);
+                    front.remaining -= 1;
+                    if front.remaining == 0
+                        && let Some(done) = self.in_flight.pop_front()
+                    {
+                        let _ = done.reply.send(Ok(done.replies));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(ClientError::new(e.to_string())),
+            }
+        }
+        if at == self.filled {
+            self.filled = 0;
+        } else if at > 0 {
+            self.input.copy_within(at..self.filled, 0);
+            self.filled -= at;
+        }
+        if self.filled > MAX_INPUT {
+            return Err(ClientError::new(
+                "redis sent a reply larger than the client accepts",
+            ));
+        }
+        Ok(())
     }
 }
 

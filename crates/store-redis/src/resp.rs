@@ -48,6 +48,9 @@ impl fmt::Display for ProtocolError {
 pub(crate) enum Arg<'a> {
     /// Text or bytes, sent as they are.
     Bytes(&'a [u8]),
+    /// Pieces sent one after the other as one argument (a key from its parts, a value behind
+    /// its revision): nothing is joined in a buffer of its own first.
+    Joined(&'a [&'a [u8]]),
     /// A number, sent in decimal.
     Int(u64),
 }
@@ -71,7 +74,7 @@ impl From<u64> for Arg<'_> {
 }
 
 /// Decimal digits of `n` in `buf`, returned as the used tail.
-fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -92,28 +95,56 @@ pub(crate) fn encoded_len(args: &[Arg<'_>]) -> usize {
         .map(|a| {
             25 + match a {
                 Arg::Bytes(b) => b.len(),
+                Arg::Joined(pieces) => pieces.iter().map(|p| p.len()).sum(),
                 Arg::Int(_) => 20,
             }
         })
         .sum::<usize>()
 }
 
+/// `<marker><n>\r\n`: the head of an array (`*`) or a bulk string (`$`).
+fn head(out: &mut Vec<u8>, marker: u8, n: usize) {
+    match u8::try_from(n) {
+        Ok(n) if n < 10 => out.extend_from_slice(&[marker, b'0' + n, b'\r', b'\n']),
+        Ok(n) if n < 100 => {
+            out.extend_from_slice(&[marker, b'0' + n / 10, b'0' + n % 10, b'\r', b'\n']);
+        }
+        _ => {
+            let mut digits = [0u8; 20];
+            out.push(marker);
+            out.extend_from_slice(decimal(n as u64, &mut digits));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
 /// Appends `args` as one command (`*<n>\r\n` then `$<len>\r\n<arg>\r\n` for each).
 pub(crate) fn command(out: &mut Vec<u8>, args: &[Arg<'_>]) {
-    let mut digits = [0u8; 20];
-    out.push(b'*');
-    out.extend_from_slice(decimal(args.len() as u64, &mut digits));
-    out.extend_from_slice(b"\r\n");
-    for arg in args {
-        let mut number = [0u8; 20];
-        let bytes = match *arg {
-            Arg::Bytes(b) => b,
-            Arg::Int(n) => decimal(n, &mut number),
-        };
-        out.push(b'$');
-        out.extend_from_slice(decimal(bytes.len() as u64, &mut digits));
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(bytes);
+    command_of(out, &[args]);
+}
+
+/// Appends one command whose arguments are those of `parts`, one part after the other.
+fn command_of(out: &mut Vec<u8>, parts: &[&[Arg<'_>]]) {
+    head(out, b'*', parts.iter().map(|p| p.len()).sum());
+    for arg in parts.iter().flat_map(|p| p.iter()) {
+        match *arg {
+            Arg::Bytes(b) => {
+                head(out, b'$', b.len());
+                out.extend_from_slice(b);
+            }
+            Arg::Joined(pieces) => {
+                head(out, b'$', pieces.iter().map(|p| p.len()).sum());
+                for piece in pieces {
+                    out.extend_from_slice(piece);
+                }
+            }
+            Arg::Int(n) => {
+                let mut digits = [0u8; 20];
+                let digits = decimal(n, &mut digits);
+                head(out, b'$', digits.len());
+                out.extend_from_slice(digits);
+            }
+        }
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -127,18 +158,30 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// One command.
-    pub(crate) fn one(args: &[Arg<'_>]) -> Pipeline {
-        let mut bytes = Vec::with_capacity(encoded_len(args));
-        command(&mut bytes, args);
-        Pipeline { bytes, commands: 1 }
+    /// Several commands (each a list of arguments), in one buffer sized once.
+    pub(crate) fn new(commands: &[&[Arg<'_>]]) -> Pipeline {
+        let mut bytes = Vec::with_capacity(commands.iter().map(|c| encoded_len(c)).sum());
+        for args in commands {
+            command(&mut bytes, args);
+        }
+        Pipeline {
+            bytes,
+            commands: commands.len(),
+        }
     }
 
-    /// Appends a command after the others.
-    pub(crate) fn push(&mut self, args: &[Arg<'_>]) {
-        self.bytes.reserve(encoded_len(args));
-        command(&mut self.bytes, args);
-        self.commands += 1;
+    /// One command.
+    pub(crate) fn one(args: &[Arg<'_>]) -> Pipeline {
+        Pipeline::new(&[args])
+    }
+
+    /// One command whose arguments are those of `parts`, one part after the other (a script's
+    /// name, its keys, its arguments), without gathering them in a list first.
+    pub(crate) fn joined(parts: &[&[Arg<'_>]]) -> Pipeline {
+        let len = parts.iter().map(|p| encoded_len(p)).sum::<usize>();
+        let mut bytes = Vec::with_capacity(len);
+        command_of(&mut bytes, parts);
+        Pipeline { bytes, commands: 1 }
     }
 
     /// How many commands (and so replies).
@@ -274,14 +317,52 @@ mod tests {
         );
         assert_eq!(encoded(&[]), b"*0\r\n");
         assert_eq!(
+            encoded(&["GET".into(), Arg::Joined(&[b"p:", b"{CA1}", b":session"])]),
+            b"*2\r\n$3\r\nGET\r\n$15\r\np:{CA1}:session\r\n"
+        );
+        let long = [b'x'; 100];
+        let mut want = b"*1\r\n$100\r\n".to_vec();
+        want.extend_from_slice(&long);
+        want.extend_from_slice(b"\r\n");
+        assert_eq!(encoded(&[Arg::Bytes(&long)]), want);
+        assert_eq!(
             encoded(&[u64::MAX.into()]),
             b"*1\r\n$20\r\n18446744073709551615\r\n"
         );
     }
 
     #[test]
+    fn a_joined_command_is_its_parts_in_order_and_a_pipeline_counts_its_commands() {
+        let keys = [Arg::from("k1"), Arg::Joined(&[b"k", b"2"])];
+        let joined =
+            Pipeline::joined(&[&["EVALSHA".into(), "abc".into(), 2u64.into()], &keys, &[]]);
+        assert_eq!(
+            joined.bytes(),
+            encoded(&[
+                "EVALSHA".into(),
+                "abc".into(),
+                2u64.into(),
+                "k1".into(),
+                "k2".into()
+            ])
+        );
+        assert_eq!(joined.commands(), 1);
+        let two = Pipeline::new(&[&["PING".into()], &["GET".into(), "k".into()]]);
+        assert_eq!(
+            two.bytes(),
+            b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+        assert_eq!(two.commands(), 2);
+    }
+
+    #[test]
     fn the_encoded_length_is_an_upper_bound() {
-        let args: [Arg<'_>; 3] = ["SET".into(), Arg::Bytes(&[7; 700]), u64::MAX.into()];
+        let args: [Arg<'_>; 4] = [
+            "SET".into(),
+            Arg::Bytes(&[7; 700]),
+            u64::MAX.into(),
+            Arg::Joined(&[&[1; 90], &[2; 30]]),
+        ];
         let bytes = encoded(&args);
         assert!(
             bytes.len() <= encoded_len(&args),

@@ -7,6 +7,7 @@
 //! sizes are bounded ([`MAX_BULK`], [`MAX_ELEMENTS`], [`MAX_DEPTH`]), so a misbehaving server
 //! cannot make the client allocate without limit.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Largest bulk string accepted in a reply (sessions are a few hundred bytes).
@@ -21,8 +22,8 @@ pub(crate) const MAX_DEPTH: usize = 8;
 pub(crate) enum Reply {
     /// A nil bulk string or nil array (`$-1`, `*-1`).
     Nil,
-    /// `+OK` and the like.
-    Simple(String),
+    /// `+OK` and the like (`OK` itself, the usual one, without an allocation).
+    Simple(Cow<'static, str>),
     /// `-ERR ...`: the server refused this command (the others of a pipeline stand).
     Error(String),
     /// `:42`.
@@ -221,11 +222,34 @@ fn line<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, ProtocolE
     Ok(Some(&rest[..end - 1]))
 }
 
+/// A decimal integer, as `i64::from_str` reads one: an optional sign, then at least one digit,
+/// within `i64`.
 fn number(text: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or(ProtocolError("bad number"))
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return Err(ProtocolError("bad number"));
+    }
+    let mut magnitude: u64 = 0;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(ProtocolError("bad number"));
+        }
+        magnitude = magnitude
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u64::from(digit)))
+            .ok_or(ProtocolError("bad number"))?;
+    }
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+    .ok_or(ProtocolError("bad number"))
 }
 
 /// A length: -1 is nil (`None`), anything else must be within `max`.
@@ -252,7 +276,8 @@ fn reply(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Prot
     };
     let text_string = || String::from_utf8_lossy(text).into_owned();
     let parsed = match kind {
-        b'+' => Reply::Simple(text_string()),
+        b'+' if text == b"OK" => Reply::Simple(Cow::Borrowed("OK")),
+        b'+' => Reply::Simple(Cow::Owned(text_string())),
         b'-' => Reply::Error(text_string()),
         b':' => Reply::Int(number(text)?),
         b'$' => match length(text, MAX_BULK)? {
@@ -407,6 +432,25 @@ mod tests {
     }
 
     #[test]
+    fn numbers_at_the_edges_of_i64() {
+        assert_eq!(number(b"-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(number(b"+9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(number(b"-0"), Ok(0));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"18446744073709551616",
+            b"1 ",
+            b"--1",
+        ] {
+            assert!(number(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_reply_cut_anywhere_is_incomplete_not_wrong() {
         let whole = b"*3\r\n$5\r\nhello\r\n:42\r\n*2\r\n+OK\r\n$-1\r\n";
         for cut in 0..whole.len() {
@@ -444,6 +488,20 @@ mod tests {
             if let Ok(Some((_, used))) = parse(&bytes) {
                 proptest::prop_assert!(used <= bytes.len());
             }
+        }
+
+        #[test]
+        fn a_number_reads_as_i64_from_str_reads_it(
+            n in proptest::num::i64::ANY,
+            text in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'-'), proptest::strategy::Just(b'+'),
+                proptest::strategy::Just(b'0'), proptest::strategy::Just(b'9'),
+                proptest::num::u8::ANY
+            ], 0..24)
+        ) {
+            proptest::prop_assert_eq!(number(n.to_string().as_bytes()), Ok(n));
+            let std = std::str::from_utf8(&text).ok().and_then(|t| t.parse::<i64>().ok());
+            proptest::prop_assert_eq!(number(&text).ok(), std);
         }
 
         #[test]

@@ -11,8 +11,9 @@
 //! closes while nothing is in flight (Redis's `timeout`, a proxy's idle limit) is no failure:
 //! the next command connects again at once.
 //!
-//! Inside the task, commands wait in three places: the channel (bounded: a caller finds it full
-//! and fails at once rather than queueing without limit), `pending` (taken from the channel,
+//! Inside the task, commands wait in three places: the channel (a queue behind a lock held only
+//! to push or take a request; bounded: a caller finds it full and fails at once rather than
+//! queueing without limit), `pending` (taken from the channel,
 //! not yet encoded into the write buffer) and `out` (the write buffer, refilled from `pending`
 //! only when it is empty, one chunk at a time). A command counts as in flight, and its timeout
 //! runs, from when it enters `out`.
@@ -36,12 +37,15 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use resetline_engine::Secret;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
@@ -263,9 +267,139 @@ struct InFlight {
 }
 
 /// The shared connection: cheap to clone; the connection task ends with the last clone.
-#[derive(Clone, Debug)]
 pub(crate) struct Client {
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<Channel>,
+}
+
+/// Where callers leave requests for the connection task: a queue behind a lock held only to
+/// push or take a request (never across an `await`), and the task's waker. Bounded: at most
+/// [`MAX_WAITING`] requests wait in it.
+struct Channel {
+    state: Mutex<ChannelState>,
+    /// Live [`Client`]s: the last one gone closes the channel.
+    clients: AtomicUsize,
+}
+
+struct ChannelState {
+    jobs: VecDeque<Job>,
+    /// The connection task's, when it waits for a request.
+    waker: Option<Waker>,
+    /// Every client is gone: no request comes any more.
+    clients_gone: bool,
+    /// The connection task is gone: no request would be served.
+    task_gone: bool,
+}
+
+impl Channel {
+    fn new() -> Self {
+        Channel {
+            state: Mutex::new(ChannelState {
+                jobs: VecDeque::new(),
+                waker: None,
+                clients_gone: false,
+                task_gone: false,
+            }),
+            clients: AtomicUsize::new(1),
+        }
+    }
+
+    /// The state (the lock is never held where a panic could poison it; a poisoned lock is
+    /// used as it is).
+    fn state(&self) -> MutexGuard<'_, ChannelState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The connection task's end of the [`Channel`]; dropping it fails what still waits in it.
+struct Queue {
+    channel: Arc<Channel>,
+}
+
+impl Queue {
+    /// The oldest request, `None` once every client is gone and nothing waits, or `Pending`
+    /// (with the task's waker left for the next request).
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Job>> {
+        let mut state = self.channel.state();
+        if let Some(job) = state.jobs.pop_front() {
+            return Poll::Ready(Some(job));
+        }
+        if state.clients_gone {
+            return Poll::Ready(None);
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The oldest request, if one waits.
+    fn try_recv(&mut self) -> Option<Job> {
+        let mut state = self.channel.state();
+        let job = state.jobs.pop_front();
+        if state.jobs.is_empty() && state.jobs.capacity() > 4 * 1024 {
+            // After a burst, do not keep room for thousands of requests.
+            state.jobs.shrink_to(256);
+        }
+        job
+    }
+
+    async fn recv(&mut self) -> Option<Job> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let jobs = {
+            let mut state = self.channel.state();
+            state.task_gone = true;
+            std::mem::take(&mut state.jobs)
+        };
+        // Their callers hear that the task stopped (their reply senders are dropped).
+        drop(jobs);
+    }
+}
+
+impl Clone for Client {
+    fn clone(&self) -> Self {
+        self.jobs.clients.fetch_add(1, Ordering::Relaxed);
+        Client {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.jobs.clients.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waker = {
+                let mut state = self.jobs.state();
+                state.clients_gone = true;
+                state.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// A channel and its two ends.
+fn channel() -> (Client, Queue) {
+    let channel = Arc::new(Channel::new());
+    (
+        Client {
+            jobs: channel.clone(),
+        },
+        Queue { channel },
+    )
 }
 
 impl fmt::Debug for Job {
@@ -280,9 +414,9 @@ impl Client {
     /// Starts the connection task on the current tokio runtime. `timeout` bounds connecting
     /// and how long a command may stay unanswered before the connection is given up.
     pub(crate) fn start(target: Target, timeout: Duration) -> Client {
-        let (jobs, queue) = mpsc::channel(MAX_WAITING);
+        let (client, queue) = channel();
         tokio::spawn(drive(target, timeout, queue));
-        Client { jobs }
+        client
     }
 
     /// Sends `commands` and waits for their replies. Unbounded in time by itself: callers put
@@ -291,14 +425,20 @@ impl Client {
     pub(crate) async fn request(&self, commands: Pipeline) -> Result<Vec<Reply>, ClientError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || ClientError::new("the Redis connection task stopped");
-        self.jobs
-            .try_send(Job { commands, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    ClientError::new("too many Redis commands waiting")
-                }
-                mpsc::error::TrySendError::Closed(_) => stopped(),
-            })?;
+        let waker = {
+            let mut state = self.jobs.state();
+            if state.task_gone {
+                return Err(stopped());
+            }
+            if state.jobs.len() >= MAX_WAITING {
+                return Err(ClientError::new("too many Redis commands waiting"));
+            }
+            state.jobs.push_back(Job { commands, reply });
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -315,7 +455,7 @@ enum Ended {
 }
 
 /// Connects on demand, serves the connection until it fails, backs off, and again.
-async fn drive(target: Target, timeout: Duration, mut queue: mpsc::Receiver<Job>) {
+async fn drive(target: Target, timeout: Duration, mut queue: Queue) {
     let mut backoff = MIN_BACKOFF;
     let mut waiting = VecDeque::new();
     loop {
@@ -516,99 +656,244 @@ fn failed(
 }
 
 /// Serves one connection until it fails, the server closes it idle, or every client is gone.
+///
+/// The task polls the stream itself (no split halves, no lock between them): one pass reads
+/// and hands out replies, writes or flushes, takes new requests and checks the oldest command's
+/// age, and the task sleeps only when none of them can go on. A request taken from the channel
+/// first lets every task that is ready now run (and queue its commands): they all go out in
+/// one write.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    queue: &mut mpsc::Receiver<Job>,
-    mut pending: VecDeque<Job>,
+    queue: &mut Queue,
+    pending: VecDeque<Job>,
     timeout: Duration,
 ) -> Ended {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut pending_bytes: usize = pending.iter().map(|j| j.commands.bytes().len()).sum();
-    // Bytes were written since the last flush.
-    let mut unflushed = false;
-    let mut watch = tokio::time::interval(timeout.clamp(MIN_WATCH, MAX_WATCH) / 2);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn = Connection::new(stream, pending, timeout);
     loop {
-        if out.is_empty() && !pending.is_empty() {
-            fill(&mut pending, &mut pending_bytes, &mut out, &mut in_flight);
-        }
-        tokio::select! {
-            biased;
-            read = rd.read_buf(&mut input) => {
-                match read {
-                    Ok(0) | Err(_) if in_flight.is_empty() => return Ended::Idle(pending),
-                    Ok(0) => return failed(&mut in_flight, &mut pending, ClientError::new("redis closed the connection")),
-                    Err(e) => return failed(&mut in_flight, &mut pending, ClientError::io("reading from redis", &e)),
-                    Ok(_) => {}
+        match std::future::poll_fn(|cx| conn.poll(cx, queue)).await {
+            Woke::Ended(ended) => return ended,
+            Woke::Job(job) => {
+                tokio::task::yield_now().await;
+                conn.queue(job);
+                while conn.pending_bytes < MAX_QUEUED
+                    && let Some(job) = queue.try_recv()
+                {
+                    conn.queue(job);
                 }
-                let mut at = 0;
-                loop {
-                    match resp::parse(&input[at..]) {
-                        Ok(Some((reply, used))) => {
-                            at += used;
-                            let Some(front) = in_flight.front_mut() else {
-                                return failed(&mut in_flight, &mut pending, ClientError::new("redis sent a reply nobody asked for"));
-                            };
-                            front.replies.push(reply);
-                            front.remaining -= 1;
-                            if front.remaining == 0
-                                && let Some(done) = in_flight.pop_front()
-                            {
-                                let _ = done.reply.send(Ok(done.replies));
+            }
+        }
+    }
+}
+
+/// Why [`Connection::poll`] returned.
+enum Woke {
+    /// A request arrived (the others that are ready are taken after a yield).
+    Job(Job),
+    /// The connection is over.
+    Ended(Ended),
+}
+
+/// One connection's state, polled by [`serve`].
+struct Connection<S> {
+    stream: S,
+    /// Encoded commands not yet written.
+    out: Vec<u8>,
+    /// Reply bytes: `input[..filled]` is read and not yet parsed; the rest is room to read into
+    /// (initialised once, so reads need no `unsafe`; grown up to `MAX_INPUT + 1`).
+    input: Vec<u8>,
+    filled: usize,
+    in_flight: VecDeque<InFlight>,
+    pending: VecDeque<Job>,
+    pending_bytes: usize,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
+    watch: tokio::time::Interval,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn new(stream: S, pending: VecDeque<Job>, timeout: Duration) -> Self {
+        let pending_bytes = pending.iter().map(|j| j.commands.bytes().len()).sum();
+        let mut watch = tokio::time::interval(timeout.clamp(MIN_WATCH, MAX_WATCH) / 2);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Connection {
+            stream,
+            out: Vec::with_capacity(16 * 1024),
+            input: vec![0; 16 * 1024],
+            filled: 0,
+            in_flight: VecDeque::new(),
+            pending,
+            pending_bytes,
+            unflushed: false,
+            watch,
+            timeout,
+        }
+    }
+
+    /// Takes a request from the channel (to be written when the write buffer is next empty).
+    fn queue(&mut self, job: Job) {
+        self.pending_bytes += job.commands.bytes().len();
+        self.pending.push_back(job);
+    }
+
+    /// Tells every caller in flight or pending that `e` ended the connection.
+    fn failed(&mut self, e: ClientError) -> Poll<Woke> {
+        Poll::Ready(Woke::Ended(failed(
+            &mut self.in_flight,
+            &mut self.pending,
+            e,
+        )))
+    }
+
+    /// Moves the connection on as far as it goes without waiting: `Pending` once every source
+    /// it waits on (the socket, the channel, the watch) has its waker. A source that answered
+    /// `Pending` keeps the waker it was given and is not asked again in this call.
+    fn poll(&mut self, cx: &mut Context<'_>, queue: &mut Queue) -> Poll<Woke> {
+        let (mut reading, mut writing, mut receiving, mut watching) = (true, true, true, true);
+        loop {
+            let mut progress = false;
+            if self.out.is_empty() && !self.pending.is_empty() {
+                fill(
+                    &mut self.pending,
+                    &mut self.pending_bytes,
+                    &mut self.out,
+                    &mut self.in_flight,
+                );
+            }
+            if reading {
+                if self.filled == self.input.len() {
+                    // Full of an unfinished reply: room for more, up to one byte past the bound.
+                    let grown = (self.input.len() * 2).min(MAX_INPUT + 1);
+                    self.input.resize(grown, 0);
+                }
+                let mut room = ReadBuf::new(self.input.get_mut(self.filled..).unwrap_or_default());
+                match Pin::new(&mut self.stream).poll_read(cx, &mut room) {
+                    Poll::Pending => reading = false,
+                    Poll::Ready(read) => {
+                        let n = room.filled().len();
+                        match read {
+                            Ok(()) | Err(_) if n == 0 && self.in_flight.is_empty() => {
+                                let unwritten = std::mem::take(&mut self.pending);
+                                return Poll::Ready(Woke::Ended(Ended::Idle(unwritten)));
                             }
+                            Err(e) => {
+                                return self.failed(ClientError::io("reading from redis", &e));
+                            }
+                            Ok(()) if n == 0 => {
+                                return self
+                                    .failed(ClientError::new("redis closed the connection"));
+                            }
+                            Ok(()) => {}
                         }
-                        Ok(None) => break,
-                        Err(e) => return failed(&mut in_flight, &mut pending, ClientError::new(e.to_string())),
+                        self.filled += n;
+                        if let Err(e) = self.replies() {
+                            return self.failed(e);
+                        }
+                        progress = true;
                     }
                 }
-                input.drain(..at);
-                if input.len() > MAX_INPUT {
-                    return failed(&mut in_flight, &mut pending, ClientError::new("redis sent a reply larger than the client accepts"));
+            }
+            // One of write (while there is something to write) or flush (after the last write).
+            if writing && !self.out.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => {
+                        return self.failed(ClientError::new("redis closed the connection"));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.out.drain(..n);
+                        self.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        return self.failed(ClientError::io("writing to redis", &e));
+                    }
+                    Poll::Pending => writing = false,
+                }
+            } else if writing && self.unflushed {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.unflushed = false;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        return self.failed(ClientError::io("writing to redis", &e));
+                    }
+                    Poll::Pending => writing = false,
                 }
             }
-            // One of write (while there is something to write) or flush (after the last
-            // write): each is cancel-safe on its own, and the block awaits exactly one.
-            written = async {
-                if out.is_empty() {
-                    wr.flush().await.map(|()| None)
-                } else {
-                    wr.write(&out).await.map(Some)
-                }
-            }, if !out.is_empty() || unflushed => match written {
-                Ok(Some(0)) => return failed(&mut in_flight, &mut pending, ClientError::new("redis closed the connection")),
-                Ok(Some(n)) => {
-                    out.drain(..n);
-                    unflushed = true;
-                }
-                Ok(None) => unflushed = false,
-                Err(e) => return failed(&mut in_flight, &mut pending, ClientError::io("writing to redis", &e)),
-            },
-            job = queue.recv(), if pending_bytes < MAX_QUEUED => {
-                let Some(job) = job else {
-                    failed(&mut in_flight, &mut pending, ClientError::new("the Redis client was dropped"));
-                    return Ended::Closed;
-                };
-                // Let every task that is ready now run (and queue its commands) first: they all
-                // go out in one write.
-                tokio::task::yield_now().await;
-                pending_bytes += job.commands.bytes().len();
-                pending.push_back(job);
-                while pending_bytes < MAX_QUEUED
-                    && let Ok(job) = queue.try_recv()
-                {
-                    pending_bytes += job.commands.bytes().len();
-                    pending.push_back(job);
+            if receiving && self.pending_bytes < MAX_QUEUED {
+                match queue.poll_recv(cx) {
+                    Poll::Ready(Some(job)) => return Poll::Ready(Woke::Job(job)),
+                    Poll::Ready(None) => {
+                        failed(
+                            &mut self.in_flight,
+                            &mut self.pending,
+                            ClientError::new("the Redis client was dropped"),
+                        );
+                        return Poll::Ready(Woke::Ended(Ended::Closed));
+                    }
+                    Poll::Pending => receiving = false,
                 }
             }
-            _ = watch.tick(), if !in_flight.is_empty() => {
-                if in_flight.front().is_some_and(|f| f.since.elapsed() > timeout) {
-                    return failed(&mut in_flight, &mut pending, ClientError::timeout("redis did not answer in time; reconnecting"));
+            if watching && !self.in_flight.is_empty() {
+                match self.watch.poll_tick(cx) {
+                    Poll::Ready(_) => {
+                        if self
+                            .in_flight
+                            .front()
+                            .is_some_and(|f| f.since.elapsed() > self.timeout)
+                        {
+                            return self.failed(ClientError::timeout(
+                                "redis did not answer in time; reconnecting",
+                            ));
+                        }
+                        // Asked again, so the next tick has the waker.
+                        progress = true;
+                    }
+                    Poll::Pending => watching = false,
                 }
+            }
+            if !progress {
+                return Poll::Pending;
             }
         }
+    }
+
+    /// Hands out the replies complete in `input[..filled]`, keeps the rest at the start.
+    fn replies(&mut self) -> Result<(), ClientError> {
+        let mut at = 0;
+        let unparsed = self.input.get(..self.filled).unwrap_or_default();
+        loop {
+            match resp::parse(unparsed.get(at..).unwrap_or_default()) {
+                Ok(Some((reply, used))) => {
+                    at += used;
+                    let Some(front) = self.in_flight.front_mut() else {
+                        return Err(ClientError::new("redis sent a reply nobody asked for"));
+                    };
+                    front.replies.push(reply);
+                    front.remaining -= 1;
+                    if front.remaining == 0
+                        && let Some(done) = self.in_flight.pop_front()
+                    {
+                        let _ = done.reply.send(Ok(done.replies));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(ClientError::new(e.to_string())),
+            }
+        }
+        if at == self.filled {
+            self.filled = 0;
+        } else if at > 0 {
+            self.input.copy_within(at..self.filled, 0);
+            self.filled -= at;
+        }
+        if self.filled > MAX_INPUT {
+            return Err(ClientError::new(
+                "redis sent a reply larger than the client accepts",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -708,7 +993,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_whose_caller_gave_up_before_it_was_written_is_never_written() {
-        let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
         let (target, _server) = fake(move |mut socket, _| {
             let seen = seen_tx.clone();
             async move {
@@ -1026,11 +1311,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_channel_closes_with_its_last_client_and_fails_callers_once_its_task_is_gone() {
+        let (client, mut queue) = channel();
+        let other = client.clone();
+        drop(client);
+        let waiting = tokio::spawn({
+            let other = other.clone();
+            async move { other.request(cmd(&["PING"])).await }
+        });
+        let job = queue.recv().await.expect("a request, while a client lives");
+        assert_eq!(job.commands.commands(), 1);
+        drop(job);
+        assert!(
+            matches!(waiting.await.expect("task"), Err(e) if e.message.contains("stopped")),
+            "a request dropped unanswered is a failure for its caller"
+        );
+        drop(other);
+        assert!(
+            queue.recv().await.is_none(),
+            "every client is gone: no request comes any more"
+        );
+
+        let (client, queue) = channel();
+        let queued = tokio::spawn({
+            let client = client.clone();
+            async move { client.request(cmd(&["PING"])).await }
+        });
+        tokio::task::yield_now().await;
+        drop(queue);
+        let stopped = |r: Result<Vec<Reply>, ClientError>| matches!(r, Err(e) if e.message == "the Redis connection task stopped");
+        assert!(
+            stopped(queued.await.expect("task")),
+            "the waiting request was failed"
+        );
+        assert!(
+            stopped(client.request(cmd(&["PING"])).await),
+            "a new one fails at once"
+        );
+    }
+
+    #[tokio::test]
     async fn what_is_written_is_flushed_even_on_a_stream_that_buffers() {
         // A `BufWriter` keeps small writes until flushed, as TLS keeps records: without the
         // flush the PING would sit in its buffer and never be answered.
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
-        let (jobs, mut queue) = mpsc::channel(8);
+        let (client, mut queue) = channel();
         let _connection = tokio::spawn(async move {
             let stream = tokio::io::BufWriter::new(ours);
             serve(stream, &mut queue, VecDeque::new(), Duration::from_secs(5)).await;
@@ -1041,7 +1366,6 @@ mod tests {
                 theirs.write_all(b"+PONG\r\n").await.expect("write");
             }
         });
-        let client = Client { jobs };
         for _ in 0..3 {
             let answer =
                 tokio::time::timeout(Duration::from_secs(1), client.request(cmd(&["PING"])))

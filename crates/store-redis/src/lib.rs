@@ -79,6 +79,9 @@ pub struct RedisStore {
 struct Inner {
     client: client::Client,
     prefix: String,
+    /// What each kind of key starts with, up to its hash tag: `<prefix>{`, `<prefix>counter:{`,
+    /// `<prefix>lockout:{`.
+    opens: KeyOpens,
     timeout: Duration,
     healthy: AtomicBool,
     clock: Arc<dyn Clock>,
@@ -86,6 +89,12 @@ struct Inner {
     instance: String,
     seq: AtomicU64,
     scripts: Scripts,
+}
+
+struct KeyOpens {
+    call: String,
+    counter: String,
+    lockout: String,
 }
 
 struct Scripts {
@@ -114,17 +123,14 @@ impl Script {
     }
 
     /// `EVALSHA` (or `EVAL` with `whole`) of this script with `keys` and `args`.
-    fn command(&self, whole: bool, keys: &[&str], args: &[Arg<'_>]) -> Pipeline {
-        let mut all: Vec<Arg<'_>> = Vec::with_capacity(3 + keys.len() + args.len());
-        if whole {
-            all.extend([Arg::from("EVAL"), Arg::from(self.body)]);
+    fn command(&self, whole: bool, keys: &[Arg<'_>], args: &[Arg<'_>]) -> Pipeline {
+        let (verb, script) = if whole {
+            ("EVAL", self.body)
         } else {
-            all.extend([Arg::from("EVALSHA"), Arg::from(self.sha.as_str())]);
-        }
-        all.push(Arg::Int(keys.len() as u64));
-        all.extend(keys.iter().map(|k| Arg::from(*k)));
-        all.extend_from_slice(args);
-        Pipeline::one(&all)
+            ("EVALSHA", self.sha.as_str())
+        };
+        let head = [verb.into(), script.into(), Arg::Int(keys.len() as u64)];
+        Pipeline::joined(&[&head, keys, args])
     }
 }
 
@@ -193,6 +199,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// What closes the hash tag of a call's session key, and the rest of the key.
+const SESSION: &str = "}:session";
+/// What closes the hash tag of a call's lease key, and the rest of the key.
+const LEASE: &str = "}:lease";
 
 /// A failure of backend `what` from the client (its messages name the kind of failure and the
 /// server's reply, never the URL or a password).
@@ -265,6 +276,11 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 client: client::Client::start(target, config.timeout),
                 prefix: config.key_prefix.clone(),
+                opens: KeyOpens {
+                    call: format!("{}{{", config.key_prefix),
+                    counter: format!("{}counter:{{", config.key_prefix),
+                    lockout: format!("{}lockout:{{", config.key_prefix),
+                },
                 timeout: config.timeout,
                 healthy: AtomicBool::new(false),
                 clock,
@@ -309,36 +325,33 @@ impl RedisStore {
         })
     }
 
-    /// `<prefix><kind>{<tag>}<suffix>`: the braces make `tag` the hash tag, so a call's keys
-    /// (or one account's, one counter's) share a cluster slot.
-    fn key(&self, kind: &str, tag: &str, suffix: &str) -> String {
-        let prefix = &self.inner.prefix;
-        let mut key =
-            String::with_capacity(prefix.len() + kind.len() + tag.len() + suffix.len() + 2);
-        key.push_str(prefix);
-        key.push_str(kind);
-        key.push('{');
-        key.push_str(tag);
-        key.push('}');
-        key.push_str(suffix);
-        key
+    /// `<prefix><kind>{<tag>}<suffix>` in three pieces (`open` is `<prefix><kind>{`, `close`
+    /// the `}` and the suffix): the braces make `tag` the hash tag, so a call's keys (or one
+    /// account's, one counter's) share a cluster slot. Sent as one [`Arg::Joined`] argument,
+    /// never joined in a `String` of its own.
+    fn key<'a>(open: &'a str, tag: &'a str, close: &'static str) -> [&'a [u8]; 3] {
+        [open.as_bytes(), tag.as_bytes(), close.as_bytes()]
     }
 
     /// The key of a call's session (for tests and operators).
     pub fn session_key(&self, call_sid: &str) -> String {
-        self.key("", call_sid, ":session")
+        [self.inner.opens.call.as_str(), call_sid, SESSION].concat()
     }
 
-    fn lease_key(&self, call_sid: &str) -> String {
-        self.key("", call_sid, ":lease")
+    fn session<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
+        Self::key(&self.inner.opens.call, call_sid, SESSION)
     }
 
-    fn counter_key(&self, key: &str) -> String {
-        self.key("counter:", key, "")
+    fn lease<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
+        Self::key(&self.inner.opens.call, call_sid, LEASE)
     }
 
-    fn lockout_key(&self, account: &str) -> String {
-        self.key("lockout:", account, "")
+    fn counter<'a>(&'a self, key: &'a str) -> [&'a [u8]; 3] {
+        Self::key(&self.inner.opens.counter, key, "}")
+    }
+
+    fn lockout<'a>(&'a self, account: &'a str) -> [&'a [u8]; 3] {
+        Self::key(&self.inner.opens.lockout, account, "}")
     }
 
     /// When a request started now must have its answer.
@@ -410,7 +423,7 @@ impl RedisStore {
         &self,
         what: &'static str,
         script: &Script,
-        keys: &[&str],
+        keys: &[Arg<'_>],
         args: &[Arg<'_>],
     ) -> Result<Reply, StoreError> {
         let deadline = self.deadline();
@@ -433,15 +446,8 @@ impl RedisStore {
     }
 
     async fn load_session(&self, call_sid: &str) -> Result<Option<(Session, u64)>, StoreError> {
-        let key = self.session_key(call_sid);
-        let value = bulk(
-            "sessions",
-            self.one(
-                "sessions",
-                Pipeline::one(&["GET".into(), key.as_str().into()]),
-            )
-            .await?,
-        )?;
+        let get = Pipeline::one(&["GET".into(), Arg::Joined(&self.session(call_sid))]);
+        let value = bulk("sessions", self.one("sessions", get).await?)?;
         value.map(|v| stored_session(&v)).transpose()
     }
 
@@ -449,14 +455,14 @@ impl RedisStore {
     /// lease back in the same script.
     async fn save_session(
         &self,
-        session: Session,
+        mut session: Session,
         expected: u64,
         ttl_ms: u64,
         lease: Option<&str>,
     ) -> Result<u64, StoreError> {
         let encoded = resetline_store::encode(&session)?;
-        let key = self.session_key(&session.call_sid);
-        let lease_key = lease.map(|_| self.lease_key(&session.call_sid));
+        // Only the call id is kept (for the keys) while the script runs.
+        let call_sid = std::mem::take(&mut session.call_sid);
         drop(session);
         let next = expected.checked_add(1).ok_or_else(|| {
             StoreError::Backend(BackendError::new(
@@ -464,23 +470,24 @@ impl RedisStore {
                 "the session's revision cannot go higher",
             ))
         })?;
-        let mut value = Vec::with_capacity(21 + encoded.len());
-        value.extend_from_slice(next.to_string().as_bytes());
-        value.push(b':');
-        value.extend_from_slice(&encoded);
-        let mut keys = vec![key.as_str()];
-        let mut args = vec![
+        let mut digits = [0u8; 20];
+        let value = [resp::decimal(next, &mut digits), b":", &encoded];
+        let (session_key, lease_key) = (self.session(&call_sid), self.lease(&call_sid));
+        let keys = [Arg::Joined(&session_key), Arg::Joined(&lease_key)];
+        let args = [
             Arg::Int(expected),
-            Arg::Bytes(&value),
+            Arg::Joined(&value),
             Arg::Int(ttl_ms.max(1)),
+            lease.unwrap_or_default().into(),
         ];
-        if let (Some(lease_key), Some(token)) = (&lease_key, lease) {
-            keys.push(lease_key);
-            args.push(token.into());
-        }
+        // Without a lease: the session's key and the first three arguments only.
+        let (keys, args) = match lease {
+            Some(_) => (&keys[..], &args[..]),
+            None => (&keys[..1], &args[..3]),
+        };
         let saved = int(
             "sessions",
-            self.script("sessions", &self.inner.scripts.save, &keys, &args)
+            self.script("sessions", &self.inner.scripts.save, keys, args)
                 .await?,
         )?;
         if saved == 1 {
@@ -490,13 +497,13 @@ impl RedisStore {
         }
     }
 
-    async fn lock_state(&self, key: &str) -> Result<(LockState, u64), StoreError> {
+    async fn lock_state(&self, key: Arg<'_>) -> Result<(LockState, u64), StoreError> {
         let reply = self
             .one(
                 "lockouts",
                 Pipeline::one(&[
                     "HMGET".into(),
-                    key.into(),
+                    key,
                     "f".into(),
                     "last".into(),
                     "until".into(),
@@ -589,13 +596,12 @@ impl Counters for RedisStore {
             self.inner.instance,
             self.inner.seq.fetch_add(1, Ordering::Relaxed)
         );
-        let key = self.counter_key(key);
         Box::pin(async move {
             let allowed = self
                 .script(
                     "counters",
                     &self.inner.scripts.hit,
-                    &[&key],
+                    &[Arg::Joined(&self.counter(key))],
                     &[
                         now.into(),
                         window_ms.max(1).into(),
@@ -615,8 +621,8 @@ const LOCK_RETRIES: usize = 64;
 impl Lockouts for RedisStore {
     fn get<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<LockState, StoreError>> {
         Box::pin(async move {
-            let key = self.lockout_key(account);
-            Ok(self.lock_state(&key).await?.0)
+            let key = self.lockout(account);
+            Ok(self.lock_state(Arg::Joined(&key)).await?.0)
         })
     }
 
@@ -627,15 +633,16 @@ impl Lockouts for RedisStore {
         policy: LockPolicy,
     ) -> BoxFuture<'a, Result<LockState, StoreError>> {
         Box::pin(async move {
-            let key = self.lockout_key(account);
+            let key = self.lockout(account);
+            let key = Arg::Joined(&key);
             for _ in 0..LOCK_RETRIES {
-                let (state, version) = self.lock_state(&key).await?;
+                let (state, version) = self.lock_state(key).await?;
                 let next = state.after_failure(now_ms, &policy);
                 let written = self
                     .script(
                         "lockouts",
                         &self.inner.scripts.lock_cas,
-                        &[&key],
+                        &[key],
                         &[
                             version.into(),
                             u64::from(next.failures).into(),
@@ -653,14 +660,9 @@ impl Lockouts for RedisStore {
     }
 
     fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let key = self.lockout_key(account);
         Box::pin(async move {
-            let deleted = self
-                .one(
-                    "lockouts",
-                    Pipeline::one(&["DEL".into(), key.as_str().into()]),
-                )
-                .await?;
+            let del = Pipeline::one(&["DEL".into(), Arg::Joined(&self.lockout(account))]);
+            let deleted = self.one("lockouts", del).await?;
             int("lockouts", deleted).map(|_| ())
         })
     }
@@ -673,14 +675,13 @@ impl CallLeases for RedisStore {
         token: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let key = self.lease_key(call_sid);
         Box::pin(async move {
             let set = self
                 .one(
                     "call lease",
                     Pipeline::one(&[
                         "SET".into(),
-                        key.as_str().into(),
+                        Arg::Joined(&self.lease(call_sid)),
                         token.into(),
                         "NX".into(),
                         "PX".into(),
@@ -698,13 +699,12 @@ impl CallLeases for RedisStore {
         token: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let key = self.lease_key(call_sid);
         Box::pin(async move {
             let renewed = self
                 .script(
                     "call lease",
                     &self.inner.scripts.renew,
-                    &[&key],
+                    &[Arg::Joined(&self.lease(call_sid))],
                     &[token.into(), ttl_ms.max(1).into()],
                 )
                 .await?;
@@ -717,13 +717,12 @@ impl CallLeases for RedisStore {
         call_sid: &'a str,
         token: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let key = self.lease_key(call_sid);
         Box::pin(async move {
             let released = self
                 .script(
                     "call lease",
                     &self.inner.scripts.release,
-                    &[&key],
+                    &[Arg::Joined(&self.lease(call_sid))],
                     &[token.into()],
                 )
                 .await?;
@@ -737,22 +736,22 @@ impl CallLeases for RedisStore {
         token: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<Option<(Session, u64)>>, StoreError>> {
-        let lease = self.lease_key(call_sid);
-        let session = self.session_key(call_sid);
         Box::pin(async move {
             // One pipeline, not a script: `SET NX` then `GET` run in order, and the session
             // read after the lease was taken is what a separate read would see (a writer
             // without the lease still loses the save's compare-and-swap). A script would cost
             // Redis several times the CPU of the two commands.
-            let mut commands = Pipeline::one(&[
-                "SET".into(),
-                lease.as_str().into(),
-                token.into(),
-                "NX".into(),
-                "PX".into(),
-                ttl_ms.max(1).into(),
+            let commands = Pipeline::new(&[
+                &[
+                    "SET".into(),
+                    Arg::Joined(&self.lease(call_sid)),
+                    token.into(),
+                    "NX".into(),
+                    "PX".into(),
+                    ttl_ms.max(1).into(),
+                ],
+                &["GET".into(), Arg::Joined(&self.session(call_sid))],
             ]);
-            commands.push(&["GET".into(), session.as_str().into()]);
             let mut replies = self
                 .request("call lease", commands, self.deadline())
                 .await?

@@ -7,6 +7,7 @@
 //! sizes are bounded ([`MAX_BULK`], [`MAX_ELEMENTS`], [`MAX_DEPTH`]), so a misbehaving server
 //! cannot make the client allocate without limit.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Largest bulk string accepted in a reply (sessions are a few hundred bytes).
@@ -21,8 +22,8 @@ pub(crate) const MAX_DEPTH: usize = 8;
 pub(crate) enum Reply {
     /// A nil bulk string or nil array (`$-1`, `*-1`).
     Nil,
-    /// `+OK` and the like.
-    Simple(String),
+    /// `+OK` and the like (`OK` itself, the usual one, without an allocation).
+    Simple(Cow<'static, str>),
     /// `-ERR ...`: the server refused this command (the others of a pipeline stand).
     Error(String),
     /// `:42`.
@@ -48,6 +49,9 @@ impl fmt::Display for ProtocolError {
 pub(crate) enum Arg<'a> {
     /// Text or bytes, sent as they are.
     Bytes(&'a [u8]),
+    /// Pieces sent one after the other as one argument (a key from its parts, a value behind
+    /// its revision): nothing is joined in a buffer of its own first.
+    Joined(&'a [&'a [u8]]),
     /// A number, sent in decimal.
     Int(u64),
 }
@@ -71,7 +75,7 @@ impl From<u64> for Arg<'_> {
 }
 
 /// Decimal digits of `n` in `buf`, returned as the used tail.
-fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -92,28 +96,56 @@ pub(crate) fn encoded_len(args: &[Arg<'_>]) -> usize {
         .map(|a| {
             25 + match a {
                 Arg::Bytes(b) => b.len(),
+                Arg::Joined(pieces) => pieces.iter().map(|p| p.len()).sum(),
                 Arg::Int(_) => 20,
             }
         })
         .sum::<usize>()
 }
 
+/// `<marker><n>\r\n`: the head of an array (`*`) or a bulk string (`$`).
+fn head(out: &mut Vec<u8>, marker: u8, n: usize) {
+    match u8::try_from(n) {
+        Ok(n) if n < 10 => out.extend_from_slice(&[marker, b'0' + n, b'\r', b'\n']),
+        Ok(n) if n < 100 => {
+            out.extend_from_slice(&[marker, b'0' + n / 10, b'0' + n % 10, b'\r', b'\n']);
+        }
+        _ => {
+            let mut digits = [0u8; 20];
+            out.push(marker);
+            out.extend_from_slice(decimal(n as u64, &mut digits));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
 /// Appends `args` as one command (`*<n>\r\n` then `$<len>\r\n<arg>\r\n` for each).
 pub(crate) fn command(out: &mut Vec<u8>, args: &[Arg<'_>]) {
-    let mut digits = [0u8; 20];
-    out.push(b'*');
-    out.extend_from_slice(decimal(args.len() as u64, &mut digits));
-    out.extend_from_slice(b"\r\n");
-    for arg in args {
-        let mut number = [0u8; 20];
-        let bytes = match *arg {
-            Arg::Bytes(b) => b,
-            Arg::Int(n) => decimal(n, &mut number),
-        };
-        out.push(b'$');
-        out.extend_from_slice(decimal(bytes.len() as u64, &mut digits));
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(bytes);
+    command_of(out, &[args]);
+}
+
+/// Appends one command whose arguments are those of `parts`, one part after the other.
+fn command_of(out: &mut Vec<u8>, parts: &[&[Arg<'_>]]) {
+    head(out, b'*', parts.iter().map(|p| p.len()).sum());
+    for arg in parts.iter().flat_map(|p| p.iter()) {
+        match *arg {
+            Arg::Bytes(b) => {
+                head(out, b'$', b.len());
+                out.extend_from_slice(b);
+            }
+            Arg::Joined(pieces) => {
+                head(out, b'$', pieces.iter().map(|p| p.len()).sum());
+                for piece in pieces {
+                    out.extend_from_slice(piece);
+                }
+            }
+            Arg::Int(n) => {
+                let mut digits = [0u8; 20];
+                let digits = decimal(n, &mut digits);
+                head(out, b'$', digits.len());
+                out.extend_from_slice(digits);
+            }
+        }
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -127,18 +159,30 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// One command.
-    pub(crate) fn one(args: &[Arg<'_>]) -> Pipeline {
-        let mut bytes = Vec::with_capacity(encoded_len(args));
-        command(&mut bytes, args);
-        Pipeline { bytes, commands: 1 }
+    /// Several commands (each a list of arguments), in one buffer sized once.
+    pub(crate) fn new(commands: &[&[Arg<'_>]]) -> Pipeline {
+        let mut bytes = Vec::with_capacity(commands.iter().map(|c| encoded_len(c)).sum());
+        for args in commands {
+            command(&mut bytes, args);
+        }
+        Pipeline {
+            bytes,
+            commands: commands.len(),
+        }
     }
 
-    /// Appends a command after the others.
-    pub(crate) fn push(&mut self, args: &[Arg<'_>]) {
-        self.bytes.reserve(encoded_len(args));
-        command(&mut self.bytes, args);
-        self.commands += 1;
+    /// One command.
+    pub(crate) fn one(args: &[Arg<'_>]) -> Pipeline {
+        Pipeline::new(&[args])
+    }
+
+    /// One command whose arguments are those of `parts`, one part after the other (a script's
+    /// name, its keys, its arguments), without gathering them in a list first.
+    pub(crate) fn joined(parts: &[&[Arg<'_>]]) -> Pipeline {
+        let len = parts.iter().map(|p| encoded_len(p)).sum::<usize>();
+        let mut bytes = Vec::with_capacity(len);
+        command_of(&mut bytes, parts);
+        Pipeline { bytes, commands: 1 }
     }
 
     /// How many commands (and so replies).
@@ -178,11 +222,34 @@ fn line<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, ProtocolE
     Ok(Some(&rest[..end - 1]))
 }
 
+/// A decimal integer, as `i64::from_str` reads one: an optional sign, then at least one digit,
+/// within `i64`.
 fn number(text: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or(ProtocolError("bad number"))
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return Err(ProtocolError("bad number"));
+    }
+    let mut magnitude: u64 = 0;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(ProtocolError("bad number"));
+        }
+        magnitude = magnitude
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u64::from(digit)))
+            .ok_or(ProtocolError("bad number"))?;
+    }
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+    .ok_or(ProtocolError("bad number"))
 }
 
 /// A length: -1 is nil (`None`), anything else must be within `max`.
@@ -209,7 +276,8 @@ fn reply(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Prot
     };
     let text_string = || String::from_utf8_lossy(text).into_owned();
     let parsed = match kind {
-        b'+' => Reply::Simple(text_string()),
+        b'+' if text == b"OK" => Reply::Simple(Cow::Borrowed("OK")),
+        b'+' => Reply::Simple(Cow::Owned(text_string())),
         b'-' => Reply::Error(text_string()),
         b':' => Reply::Int(number(text)?),
         b'$' => match length(text, MAX_BULK)? {
@@ -274,14 +342,52 @@ mod tests {
         );
         assert_eq!(encoded(&[]), b"*0\r\n");
         assert_eq!(
+            encoded(&["GET".into(), Arg::Joined(&[b"p:", b"{CA1}", b":session"])]),
+            b"*2\r\n$3\r\nGET\r\n$15\r\np:{CA1}:session\r\n"
+        );
+        let long = [b'x'; 100];
+        let mut want = b"*1\r\n$100\r\n".to_vec();
+        want.extend_from_slice(&long);
+        want.extend_from_slice(b"\r\n");
+        assert_eq!(encoded(&[Arg::Bytes(&long)]), want);
+        assert_eq!(
             encoded(&[u64::MAX.into()]),
             b"*1\r\n$20\r\n18446744073709551615\r\n"
         );
     }
 
     #[test]
+    fn a_joined_command_is_its_parts_in_order_and_a_pipeline_counts_its_commands() {
+        let keys = [Arg::from("k1"), Arg::Joined(&[b"k", b"2"])];
+        let joined =
+            Pipeline::joined(&[&["EVALSHA".into(), "abc".into(), 2u64.into()], &keys, &[]]);
+        assert_eq!(
+            joined.bytes(),
+            encoded(&[
+                "EVALSHA".into(),
+                "abc".into(),
+                2u64.into(),
+                "k1".into(),
+                "k2".into()
+            ])
+        );
+        assert_eq!(joined.commands(), 1);
+        let two = Pipeline::new(&[&["PING".into()], &["GET".into(), "k".into()]]);
+        assert_eq!(
+            two.bytes(),
+            b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+        assert_eq!(two.commands(), 2);
+    }
+
+    #[test]
     fn the_encoded_length_is_an_upper_bound() {
-        let args: [Arg<'_>; 3] = ["SET".into(), Arg::Bytes(&[7; 700]), u64::MAX.into()];
+        let args: [Arg<'_>; 4] = [
+            "SET".into(),
+            Arg::Bytes(&[7; 700]),
+            u64::MAX.into(),
+            Arg::Joined(&[&[1; 90], &[2; 30]]),
+        ];
         let bytes = encoded(&args);
         assert!(
             bytes.len() <= encoded_len(&args),
@@ -326,6 +432,25 @@ mod tests {
     }
 
     #[test]
+    fn numbers_at_the_edges_of_i64() {
+        assert_eq!(number(b"-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(number(b"+9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(number(b"-0"), Ok(0));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"18446744073709551616",
+            b"1 ",
+            b"--1",
+        ] {
+            assert!(number(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_reply_cut_anywhere_is_incomplete_not_wrong() {
         let whole = b"*3\r\n$5\r\nhello\r\n:42\r\n*2\r\n+OK\r\n$-1\r\n";
         for cut in 0..whole.len() {
@@ -363,6 +488,20 @@ mod tests {
             if let Ok(Some((_, used))) = parse(&bytes) {
                 proptest::prop_assert!(used <= bytes.len());
             }
+        }
+
+        #[test]
+        fn a_number_reads_as_i64_from_str_reads_it(
+            n in proptest::num::i64::ANY,
+            text in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'-'), proptest::strategy::Just(b'+'),
+                proptest::strategy::Just(b'0'), proptest::strategy::Just(b'9'),
+                proptest::num::u8::ANY
+            ], 0..24)
+        ) {
+            proptest::prop_assert_eq!(number(n.to_string().as_bytes()), Ok(n));
+            let std = std::str::from_utf8(&text).ok().and_then(|t| t.parse::<i64>().ok());
+            proptest::prop_assert_eq!(number(&text).ok(), std);
         }
 
         #[test]

@@ -13,6 +13,10 @@ local threads = {}
 local file = os.getenv("BENCH_REQUESTS")
 local offset = tonumber(os.getenv("BENCH_OFFSET") or "0")
 local LINE = 64
+-- The body around the call id (BENCH_BODY_TEMPLATE, as bench_target signed it).
+local template = os.getenv("BENCH_BODY_TEMPLATE") or "CallSid={CallSid}&Digits=100001"
+local at = string.find(template, "{CallSid}", 1, true)
+local before, after = string.sub(template, 1, at - 1), string.sub(template, at + 9)
 
 function setup(thread)
   thread:set("tid", #threads)
@@ -39,7 +43,7 @@ function request()
   return wrk.format("POST", "/voice/pin-reset/step/1", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Twilio-Signature"] = line:sub(36, 63),
-  }, "CallSid=" .. line:sub(1, 34) .. "&Digits=100001")
+  }, before .. line:sub(1, 34) .. after)
 end
 
 function done(summary, latency, requests)

@@ -80,31 +80,73 @@ pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, P
             limit: max_bytes,
         });
     }
-    input
-        .split(|&b| b == b'&')
-        .filter(|piece| !piece.is_empty())
-        .enumerate()
-        .map(|(pair, piece)| {
-            let (key, value) = match piece.iter().position(|&b| b == b'=') {
-                Some(i) => (&piece[..i], &piece[i + 1..]),
-                None => (piece, &[][..]),
+    // One pass finds where pieces, keys and values start and end and whether they need
+    // decoding; a body that is UTF-8 as a whole (always, in practice) is then cut into
+    // borrowed pieces without checking each again.
+    let whole = std::str::from_utf8(input).ok();
+    let text = |range: std::ops::Range<usize>, encoded: bool, pair: usize| {
+        let invalid = ParamsError::InvalidUtf8 { pair };
+        if encoded {
+            String::from_utf8(percent_decode(&input[range]))
+                .map(Cow::Owned)
+                .map_err(|_| invalid)
+        } else if let Some(whole) = whole {
+            // Cut at `&` and `=`, which are never inside a character.
+            whole.get(range).map(Cow::Borrowed).ok_or(invalid)
+        } else {
+            std::str::from_utf8(&input[range])
+                .map(Cow::Borrowed)
+                .map_err(|_| invalid)
+        }
+    };
+    let mut pairs = Vec::with_capacity(input.len() / 32 + 1);
+    let mut piece = |start: usize, end: usize, equals: Option<usize>, encoded: [bool; 2]| {
+        if end > start {
+            let pair = pairs.len();
+            let (key, value) = match equals {
+                Some(e) => (start..e, e + 1..end),
+                None => (start..end, end..end),
             };
-            Ok((decode(key, pair)?, decode(value, pair)?))
-        })
-        .collect()
+            pairs.push((text(key, encoded[0], pair)?, text(value, encoded[1], pair)?));
+        }
+        Ok(())
+    };
+    let mut start = 0;
+    let mut equals: Option<usize> = None;
+    let mut encoded = [false; 2]; // key, value
+    for (i, &b) in input.iter().enumerate() {
+        if FORM_CLASS[usize::from(b)] == PLAIN {
+            continue;
+        }
+        match b {
+            b'&' => {
+                piece(start, i, equals, encoded)?;
+                start = i + 1;
+                equals = None;
+                encoded = [false; 2];
+            }
+            b'=' if equals.is_none() => equals = Some(i),
+            b'=' => {}
+            _ => encoded[usize::from(equals.is_some())] = true, // `+` or `%`
+        }
+    }
+    piece(start, input.len(), equals, encoded)?;
+    Ok(pairs)
 }
 
-/// One key or value of pair number `pair`, borrowed unless it has `+` or `%` to decode.
-fn decode(raw: &[u8], pair: usize) -> Result<Cow<'_, str>, ParamsError> {
-    let invalid = |_| ParamsError::InvalidUtf8 { pair };
-    if raw.iter().any(|&b| b == b'+' || b == b'%') {
-        String::from_utf8(percent_decode(raw))
-            .map(Cow::Owned)
-            .map_err(|e| invalid(e.utf8_error()))
-    } else {
-        std::str::from_utf8(raw).map(Cow::Borrowed).map_err(invalid)
-    }
-}
+/// [`FORM_CLASS`] of a byte with no meaning in a form body.
+const PLAIN: u8 = 0;
+
+/// Bytes that end a piece (`&`), end a key (`=`) or need decoding (`+`, `%`) are not [`PLAIN`]:
+/// the parser looks at every byte through this table, one load and one test each.
+const FORM_CLASS: [u8; 256] = {
+    let mut class = [PLAIN; 256];
+    class[b'&' as usize] = 1;
+    class[b'=' as usize] = 1;
+    class[b'+' as usize] = 1;
+    class[b'%' as usize] = 1;
+    class
+};
 
 fn hex_value(b: u8) -> Option<u8> {
     match b {

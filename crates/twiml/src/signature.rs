@@ -158,7 +158,10 @@ fn for_each_signed_param<K: AsRef<str>, V: AsRef<str>>(
         .iter()
         .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .collect();
-    sorted.sort_unstable();
+    // Twilio sends its parameters in this order already: then there is nothing to sort.
+    if !sorted.is_sorted() {
+        sorted.sort_unstable();
+    }
     sorted.dedup();
     for (key, value) in sorted {
         feed(key.as_bytes());

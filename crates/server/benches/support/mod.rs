@@ -136,17 +136,24 @@ pub async fn create_call(
         .map_err(|e| e.to_string())
 }
 
+/// The form body of every benchmark Gather callback, with `{CallSid}` where the call id goes:
+/// `BENCH_BODY_TEMPLATE` (set by `scripts/bench-webhooks` with `BENCH_BODY=twilio` to the 28
+/// parameters of a captured Twilio Gather payload, in Twilio's order, protocol.md §1), or
+/// the call id and the digits alone.
+pub fn body_template() -> String {
+    std::env::var("BENCH_BODY_TEMPLATE")
+        .unwrap_or_else(|_| format!("CallSid={{CallSid}}&Digits={EMPLOYEE_ID}"))
+}
+
 /// The form body of call `sid`'s first Gather callback.
 pub fn body(sid: &str) -> String {
-    format!("CallSid={sid}&Digits={EMPLOYEE_ID}")
+    body_template().replace("{CallSid}", sid)
 }
 
 /// `X-Twilio-Signature` of call `sid`'s first Gather callback for an app at `public_url`.
 pub fn signature(public_url: &str, sid: &str) -> String {
-    let params = vec![
-        ("CallSid".to_string(), sid.to_string()),
-        ("Digits".to_string(), EMPLOYEE_ID.to_string()),
-    ];
+    let params = resetline_twiml::params::parse(body(sid).as_bytes(), usize::MAX)
+        .expect("the benchmark's form body parses");
     resetline_twiml::signature::compute(
         TOKEN.as_bytes(),
         &format!("{public_url}{STEP_PATH}"),

@@ -13,8 +13,9 @@ local threads = {}
 local file = os.getenv("BENCH_REQUESTS")
 local offset = tonumber(os.getenv("BENCH_OFFSET") or "0")
 local LINE = 64
--- The body around the call id (BENCH_BODY_TEMPLATE, as bench_target signed it).
-local template = os.getenv("BENCH_BODY_TEMPLATE") or "CallSid={CallSid}&Digits=100001"
+-- The body around the call id (BENCH_BODY_TEMPLATE: what bench_target signed, from the file
+-- it writes).
+local template = assert(os.getenv("BENCH_BODY_TEMPLATE"), "BENCH_BODY_TEMPLATE is not set")
 local at = string.find(template, "{CallSid}", 1, true)
 local before, after = string.sub(template, 1, at - 1), string.sub(template, at + 9)
 

@@ -647,3 +647,15 @@ pub trait HttpActions: Send + Sync + fmt::Debug {
     /// Sends `request` once.
     fn call(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>>;
 }
+
+/// A backend failure (a timeout, say) in the place of any of the errors that carry one.
+macro_rules! from_backend_error {
+    ($($error:ident),*) => {$(
+        impl From<BackendError> for $error {
+            fn from(e: BackendError) -> Self {
+                $error::Backend(e)
+            }
+        }
+    )*};
+}
+from_backend_error!(StoreError, SendError, SetSecretError);

@@ -197,11 +197,12 @@ impl Engine {
             .await
     }
 
-    /// Runs a backend call within the time left for it ([`Engine::remaining`]); `None` when it
-    /// ran out. A call that is ready when first polled (the in-memory stores, the embedded
-    /// directory) returns at once and arms no timer; one that has to wait is given the rest of
-    /// its time, as if the timer had been armed first.
+    /// Runs a backend call within the time left for it ([`Engine::remaining`], counted from
+    /// now); `None` when it ran out. A call that is ready when first polled (the in-memory
+    /// stores, the embedded directory) returns at once and arms no timer; one that has to wait
+    /// gets a timer for what is left of its time.
     async fn bounded<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::now() + self.remaining();
         let mut fut = std::pin::pin!(fut);
         let first = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(match fut.as_mut().poll(cx) {
@@ -212,7 +213,7 @@ impl Engine {
         .await;
         match first {
             Some(out) => Some(out),
-            None => tokio::time::timeout(self.remaining(), fut).await.ok(),
+            None => tokio::time::timeout_at(deadline, fut).await.ok(),
         }
     }
 
@@ -676,7 +677,7 @@ impl Engine {
                     body: Secret::new(body),
                     status_callback: None,
                 };
-                match self.within_send(self.messenger.send(message)).await {
+                match self.within("messages", self.messenger.send(message)).await {
                     Ok(_) => next(),
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = ?e, "notification not sent");
@@ -754,7 +755,7 @@ impl Engine {
         outcome: &'static str,
     ) -> Option<Flowing<'f>> {
         let now = self.clock.now_ms();
-        match self.lock_call(self.lockouts.get(key)).await {
+        match self.within("lockouts", self.lockouts.get(key)).await {
             Ok(state) if state.locked(now, &policy) => {
                 let r = self
                     .record(s, Ev::AuthnLoginLock, Out::Failure)
@@ -769,18 +770,6 @@ impl Engine {
                 Some(Flowing::Outcome("error"))
             }
         }
-    }
-
-    /// A lockout store call within the backend budget.
-    async fn lock_call<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T, crate::backend::StoreError>>,
-    ) -> Result<T, crate::backend::StoreError> {
-        self.bounded(fut).await.unwrap_or_else(|| {
-            Err(crate::backend::StoreError::Backend(BackendError::timeout(
-                "lockouts",
-            )))
-        })
     }
 
     /// Sends (or re-sends) the one-time code of `code.send` node `node_id`. A valid code for
@@ -878,7 +867,7 @@ impl Engine {
                 .then(|| format!("/sms/status?call={}", s.call_sid)),
         };
         let destination = masked_destination(c.channel, &message.to);
-        let sent = self.within_send(self.messenger.send(message)).await;
+        let sent = self.within("messages", self.messenger.send(message)).await;
         let mut rec = self
             .record(s, Ev::AuthnTokenCreated, Out::Success)
             .with_factor(factor(c.channel));
@@ -1084,7 +1073,10 @@ impl Engine {
         }
         let expected = otp::derive(&self.hash_key, &s.call_sid, &o.account, &o.nonce, o.length);
         if otp::matches(&d, &expected) {
-            if let Err(e) = self.lock_call(self.lockouts.success(&code_key)).await {
+            if let Err(e) = self
+                .within("lockouts", self.lockouts.success(&code_key))
+                .await
+            {
                 tracing::warn!(call = %s.call_sid, error = %e, "code failures not reset");
             }
             s.otp = None;
@@ -1122,7 +1114,7 @@ impl Engine {
             s.pending_audit.push(r);
         }
         let counted = self
-            .lock_call(self.lockouts.failure(&code_key, now, CODE_LOCK))
+            .within("lockouts", self.lockouts.failure(&code_key, now, CODE_LOCK))
             .await;
         if dead {
             return Flowing::Outcome("failed");
@@ -1433,7 +1425,7 @@ impl Engine {
                 // parallel calls cannot each get a free guess during a lockout.
                 let now = self.clock.now_ms();
                 let reserved = match self
-                    .lock_call(self.lockouts.failure(&account, now, PIN_LOCK))
+                    .within("lockouts", self.lockouts.failure(&account, now, PIN_LOCK))
                     .await
                 {
                     Ok(state) => state,
@@ -1447,7 +1439,10 @@ impl Engine {
                     .await
                 {
                     Ok(true) => {
-                        if let Err(e) = self.lock_call(self.lockouts.success(&account)).await {
+                        if let Err(e) = self
+                            .within("lockouts", self.lockouts.success(&account))
+                            .await
+                        {
                             tracing::warn!(call = %s.call_sid, error = %e, "lockout state not reset");
                         }
                         s.verifications += 1;
@@ -1568,7 +1563,7 @@ impl Engine {
         };
         if to.is_empty()
             || self
-                .within_send(self.messenger.send(message))
+                .within("messages", self.messenger.send(message))
                 .await
                 .is_err()
         {
@@ -1612,9 +1607,8 @@ impl Engine {
         reason: &str,
     ) -> Applied {
         let result = self
-            .bounded(self.directory.set_secret(account, secret))
-            .await
-            .unwrap_or_else(|| Err(SetSecretError::Backend(BackendError::timeout("directory"))));
+            .within("directory", self.directory.set_secret(account, secret))
+            .await;
         match result {
             Ok(()) => {
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
@@ -1840,23 +1834,16 @@ impl Engine {
         s.recording_paused_ms = None;
     }
 
-    async fn within<T>(
+    /// A call to `backend` within its time ([`Engine::bounded`]); its timeout error when it
+    /// ran out.
+    async fn within<T, E: From<BackendError>>(
         &self,
         backend: &'static str,
-        fut: impl std::future::Future<Output = Result<T, BackendError>>,
-    ) -> Result<T, BackendError> {
+        fut: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         self.bounded(fut)
             .await
-            .unwrap_or_else(|| Err(BackendError::timeout(backend)))
-    }
-
-    async fn within_send(
-        &self,
-        fut: impl std::future::Future<Output = Result<crate::backend::SentMessage, SendError>>,
-    ) -> Result<crate::backend::SentMessage, SendError> {
-        self.bounded(fut)
-            .await
-            .unwrap_or_else(|| Err(SendError::Backend(BackendError::timeout("messages"))))
+            .unwrap_or_else(|| Err(BackendError::timeout(backend).into()))
     }
 
     /// A counter hit; a failing store allows the event (the send cap is a safeguard, the
@@ -2105,4 +2092,80 @@ fn edge<'f>(flow: &'f Flow, node: &'f Node, outcome: &str) -> Option<&'f str> {
             });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{DEADLINE, Engine};
+    use crate::backend::{BoxFuture, LockPolicy, LockState, Lockouts, StoreError};
+
+    /// No lockouts (the in-memory store lives in `resetline-store`, which depends on this crate).
+    #[derive(Debug)]
+    struct Open;
+
+    impl Lockouts for Open {
+        fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<LockState, StoreError>> {
+            Box::pin(async { Ok(LockState::default()) })
+        }
+        fn failure<'a>(
+            &'a self,
+            _: &'a str,
+            _: u64,
+            _: LockPolicy,
+        ) -> BoxFuture<'a, Result<LockState, StoreError>> {
+            Box::pin(async { Ok(LockState::default()) })
+        }
+        fn success<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn engine() -> Engine {
+        let log = Arc::new(crate::testing::CallLog::default());
+        let clock = Arc::new(crate::FakeClock::at(1_700_000_000_000));
+        crate::testing::engine(vec![], &log, clock, Arc::new(Open))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_ready_at_once_is_answered_even_when_the_step_is_out_of_time() {
+        let engine = engine();
+        let past = tokio::time::Instant::now() - Duration::from_secs(1);
+        let out = DEADLINE
+            .scope(past, engine.bounded(std::future::ready(7)))
+            .await;
+        assert_eq!(out, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_waits_gets_its_budget_counted_from_before_its_first_poll() {
+        let engine = engine(); // 500 ms per backend call
+        let started = tokio::time::Instant::now();
+        let out = engine
+            .bounded(async {
+                // The first poll itself takes 200 ms of the budget, then the call waits.
+                tokio::time::advance(Duration::from_millis(200)).await;
+                std::future::pending::<()>().await
+            })
+            .await;
+        assert_eq!(out, None, "it ran out");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(500),
+            "at its budget from the start, not 500 ms after the first poll"
+        );
+        let late = engine
+            .bounded(async {
+                tokio::time::sleep(Duration::from_millis(499)).await;
+                "answered"
+            })
+            .await;
+        assert_eq!(
+            late,
+            Some("answered"),
+            "one that answers within its budget is waited for"
+        );
+    }
 }

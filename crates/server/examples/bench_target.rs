@@ -3,14 +3,16 @@
 //! Serves, in one process: (1) the real `app(state)` with the shipped `pin-reset` flow, the
 //! embedded directory with the demo users (as `resetline demo`), recording control that the
 //! carrier acknowledges at once, and the memory session store; (2) a bare axum handler
-//! answering every POST with a fixed TwiML string; and two handlers between them, which say
+//! (the router's fallback) answering every request with a fixed TwiML string; and two handlers between them, which say
 //! where the gap goes: (3) "body", the bare handler that first reads the request body, and
-//! (4) "floor", which reads the body under the same 64 KiB cap, parses the form and checks
-//! `X-Twilio-Signature` as the app does, then answers the same fixed string: what any handler
-//! that meets the security requirements pays before it does any call's work.
+//! (4) "floor", routed as the app routes webhooks and passed through the app's own
+//! `preflight` (the body under the 64 KiB cap, the form parsed, `X-Twilio-Signature` checked),
+//! then answering the same fixed string: what any handler that meets the security
+//! requirements pays before it does any call's work.
 //! Before serving it creates `--calls` live calls (each at its first Gather, as after the
 //! incoming-call webhook), writes one signed Gather callback per call to `<dir>/requests.txt`
-//! (`CallSid signature`), and reports resident memory per live session.
+//! (`CallSid signature`) and the body they sign, `{CallSid}` for the call id, to
+//! `<dir>/body-template`, and reports resident memory per live session.
 //!
 //! With `<redis_app_port> <redis_url>`, it also serves (5) the same `app(state)` with the Redis
 //! store (sessions, lockouts and per-call leases in Redis, as replicas run it), creates the
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::post;
+use axum::response::IntoResponse;
 use resetline_engine::{Engine, OsRandom, Secret, SessionStore, SystemClock};
 use resetline_server::{AppState, app};
 use resetline_store::MemoryStore;
@@ -93,6 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let after = rss_bytes();
     std::fs::write(dir.join("requests.txt"), requests)?;
+    std::fs::write(dir.join("body-template"), support::body_template())?;
     let per_session = after.saturating_sub(before) as f64 / calls as f64;
     let mut memory = format!(
         "live_sessions {calls}\nrss_before_bytes {before}\nrss_after_bytes {after}\nrss_per_session_bytes {per_session:.0}\nsession_stored_bytes {stored_bytes}\n"
@@ -185,24 +188,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("voice-prompts"),
     );
     let real = tokio::net::TcpListener::bind(("127.0.0.1", app_port)).await?;
-    let bare_app = Router::new().route("/{*path}", post(|| async { fixed() }));
-    let body_app = Router::new().route(
-        "/{*path}",
-        post(|body: axum::body::Bytes| async move {
-            std::hint::black_box(body);
-            fixed()
-        }),
-    );
-    let floor = Arc::new(Floor {
-        public_url: format!("{PUBLIC}:{app_port}"),
-        key: resetline_twiml::signature::SigningKey::new(TOKEN.as_bytes()),
+    // Fallbacks, as the app's webhooks are routed: no path parameters to extract (a
+    // `/{*path}` route would make every bare request pay for one).
+    let bare_app = Router::new().fallback(|| async { fixed() });
+    let body_app = Router::new().fallback(|body: axum::body::Bytes| async move {
+        std::hint::black_box(body);
+        fixed()
     });
+    let check = Arc::new(resetline_server::WebhookCheck::new(
+        &format!("{PUBLIC}:{app_port}"),
+        &Secret::new(TOKEN),
+    ));
+    // Routed by a fallback and checked by `preflight`, as `app` routes and checks webhooks.
     let floor_app = Router::new()
-        .route("/{*path}", post(floor_handler))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            resetline_server::MAX_BODY,
-        ))
-        .with_state(floor);
+        .fallback(
+            |axum::extract::State(check): axum::extract::State<
+                Arc<resetline_server::WebhookCheck>,
+            >,
+             req: axum::extract::Request| async move {
+                match resetline_server::preflight(&check, req).await {
+                    None => fixed().into_response(),
+                    Some(refused) => refused,
+                }
+            },
+        )
+        .with_state(check);
     let bare = tokio::net::TcpListener::bind(("127.0.0.1", bare_port)).await?;
     let body = tokio::net::TcpListener::bind(("127.0.0.1", body_port)).await?;
     let floor = tokio::net::TcpListener::bind(("127.0.0.1", floor_port)).await?;
@@ -233,35 +243,4 @@ fn fixed() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
         [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
         BARE,
     )
-}
-
-/// What the "floor" handler checks requests against.
-struct Floor {
-    public_url: String,
-    key: resetline_twiml::signature::SigningKey,
-}
-
-/// The security work every webhook pays before any call's work (as `app` does it: the body
-/// under the 64 KiB cap, the form parsed, the signature over the public URL checked), then
-/// the bare handler's fixed answer; a refused signature gets 403 like the app's.
-async fn floor_handler(
-    axum::extract::State(floor): axum::extract::State<Arc<Floor>>,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let Ok(params) = resetline_twiml::params::parse_borrowed(&body, resetline_server::MAX_BODY)
-    else {
-        return axum::http::StatusCode::BAD_REQUEST.into_response();
-    };
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let url = format!("{}{path}", floor.public_url);
-    let header = headers
-        .get(resetline_twiml::signature::HEADER_NAME)
-        .and_then(|v| v.to_str().ok());
-    match floor.key.validate(&url, &params, header) {
-        Ok(()) => fixed().into_response(),
-        Err(_) => axum::http::StatusCode::FORBIDDEN.into_response(),
-    }
 }

@@ -45,9 +45,8 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    public_url: String,
-    /// The carrier auth token, prepared for HMAC once.
-    signing: resetline_twiml::signature::SigningKey,
+    /// The public URL and the carrier auth token (prepared for HMAC once).
+    check: WebhookCheck,
     engine: Engine,
     flows: Arc<Registry>,
     store: Arc<dyn SessionStore>,
@@ -100,10 +99,7 @@ impl AppState {
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
-                public_url: public_url.trim_end_matches('/').to_string(),
-                signing: resetline_twiml::signature::SigningKey::new(
-                    auth_token.expose().as_bytes(),
-                ),
+                check: WebhookCheck::new(public_url, &auth_token),
                 engine,
                 flows,
                 store,
@@ -249,6 +245,75 @@ async fn read_body(mut body: axum::body::Body) -> Result<Bytes, Response> {
     Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
+fn bad_form() -> Response {
+    (StatusCode::BAD_REQUEST, "bad form body\n").into_response()
+}
+
+/// The check every webhook passes before its call is touched: the form body parsed and
+/// `X-Twilio-Signature` checked over the configured public URL + the request's path and query.
+/// `app` runs it on every webhook (and audits refusals); [`preflight`] runs it alone.
+#[derive(Debug)]
+pub struct WebhookCheck {
+    public_url: String,
+    signing: resetline_twiml::signature::SigningKey,
+}
+
+impl WebhookCheck {
+    /// Checks against `public_url` (a trailing `/` is ignored) with the carrier's auth token.
+    pub fn new(public_url: &str, auth_token: &Secret) -> Self {
+        WebhookCheck {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            signing: resetline_twiml::signature::SigningKey::new(auth_token.expose().as_bytes()),
+        }
+    }
+
+    /// The public URL, without a trailing `/`.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// The webhook's parameters (borrowed from its body where they need no decoding) and
+    /// whether its signature holds; an error when the body is not a form.
+    fn check<'a>(
+        &self,
+        hook: &'a Arrived,
+    ) -> Result<
+        (
+            Vec<resetline_twiml::params::Pair<'a>>,
+            Result<(), resetline_twiml::signature::SignatureError>,
+        ),
+        resetline_twiml::params::ParamsError,
+    > {
+        let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY)?;
+        let path = hook
+            .uri
+            .path_and_query()
+            .map_or(hook.uri.path(), |p| p.as_str());
+        let mut url = String::with_capacity(self.public_url.len() + path.len());
+        url.push_str(&self.public_url);
+        url.push_str(path);
+        let header = hook.signature.as_ref().and_then(|v| v.to_str().ok());
+        let signature = self.signing.validate(&url, &params, header);
+        Ok((params, signature))
+    }
+}
+
+/// What `app` does to a webhook before its call's work, alone: the body read (413 over
+/// [`MAX_BODY`]), the form parsed (400) and the signature checked (403; `app` also audits a
+/// refusal, this does not). `None` when the webhook passes. For measuring what that costs
+/// (`examples/bench_target.rs`), with the very code `app` runs.
+pub async fn preflight(check: &WebhookCheck, req: Request) -> Option<Response> {
+    let arrived = match Arrived::from_request(req, &()).await {
+        Ok(arrived) => arrived,
+        Err(refused) => return Some(refused),
+    };
+    match check.check(&arrived) {
+        Ok((_, Ok(()))) => None,
+        Ok((_, Err(_))) => Some((StatusCode::FORBIDDEN, "signature refused\n").into_response()),
+        Err(_) => Some(bad_form()),
+    }
+}
+
 /// A parsed, signature-checked webhook; parameters borrow from the body where they need no
 /// decoding.
 struct Webhook<'a> {
@@ -270,16 +335,11 @@ impl Webhook<'_> {
 #[allow(clippy::result_large_err)] // the Err is the finished 4xx response, built once per refused request
 async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, Response> {
     let uri = &hook.uri;
-    let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY).map_err(|e| {
+    let (params, signature) = state.inner.check.check(hook).map_err(|e| {
         tracing::info!(error = %e, "webhook body is not a valid form");
-        (StatusCode::BAD_REQUEST, "bad form body\n").into_response()
+        bad_form()
     })?;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let mut url = String::with_capacity(state.inner.public_url.len() + path.len());
-    url.push_str(&state.inner.public_url);
-    url.push_str(path);
-    let header = hook.signature.as_ref().and_then(|v| v.to_str().ok());
-    if let Err(e) = state.inner.signing.validate(&url, &params, header) {
+    if let Err(e) = signature {
         state.inner.metrics.signature_failed();
         let now_ms = state.inner.engine.clock.now_ms();
         let Some(suppressed) = state.inner.refusals.admit(now_ms) else {
@@ -440,16 +500,12 @@ fn voice_route(path: &str) -> Option<VoiceRoute<'_>> {
 }
 
 /// Every request no other route takes: the webhooks under `/voice/` ([`voice_route`]), 405
-/// for them with another method, 404 for anything else.
-async fn voice(
-    State(state): State<AppState>,
-    method: axum::http::Method,
-    arrived: Arrived,
-) -> Response {
-    let Some(route) = voice_route(arrived.uri.path()) else {
+/// for them with another method, 404 for anything else; both before the body is read.
+async fn voice(State(state): State<AppState>, req: Request) -> Response {
+    if voice_route(req.uri().path()).is_none() {
         return (StatusCode::NOT_FOUND, "no such route\n").into_response();
-    };
-    if method != axum::http::Method::POST {
+    }
+    if req.method() != axum::http::Method::POST {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "POST")],
@@ -457,12 +513,19 @@ async fn voice(
         )
             .into_response();
     }
-    match route {
-        VoiceRoute::Incoming(flow) => incoming(&state, flow, &arrived).await,
-        VoiceRoute::Status(flow) => status(&state, flow, &arrived).await,
-        VoiceRoute::Step { flow, token, event } => {
+    // Routed again on the path `Arrived` took out of the request (a few comparisons), so the
+    // flow id and token borrow from it.
+    let arrived = match Arrived::from_request(req, &state).await {
+        Ok(arrived) => arrived,
+        Err(refused) => return refused,
+    };
+    match voice_route(arrived.uri.path()) {
+        Some(VoiceRoute::Incoming(flow)) => incoming(&state, flow, &arrived).await,
+        Some(VoiceRoute::Status(flow)) => status(&state, flow, &arrived).await,
+        Some(VoiceRoute::Step { flow, token, event }) => {
             step_common(&state, flow, token, event, &arrived).await
         }
+        None => (StatusCode::NOT_FOUND, "no such route\n").into_response(),
     }
 }
 
@@ -817,7 +880,7 @@ async fn finish_step(
             return store_trouble(state, flow_id, &session_sid, &e).await;
         }
     }
-    twiml_response(render::twiml(&state.inner.public_url, &step.actions))
+    twiml_response(render::twiml(state.inner.check.public_url(), &step.actions))
 }
 
 /// Appends a step's audit records; a failure is logged and counted (the call goes on).

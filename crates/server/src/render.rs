@@ -369,6 +369,17 @@ mod tests {
                 assert_eq!(written, reference(public_url, actions), "{actions:?}");
             }
         }
+        // The two richest documents, byte for byte as the model-building renderer (commit
+        // 4e54156) wrote them: the comparison above checks the mapping, these the bytes.
+        let base = "https://h.example/a&b\"c";
+        assert_eq!(
+            twiml(base, &cases[2]),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather action=\"https://h.example/a&amp;b&quot;c/voice/pin-reset/step/2\" finishOnKey=\"#\" method=\"POST\" timeout=\"5\"><Say language=\"en-US\">Please enter your current PIN, then press pound.</Say><Pause length=\"1\" /><Play>https://h.example/a&amp;b\"c/prompts/en-US/x.mp3</Play></Gather><Redirect method=\"POST\">https://h.example/a&amp;b\"c/voice/pin-reset/step/3?a=1&amp;b=\"2\"</Redirect></Response>"
+        );
+        assert_eq!(
+            twiml(base, &cases[4]),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say language=\"en-US\" voice=\"Polly.Joanna\">Ticket I, N, C, 0, 0, 1, 2, 3, 4, 5, code <say-as interpret-as=\"digits\">0042</say-as>&#233;, &amp;, &lt;, &gt; Gr&#252;&#223;e &#128075; \t\n&#13; </Say><Play>https://cdn.example.com/a.mp3?x=1&amp;y=2</Play><Enqueue action=\"https://h.example/a&amp;b&quot;c/voice/x/queued\" method=\"POST\" waitUrl=\"https://h.example/a&amp;b&quot;c/hold\">service-desk</Enqueue><Enqueue action=\"https://elsewhere.example/q\" method=\"POST\">q</Enqueue><Dial action=\"https://h.example/a&amp;b&quot;c/voice/x/dialled\" method=\"POST\"><Number>+15550001111</Number></Dial><Hangup /></Response>"
+        );
         let fallbacks = cases
             .iter()
             .filter(|a| twiml("https://x", a) == FALLBACK)

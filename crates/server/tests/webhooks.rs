@@ -357,6 +357,25 @@ async fn webhook_paths_take_post_only_and_unknown_paths_are_404() {
         let (status, _) = send(&r.state, signed(path, &incoming())).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
+    // Routing and the method come before the body: a large one announced changes neither.
+    let announced = |method: &str, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-length", "70000")
+            .body(Body::empty())
+            .expect("req")
+    };
+    let (status, _) = send(&r.state, announced("GET", "/voice/pin-reset/step/1")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = send(&r.state, announced("POST", "/elsewhere")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(&r.state, announced("POST", "/voice/pin-reset/step/1")).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "refused on the announced length, before reading"
+    );
     let (status, _) = send(&r.state, signed("/voice/pin-reset/step/x1", &incoming())).await;
     assert_eq!(
         status,

@@ -752,14 +752,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let (mut reading, mut writing, mut receiving, mut watching) = (true, true, true, true);
         loop {
             let mut progress = false;
-            if self.out.is_empty() && !self.pending.is_empty() {
-                fill(
-                    &mut self.pending,
-                    &mut self.pending_bytes,
-                    &mut self.out,
-                    &mut self.in_flight,
-                );
-            }
+            // Read before moving waiting commands into flight: a server that closed an idle
+            // connection is then seen as idle, and the waiting commands go out on a new one.
             if reading {
                 if self.filled == self.input.len() {
                     // Full of an unfinished reply: room for more, up to one byte past the bound.
@@ -792,6 +786,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         progress = true;
                     }
                 }
+            }
+            if self.out.is_empty() && !self.pending.is_empty() {
+                fill(
+                    &mut self.pending,
+                    &mut self.pending_bytes,
+                    &mut self.out,
+                    &mut self.in_flight,
+                );
             }
             // One of write (while there is something to write) or flush (after the last write).
             if writing && !self.out.is_empty() {
@@ -1338,6 +1340,11 @@ mod tests {
             async move { client.request(cmd(&["PING"])).await }
         });
         tokio::task::yield_now().await;
+        assert_eq!(
+            queue.channel.state().jobs.len(),
+            1,
+            "the request waits in the queue when the queue goes"
+        );
         drop(queue);
         let stopped = |r: Result<Vec<Reply>, ClientError>| matches!(r, Err(e) if e.message == "the Redis connection task stopped");
         assert!(

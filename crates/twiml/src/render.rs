@@ -1253,6 +1253,10 @@ mod tests {
     }
 
     /// A document with every verb and attribute, as a model.
+    /// `every_verb()` as the renderer wrote it before the `Writer` (model-building renderer,
+    /// commit 4e54156).
+    const EVERY_VERB: &str = r##"<?xml version="1.0" encoding="UTF-8"?><Response><Say language="en-US" loop="2" voice="Polly.Joanna">Code <say-as interpret-as="digits">12</say-as><break time="1500ms" />&amp;&lt;&gt;"&#233;</Say><Play loop="0">https://x/a.mp3?a=1&amp;b=2</Play><Play digits="ww1#" /><Pause length="12" /><Pause /><Gather action="/g?x=1&amp;y=&quot;2&quot;" actionOnEmptyResult="true" finishOnKey="#" input="dtmf speech" method="GET" numDigits="4294967295" timeout="0"><Say>hi</Say><Play>/b.wav</Play><Pause length="1" /></Gather><Gather finishOnKey="" /><Redirect method="POST">/next</Redirect><Enqueue action="/q" method="POST" waitUrl="/wait" waitUrlMethod="GET">support</Enqueue><Dial action="/d" callerId="+15550001111" method="POST" timeout="20"><Number sendDigits="ww12">+15550002222</Number><Queue url="/q">support</Queue></Dial><Hangup /></Response>"##;
+
     fn every_verb() -> Response {
         Response::new()
             .verb(
@@ -1392,6 +1396,8 @@ mod tests {
         let written = w.finish().unwrap_or_else(|e| panic!("{e}"));
         let rendered = every_verb().render().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(written, rendered);
+        // What the renderer before the Writer wrote for this model, byte for byte.
+        assert_eq!(rendered, EVERY_VERB);
         assert!(rendered.contains(
             r##"<Gather action="/g?x=1&amp;y=&quot;2&quot;" actionOnEmptyResult="true" finishOnKey="#" input="dtmf speech" method="GET" numDigits="4294967295" timeout="0">"##
         ));

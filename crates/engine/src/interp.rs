@@ -202,7 +202,7 @@ impl Engine {
     /// stores, the embedded directory) returns at once and arms no timer; one that has to wait
     /// gets a timer for what is left of its time.
     async fn bounded<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
-        let deadline = tokio::time::Instant::now() + self.remaining();
+        let deadline = self.call_deadline();
         let mut fut = std::pin::pin!(fut);
         let first = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(match fut.as_mut().poll(cx) {
@@ -219,10 +219,22 @@ impl Engine {
 
     /// The time left for the next backend call: `budget`, cut to what remains of the step.
     fn remaining(&self) -> Duration {
-        let left = DEADLINE
-            .try_with(|d| d.saturating_duration_since(tokio::time::Instant::now()))
-            .unwrap_or(self.budget);
-        left.min(self.budget)
+        self.left_at(tokio::time::Instant::now())
+    }
+
+    /// When the next backend call must have answered: [`Engine::remaining`] from now (one
+    /// reading of the clock).
+    fn call_deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now + self.left_at(now)
+    }
+
+    /// The time a backend call started at `now` has: `budget`, cut to what remains of the step.
+    fn left_at(&self, now: tokio::time::Instant) -> Duration {
+        DEADLINE
+            .try_with(|step| step.saturating_duration_since(now))
+            .unwrap_or(self.budget)
+            .min(self.budget)
     }
 
     async fn step_inner(&self, flow: &Flow, s: &mut Session, event: Event) -> Step {

@@ -21,7 +21,8 @@
 //! one requests file serves them all.
 //!
 //! Usage: `bench_target <dir> <calls> <app_port> <bare_port> <body_port> <floor_port>
-//! [<redis_app_port> <redis_url>]`
+//! [<redis_app_port> <redis_url>]`; without the body and floor ports those two handlers take
+//! any free port (so `scripts/bench-ab` can run several builds side by side).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,8 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let app_port: u16 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(18081);
     let bare_port: u16 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(18082);
-    let body_port: u16 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(18085);
-    let floor_port: u16 = args.get(6).and_then(|a| a.parse().ok()).unwrap_or(18086);
+    let body_port: u16 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let floor_port: u16 = args.get(6).and_then(|a| a.parse().ok()).unwrap_or(0);
     let root = support::root();
 
     let clock = Arc::new(SystemClock);

@@ -101,18 +101,37 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-fn signed(path: &str, params: &[(&str, &str)]) -> Request<Body> {
+/// `X-Twilio-Signature` of a webhook to `path` with `params`.
+fn signature(path: &str, params: &[(&str, &str)]) -> String {
     let owned: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let sig =
-        resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}{path}"), &owned);
+    resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}{path}"), &owned)
+}
+
+fn signed(path: &str, params: &[(&str, &str)]) -> Request<Body> {
+    let sig = signature(path, params);
     Request::post(path)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("X-Twilio-Signature", sig)
         .body(Body::from(form(params)))
         .expect("request")
+}
+
+/// The app on a free loopback port: its address and the server task (abort it at the end).
+async fn serve(
+    state: &AppState,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(axum::serve(listener, app(state.clone())).into_future());
+    (addr, server)
 }
 
 async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, String) {
@@ -394,11 +413,7 @@ async fn webhook_paths_take_post_only_and_unknown_paths_are_404() {
 async fn chunked_bodies_are_joined_and_capped_at_64_kib() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let r = rig();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(axum::serve(listener, app(r.state.clone())).into_future());
+    let (addr, server) = serve(&r.state).await;
     let chunked = |path: &str, signature: &str, chunks: &[&str]| {
         let mut request = format!(
             "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -428,15 +443,7 @@ async fn chunked_bodies_are_joined_and_capped_at_64_kib() {
     assert_eq!(r.store.len(), 0);
 
     let params = incoming();
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig = resetline_twiml::signature::compute(
-        TOKEN.as_bytes(),
-        &format!("{PUBLIC}/voice/pin-reset"),
-        &owned,
-    );
+    let sig = signature("/voice/pin-reset", &params);
     let body = form(&params);
     let (a, b) = body.split_at(body.len() / 2);
     let resp = exchange(chunked("/voice/pin-reset", &sig, &[a, b])).await;
@@ -658,11 +665,7 @@ async fn health_readiness_and_audio() {
 #[tokio::test]
 async fn the_same_call_over_a_real_bound_port() {
     let r = rig();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(axum::serve(listener, app(r.state.clone())).into_future());
+    let (addr, server) = serve(&r.state).await;
     let post = |path: String, params: Vec<(&'static str, String)>| async move {
         let owned: Vec<(String, String)> = params
             .iter()

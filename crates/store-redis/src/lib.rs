@@ -205,6 +205,18 @@ const SESSION: &str = "}:session";
 /// What closes the hash tag of a call's lease key, and the rest of the key.
 const LEASE: &str = "}:lease";
 
+/// `SET <lease> <token> NX PX <ttl>`: takes a call's lease if nobody holds it.
+fn take_lease<'a>(lease: &'a [&'a [u8]; 3], token: &'a str, ttl_ms: u64) -> [Arg<'a>; 6] {
+    [
+        "SET".into(),
+        Arg::Joined(lease),
+        token.into(),
+        "NX".into(),
+        "PX".into(),
+        ttl_ms.max(1).into(),
+    ]
+}
+
 /// A failure of backend `what` from the client (its messages name the kind of failure and the
 /// server's reply, never the URL or a password).
 fn failed(what: &'static str, e: &client::ClientError) -> StoreError {
@@ -676,17 +688,11 @@ impl CallLeases for RedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let lease = self.lease(call_sid);
             let set = self
                 .one(
                     "call lease",
-                    Pipeline::one(&[
-                        "SET".into(),
-                        Arg::Joined(&self.lease(call_sid)),
-                        token.into(),
-                        "NX".into(),
-                        "PX".into(),
-                        ttl_ms.max(1).into(),
-                    ]),
+                    Pipeline::one(&take_lease(&lease, token, ttl_ms)),
                 )
                 .await?;
             set_done("call lease", set)
@@ -741,15 +747,9 @@ impl CallLeases for RedisStore {
             // read after the lease was taken is what a separate read would see (a writer
             // without the lease still loses the save's compare-and-swap). A script would cost
             // Redis several times the CPU of the two commands.
+            let lease = self.lease(call_sid);
             let commands = Pipeline::new(&[
-                &[
-                    "SET".into(),
-                    Arg::Joined(&self.lease(call_sid)),
-                    token.into(),
-                    "NX".into(),
-                    "PX".into(),
-                    ttl_ms.max(1).into(),
-                ],
+                &take_lease(&lease, token, ttl_ms),
                 &["GET".into(), Arg::Joined(&self.session(call_sid))],
             ]);
             let mut replies = self

@@ -249,6 +249,10 @@ fn bad_form() -> Response {
     (StatusCode::BAD_REQUEST, "bad form body\n").into_response()
 }
 
+fn signature_refused() -> Response {
+    (StatusCode::FORBIDDEN, "signature refused\n").into_response()
+}
+
 /// The check every webhook passes before its call is touched: the form body parsed and
 /// `X-Twilio-Signature` checked over the configured public URL + the request's path and query.
 /// `app` runs it on every webhook (and audits refusals); [`preflight`] runs it alone.
@@ -309,7 +313,7 @@ pub async fn preflight(check: &WebhookCheck, req: Request) -> Option<Response> {
     };
     match check.check(&arrived) {
         Ok((_, Ok(()))) => None,
-        Ok((_, Err(_))) => Some((StatusCode::FORBIDDEN, "signature refused\n").into_response()),
+        Ok((_, Err(_))) => Some(signature_refused()),
         Err(_) => Some(bad_form()),
     }
 }
@@ -347,7 +351,7 @@ async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, 
                 path = uri.path(),
                 "signature refused (audit rate limit reached)"
             );
-            return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
+            return Err(signature_refused());
         };
         let call = params
             .iter()
@@ -375,7 +379,7 @@ async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, 
         };
         append_audit(state, vec![record]).await;
         tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
-        return Err((StatusCode::FORBIDDEN, "signature refused\n").into_response());
+        return Err(signature_refused());
     }
     Ok(Webhook { params })
 }

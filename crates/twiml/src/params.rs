@@ -99,8 +99,9 @@ pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, P
                 .map_err(|_| invalid)
         }
     };
-    // Twilio's pairs average about 18 bytes: room for all of them, once.
-    let mut pairs = Vec::with_capacity(input.len() / 16 + 1);
+    // Twilio's pairs average about 18 bytes: room for all of a webhook's at once, but not
+    // thousands ahead of time for a large body that has not passed its signature check yet.
+    let mut pairs = Vec::with_capacity((input.len() / 16 + 1).min(64));
     let mut piece = |start: usize, end: usize, equals: Option<usize>, encoded: [bool; 2]| {
         if end > start {
             let pair = pairs.len();
@@ -116,7 +117,7 @@ pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, P
     let mut equals: Option<usize> = None;
     let mut encoded = [false; 2]; // key, value
     for (i, &b) in input.iter().enumerate() {
-        if FORM_CLASS[usize::from(b)] == PLAIN {
+        if !SPECIAL[usize::from(b)] {
             continue;
         }
         match b {
@@ -135,18 +136,15 @@ pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, P
     Ok(pairs)
 }
 
-/// [`FORM_CLASS`] of a byte with no meaning in a form body.
-const PLAIN: u8 = 0;
-
-/// Bytes that end a piece (`&`), end a key (`=`) or need decoding (`+`, `%`) are not [`PLAIN`]:
-/// the parser looks at every byte through this table, one load and one test each.
-const FORM_CLASS: [u8; 256] = {
-    let mut class = [PLAIN; 256];
-    class[b'&' as usize] = 1;
-    class[b'=' as usize] = 1;
-    class[b'+' as usize] = 1;
-    class[b'%' as usize] = 1;
-    class
+/// Bytes that end a piece (`&`), end a key (`=`) or need decoding (`+`, `%`): the parser looks
+/// at every byte through this table, one load and one test each.
+const SPECIAL: [bool; 256] = {
+    let mut special = [false; 256];
+    special[b'&' as usize] = true;
+    special[b'=' as usize] = true;
+    special[b'+' as usize] = true;
+    special[b'%' as usize] = true;
+    special
 };
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -827,8 +827,14 @@ impl Engine {
         }
         if let Some(rule) = self.send_refused(s, c.channel, &to, &account).await {
             tracing::warn!(call = %s.call_sid, node = %node_id, rule, "send limit reached");
+            // A cap that could not be checked refuses too, as the system's failure.
+            let outcome = if rule == STORE_DOWN {
+                Out::Error
+            } else {
+                Out::Failure
+            };
             let r = self
-                .record(s, Ev::ExcessRateLimitExceeded, Out::Failure)
+                .record(s, Ev::ExcessRateLimitExceeded, outcome)
                 .with_reason(rule)
                 .with_factor(factor(c.channel));
             s.pending_audit.push(r);
@@ -927,7 +933,8 @@ impl Engine {
     /// The first send limit that refuses a code to `to`, if any: the SMS country allowlist,
     /// then the windowed caps per destination, destination prefix, account, caller and in
     /// total. No provider call happens after a refusal. (A cap passed before a later one
-    /// refuses keeps its count: limits err on the side of fewer sends.)
+    /// refuses keeps its count: limits err on the side of fewer sends.) A cap whose counter
+    /// store fails or does not answer in time refuses ([`STORE_DOWN`]): caps fail closed.
     async fn send_refused(
         &self,
         s: &Session,
@@ -966,11 +973,17 @@ impl Engine {
         ];
         for (key, (limit, window), rule) in keys {
             let Some(key) = key else { continue };
-            if !self
-                .within_store(self.counters.hit(&key, window, limit))
-                .await
-            {
-                return Some(rule);
+            match self.bounded(self.counters.hit(&key, window, limit)).await {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => return Some(rule),
+                Some(Err(e)) => {
+                    tracing::warn!(call = %s.call_sid, rule, error = %e, "counter store failed; not sending");
+                    return Some(STORE_DOWN);
+                }
+                None => {
+                    tracing::warn!(call = %s.call_sid, rule, "counter store timed out; not sending");
+                    return Some(STORE_DOWN);
+                }
             }
         }
         None
@@ -1858,25 +1871,6 @@ impl Engine {
             .unwrap_or_else(|| Err(BackendError::timeout(backend).into()))
     }
 
-    /// A counter hit; a failing store allows the event (the send cap is a safeguard, the
-    /// provider's own limits still apply) and logs the failure.
-    async fn within_store(
-        &self,
-        fut: impl std::future::Future<Output = Result<bool, crate::backend::StoreError>>,
-    ) -> bool {
-        match self.bounded(fut).await {
-            Some(Ok(allowed)) => allowed,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "counter store failed; allowing");
-                true
-            }
-            None => {
-                tracing::warn!("counter store timed out; allowing");
-                true
-            }
-        }
-    }
-
     fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(self.hash_key.expose().as_bytes()) {
             Ok(m) => m,
@@ -1969,6 +1963,10 @@ impl Engine {
             .map(|segs| resetline_flow::template::plain_text(&segs))
     }
 }
+
+/// The refusal of a send whose cap could not be checked (the counter store failed or did
+/// not answer in time): no provider call, the `rate_limited` edge, audited with this reason.
+const STORE_DOWN: &str = "counter_store_unavailable";
 
 const PIN_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy::PIN;
 const CODE_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy::CODE;

@@ -56,6 +56,18 @@ pub struct MemoryDirectory {
     log: std::sync::Arc<CallLog>,
     delay: Duration,
     reject: Option<(String, String)>,
+    pin_checks: PinChecks,
+}
+
+/// How a [`MemoryDirectory`] answers PIN checks.
+#[derive(Debug, Clone, Copy)]
+enum PinChecks {
+    /// Against the stored PIN.
+    Answer,
+    /// Every check fails like an outage (or a busy hash pool) before any comparison.
+    Fail,
+    /// Every check waits this long first (a slow bind, a queue for the hash pool).
+    Wait(Duration),
 }
 
 impl MemoryDirectory {
@@ -66,7 +78,20 @@ impl MemoryDirectory {
             log,
             delay: Duration::ZERO,
             reject: None,
+            pin_checks: PinChecks::Answer,
         }
+    }
+
+    /// Every PIN check fails like a directory outage (or a busy hash pool), never comparing.
+    pub fn failing_pin_checks(mut self) -> Self {
+        self.pin_checks = PinChecks::Fail;
+        self
+    }
+
+    /// Every PIN check waits `delay` before it compares (lookups stay fast).
+    pub fn slow_pin_checks(mut self, delay: Duration) -> Self {
+        self.pin_checks = PinChecks::Wait(delay);
+        self
     }
 
     /// Every new secret is refused like a directory's HTTP 400 policy error: `prompt` is the
@@ -147,6 +172,11 @@ impl Directory for MemoryDirectory {
         Box::pin(async move {
             self.log.push(format!("verify {account}"));
             self.latency().await;
+            match self.pin_checks {
+                PinChecks::Answer => {}
+                PinChecks::Fail => return Err(BackendError::new("directory", "HTTP 503")),
+                PinChecks::Wait(delay) => tokio::time::sleep(delay).await,
+            }
             let users = self
                 .users
                 .lock()
@@ -414,6 +444,46 @@ impl crate::backend::Counters for NoCounters {
         _limit: u32,
     ) -> BoxFuture<'a, Result<bool, crate::backend::StoreError>> {
         Box::pin(async { Ok(true) })
+    }
+}
+
+/// A counter store that is down: every hit fails (`failing`) or never answers (`hanging`,
+/// so the engine's budget must end it). Logs `counter <key>`.
+#[derive(Debug)]
+pub struct BrokenCounters {
+    log: std::sync::Arc<CallLog>,
+    hang: bool,
+}
+
+impl BrokenCounters {
+    /// Every hit fails at once, like a refused connection.
+    pub fn failing(log: std::sync::Arc<CallLog>) -> Self {
+        BrokenCounters { log, hang: false }
+    }
+
+    /// Every hit waits forever, like a store that accepted the connection and went silent.
+    pub fn hanging(log: std::sync::Arc<CallLog>) -> Self {
+        BrokenCounters { log, hang: true }
+    }
+}
+
+impl crate::backend::Counters for BrokenCounters {
+    fn hit<'a>(
+        &'a self,
+        key: &'a str,
+        _window_ms: u64,
+        _limit: u32,
+    ) -> BoxFuture<'a, Result<bool, crate::backend::StoreError>> {
+        Box::pin(async move {
+            self.log.push(format!("counter {key}"));
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Err(crate::backend::StoreError::Backend(BackendError::new(
+                "counters",
+                "connection refused",
+            )))
+        })
     }
 }
 

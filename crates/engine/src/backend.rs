@@ -477,10 +477,44 @@ impl Default for LockPolicy {
     }
 }
 
+impl LockPolicy {
+    /// When checks may start again after `failures` consecutive failures, the last at
+    /// `last_ms` (0: not locked by a wait).
+    fn locked_until(&self, failures: u32, last_ms: u64) -> u64 {
+        let over = u64::from(failures.saturating_sub(self.free));
+        if over == 0 {
+            return 0;
+        }
+        last_ms.saturating_add(over.saturating_mul(self.step_ms).min(self.max_wait_ms))
+    }
+}
+
+/// The lockout key of an account's one-time codes (its PIN's key is the account id itself).
+pub fn code_lockout_key(account: &str) -> String {
+    format!("code:{account}")
+}
+
+/// A failure counted before a check whose result was not known yet (so parallel calls cannot
+/// each get a free guess during a lockout): the state read before it and the state
+/// [`Lockouts::failure`] returned. A check that did not complete gives it back with
+/// [`Lockouts::give_back`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reservation {
+    /// The state the caller read before counting (its lockout check).
+    pub before: LockState,
+    /// The state counting the failure returned.
+    pub after: LockState,
+}
+
 impl LockState {
     /// Whether checks are refused at `now`.
     pub fn locked(&self, now_ms: u64, policy: &LockPolicy) -> bool {
-        self.failures >= policy.suspend_at || now_ms < self.locked_until_ms
+        self.suspended(policy) || now_ms < self.locked_until_ms
+    }
+
+    /// Checks are refused until an operator clears the failures (`resetline lockout clear`).
+    pub fn suspended(&self, policy: &LockPolicy) -> bool {
+        self.failures >= policy.suspend_at
     }
 
     /// The state after one more failure at `now` (the same rule for every store).
@@ -490,17 +524,50 @@ impl LockState {
         } else {
             self.failures.saturating_add(1)
         };
-        let over = u64::from(failures.saturating_sub(policy.free));
-        let wait = over.saturating_mul(policy.step_ms).min(policy.max_wait_ms);
         LockState {
             failures,
             last_failure_ms: now_ms,
-            locked_until_ms: if over > 0 {
-                now_ms.saturating_add(wait)
-            } else {
-                0
-            },
+            locked_until_ms: policy.locked_until(failures, now_ms),
         }
+    }
+
+    /// The state after giving back `reserved`'s failure (the same rule for every store; `self`
+    /// is the stored state now). When nothing changed since it was counted, and nothing
+    /// between the caller's read and the count, exactly the state before it. Otherwise
+    /// (parallel calls counted or forgave in between) one failure fewer, with the wait the
+    /// remaining failures earned at the last one, never longer than the current wait: a give
+    /// back never locks anyone for longer and never forgives another call's failure.
+    pub fn after_give_back(self, reserved: &Reservation, policy: &LockPolicy) -> LockState {
+        let untouched = self == reserved.after
+            && reserved
+                .before
+                .after_failure(reserved.after.last_failure_ms, policy)
+                == reserved.after;
+        if untouched {
+            return reserved.before;
+        }
+        let failures = self.failures.saturating_sub(1);
+        LockState {
+            failures,
+            last_failure_ms: self.last_failure_ms,
+            locked_until_ms: self
+                .locked_until_ms
+                .min(policy.locked_until(failures, self.last_failure_ms)),
+        }
+    }
+
+    /// Until when the state matters (ms), `None` for ever (a suspension lasts until an
+    /// operator clears it). After that it behaves exactly as no state at all: the failures
+    /// are forgotten (12 h after the last one) and any wait is over, so a store may drop it.
+    pub fn expires_at(&self, policy: &LockPolicy) -> Option<u64> {
+        if self.suspended(policy) {
+            return None;
+        }
+        Some(
+            self.last_failure_ms
+                .saturating_add(policy.reset_after_ms)
+                .max(self.locked_until_ms),
+        )
     }
 }
 
@@ -517,6 +584,16 @@ pub trait Lockouts: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<LockState, StoreError>>;
     /// A success: forgets the failures.
     fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Gives back the one failure `reserved` counted, for a check that did not complete (a
+    /// backend error, a timeout, a cancelled step): [`LockState::after_give_back`] applied
+    /// atomically at `now`. Unlike `success`, other failures stay counted.
+    fn give_back<'a>(
+        &'a self,
+        account: &'a str,
+        reserved: Reservation,
+        now_ms: u64,
+        policy: LockPolicy,
+    ) -> BoxFuture<'a, Result<LockState, StoreError>>;
 }
 
 #[cfg(test)]
@@ -546,6 +623,89 @@ mod lock_tests {
             suspended.locked(u64::MAX - 1, &p),
             "100 consecutive failures suspend checks"
         );
+    }
+
+    /// Counts a failure on `stored` at `now` as the engine does: read, then count.
+    fn reserve(stored: LockState, now: u64) -> Reservation {
+        Reservation {
+            before: stored,
+            after: stored.after_failure(now, &LockPolicy::PIN),
+        }
+    }
+
+    #[test]
+    fn a_give_back_with_nothing_in_between_restores_exactly_the_state_before() {
+        let p = LockPolicy::PIN;
+        let mut s = LockState::default();
+        for t in [1_000_000, 1_000_001, 1_000_002] {
+            s = s.after_failure(t, &p);
+        }
+        // The wait of the third failure is over; a fourth attempt errors at the directory.
+        let now = s.locked_until_ms + 5;
+        let r = reserve(s, now);
+        assert!(r.after.locked(now + 1, &p), "counted, it would lock");
+        assert_eq!(r.after.after_give_back(&r, &p), s, "exactly as before");
+    }
+
+    #[test]
+    fn a_give_back_after_other_calls_removes_one_failure_and_never_lengthens_the_wait() {
+        let p = LockPolicy::PIN;
+        let start = LockState::default().after_failure(1_000_000, &p);
+        let ours = reserve(start, 1_000_100);
+        // Another call's wrong PIN is counted after ours.
+        let theirs = ours.after.after_failure(1_000_200, &p);
+        let given = theirs.after_give_back(&ours, &p);
+        assert_eq!(
+            given,
+            start.after_failure(1_000_200, &p),
+            "as if only their failure had been counted"
+        );
+        // Two reservations both give back: the count returns to where it was, unlocked.
+        let second = reserve(ours.after, 1_000_150);
+        let both = second.after.after_give_back(&ours, &p);
+        let both = both.after_give_back(&second, &p);
+        assert_eq!(both.failures, start.failures);
+        assert!(!both.locked(1_000_151, &p), "no wait from errors alone");
+        // A success in between forgave everything: nothing to give back.
+        assert_eq!(
+            LockState::default().after_give_back(&ours, &p),
+            LockState::default()
+        );
+    }
+
+    #[test]
+    fn a_give_back_lifts_a_suspension_only_its_own_failure_caused() {
+        let p = LockPolicy::PIN;
+        let mut s = LockState::default();
+        for _ in 1..p.suspend_at {
+            s = s.after_failure(1_000_000, &p);
+        }
+        let r = reserve(s, 1_000_000);
+        assert!(r.after.suspended(&p));
+        assert!(!r.after.after_give_back(&r, &p).suspended(&p));
+        let one_more = r.after.after_failure(1_000_001, &p);
+        assert!(
+            one_more.after_give_back(&r, &p).suspended(&p),
+            "another call's 100th failure still suspends"
+        );
+    }
+
+    #[test]
+    fn a_state_expires_when_it_no_longer_matters_but_a_suspension_never_does() {
+        let p = LockPolicy::PIN;
+        let s = LockState::default().after_failure(1_000_000, &p);
+        let at = s.expires_at(&p).expect("expires");
+        assert_eq!(at, 1_000_000 + p.reset_after_ms);
+        assert_eq!(
+            s.after_failure(at, &p),
+            LockState::default().after_failure(at, &p),
+            "from then on it behaves as no state at all"
+        );
+        let suspended = LockState {
+            failures: p.suspend_at,
+            ..s
+        };
+        assert_eq!(suspended.expires_at(&p), None);
     }
 }
 

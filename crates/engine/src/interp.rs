@@ -35,6 +35,7 @@ use resetline_audit::{
 };
 
 mod http;
+mod reserve;
 
 tokio::task_local! {
     /// When the step in progress must have answered (set by [`Engine::step`]).
@@ -659,7 +660,7 @@ impl Engine {
                     let account = s
                         .lookup(&[p.account.value.clone(), "id".into()])
                         .unwrap_or_default();
-                    if let Some(refusal) = self
+                    if let Err(refusal) = self
                         .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
                         .await
                     {
@@ -758,6 +759,7 @@ impl Engine {
     /// Checks of `key` (an account's PIN, or its one-time codes) are refused while it is
     /// locked out (growing wait, or suspended after 100 consecutive failures); the refused
     /// attempt is audited and not counted. A lockout store failure refuses too (fail closed).
+    /// Otherwise the state read, for a reservation to restore.
     async fn locked_out<'f>(
         &self,
         s: &mut Session,
@@ -765,7 +767,7 @@ impl Engine {
         policy: crate::backend::LockPolicy,
         f: Factor,
         outcome: &'static str,
-    ) -> Option<Flowing<'f>> {
+    ) -> Result<crate::backend::LockState, Flowing<'f>> {
         let now = self.clock.now_ms();
         match self.within("lockouts", self.lockouts.get(key)).await {
             Ok(state) if state.locked(now, &policy) => {
@@ -774,12 +776,12 @@ impl Engine {
                     .with_reason("attempt_during_lockout")
                     .with_factor(f);
                 s.pending_audit.push(r);
-                Some(Flowing::Outcome(outcome))
+                Err(Flowing::Outcome(outcome))
             }
-            Ok(_) => None,
+            Ok(state) => Ok(state),
             Err(e) => {
                 tracing::warn!(call = %s.call_sid, error = %e, "lockout state unavailable");
-                Some(Flowing::Outcome("error"))
+                Err(Flowing::Outcome("error"))
             }
         }
     }
@@ -1020,8 +1022,8 @@ impl Engine {
             self.audit(s, Ev::AuthnLoginFail, Out::Failure, "other_account");
             return Flowing::Outcome("failed");
         }
-        let code_key = format!("code:{}", o.account);
-        if let Some(refusal) = self
+        let code_key = crate::backend::code_lockout_key(&o.account);
+        if let Err(refusal) = self
             .locked_out(s, &code_key, CODE_LOCK, factor(channel), "failed")
             .await
         {
@@ -1440,20 +1442,19 @@ impl Engine {
                 let account = s
                     .lookup(&[p.account.value.clone(), "id".into()])
                     .unwrap_or_default();
-                if let Some(refusal) = self
+                let before = match self
                     .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
                     .await
                 {
-                    return refusal;
-                }
-                // The attempt is counted before the (slow) check and forgiven on success, so
-                // parallel calls cannot each get a free guess during a lockout.
-                let now = self.clock.now_ms();
-                let reserved = match self
-                    .within("lockouts", self.lockouts.failure(&account, now, PIN_LOCK))
-                    .await
-                {
                     Ok(state) => state,
+                    Err(refusal) => return refusal,
+                };
+                // The attempt is counted before the (slow) check and forgiven on success, so
+                // parallel calls cannot each get a free guess during a lockout; a check that
+                // does not complete gives it back (`reserve.rs`).
+                let now = self.clock.now_ms();
+                let guard = match self.reserve(&account, before, now, PIN_LOCK).await {
+                    Ok(guard) => guard,
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, error = %e, "lockout state not recorded");
                         return Flowing::Outcome("error");
@@ -1464,6 +1465,7 @@ impl Engine {
                     .await
                 {
                     Ok(true) => {
+                        guard.keep();
                         if let Err(e) = self
                             .within("lockouts", self.lockouts.success(&account))
                             .await
@@ -1482,6 +1484,7 @@ impl Engine {
                             .map_or(Flowing::Outcome("failed"), |n| Flowing::Goto(&n.value))
                     }
                     Ok(false) => {
+                        let reserved = guard.keep();
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", attempt = s.attempts + 1, "pin check");
                         let r = self
                             .record(s, Ev::AuthnLoginFail, Out::Failure)
@@ -1529,6 +1532,8 @@ impl Engine {
                         next
                     }
                     Err(e) => {
+                        // Any error (outage, timeout, a busy hash pool): not an answer.
+                        self.give_back(s, guard).await;
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "pin check failed");
                         let r = self
                             .record(s, Ev::AuthnLoginFail, Out::Error)
@@ -2130,6 +2135,15 @@ mod tests {
         }
         fn success<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
             Box::pin(async { Ok(()) })
+        }
+        fn give_back<'a>(
+            &'a self,
+            _: &'a str,
+            _: crate::backend::Reservation,
+            _: u64,
+            _: LockPolicy,
+        ) -> BoxFuture<'a, Result<LockState, StoreError>> {
+            Box::pin(async { Ok(LockState::default()) })
         }
     }
 

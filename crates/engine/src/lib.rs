@@ -23,8 +23,8 @@ pub use backend::{
     Account, AccountState, AuditSink, AuditStats, BackendError, BoxFuture, CallLeases, Counters,
     Directory, HttpActions, HttpError, HttpRequest, HttpResponse, HttpSigning, LockPolicy,
     LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording, RecordingAck,
-    RecordingChange, SendError, SendLimits, SentMessage, SessionStore, SetSecretError, StoreError,
-    TicketRef, Tickets,
+    RecordingChange, Reservation, SendError, SendLimits, SentMessage, SessionStore, SetSecretError,
+    StoreError, TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step};

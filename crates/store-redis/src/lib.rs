@@ -6,10 +6,14 @@
 //! - **Every write that must not race is one Lua script on one hash slot**: a session save is
 //!   a compare-and-swap on its revision (with its expiry), a counter hit counts only when
 //!   allowed and never loses an increment, a lockout update is a compare-and-swap on the
-//!   account's version (the rule itself stays [`LockState::after_failure`]), a lease is
+//!   account's version (the rules themselves stay [`LockState::after_failure`] and
+//!   [`LockState::after_give_back`]), a lease is
 //!   `SET NX PX` with a token unique to its holder and is released only by that holder.
 //! - **Two round trips per webhook**: taking a call's lease also reads its session (one
 //!   pipeline), and the session's save also gives the lease back (one script).
+//! - **Nothing is kept for ever by accident**: counter keys expire with their window, lockout
+//!   hashes when their state no longer matters ([`LockState::expires_at`]); only a
+//!   suspension has no expiry, because it lasts until an operator clears it.
 //! - **Cluster-ready keys**: a script touches one key, or a call's keys, which share the hash
 //!   tag `{CallSid}` so they live on one slot.
 //! - **Nothing secret is stored**: sessions are the same versioned serialized bytes as the
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use resetline_engine::{
     BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,
-    Secret, Session, SessionStore, StoreError,
+    Reservation, Secret, Session, SessionStore, StoreError,
 };
 use resp::{Arg, Pipeline, Reply};
 use tokio::time::Instant;
@@ -175,14 +179,25 @@ end
 return 0
 ";
 
-/// Writes a lockout state if the account's version is unchanged. KEYS[1] lockout; ARGV
-/// expected version, failures, last failure ms, locked until ms.
+/// Writes a lockout state if the account's version is unchanged, with its expiry. KEYS[1]
+/// lockout; ARGV expected version, failures, last failure ms, locked until ms, ttl ms (`0`:
+/// none, for a suspension).
 const LOCK_CAS: &str = r"
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'f', ARGV[2], 'last', ARGV[3], 'until', ARGV[4], 'v', v + 1)
+if ARGV[5] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
 return 1
 ";
+
+/// How long Redis keeps a lockout state written at `now`: until it no longer matters
+/// ([`LockState::expires_at`]: the 12 h reset, or the end of its wait if later), `0` for ever
+/// (a suspension lasts until an operator clears it).
+fn lock_ttl(state: &LockState, now_ms: u64, policy: &LockPolicy) -> u64 {
+    state
+        .expires_at(policy)
+        .map_or(0, |at| at.saturating_sub(now_ms).max(1))
+}
 
 /// Compare-and-expire: only the lease's holder extends it. KEYS[1] lease; ARGV token, ttl ms.
 const RENEW: &str = r"
@@ -552,6 +567,46 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Applies `rule` to an account's lockout state as a compare-and-swap on its version
+    /// (retried when another replica wrote first), with the expiry of the new state.
+    async fn update_lock(
+        &self,
+        account: &str,
+        now_ms: u64,
+        policy: LockPolicy,
+        rule: impl Fn(LockState) -> LockState,
+    ) -> Result<LockState, StoreError> {
+        let key = self.lockout(account);
+        let key = Arg::Joined(&key);
+        for _ in 0..LOCK_RETRIES {
+            let (state, version) = self.lock_state(key).await?;
+            let next = rule(state);
+            if next == state {
+                return Ok(next);
+            }
+            let written = self
+                .script(
+                    "lockouts",
+                    &self.inner.scripts.lock_cas,
+                    &[key],
+                    &[
+                        version.into(),
+                        u64::from(next.failures).into(),
+                        next.last_failure_ms.into(),
+                        next.locked_until_ms.into(),
+                        lock_ttl(&next, now_ms, &policy).into(),
+                    ],
+                )
+                .await?;
+            if int("lockouts", written)? == 1 {
+                return Ok(next);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+}
+
 /// A stored `<revision>:<encoded session>` value -> (session, revision).
 fn stored_session(value: &[u8]) -> Result<(Session, u64), StoreError> {
     let split = value.iter().position(|&b| b == b':').and_then(|colon| {
@@ -644,31 +699,21 @@ impl Lockouts for RedisStore {
         now_ms: u64,
         policy: LockPolicy,
     ) -> BoxFuture<'a, Result<LockState, StoreError>> {
-        Box::pin(async move {
-            let key = self.lockout(account);
-            let key = Arg::Joined(&key);
-            for _ in 0..LOCK_RETRIES {
-                let (state, version) = self.lock_state(key).await?;
-                let next = state.after_failure(now_ms, &policy);
-                let written = self
-                    .script(
-                        "lockouts",
-                        &self.inner.scripts.lock_cas,
-                        &[key],
-                        &[
-                            version.into(),
-                            u64::from(next.failures).into(),
-                            next.last_failure_ms.into(),
-                            next.locked_until_ms.into(),
-                        ],
-                    )
-                    .await?;
-                if int("lockouts", written)? == 1 {
-                    return Ok(next);
-                }
-            }
-            Err(StoreError::Conflict)
-        })
+        Box::pin(self.update_lock(account, now_ms, policy, move |state| {
+            state.after_failure(now_ms, &policy)
+        }))
+    }
+
+    fn give_back<'a>(
+        &'a self,
+        account: &'a str,
+        reserved: Reservation,
+        now_ms: u64,
+        policy: LockPolicy,
+    ) -> BoxFuture<'a, Result<LockState, StoreError>> {
+        Box::pin(self.update_lock(account, now_ms, policy, move |state| {
+            state.after_give_back(&reserved, &policy)
+        }))
     }
 
     fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {

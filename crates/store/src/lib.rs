@@ -8,6 +8,7 @@
 //! that is refused, not an old one dropped).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -15,8 +16,8 @@ use std::collections::VecDeque;
 
 use resetline_engine::session::{CallHasher, CallKey};
 use resetline_engine::{
-    BackendError, BoxFuture, Clock, Counters, LockPolicy, LockState, Lockouts, Session,
-    SessionStore, StoreError,
+    BackendError, BoxFuture, Clock, Counters, LockPolicy, LockState, Lockouts, Reservation,
+    Session, SessionStore, StoreError,
 };
 
 #[derive(Debug)]
@@ -193,12 +194,50 @@ fn whole<T>(result: postcard::Result<(T, &[u8])>) -> Result<T, StoreError> {
     }
 }
 
+/// How often (by the injected clock) the memory counters and lockouts drop what has expired,
+/// on the first update after that much time: no task to run, and a key outlives its window by
+/// at most this long.
+const SWEEP_EVERY_MS: u64 = 60_000;
+
+/// True once per [`SWEEP_EVERY_MS`] at `now`: the caller sweeps (one caller wins a race).
+fn sweep_due(next: &AtomicU64, now_ms: u64) -> bool {
+    let due = next.load(Ordering::Relaxed);
+    now_ms >= due
+        && next
+            .compare_exchange(
+                due,
+                now_ms.saturating_add(SWEEP_EVERY_MS),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+}
+
 /// Windowed counters in memory (send caps, rate limits) for one box. Invariant: a refused hit
-/// is not counted, and hits older than the window never count.
+/// is not counted, hits older than the window never count, and a key whose last hit left its
+/// window is dropped (within [`SWEEP_EVERY_MS`]), so callers never heard from again leave
+/// nothing behind.
 #[derive(Debug)]
 pub struct MemoryCounters {
-    map: DashMap<String, VecDeque<u64>>,
+    map: DashMap<String, Window>,
     clock: Arc<dyn Clock>,
+    next_sweep_ms: AtomicU64,
+}
+
+/// One key's hits inside its window.
+#[derive(Debug, Default)]
+struct Window {
+    hits: VecDeque<u64>,
+    window_ms: u64,
+}
+
+impl Window {
+    /// No hit is inside the window any more: the key can go.
+    fn spent(&self, now_ms: u64) -> bool {
+        self.hits
+            .back()
+            .is_none_or(|&t| now_ms.saturating_sub(t) >= self.window_ms)
+    }
 }
 
 impl MemoryCounters {
@@ -207,16 +246,25 @@ impl MemoryCounters {
         MemoryCounters {
             map: DashMap::new(),
             clock,
+            next_sweep_ms: AtomicU64::new(0),
         }
     }
 
-    /// Drops keys with no hit inside `window_ms` (run it periodically).
-    pub fn sweep(&self, window_ms: u64) {
+    /// Drops keys with no hit inside their window (each key's own). Hits run it by themselves
+    /// once a minute.
+    pub fn sweep(&self) {
         let now = self.clock.now_ms();
-        self.map.retain(|_, hits| {
-            hits.back()
-                .is_some_and(|&t| now.saturating_sub(t) < window_ms)
-        });
+        self.map.retain(|_, w| !w.spent(now));
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -228,27 +276,52 @@ impl Counters for MemoryCounters {
         limit: u32,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let now = self.clock.now_ms();
-        let mut hits = self.map.entry(key.to_string()).or_default();
-        while hits
+        if sweep_due(&self.next_sweep_ms, now) {
+            self.sweep();
+        }
+        let mut w = self.map.entry(key.to_string()).or_default();
+        w.window_ms = window_ms;
+        while w
+            .hits
             .front()
             .is_some_and(|&t| now.saturating_sub(t) >= window_ms)
         {
-            hits.pop_front();
+            w.hits.pop_front();
         }
-        let allowed = hits.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+        let allowed = w.hits.len() < usize::try_from(limit).unwrap_or(usize::MAX);
         if allowed {
-            hits.push_back(now);
+            w.hits.push_back(now);
         }
-        drop(hits);
+        drop(w);
         Box::pin(async move { Ok(allowed) })
     }
 }
 
 /// PIN lockout state in memory for one box (survives calls, not restarts: use Redis for that).
-/// Invariant: each update is atomic per account (dashmap entry lock).
+/// Invariants: each update is atomic per account (dashmap entry lock); a state is dropped once
+/// it no longer matters ([`LockState::expires_at`]: 12 h after the last failure, or when its
+/// wait ends if later; within [`SWEEP_EVERY_MS`]), except a suspension, which stays until an
+/// operator clears it.
 #[derive(Debug, Default)]
 pub struct MemoryLockouts {
-    map: DashMap<String, LockState>,
+    map: DashMap<String, Held>,
+    next_sweep_ms: AtomicU64,
+}
+
+/// An account's state and until when it matters (`None`: for ever).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    state: LockState,
+    expires_ms: Option<u64>,
+}
+
+impl Held {
+    fn new(state: LockState, policy: &LockPolicy) -> Self {
+        Held {
+            state,
+            expires_ms: state.expires_at(policy),
+        }
+    }
 }
 
 impl MemoryLockouts {
@@ -256,11 +329,34 @@ impl MemoryLockouts {
     pub fn new() -> Self {
         MemoryLockouts::default()
     }
+
+    /// Drops states that no longer matter at `now`. Failures run it by themselves once a
+    /// minute.
+    pub fn sweep(&self, now_ms: u64) {
+        self.map
+            .retain(|_, held| held.expires_ms.is_none_or(|at| at > now_ms));
+    }
+
+    /// Accounts held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no account is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn sweep_if_due(&self, now_ms: u64) {
+        if sweep_due(&self.next_sweep_ms, now_ms) {
+            self.sweep(now_ms);
+        }
+    }
 }
 
 impl Lockouts for MemoryLockouts {
     fn get<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<LockState, StoreError>> {
-        let state = self.map.get(account).map(|s| *s).unwrap_or_default();
+        let state = self.map.get(account).map(|h| h.state).unwrap_or_default();
         Box::pin(async move { Ok(state) })
     }
 
@@ -270,9 +366,13 @@ impl Lockouts for MemoryLockouts {
         now_ms: u64,
         policy: LockPolicy,
     ) -> BoxFuture<'a, Result<LockState, StoreError>> {
-        let mut entry = self.map.entry(account.to_string()).or_default();
-        let next = entry.after_failure(now_ms, &policy);
-        *entry = next;
+        self.sweep_if_due(now_ms);
+        let mut entry = self
+            .map
+            .entry(account.to_string())
+            .or_insert(Held::new(LockState::default(), &policy));
+        let next = entry.state.after_failure(now_ms, &policy);
+        *entry = Held::new(next, &policy);
         drop(entry);
         Box::pin(async move { Ok(next) })
     }
@@ -280,6 +380,26 @@ impl Lockouts for MemoryLockouts {
     fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.map.remove(account);
         Box::pin(async { Ok(()) })
+    }
+
+    fn give_back<'a>(
+        &'a self,
+        account: &'a str,
+        reserved: Reservation,
+        now_ms: u64,
+        policy: LockPolicy,
+    ) -> BoxFuture<'a, Result<LockState, StoreError>> {
+        self.sweep_if_due(now_ms);
+        // Nothing stored (a success forgave everything since): nothing to give back.
+        let next = match self.map.get_mut(account) {
+            Some(mut held) => {
+                let next = held.state.after_give_back(&reserved, &policy);
+                *held = Held::new(next, &policy);
+                next
+            }
+            None => LockState::default(),
+        };
+        Box::pin(async move { Ok(next) })
     }
 }
 

@@ -140,6 +140,13 @@ word_enum! {
         /// The retention job purged records older than the configured period;
         /// `details.before` and `details.removed` say what.
         RetentionPurge => "retention_purge",
+        /// A service-desk operator read an account's lockout state (`resetline lockout
+        /// show`); `details.by` names the operator, the other details what was shown.
+        LockoutShown => "lockout_shown",
+        /// A service-desk operator cleared an account's PIN and code failures (`resetline
+        /// lockout clear`); `details.by` names the operator, the other details the state
+        /// before.
+        LockoutCleared => "lockout_cleared",
     }
     what = "event type";
 }

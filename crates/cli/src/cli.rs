@@ -79,6 +79,11 @@ pub(crate) enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Service desk: show or clear an account's PIN and one-time-code lockout in the store
+    /// `serve` uses (`store: redis`). Every use is audited, with who asked, in the chain
+    /// `<audit.chain>-desk` of the configured audit trail.
+    #[command(subcommand)]
+    Lockout(LockoutCommand),
     /// Run flow tests (`*.test.yaml` beside each flow) against an in-process server and a
     /// simulated carrier.
     ///
@@ -186,6 +191,28 @@ pub(crate) enum AuditCommand {
         #[arg(long, default_value_t = 365)]
         retention_days: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LockoutCommand {
+    /// Show the account's consecutive PIN and code failures, and any wait or suspension.
+    Show(LockoutArgs),
+    /// Forget the account's PIN and code failures: lifts a wait or a suspension.
+    Clear(LockoutArgs),
+}
+
+/// The account and where its lockouts live.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LockoutArgs {
+    /// The account id as the directory knows it (e.g. the employee ID).
+    pub(crate) account: String,
+    /// The configuration `serve` runs with (its store and audit trail; the environment
+    /// variables it names must be set, as for `serve`).
+    #[arg(long, default_value = "resetline.yaml")]
+    pub(crate) config: PathBuf,
+    /// Who is asking, for the audit trail (default: the OS user from $USER or $LOGNAME).
+    #[arg(long)]
+    pub(crate) by: Option<String>,
 }
 
 /// Which trail `audit verify` and `audit purge` work on: a directory, or a PostgreSQL chain.

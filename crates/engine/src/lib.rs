@@ -10,6 +10,7 @@
 pub mod action;
 pub mod backend;
 pub mod clock;
+pub mod desk;
 pub mod interp;
 pub mod otp;
 pub mod policy;

@@ -4,6 +4,7 @@ mod audit;
 mod backends;
 mod check;
 mod graph;
+mod lockout;
 mod serve;
 mod simulate;
 mod test;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{AuditCommand, Cli, Command};
+use crate::cli::{AuditCommand, Cli, Command, LockoutCommand};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -55,6 +56,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trail,
             retention_days,
         }) => audit::purge(&trail, retention_days),
+        Command::Lockout(LockoutCommand::Show(args)) => {
+            lockout::run(resetline_engine::desk::DeskAction::Show, &args)
+        }
+        Command::Lockout(LockoutCommand::Clear(args)) => {
+            lockout::run(resetline_engine::desk::DeskAction::Clear, &args)
+        }
         Command::Test {
             paths,
             report,

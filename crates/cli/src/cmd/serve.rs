@@ -508,19 +508,7 @@ impl Shared {
                 })
             }
             StoreConfig::Redis(r) => {
-                let redis = RedisStore::connect(
-                    &RedisConfig {
-                        url: r.url.clone(),
-                        password: r.password.clone(),
-                        username: r.username.clone(),
-                        tls: r.tls,
-                        key_prefix: r.key_prefix.clone(),
-                        timeout: Duration::from_millis(r.timeout_ms),
-                    },
-                    clock,
-                    &OsRandom,
-                )
-                .map_err(|e| anyhow::anyhow!("store: {e}"))?;
+                let redis = redis_store(r, clock)?;
                 redis.start_health_checks(Duration::from_secs(1));
                 tracing::info!(prefix = %r.key_prefix, tls = r.tls, "sessions, counters and lockouts in Redis");
                 let redis = Arc::new(redis);
@@ -534,6 +522,26 @@ impl Shared {
             }
         }
     }
+}
+
+/// The Redis store `store: { kind: redis }` names (connects lazily, in the current runtime).
+pub(crate) fn redis_store(
+    r: &config::RedisStoreConfig,
+    clock: Arc<dyn resetline_engine::Clock>,
+) -> anyhow::Result<RedisStore> {
+    RedisStore::connect(
+        &RedisConfig {
+            url: r.url.clone(),
+            password: r.password.clone(),
+            username: r.username.clone(),
+            tls: r.tls,
+            key_prefix: r.key_prefix.clone(),
+            timeout: Duration::from_millis(r.timeout_ms),
+        },
+        clock,
+        &OsRandom,
+    )
+    .map_err(|e| anyhow::anyhow!("store: {e}"))
 }
 
 /// Demo only: prints each message the outbox accepted (one-time codes included: that is

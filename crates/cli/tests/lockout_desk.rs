@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "../../audit-postgres/tests/support/mod.rs"]
+mod pg;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -26,8 +29,11 @@ fn env() -> [(&'static str, &'static str); 3] {
     ]
 }
 
-/// Writes `resetline.yaml` in `dir` for a server on `port` with `store`.
-fn write_config(dir: &Path, port: u16, fake_url: &str, store: &str) {
+/// The file audit trail `serve` and the desk write in these tests.
+const FILE_AUDIT: &str = "{ dir: audit, key_env: RESETLINE_TEST_KEY }";
+
+/// Writes `resetline.yaml` in `dir` for a server on `port` with `store` and `audit`.
+fn write_config(dir: &Path, port: u16, fake_url: &str, store: &str, audit: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -47,7 +53,7 @@ directory: {{ kind: embedded, path: users.yaml }}
 messages: {{ sms: {{ from: \"+15555550000\" }} }}
 tickets: {{ kind: servicenow, base_url: \"{fake_url}\", username: resetline, password_env: RESETLINE_TEST_SN }}
 hash_key_env: RESETLINE_TEST_KEY
-audit: {{ dir: audit, key_env: RESETLINE_TEST_KEY }}
+audit: {audit}
 reload: {{ enabled: false }}
 store: {store}
 ",
@@ -106,7 +112,7 @@ async fn the_service_desk_clears_a_lockout_in_redis_while_serve_runs_and_each_us
         "{{ kind: redis, url: \"{}\", key_prefix: \"{PREFIX}\" }}",
         redis.url()
     );
-    write_config(dir, port, &fake_url, &store);
+    write_config(dir, port, &fake_url, &store, FILE_AUDIT);
     let server = support::serve_binary(dir, port, &env()).await;
 
     // Three wrong PINs start a wait; a call during it is refused before any PIN is asked.
@@ -220,11 +226,13 @@ async fn the_service_desk_clears_a_lockout_in_redis_while_serve_runs_and_each_us
 async fn with_lockouts_in_memory_the_desk_command_refuses_and_says_why() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let dir = scratch.path();
+    let memory = "{ kind: memory }";
     write_config(
         dir,
         support::free_port(),
         "http://127.0.0.1:9",
-        "{ kind: memory }",
+        memory,
+        FILE_AUDIT,
     );
     let out = resetline(dir, &["lockout", "clear", ALEX, "--by", "alice"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -238,5 +246,60 @@ async fn with_lockouts_in_memory_the_desk_command_refuses_and_says_why() {
     assert!(
         !dir.join("audit").exists(),
         "nothing done, nothing recorded"
+    );
+}
+
+/// With the audit trail in PostgreSQL, the desk's records go to their own chain there, next
+/// to the chain `serve` holds, and `audit verify --postgres-url-env` accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_postgres_trail_the_desk_records_its_chain_beside_the_one_serve_holds() {
+    let postgres = pg::Postgres::start();
+    let url = postgres.url();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path();
+    let redis_dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start(redis_dir.path(), false).expect("redis");
+    let (fake_url, _log) = support::start_providers().await;
+    let port = support::free_port();
+    let store = format!(
+        "{{ kind: redis, url: \"{}\", key_prefix: \"{PREFIX}\" }}",
+        redis.url()
+    );
+    let audit = "{ kind: postgres, url_env: RESETLINE_TEST_PG, key_env: RESETLINE_TEST_KEY }";
+    write_config(dir, port, &fake_url, &store, audit);
+    let pg_env = [("RESETLINE_TEST_PG", url.as_str())];
+    let server = support::serve_binary(dir, port, &[&env()[..], &pg_env[..]].concat()).await;
+    call(&server, "CApg1", &["11112222"]).await;
+
+    let shown = resetline(dir, &["lockout", "show", ALEX, "--by", "dave"], &pg_env);
+    assert!(shown.status.success(), "{}", text(&shown));
+    assert!(text(&shown).contains("1 failure (last"), "{}", text(&shown));
+    let chain = [
+        "--postgres-url-env",
+        "RESETLINE_TEST_PG",
+        "--chain",
+        "resetline-desk",
+    ];
+    let key = [("RESETLINE_AUDIT_KEY", KEY)];
+    let verified = resetline(
+        dir,
+        &[&["audit", "verify"][..], &chain].concat(),
+        &[&pg_env[..], &key[..]].concat(),
+    );
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(
+        text(&verified).contains("ok: 1 records"),
+        "{}",
+        text(&verified)
+    );
+    let query = resetline(
+        dir,
+        &[&["audit", "query", "--json"][..], &chain].concat(),
+        &pg_env,
+    );
+    let line = String::from_utf8_lossy(&query.stdout).to_string();
+    assert!(
+        line.contains("\"lockout_shown\"") && line.contains("\"by\":\"dave\""),
+        "{line}"
     );
 }

@@ -170,24 +170,25 @@ pub fn describe(account: &str, view: &LockoutView, now: OffsetDateTime) -> Strin
     let now_ms = ms(now);
     let line = |state: &LockState, policy: &LockPolicy| {
         let last = when(state.last_failure_ms);
+        let failures = match state.failures {
+            1 => "1 failure".to_string(),
+            n => format!("{n} consecutive failures"),
+        };
         if state.failures == 0 {
             "no failures".to_string()
         } else if state.suspended(policy) {
             format!(
-                "SUSPENDED after {} consecutive failures (last {last}); stays until `resetline lockout clear`",
-                state.failures
+                "SUSPENDED after {failures} (last {last}); stays until `resetline lockout clear`"
             )
         } else if state.locked(now_ms, policy) {
             format!(
-                "{} consecutive failures (last {last}); checks refused for {} s more, until {}",
-                state.failures,
+                "{failures} (last {last}); checks refused for {} s more, until {}",
                 state.locked_until_ms.saturating_sub(now_ms).div_ceil(1000),
                 when(state.locked_until_ms)
             )
         } else {
             format!(
-                "{} consecutive failures (last {last}); not locked; forgotten at {}",
-                state.failures,
+                "{failures} (last {last}); not locked; forgotten at {}",
                 when(state.expires_at(policy).unwrap_or(state.last_failure_ms))
             )
         }

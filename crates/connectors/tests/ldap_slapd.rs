@@ -616,3 +616,27 @@ async fn unknown_ids_do_as_much_work_as_known_ones() {
         "known {k:?}, unknown {u:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_pins_cannot_pass_the_guard_together() {
+    let s = slapd();
+    let d = std::sync::Arc::new(LdapDirectory::new(bind_mode(&s)).expect("config"));
+    let checks: Vec<_> = (0..8)
+        .map(|i| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                d.verify_pin("100001", &Secret::new(format!("1111000{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut binds = 0;
+    for c in checks {
+        if c.await.expect("task").is_ok() {
+            binds += 1;
+        }
+    }
+    assert!(binds <= 3, "{binds} binds");
+    assert!(failures_on_record(&s.url(), "100001").await <= 3);
+    assert_eq!(s.user_bind("100001", "31415926").await, Ok(0));
+}

@@ -12,9 +12,9 @@
 //! policy entry, or the configured `max_failures`; unknown means no bind at all) and the
 //! failures on record (`max` of what the entry says and what this process caused), and binds
 //! only while one more failure would leave the count below `t - 1`, so the person keeps at
-//! least two attempts of their own. Checks of one account are serialised in the process, so
-//! parallel calls cannot both pass the guard on the same reading. Several replicas each keep
-//! their own count; the entry's count is shared by all.
+//! least two attempts of their own. A bind under way counts as a failure until it ends (one
+//! abandoned mid-way stays counted), so parallel calls cannot both pass the guard on the same
+//! reading. Several replicas each keep their own count; the entry's count is shared by all.
 //!
 //! The attribute names per flavour sit in one table ([`Names`]), so the rule itself is the
 //! same for OpenLDAP and Active Directory.
@@ -24,7 +24,7 @@
 //! (bind mode), so the answer's timing does not tell whether the ID exists.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use ldap3::{Scope, SearchEntry};
 use resetline_engine::{BackendError, Secret};
@@ -69,22 +69,6 @@ impl LdapDirectory {
         pin: &Secret,
         guard: &BindGuard,
     ) -> Result<bool, BackendError> {
-        let slot = self.tallies.slot(account);
-        let result = {
-            let mut tally = slot.lock().await;
-            self.bind_guarded(account, pin, guard, &mut tally).await
-        };
-        self.tallies.release(account, slot);
-        result
-    }
-
-    async fn bind_guarded(
-        &self,
-        account: &str,
-        pin: &Secret,
-        guard: &BindGuard,
-        tally: &mut Tally,
-    ) -> Result<bool, BackendError> {
         let names = Names::of(self.cfg.flavor);
         let entry = self
             .entry_of(account, &[names.user_policy, names.failures])
@@ -96,27 +80,25 @@ impl LdapDirectory {
             let _ = self.bind(&self.no_such_entry(), pin).await;
             return Ok(false);
         };
-        let count = tally.reckon(names.failures(&entry));
-        if !may_bind(count, threshold) {
-            tracing::warn!(
-                failures = count,
-                threshold = threshold.unwrap_or(0),
-                "PIN check by bind refused: one more failure would leave the person a single attempt before the directory locks the account"
-            );
-            return Err(BackendError::new(
-                BACKEND,
-                format!(
-                    "PIN check by bind refused before the directory lockout: {count} failures on record, the directory locks at {}",
-                    threshold.unwrap_or(0)
-                ),
-            ));
-        }
+        let reserved = self
+            .tallies
+            .reserve(account, names.failures(&entry), threshold)
+            .map_err(|count| {
+                tracing::warn!(
+                    failures = count,
+                    threshold = threshold.unwrap_or(0),
+                    "PIN check by bind refused: one more failure would leave the person a single attempt before the directory locks the account"
+                );
+                BackendError::new(
+                    BACKEND,
+                    format!(
+                        "PIN check by bind refused before the directory lockout: {count} failures on record or under way, the directory locks at {}",
+                        threshold.unwrap_or(0)
+                    ),
+                )
+            })?;
         let matched = self.bind(&entry.dn, pin).await?;
-        if matched {
-            tally.cleared();
-        } else {
-            tally.failed();
-        }
+        reserved.done(matched);
         Ok(matched)
     }
 
@@ -351,13 +333,16 @@ impl Names {
 pub(crate) struct Tally {
     /// Failed binds Resetline made that no success has cleared.
     ours: u32,
+    /// Binds under way (each may fail and count).
+    in_flight: u32,
     /// The entry has shown failures on record (so an empty record later means the directory
     /// cleared them, not that the service account cannot read them).
     record_seen: bool,
 }
 
 impl Tally {
-    /// The failures to reckon with, given what the entry shows now.
+    /// The failures to reckon with, given what the entry shows now: the larger of the
+    /// entry's count and this process's, plus the binds under way.
     pub(crate) fn reckon(&mut self, on_record: Option<u32>) -> u32 {
         match on_record {
             Some(_) => self.record_seen = true,
@@ -368,17 +353,10 @@ impl Tally {
             }
             None => {}
         }
-        on_record.unwrap_or(0).max(self.ours)
-    }
-
-    /// A bind failed.
-    pub(crate) fn failed(&mut self) {
-        self.ours = self.ours.saturating_add(1);
-    }
-
-    /// A bind succeeded: the directory cleared its count too.
-    pub(crate) fn cleared(&mut self) {
-        *self = Tally::default();
+        on_record
+            .unwrap_or(0)
+            .max(self.ours)
+            .saturating_add(self.in_flight)
     }
 }
 
@@ -387,34 +365,92 @@ pub(crate) fn may_bind(count: u32, threshold: Option<u32>) -> bool {
     threshold.is_none_or(|t| count.saturating_add(2) < t)
 }
 
-/// One [`Tally`] per account with a check running or failures counted; a lock per account.
+/// One [`Tally`] per account with a bind under way or failures counted. The lock is held only
+/// to read and change a tally, never across a bind, so checks of different accounts (and
+/// decoys) never wait for each other.
 #[derive(Debug, Default)]
 pub(crate) struct Tallies {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Tally>>>>,
+    tallies: Mutex<HashMap<String, Tally>>,
 }
 
 impl Tallies {
-    /// The account's slot (created when missing). Lock it for the whole check.
-    pub(crate) fn slot(&self, account: &str) -> Arc<tokio::sync::Mutex<Tally>> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(slots.entry(account.to_owned()).or_default())
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Tally>) -> T) -> T {
+        f(&mut self.tallies.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Forgets the account's slot when nobody holds it and it counts nothing.
-    pub(crate) fn release(&self, account: &str, slot: Arc<tokio::sync::Mutex<Tally>>) {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let idle = Arc::strong_count(&slot) == 2 && slot.try_lock().is_ok_and(|t| t.ours == 0);
-        if idle {
-            slots.remove(account);
-        }
+    /// Reserves one bind for `account` when the guard allows it; else the count that stopped
+    /// it.
+    pub(crate) fn reserve(
+        &self,
+        account: &str,
+        on_record: Option<u32>,
+        threshold: Option<u32>,
+    ) -> Result<Reserved<'_>, u32> {
+        self.with(|all| {
+            let tally = all.entry(account.to_owned()).or_default();
+            let count = tally.reckon(on_record);
+            if may_bind(count, threshold) {
+                tally.in_flight += 1;
+                Ok(Reserved {
+                    tallies: self,
+                    account: account.to_owned(),
+                    done: false,
+                })
+            } else {
+                if tally.ours == 0 && tally.in_flight == 0 {
+                    all.remove(account);
+                }
+                Err(count)
+            }
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.with(|all| all.len())
+    }
+}
+
+/// A bind under way. [`Reserved::done`] records its result; dropped without it (the caller
+/// gave up mid-bind), it counts as a failure, since the directory may have counted one.
+pub(crate) struct Reserved<'t> {
+    tallies: &'t Tallies,
+    account: String,
+    done: bool,
+}
+
+impl Reserved<'_> {
+    /// The bind ended: `matched` clears the count (the directory cleared its own), a wrong
+    /// PIN adds one.
+    pub(crate) fn done(mut self, matched: bool) {
+        self.done = true;
+        self.finish(matched);
+    }
+
+    fn finish(&self, matched: bool) {
+        self.tallies.with(|all| {
+            let Some(tally) = all.get_mut(&self.account) else {
+                return;
+            };
+            tally.in_flight = tally.in_flight.saturating_sub(1);
+            if matched {
+                tally.ours = 0;
+                tally.record_seen = false;
+            } else {
+                tally.ours = tally.ours.saturating_add(1);
+            }
+            if tally.ours == 0 && tally.in_flight == 0 {
+                all.remove(&self.account);
+            }
+        });
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(false);
+        }
     }
 }
 
@@ -472,37 +508,40 @@ mod tests {
 
     #[test]
     fn a_tally_counts_its_own_failures_until_the_directory_clears_them() {
-        let mut t = Tally::default();
-        assert_eq!(t.reckon(None), 0);
-        t.failed();
-        t.failed();
+        let tallies = Tallies::default();
+        let t = Some(5);
+        tallies.reserve("a", None, t).expect("first").done(false);
+        tallies.reserve("a", None, t).expect("second").done(false);
+        // Two failures the entry does not show still count; a third bind may go...
+        let third = tallies.reserve("a", None, t).expect("2 + 2 < 5");
+        // ...and while it is under way nothing more may.
+        assert_eq!(tallies.reserve("a", None, t).err(), Some(3));
+        third.done(false);
         assert_eq!(
-            t.reckon(None),
-            2,
-            "failures the entry does not show still count"
+            tallies.reserve("a", Some(1), t).err(),
+            Some(3),
+            "ours outweigh the record"
         );
-        assert_eq!(t.reckon(Some(1)), 2);
-        assert_eq!(t.reckon(Some(4)), 4, "the person's own failures count too");
         assert_eq!(
-            t.reckon(None),
+            tallies.reserve("a", Some(4), t).err(),
+            Some(4),
+            "the person's own count"
+        );
+        // Seen on the entry before and gone now: the directory cleared them.
+        tallies.reserve("a", None, t).expect("cleared").done(true);
+        assert_eq!(
+            tallies.len(),
             0,
-            "seen before and gone now: the directory cleared them"
+            "nothing kept for an account with nothing counted"
         );
-        t.failed();
-        t.cleared();
-        assert_eq!(t.reckon(None), 0);
+        assert_eq!(tallies.reserve("b", None, Some(2)).err(), Some(0));
+        assert_eq!(tallies.len(), 0);
     }
 
-    #[tokio::test]
-    async fn idle_slots_are_forgotten() {
+    #[test]
+    fn a_bind_abandoned_mid_way_counts_as_a_failure() {
         let tallies = Tallies::default();
-        let slot = tallies.slot("a");
-        slot.lock().await.failed();
-        tallies.release("a", slot);
-        assert_eq!(tallies.len(), 1, "a counted failure is kept");
-        let slot = tallies.slot("a");
-        slot.lock().await.cleared();
-        tallies.release("a", slot);
-        assert_eq!(tallies.len(), 0);
+        drop(tallies.reserve("a", None, Some(3)).expect("reserved"));
+        assert_eq!(tallies.reserve("a", None, Some(3)).err(), Some(1));
     }
 }

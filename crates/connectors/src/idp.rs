@@ -10,7 +10,7 @@ use std::fmt;
 
 use resetline_engine::{BackendError, Secret};
 
-use crate::embedded::pin;
+use crate::pin::PinHashing;
 use crate::rest::{
     MAX_ERROR_BODY, MAX_SUCCESS_BODY, check_base_url, clean, read_body, redact, transport_error,
 };
@@ -151,21 +151,18 @@ pub(crate) fn loggable(text: &str) -> String {
     redact(&clean(text))
 }
 
-/// Checks `pin` against a stored Argon2id hash (the embedded directory's code), on a blocking
-/// thread. No stored hash checks against a dummy so the answer takes as long; `Ok(false)`.
+/// Checks `pin` against a stored Argon2id hash with the shared verifier, under the
+/// process-wide bound. No stored hash checks against a dummy so the answer takes as long
+/// (`Ok(false)`); a stored value that is not a usable Argon2id hash (below the floor, above
+/// the ceiling) is a `BackendError` naming the problem.
 pub(crate) async fn verify_pin_hash(
     pin: &Secret,
     stored: Option<String>,
 ) -> Result<bool, BackendError> {
-    let usable = stored.filter(|h| pin::validate_hash(h).is_ok());
-    let known = usable.is_some();
-    let hash = usable.unwrap_or_else(|| pin::DUMMY_HASH.to_owned());
-    let pin = pin.clone();
-    let matched = tokio::task::spawn_blocking(move || pin::verify(&pin, &hash))
+    PinHashing::shared()
+        .check(pin, stored.as_deref())
         .await
-        .map_err(|e| BackendError::new(BACKEND, format!("blocking task failed: {e}")))?
-        .map_err(|m| BackendError::new(BACKEND, m))?;
-    Ok(known && matched)
+        .map_err(|m| BackendError::new(BACKEND, format!("the stored PIN hash: {m}")))
 }
 
 /// The prompt key that speaks why a provider refused a new secret of `len` characters,

@@ -2,6 +2,8 @@
 //!
 //! - [`embedded`]: [`EmbeddedDirectory`], a YAML file of users for one-box deployments and the
 //!   demo, with Argon2id PIN hashes and atomic, never-lossy writes.
+//! - [`pin`]: Argon2id PIN hashes, the one verifier every directory uses, and [`PinHashing`],
+//!   the process-wide bound on concurrent Argon2 work.
 //! - [`ldap`]: [`LdapDirectory`], users in OpenLDAP (ppolicy) or Active Directory: lookups by
 //!   configurable attributes, lock and disable state, password changes with the server's
 //!   policy refusals spoken as reasons.
@@ -41,6 +43,7 @@ pub mod http_action;
 mod idp;
 pub mod ldap;
 pub mod okta;
+pub mod pin;
 mod rest;
 pub mod scim;
 pub mod servicenow;
@@ -54,11 +57,12 @@ pub mod twilio_recording;
 pub use breaker::{Breaker, BreakerPolicy, BreakerState, Guarded};
 pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
-pub use embedded::{EmbeddedDirectory, HashError, LoadError, Problem, hash_pin};
+pub use embedded::{EmbeddedDirectory, LoadError, Problem};
 pub use http_action::{HttpConfigError, HttpDataActions};
 pub use idp::IdpConfigError;
-pub use ldap::{Flavor, LdapConfig, LdapConfigError, LdapDirectory};
+pub use ldap::{BindGuard, Flavor, LdapConfig, LdapConfigError, LdapDirectory, PinCheck};
 pub use okta::OktaDirectory;
+pub use pin::{HashError, PinHashing, hash_pin};
 pub use scim::ScimDirectory;
 pub use servicenow::{ServiceNowAuth, ServiceNowConfigError, ServiceNowTickets};
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpTls};

@@ -9,7 +9,7 @@
 //!
 //! Suffix [`BASE_DN`]; the service account [`SERVICE_DN`] / [`SERVICE_PASSWORD`] may read
 //! everything and write `userPassword` (never the rootdn, which would bypass ppolicy). The
-//! default policy (`cn=default,ou=policies`): `pwdMinLength: 8`, `pwdCheckQuality: 2`,
+//! default policy ([`DEFAULT_POLICY_DN`]): `pwdMinLength: 8`, `pwdCheckQuality: 2`,
 //! `pwdInHistory: 5`, `pwdLockout: TRUE`, `pwdMaxFailure: 5`. Users (`uid` = `employeeNumber`):
 //!
 //! | uid | who | state | password | notes |
@@ -19,6 +19,7 @@
 //! | 100003 | Casey Diaz | disabled (`000001010000Z`) | `16180339` | |
 //! | 100004 | Dana Evans | active | `14142135` | policy `cn=strict`: `pwdMinAge` one day |
 //! | 100005, 100006 | Eli / Fran Shared | active | `11235813` | both mobile +15555550111 (ambiguous); 100005 has a too-weak PIN hash |
+//! | 100007 | Gale Hart | active | `17320508` | policy `cn=tight`: `pwdLockout: TRUE`, `pwdMaxFailure: 3` |
 //!
 //! `ou=branch,ou=people` is a referral, so subtree searches also return a search reference
 //! (as Active Directory does for its partitions).
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use resetline_engine::Secret;
 
-use crate::ldap::{Flavor, LdapConfig};
+use crate::ldap::{BindGuard, Flavor, LdapConfig, PinCheck};
 
 /// The directory suffix.
 pub const BASE_DN: &str = "dc=example,dc=com";
@@ -47,6 +48,8 @@ pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
 pub const ADMIN_PASSWORD: &str = "admin-secret";
 /// The attribute that holds PIN hashes in this directory.
 pub const PIN_HASH_ATTRIBUTE: &str = "resetlinePinHash";
+/// The default password policy entry (`olcPPolicyDefault`).
+pub const DEFAULT_POLICY_DN: &str = "cn=default,ou=policies,dc=example,dc=com";
 
 /// The DN of user `uid`.
 pub fn user_dn(uid: &str) -> String {
@@ -212,6 +215,14 @@ pwdMinLength: 8
 pwdCheckQuality: 2
 pwdMinAge: 86400
 
+dn: cn=tight,ou=policies,{BASE_DN}
+objectClass: device
+objectClass: pwdPolicy
+cn: tight
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 3
+
 dn: ou=branch,ou=people,{BASE_DN}
 objectClass: referral
 objectClass: extensibleObject
@@ -269,6 +280,13 @@ userPassword: {SERVICE_PASSWORD}
         "Shared",
         "11235813",
         "mobile: +15555550111\n",
+    );
+    s += &user(
+        "100007",
+        "Gale Hart",
+        "Hart",
+        "17320508",
+        &format!("mobile: +15555550188\npwdPolicySubentry: cn=tight,ou=policies,{BASE_DN}\n"),
     );
     s
 }
@@ -448,7 +466,7 @@ impl Slapd {
     }
 
     /// A Resetline configuration for this server: OpenLDAP flavor, the service account,
-    /// default attributes (PINs checked by bind), a 2 s timeout.
+    /// default attributes with PINs checked against [`PIN_HASH_ATTRIBUTE`], a 2 s timeout.
     pub fn config(&self) -> LdapConfig {
         let mut c = LdapConfig::new(
             &self.url(),
@@ -458,7 +476,38 @@ impl Slapd {
             Flavor::OpenLdap,
         );
         c.timeout = Duration::from_secs(2);
+        c.attributes.pin_hash = Some(PIN_HASH_ATTRIBUTE.into());
         c
+    }
+
+    /// [`Slapd::config`] with PINs checked by binding as the user (the PIN is the directory
+    /// password), the threshold read from [`DEFAULT_POLICY_DN`] or a user's own policy.
+    pub fn bind_mode_config(&self) -> LdapConfig {
+        let mut c = self.config();
+        c.attributes.pin_hash = None;
+        c.pin_check = PinCheck::BindCountsTowardDirectoryLockout(BindGuard {
+            policy_dn: Some(DEFAULT_POLICY_DN.into()),
+            max_failures: None,
+        });
+        c
+    }
+
+    /// The result code of a simple bind as user `uid` with `password` on a fresh connection
+    /// (0 success, 49 invalid credentials): what the person's own login would get.
+    pub async fn user_bind(&self, uid: &str, password: &str) -> Result<u32, String> {
+        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.drive().await;
+        });
+        let rc = ldap
+            .simple_bind(&user_dn(uid), password)
+            .await
+            .map_err(|e| format!("bind: {e}"))?
+            .rc;
+        let _ = ldap.unbind().await;
+        Ok(rc)
     }
 
     /// Stops the server and starts it again on the same port(s) with the same data.

@@ -163,13 +163,16 @@ async fn a_reset_sets_the_password_and_the_user_can_bind_with_it() {
     assert!(!admin_read(&s.url(), &dn, "pwdChangedTime").await.is_empty());
     assert!(!admin_read(&s.url(), &dn, "pwdHistory").await.is_empty());
     // PIN checks by bind follow the new secret.
+    let by_bind = LdapDirectory::new(s.bind_mode_config()).expect("config");
     assert!(
-        d.verify_pin("100001", &Secret::new("58204617"))
+        by_bind
+            .verify_pin("100001", &Secret::new("58204617"))
             .await
             .expect("verify")
     );
     assert!(
-        !d.verify_pin("100001", &Secret::new("31415926"))
+        !by_bind
+            .verify_pin("100001", &Secret::new("31415926"))
             .await
             .expect("verify")
     );
@@ -213,7 +216,7 @@ async fn ppolicy_refusals_come_back_as_spoken_reasons() {
 #[tokio::test]
 async fn pins_check_by_bind_or_against_a_hash_attribute() {
     let s = slapd();
-    let d = directory(&s);
+    let d = LdapDirectory::new(s.bind_mode_config()).expect("config");
     assert!(
         d.verify_pin("100001", &Secret::new("31415926"))
             .await
@@ -236,9 +239,7 @@ async fn pins_check_by_bind_or_against_a_hash_attribute() {
             .expect("verify")
     );
 
-    let mut cfg = s.config();
-    cfg.attributes.pin_hash = Some(testing::PIN_HASH_ATTRIBUTE.into());
-    let hashed = LdapDirectory::new(cfg).expect("config");
+    let hashed = directory(&s);
     // The demo PIN of examples/demo/README.md, hashed in the entry.
     assert!(
         hashed
@@ -433,4 +434,209 @@ async fn tls_by_ldaps_and_starttls_with_a_private_ca() {
     untrusted.ca_file = None;
     let d = LdapDirectory::new(untrusted).expect("config");
     assert!(d.find(LookupBy::EmployeeId, "100001").await.is_err());
+}
+
+/// The number of `pwdFailureTime` values of `uid` (failed binds ppolicy has on record).
+async fn failures_on_record(url: &str, uid: &str) -> usize {
+    admin_read(url, &testing::user_dn(uid), "pwdFailureTime")
+        .await
+        .len()
+}
+
+/// PIN checks by bind, as a deployment must ask for them explicitly.
+fn bind_mode(s: &Slapd) -> resetline_connectors::LdapConfig {
+    s.bind_mode_config()
+}
+
+#[tokio::test]
+async fn wrong_pins_on_the_phone_never_lock_the_directory_login() {
+    let s = slapd();
+    let d = directory(&s);
+    // More wrong PINs than the default policy's pwdMaxFailure (5).
+    for pin in [
+        "11111111", "22222222", "33333333", "44444444", "55555555", "66666666",
+    ] {
+        assert!(
+            !d.verify_pin("100001", &Secret::new(pin))
+                .await
+                .expect("verify")
+        );
+    }
+    assert_eq!(
+        failures_on_record(&s.url(), "100001").await,
+        0,
+        "the default PIN check never touches the directory login"
+    );
+    assert_eq!(
+        bind(&s.url(), &testing::user_dn("100001"), "31415926").await,
+        0,
+        "the person still logs in"
+    );
+}
+
+#[tokio::test]
+async fn pin_binds_stop_before_the_directory_lockout_threshold() {
+    let s = slapd();
+    let d = LdapDirectory::new(bind_mode(&s)).expect("config");
+    let dn = testing::user_dn("100001");
+    let mut wrong = 0;
+    for pin in [
+        "11111111", "22222222", "33333333", "44444444", "55555555", "66666666",
+    ] {
+        match d.verify_pin("100001", &Secret::new(pin)).await {
+            Ok(matched) => {
+                assert!(!matched);
+                wrong += 1;
+            }
+            Err(e) => assert!(e.message.contains("lockout"), "{e}"),
+        }
+    }
+    // pwdMaxFailure is 5: Resetline stops while the person still has two attempts of their own.
+    assert_eq!(wrong, 3, "binds made before the guard refused");
+    assert_eq!(failures_on_record(&s.url(), "100001").await, 3);
+    assert_eq!(
+        bind(&s.url(), &dn, "31415926").await,
+        0,
+        "the person still logs in"
+    );
+}
+
+#[tokio::test]
+async fn a_users_own_policy_sets_the_threshold_and_their_own_failures_count() {
+    let s = slapd();
+    let d = LdapDirectory::new(bind_mode(&s)).expect("config");
+    // 100007 is under `cn=tight` (pwdMaxFailure 3): one phone attempt, then the guard.
+    assert!(
+        !d.verify_pin("100007", &Secret::new("11111111"))
+            .await
+            .expect("verify")
+    );
+    let e = d
+        .verify_pin("100007", &Secret::new("22222222"))
+        .await
+        .expect_err("guard");
+    assert!(e.message.contains("locks at 3"), "{e}");
+    assert_eq!(failures_on_record(&s.url(), "100007").await, 1);
+    assert_eq!(s.user_bind("100007", "17320508").await, Ok(0));
+
+    // Failures of the person's own (a desktop typo) count too: with two on record for
+    // 100001 and the default policy's 5, the phone gets one more attempt.
+    for _ in 0..2 {
+        assert_eq!(s.user_bind("100001", "wrong-password").await, Ok(49));
+    }
+    assert!(
+        !d.verify_pin("100001", &Secret::new("11111111"))
+            .await
+            .expect("verify")
+    );
+    assert!(
+        d.verify_pin("100001", &Secret::new("22222222"))
+            .await
+            .is_err()
+    );
+    assert_eq!(failures_on_record(&s.url(), "100001").await, 3);
+    // The right PIN is still refused while the count is that high, and the person's own
+    // login works and clears the count; then the phone may check again.
+    assert!(
+        d.verify_pin("100001", &Secret::new("31415926"))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.user_bind("100001", "31415926").await, Ok(0));
+    assert_eq!(failures_on_record(&s.url(), "100001").await, 0);
+    assert!(
+        d.verify_pin("100001", &Secret::new("31415926"))
+            .await
+            .expect("verify")
+    );
+}
+
+#[tokio::test]
+async fn without_a_readable_threshold_no_pin_bind_is_made() {
+    let s = slapd();
+    let mut cfg = bind_mode(&s);
+    cfg.pin_check = resetline_connectors::PinCheck::BindCountsTowardDirectoryLockout(
+        resetline_connectors::BindGuard {
+            policy_dn: Some(format!("cn=missing,ou=policies,{}", testing::BASE_DN)),
+            max_failures: None,
+        },
+    );
+    let d = LdapDirectory::new(cfg.clone()).expect("config");
+    let e = d
+        .verify_pin("100001", &Secret::new("31415926"))
+        .await
+        .expect_err("no threshold known");
+    assert!(e.message.contains("max_failures"), "{e}");
+    assert_eq!(failures_on_record(&s.url(), "100001").await, 0);
+    // The configured fallback is used when the entry cannot be read.
+    cfg.pin_check = resetline_connectors::PinCheck::BindCountsTowardDirectoryLockout(
+        resetline_connectors::BindGuard {
+            policy_dn: Some(format!("cn=missing,ou=policies,{}", testing::BASE_DN)),
+            max_failures: Some(4),
+        },
+    );
+    let d = LdapDirectory::new(cfg).expect("config");
+    assert!(
+        d.verify_pin("100001", &Secret::new("31415926"))
+            .await
+            .expect("verify")
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_do_as_much_work_as_known_ones() {
+    let s = slapd();
+    // Hash mode: an unknown account runs a dummy check of the same cost as a real one; bind
+    // mode: an unknown account binds to an entry that does not exist.
+    let hashed = directory(&s);
+    let by_bind = LdapDirectory::new(bind_mode(&s)).expect("config");
+    for d in [&hashed, &by_bind] {
+        assert!(
+            !d.verify_pin("999999", &Secret::new("31415926"))
+                .await
+                .expect("verify")
+        );
+    }
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..15 {
+        let started = std::time::Instant::now();
+        let _ = hashed.verify_pin("100001", &Secret::new("11235813")).await;
+        known.push(started.elapsed());
+        let started = std::time::Instant::now();
+        let _ = hashed.verify_pin("999999", &Secret::new("11235813")).await;
+        unknown.push(started.elapsed());
+    }
+    known.sort();
+    unknown.sort();
+    let (k, u) = (known[7], unknown[7]);
+    eprintln!("hash mode medians: known {k:?}, unknown {u:?}");
+    assert!(
+        k.max(u) - k.min(u) < Duration::from_millis(50),
+        "known {k:?}, unknown {u:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_pins_cannot_pass_the_guard_together() {
+    let s = slapd();
+    let d = std::sync::Arc::new(LdapDirectory::new(bind_mode(&s)).expect("config"));
+    let checks: Vec<_> = (0..8)
+        .map(|i| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                d.verify_pin("100001", &Secret::new(format!("1111000{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut binds = 0;
+    for c in checks {
+        if c.await.expect("task").is_ok() {
+            binds += 1;
+        }
+    }
+    assert!(binds <= 3, "{binds} binds");
+    assert!(failures_on_record(&s.url(), "100001").await <= 3);
+    assert_eq!(s.user_bind("100001", "31415926").await, Ok(0));
 }

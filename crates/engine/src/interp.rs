@@ -60,6 +60,13 @@ fn step_url(flow: &Flow, token: u64, suffix: &str) -> String {
 /// only a guard against a bug ever spinning a request.
 const MAX_HOPS: usize = 200;
 
+/// The record field that marks an enumeration-safe decoy (not a field flows can name).
+const DECOY: &str = "decoy";
+
+/// The account a decoy's PIN is checked against: no directory holds it, so the directory runs
+/// the dummy check it runs for any unknown account, as slow as a real one.
+const NO_ACCOUNT: &str = "resetline-no-such-account";
+
 /// What a carrier told us.
 #[derive(Debug)]
 pub enum Event {
@@ -543,6 +550,9 @@ impl Engine {
             Kind::DirectoryFind(f) => {
                 let value = match self.render_text(s, &f.value.value) {
                     Ok(v) => v,
+                    Err(_) if flow.settings.enumeration_safe => {
+                        return self.decoy(s, f, "", next());
+                    }
                     Err(_) => return Flowing::Outcome("not_found"),
                 };
                 match self
@@ -551,6 +561,9 @@ impl Engine {
                 {
                     Ok(None) => {
                         self.audit(s, Ev::Identify, Out::Failure, "not_found");
+                        if flow.settings.enumeration_safe {
+                            return self.decoy(s, f, &value, next());
+                        }
                         Flowing::Outcome("not_found")
                     }
                     Ok(Some(acc)) => {
@@ -593,6 +606,9 @@ impl Engine {
                             outcome.unwrap_or("found"),
                         );
                         match outcome {
+                            Some(_) if flow.settings.enumeration_safe => {
+                                self.decoy(s, f, &value, next())
+                            }
                             Some(o) => Flowing::Outcome(o),
                             None => next(),
                         }
@@ -754,6 +770,25 @@ impl Engine {
             }
             Kind::Http(h) => self.http_node(s, node, h, secrets).await,
         }
+    }
+
+    /// Enumeration-safe mode: an ID that is unknown, locked, disabled or not allowed goes on
+    /// to `next` like an active one, with a decoy record (the claimed value as its `id`, so
+    /// lockouts count on it as on a real account) that no verification ever accepts. The
+    /// session names no account, so what follows is audited for the unknown account.
+    fn decoy<'f>(
+        &self,
+        s: &mut Session,
+        f: &resetline_flow::model::DirectoryFind,
+        claimed: &str,
+        next: Flowing<'f>,
+    ) -> Flowing<'f> {
+        let mut rec = crate::vecmap::VecMap::with_capacity(2);
+        rec.insert(DECOY.to_string(), "1".to_string());
+        rec.insert("id".to_string(), claimed.to_string());
+        s.vars.insert(f.into.value.clone(), Var::Record(rec));
+        s.account = None;
+        next
     }
 
     /// Checks of `key` (an account's PIN, or its one-time codes) are refused while it is
@@ -1460,10 +1495,18 @@ impl Engine {
                         return Flowing::Outcome("error");
                     }
                 };
-                match self
-                    .within("directory", self.directory.verify_pin(&account, &d))
-                    .await
-                {
+                let decoy = s.lookup(&[p.account.value.clone(), DECOY.into()]).is_some();
+                let checked = if decoy {
+                    // The same work as a real wrong PIN (the directory's dummy check for an
+                    // account it does not hold), and never a match.
+                    self.within("directory", self.directory.verify_pin(NO_ACCOUNT, &d))
+                        .await
+                        .map(|_| false)
+                } else {
+                    self.within("directory", self.directory.verify_pin(&account, &d))
+                        .await
+                };
+                match checked {
                     Ok(true) => {
                         guard.keep();
                         if let Err(e) = self

@@ -415,3 +415,63 @@ async fn a_step_deadline_cuts_off_a_call_that_fits_its_own_budget() {
         "the step deadline cut the lookup"
     );
 }
+
+/// Enumeration-safe mode in the engine: a locked account (and an unknown ID) goes on to the
+/// PIN prompt like an active one; its PIN, even the right one, is checked against an account
+/// no directory holds and is wrong; the failure is audited for the unknown account and the
+/// lockout counts on the ID typed, so a later call for it behaves as for a real account.
+#[tokio::test]
+async fn a_locked_or_unknown_id_is_asked_for_its_pin_and_never_verified() {
+    use common::Call;
+    let mut locked = resetline_engine::testing::MemoryDirectory::dana();
+    locked.account.id = "1004218".into();
+    locked.account.state = AccountState::Locked;
+    let r = common::rig(Options {
+        users: vec![resetline_engine::testing::MemoryDirectory::dana(), locked],
+        ..Options::default()
+    });
+    for (sid, id, pin) in [
+        ("CAdecoy1", "1004218", "27182818"),
+        ("CAdecoy2", "9999999", "27182818"),
+    ] {
+        let (mut call, _) = Call::start(&r, sid).await;
+        let step = call.press(id).await;
+        assert_eq!(
+            said(&step),
+            "Please enter your current PIN, then press pound."
+        );
+        let step = call.press(pin).await;
+        assert!(
+            said(&step).starts_with("That PIN is not correct."),
+            "{}",
+            said(&step)
+        );
+        let fail = step
+            .audit
+            .iter()
+            .find(|e| e.event.as_str() == "authn_login_fail")
+            .expect("audited");
+        assert_eq!(fail.account, resetline_audit::UNKNOWN_ACCOUNT);
+        assert_eq!(fail.reason, "wrong");
+        call.press("11112223").await;
+        call.press("11112224").await;
+    }
+    assert_eq!(
+        r.log.count("verify resetline-no-such-account"),
+        6,
+        "every decoy check went to an account nobody holds: {:?}",
+        r.log.entries()
+    );
+    assert_eq!(
+        r.log.count("verify 1004218"),
+        0,
+        "the locked account itself is never checked"
+    );
+    // Three failures on the typed ID locked its PIN checks, as for a real account.
+    let (mut again, _) = Call::start(&r, "CAdecoy3").await;
+    let step = again.press("9999999").await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk."
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! Passes: settings, targets, kinds (next / outcomes / per-kind rules), secure sections,
 //! variables and templates (secrets, masking), prompts against the locale catalogs, and the
-//! graph passes (reachability, cycles without input, unbounded retries, verification factors).
+//! graph passes (reachability, cycles without input, unbounded retries, verification factors)
+//! and the enumeration-safe pass (`check/enumeration.rs`).
 //! Invariant: the checker reports every problem it can see in one run; a pass never assumes an
 //! earlier pass succeeded (a missing target is skipped by later passes, not unwrapped).
 
@@ -16,6 +17,8 @@ use crate::prompts::Catalogs;
 use crate::span::{Span, Spanned};
 use crate::spec::{self, Handling, Next};
 use crate::template::{Expr, Template};
+
+mod enumeration;
 
 /// Longest a one-time code may live (NIST SP 800-63B 5.1.3.2 as adopted in security.md).
 const MAX_CODE_TTL: Duration = Duration::from_secs(600);
@@ -64,6 +67,7 @@ pub(crate) fn check(flow: &Flow, catalogs: Option<&Catalogs>) -> Vec<Diagnostic>
         c.prompts(catalogs);
     }
     c.graph();
+    c.enumeration_safe();
     c.diags
 }
 
@@ -217,6 +221,12 @@ impl<'f> Checker<'f> {
                 }
                 let required = match (o.handling, &node.kind) {
                     (_, Kind::CodeVerify(v)) if o.name == "gave_up" => v.wait.is_some(),
+                    (_, Kind::DirectoryFind(_))
+                        if flow.settings.enumeration_safe
+                            && enumeration::DECOYED.contains(&o.name) =>
+                    {
+                        false
+                    }
                     (Handling::Required, _) => true,
                     (Handling::Fallback, _) => flow.settings.on_error.is_none(),
                     (Handling::Optional, _) => false,
@@ -378,21 +388,6 @@ impl<'f> Checker<'f> {
                     }
                 }
             },
-            Kind::DirectoryFind(_) if flow.settings.enumeration_safe => {
-                let first = node.on("not_found");
-                for outcome in ["locked", "disabled", "not_allowed"] {
-                    if let (Some(a), Some(b)) = (first, node.on(outcome))
-                        && a.value != b.value
-                    {
-                        let msg = format!(
-                            "in enumeration-safe mode `{outcome}` must go where `not_found` goes (`{}`), not to `{}`",
-                            a.value, b.value
-                        );
-                        let d = self.d(Code::EnumerationLeak, b.span, msg);
-                        d.notes.push("otherwise a caller can tell a locked or disabled ID from an unknown one (OWASP Forgot Password cheat sheet)".into());
-                    }
-                }
-            }
             _ => {}
         }
     }

@@ -86,7 +86,7 @@ codes! {
     LocaleNotOffered = "E028", "locale-not-offered", Error, "A locale is used but not listed in `settings.locales`, or has no catalog.";
     SecureBoundary = "E029", "secure-boundary", Error, "An edge jumps into a `secure` section from outside, sections are nested, or a transfer sits inside one.";
     PauseFailedUnhandled = "E030", "pause-failed-unhandled", Error, "A `secure` section without a `pause_failed` edge.";
-    EnumerationLeak = "E031", "enumeration-leak", Error, "In enumeration-safe mode, unknown, locked and disabled accounts take different paths.";
+    EnumerationLeak = "E031", "enumeration-leak", Error, "In enumeration-safe mode, something before the first PIN check could tell an unknown, locked or disabled ID from an active one.";
     PromptParameter = "E032", "prompt-parameter", Error, "A catalog prompt needs a parameter the flow does not pass, or the flow passes one it never uses.";
     CodeTooShort = "E033", "code-too-short", Error, "A one-time code shorter than 6 digits (NIST SP 800-63B 5.1.3.2).";
     WrongNodeReference = "E034", "wrong-node-reference", Error, "A field names a node of the wrong kind (e.g. `code.verify` `from:` is not a `code.send`).";

@@ -50,6 +50,16 @@ struct Raw {
     breaker: connectors::RawBreaker,
     #[serde(default)]
     http: connectors::RawHttp,
+    #[serde(default)]
+    pin_hashing: RawPinHashing,
+}
+
+/// `pin_hashing:`: the process-wide bound on Argon2 work.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPinHashing {
+    /// Hashes at once; default: the number of CPU cores.
+    max_concurrent: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +93,8 @@ struct RawDirectory {
     allow_phone_reset: Option<bool>,
     attributes: Option<RawLdapAttributes>,
     lookup: Option<RawLdapLookup>,
+    pin_check: Option<String>,
+    pin_bind: Option<RawPinBind>,
     // `kind: scim | okta` (see `config::connectors`; `timeout_ms` above is theirs too):
     base_url: Option<String>,
     token_env: Option<String>,
@@ -100,6 +112,14 @@ struct RawLdapAttributes {
     email: Option<String>,
     birth_date: Option<String>,
     pin_hash: Option<String>,
+}
+
+/// `directory.pin_bind:` (only with `pin_check: bind_counts_toward_directory_lockout`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPinBind {
+    policy_dn: Option<String>,
+    max_failures: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +517,8 @@ pub struct Config {
     pub breaker: BreakerConfig,
     /// Backends `http` nodes may call.
     pub http_backends: Vec<HttpBackendConfig>,
+    /// Most Argon2 hashes (PIN checks, new PIN hashes) at once in the process.
+    pub pin_hashing_max_concurrent: usize,
 }
 
 /// Why the configuration cannot be used: every problem found.
@@ -621,6 +643,20 @@ fn validate(
         pin_hash_attribute: raw.directory.pin_hash_attribute.clone(),
         unlock: raw.directory.unlock,
     };
+    if raw.directory.kind != "ldap"
+        && (raw.directory.pin_check.is_some() || raw.directory.pin_bind.is_some())
+    {
+        problems.push("`directory.pin_check` and `directory.pin_bind` are for `kind: ldap`; the other directories check PINs against a hash attribute only".into());
+    }
+    let pin_hashing_max_concurrent = raw
+        .pin_hashing
+        .max_concurrent
+        .unwrap_or_else(resetline_connectors::PinHashing::default_limit);
+    if !(1..=256).contains(&pin_hashing_max_concurrent) {
+        problems.push(format!(
+            "`pin_hashing.max_concurrent`: {pin_hashing_max_concurrent} must be between 1 and 256 (each hash holds 19 MiB at the shipped cost)"
+        ));
+    }
     let directory = match (
         raw.directory.kind.clone().as_str(),
         raw.directory.path.clone(),
@@ -923,6 +959,7 @@ fn validate(
             log: raw.log.format,
             breaker,
             http_backends,
+            pin_hashing_max_concurrent,
         }),
         _ => Err(problems),
     }
@@ -1041,7 +1078,9 @@ fn ldap_directory(
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Option<DirectoryConfig> {
-    use resetline_connectors::ldap::{Attributes, Flavor, LdapConfig, Lookups};
+    use resetline_connectors::ldap::{
+        Attributes, BIND_MODE, BindGuard, Flavor, LdapConfig, Lookups, PinCheck,
+    };
     let mut required = |key: &str, value: Option<String>, example: &str| {
         if value.is_none() {
             problems.push(format!(
@@ -1102,6 +1141,29 @@ fn ldap_directory(
         email: a.email.unwrap_or(d.email),
         birth_date: a.birth_date,
         pin_hash: a.pin_hash,
+    };
+    cfg.pin_check = match (raw.pin_check.as_deref(), raw.pin_bind) {
+        (None | Some("hash"), None) => PinCheck::Hash,
+        (Some("none"), None) => PinCheck::Off,
+        (Some(BIND_MODE), bind) => {
+            let bind = bind.unwrap_or_default();
+            PinCheck::BindCountsTowardDirectoryLockout(BindGuard {
+                policy_dn: bind.policy_dn,
+                max_failures: bind.max_failures,
+            })
+        }
+        (Some("hash" | "none") | None, Some(_)) => {
+            problems.push(format!(
+                "`directory.pin_bind` is only read with `pin_check: {BIND_MODE}`"
+            ));
+            PinCheck::Hash
+        }
+        (Some(other), _) => {
+            problems.push(format!(
+                "`directory.pin_check`: `{other}` must be hash, none or {BIND_MODE}"
+            ));
+            PinCheck::Hash
+        }
     };
     let l = raw.lookup.unwrap_or_default();
     let d = Lookups::defaults(flavor);
@@ -1173,6 +1235,10 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.budget_ms, 4000);
         assert_eq!(c.carrier.auth_token.expose(), "tok");
+        assert_eq!(
+            c.pin_hashing_max_concurrent,
+            resetline_connectors::PinHashing::default_limit()
+        );
     }
 
     #[test]
@@ -1236,7 +1302,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("ca.pem"), "x").ok();
         let text = format!(
-            "{LDAP}directory:\n  kind: ldap\n  url: ldaps://dc1.corp.example.com\n  bind_dn: CN=svc-resetline,OU=Services,DC=corp,DC=example,DC=com\n  bind_password_env: TOKEN\n  base_dn: OU=Staff,DC=corp,DC=example,DC=com\n  flavor: active_directory\n  ca_file: ca.pem\n  timeout_ms: 1500\n  attributes: {{ mobile: otherMobile }}\n  lookup: {{ phone: [otherMobile] }}\n"
+            "{LDAP}directory:\n  kind: ldap\n  url: ldaps://dc1.corp.example.com\n  bind_dn: CN=svc-resetline,OU=Services,DC=corp,DC=example,DC=com\n  bind_password_env: TOKEN\n  base_dn: OU=Staff,DC=corp,DC=example,DC=com\n  flavor: active_directory\n  ca_file: ca.pem\n  timeout_ms: 1500\n  attributes: {{ mobile: otherMobile, pin_hash: resetlinePinHash }}\n  lookup: {{ phone: [otherMobile] }}\n"
         );
         let c = load(&write(dir.path(), &text), &env).expect("config");
         let DirectoryConfig::Ldap(l) = c.directory else {
@@ -1253,6 +1319,75 @@ mod tests {
             l.ca_file,
             Some(dir.path().join("ca.pem")),
             "relative to the file"
+        );
+    }
+
+    #[test]
+    fn ldap_pins_are_checked_against_a_hash_unless_bind_mode_is_named() {
+        use resetline_connectors::{BindGuard, PinCheck};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ldap = |extra: &str| {
+            format!(
+                "{LDAP}directory: {{ kind: ldap, url: \"ldaps://ldap.example.com\", bind_dn: \"cn=r,dc=x\", bind_password_env: TOKEN, base_dn: \"dc=x\"{extra} }}\n"
+            )
+        };
+        let pin_check = |extra: &str| {
+            let c = load(&write(dir.path(), &ldap(extra)), &env).unwrap_or_else(|e| panic!("{e}"));
+            let DirectoryConfig::Ldap(l) = c.directory else {
+                panic!("not ldap");
+            };
+            l.pin_check
+        };
+        assert_eq!(
+            pin_check(", attributes: { pin_hash: resetlinePinHash }"),
+            PinCheck::Hash
+        );
+        assert_eq!(pin_check(", pin_check: none"), PinCheck::Off);
+        assert_eq!(
+            pin_check(
+                ", pin_check: bind_counts_toward_directory_lockout, pin_bind: { policy_dn: \"cn=default,ou=policies,dc=x\", max_failures: 5 }"
+            ),
+            PinCheck::BindCountsTowardDirectoryLockout(BindGuard {
+                policy_dn: Some("cn=default,ou=policies,dc=x".into()),
+                max_failures: Some(5),
+            })
+        );
+        let problems = |extra: &str| {
+            load(&write(dir.path(), &ldap(extra)), &env)
+                .expect_err("invalid")
+                .to_string()
+        };
+        let text = problems("");
+        assert!(
+            text.contains("`directory.attributes.pin_hash`")
+                && text.contains("pin_check: none")
+                && text.contains("counts every wrong PIN toward the directory's own lockout"),
+            "{text}"
+        );
+        for (extra, want) in [
+            (", pin_check: bind", "`directory.pin_check`: `bind` must be"),
+            (
+                ", pin_check: bind_counts_toward_directory_lockout",
+                "`directory.pin_bind`: `pin_check: bind_counts_toward_directory_lockout` needs",
+            ),
+            (
+                ", attributes: { pin_hash: h }, pin_bind: { max_failures: 5 }",
+                "`directory.pin_bind` is only read with",
+            ),
+        ] {
+            let text = problems(extra);
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let embedded = format!(
+            "{LDAP}directory: {{ kind: embedded, path: users.yaml, pin_check: none }}\npin_hashing: {{ max_concurrent: 0 }}\n"
+        );
+        let text = load(&write(dir.path(), &embedded), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("`directory.pin_check` and `directory.pin_bind` are for `kind: ldap`")
+                && text.contains("`pin_hashing.max_concurrent`: 0"),
+            "{text}"
         );
     }
 
@@ -1302,7 +1437,7 @@ mod tests {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
         let slow = format!(
-            "{LDAP}budget_ms: 2000\ndirectory: {{ kind: ldap, url: \"ldaps://ldap.example.com\", bind_dn: \"cn=r,dc=x\", bind_password_env: TOKEN, base_dn: \"dc=x\", timeout_ms: 2000 }}\n"
+            "{LDAP}budget_ms: 2000\ndirectory: {{ kind: ldap, url: \"ldaps://ldap.example.com\", bind_dn: \"cn=r,dc=x\", bind_password_env: TOKEN, base_dn: \"dc=x\", timeout_ms: 2000, pin_check: none }}\n"
         );
         let text = load(&write(dir.path(), &slow), &env)
             .expect_err("invalid")

@@ -72,6 +72,8 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     init_tracing(cfg.log);
     let clock: Arc<dyn resetline_engine::Clock> = Arc::new(SystemClock);
     let breakers = backends::Breakers::new(backends::policy(&cfg.breaker), clock.clone());
+    resetline_connectors::PinHashing::configure_shared(cfg.pin_hashing_max_concurrent)
+        .map_err(|e| anyhow::anyhow!("pin_hashing: {e}"))?;
     let directory: Arc<dyn Directory> = match &cfg.directory {
         DirectoryConfig::Embedded { path } => {
             Arc::new(EmbeddedDirectory::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)

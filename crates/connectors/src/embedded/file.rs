@@ -16,7 +16,7 @@ use resetline_engine::{Account, AccountState};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::pin;
+use crate::pin;
 
 /// The file as written, before any check (two-stage loading: raw, then checked).
 #[derive(Deserialize)]
@@ -461,7 +461,7 @@ pub(crate) fn persist(path: &Path, contents: &str) -> io::Result<Persisted> {
 mod tests {
     use super::*;
 
-    const HASH: &str = super::pin::DUMMY_HASH;
+    const HASH: &str = crate::pin::DUMMY_HASH;
 
     fn parse_str(text: &str) -> Result<Users, LoadError> {
         parse(Path::new("users.yaml"), text)

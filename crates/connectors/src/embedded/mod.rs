@@ -5,7 +5,8 @@
 //! content. A PIN change is one serialised read-modify-write (copy, change one user, write a
 //! temp file, fsync, rename, fsync the directory, then swap the copy in), so a failed write
 //! changes nothing and two concurrent changes never lose each other. Argon2 work runs on
-//! tokio's blocking pool; no PIN or hash is ever printed.
+//! tokio's blocking pool under the process-wide [`PinHashing`] bound; no PIN or hash is ever
+//! printed.
 //!
 //! # File format
 //!
@@ -34,7 +35,6 @@
 //! email shared by several users finds nothing, so a claim can never pick the wrong person.
 
 mod file;
-pub(crate) mod pin;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,8 +46,8 @@ use resetline_engine::{
 use resetline_flow::model::LookupBy;
 
 pub use file::{LoadError, Problem};
-pub(crate) use pin::{DUMMY_HASH, validate_hash, verify as verify_hash};
-pub use pin::{HashError, hash_pin};
+
+use crate::pin::PinHashing;
 
 use file::Users;
 
@@ -60,6 +60,8 @@ const NOT_ALLOWED_PROMPT: &str = "not_allowed";
 /// A directory backed by a YAML file of users. See the module docs for the format.
 pub struct EmbeddedDirectory {
     shared: Arc<Shared>,
+    /// The bound on Argon2 work ([`PinHashing::shared`] unless set).
+    hashing: PinHashing,
 }
 
 /// State shared with blocking tasks.
@@ -172,7 +174,14 @@ impl EmbeddedDirectory {
                 users: RwLock::new(Arc::new(users)),
                 writer: Mutex::new(()),
             }),
+            hashing: PinHashing::shared(),
         })
+    }
+
+    /// Runs this directory's Argon2 work under `hashing` instead of the process-wide bound.
+    pub fn with_pin_hashing(mut self, hashing: PinHashing) -> Self {
+        self.hashing = hashing;
+        self
     }
 
     /// The file this directory reads and writes (canonical form).
@@ -228,14 +237,10 @@ impl EmbeddedDirectory {
             .snapshot()
             .get(account)
             .and_then(|u| u.pin_hash.clone());
-        let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| pin::DUMMY_HASH.to_owned());
-        let pin = pin.clone();
-        let matched = tokio::task::spawn_blocking(move || pin::verify(&pin, &hash))
+        self.hashing
+            .check(pin, stored.as_deref())
             .await
-            .map_err(join_error)?;
-        let matched = matched.map_err(|m| BackendError::new(BACKEND, m))?;
-        Ok(known && matched)
+            .map_err(|m| BackendError::new(BACKEND, m))
     }
 
     async fn set_now(&self, account: &str, secret: &Secret) -> Result<(), SetSecretError> {
@@ -253,12 +258,11 @@ impl EmbeddedDirectory {
                 reason: "empty secret".into(),
             });
         }
-        let secret = secret.clone();
-        let hash = tokio::task::spawn_blocking(move || hash_pin(&secret))
+        let hash = self
+            .hashing
+            .hash(secret)
             .await
-            .map_err(|e| SetSecretError::Backend(join_error(e)))?;
-        let hash =
-            hash.map_err(|e| SetSecretError::Backend(BackendError::new(BACKEND, e.to_string())))?;
+            .map_err(|e| SetSecretError::Backend(BackendError::new(BACKEND, e.to_string())))?;
         let shared = Arc::clone(&self.shared);
         let account = account.to_owned();
         tokio::task::spawn_blocking(move || shared.store_hash(&account, hash))

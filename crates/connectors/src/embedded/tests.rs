@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::*;
+use crate::pin::hash_pin;
 
 const ALEX_PIN: &str = "48213579";
 

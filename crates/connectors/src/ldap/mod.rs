@@ -22,13 +22,15 @@
 //!   lock that has timed out (`pwdLockoutDuration`, AD's lockout duration) still reads as
 //!   locked until the next successful logon clears it: such callers reach an agent, never a
 //!   wrong reset.
-//! - **PIN check** (`pin.verify`): with `attributes.pin_hash` set, the attribute holds an
-//!   Argon2id PHC string (written with `resetline hash-pin`), checked locally with the
-//!   embedded directory's code (constant time, a dummy hash when there is none; a hash weaker
-//!   than the embedded file accepts is a backend error, never a check); without it,
-//!   the PIN is the account's directory password and is checked by a simple bind as the
-//!   user on a fresh connection, so the directory's own lockout counts failures. An empty PIN
-//!   is always wrong (an empty simple bind would be an anonymous success).
+//! - **PIN check** (`pin.verify`, [`PinCheck`], see [`pin_check`]): by default
+//!   `attributes.pin_hash` holds an Argon2id PHC string (written with `resetline hash-pin`),
+//!   checked locally by the shared verifier (constant time, a dummy hash when there is none; a
+//!   hash below the floor or above the ceiling is a backend error, never a check), so wrong
+//!   PINs never touch the directory login. `pin_check: none` makes `pin.verify` take its
+//!   error path. Only `pin_check: bind_counts_toward_directory_lockout` checks the PIN as the
+//!   directory password by a simple bind as the user on a fresh connection, and then stops
+//!   before the directory's lockout threshold. An empty PIN is always wrong (an empty simple
+//!   bind would be an anonymous success).
 //! - **Set**: refused without calling the server when the account is locked (`Locked`) or
 //!   disabled (`not_allowed`). OpenLDAP: the Password Modify extended operation (RFC 3062)
 //!   as the service account with the ppolicy request control, so the server's policy applies
@@ -39,6 +41,7 @@
 //!
 //! `ldap3` copies the new password into its own request buffer, which is not zeroed on drop.
 
+pub mod pin_check;
 mod refusal;
 
 use std::collections::HashSet;
@@ -56,6 +59,7 @@ use resetline_engine::{
 };
 use resetline_flow::model::LookupBy;
 
+pub use pin_check::{BIND_MODE, BindGuard, PinCheck};
 pub use refusal::PROMPTS as REFUSAL_PROMPTS;
 
 /// The backend name in [`BackendError`]s.
@@ -116,8 +120,8 @@ pub struct Attributes {
     pub email: String,
     /// Birth date `YYYY-MM-DD`, when the directory has one.
     pub birth_date: Option<String>,
-    /// Attribute holding an Argon2id PHC hash of the phone PIN; `None`: PINs are checked by
-    /// binding as the user.
+    /// Attribute holding an Argon2id PHC hash of the phone PIN (required by
+    /// [`PinCheck::Hash`], the default).
     pub pin_hash: Option<String>,
 }
 
@@ -215,11 +219,14 @@ pub struct LdapConfig {
     pub lookup: Lookups,
     /// Global switch: false refuses phone resets for every account.
     pub allow_phone_reset: bool,
+    /// How `pin.verify` checks a PIN.
+    pub pin_check: PinCheck,
 }
 
 impl LdapConfig {
-    /// A configuration with the flavor's defaults for filter, attributes and lookups, and a
-    /// 3 s timeout, no TLS options.
+    /// A configuration with the flavor's defaults for filter, attributes and lookups, a 3 s
+    /// timeout, no TLS options, and PIN checks against a hash attribute (which
+    /// `attributes.pin_hash` must then name).
     pub fn new(
         url: &str,
         bind_dn: &str,
@@ -240,6 +247,7 @@ impl LdapConfig {
             attributes: Attributes::defaults(flavor),
             lookup: Lookups::defaults(flavor),
             allow_phone_reset: true,
+            pin_check: PinCheck::Hash,
         }
     }
 
@@ -333,7 +341,24 @@ impl LdapConfig {
                 ));
             }
         }
+        problems.extend(self.pin_check_problems());
         problems
+    }
+
+    /// `pin_check` and `attributes.pin_hash` agree, and bind mode can find its threshold.
+    fn pin_check_problems(&self) -> Vec<String> {
+        match (&self.pin_check, &self.attributes.pin_hash) {
+            (PinCheck::Hash, None) => vec![format!(
+                "`directory.attributes.pin_hash`: name the attribute that holds each user's Argon2id PIN hash (written with `resetline hash-pin`), or set `directory.pin_check: none` if no flow checks PINs. Checking a PIN by binding as the user counts every wrong PIN toward the directory's own lockout; it needs `pin_check: {BIND_MODE}`"
+            )],
+            (PinCheck::Hash, Some(_)) => Vec::new(),
+            (other, Some(_)) => vec![format!(
+                "`directory.attributes.pin_hash` is not read with `pin_check: {}`; drop one of them",
+                other.name()
+            )],
+            (PinCheck::Off, None) => Vec::new(),
+            (PinCheck::BindCountsTowardDirectoryLockout(guard), None) => guard.problems(),
+        }
     }
 }
 
@@ -378,6 +403,8 @@ pub struct LdapDirectory {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// The bound service connection, reused by every operation until it closes.
     shared: tokio::sync::Mutex<Option<Ldap>>,
+    /// Failed PIN binds per account (bind mode only).
+    tallies: pin_check::Tallies,
 }
 
 impl fmt::Debug for LdapDirectory {
@@ -435,6 +462,7 @@ impl LdapDirectory {
             cfg: Arc::new(cfg),
             tls,
             shared: tokio::sync::Mutex::new(None),
+            tallies: pin_check::Tallies::default(),
         })
     }
 
@@ -672,51 +700,14 @@ impl LdapDirectory {
         if pin.is_empty() {
             return Ok(false);
         }
-        match self.cfg.attributes.pin_hash.clone() {
-            Some(attr) => {
-                let stored = self
-                    .entry_of(account, &[attr.as_str()])
-                    .await?
-                    .and_then(|e| first(&e, &attr));
-                let known = stored.is_some();
-                if let Some(h) = &stored {
-                    // The same floor as the embedded users file (Argon2id, m>=19456, t>=2).
-                    crate::embedded::validate_hash(h).map_err(|m| {
-                        BackendError::new(BACKEND, format!("`{attr}` of `{account}`: {m}"))
-                    })?;
-                }
-                let hash = stored.unwrap_or_else(|| crate::embedded::DUMMY_HASH.to_owned());
-                let pin = pin.clone();
-                let matched =
-                    tokio::task::spawn_blocking(move || crate::embedded::verify_hash(&pin, &hash))
-                        .await
-                        .map_err(|e| {
-                            BackendError::new(BACKEND, format!("blocking task failed: {e}"))
-                        })?
-                        .map_err(|m| BackendError::new(BACKEND, m))?;
-                Ok(known && matched)
-            }
-            None => {
-                let Some(entry) = self.entry_of(account, &["1.1"]).await? else {
-                    return Ok(false);
-                };
-                let mut ldap = self.connect().await?;
-                let res = self
-                    .within(
-                        ldap.with_timeout(self.cfg.timeout)
-                            .simple_bind(&entry.dn, pin.expose()),
-                    )
-                    .await;
-                close(ldap).await;
-                let res = res?;
-                match res.rc {
-                    0 => Ok(true),
-                    refusal::INVALID_CREDENTIALS => Ok(false),
-                    rc => Err(BackendError::new(
-                        BACKEND,
-                        format!("PIN check by bind failed: {} (LDAP result {rc})", res.text),
-                    )),
-                }
+        match &self.cfg.pin_check {
+            PinCheck::Hash => self.verify_by_hash(account, pin).await,
+            PinCheck::Off => Err(BackendError::new(
+                BACKEND,
+                "this directory checks no PINs (`directory.pin_check: none`)",
+            )),
+            PinCheck::BindCountsTowardDirectoryLockout(guard) => {
+                self.verify_by_bind(account, pin, guard).await
             }
         }
     }

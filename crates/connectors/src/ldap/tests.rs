@@ -152,25 +152,71 @@ fn caller_input_stays_one_literal_value_in_the_filter() {
 }
 
 fn good() -> LdapConfig {
-    LdapConfig::new(
+    let mut c = LdapConfig::new(
         "ldaps://ldap.example.com",
         "cn=resetline,ou=services,dc=example,dc=com",
         Secret::new("pw"),
         "dc=example,dc=com",
         Flavor::OpenLdap,
-    )
+    );
+    c.attributes.pin_hash = Some("resetlinePinHash".into());
+    c
+}
+
+#[test]
+fn pins_by_bind_need_an_explicit_mode_and_a_threshold() {
+    let mut c = good();
+    c.attributes.pin_hash = None;
+    let text = c.problems().join("\n");
+    assert!(
+        text.contains("`directory.attributes.pin_hash`")
+            && text.contains("pin_check: none")
+            && text.contains("bind_counts_toward_directory_lockout"),
+        "{text}"
+    );
+    c.pin_check = PinCheck::Off;
+    assert!(c.problems().is_empty(), "{:?}", c.problems());
+    c.pin_check = PinCheck::BindCountsTowardDirectoryLockout(BindGuard::default());
+    let text = c.problems().join("\n");
+    assert!(
+        text.contains("`directory.pin_bind`") && text.contains("max_failures"),
+        "{text}"
+    );
+    c.pin_check = PinCheck::BindCountsTowardDirectoryLockout(BindGuard {
+        policy_dn: Some("default".into()),
+        max_failures: Some(0),
+    });
+    let text = c.problems().join("\n");
+    assert!(
+        text.contains("`directory.pin_bind.policy_dn`")
+            && text.contains("`directory.pin_bind.max_failures`"),
+        "{text}"
+    );
+    c.pin_check = PinCheck::BindCountsTowardDirectoryLockout(BindGuard {
+        policy_dn: None,
+        max_failures: Some(5),
+    });
+    assert!(c.problems().is_empty(), "{:?}", c.problems());
+    c.attributes.pin_hash = Some("resetlinePinHash".into());
+    assert!(
+        c.problems()[0]
+            .contains("is not read with `pin_check: bind_counts_toward_directory_lockout`"),
+        "{:?}",
+        c.problems()
+    );
 }
 
 #[test]
 fn a_good_config_has_no_problems_and_defaults_follow_the_flavor() {
     assert!(good().problems().is_empty(), "{:?}", good().problems());
-    let ad = LdapConfig::new(
+    let mut ad = LdapConfig::new(
         "ldap://dc1.corp.example.com",
         "CN=svc,DC=corp",
         Secret::new("pw"),
         "DC=corp",
         Flavor::ActiveDirectory,
     );
+    ad.pin_check = PinCheck::Off;
     assert_eq!(ad.attributes.id, "sAMAccountName");
     assert_eq!(ad.lookup.employee_id, vec!["employeeID".to_string()]);
     let problems = ad.problems();
@@ -254,6 +300,7 @@ fn active_directory_state_and_attributes() {
     let mut c = good();
     c.flavor = Flavor::ActiveDirectory;
     c.attributes = Attributes::defaults(Flavor::ActiveDirectory);
+    c.pin_check = PinCheck::Off;
     let d = LdapDirectory::new(c).expect("directory");
     // Servers return attribute names in their own case.
     let base = [

@@ -27,6 +27,7 @@ struct Rig {
     log: Arc<CallLog>,
     store: Arc<MemoryStore>,
     audit: Arc<resetline_engine::testing::MemoryAudit>,
+    clock: FakeClock,
 }
 
 fn rig_with(flows_dir: &Path) -> Rig {
@@ -35,21 +36,23 @@ fn rig_with(flows_dir: &Path) -> Rig {
 
 fn rig_full(flows_dir: &Path, audit: resetline_engine::testing::MemoryAudit) -> Rig {
     let audit = Arc::new(audit);
-    let (state, log, store) = rig_sink(flows_dir, audit.clone());
+    let (state, log, store, clock) = rig_sink(flows_dir, audit.clone());
     Rig {
         state,
         log,
         store,
         audit,
+        clock,
     }
 }
 
 fn rig_sink(
     flows_dir: &Path,
     audit: Arc<dyn resetline_engine::AuditSink>,
-) -> (AppState, Arc<CallLog>, Arc<MemoryStore>) {
+) -> (AppState, Arc<CallLog>, Arc<MemoryStore>, FakeClock) {
     let log = Arc::new(CallLog::default());
-    let clock = Arc::new(FakeClock::at(1_700_000_000_000));
+    let fake = FakeClock::at(1_700_000_000_000);
+    let clock = Arc::new(fake.clone());
     let engine = resetline_engine::testing::engine(
         vec![MemoryDirectory::dana()],
         &log,
@@ -74,7 +77,7 @@ fn rig_sink(
         audit,
         root().join("voice-prompts"),
     );
-    (state, log, store)
+    (state, log, store, fake)
 }
 
 fn rig() -> Rig {
@@ -489,6 +492,91 @@ async fn an_unknown_call_hears_an_apology_and_a_hangup() {
     );
 }
 
+/// The refusals audited so far, as (reason, call).
+fn refusals(r: &Rig) -> Vec<(String, String)> {
+    r.audit
+        .records()
+        .iter()
+        .filter(|e| e.event.as_str() == "input_validation_fail")
+        .map(|e| (e.reason.clone(), e.call_id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_step_for_an_unknown_call_runs_nothing_and_is_audited() {
+    let r = rig();
+    let (status, body) = send(
+        &r.state,
+        signed(
+            "/voice/pin-reset/step/8306219475103856624",
+            &[("CallSid", SID), ("Digits", "1004217")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.ends_with("</Say><Hangup /></Response>"), "{body}");
+    assert!(r.log.entries().is_empty(), "no backend was called");
+    assert_eq!(r.store.len(), 0, "no call was started");
+    assert_eq!(
+        refusals(&r),
+        vec![("unknown_call".to_string(), SID.to_string())]
+    );
+}
+
+/// A call that ended, replayed: while its session is stored, its first webhook is refused;
+/// once the session expired, the ended-call memory refuses it instead of starting the call
+/// again. Every refusal is audited; nothing reaches a backend.
+#[tokio::test]
+async fn a_replayed_call_that_ended_is_refused_also_after_its_session_expired() {
+    let r = rig();
+    let (_, first) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    let (_, second) = press(&r.state, &first, "1004217").await;
+    let (status, _) = send(
+        &r.state,
+        signed(
+            "/voice/pin-reset/status",
+            &[("CallSid", SID), ("CallStatus", "completed")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let backend_calls = r.log.entries().len();
+
+    // The last step retried after the end: its answer again, no refusal.
+    let (_, body) = press(&r.state, &first, "1004217").await;
+    assert_eq!(body, second);
+    // The first webhook posted again while the session is stored: refused, and answered
+    // with the call's last answer.
+    let (_, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(body, second);
+    // The session expires (the flow's 300 s + 5 min); the end is remembered for a day.
+    r.clock.advance(std::time::Duration::from_secs(11 * 60));
+    assert!(r.store.load(SID).await.expect("store").is_none());
+    let (status, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Sorry, we lost track of this call. Please call again.</Say><Hangup />"),
+        "{body}"
+    );
+    assert!(
+        r.store.load(SID).await.expect("store").is_none(),
+        "not started again"
+    );
+    assert_eq!(
+        r.log.entries().len(),
+        backend_calls,
+        "no backend was called"
+    );
+    let sid = SID.to_string();
+    assert_eq!(
+        refusals(&r),
+        vec![
+            ("ended_call".to_string(), sid.clone()),
+            ("ended_call".to_string(), sid)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_hangup_in_the_secure_section_resumes_recording_and_records_where() {
     let r = rig();
@@ -797,7 +885,7 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
             on_failure: OnFailure::Refuse,
         },
     ));
-    let (state, _, store) = rig_sink(&root().join("flows"), buffered.clone());
+    let (state, _, store, _) = rig_sink(&root().join("flows"), buffered.clone());
     assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
 
     memory.set_failing(true);

@@ -19,7 +19,7 @@ use resetline_engine::{
 };
 use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::config::{
-    self, AuditStorage, DirectoryConfig, LogFormat, SmsFrom, StoreConfig, TicketAuth,
+    self, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig, TicketAuth,
 };
 use resetline_server::{AppState, Registry, ReloadResult, app};
 use resetline_store::MemoryCounters;
@@ -49,6 +49,7 @@ struct Setup {
     prompts_dir: PathBuf,
     max_sessions: usize,
     store: StoreConfig,
+    ended_calls: EndedCalls,
     budget: Duration,
     poll: Option<Duration>,
     demo_banner: bool,
@@ -192,6 +193,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         prompts_dir: cfg.prompts_dir,
         max_sessions: cfg.max_sessions,
         store: cfg.store,
+        ended_calls: cfg.ended_calls,
         budget: Duration::from_millis(cfg.budget_ms),
         poll: cfg.reload_poll_ms.map(Duration::from_millis),
         demo_banner: false,
@@ -256,6 +258,7 @@ pub(crate) fn demo(
         prompts_dir: prompts.to_path_buf(),
         max_sessions: 10_000,
         store: StoreConfig::Memory,
+        ended_calls: EndedCalls::default(),
         budget: Duration::from_secs(4),
         poll: Some(Duration::from_secs(1)),
         demo_banner: true,
@@ -498,7 +501,10 @@ impl Shared {
     fn open(setup: &Setup, clock: Arc<SystemClock>) -> anyhow::Result<Shared> {
         match &setup.store {
             StoreConfig::Memory => {
-                let memory = Arc::new(MemoryStore::new(clock.clone(), setup.max_sessions));
+                let memory = Arc::new(
+                    MemoryStore::new(clock.clone(), setup.max_sessions)
+                        .with_ended_calls(setup.ended_calls.ttl_ms, setup.ended_calls.max),
+                );
                 Ok(Shared {
                     sessions: memory.clone(),
                     counters: Arc::new(MemoryCounters::new(clock)),
@@ -516,6 +522,7 @@ impl Shared {
                         tls: r.tls,
                         key_prefix: r.key_prefix.clone(),
                         timeout: Duration::from_millis(r.timeout_ms),
+                        ended_call_ttl: Duration::from_millis(setup.ended_calls.ttl_ms),
                     },
                     clock,
                     &OsRandom,
@@ -606,7 +613,7 @@ fn banner(public_url: &str, token: &str, registry: &Registry) {
         eprintln!(
             "  Then answer each <Gather> by posting Digits to its action URL, signed the same way:"
         );
-        eprintln!("    URL={public_url}/voice/{id}/step/1");
+        eprintln!("    URL=<the action URL of the last answer's <Gather>>");
         eprintln!("    SIG=$(resetline sign \"$URL\" CallSid={sid} Digits=100001)");
         eprintln!(
             "    curl -s \"$URL\" -H \"X-Twilio-Signature: $SIG\" --data-urlencode CallSid={sid} --data-urlencode Digits=100001"

@@ -122,8 +122,31 @@ fn provider_requests(log: &Log) -> usize {
     log.lock().map(|l| l.len()).unwrap_or_default()
 }
 
-fn users(dir: &Path) -> Vec<u8> {
-    std::fs::read(dir.join("users.yaml")).expect("users file")
+/// What a replay must leave as it found it: the requests made to the providers (SMS,
+/// recording control, tickets) and the users file (the credentials).
+struct Effects {
+    requests: usize,
+    users: Vec<u8>,
+}
+
+impl Effects {
+    fn now(log: &Log, dir: &Path) -> Effects {
+        Effects {
+            requests: provider_requests(log),
+            users: std::fs::read(dir.join("users.yaml")).expect("users file"),
+        }
+    }
+
+    /// Asserts that nothing happened since `self`.
+    fn unchanged(&self, log: &Log, dir: &Path) {
+        assert_eq!(
+            provider_requests(log),
+            self.requests,
+            "no SMS, recording change or ticket"
+        );
+        let users = std::fs::read(dir.join("users.yaml")).expect("users file");
+        assert!(users == self.users, "no credential changed");
+    }
 }
 
 /// A scratch directory with the demo users.
@@ -148,20 +171,11 @@ async fn a_captured_call_replayed_after_a_restart_with_the_memory_store_runs_not
     let sent = captured_call(&server, &log).await;
     drop(server);
 
-    let (requests, users_before, records) = (
-        provider_requests(&log),
-        users(dir.path()),
-        audit(dir.path()).len(),
-    );
+    let (before, records) = (Effects::now(&log, dir.path()), audit(dir.path()).len());
     let server = serve(dir.path(), &fake_url, MEMORY, 1).await;
     replay(&server, &sent).await;
 
-    assert_eq!(
-        provider_requests(&log),
-        requests,
-        "no SMS, recording change or ticket"
-    );
-    assert_eq!(users(dir.path()), users_before, "no credential changed");
+    before.unchanged(&log, dir.path());
     let after = audit(dir.path());
     let new = &after[records..];
     assert_eq!(
@@ -192,7 +206,7 @@ async fn a_captured_call_replayed_after_a_restart_with_the_memory_store_runs_not
         answer.contains("We sent a code to the number ending in"),
         "{answer}"
     );
-    assert_eq!(provider_requests(&log), requests + 1);
+    assert_eq!(provider_requests(&log), before.requests + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,9 +232,8 @@ async fn a_captured_call_replayed_after_a_restart_with_redis_runs_nothing_also_o
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let (requests, users_before, counters) = (
-        provider_requests(&log),
-        users(dir.path()),
+    let (before, counters) = (
+        Effects::now(&log, dir.path()),
         limits(&support::redis_dump(&redis.url()).await),
     );
     assert!(counters.contains("send-global"), "{counters}");
@@ -244,12 +257,7 @@ async fn a_captured_call_replayed_after_a_restart_with_redis_runs_nothing_also_o
     assert_eq!(deleted, 1);
     replay(&server, &sent).await;
 
-    assert_eq!(
-        provider_requests(&log),
-        requests,
-        "no SMS, recording change or ticket"
-    );
-    assert_eq!(users(dir.path()), users_before, "no credential changed");
+    before.unchanged(&log, dir.path());
     let dump = support::redis_dump(&redis.url()).await;
     assert_eq!(limits(&dump), counters, "no send counter or lockout moved");
     assert!(

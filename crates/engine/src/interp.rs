@@ -2,11 +2,11 @@
 //!
 //! A step validates the event's step token (a retried webhook replays the stored answer and
 //! repeats no effect; any other token is refused and audited), then walks the flow from the
-//! current node: nodes that need no caller
-//! input run at once (lookups, branches, prompts), and the walk stops at the first node that
-//! waits for the caller, a transfer, or the end of the call. Transitions keep the rules that
-//! cannot live in the flow file: `limit` visits, recording paused before the first node of a
-//! `secure` section and resumed on every way out, and `max_call_seconds`.
+//! current node: nodes that need no caller input run at once (lookups, branches, prompts), and
+//! the walk stops at the first node that waits for the caller, a transfer, or the end of the
+//! call. Transitions keep the rules that cannot live in the flow file: `limit` visits,
+//! recording paused before the first node of a `secure` section and resumed on every way out,
+//! and `max_call_seconds`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -329,8 +329,9 @@ impl Engine {
             } else {
                 "stale_step_token"
             };
-            // Neither token is logged: they are how a step is addressed.
-            tracing::warn!(call = %s.call_sid, node = %s.node, reason, "step token refused");
+            // Neither token is logged: they are how a step is addressed. The server logs the
+            // refusal when it audits it (a flood of replays floods neither).
+            tracing::debug!(call = %s.call_sid, node = %s.node, reason, "step token refused");
             vec![
                 self.record(s, Ev::InputValidationFail, Out::Failure)
                     .with_reason(reason),

@@ -425,11 +425,13 @@ async fn audit_refusal(
 /// replay of it would be): nothing runs, the refusal is audited, and the caller hears the
 /// `call_not_found` apology and a hang-up.
 async fn refuse_call(state: &AppState, flow_id: &str, call_sid: &str, reason: &str) -> Response {
-    tracing::info!(flow = %flow_id, reason, "webhook for a call that is not running; refused");
-    audit_refusal(state, || {
+    let audited = audit_refusal(state, || {
         vec![refusal_record(state, call_sid, flow_id, reason)]
     })
     .await;
+    if audited {
+        tracing::warn!(flow = %flow_id, reason, "webhook for a call that is not running refused");
+    }
     twiml_response(not_found_twiml(state, flow_id))
 }
 
@@ -929,9 +931,11 @@ async fn finish_step(
     ended_metric(state, &session, &step.actions, step.replayed);
     if step.replayed {
         // Nothing ran. A retry has no record; a refused step token has the engine's one.
-        if !step.audit.is_empty() {
+        if let Some(reason) = step.audit.first().map(|r| r.reason.clone()) {
             let refused = step.audit;
-            audit_refusal(state, move || refused).await;
+            if audit_refusal(state, move || refused).await {
+                tracing::warn!(flow = %flow_id, reason, "step token refused");
+            }
         }
     } else {
         let session_sid = session.call_sid.clone();

@@ -2,8 +2,10 @@
 -- different live call, so every request does the full work: signature check, session load,
 -- directory lookup (demo user 100001), recording pause, save.
 --
--- Calls come from per-thread files (`$BENCH_REQUESTS.<thread>`, fixed-width lines of 64 bytes:
--- `CallSid signature\n`), read sequentially from line `$BENCH_OFFSET`. `init` only opens and
+-- Calls come from per-thread files (`$BENCH_REQUESTS.<thread>`, fixed-width lines:
+-- `CallSid signature token\n`, 85 bytes, the call's random step token padded to 20 digits; a
+-- build from before random step tokens writes `CallSid signature\n`, 64 bytes, for step 1),
+-- read sequentially from line `$BENCH_OFFSET`. `init` only opens and
 -- seeks: wrk runs each thread's `init` on its main thread before starting that thread, and a
 -- thread starts sending as soon as it is created, so an `init` that parsed the whole file (as
 -- this script did until the fifth session) let the first thread load the server for seconds
@@ -12,7 +14,6 @@
 local threads = {}
 local file = os.getenv("BENCH_REQUESTS")
 local offset = tonumber(os.getenv("BENCH_OFFSET") or "0")
-local LINE = 64
 -- The body around the call id (BENCH_BODY_TEMPLATE: what bench_target signed, from the file
 -- it writes).
 local template = assert(os.getenv("BENCH_BODY_TEMPLATE"), "BENCH_BODY_TEMPLATE is not set")
@@ -26,6 +27,8 @@ end
 
 function init(args)
   f = assert(io.open(file .. "." .. tid, "rb"))
+  -- The line length from the first line (every line has it).
+  LINE = #(f:read("*l") or "") + 1
   f:seek("set", offset * LINE)
   used = 0
   replays = 0
@@ -41,7 +44,11 @@ function request()
     replays = replays + 1
     line = last or ""
   end
-  return wrk.format("POST", "/voice/pin-reset/step/1", {
+  local token = "1"
+  if LINE > 64 then
+    token = string.gsub(line:sub(65, 84), "^0+", "")
+  end
+  return wrk.format("POST", "/voice/pin-reset/step/" .. token, {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Twilio-Signature"] = line:sub(36, 63),
   }, before .. line:sub(1, 34) .. after)

@@ -110,19 +110,16 @@ async fn run_call(state: &AppState) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    for (step, digits) in [
-        (1, "1004217"),
-        (2, "27182818"),
-        (3, "48319273"),
-        (4, "48319273"),
-    ] {
-        let path = format!("/voice/pin-reset/step/{step}");
+    let mut answer = body;
+    for digits in ["1004217", "27182818", "48319273", "48319273"] {
+        let path = resetline_engine::testing::next_action(&answer).expect("a Gather");
         let (status, body) = send(
             state,
             signed(&path, &[("CallSid", SID), ("Digits", digits)]),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        answer = body;
     }
     let unsigned = Request::post("/voice/pin-reset")
         .header("content-type", "application/x-www-form-urlencoded")

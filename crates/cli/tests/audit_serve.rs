@@ -20,6 +20,8 @@ use resetline_audit::{AuditKey, ChainId, EventType, FileSink, Filter, SinkConfig
 
 #[path = "../../audit-postgres/tests/support/mod.rs"]
 mod support;
+#[path = "support/mod.rs"]
+mod webhooks;
 
 const TOKEN: &str = "kill-test-token";
 const KEY: &str = "0123456789abcdef0123456789abcdef-kill";
@@ -57,8 +59,9 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// POSTs a signed webhook; the HTTP status, or `None` when the server is gone.
-fn post(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Option<u16> {
+/// POSTs a signed webhook; the HTTP status and the path the answer's `<Gather>` posts to
+/// (empty without one), or `None` when the server is gone.
+fn post(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Option<(u16, String)> {
     let public = format!("http://{addr}");
     let owned: Vec<(String, String)> = params
         .iter()
@@ -85,8 +88,14 @@ fn post(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Option<u16> {
     let text = String::from_utf8_lossy(&answer);
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     // A status line without the whole body is not an acknowledgement.
-    (text.contains("\r\n\r\n") && (status != 200 || text.ends_with("</Response>")))
-        .then_some(status)
+    (text.contains("\r\n\r\n") && (status != 200 || text.ends_with("</Response>"))).then(|| {
+        let next = if text.contains("action=\"") {
+            webhooks::next_action(&text)
+        } else {
+            String::new()
+        };
+        (status, next)
+    })
 }
 
 fn get_ok(addr: SocketAddr, path: &str) -> bool {
@@ -207,18 +216,14 @@ fn every_record_acknowledged_before_a_sigkill_is_in_a_trail_that_verifies() {
                             ("To", "+15555550000"),
                         ],
                     );
-                    if first != Some(200) {
+                    let Some((200, next)) = first else {
                         continue;
-                    }
+                    };
                     if let Ok(mut a) = acked.lock() {
                         a.push((sid.clone(), EventType::SessionCreated));
                     }
-                    let second = post(
-                        addr,
-                        "/voice/pin-reset/step/1",
-                        &[("CallSid", &sid), ("Digits", "100001")],
-                    );
-                    if second == Some(200)
+                    let second = post(addr, &next, &[("CallSid", &sid), ("Digits", "100001")]);
+                    if second.is_some_and(|(status, _)| status == 200)
                         && let Ok(mut a) = acked.lock()
                     {
                         a.push((sid, EventType::Identify));
@@ -282,13 +287,11 @@ fn call(addr: SocketAddr, sid: &str) {
             ("To", "+15555550000"),
         ],
     );
-    assert_eq!(first, Some(200));
-    let second = post(
-        addr,
-        "/voice/pin-reset/step/1",
-        &[("CallSid", sid), ("Digits", "100001")],
-    );
-    assert_eq!(second, Some(200));
+    let Some((200, next)) = first else {
+        panic!("the first webhook was not answered 200: {first:?}");
+    };
+    let second = post(addr, &next, &[("CallSid", sid), ("Digits", "100001")]);
+    assert_eq!(second.map(|(status, _)| status), Some(200));
 }
 
 /// SIGTERM, so `serve` closes the trail (final checkpoint) and exits.

@@ -5,6 +5,7 @@
 //! answer at once, without touching the directory, and `/metrics` shows it open.
 
 mod serve_common;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,19 +37,18 @@ async fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
 
 /// One call up to the directory lookup; returns the lookup's answer and how long it took.
 async fn call_until_lookup(server: &Server, sid: &str) -> (String, Duration) {
-    let base = "/voice/password-reset";
     let first = server.start_call("password-reset", sid).await;
     assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
-    server
+    let menu = server
         .post(
-            &format!("{base}/step/1"),
+            &support::next_action(&first),
             &[("CallSid", sid), ("Digits", "1")],
         )
         .await;
     let started = Instant::now();
     let answer = server
         .post(
-            &format!("{base}/step/2"),
+            &support::next_action(&menu),
             &[("CallSid", sid), ("Digits", "100001")],
         )
         .await;

@@ -5,6 +5,8 @@
 //! the one body field the flow lists, and no log line (TRACE, JSON), answer or stored
 //! session contains it.
 
+mod support;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,7 +269,7 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
     );
     let badge_prompt = post_webhook(
         &state,
-        &format!("{base_path}/step/1"),
+        &support::next_action(&answers),
         &[("CallSid", SID), ("Digits", "100001")],
     )
     .await;
@@ -277,7 +279,7 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
     );
     let done = post_webhook(
         &state,
-        &format!("{base_path}/step/2"),
+        &support::next_action(&badge_prompt),
         &[("CallSid", SID), ("Digits", BADGE)],
     )
     .await;
@@ -301,7 +303,7 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
 
     // A second call for an unknown employee takes the "404" edge.
     let sid2 = "CA0123456789abcdef0123456789abcdee";
-    post_webhook(
+    let first = post_webhook(
         &state,
         base_path,
         &[
@@ -313,7 +315,7 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
     .await;
     let nf = post_webhook(
         &state,
-        &format!("{base_path}/step/1"),
+        &support::next_action(&first),
         &[("CallSid", sid2), ("Digits", "999999")],
     )
     .await;
@@ -331,8 +333,13 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
     );
     assert!(!logs.contains(BADGE), "the secret is not logged");
     assert!(!logs.contains(SIGNING), "the signing token is not logged");
-    assert!(!answers.contains(BADGE));
-    let session = store.load(SID).await.expect("load").expect("session").0;
+    // Step tokens masked: a random token's digits may happen to contain the badge code.
+    assert!(!support::mask_step_tokens(&answers).contains(BADGE));
+    let mut session = store.load(SID).await.expect("load").expect("session").0;
+    session.token = 0;
+    if let Some(last) = session.last.as_mut() {
+        last.token = 0;
+    }
     assert!(
         !serde_json::to_string(&session)
             .expect("json")

@@ -8,7 +8,7 @@ mod support;
 use resetline_connectors::LdapDirectory;
 use resetline_connectors::testing::{self, Slapd};
 use resetline_engine::{Directory, Secret};
-use support::{ACCOUNT, BASE, SID, TOKEN, post_webhook};
+use support::{ACCOUNT, BASE, TOKEN};
 
 const LDAP_PASSWORD_ENV: &str = "RESETLINE_TEST_LDAP_PASSWORD";
 
@@ -100,21 +100,9 @@ async fn a_ppolicy_refusal_is_spoken_as_its_reason_and_the_caller_tries_again() 
     let server = serve(scratch.path(), &fake_url, &ldap.url()).await;
     let (addr, public) = (server.addr, server.public.as_str());
 
-    support::verify_by_sms(addr, public, &log).await;
-    post_webhook(
-        addr,
-        public,
-        &format!("{BASE}/step/5"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        public,
-        &format!("{BASE}/step/6"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
+    let mut call = support::verify_by_sms(addr, public, &log).await;
+    call.press("58204617").await;
+    let resp = call.press("58204617").await;
     assert!(
         resp.contains("You have used that PIN before. Please choose one you have not used."),
         "{resp}"
@@ -123,20 +111,8 @@ async fn a_ppolicy_refusal_is_spoken_as_its_reason_and_the_caller_tries_again() 
         resp.contains("Please enter your new PIN"),
         "asked again: {resp}"
     );
-    let resp = post_webhook(
-        addr,
-        public,
-        &support::next_action(&resp),
-        &[("CallSid", SID), ("Digits", "61829374")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        public,
-        &support::next_action(&resp),
-        &[("CallSid", SID), ("Digits", "61829374")],
-    )
-    .await;
+    call.press("61829374").await;
+    let resp = call.press("61829374").await;
     assert!(
         resp.contains("Your PIN has been changed. Goodbye."),
         "{resp}"
@@ -158,22 +134,10 @@ async fn with_the_directory_down_a_call_ends_with_an_agent_never_silence() {
 
     // Down while the caller is in the secure section: the reset fails, the recording resumes
     // and the caller is transferred.
-    support::verify_by_sms(addr, public, &log).await;
+    let mut call = support::verify_by_sms(addr, public, &log).await;
     ldap.stop();
-    post_webhook(
-        addr,
-        public,
-        &format!("{BASE}/step/5"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        public,
-        &format!("{BASE}/step/6"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
+    call.press("58204617").await;
+    let resp = call.press("58204617").await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     assert!(resp.contains("technical trouble"), "{resp}");
     assert!(resp.contains("<Enqueue"), "transferred to the desk: {resp}");
@@ -189,27 +153,9 @@ async fn with_the_directory_down_a_call_ends_with_an_agent_never_silence() {
 
     // Down from the start: the lookup fails and the caller reaches an agent.
     let other = "CA00000000000000000000000000000001";
-    post_webhook(
-        addr,
-        public,
-        BASE,
-        &[("CallSid", other), ("From", "+15555550100")],
-    )
-    .await;
-    post_webhook(
-        addr,
-        public,
-        &format!("{BASE}/step/1"),
-        &[("CallSid", other), ("Digits", "1")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        public,
-        &format!("{BASE}/step/2"),
-        &[("CallSid", other), ("Digits", "100001")],
-    )
-    .await;
+    let (mut call, _) = support::Call::start(addr, public, BASE, other).await;
+    call.press("1").await;
+    let resp = call.press("100001").await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     assert!(
         resp.contains("technical trouble") && resp.contains("<Enqueue"),

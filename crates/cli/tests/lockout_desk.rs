@@ -133,6 +133,7 @@ async fn the_service_desk_clears_a_lockout_in_redis_while_serve_runs_and_each_us
             tls: false,
             key_prefix: PREFIX.into(),
             timeout: std::time::Duration::from_secs(2),
+            ended_call_ttl: std::time::Duration::from_secs(86_400),
         },
         std::sync::Arc::new(SystemClock),
         &OsRandom,

@@ -6,6 +6,7 @@
 //! the second PIN is set.
 
 mod serve_common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 
@@ -123,25 +124,19 @@ reload: {{ enabled: false }}
     .await;
 
     let sid = "CA0000000000000000000000000000000a";
-    let base = "/voice/pin-reset";
     let first = server.start_call("pin-reset", sid).await;
     assert!(first.contains("Please enter your employee ID"), "{first}");
-    let mut answers = first;
+    let mut answers = first.clone();
     let mut said = Vec::new();
-    for (step, digits) in [
-        (1, "100001"),
-        (2, PIN),
-        (3, COMMON),
-        (4, COMMON),
-        (5, NEW_PIN),
-        (6, NEW_PIN),
-    ] {
+    let mut last = first;
+    for digits in ["100001", PIN, COMMON, COMMON, NEW_PIN, NEW_PIN] {
         let answer = server
             .post(
-                &format!("{base}/step/{step}"),
+                &support::next_action(&last),
                 &[("CallSid", sid), ("Digits", digits)],
             )
             .await;
+        last = answer.clone();
         said.push(answer.clone());
         answers.push_str(&answer);
     }

@@ -17,7 +17,7 @@ use resetline_engine::testing::MemoryAudit;
 use resetline_engine::{Directory, Engine, OsRandom, Secret, SystemClock};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
-use support::{ACCOUNT, Log, SID, TOKEN, post_webhook, providers, smtp_sink};
+use support::{ACCOUNT, Log, SID, TOKEN, providers, smtp_sink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_by_sms_with_real_connectors_against_local_fakes() {
@@ -187,35 +187,10 @@ async fn reset_by_email_code_through_an_smtp_sink() {
     );
     tokio::spawn(axum::serve(listener, app(state)).into_future());
 
-    let base = "/voice/password-reset";
-    post_webhook(
-        addr,
-        &public,
-        base,
-        &[("CallSid", SID), ("From", "+15555550100")],
-    )
-    .await;
-    post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/1"),
-        &[("CallSid", SID), ("Digits", "1")],
-    )
-    .await;
-    post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/2"),
-        &[("CallSid", SID), ("Digits", "100001")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/3"),
-        &[("CallSid", SID), ("Digits", "2")],
-    )
-    .await;
+    let (mut call, _) = support::Call::start(addr, &public, support::BASE, SID).await;
+    call.press("1").await;
+    call.press("100001").await;
+    let resp = call.press("2").await;
     assert!(
         resp.contains("We sent a code to your email address on file."),
         "{resp}"
@@ -232,13 +207,7 @@ async fn reset_by_email_code_through_an_smtp_sink() {
         .expect("the code sentence in the body");
     let code: String = after.chars().take_while(char::is_ascii_digit).collect();
     assert_eq!(code.len(), 6, "{data}");
-    let resp = post_webhook(
-        addr,
-        &public,
-        &format!("{base}/step/4"),
-        &[("CallSid", SID), ("Digits", &code)],
-    )
-    .await;
+    let resp = call.press(&code).await;
     assert!(resp.contains("Please enter your new PIN"), "{resp}");
     let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
     assert!(

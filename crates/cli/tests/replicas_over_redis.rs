@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resetline_store_redis::testing::{RedisOptions, RedisServer, free_port};
-use support::{ACCOUNT, Delay, Log, TOKEN, form_value, get, post_webhook, start_slow_providers};
+use support::{
+    ACCOUNT, Call, Delay, Log, TOKEN, form_value, get, post_webhook, start_slow_providers,
+};
 
 const PUBLIC: &str = "https://ivr.example.com";
 const BASE: &str = "/voice/password-reset";
@@ -270,122 +272,42 @@ impl Cluster {
 
     /// Every key and value in Redis, as text.
     async fn dump(&self) -> String {
-        let mut c = self.redis().await;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut c)
-            .await
-            .expect("KEYS");
-        let mut out = String::new();
-        for k in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&k)
-                .query_async(&mut c)
-                .await
-                .expect("TYPE");
-            let values: Vec<Vec<u8>> = match kind.as_str() {
-                "string" => vec![
-                    redis::cmd("GET")
-                        .arg(&k)
-                        .query_async(&mut c)
-                        .await
-                        .expect("GET"),
-                ],
-                "hash" => redis::cmd("HGETALL")
-                    .arg(&k)
-                    .query_async(&mut c)
-                    .await
-                    .expect("HGETALL"),
-                "zset" => redis::cmd("ZRANGE")
-                    .arg(&k)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut c)
-                    .await
-                    .expect("ZRANGE"),
-                other => panic!("unexpected key type {other} for {k}"),
-            };
-            out.push_str(&format!("{k} ({kind}):"));
-            for v in values {
-                out.push(' ');
-                out.push_str(&String::from_utf8_lossy(&v));
-            }
-            out.push('\n');
-        }
-        out
+        support::redis_dump(&self.redis.url()).await
     }
 }
 
-/// Runs the reference call (SMS method) from the first webhook through the code SMS; each
-/// webhook goes to `pick(i)`. Returns the replica index used next.
-async fn start_call(c: &Cluster, sid: &str, first: usize) -> usize {
+/// Runs the reference call (SMS method) from the first webhook through the employee ID; the
+/// `i`-th webhook goes to `c.nth(i)`, starting at `first`. Returns the call and the replica
+/// index used next.
+async fn start_call(c: &Cluster, sid: &str, first: usize) -> (Call, usize) {
     let mut i = first;
-    let resp = c
-        .nth(i)
-        .post(
-            BASE,
-            &[
-                ("CallSid", sid),
-                ("AccountSid", ACCOUNT),
-                ("From", "+15555550100"),
-                ("To", "+15555550000"),
-            ],
-        )
-        .await;
+    let (mut call, resp) = Call::start(c.nth(i).addr, PUBLIC, BASE, sid).await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     i += 1;
-    for (step, digits) in [(1, "1"), (2, "100001")] {
-        let r = c
-            .nth(i)
-            .post(
-                &format!("{BASE}/step/{step}"),
-                &[("CallSid", sid), ("Digits", digits)],
-            )
-            .await;
+    for digits in ["1", "100001"] {
+        let r = call.on(c.nth(i).addr).press(digits).await;
         assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
         i += 1;
     }
-    i
+    (call, i)
 }
 
-/// Step 3 (choose SMS) on replica `i`: the code goes out.
-async fn choose_sms(c: &Cluster, sid: &str, i: usize) {
-    let resp = c
-        .nth(i)
-        .post(
-            &format!("{BASE}/step/3"),
-            &[("CallSid", sid), ("Digits", "1")],
-        )
-        .await;
+/// Choose SMS on `replica`: the code goes out.
+async fn choose_sms(call: &mut Call, replica: &Replica) {
+    let resp = call.on(replica.addr).press("1").await;
     assert!(
         resp.contains("We sent a code to the number ending in"),
         "{resp}"
     );
 }
 
-/// Steps 4-6 on `replicas` in turn: the code, the new PIN twice.
-async fn finish_call(c: &Cluster, sid: &str, replicas: [&Replica; 3]) {
-    let (code, _) = c.code_sms(sid);
-    let r = replicas[0]
-        .post(
-            &format!("{BASE}/step/4"),
-            &[("CallSid", sid), ("Digits", &code)],
-        )
-        .await;
+/// The code, the new PIN twice, on `replicas` in turn.
+async fn finish_call(c: &Cluster, call: &mut Call, replicas: [&Replica; 3]) {
+    let (code, _) = c.code_sms(&call.sid);
+    let r = call.on(replicas[0].addr).press(&code).await;
     assert!(r.contains("Please enter your new PIN"), "{r}");
-    replicas[1]
-        .post(
-            &format!("{BASE}/step/5"),
-            &[("CallSid", sid), ("Digits", NEW_PIN)],
-        )
-        .await;
-    let r = replicas[2]
-        .post(
-            &format!("{BASE}/step/6"),
-            &[("CallSid", sid), ("Digits", NEW_PIN)],
-        )
-        .await;
+    call.on(replicas[1].addr).press(NEW_PIN).await;
+    let r = call.on(replicas[2].addr).press(NEW_PIN).await;
     assert!(
         r.contains("Your PIN has been changed. Goodbye.</Say><Hangup />"),
         "{r}"
@@ -396,8 +318,8 @@ async fn finish_call(c: &Cluster, sid: &str, replicas: [&Replica; 3]) {
 async fn a_call_alternating_between_two_replicas_completes_and_redis_holds_no_secret() {
     let c = cluster(false).await;
     let sid = "CA0123456789abcdef0123456789abc001";
-    let i = start_call(&c, sid, 0).await;
-    choose_sms(&c, sid, i).await;
+    let (mut call, i) = start_call(&c, sid, 0).await;
+    choose_sms(&mut call, c.nth(i)).await;
     // The delivery report lands on the other replica than the one that sent the code.
     let (code, message) = c.code_sms(sid);
     let report = c
@@ -418,7 +340,7 @@ async fn a_call_alternating_between_two_replicas_completes_and_redis_holds_no_se
             .contains("\"delivery\":\"delivered\""),
         "the report was recorded in the shared session"
     );
-    finish_call(&c, sid, [c.nth(i + 2), c.nth(i + 3), c.nth(i + 4)]).await;
+    finish_call(&c, &mut call, [c.nth(i + 2), c.nth(i + 3), c.nth(i + 4)]).await;
     let hangup = c
         .nth(i + 5)
         .post(
@@ -483,11 +405,11 @@ async fn a_call_alternating_between_two_replicas_completes_and_redis_holds_no_se
 async fn a_replica_killed_mid_call_loses_nothing() {
     let mut c = cluster(false).await;
     let sid = "CA0123456789abcdef0123456789abc002";
-    let i = start_call(&c, sid, 0).await;
-    choose_sms(&c, sid, i).await;
+    let (mut call, i) = start_call(&c, sid, 0).await;
+    choose_sms(&mut call, c.nth(i)).await;
     c.a.kill();
     assert_eq!(c.a.readyz().await, "", "replica a is gone");
-    finish_call(&c, sid, [&c.b, &c.b, &c.b]).await;
+    finish_call(&c, &mut call, [&c.b, &c.b, &c.b]).await;
     assert_eq!(
         c.sms_bodies().len(),
         2,
@@ -499,16 +421,16 @@ async fn a_replica_killed_mid_call_loses_nothing() {
 async fn a_replica_killed_in_the_middle_of_a_step_frees_the_call_for_the_other() {
     let mut c = cluster(false).await;
     let sid = "CA0123456789abcdef0123456789abc006";
-    start_call(&c, sid, 0).await;
+    let (mut call, _) = start_call(&c, sid, 0).await;
     // Replica a takes the call's lease and hangs in the SMS provider call; it is killed there.
     c.sms_delay
         .store(5_000, std::sync::atomic::Ordering::Relaxed);
-    let addr = c.a.addr;
+    let (addr, path) = (c.a.addr, call.next().to_string());
     let stuck = tokio::spawn(async move {
         post_webhook(
             addr,
             PUBLIC,
-            &format!("{BASE}/step/3"),
+            &path,
             &[
                 ("CallSid", "CA0123456789abcdef0123456789abc006"),
                 ("Digits", "1"),
@@ -530,13 +452,13 @@ async fn a_replica_killed_in_the_middle_of_a_step_frees_the_call_for_the_other()
     // The carrier retries on b (fallback URL): b waits until the dead holder's lease lapses
     // (it is no longer renewed), then runs the step from the last saved session.
     let started = Instant::now();
-    choose_sms(&c, sid, 1).await;
+    choose_sms(&mut call, &c.b).await;
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "freed within the lease ttl, not the step budget: {:?}",
         started.elapsed()
     );
-    finish_call(&c, sid, [&c.b, &c.b, &c.b]).await;
+    finish_call(&c, &mut call, [&c.b, &c.b, &c.b]).await;
     assert_eq!(
         c.sms_bodies().len(),
         3,
@@ -549,11 +471,11 @@ async fn the_same_webhook_on_both_replicas_at_once_has_one_effect() {
     let c = cluster(false).await;
     for n in 0..3 {
         let sid = format!("CA0123456789abcdef0123456789abc1{n:02}");
-        start_call(&c, &sid, n).await;
+        let (call, _) = start_call(&c, &sid, n).await;
         let before = c.sms_bodies().len();
-        let path = format!("{BASE}/step/3");
+        let path = call.next();
         let params = [("CallSid", sid.as_str()), ("Digits", "1")];
-        let (x, y) = tokio::join!(c.a.post(&path, &params), c.b.post(&path, &params));
+        let (x, y) = tokio::join!(c.a.post(path, &params), c.b.post(path, &params));
         assert_eq!(
             c.sms_bodies().len(),
             before + 1,
@@ -569,8 +491,8 @@ async fn the_same_webhook_on_both_replicas_at_once_has_one_effect() {
 async fn a_redis_restart_mid_call_is_survived_and_audited() {
     let mut c = cluster(true).await;
     let sid = "CA0123456789abcdef0123456789abc003";
-    let i = start_call(&c, sid, 0).await;
-    choose_sms(&c, sid, i).await;
+    let (mut call, i) = start_call(&c, sid, 0).await;
+    choose_sms(&mut call, c.nth(i)).await;
 
     c.redis.stop();
     c.a.wait_ready("503").await;
@@ -602,7 +524,7 @@ async fn a_redis_restart_mid_call_is_survived_and_audited() {
     c.a.wait_ready("200").await;
     c.b.wait_ready("200").await;
     // The call in progress survived the restart (append-only file, fsync always).
-    finish_call(&c, sid, [&c.b, &c.a, &c.b]).await;
+    finish_call(&c, &mut call, [&c.b, &c.a, &c.b]).await;
     let audit = format!("{}{}", c.a.audit(), c.b.audit());
     assert!(audit.contains("\"authn_password_change\""), "{audit}");
 }
@@ -622,9 +544,9 @@ async fn over_tls_with_a_password_from_the_environment() {
     .await;
     assert!(c.redis.url().starts_with("rediss://"));
     let sid = "CA0123456789abcdef0123456789abc005";
-    let i = start_call(&c, sid, 0).await;
-    choose_sms(&c, sid, i).await;
-    finish_call(&c, sid, [c.nth(i + 1), c.nth(i + 2), c.nth(i + 3)]).await;
+    let (mut call, i) = start_call(&c, sid, 0).await;
+    choose_sms(&mut call, c.nth(i)).await;
+    finish_call(&c, &mut call, [c.nth(i + 1), c.nth(i + 2), c.nth(i + 3)]).await;
 
     // A replica with the wrong password stays unready, and says why without the password.
     let scratch = tempfile::tempdir().expect("tempdir");

@@ -190,6 +190,11 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         expected: u64,
         ttl_ms: u64,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Whether the call `call_sid` ended within the store's ended-call ttl, even when its
+    /// session has expired since: a save of a session whose call has ended (`Session::ended`)
+    /// also remembers the call id for that long, so a replayed first webhook of an ended call
+    /// is refused instead of starting the call again.
+    fn ended<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// How many live sessions there are (for metrics and `/readyz`).
     fn len(&self) -> usize;
     /// True when no session is live.

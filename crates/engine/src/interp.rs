@@ -1,11 +1,12 @@
 //! The interpreter: one step of a call per carrier event.
 //!
 //! A step validates the event's step token (a retried webhook replays the stored answer and
-//! repeats no effect), then walks the flow from the current node: nodes that need no caller
-//! input run at once (lookups, branches, prompts), and the walk stops at the first node that
-//! waits for the caller, a transfer, or the end of the call. Transitions keep the rules that
-//! cannot live in the flow file: `limit` visits, recording paused before the first node of a
-//! `secure` section and resumed on every way out, and `max_call_seconds`.
+//! repeats no effect; any other token is refused and audited), then walks the flow from the
+//! current node: nodes that need no caller input run at once (lookups, branches, prompts), and
+//! the walk stops at the first node that waits for the caller, a transfer, or the end of the
+//! call. Transitions keep the rules that cannot live in the flow file: `limit` visits,
+//! recording paused before the first node of a `secure` section and resumed on every way out,
+//! and `max_call_seconds`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,7 +44,9 @@ tokio::task_local! {
 }
 
 /// The engine-relative action URL of step `token` of `flow`, with `suffix` (`""`,
-/// `"/timeout"`, `"/transfer"`): `/voice/{flow}/step/{token}{suffix}`.
+/// `"/timeout"`, `"/transfer"`): `/voice/{flow}/step/{token}{suffix}`. The token is a fresh
+/// random value per step ([`Engine::fresh_token`]), written in decimal as replicas of every
+/// release read it.
 fn step_url(flow: &Flow, token: u64, suffix: &str) -> String {
     use std::fmt::Write as _;
     let id = &flow.id.value;
@@ -261,30 +264,16 @@ impl Engine {
                 };
             }
         };
-        if token != s.token || s.ended.is_some() {
-            // A retry (or a stale request): answer exactly as before, change nothing.
-            let retry = s
-                .last
-                .as_ref()
-                .is_some_and(|last| last.token == token || s.ended.is_some());
-            if !retry {
-                tracing::warn!(call = %s.call_sid, token, expected = s.token, "stale step token");
-            }
-            let actions = match s.last.as_ref().map(|l| l.answer.actions()) {
-                Some(Ok(actions)) => actions,
-                Some(Err(e)) => {
-                    tracing::error!(call = %s.call_sid, error = %e, "stored answer unreadable; answering with nothing");
-                    Vec::new()
-                }
-                None => Vec::new(),
-            };
-            return Step {
-                actions,
-                replayed: true,
-                audit: Vec::new(),
-            };
+        // The first webhook carries token 0, which only a call that has not started expects;
+        // every later one the random token of the step it answers.
+        let first = matches!(event, Event::Start);
+        if token != s.token || s.ended.is_some() || first != (token == 0) {
+            return self.not_current(s, token);
         }
-        s.token = token + 1;
+        let fresh = self.fresh_token();
+        if let Ok(next) = fresh {
+            s.token = next;
+        }
         let mut out = Vec::new();
         let mut secrets: HashMap<String, Secret> = HashMap::new();
         let max_ms = flow
@@ -298,7 +287,13 @@ impl Engine {
                 .with_reason("incoming_call");
             s.pending_audit.push(r);
         }
-        if self.clock.now_ms().saturating_sub(s.started_ms) > max_ms {
+        if fresh.is_err() {
+            // No unpredictable token for the next step: the call ends rather than go on with
+            // one an attacker could guess.
+            tracing::error!(call = %s.call_sid, "no randomness for the next step token; ending the call");
+            self.say_key(flow, s, "technical_difficulty", &mut out);
+            self.end(flow, s, "error", &mut out).await;
+        } else if self.clock.now_ms().saturating_sub(s.started_ms) > max_ms {
             self.say_key(flow, s, "call_time_limit", &mut out);
             self.end(flow, s, "time_limit", &mut out).await;
         } else {
@@ -324,6 +319,61 @@ impl Engine {
             replayed: false,
             audit,
         }
+    }
+
+    /// The answer to a webhook whose token is not the one the call waits for. Nothing runs
+    /// either way: a retry of the last answered webhook (its token) gets that answer again;
+    /// anything else (an older step's token, another call's, a previous process's, any step
+    /// of an ended call) is refused, audited (`input_validation_fail`, reason
+    /// `stale_step_token` or `ended_call`) and answered with the call's last answer too, so a
+    /// carrier that posts late does not leave the caller in silence.
+    fn not_current(&self, s: &Session, token: u64) -> Step {
+        let retry = s.last.as_ref().is_some_and(|last| last.token == token);
+        let audit = if retry {
+            Vec::new()
+        } else {
+            let reason = if s.ended.is_some() {
+                "ended_call"
+            } else {
+                "stale_step_token"
+            };
+            // Neither token is logged: they are how a step is addressed. The server logs the
+            // refusal when it audits it (a flood of replays floods neither).
+            tracing::debug!(call = %s.call_sid, node = %s.node, reason, "step token refused");
+            vec![
+                self.record(s, Ev::InputValidationFail, Out::Failure)
+                    .with_reason(reason),
+            ]
+        };
+        let actions = match s.last.as_ref().map(|l| l.answer.actions()) {
+            Some(Ok(actions)) => actions,
+            Some(Err(e)) => {
+                tracing::error!(call = %s.call_sid, error = %e, "stored answer unreadable; answering with nothing");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        Step {
+            actions,
+            replayed: true,
+            audit,
+        }
+    }
+
+    /// A new step token: 64 bits from the injected CSPRNG, never 0 (the first webhook's). A
+    /// fresh value per step, kept in the call's session and compared there: a token is good
+    /// for one step of one call, and a call started again after a restart (the memory store
+    /// forgets) never issues a token its earlier life did, so captured step URLs match nothing.
+    fn fresh_token(&self) -> Result<u64, crate::clock::RandomError> {
+        for _ in 0..4 {
+            let mut raw = [0u8; 8];
+            self.random.fill(&mut raw)?;
+            let token = u64::from_le_bytes(raw);
+            if token != 0 {
+                return Ok(token);
+            }
+        }
+        Err(crate::clock::RandomError)
     }
 
     /// An audit record about `s` now, at its current node.

@@ -289,7 +289,10 @@ pub struct Session<L = Last> {
     pub caller: String,
     /// Start time, ms since the epoch.
     pub started_ms: u64,
-    /// Token the next request must carry to advance the call.
+    /// Token the next request must carry to advance the call: 0 until the first webhook, then
+    /// a fresh random value per step (unguessable, never a count). Chosen this way since format
+    /// 3; the field's type, place and meaning are unchanged, so the format is too (a replica
+    /// that counts still reads and compares it).
     pub token: u64,
     /// Current node.
     pub node: String,

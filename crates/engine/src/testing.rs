@@ -14,6 +14,17 @@ use crate::backend::{
 };
 use crate::secret::Secret;
 
+/// The path (from `/voice/` on, `&amp;` decoded) of the first action URL in an answer as the
+/// server renders it (a `<Gather>`'s `action`): where a test posts the caller's next input.
+/// Step tokens are random, so tests follow the answers as a carrier does.
+pub fn next_action(answer: &str) -> Option<String> {
+    answer
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|a| a.find("/voice/").map(|i| a[i..].replace("&amp;", "&")))
+}
+
 /// A shared, ordered log of backend calls.
 #[derive(Debug, Default)]
 pub struct CallLog(Mutex<Vec<String>>);

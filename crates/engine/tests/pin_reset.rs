@@ -36,6 +36,18 @@ fn digits(token: u64, d: &str) -> Event {
     }
 }
 
+/// `d` typed at the Gather `s` waits at (its current step token).
+async fn press(r: &Rig, s: &mut Session, d: &str) -> Step {
+    let token = s.token;
+    r.engine.step(&r.flow, s, digits(token, d)).await
+}
+
+/// No input at the Gather `s` waits at.
+async fn silence(r: &Rig, s: &mut Session) -> Step {
+    let token = s.token;
+    r.engine.step(&r.flow, s, Event::Timeout { token }).await
+}
+
 #[tokio::test]
 async fn whole_call_pauses_before_secrets_and_resumes_after() {
     let r = rig(false, false);
@@ -46,10 +58,10 @@ async fn whole_call_pauses_before_secrets_and_resumes_after() {
         "Welcome to the service desk. You can change your PIN on this call. | Please enter your employee ID, then press pound."
     );
     assert!(
-        matches!(step.actions.last(), Some(Action::Redirect { url }) if url == "/voice/pin-reset/step/1/timeout")
+        matches!(step.actions.last(), Some(Action::Redirect { url }) if *url == format!("/voice/pin-reset/step/{}/timeout", s.token))
     );
 
-    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let step = press(&r, &mut s, "1004217").await;
     assert_eq!(
         said(&step),
         "Please enter your current PIN, then press pound."
@@ -61,19 +73,19 @@ async fn whole_call_pauses_before_secrets_and_resumes_after() {
     );
     assert!(s.recording_paused_ms.is_some());
 
-    let step = r.engine.step(&r.flow, &mut s, digits(2, "27182818")).await;
+    let step = press(&r, &mut s, "27182818").await;
     assert_eq!(
         said(&step),
         "Please enter your new PIN, 8 to 12 digits, then press pound."
     );
-    let step = r.engine.step(&r.flow, &mut s, digits(3, "48319273")).await;
+    let step = press(&r, &mut s, "48319273").await;
     assert_eq!(said(&step), "Please enter the new PIN again.");
     let json = serde_json::to_string(&s).expect("session json");
     assert!(
         !json.contains("48319273"),
         "the first entry is kept only as a keyed hash"
     );
-    let step = r.engine.step(&r.flow, &mut s, digits(4, "48319273")).await;
+    let step = press(&r, &mut s, "48319273").await;
     assert_eq!(said(&step), "Your PIN has been changed. Goodbye.");
     assert_eq!(step.actions.last(), Some(&Action::Hangup));
     assert_eq!(s.ended.as_deref(), Some("reset_done"));
@@ -96,8 +108,15 @@ async fn a_retried_webhook_replays_the_answer_without_effects() {
     let r = rig(false, false);
     let mut s = r.engine.new_session(&r.flow, "CA2", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    let first = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
-    let again = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let token = s.token;
+    let first = r
+        .engine
+        .step(&r.flow, &mut s, digits(token, "1004217"))
+        .await;
+    let again = r
+        .engine
+        .step(&r.flow, &mut s, digits(token, "1004217"))
+        .await;
     assert!(again.replayed);
     assert_eq!(first.actions, again.actions);
     assert_eq!(
@@ -123,14 +142,14 @@ async fn wrong_pins_then_agent() {
     let r = rig(false, false);
     let mut s = r.engine.new_session(&r.flow, "CA3", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
-    let step = r.engine.step(&r.flow, &mut s, digits(2, "11112222")).await;
+    press(&r, &mut s, "1004217").await;
+    let step = press(&r, &mut s, "11112222").await;
     assert_eq!(
         said(&step),
         "That PIN is not correct. | Please enter your current PIN, then press pound."
     );
-    r.engine.step(&r.flow, &mut s, digits(3, "11112222")).await;
-    let step = r.engine.step(&r.flow, &mut s, digits(4, "11112222")).await;
+    press(&r, &mut s, "11112222").await;
+    let step = press(&r, &mut s, "11112222").await;
     assert_eq!(
         said(&step),
         "That PIN is not correct. | Please hold while I transfer you to the service desk."
@@ -150,17 +169,17 @@ async fn policy_refusals_speak_their_reason_and_mismatch_starts_over() {
     let r = rig(false, false);
     let mut s = r.engine.new_session(&r.flow, "CA4", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
-    r.engine.step(&r.flow, &mut s, digits(2, "27182818")).await;
-    let step = r.engine.step(&r.flow, &mut s, digits(3, "12345678")).await;
+    press(&r, &mut s, "1004217").await;
+    press(&r, &mut s, "27182818").await;
+    let step = press(&r, &mut s, "12345678").await;
     assert!(
         said(&step).starts_with("That PIN is a run of digits"),
         "{}",
         said(&step)
     );
-    let step = r.engine.step(&r.flow, &mut s, digits(4, "48319273")).await;
+    let step = press(&r, &mut s, "48319273").await;
     assert_eq!(said(&step), "Please enter the new PIN again.");
-    let step = r.engine.step(&r.flow, &mut s, digits(5, "48319274")).await;
+    let step = press(&r, &mut s, "48319274").await;
     assert_eq!(
         said(&step),
         "The two PINs didn't match. Let's start again. | Please enter your new PIN, 8 to 12 digits, then press pound."
@@ -176,7 +195,7 @@ async fn pause_failure_collects_no_secret() {
     let r = rig(false, true);
     let mut s = r.engine.new_session(&r.flow, "CA5", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let step = press(&r, &mut s, "1004217").await;
     assert_eq!(
         said(&step),
         "Please hold while I transfer you to the service desk."
@@ -189,7 +208,7 @@ async fn a_slow_backend_takes_the_error_path() {
     let r = rig(true, false);
     let mut s = r.engine.new_session(&r.flow, "CA6", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let step = press(&r, &mut s, "1004217").await;
     assert_eq!(
         said(&step),
         "Please hold while I transfer you to the service desk.",
@@ -202,7 +221,7 @@ async fn hangup_inside_the_secure_section_resumes_recording() {
     let r = rig(false, false);
     let mut s = r.engine.new_session(&r.flow, "CA7", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    press(&r, &mut s, "1004217").await;
     r.engine.step(&r.flow, &mut s, Event::Hangup).await;
     assert_eq!(s.ended.as_deref(), Some("hangup@current_pin"));
     assert_eq!(
@@ -217,7 +236,7 @@ async fn the_call_time_limit_ends_the_call() {
     let mut s = r.engine.new_session(&r.flow, "CA8", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
     r.clock.advance(Duration::from_secs(301));
-    let step = r.engine.step(&r.flow, &mut s, digits(1, "1004217")).await;
+    let step = press(&r, &mut s, "1004217").await;
     assert_eq!(said(&step), "We've reached the time limit for this call.");
     assert_eq!(step.actions.last(), Some(&Action::Hangup));
     assert!(r.log.entries().is_empty(), "no lookup after the limit");
@@ -228,21 +247,13 @@ async fn silence_reprompts_then_exhausts() {
     let r = rig(false, false);
     let mut s = r.engine.new_session(&r.flow, "CA9", "+15555550100");
     r.engine.step(&r.flow, &mut s, Event::Start).await;
-    let step = r
-        .engine
-        .step(&r.flow, &mut s, Event::Timeout { token: 1 })
-        .await;
+    let step = silence(&r, &mut s).await;
     assert_eq!(
         said(&step),
         "Please enter your employee ID, then press pound."
     );
-    r.engine
-        .step(&r.flow, &mut s, Event::Timeout { token: 2 })
-        .await;
-    let step = r
-        .engine
-        .step(&r.flow, &mut s, Event::Timeout { token: 3 })
-        .await;
+    silence(&r, &mut s).await;
+    let step = silence(&r, &mut s).await;
     assert_eq!(
         said(&step),
         "Please hold while I transfer you to the service desk."

@@ -75,13 +75,14 @@ fn bench_store(
             || {
                 let sid = support::call_sid(next);
                 next += 1;
-                rt.block_on(support::create_call(&engine, &loaded, store.as_ref(), &sid))
+                let path = rt
+                    .block_on(support::create_call(&engine, &loaded, store.as_ref(), &sid))
                     .expect("call created");
-                Request::post(support::STEP_PATH)
+                Request::post(path.as_str())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header(
                         resetline_twiml::signature::HEADER_NAME,
-                        support::signature(support::PUBLIC, &sid),
+                        support::signature(support::PUBLIC, &path, &sid),
                     )
                     .body(Body::from(support::body(&sid)))
                     .expect("request")
@@ -127,6 +128,9 @@ fn bench(c: &mut Criterion) {
                     tls: false,
                     key_prefix: "bench:".into(),
                     timeout: std::time::Duration::from_secs(2),
+                    ended_call_ttl: std::time::Duration::from_millis(
+                        resetline_store::ENDED_CALL_TTL_MS,
+                    ),
                 },
                 Arc::new(SystemClock),
                 &resetline_engine::OsRandom,

@@ -11,12 +11,13 @@
 //! requirements pays before it does any call's work.
 //! Before serving it creates `--calls` live calls (each at its first Gather, as after the
 //! incoming-call webhook), writes one signed Gather callback per call to `<dir>/requests.txt`
-//! (`CallSid signature`) and the body they sign, `{CallSid}` for the call id, to
+//! (`CallSid signature token`, the call's random step token padded to 20 digits so every line
+//! has one length) and the body they sign, `{CallSid}` for the call id, to
 //! `<dir>/body-template`, and reports resident memory per live session.
 //!
 //! With `<redis_app_port> <redis_url>`, it also serves (5) the same `app(state)` with the Redis
-//! store (sessions, lockouts and per-call leases in Redis, as replicas run it), creates the
-//! same live calls there, and reports Redis memory per live call (`INFO memory` before and
+//! store (sessions, lockouts and per-call leases in Redis, as replicas run it), copies the
+//! same live calls there (same step tokens), and reports Redis memory per live call (`INFO memory` before and
 //! after) in `<dir>/memory.txt`. All apps check signatures against the same public URL, so
 //! one requests file serves them all.
 //!
@@ -77,11 +78,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Live calls, each waiting at the employee-ID Gather.
     let before = rss_bytes();
-    let mut requests = String::with_capacity(calls * 64);
+    let mut requests = String::with_capacity(calls * 86);
     let mut stored_bytes = 0usize;
     for i in 0..calls {
         let sid = support::call_sid(i);
         let s = support::new_call(&engine, &loaded, &sid).await;
+        let (path, token) = (support::step_path(&s), s.token);
         if i == 0 {
             stored_bytes = resetline_store::encode(&s)
                 .map_err(|e| e.to_string())?
@@ -91,8 +93,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .save(s, 0, 3_600_000)
             .await
             .map_err(|e| e.to_string())?;
-        let sig = support::signature(&format!("{PUBLIC}:{app_port}"), &sid);
-        requests.push_str(&format!("{sid} {sig}\n"));
+        let sig = support::signature(&format!("{PUBLIC}:{app_port}"), &path, &sid);
+        requests.push_str(&format!("{sid} {sig} {token:020}\n"));
     }
     let after = rss_bytes();
     std::fs::write(dir.join("requests.txt"), requests)?;
@@ -113,6 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     tls: false,
                     key_prefix: "bench:".into(),
                     timeout: Duration::from_secs(2),
+                    ended_call_ttl: Duration::from_millis(resetline_store::ENDED_CALL_TTL_MS),
                 },
                 clock.clone(),
                 &OsRandom,
@@ -135,9 +138,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             let mut tasks = tokio::task::JoinSet::new();
             for i in 0..calls {
-                let (redis, engine, flow) = (redis.clone(), engine.clone(), loaded.clone());
+                let (redis, store) = (redis.clone(), store.clone());
                 tasks.spawn(async move {
-                    support::create_call(&engine, &flow, &redis, &support::call_sid(i)).await
+                    let sid = support::call_sid(i);
+                    let (s, _) = store
+                        .load(&sid)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or("a call missing from the memory store")?;
+                    redis
+                        .save(s, 0, 3_600_000)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
                 });
                 while tasks.len() >= 64 {
                     if let Some(done) = tasks.join_next().await {

@@ -245,6 +245,9 @@ struct RawStore {
     timeout_ms: u64,
     #[serde(default)]
     tls: bool,
+    #[serde(default = "default_ended_call_ttl")]
+    ended_call_ttl_s: u64,
+    ended_calls_max: Option<usize>,
 }
 
 impl Default for RawStore {
@@ -258,6 +261,8 @@ impl Default for RawStore {
             key_prefix: default_key_prefix(),
             timeout_ms: default_store_timeout(),
             tls: false,
+            ended_call_ttl_s: default_ended_call_ttl(),
+            ended_calls_max: None,
         }
     }
 }
@@ -270,6 +275,9 @@ fn default_key_prefix() -> String {
 }
 fn default_store_timeout() -> u64 {
     500
+}
+fn default_ended_call_ttl() -> u64 {
+    resetline_store::ENDED_CALL_TTL_MS / 1000
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,6 +371,26 @@ pub enum StoreConfig {
     Memory,
     /// Redis, shared by every replica.
     Redis(RedisStoreConfig),
+}
+
+/// How long (and, in memory, how many) ended calls the store remembers, so a replayed first
+/// webhook of a call that already ended is refused (`store.ended_call_ttl_s`,
+/// `store.ended_calls_max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndedCalls {
+    /// How long an ended call is remembered, ms.
+    pub ttl_ms: u64,
+    /// Most ended calls the memory store holds (the oldest go first); Redis holds them all.
+    pub max: usize,
+}
+
+impl Default for EndedCalls {
+    fn default() -> Self {
+        EndedCalls {
+            ttl_ms: resetline_store::ENDED_CALL_TTL_MS,
+            max: resetline_store::ENDED_CALLS_MAX,
+        }
+    }
 }
 
 /// A Redis store.
@@ -505,6 +533,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// Session store (memory or Redis).
     pub store: StoreConfig,
+    /// Ended calls the store remembers.
+    pub ended_calls: EndedCalls,
     /// Key for keyed hashes of secrets held between webhooks.
     pub hash_key: Secret,
     /// Time budget per backend call.
@@ -914,6 +944,7 @@ fn validate(
     }
     let breaker = connectors::breaker(raw.breaker, &mut problems);
     let http_backends = connectors::http(raw.http, env, &mut problems);
+    let ended_calls = validate_ended_calls(&raw.store, &mut problems);
     let store = validate_store(raw.store, env, &mut problems);
     if raw.reload.poll_ms < 100 {
         problems.push("`reload.poll_ms` must be at least 100".into());
@@ -953,6 +984,7 @@ fn validate(
             global_sends_per_hour: raw.limits.global_per_hour.unwrap_or(1000),
             max_sessions: raw.sessions.max,
             store,
+            ended_calls,
             hash_key,
             budget_ms: raw.budget_ms,
             reload_poll_ms: raw.reload.enabled.then_some(raw.reload.poll_ms),
@@ -962,6 +994,34 @@ fn validate(
             pin_hashing_max_concurrent,
         }),
         _ => Err(problems),
+    }
+}
+
+/// `store.ended_call_ttl_s` (one minute to 30 days) and `store.ended_calls_max` (memory only).
+fn validate_ended_calls(raw: &RawStore, problems: &mut Vec<String>) -> EndedCalls {
+    if !(60..=2_592_000).contains(&raw.ended_call_ttl_s) {
+        problems.push(format!(
+            "`store.ended_call_ttl_s`: {} must be between 60 and 2592000 (30 days)",
+            raw.ended_call_ttl_s
+        ));
+    }
+    if raw.kind != "memory" && raw.ended_calls_max.is_some() {
+        problems.push(
+            "`store.ended_calls_max` is for `kind: memory` (Redis expires each ended call by itself)"
+                .into(),
+        );
+    }
+    let max = raw
+        .ended_calls_max
+        .unwrap_or(resetline_store::ENDED_CALLS_MAX);
+    if !(1..=10_000_000).contains(&max) {
+        problems.push(format!(
+            "`store.ended_calls_max`: {max} must be between 1 and 10000000"
+        ));
+    }
+    EndedCalls {
+        ttl_ms: raw.ended_call_ttl_s.saturating_mul(1000),
+        max,
     }
 }
 
@@ -1560,6 +1620,47 @@ mod tests {
                 .to_string();
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn ended_calls_are_remembered_a_day_by_default_and_the_keys_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(&write(dir.path(), GOOD), &env).expect("config");
+        assert_eq!(
+            c.ended_calls,
+            EndedCalls {
+                ttl_ms: 86_400_000,
+                max: 100_000
+            }
+        );
+        let set = format!("{GOOD}store: {{ ended_call_ttl_s: 3600, ended_calls_max: 500 }}\n");
+        let c = load(&write(dir.path(), &set), &env).expect("config");
+        assert_eq!(
+            c.ended_calls,
+            EndedCalls {
+                ttl_ms: 3_600_000,
+                max: 500
+            }
+        );
+        let bad = format!(
+            "{GOOD}store: {{ kind: redis, url: \"redis://cache\", ended_call_ttl_s: 5, ended_calls_max: 10 }}\n"
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in ["`store.ended_call_ttl_s`", "`store.ended_calls_max` is for"] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let text = load(
+            &write(
+                dir.path(),
+                &format!("{GOOD}store: {{ ended_calls_max: 0 }}\n"),
+            ),
+            &env,
+        )
+        .expect_err("invalid")
+        .to_string();
+        assert!(text.contains("`store.ended_calls_max`: 0"), "{text}");
     }
 
     #[test]

@@ -345,43 +345,94 @@ async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, 
     })?;
     if let Err(e) = signature {
         state.inner.metrics.signature_failed();
-        let now_ms = state.inner.engine.clock.now_ms();
-        let Some(suppressed) = state.inner.refusals.admit(now_ms) else {
+        let audited = audit_refusal(state, || {
+            let call = params
+                .iter()
+                .find(|(k, _)| k == "CallSid")
+                .map(|(_, v)| v.as_ref())
+                .filter(|v| valid_call_sid(v))
+                .unwrap_or("");
+            vec![refusal_record(state, call, "", "signature").with_detail("path", uri.path())]
+        })
+        .await;
+        if audited {
+            tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
+        } else {
             tracing::debug!(
                 path = uri.path(),
                 "signature refused (audit rate limit reached)"
             );
-            return Err(signature_refused());
-        };
-        let call = params
-            .iter()
-            .find(|(k, _)| k == "CallSid")
-            .map(|(_, v)| v.as_ref())
-            .filter(|v| valid_call_sid(v))
-            .unwrap_or("");
-        let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
-        let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let record = resetline_audit::Record::new(
-            time,
-            resetline_audit::EventType::InputValidationFail,
-            resetline_audit::Outcome::Failure,
-            call,
-            "",
-            "",
-        )
-        .with_reason("signature")
-        .with_detail("path", uri.path());
-        let record = if suppressed > 0 {
-            record.with_detail("unaudited_before", suppressed.to_string())
-        } else {
-            record
-        };
-        append_audit(state, vec![record]).await;
-        tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
+        }
         return Err(signature_refused());
     }
     Ok(Webhook { params })
+}
+
+/// An `input_validation_fail` record of a refused webhook of `call` (possibly "") for `flow_id`.
+fn refusal_record(
+    state: &AppState,
+    call: &str,
+    flow_id: &str,
+    reason: &str,
+) -> resetline_audit::Record {
+    resetline_audit::Record::new(
+        audit_time(state),
+        resetline_audit::EventType::InputValidationFail,
+        resetline_audit::Outcome::Failure,
+        call,
+        flow_id,
+        "",
+    )
+    .with_reason(reason)
+}
+
+/// Now, as an audit record's time.
+fn audit_time(state: &AppState) -> time::OffsetDateTime {
+    let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Appends the audit records of a refused webhook, which `make` builds only when the refusal
+/// budget admits them: a flood of refused webhooks (unsigned ones, or signed ones replayed)
+/// cannot fill the trail, and the first record after a gap says how many went unaudited.
+/// False when over the budget (the caller keeps its log quiet too).
+async fn audit_refusal(
+    state: &AppState,
+    make: impl FnOnce() -> Vec<resetline_audit::Record>,
+) -> bool {
+    let Some(suppressed) = state
+        .inner
+        .refusals
+        .admit(state.inner.engine.clock.now_ms())
+    else {
+        return false;
+    };
+    let mut records = make();
+    if suppressed > 0
+        && let Some(first) = records.first_mut()
+    {
+        first
+            .details
+            .insert("unaudited_before".into(), suppressed.to_string());
+    }
+    append_audit(state, records).await;
+    true
+}
+
+/// Refuses a webhook of a call that is not running here (`reason`: `unknown_call`, a step of a
+/// call with no session; `ended_call`, the first webhook of a call that already ended, as a
+/// replay of it would be): nothing runs, the refusal is audited, and the caller hears the
+/// `call_not_found` apology and a hang-up.
+async fn refuse_call(state: &AppState, flow_id: &str, call_sid: &str, reason: &str) -> Response {
+    let audited = audit_refusal(state, || {
+        vec![refusal_record(state, call_sid, flow_id, reason)]
+    })
+    .await;
+    if audited {
+        tracing::warn!(flow = %flow_id, reason, "webhook for a call that is not running refused");
+    }
+    twiml_response(not_found_twiml(state, flow_id))
 }
 
 /// `verify`, then the request's `CallSid` (400 when missing or malformed).
@@ -555,12 +606,17 @@ async fn incoming(state: &AppState, flow_id: &str, arrived: &Arrived) -> Respons
         let engine = Engine { catalogs: loaded.catalogs.clone(), ..state.inner.engine.clone() };
         let (mut session, revision) = match stored {
             Some(found) => found,
-            None if state.inner.audit.refuses_new_calls() => {
-                state.inner.metrics.audit_refused_call();
-                tracing::error!(flow = %flow_id, "new call refused: the audit sink is down (audit.on_failure: refuse, or its retry buffer is full)");
-                return apology(state, flow_id);
-            }
-            None => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
+            // A call that ended is never started again: its first webhook is a replay.
+            None => match state.inner.store.ended(&call_sid).await {
+                Ok(true) => return refuse_call(state, flow_id, &call_sid, "ended_call").await,
+                Err(e) => return store_trouble(state, flow_id, &call_sid, &e).await,
+                Ok(false) if state.inner.audit.refuses_new_calls() => {
+                    state.inner.metrics.audit_refused_call();
+                    tracing::error!(flow = %flow_id, "new call refused: the audit sink is down (audit.on_failure: refuse, or its retry buffer is full)");
+                    return apology(state, flow_id);
+                }
+                Ok(false) => (engine.new_session(&loaded.flow, &call_sid, &caller), 0),
+            },
         };
         let flow = if revision == 0 { loaded.clone() } else { state.inner.flows.version(flow_id, &session.flow_version).unwrap_or(loaded.clone()) };
         let step = guard.renewing(std::pin::pin!(engine.step(&flow.flow, &mut session, Event::Start))).await;
@@ -596,8 +652,7 @@ async fn step_common(
             Err(e) => return store_trouble(state, flow_id, &call_sid, &e).await,
         };
         let Some((mut session, revision)) = stored else {
-            tracing::info!(flow = %flow_id, "webhook for an unknown or expired call");
-            return twiml_response(not_found_twiml(state, flow_id));
+            return refuse_call(state, flow_id, &call_sid, "unknown_call").await;
         };
         let Some(loaded) = state.inner.flows.version(&session.flow_id, &session.flow_version).filter(|_| session.flow_id == flow_id) else {
             tracing::warn!(flow = %flow_id, version = %session.flow_version, "call's flow version is no longer loaded");
@@ -862,7 +917,8 @@ async fn timed(
 }
 
 /// After a step: count an ended call, save the session (unless the step was a replay), write
-/// its audit records, and answer with its TwiML.
+/// its audit records (a refused step token's within the refusal budget), and answer with its
+/// TwiML.
 async fn finish_step(
     state: &AppState,
     flow_id: &str,
@@ -873,7 +929,15 @@ async fn finish_step(
     guard: &mut CallGuard,
 ) -> Response {
     ended_metric(state, &session, &step.actions, step.replayed);
-    if !step.replayed {
+    if step.replayed {
+        // Nothing ran. A retry has no record; a refused step token has the engine's one.
+        if let Some(reason) = step.audit.first().map(|r| r.reason.clone()) {
+            let refused = step.audit;
+            if audit_refusal(state, move || refused).await {
+                tracing::warn!(flow = %flow_id, reason, "step token refused");
+            }
+        }
+    } else {
         let session_sid = session.call_sid.clone();
         let saved = save(state, flow, session, revision, guard).await;
         // What the step did happened, saved or not: it is always audited. Still under the
@@ -1009,11 +1073,8 @@ async fn store_trouble(
 ) -> Response {
     tracing::error!(flow = %flow_id, error = %e, "session store failed");
     state.inner.metrics.store_failed();
-    let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
-    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let record = resetline_audit::Record::new(
-        time,
+        audit_time(state),
         resetline_audit::EventType::SessionExpired,
         resetline_audit::Outcome::Failure,
         call_sid,

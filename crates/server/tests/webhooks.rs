@@ -27,6 +27,7 @@ struct Rig {
     log: Arc<CallLog>,
     store: Arc<MemoryStore>,
     audit: Arc<resetline_engine::testing::MemoryAudit>,
+    clock: FakeClock,
 }
 
 fn rig_with(flows_dir: &Path) -> Rig {
@@ -35,21 +36,23 @@ fn rig_with(flows_dir: &Path) -> Rig {
 
 fn rig_full(flows_dir: &Path, audit: resetline_engine::testing::MemoryAudit) -> Rig {
     let audit = Arc::new(audit);
-    let (state, log, store) = rig_sink(flows_dir, audit.clone());
+    let (state, log, store, clock) = rig_sink(flows_dir, audit.clone());
     Rig {
         state,
         log,
         store,
         audit,
+        clock,
     }
 }
 
 fn rig_sink(
     flows_dir: &Path,
     audit: Arc<dyn resetline_engine::AuditSink>,
-) -> (AppState, Arc<CallLog>, Arc<MemoryStore>) {
+) -> (AppState, Arc<CallLog>, Arc<MemoryStore>, FakeClock) {
     let log = Arc::new(CallLog::default());
-    let clock = Arc::new(FakeClock::at(1_700_000_000_000));
+    let fake = FakeClock::at(1_700_000_000_000);
+    let clock = Arc::new(fake.clone());
     let engine = resetline_engine::testing::engine(
         vec![MemoryDirectory::dana()],
         &log,
@@ -74,7 +77,7 @@ fn rig_sink(
         audit,
         root().join("voice-prompts"),
     );
-    (state, log, store)
+    (state, log, store, fake)
 }
 
 fn rig() -> Rig {
@@ -141,6 +144,11 @@ async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Where the answer to `answer`'s `<Gather>` goes.
+fn next(answer: &str) -> String {
+    resetline_engine::testing::next_action(answer).expect("an answer with a Gather")
+}
+
 fn incoming() -> Vec<(&'static str, &'static str)> {
     vec![
         ("CallSid", SID),
@@ -153,8 +161,10 @@ fn incoming() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-async fn press(state: &AppState, step: u64, digits: &str) -> (StatusCode, String) {
-    let path = format!("/voice/pin-reset/step/{step}");
+/// Answers the `<Gather>` of the answer `after` with `digits` (posted to its action URL: step
+/// tokens are random).
+async fn press(state: &AppState, after: &str, digits: &str) -> (StatusCode, String) {
+    let path = next(after);
     send(
         state,
         signed(
@@ -170,20 +180,27 @@ async fn a_whole_pin_only_call_with_signed_requests() {
     let r = rig();
     let (status, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather action=\"https://ivr.example.com/voice/pin-reset/step/1\""), "{body}");
+    let step = next(&body);
+    assert!(step.starts_with("/voice/pin-reset/step/"), "{step}");
+    assert!(body.starts_with(&format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Gather action=\"https://ivr.example.com{step}\"")), "{body}");
     assert!(
         body.contains("Please enter your employee ID, then press pound."),
         "{body}"
     );
-    assert!(body.ends_with("<Redirect method=\"POST\">https://ivr.example.com/voice/pin-reset/step/1/timeout</Redirect></Response>"), "{body}");
+    assert!(
+        body.ends_with(&format!(
+            "<Redirect method=\"POST\">https://ivr.example.com{step}/timeout</Redirect></Response>"
+        )),
+        "{body}"
+    );
 
-    let (_, body) = press(&r.state, 1, "1004217").await;
+    let (_, body) = press(&r.state, &body, "1004217").await;
     assert!(body.contains("Please enter your current PIN"), "{body}");
-    let (_, body) = press(&r.state, 2, "27182818").await;
+    let (_, body) = press(&r.state, &body, "27182818").await;
     assert!(body.contains("Please enter your new PIN"), "{body}");
-    let (_, body) = press(&r.state, 3, "48319273").await;
+    let (_, body) = press(&r.state, &body, "48319273").await;
     assert!(body.contains("Please enter the new PIN again."), "{body}");
-    let (_, body) = press(&r.state, 4, "48319273").await;
+    let (_, body) = press(&r.state, &body, "48319273").await;
     assert!(
         body.contains("Your PIN has been changed. Goodbye.</Say><Hangup /></Response>"),
         "{body}"
@@ -301,8 +318,8 @@ async fn a_retried_webhook_gets_the_identical_answer_and_one_effect() {
     let first = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     let again = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(first, again);
-    let one = press(&r.state, 1, "1004217").await;
-    let two = press(&r.state, 1, "1004217").await;
+    let one = press(&r.state, &first.1, "1004217").await;
+    let two = press(&r.state, &first.1, "1004217").await;
     assert_eq!(one, two);
     assert_eq!(r.log.count("find"), 1);
     assert_eq!(r.log.count("recording"), 1);
@@ -322,13 +339,16 @@ async fn a_retried_webhook_gets_the_identical_answer_and_one_effect() {
 #[tokio::test]
 async fn concurrent_duplicates_advance_the_call_once() {
     let r = rig();
-    send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    let (_, first) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(
         r.state.locked_calls(),
         0,
         "a finished request leaves no lock"
     );
-    let (a, b) = tokio::join!(press(&r.state, 1, "1004217"), press(&r.state, 1, "1004217"));
+    let (a, b) = tokio::join!(
+        press(&r.state, &first, "1004217"),
+        press(&r.state, &first, "1004217")
+    );
     assert_eq!(a, b);
     assert_eq!(r.log.count("find"), 1);
     assert_eq!(
@@ -455,7 +475,14 @@ async fn chunked_bodies_are_joined_and_capped_at_64_kib() {
 #[tokio::test]
 async fn an_unknown_call_hears_an_apology_and_a_hangup() {
     let r = rig();
-    let (status, body) = press(&r.state, 3, "1").await;
+    let (status, body) = send(
+        &r.state,
+        signed(
+            "/voice/pin-reset/step/3",
+            &[("CallSid", SID), ("Digits", "1")],
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains(
@@ -465,11 +492,96 @@ async fn an_unknown_call_hears_an_apology_and_a_hangup() {
     );
 }
 
+/// The refusals audited so far, as (reason, call).
+fn refusals(r: &Rig) -> Vec<(String, String)> {
+    r.audit
+        .records()
+        .iter()
+        .filter(|e| e.event.as_str() == "input_validation_fail")
+        .map(|e| (e.reason.clone(), e.call_id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_step_for_an_unknown_call_runs_nothing_and_is_audited() {
+    let r = rig();
+    let (status, body) = send(
+        &r.state,
+        signed(
+            "/voice/pin-reset/step/8306219475103856624",
+            &[("CallSid", SID), ("Digits", "1004217")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.ends_with("</Say><Hangup /></Response>"), "{body}");
+    assert!(r.log.entries().is_empty(), "no backend was called");
+    assert_eq!(r.store.len(), 0, "no call was started");
+    assert_eq!(
+        refusals(&r),
+        vec![("unknown_call".to_string(), SID.to_string())]
+    );
+}
+
+/// A call that ended, replayed: while its session is stored, its first webhook is refused;
+/// once the session expired, the ended-call memory refuses it instead of starting the call
+/// again. Every refusal is audited; nothing reaches a backend.
+#[tokio::test]
+async fn a_replayed_call_that_ended_is_refused_also_after_its_session_expired() {
+    let r = rig();
+    let (_, first) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    let (_, second) = press(&r.state, &first, "1004217").await;
+    let (status, _) = send(
+        &r.state,
+        signed(
+            "/voice/pin-reset/status",
+            &[("CallSid", SID), ("CallStatus", "completed")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let backend_calls = r.log.entries().len();
+
+    // The last step retried after the end: its answer again, no refusal.
+    let (_, body) = press(&r.state, &first, "1004217").await;
+    assert_eq!(body, second);
+    // The first webhook posted again while the session is stored: refused, and answered
+    // with the call's last answer.
+    let (_, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(body, second);
+    // The session expires (the flow's 300 s + 5 min); the end is remembered for a day.
+    r.clock.advance(std::time::Duration::from_secs(11 * 60));
+    assert!(r.store.load(SID).await.expect("store").is_none());
+    let (status, body) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Sorry, we lost track of this call. Please call again.</Say><Hangup />"),
+        "{body}"
+    );
+    assert!(
+        r.store.load(SID).await.expect("store").is_none(),
+        "not started again"
+    );
+    assert_eq!(
+        r.log.entries().len(),
+        backend_calls,
+        "no backend was called"
+    );
+    let sid = SID.to_string();
+    assert_eq!(
+        refusals(&r),
+        vec![
+            ("ended_call".to_string(), sid.clone()),
+            ("ended_call".to_string(), sid)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_hangup_in_the_secure_section_resumes_recording_and_records_where() {
     let r = rig();
-    send(&r.state, signed("/voice/pin-reset", &incoming())).await;
-    press(&r.state, 1, "1004217").await;
+    let (_, first) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    press(&r.state, &first, "1004217").await;
     let (status, _) = send(
         &r.state,
         signed(
@@ -504,7 +616,7 @@ async fn hot_reload_keeps_calls_in_flight_on_their_version_and_refuses_broken_fl
         .expect("v1")
         .flow
         .version_key();
-    send(&r.state, signed("/voice/pin-reset", &incoming())).await;
+    let (_, first) = send(&r.state, signed("/voice/pin-reset", &incoming())).await;
 
     // v2 greets differently.
     std::fs::write(
@@ -531,7 +643,7 @@ async fn hot_reload_keeps_calls_in_flight_on_their_version_and_refuses_broken_fl
     );
 
     // The call in flight continues on v1 ...
-    let (_, body) = press(&r.state, 1, "1004217").await;
+    let (_, body) = press(&r.state, &first, "1004217").await;
     assert!(body.contains("Please enter your current PIN"), "{body}");
     let (session, _) = r.store.load(SID).await.expect("store").expect("session");
     assert_eq!(session.flow_version, v1);
@@ -575,10 +687,10 @@ async fn an_undelivered_sms_report_ends_the_wait_early() {
     let sid_path = |p: &str| p.to_string();
     let post =
         |path: &str, digits: &str| signed(&sid_path(path), &[("CallSid", SID), ("Digits", digits)]);
-    send(&r.state, signed("/voice/password-reset", &incoming())).await;
-    send(&r.state, post("/voice/password-reset/step/1", "1")).await;
-    send(&r.state, post("/voice/password-reset/step/2", "1004217")).await;
-    let (_, body) = send(&r.state, post("/voice/password-reset/step/3", "1")).await;
+    let (_, body) = send(&r.state, signed("/voice/password-reset", &incoming())).await;
+    let (_, body) = send(&r.state, post(&next(&body), "1")).await;
+    let (_, body) = send(&r.state, post(&next(&body), "1004217")).await;
+    let (_, body) = send(&r.state, post(&next(&body), "1")).await;
     assert!(
         body.contains(
             "We sent a code to the number ending in <say-as interpret-as=\"digits\">0199</say-as>."
@@ -587,10 +699,11 @@ async fn an_undelivered_sms_report_ends_the_wait_early() {
     );
     let (_, body) = send(
         &r.state,
-        signed("/voice/password-reset/step/4/timeout", &[("CallSid", SID)]),
+        signed(&format!("{}/timeout", next(&body)), &[("CallSid", SID)]),
     )
     .await;
     assert!(body.contains("hold-music.wav"), "{body}");
+    let waiting = next(&body);
     // The carrier reports the message undelivered, on the URL the engine gave it.
     let report = format!("/sms/status?call={SID}");
     let (status, _) = send(
@@ -608,7 +721,7 @@ async fn an_undelivered_sms_report_ends_the_wait_early() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body) = send(
         &r.state,
-        signed("/voice/password-reset/step/5/timeout", &[("CallSid", SID)]),
+        signed(&format!("{waiting}/timeout"), &[("CallSid", SID)]),
     )
     .await;
     assert!(
@@ -696,19 +809,19 @@ async fn the_same_call_over_a_real_bound_port() {
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
         .collect();
-    let resp = post("/voice/pin-reset".into(), params.clone()).await;
+    let mut resp = post("/voice/pin-reset".into(), params.clone()).await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     assert!(resp.contains("content-type: text/xml"), "{resp}");
     params = vec![("CallSid", SID.to_string())];
-    for (step, digits, want) in [
-        (1, "1004217", "current PIN"),
-        (2, "27182818", "new PIN"),
-        (3, "48319273", "again"),
-        (4, "48319273", "Goodbye"),
+    for (digits, want) in [
+        ("1004217", "current PIN"),
+        ("27182818", "new PIN"),
+        ("48319273", "again"),
+        ("48319273", "Goodbye"),
     ] {
         let mut p = params.clone();
         p.push(("Digits", digits.to_string()));
-        let resp = post(format!("/voice/pin-reset/step/{step}"), p).await;
+        resp = post(next(&resp), p).await;
         assert!(resp.contains(want), "{resp}");
     }
     server.abort();
@@ -753,9 +866,9 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     use resetline_server::audit::{BufferPolicy, Buffered, OnFailure};
     // The same call against a sink that never fails, for the expected records.
     let reference = rig();
-    send(&reference.state, signed("/voice/pin-reset", &incoming())).await;
-    press(&reference.state, 1, "1004217").await;
-    press(&reference.state, 2, "27182818").await;
+    let (_, body) = send(&reference.state, signed("/voice/pin-reset", &incoming())).await;
+    let (_, body) = press(&reference.state, &body, "1004217").await;
+    press(&reference.state, &body, "27182818").await;
     let expected: Vec<String> = reference
         .audit
         .records()
@@ -772,13 +885,13 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
             on_failure: OnFailure::Refuse,
         },
     ));
-    let (state, _, store) = rig_sink(&root().join("flows"), buffered.clone());
+    let (state, _, store, _) = rig_sink(&root().join("flows"), buffered.clone());
     assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
 
     memory.set_failing(true);
-    let (status, body) = send(&state, signed("/voice/pin-reset", &incoming())).await;
+    let (status, first) = send(&state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("Please enter your employee ID"), "{body}");
+    assert!(first.contains("Please enter your employee ID"), "{first}");
     let (status, body) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("record(s) waiting for a retry"), "{body}");
@@ -803,12 +916,12 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
         "{metrics}"
     );
     // ...while the call in progress goes on.
-    let (status, body) = press(&state, 1, "1004217").await;
+    let (status, body) = press(&state, &first, "1004217").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Please enter your current PIN"), "{body}");
 
     memory.set_failing(false);
-    let (_, body) = press(&state, 2, "27182818").await;
+    let (_, body) = press(&state, &body, "27182818").await;
     assert!(body.contains("Please enter your new PIN"), "{body}");
     // The webhook queued its records behind the backlog; the retry task (here called
     // directly) writes them all, in order.

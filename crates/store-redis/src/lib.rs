@@ -10,7 +10,11 @@
 //!   [`LockState::after_give_back`]), a lease is
 //!   `SET NX PX` with a token unique to its holder and is released only by that holder.
 //! - **Two round trips per webhook**: taking a call's lease also reads its session (one
-//!   pipeline), and the session's save also gives the lease back (one script).
+//!   pipeline), and the session's save also gives the lease back (one script); a first
+//!   webhook that finds no session asks once more whether the call already ended.
+//! - **An ended call is remembered**: the save of an ended session also writes
+//!   `<prefix>{CallSid}:ended` with its own expiry (`ended_call_ttl`, well past the session's),
+//!   in the same script, so a replayed first webhook of the call is refused.
 //! - **Nothing is kept for ever by accident**: counter keys expire with their window, lockout
 //!   hashes when their state no longer matters ([`LockState::expires_at`]); only a
 //!   suspension has no expiry, because it lasts until an operator clears it.
@@ -58,6 +62,8 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Longest wait for one command (connecting included).
     pub timeout: Duration,
+    /// How long an ended call is remembered (its `:ended` key), after its last save.
+    pub ended_call_ttl: Duration,
 }
 
 /// Redis could not be configured (bad URL).
@@ -87,6 +93,8 @@ struct Inner {
     /// `<prefix>lockout:{`.
     opens: KeyOpens,
     timeout: Duration,
+    /// Expiry of a call's `:ended` key, ms.
+    ended_ttl_ms: u64,
     healthy: AtomicBool,
     clock: Arc<dyn Clock>,
     /// Makes counter members unique across replicas (random per process) and hits.
@@ -154,7 +162,9 @@ impl fmt::Debug for RedisStore {
 /// compares two short strings and stores its argument as it is (no number formatting and no
 /// concatenation of the session inside Lua). KEYS[1] session; ARGV expected revision (decimal),
 /// value, ttl ms. With KEYS[2] (the call's lease) and ARGV[4] (the holder's token) it also
-/// gives the lease back, saved or not: the request is over either way.
+/// gives the lease back, saved or not: the request is over either way. With KEYS[3] (the
+/// call's `:ended` key) and ARGV[5] (its ttl ms), for a session whose call ended, a save also
+/// marks the call ended.
 const SAVE: &str = r"
 if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 local head = redis.call('GETRANGE', KEYS[1], 0, 20)
@@ -162,6 +172,7 @@ local cur = '0'
 if head ~= '' then cur = string.match(head, '^(%d+):') end
 if cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[5]) end
 return 1
 ";
 
@@ -219,6 +230,8 @@ return 0
 const SESSION: &str = "}:session";
 /// What closes the hash tag of a call's lease key, and the rest of the key.
 const LEASE: &str = "}:lease";
+/// What closes the hash tag of a call's ended-call key, and the rest of the key.
+const ENDED: &str = "}:ended";
 
 /// `SET <lease> <token> NX PX <ttl>`: takes a call's lease if nobody holds it.
 fn take_lease<'a>(lease: &'a [&'a [u8]; 3], token: &'a str, ttl_ms: u64) -> [Arg<'a>; 6] {
@@ -309,6 +322,9 @@ impl RedisStore {
                     lockout: format!("{}lockout:{{", config.key_prefix),
                 },
                 timeout: config.timeout,
+                ended_ttl_ms: u64::try_from(config.ended_call_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
                 healthy: AtomicBool::new(false),
                 clock,
                 instance: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -371,6 +387,10 @@ impl RedisStore {
 
     fn lease<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
         Self::key(&self.inner.opens.call, call_sid, LEASE)
+    }
+
+    fn ended_key<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
+        Self::key(&self.inner.opens.call, call_sid, ENDED)
     }
 
     fn counter<'a>(&'a self, key: &'a str) -> [&'a [u8]; 3] {
@@ -488,6 +508,7 @@ impl RedisStore {
         lease: Option<&str>,
     ) -> Result<u64, StoreError> {
         let encoded = resetline_store::encode(&session)?;
+        let ended = session.ended.is_some();
         // Only the call id is kept (for the keys) while the script runs.
         let call_sid = std::mem::take(&mut session.call_sid);
         drop(session);
@@ -499,18 +520,29 @@ impl RedisStore {
         })?;
         let mut digits = [0u8; 20];
         let value = [resp::decimal(next, &mut digits), b":", &encoded];
-        let (session_key, lease_key) = (self.session(&call_sid), self.lease(&call_sid));
-        let keys = [Arg::Joined(&session_key), Arg::Joined(&lease_key)];
+        let (session_key, lease_key, ended_key) = (
+            self.session(&call_sid),
+            self.lease(&call_sid),
+            self.ended_key(&call_sid),
+        );
+        let keys = [
+            Arg::Joined(&session_key),
+            Arg::Joined(&lease_key),
+            Arg::Joined(&ended_key),
+        ];
         let args = [
             Arg::Int(expected),
             Arg::Joined(&value),
             Arg::Int(ttl_ms.max(1)),
             lease.unwrap_or_default().into(),
+            Arg::Int(self.inner.ended_ttl_ms),
         ];
-        // Without a lease: the session's key and the first three arguments only.
-        let (keys, args) = match lease {
-            Some(_) => (&keys[..], &args[..]),
-            None => (&keys[..1], &args[..3]),
+        // Without a lease: the session's key and the first three arguments; the lease's key
+        // and an empty token (no holder's) only when the ended call is marked too.
+        let (keys, args) = match (lease, ended) {
+            (_, true) => (&keys[..], &args[..]),
+            (Some(_), false) => (&keys[..2], &args[..4]),
+            (None, false) => (&keys[..1], &args[..3]),
         };
         let saved = int(
             "sessions",
@@ -637,6 +669,13 @@ impl SessionStore for RedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.save_session(session, expected, ttl_ms, None))
+    }
+
+    fn ended<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let exists = Pipeline::one(&["EXISTS".into(), Arg::Joined(&self.ended_key(call_sid))]);
+            Ok(int("sessions", self.one("sessions", exists).await?)? == 1)
+        })
     }
 
     /// Not tracked with Redis (counting keys would cost a scan): always 0. Redis's own

@@ -21,6 +21,7 @@ fn config(server: &RedisServer, prefix: &str) -> RedisConfig {
         tls: false,
         key_prefix: prefix.to_string(),
         timeout: Duration::from_millis(500),
+        ended_call_ttl: Duration::from_secs(86_400),
     }
 }
 
@@ -279,6 +280,59 @@ async fn a_webhook_takes_the_lease_with_the_load_and_gives_it_back_with_the_save
         Ok(None),
         "but it does not release a's lease"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_call_is_remembered_under_its_own_key_after_its_session_expired() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = RedisServer::start(dir.path(), false).expect("redis");
+    let s = RedisStore::connect(
+        &RedisConfig {
+            ended_call_ttl: Duration::from_secs(30),
+            ..config(&server, "t:")
+        },
+        Arc::new(SystemClock),
+        &OsRandom,
+    )
+    .expect("store");
+    let mut ended = session("CA1");
+    s.save(ended.clone(), 0, 60_000).await.expect("save");
+    assert_eq!(s.ended("CA1").await, Ok(false), "a live call");
+    ended.ended = Some("reset_done".into());
+    assert_eq!(s.save(ended, 1, 150).await, Ok(2), "saved without a lease");
+    // With a lease: marked, and the lease given back in the same script.
+    let mut other = session("CA2");
+    other.ended = Some("hangup@identify".into());
+    assert_eq!(
+        s.acquire_and_load("CA2", "tok", 10_000).await,
+        Ok(Some(None))
+    );
+    assert_eq!(s.save_and_release(other, 0, 150, "tok").await, Ok(1));
+    assert_eq!(
+        s.acquire_and_load("CA2", "tok-2", 10_000)
+            .await
+            .map(|l| l.is_some()),
+        Ok(true),
+        "the lease was given back"
+    );
+    s.save(session("CA3"), 0, 150).await.expect("save");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.load("CA1").await, Ok(None), "the sessions expired");
+    assert_eq!(s.ended("CA1").await, Ok(true));
+    assert_eq!(s.ended("CA2").await, Ok(true));
+    assert_eq!(s.ended("CA3").await, Ok(false), "a call that never ended");
+    let mut probe = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("probe");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t:{CA1}:ended")
+        .query_async(&mut probe)
+        .await
+        .expect("PTTL");
+    assert!((20_000..=30_000).contains(&ttl), "its own expiry: {ttl} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ fn store(server: &RedisServer) -> RedisStore {
         tls: false,
         key_prefix: "t:".into(),
         timeout: Duration::from_secs(5),
+        ended_call_ttl: Duration::from_secs(86_400),
     };
     RedisStore::connect(&config, Arc::new(SystemClock), &OsRandom).expect("store")
 }

@@ -5,7 +5,10 @@
 //! Invariants: a save succeeds only if the caller saw the latest revision (compare-and-swap),
 //! so two concurrent webhooks of one call never both advance it; an expired session is never
 //! returned; the store never holds more than `max_sessions` live sessions (a new call past
-//! that is refused, not an old one dropped).
+//! that is refused, not an old one dropped); a call whose ended session was saved is reported
+//! ended for the ended-call ttl (`ended.rs`, bounded), though only until the process restarts.
+
+mod ended;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +22,9 @@ use resetline_engine::{
     BackendError, BoxFuture, Clock, Counters, LockPolicy, LockState, Lockouts, Reservation,
     Session, SessionStore, StoreError,
 };
+
+use ended::EndedCalls;
+pub use ended::{ENDED_CALL_TTL_MS, ENDED_CALLS_MAX};
 
 #[derive(Debug)]
 struct Slot {
@@ -37,16 +43,27 @@ pub struct MemoryStore {
     map: DashMap<CallKey, Slot, CallHasher>,
     clock: Arc<dyn Clock>,
     max_sessions: usize,
+    ended: EndedCalls,
 }
 
 impl MemoryStore {
-    /// A store holding at most `max_sessions` live sessions.
+    /// A store holding at most `max_sessions` live sessions, remembering ended calls for
+    /// [`ENDED_CALL_TTL_MS`], at most [`ENDED_CALLS_MAX`] of them.
     pub fn new(clock: Arc<dyn Clock>, max_sessions: usize) -> Self {
         MemoryStore {
             map: DashMap::with_hasher(CallHasher::default()),
             clock,
             max_sessions,
+            ended: EndedCalls::new(ENDED_CALL_TTL_MS, ENDED_CALLS_MAX),
         }
+    }
+
+    /// The same store remembering ended calls for `ttl_ms`, at most `max` of them (the
+    /// oldest forgotten first).
+    #[must_use]
+    pub fn with_ended_calls(mut self, ttl_ms: u64, max: usize) -> Self {
+        self.ended = EndedCalls::new(ttl_ms, max);
+        self
     }
 
     /// Removes expired sessions; returns how many. Run it periodically.
@@ -101,7 +118,7 @@ impl SessionStore for MemoryStore {
                     format!("call ids longer than {} bytes are not stored", CallKey::MAX),
                 ))
             })?;
-            match self.map.entry(key) {
+            let saved = match self.map.entry(key) {
                 Entry::Occupied(mut e) => {
                     let live = e.get().expires_ms > now;
                     let current = if live { e.get().revision } else { 0 };
@@ -127,9 +144,19 @@ impl SessionStore for MemoryStore {
                     });
                     Ok(1)
                 }
+            };
+            if session.ended.is_some() {
+                self.ended.insert(key, now);
             }
+            saved
         })();
         Box::pin(async move { result })
+    }
+
+    fn ended<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = self.clock.now_ms();
+        let ended = CallKey::new(call_sid).is_some_and(|key| self.ended.contains(&key, now));
+        Box::pin(async move { Ok(ended) })
     }
 
     fn len(&self) -> usize {
@@ -442,6 +469,26 @@ mod tests {
         assert!(store.load("CA1").await.ok().flatten().is_none());
         assert_eq!(store.sweep(), 1);
         assert_eq!(store.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_ended_call_is_remembered_after_its_session_expired_until_its_ttl() {
+        let clock = FakeClock::at(1000);
+        let store = MemoryStore::new(Arc::new(clock.clone()), 10).with_ended_calls(3_600_000, 10);
+        let mut s = session("CA1");
+        store.save(s.clone(), 0, 5_000).await.ok();
+        assert_eq!(store.ended("CA1").await, Ok(false), "a live call");
+        s.ended = Some("reset_done".into());
+        assert_eq!(store.save(s, 1, 5_000).await, Ok(2));
+        clock.advance(Duration::from_secs(6));
+        assert!(
+            store.load("CA1").await.ok().flatten().is_none(),
+            "the session expired"
+        );
+        assert_eq!(store.ended("CA1").await, Ok(true), "the end is remembered");
+        assert_eq!(store.ended("CA2").await, Ok(false));
+        clock.advance(Duration::from_secs(3_600));
+        assert_eq!(store.ended("CA1").await, Ok(false), "for the ttl only");
     }
 
     #[tokio::test]

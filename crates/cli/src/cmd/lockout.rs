@@ -47,7 +47,11 @@ pub(crate) fn run(action: DeskAction, args: &LockoutArgs) -> anyhow::Result<Exit
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let trail = Trail::open(&cfg.audit).await?;
-        let store = super::serve::redis_store(redis, Arc::new(SystemClock))?;
+        let store = super::serve::redis_store(
+            redis,
+            Duration::from_millis(cfg.ended_calls.ttl_ms),
+            Arc::new(SystemClock),
+        )?;
         let lockouts: &dyn Lockouts = &store;
         let result = match action {
             DeskAction::Show => desk::show(lockouts, account).await,

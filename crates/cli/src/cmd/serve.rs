@@ -19,7 +19,7 @@ use resetline_engine::{
 };
 use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::config::{
-    self, AuditStorage, DirectoryConfig, LogFormat, SmsFrom, StoreConfig, TicketAuth,
+    self, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig, TicketAuth,
 };
 use resetline_server::{AppState, Registry, ReloadResult, app};
 use resetline_store::MemoryCounters;
@@ -49,6 +49,7 @@ struct Setup {
     prompts_dir: PathBuf,
     max_sessions: usize,
     store: StoreConfig,
+    ended_calls: EndedCalls,
     budget: Duration,
     poll: Option<Duration>,
     demo_banner: bool,
@@ -194,6 +195,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         prompts_dir: cfg.prompts_dir,
         max_sessions: cfg.max_sessions,
         store: cfg.store,
+        ended_calls: cfg.ended_calls,
         budget: Duration::from_millis(cfg.budget_ms),
         poll: cfg.reload_poll_ms.map(Duration::from_millis),
         demo_banner: false,
@@ -258,6 +260,7 @@ pub(crate) fn demo(
         prompts_dir: prompts.to_path_buf(),
         max_sessions: 10_000,
         store: StoreConfig::Memory,
+        ended_calls: EndedCalls::default(),
         budget: Duration::from_secs(4),
         poll: Some(Duration::from_secs(1)),
         demo_banner: true,
@@ -500,7 +503,10 @@ impl Shared {
     fn open(setup: &Setup, clock: Arc<SystemClock>) -> anyhow::Result<Shared> {
         match &setup.store {
             StoreConfig::Memory => {
-                let memory = Arc::new(MemoryStore::new(clock.clone(), setup.max_sessions));
+                let memory = Arc::new(
+                    MemoryStore::new(clock.clone(), setup.max_sessions)
+                        .with_ended_calls(setup.ended_calls.ttl_ms, setup.ended_calls.max),
+                );
                 Ok(Shared {
                     sessions: memory.clone(),
                     counters: Arc::new(MemoryCounters::new(clock)),
@@ -510,7 +516,7 @@ impl Shared {
                 })
             }
             StoreConfig::Redis(r) => {
-                let redis = redis_store(r, clock)?;
+                let redis = redis_store(r, Duration::from_millis(setup.ended_calls.ttl_ms), clock)?;
                 redis.start_health_checks(Duration::from_secs(1));
                 tracing::info!(prefix = %r.key_prefix, tls = r.tls, "sessions, counters and lockouts in Redis");
                 let redis = Arc::new(redis);
@@ -529,6 +535,7 @@ impl Shared {
 /// The Redis store `store: { kind: redis }` names (connects lazily, in the current runtime).
 pub(crate) fn redis_store(
     r: &config::RedisStoreConfig,
+    ended_call_ttl: Duration,
     clock: Arc<dyn resetline_engine::Clock>,
 ) -> anyhow::Result<RedisStore> {
     RedisStore::connect(
@@ -539,6 +546,7 @@ pub(crate) fn redis_store(
             tls: r.tls,
             key_prefix: r.key_prefix.clone(),
             timeout: Duration::from_millis(r.timeout_ms),
+            ended_call_ttl,
         },
         clock,
         &OsRandom,
@@ -616,7 +624,7 @@ fn banner(public_url: &str, token: &str, registry: &Registry) {
         eprintln!(
             "  Then answer each <Gather> by posting Digits to its action URL, signed the same way:"
         );
-        eprintln!("    URL={public_url}/voice/{id}/step/1");
+        eprintln!("    URL=<the action URL of the last answer's <Gather>>");
         eprintln!("    SIG=$(resetline sign \"$URL\" CallSid={sid} Digits=100001)");
         eprintln!(
             "    curl -s \"$URL\" -H \"X-Twilio-Signature: $SIG\" --data-urlencode CallSid={sid} --data-urlencode Digits=100001"

@@ -1,8 +1,10 @@
 //! Test support shared by the end-to-end tests: local fakes of the Twilio REST API
 //! (Recordings, Messages) and the ServiceNow Table API that record every request (paths, auth
 //! headers, bodies) and answer with the documented shapes (protocol.md §5-6), an SMTP sink,
-//! a signed-webhook poster speaking raw HTTP/1.1, the reference flow's SMS reset call with its
-//! checks of what the fakes saw, and a spawner of the `resetline serve` binary.
+//! a signed-webhook poster speaking raw HTTP/1.1, a carrier-like `Call` that follows each
+//! answer's action URL and keeps every webhook it sent (to replay them), the reference flow's
+//! SMS reset call with its checks of what the fakes saw, a spawner of the `resetline serve`
+//! binary, and a dump of every Redis key and value.
 //!
 //! Each test binary uses a part of it (`mod support;`), hence the `dead_code` allowance (and
 //! `pub` items are reached only through `mod support`).
@@ -97,32 +99,136 @@ pub fn form_value(body: &str, key: &str) -> Option<String> {
     params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
+/// A webhook as the carrier sent it: the path (with its query), the form body and its
+/// `X-Twilio-Signature`. Kept whole so a test can post it again, byte for byte (a replay).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub path: String,
+    pub body: String,
+    pub signature: String,
+}
+
+impl Sent {
+    /// `params` signed for `public` + `path` with [`TOKEN`], as the carrier signs them.
+    pub fn signed(public: &str, path: &str, params: &[(&str, &str)]) -> Sent {
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let signature = resetline_twiml::signature::compute(
+            TOKEN.as_bytes(),
+            &format!("{public}{path}"),
+            &owned,
+        );
+        let body = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
+            .collect::<Vec<_>>()
+            .join("&");
+        Sent {
+            path: path.to_string(),
+            body,
+            signature,
+        }
+    }
+
+    /// Posts it to `addr` as raw HTTP/1.1; the raw response.
+    pub async fn post(&self, addr: std::net::SocketAddr) -> String {
+        let request = format!(
+            "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            self.path,
+            self.signature,
+            self.body.len(),
+            self.body
+        );
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+}
+
 pub async fn post_webhook(
     addr: std::net::SocketAddr,
     public: &str,
     path: &str,
     params: &[(&str, &str)],
 ) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig =
-        resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{public}{path}"), &owned);
-    let body = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-        .collect::<Vec<_>>()
-        .join("&");
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
+    Sent::signed(public, path, params).post(addr).await
+}
+
+/// One call as the carrier places it: each answer to a `<Gather>` goes to the action URL the
+/// previous answer named (step tokens are random, so a test cannot write them down), and every
+/// webhook is kept as sent (`sent`), so a test can replay the whole call.
+#[derive(Debug)]
+pub struct Call {
+    addr: std::net::SocketAddr,
+    public: String,
+    pub sid: String,
+    next: String,
+    pub sent: Vec<Sent>,
+}
+
+impl Call {
+    /// Posts the incoming-call webhook of `sid` for the flow at `base` (`/voice/<flow>`) from
+    /// +15555550100 to +15555550000; the call and the answer.
+    pub async fn start(
+        addr: std::net::SocketAddr,
+        public: &str,
+        base: &str,
+        sid: &str,
+    ) -> (Call, String) {
+        let mut call = Call {
+            addr,
+            public: public.to_string(),
+            sid: sid.to_string(),
+            next: String::new(),
+            sent: Vec::new(),
+        };
+        let answer = call
+            .post(
+                base,
+                &[
+                    ("CallSid", sid),
+                    ("AccountSid", ACCOUNT),
+                    ("From", "+15555550100"),
+                    ("To", "+15555550000"),
+                ],
+            )
+            .await;
+        (call, answer)
+    }
+
+    /// Answers the waiting `<Gather>` with `digits`; the answer.
+    pub async fn press(&mut self, digits: &str) -> String {
+        let (path, sid) = (self.next.clone(), self.sid.clone());
+        self.post(&path, &[("CallSid", &sid), ("Digits", digits)])
+            .await
+    }
+
+    /// Any webhook of this call (the status callback, a delivery report), signed and kept
+    /// like the rest; an answer with a `<Gather>` names the next path.
+    pub async fn post(&mut self, path: &str, params: &[(&str, &str)]) -> String {
+        let sent = Sent::signed(&self.public, path, params);
+        let answer = sent.post(self.addr).await;
+        self.sent.push(sent);
+        if answer.contains("action=\"") {
+            self.next = next_action(&answer);
+        }
+        answer
+    }
+
+    /// Where the answer to the waiting `<Gather>` goes.
+    pub fn next(&self) -> &str {
+        &self.next
+    }
+
+    /// Sends the next webhooks to the server at `addr` (another replica).
+    pub fn on(&mut self, addr: std::net::SocketAddr) -> &mut Call {
+        self.addr = addr;
+        self
+    }
 }
 
 /// A minimal SMTP sink on 127.0.0.1: greeting, EHLO, MAIL, RCPT, DATA, QUIT; keeps each
@@ -221,69 +327,28 @@ pub const BASE: &str = "/voice/password-reset";
 /// `public`): identify as 100001, get the code by SMS from the fake, set the new PIN
 /// 58204617 twice, hear "Your PIN has been changed". Checks every provider request: the SMS
 /// (To, From, StatusCallback), the recording pause and resume around the secure section,
-/// the reset notice without the PIN, the incident opened and closed.
-pub async fn sms_reset_call(addr: std::net::SocketAddr, public: &str, log: &Log) {
-    let base = BASE;
-    verify_by_sms(addr, public, log).await;
-    post_webhook(
-        addr,
-        public,
-        &format!("{base}/step/5"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        public,
-        &format!("{base}/step/6"),
-        &[("CallSid", SID), ("Digits", "58204617")],
-    )
-    .await;
+/// the reset notice without the PIN, the incident opened and closed. Returns the call, with
+/// every webhook the carrier sent.
+pub async fn sms_reset_call(addr: std::net::SocketAddr, public: &str, log: &Log) -> Call {
+    let mut call = verify_by_sms(addr, public, log).await;
+    call.press("58204617").await;
+    let resp = call.press("58204617").await;
     assert!(
         resp.contains("Your PIN has been changed. Goodbye.</Say><Hangup />"),
         "{resp}"
     );
     check_provider_requests(log);
+    call
 }
 
 /// The call up to the new-PIN prompt: identify as 100001, choose SMS, enter the code the
-/// fake received; the recording is paused. The next webhook is `{BASE}/step/5`.
-pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) {
-    let base = BASE;
-    let resp = post_webhook(
-        addr,
-        public,
-        base,
-        &[
-            ("CallSid", SID),
-            ("AccountSid", ACCOUNT),
-            ("From", "+15555550100"),
-            ("To", "+15555550000"),
-        ],
-    )
-    .await;
+/// fake received; the recording is paused. The call waits for the new PIN.
+pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) -> Call {
+    let (mut call, resp) = Call::start(addr, public, BASE, SID).await;
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
-    post_webhook(
-        addr,
-        public,
-        &format!("{base}/step/1"),
-        &[("CallSid", SID), ("Digits", "1")],
-    )
-    .await;
-    post_webhook(
-        addr,
-        public,
-        &format!("{base}/step/2"),
-        &[("CallSid", SID), ("Digits", "100001")],
-    )
-    .await;
-    let resp = post_webhook(
-        addr,
-        public,
-        &format!("{base}/step/3"),
-        &[("CallSid", SID), ("Digits", "1")],
-    )
-    .await;
+    call.press("1").await;
+    call.press("100001").await;
+    let resp = call.press("1").await;
     assert!(
         resp.contains(
             "We sent a code to the number ending in <say-as interpret-as=\"digits\">0199</say-as>."
@@ -317,13 +382,7 @@ pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) 
         .expect("6-digit code")
         .to_string();
 
-    post_webhook(
-        addr,
-        public,
-        &format!("{base}/step/4"),
-        &[("CallSid", SID), ("Digits", &code)],
-    )
-    .await;
+    call.press(&code).await;
     let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
     let pause = requests
         .iter()
@@ -334,6 +393,7 @@ pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) 
         format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{SID}/Recordings/Twilio.CURRENT.json")
     );
     assert_eq!(form_value(&pause.body, "Status").as_deref(), Some("paused"));
+    call
 }
 
 /// After a completed reset call: the provider requests in order (SMS, pause, resume, notice,
@@ -464,11 +524,75 @@ pub async fn serve_binary(dir: &std::path::Path, port: u16, env: &[(&str, &str)]
     panic!("resetline serve did not answer:\n{text}");
 }
 
+/// `text` with every step token (`/step/<digits>`) shown as `N`: a random token's digits may
+/// happen to contain a marker a test looks for.
+pub fn mask_step_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("/step/") {
+        out.push_str(&rest[..at + 6]);
+        rest = rest[at + 6..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push('N');
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The path of the `action` URL of the first `<Gather>` in a TwiML answer: the next webhook.
 pub fn next_action(resp: &str) -> String {
-    resp.split("action=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .and_then(|a| a.find("/voice/").map(|i| a[i..].replace("&amp;", "&")))
-        .unwrap_or_else(|| panic!("no action in:\n{resp}"))
+    resetline_engine::testing::next_action(resp).unwrap_or_else(|| panic!("no action in:\n{resp}"))
+}
+
+/// Every key in the Redis at `url` with its value (strings, hashes, sorted sets), one line each
+/// as text, sorted by key.
+pub async fn redis_dump(url: &str) -> String {
+    let mut c = redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .expect("KEYS");
+    keys.sort();
+    let mut out = String::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .expect("TYPE");
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .expect("GET"),
+            ],
+            "hash" => redis::cmd("HGETALL")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .expect("HGETALL"),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&k)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut c)
+                .await
+                .expect("ZRANGE"),
+            other => panic!("unexpected key type {other} for {k}"),
+        };
+        out.push_str(&format!("{k} ({kind}):"));
+        for v in values {
+            out.push(' ');
+            out.push_str(&String::from_utf8_lossy(&v));
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -29,8 +29,10 @@ pub const TOKEN: &str = "bench-token";
 pub const FLOW: &str = "pin-reset";
 /// The employee ID each benchmark call enters (a demo user, `examples/demo/users.yaml`).
 pub const EMPLOYEE_ID: &str = "100001";
-/// The path of the first Gather's callback.
-pub const STEP_PATH: &str = "/voice/pin-reset/step/1";
+/// The path of the callback of the Gather call `s` waits at (its step token is random).
+pub fn step_path(s: &resetline_engine::Session) -> String {
+    format!("/voice/{FLOW}/step/{}", s.token)
+}
 
 /// Counts audit records and drops them.
 #[derive(Debug, Default)]
@@ -121,18 +123,19 @@ pub async fn new_call(engine: &Engine, loaded: &Loaded, sid: &str) -> resetline_
     s
 }
 
-/// Creates call `sid` in `store`, waiting at the first Gather.
+/// Creates call `sid` in `store`, waiting at the first Gather; the path of its callback.
 pub async fn create_call(
     engine: &Engine,
     loaded: &Loaded,
     store: &dyn SessionStore,
     sid: &str,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let s = new_call(engine, loaded, sid).await;
+    let path = step_path(&s);
     store
         .save(s, 0, 3_600_000)
         .await
-        .map(|_| ())
+        .map(|_| path)
         .map_err(|e| e.to_string())
 }
 
@@ -150,13 +153,10 @@ pub fn body(sid: &str) -> String {
     body_template().replace("{CallSid}", sid)
 }
 
-/// `X-Twilio-Signature` of call `sid`'s first Gather callback for an app at `public_url`.
-pub fn signature(public_url: &str, sid: &str) -> String {
+/// `X-Twilio-Signature` of call `sid`'s first Gather callback, posted to `path`, for an app at
+/// `public_url`.
+pub fn signature(public_url: &str, path: &str, sid: &str) -> String {
     let params = resetline_twiml::params::parse(body(sid).as_bytes(), usize::MAX)
         .expect("the benchmark's form body parses");
-    resetline_twiml::signature::compute(
-        TOKEN.as_bytes(),
-        &format!("{public_url}{STEP_PATH}"),
-        &params,
-    )
+    resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{public_url}{path}"), &params)
 }

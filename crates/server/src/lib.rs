@@ -1,6 +1,7 @@
 //! The webhook server: `fn app(state) -> Router`.
 //!
-//! Data path of one webhook: body size cap (413) -> form parse -> signature check against
+//! Data path of one webhook: body size cap (413) -> form parse, at most [`MAX_PAIRS`] pairs
+//! (400) -> signature check against
 //! the configured public URL (403, no state change) -> per-call lock (and, with a shared
 //! store, the call's lease across replicas) -> load session ->
 //! engine step -> save session (compare-and-swap) -> render TwiML. Architecture invariant:
@@ -36,6 +37,12 @@ pub use registry::{Registry, ReloadResult};
 
 /// Largest webhook body accepted; larger ones get 413 before any parsing.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Most form pairs a webhook may carry; more get 400 before any signature work (a 64 KiB
+/// body of `a&a&...` is 32,768 pairs to sort and sign). Twilio's largest webhooks carry
+/// about 40 (the incoming call with caller geography, STIR/SHAKEN and `CallToken`; a Gather
+/// callback with speech results), so 128 leaves room for parameters a carrier adds later.
+pub const MAX_PAIRS: usize = 128;
 
 /// Everything a request handler needs.
 #[derive(Debug, Clone)]
@@ -277,7 +284,8 @@ impl WebhookCheck {
     }
 
     /// The webhook's parameters (borrowed from its body where they need no decoding) and
-    /// whether its signature holds; an error when the body is not a form.
+    /// whether its signature holds; an error when the body is not a form or has more than
+    /// [`MAX_PAIRS`] pairs (then no signature work is done).
     fn check<'a>(
         &self,
         hook: &'a Arrived,
@@ -288,7 +296,7 @@ impl WebhookCheck {
         ),
         resetline_twiml::params::ParamsError,
     > {
-        let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY)?;
+        let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY, MAX_PAIRS)?;
         let path = hook
             .uri
             .path_and_query()

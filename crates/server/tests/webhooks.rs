@@ -831,3 +831,31 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
         "{metrics}"
     );
 }
+
+/// Finding 3: a 64 KiB body of `a&a&...` is 32,768 form pairs. It is refused as a bad form
+/// (400) as soon as the pair cap is passed, before the signature check sorts and signs them:
+/// no signature refusal is counted or audited, because no signature work was done.
+#[tokio::test]
+async fn a_body_of_thousands_of_empty_pairs_is_refused_before_any_signature_work() {
+    let r = rig();
+    let flood = "a&".repeat(32 * 1024);
+    assert_eq!(flood.len(), 64 * 1024, "within the body cap");
+    let req = Request::post("/voice/pin-reset/step/1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", "x")
+        .body(Body::from(flood))
+        .expect("req");
+    let (status, body) = send(&r.state, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        r.audit.records().is_empty(),
+        "refused before the signature check: no signature refusal recorded"
+    );
+    // A signed webhook with more pairs than any carrier sends is refused the same way.
+    let mut params = incoming();
+    let pads: Vec<String> = (0..130).map(|i| format!("Pad{i}")).collect();
+    params.extend(pads.iter().map(|p| (p.as_str(), "x")));
+    let (status, _) = send(&r.state, signed("/voice/pin-reset", &params)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.store.len(), 0, "no call was taken");
+}

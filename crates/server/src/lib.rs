@@ -1,4 +1,6 @@
-//! The webhook server: `fn app(state) -> Router`.
+//! The webhook server: `fn app(state) -> Router` (the carrier's port), `fn admin_app(state)
+//! -> Router` (metrics and readiness, on a port of their own) and `serve`, the loop that
+//! serves either within connection limits.
 //!
 //! Data path of one webhook: body size cap (413) -> form parse, at most [`MAX_PAIRS`] pairs
 //! (400) -> signature check against
@@ -9,11 +11,13 @@
 //! spoken TwiML with a next step, never a 500 (which carriers turn into "an application error
 //! has occurred").
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod metrics;
 pub mod registry;
 pub mod render;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +36,10 @@ use resetline_engine::{
 };
 use tracing::Instrument;
 
+pub use admin::admin_app;
 pub use metrics::Metrics;
 pub use registry::{Registry, ReloadResult};
+pub use serve::{Limits, serve};
 
 /// Largest webhook body accepted; larger ones get 413 before any parsing.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -171,13 +177,13 @@ impl AppState {
 /// `/voice/{flow}/step/{token}[/timeout|/transfer]`) are routed by [`voice_route`] in the
 /// fallback rather than by the router: the router's path parameters cost every webhook four
 /// allocations and a percent-decoding pass, for flow ids and tokens that never need decoding.
+///
+/// `/metrics` and `/readyz` are not here: they are [`admin_app`]'s, on the admin listener.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/sms/status", post(sms_status))
         .route("/prompts/{locale}/{file}", get(audio))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .fallback(voice)
         .with_state(state)
 }
@@ -1077,38 +1083,6 @@ async fn audio(
         }
     }
     StatusCode::NOT_FOUND.into_response()
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    let flows = state.inner.flows.list();
-    if flows.is_empty() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no flow loaded\n").into_response();
-    }
-    if !state.inner.audit.healthy() {
-        let body = match state.inner.audit.stats().pending {
-            0 => "audit sink failing\n".to_string(),
-            n => format!("audit sink failing: {n} record(s) waiting for a retry\n"),
-        };
-        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-    }
-    if !state.inner.store.healthy() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session store unreachable\n",
-        )
-            .into_response();
-    }
-    let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
-    (StatusCode::OK, body).into_response()
-}
-
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.inner.metrics.render(state.inner.store.len())
-            + &metrics::audit_lines(&state.inner.audit.stats()),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

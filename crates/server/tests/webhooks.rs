@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use resetline_engine::testing::{CallLog, MemoryDirectory};
 use resetline_engine::{FakeClock, Secret, SessionStore};
-use resetline_server::{AppState, Registry, ReloadResult, app};
+use resetline_server::{AppState, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryStore;
 use tower::ServiceExt;
 
@@ -207,11 +207,7 @@ async fn a_whole_pin_only_call_with_signed_requests() {
     }
     assert_eq!(session.ended.as_deref(), Some("reset_done"));
 
-    let (_, metrics) = send(
-        &r.state,
-        Request::get("/metrics").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (_, metrics) = admin(&r.state, "/metrics").await;
     assert!(
         metrics.contains("resetline_calls_started_total 1"),
         "{metrics}"
@@ -634,11 +630,7 @@ async fn health_readiness_and_audio() {
         .0,
         StatusCode::OK
     );
-    let (status, body) = send(
-        &r.state,
-        Request::get("/readyz").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (status, body) = admin(&r.state, "/readyz").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains("pin-reset 1+") && body.contains("password-reset 1+"),
@@ -726,18 +718,10 @@ async fn a_failing_audit_sink_is_counted_and_reported_not_ready_while_calls_go_o
         body.contains("Please enter your employee ID"),
         "the call goes on: {body}"
     );
-    let (status, body) = send(
-        &r.state,
-        Request::get("/readyz").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (status, body) = admin(&r.state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "audit sink failing\n");
-    let (_, metrics) = send(
-        &r.state,
-        Request::get("/metrics").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (_, metrics) = admin(&r.state, "/metrics").await;
     assert!(
         metrics.contains("resetline_audit_failures_total 1"),
         "{metrics}"
@@ -746,6 +730,18 @@ async fn a_failing_audit_sink_is_counted_and_reported_not_ready_while_calls_go_o
 
 async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
     send(state, Request::get(path).body(Body::empty()).expect("req")).await
+}
+
+/// A GET of `path` on the admin routes (`admin_app`, the admin listener's router).
+async fn admin(state: &AppState, path: &str) -> (StatusCode, String) {
+    let req = Request::get(path).body(Body::empty()).expect("req");
+    let resp = admin_app(state.clone())
+        .oneshot(req)
+        .await
+        .expect("response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -773,16 +769,16 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
         },
     ));
     let (state, _, store) = rig_sink(&root().join("flows"), buffered.clone());
-    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(admin(&state, "/readyz").await.0, StatusCode::OK);
 
     memory.set_failing(true);
     let (status, body) = send(&state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Please enter your employee ID"), "{body}");
-    let (status, body) = get(&state, "/readyz").await;
+    let (status, body) = admin(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("record(s) waiting for a retry"), "{body}");
-    let (_, metrics) = get(&state, "/metrics").await;
+    let (_, metrics) = admin(&state, "/metrics").await;
     assert!(!metrics.contains("resetline_audit_pending 0"), "{metrics}");
 
     // on_failure: refuse — a new call hears the apology and starts nothing...
@@ -797,7 +793,7 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     );
     assert!(body.contains("<Hangup />"), "{body}");
     assert!(store.load(other).await.expect("store").is_none());
-    let (_, metrics) = get(&state, "/metrics").await;
+    let (_, metrics) = admin(&state, "/metrics").await;
     assert!(
         metrics.contains("resetline_audit_refused_calls_total 1"),
         "{metrics}"
@@ -813,18 +809,18 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     // The webhook queued its records behind the backlog; the retry task (here called
     // directly) writes them all, in order.
     assert_eq!(
-        get(&state, "/readyz").await.0,
+        admin(&state, "/readyz").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(buffered.flush().await, 0);
-    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(admin(&state, "/readyz").await.0, StatusCode::OK);
     let got: Vec<String> = memory
         .records()
         .iter()
         .map(|r| format!("{} {}", r.event, r.reason))
         .collect();
     assert_eq!(got, expected, "nothing lost, nothing reordered");
-    let (_, metrics) = get(&state, "/metrics").await;
+    let (_, metrics) = admin(&state, "/metrics").await;
     assert!(metrics.contains("resetline_audit_pending 0"), "{metrics}");
     assert!(
         metrics.contains("resetline_audit_dropped_total 0"),
@@ -858,4 +854,19 @@ async fn a_body_of_thousands_of_empty_pairs_is_refused_before_any_signature_work
     let (status, _) = send(&r.state, signed("/voice/pin-reset", &params)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(r.store.len(), 0, "no call was taken");
+}
+
+/// Finding 13: flow ids and versions (`/readyz`), traffic and backend state (`/metrics`)
+/// are not answered on the public webhook port; `/healthz` is.
+#[tokio::test]
+async fn metrics_and_readiness_are_not_served_on_the_webhook_port() {
+    let r = rig();
+    for path in ["/metrics", "/readyz"] {
+        let (status, body) = get(&r.state, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    assert_eq!(get(&r.state, "/healthz").await.0, StatusCode::OK);
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        assert_eq!(admin(&r.state, path).await.0, StatusCode::OK, "{path}");
+    }
 }

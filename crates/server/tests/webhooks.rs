@@ -48,14 +48,24 @@ fn rig_sink(
     flows_dir: &Path,
     audit: Arc<dyn resetline_engine::AuditSink>,
 ) -> (AppState, Arc<CallLog>, Arc<MemoryStore>) {
+    rig_tuned(flows_dir, audit, |_| {})
+}
+
+/// `rig_sink` with the engine changed by `tune` (a slow backend, other budgets).
+fn rig_tuned(
+    flows_dir: &Path,
+    audit: Arc<dyn resetline_engine::AuditSink>,
+    tune: impl FnOnce(&mut resetline_engine::Engine),
+) -> (AppState, Arc<CallLog>, Arc<MemoryStore>) {
     let log = Arc::new(CallLog::default());
     let clock = Arc::new(FakeClock::at(1_700_000_000_000));
-    let engine = resetline_engine::testing::engine(
+    let mut engine = resetline_engine::testing::engine(
         vec![MemoryDirectory::dana()],
         &log,
         clock.clone(),
         Arc::new(resetline_store::MemoryLockouts::new()),
     );
+    tune(&mut engine);
     let registry = Arc::new(Registry::default());
     let results = registry.load_dir(flows_dir, &root().join("voice-prompts"));
     assert!(
@@ -869,4 +879,165 @@ async fn metrics_and_readiness_are_not_served_on_the_webhook_port() {
     for path in ["/metrics", "/readyz", "/healthz"] {
         assert_eq!(admin(&r.state, path).await.0, StatusCode::OK, "{path}");
     }
+}
+
+/// A directory whose every call waits an hour; notes when a lookup is given up.
+#[derive(Debug, Default)]
+struct HangingDirectory(Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>);
+
+/// Notes the time it is dropped at.
+struct NoteDrop(Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>);
+
+impl Drop for NoteDrop {
+    fn drop(&mut self) {
+        if let Ok(mut at) = self.0.lock() {
+            at.push(tokio::time::Instant::now());
+        }
+    }
+}
+
+impl resetline_engine::Directory for HangingDirectory {
+    fn find<'a>(
+        &'a self,
+        _: resetline_flow::model::LookupBy,
+        _: &'a str,
+    ) -> resetline_engine::BoxFuture<
+        'a,
+        Result<Option<resetline_engine::Account>, resetline_engine::BackendError>,
+    > {
+        let given_up = NoteDrop(self.0.clone());
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            drop(given_up);
+            Ok(None)
+        })
+    }
+    fn verify_pin<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Secret,
+    ) -> resetline_engine::BoxFuture<'a, Result<bool, resetline_engine::BackendError>> {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok(false)
+        })
+    }
+    fn set_secret<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Secret,
+    ) -> resetline_engine::BoxFuture<'a, Result<(), resetline_engine::SetSecretError>> {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok(())
+        })
+    }
+}
+
+/// An audit sink whose every write takes a minute, then keeps the records (event names).
+#[derive(Debug, Default)]
+struct SlowAudit(std::sync::Mutex<Vec<String>>);
+
+impl SlowAudit {
+    fn events(&self) -> Vec<String> {
+        self.0.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl resetline_engine::AuditSink for SlowAudit {
+    fn append(
+        &self,
+        records: Vec<resetline_audit::Record>,
+    ) -> resetline_engine::BoxFuture<'_, Result<(), resetline_engine::BackendError>> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            if let Ok(mut events) = self.0.lock() {
+                events.extend(records.iter().map(|r| format!("{} {}", r.call_id, r.event)));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Finding 10: the carrier gives up 15 s after it sent a webhook. With a directory that
+/// never answers, an audit sink that takes a minute per write and the call's lock held by an
+/// earlier request of the same call, every webhook is still answered within 12 s of its
+/// arrival (tokio's paused clock: the times are exact, not measured against a wall clock),
+/// and no audit record is lost: the ones still being written when the answer went out reach
+/// the sink afterwards, in the call's order.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_directory_a_slow_audit_sink_and_a_held_call_lock_still_answer_in_time() {
+    use tokio::time::Instant;
+    const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(12);
+    let audit = Arc::new(SlowAudit::default());
+    let directory = HangingDirectory::default();
+    let given_up = directory.0.clone();
+    let (state, _, _) = rig_tuned(&root().join("flows"), audit.clone(), |engine| {
+        engine.directory = Arc::new(directory);
+        // The most `budget_ms` allows, and the step budget `serve` gives.
+        engine.budget = std::time::Duration::from_secs(12);
+        engine.step_budget = std::time::Duration::from_secs(12);
+    });
+    let timed = |req: Request<Body>| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let arrived = Instant::now();
+            let (status, body) = send(&state, req).await;
+            (status, body, arrived.elapsed())
+        })
+    };
+
+    // The call's first webhook: only its audit records are slow.
+    let (status, body, took) = timed(signed("/voice/pin-reset", &incoming()))
+        .await
+        .expect("task");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("employee ID"), "{body}");
+    assert!(took <= ANSWER_WITHIN, "the first webhook took {took:?}");
+
+    // The employee ID: the lookup hangs. A second copy of the same webhook a second later
+    // waits for the call's lock, which the first holds.
+    let lookup_arrived = Instant::now();
+    let first = timed(signed(
+        "/voice/pin-reset/step/1",
+        &[("CallSid", SID), ("Digits", "1004217")],
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let second = timed(signed(
+        "/voice/pin-reset/step/1",
+        &[("CallSid", SID), ("Digits", "1004217")],
+    ));
+    let (status, body, took) = first.await.expect("task");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("<Say"), "a spoken answer: {body}");
+    assert!(took <= ANSWER_WITHIN, "the lookup's webhook took {took:?}");
+    let given_up = given_up.lock().map(|at| at.clone()).unwrap_or_default();
+    assert_eq!(
+        given_up
+            .iter()
+            .map(|at| *at - lookup_arrived)
+            .collect::<Vec<_>>(),
+        vec![resetline_server::WEBHOOK_STEP_SHARE],
+        "the lookup (a 12 s budget) was cut to the webhook's step share"
+    );
+    let (status, body, took) = second.await.expect("task");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("<Say"), "a spoken answer: {body}");
+    assert!(took <= ANSWER_WITHIN, "the waiting duplicate took {took:?}");
+
+    // Every record reaches the sink in the end, the call's first webhook's first.
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    let events = audit.events();
+    assert!(
+        events
+            .first()
+            .is_some_and(|e| e.ends_with("session_created")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.ends_with("identify")),
+        "the lookup's records were written after its answer: {events:?}"
+    );
+    state.forget_idle_locks(); // the periodic sweep, once the late appends are done
+    assert_eq!(state.locked_calls(), 0, "no call lock is left behind");
 }

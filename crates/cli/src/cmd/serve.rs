@@ -512,6 +512,13 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             ),
             resetline_server::serve(admin, admin_routes, Limits::admin(), until_stopped(stopped)),
         );
+        let unwritten = state.settle(Duration::from_secs(5)).await;
+        if unwritten > 0 {
+            tracing::error!(
+                appends = unwritten,
+                "audit records still being written at shutdown"
+            );
+        }
         if let Err(e) = audit.close().await {
             tracing::error!(error = %e, "audit trail not closed cleanly");
         }

@@ -19,6 +19,7 @@ mod deadline;
 pub mod metrics;
 pub mod registry;
 pub mod render;
+mod scrub;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -236,11 +237,18 @@ static SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-twilio-signatur
 /// URL), the signature header and the body. The body is read here, at most [`MAX_BODY`]
 /// bytes (413 before any parsing: at once when `Content-Length` says more, or as soon as more
 /// arrives); the URI and the one header are moved out of the request, not copied, and a body
-/// that arrives in one piece (the usual case) is kept as it came, without a copy.
+/// that arrives in one piece (the usual case) is kept as it came, without a copy. Dropped,
+/// it zeroes its body where Resetline holds the only reference (`scrub`).
 struct Arrived {
     uri: Uri,
     signature: Option<HeaderValue>,
     body: Bytes,
+}
+
+impl Drop for Arrived {
+    fn drop(&mut self) {
+        scrub::body(&mut self.body);
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Arrived {
@@ -261,7 +269,7 @@ impl<S: Send + Sync> FromRequest<S> for Arrived {
         Ok(Arrived {
             uri,
             signature,
-            body: read_body(body).await?,
+            body: read_body(body, declared).await?,
         })
     }
 }
@@ -270,11 +278,16 @@ fn body_too_large() -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB\n").into_response()
 }
 
-/// The whole body, refused (413) as soon as it exceeds [`MAX_BODY`].
-async fn read_body(mut body: axum::body::Body) -> Result<Bytes, Response> {
+/// The whole body, refused (413) as soon as it exceeds [`MAX_BODY`]. A body in several pieces
+/// is joined into one buffer sized once (the announced length, or the cap), so no copy of it
+/// is left behind by growing (`scrub` zeroes the buffer).
+async fn read_body(mut body: axum::body::Body, declared: Option<u64>) -> Result<Bytes, Response> {
     use http_body_util::BodyExt;
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
+    let room = declared.map_or(MAX_BODY, |n| {
+        usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
+    });
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame
             .map_err(|_| (StatusCode::BAD_REQUEST, "body could not be read\n").into_response())?
@@ -289,7 +302,7 @@ async fn read_body(mut body: axum::body::Body) -> Result<Bytes, Response> {
         match first.take() {
             None if joined.is_empty() => first = Some(data),
             Some(earlier) => {
-                joined.reserve(earlier.len() + data.len());
+                joined.reserve_exact(room.max(earlier.len() + data.len()));
                 joined.extend_from_slice(&earlier);
                 joined.extend_from_slice(&data);
             }
@@ -338,7 +351,7 @@ impl WebhookCheck {
         hook: &'a Arrived,
     ) -> Result<
         (
-            Vec<resetline_twiml::params::Pair<'a>>,
+            Webhook<'a>,
             Result<(), resetline_twiml::signature::SignatureError>,
         ),
         resetline_twiml::params::ParamsError,
@@ -353,7 +366,7 @@ impl WebhookCheck {
         url.push_str(path);
         let header = hook.signature.as_ref().and_then(|v| v.to_str().ok());
         let signature = self.signing.validate(&url, &params, header);
-        Ok((params, signature))
+        Ok((Webhook { params }, signature))
     }
 }
 
@@ -374,9 +387,15 @@ pub async fn preflight(check: &WebhookCheck, req: Request) -> Option<Response> {
 }
 
 /// A parsed, signature-checked webhook; parameters borrow from the body where they need no
-/// decoding.
+/// decoding. Dropped, it zeroes the decoded ones (`scrub`).
 struct Webhook<'a> {
     params: Vec<resetline_twiml::params::Pair<'a>>,
+}
+
+impl Drop for Webhook<'_> {
+    fn drop(&mut self) {
+        scrub::params(&mut self.params);
+    }
 }
 
 impl Webhook<'_> {
@@ -394,7 +413,7 @@ impl Webhook<'_> {
 #[allow(clippy::result_large_err)] // the Err is the finished 4xx response, built once per refused request
 async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, Response> {
     let uri = &hook.uri;
-    let (params, signature) = state.inner.check.check(hook).map_err(|e| {
+    let (hook_params, signature) = state.inner.check.check(hook).map_err(|e| {
         tracing::info!(error = %e, "webhook body is not a valid form");
         bad_form()
     })?;
@@ -408,10 +427,8 @@ async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, 
             );
             return Err(signature_refused());
         };
-        let call = params
-            .iter()
-            .find(|(k, _)| k == "CallSid")
-            .map(|(_, v)| v.as_ref())
+        let call = hook_params
+            .get("CallSid")
             .filter(|v| valid_call_sid(v))
             .unwrap_or("");
         let nanos = i128::from(state.inner.engine.clock.now_ms()) * 1_000_000;
@@ -436,7 +453,7 @@ async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, 
         tracing::warn!(path = uri.path(), error = %e, "webhook signature refused");
         return Err(signature_refused());
     }
-    Ok(Webhook { params })
+    Ok(hook_params)
 }
 
 /// `verify`, then the request's `CallSid` (400 when missing or malformed).

@@ -579,7 +579,13 @@ fn voice_route(path: &str) -> Option<VoiceRoute<'_>> {
 /// for them with another method, 404 for anything else; both before the body is read. A
 /// webhook's deadline (`deadline`) counts from here, before its body is read.
 async fn voice(State(state): State<AppState>, req: Request) -> Response {
-    deadline::scope(tokio::time::Instant::now(), voice_routed(state, req)).await
+    // Boxed: the handler's future is several kilobytes, and the deadline's wrappers would
+    // otherwise copy it as they take it in.
+    deadline::scope(
+        tokio::time::Instant::now(),
+        Box::pin(voice_routed(state, req)),
+    )
+    .await
 }
 
 async fn voice_routed(state: AppState, req: Request) -> Response {

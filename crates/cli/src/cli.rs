@@ -54,6 +54,9 @@ pub(crate) enum Command {
         /// Port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Port on 127.0.0.1 of the admin routes, `/metrics` and `/readyz` (0 picks a free one).
+        #[arg(long, default_value_t = 9090)]
+        admin_port: u16,
         /// Flow files.
         #[arg(long, default_value = "flows")]
         flows: PathBuf,

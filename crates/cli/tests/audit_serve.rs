@@ -129,10 +129,12 @@ fn config(port: u16, dir: &Path, audit: &str) -> String {
     )
 }
 
-/// Writes the config into `dir`, spawns `resetline serve` and waits until it is ready.
-fn spawn_serve(dir: &Path, config: &str, addr: SocketAddr, env: &[(&str, &str)]) -> Server {
+/// Writes the config into `dir` (with an `admin_listen` on a free port), spawns `resetline
+/// serve` and waits until it is ready (`/readyz` on the admin port).
+fn spawn_serve(dir: &Path, config: &str, _addr: SocketAddr, env: &[(&str, &str)]) -> Server {
     let config_path = dir.join("resetline.yaml");
-    std::fs::write(&config_path, config).expect("config");
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(&config_path, format!("{config}admin_listen: {admin}\n")).expect("config");
     let log = std::fs::File::create(dir.join("serve.log")).expect("log");
     let child = Command::new(env!("CARGO_BIN_EXE_resetline"))
         .args(["serve", "--config"])
@@ -147,7 +149,7 @@ fn spawn_serve(dir: &Path, config: &str, addr: SocketAddr, env: &[(&str, &str)])
         .expect("spawn resetline serve");
     let mut server = Server(child);
     let started = Instant::now();
-    while !get_ok(addr, "/readyz") {
+    while !get_ok(admin, "/readyz") {
         if let Ok(Some(status)) = server.0.try_wait() {
             panic!(
                 "resetline serve exited early: {status}\n{}",

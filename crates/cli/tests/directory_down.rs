@@ -125,13 +125,8 @@ reload: {{ enabled: false }}
         "not called while open"
     );
 
-    // The open breaker is visible in the metrics.
-    let metrics = server
-        .raw(format!(
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            server.addr
-        ))
-        .await;
+    // The open breaker is visible in the metrics (on the admin port).
+    let metrics = server.admin_get("/metrics").await;
     assert!(
         metrics.contains("resetline_backend_circuit_state{backend=\"directory\"} 1"),
         "{metrics}"

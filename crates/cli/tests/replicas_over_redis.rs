@@ -30,6 +30,8 @@ fn root() -> PathBuf {
 struct Replica {
     child: Option<Child>,
     addr: SocketAddr,
+    /// The admin port (`/readyz`, `/metrics`).
+    admin: SocketAddr,
     audit_dir: PathBuf,
     log: PathBuf,
 }
@@ -48,12 +50,13 @@ impl Replica {
         let root = root();
         let port = free_port().expect("port");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port().expect("port")));
         let audit_dir = scratch.join(format!("audit-{name}"));
         let config = scratch.join(format!("{name}.yaml"));
         std::fs::write(
             &config,
             format!(
-                "listen: {addr}\npublic_url: {PUBLIC}\nflows_dir: {flows}\nprompts_dir: {prompts}\n\
+                "listen: {addr}\nadmin_listen: {admin}\npublic_url: {PUBLIC}\nflows_dir: {flows}\nprompts_dir: {prompts}\n\
                  carrier: {{ account_sid: {ACCOUNT}, auth_token_env: RL_TWILIO_TOKEN, api_base: \"{fake_url}\" }}\n\
                  directory: {{ kind: embedded, path: {users} }}\n\
                  audit: {{ dir: {audit}, key_env: RL_AUDIT_KEY }}\n\
@@ -86,13 +89,14 @@ impl Replica {
         Replica {
             child: Some(child),
             addr,
+            admin,
             audit_dir,
             log,
         }
     }
 
     async fn readyz(&self) -> String {
-        get(self.addr, "/readyz").await
+        get(self.admin, "/readyz").await
     }
 
     /// Waits until `/readyz` answers with `status` (e.g. "200", "503").
@@ -507,7 +511,7 @@ async fn a_redis_restart_mid_call_is_survived_and_audited() {
         resp.contains("Please call again in a few minutes.") && resp.contains("<Hangup />"),
         "{resp}"
     );
-    let metrics = get(c.b.addr, "/metrics").await;
+    let metrics = get(c.b.admin, "/metrics").await;
     assert!(
         metrics
             .lines()

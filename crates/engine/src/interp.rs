@@ -39,8 +39,34 @@ mod http;
 mod reserve;
 
 tokio::task_local! {
-    /// When the step in progress must have answered (set by [`Engine::step`]).
+    /// When the step in progress must have answered (set by [`Engine::step`], and by
+    /// [`finish_by`] for the steps inside it).
     static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `work` with every step in it ending by `by` at the latest (a step still ends
+/// `step_budget` after it started when that comes first): the caller's deadline, e.g. what is
+/// left of a webhook's time once it waited for its call's lock.
+pub async fn finish_by<F: std::future::Future>(by: tokio::time::Instant, work: F) -> F::Output {
+    DEADLINE.scope(by, work).await
+}
+
+/// `fut`'s output if it is ready by `by`, `None` when `by` passed first. Polled once before
+/// any timer is armed: a future that is ready at once (an in-memory store) costs no timer,
+/// and is answered even when `by` has passed.
+pub async fn until<F: std::future::Future>(by: tokio::time::Instant, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await;
+    match first {
+        Some(out) => Some(out),
+        None => tokio::time::timeout_at(by, fut).await.ok(),
+    }
 }
 
 /// The engine-relative action URL of step `token` of `flow`, with `suffix` (`""`,
@@ -199,10 +225,12 @@ impl Engine {
     }
 
     /// Runs one step. `session` must belong to `flow` (same id and version). Every backend
-    /// call gets `budget`, and all of them together at most `step_budget`, so the carrier is
-    /// answered in time (a call that runs out takes the flow's error path).
+    /// call gets `budget`, and all of them together at most `step_budget`, ending by the
+    /// caller's deadline ([`finish_by`]) when that comes first, so the carrier is answered in
+    /// time (a call that runs out takes the flow's error path).
     pub async fn step(&self, flow: &Flow, s: &mut Session, event: Event) -> Step {
-        let deadline = tokio::time::Instant::now() + self.step_budget;
+        let own = tokio::time::Instant::now() + self.step_budget;
+        let deadline = DEADLINE.try_with(|by| own.min(*by)).unwrap_or(own);
         DEADLINE
             .scope(deadline, self.step_inner(flow, s, event))
             .await
@@ -213,19 +241,7 @@ impl Engine {
     /// stores, the embedded directory) returns at once and arms no timer; one that has to wait
     /// gets a timer for what is left of its time.
     async fn bounded<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
-        let deadline = self.call_deadline();
-        let mut fut = std::pin::pin!(fut);
-        let first = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(match fut.as_mut().poll(cx) {
-                std::task::Poll::Ready(out) => Some(out),
-                std::task::Poll::Pending => None,
-            })
-        })
-        .await;
-        match first {
-            Some(out) => Some(out),
-            None => tokio::time::timeout_at(deadline, fut).await.ok(),
-        }
+        until(self.call_deadline(), fut).await
     }
 
     /// The time left for the next backend call: `budget`, cut to what remains of the step.
@@ -2207,7 +2223,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{DEADLINE, Engine};
+    use super::{DEADLINE, Engine, finish_by};
     use crate::backend::{BoxFuture, LockPolicy, LockState, Lockouts, StoreError};
 
     /// No lockouts (the in-memory store lives in `resetline-store`, which depends on this crate).
@@ -2254,6 +2270,18 @@ mod tests {
             .scope(past, engine.bounded(std::future::ready(7)))
             .await;
         assert_eq!(out, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_deadline_cuts_a_backend_calls_budget_short() {
+        let engine = engine(); // 500 ms per backend call
+        let started = tokio::time::Instant::now();
+        let by = started + Duration::from_millis(200);
+        let out = finish_by(by, engine.bounded(std::future::pending::<()>())).await;
+        assert_eq!(out, None);
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        let step = finish_by(by, async { DEADLINE.try_with(|d| *d) }).await;
+        assert_eq!(step, Ok(by), "steps inside see the caller's deadline");
     }
 
     #[tokio::test(start_paused = true)]

@@ -28,7 +28,7 @@ pub use backend::{
     StoreError, TicketRef, Tickets,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
-pub use interp::{Engine, Event, Step};
+pub use interp::{Engine, Event, Step, finish_by, until};
 pub use secret::Secret;
 pub use session::{Session, Var};
 pub use vecmap::VecMap;

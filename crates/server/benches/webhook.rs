@@ -97,6 +97,46 @@ fn bench_store(
     });
 }
 
+/// An unsigned 64 KiB body of `a&a&...` (32,768 empty form pairs) posted to a Gather
+/// callback URL of the same app (issue 22, finding 3): what refusing one costs, to compare
+/// with `signed_gather_step_in_process`, a whole step.
+fn bench_pair_flood(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    engine: resetline_engine::Engine,
+) {
+    let state = AppState::new(
+        support::PUBLIC,
+        resetline_engine::Secret::new(support::TOKEN),
+        engine,
+        support::registry().expect("flows"),
+        Arc::new(MemoryStore::new(Arc::new(SystemClock), 1_000)),
+        Arc::new(support::CountingAudit::default()),
+        support::root().join("voice-prompts"),
+    );
+    let router = app(state);
+    let flood = axum::body::Bytes::from("a&".repeat(32 * 1024));
+    // Unsigned: any step token will do, the request is refused before the call is looked up.
+    let path = format!("/voice/{}/step/1", support::FLOW);
+    c.bench_function("unsigned_pair_flood_in_process", |b| {
+        b.iter_batched(
+            || {
+                Request::post(path.as_str())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header(resetline_twiml::signature::HEADER_NAME, "x")
+                    .body(Body::from(flood.clone()))
+                    .expect("request")
+            },
+            |req| {
+                let res = one_webhook(rt, &router, req);
+                assert!(res.status().is_client_error());
+                black_box(res)
+            },
+            BatchSize::SmallInput,
+        );
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,6 +153,7 @@ fn bench(c: &mut Criterion) {
         store,
         None,
     );
+    bench_pair_flood(c, &rt, engine.clone());
 
     let Ok(server) = RedisServer::start(dir.path(), false) else {
         eprintln!("redis-server not installed: the Redis variant is skipped");

@@ -21,6 +21,11 @@
 //! after) in `<dir>/memory.txt`. All apps check signatures against the same public URL, so
 //! one requests file serves them all.
 //!
+//! The apps and the floor are served by `resetline_server::serve` with its default limits, as
+//! `resetline serve` serves the webhook port; the bare and body handlers by `axum::serve`.
+//! The memory-store app's admin routes (`/metrics`, with the handler latency histogram) are
+//! served on a free loopback port, written to `<dir>/admin-address`.
+//!
 //! Usage: `bench_target <dir> <calls> <app_port> <bare_port> <body_port> <floor_port>
 //! [<redis_app_port> <redis_url>]`; without the body and floor ports those two handlers take
 //! any free port (so `scripts/bench-ab` can run several builds side by side).
@@ -32,7 +37,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::IntoResponse;
 use resetline_engine::{Engine, OsRandom, Secret, SessionStore, SystemClock};
-use resetline_server::{AppState, app};
+use resetline_server::{AppState, Limits, admin_app, app, serve};
 use resetline_store::MemoryStore;
 
 #[path = "../benches/support/mod.rs"]
@@ -235,17 +240,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some((port, state)) => {
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
                 std::fs::write(dir.join("ready-redis"), "ready\n")?;
-                axum::serve(listener, app(state)).await
+                serve(
+                    listener,
+                    app(state),
+                    Limits::default(),
+                    std::future::pending(),
+                )
+                .await;
+                Ok::<(), std::io::Error>(())
             }
             None => std::future::pending().await,
         }
     };
+    let admin = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    std::fs::write(dir.join("admin-address"), admin.local_addr()?.to_string())?;
     std::fs::write(dir.join("ready"), "ready\n")?;
+    let forever = std::future::pending::<()>;
     tokio::select! {
-        r = axum::serve(real, app(state)) => r?,
+        () = serve(real, app(state.clone()), Limits::default(), forever()) => {}
+        () = serve(admin, admin_app(state), Limits::admin(), forever()) => {}
         r = axum::serve(bare, bare_app) => r?,
         r = axum::serve(body, body_app) => r?,
-        r = axum::serve(floor, floor_app) => r?,
+        () = serve(floor, floor_app, Limits::default(), forever()) => {}
         r = redis_served => r?,
     }
     Ok(())

@@ -12,6 +12,7 @@ use resetline_engine::Secret;
 use serde::Deserialize;
 
 mod connectors;
+mod listeners;
 
 pub use connectors::{BreakerConfig, HttpBackendConfig, IdpConfig};
 
@@ -21,6 +22,10 @@ pub use connectors::{BreakerConfig, HttpBackendConfig, IdpConfig};
 struct Raw {
     #[serde(default = "default_listen")]
     listen: String,
+    #[serde(default = "listeners::default_admin_listen")]
+    admin_listen: String,
+    #[serde(default)]
+    server: listeners::RawServer,
     public_url: String,
     #[serde(default = "default_flows")]
     flows_dir: PathBuf,
@@ -507,6 +512,10 @@ pub struct CarrierConfig {
 pub struct Config {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where the admin routes (`/metrics`, `/readyz`) listen (default 127.0.0.1:9090).
+    pub admin_listen: SocketAddr,
+    /// The webhook port's connection limits (`server:`).
+    pub server_limits: crate::serve::Limits,
     /// The base URL carriers use (no trailing slash); signatures are checked against it.
     pub public_url: String,
     /// Flow files.
@@ -608,6 +617,8 @@ fn validate(
             ))
         })
         .ok();
+    let admin_listen = listeners::admin_listen(&raw.admin_listen, listen, &mut problems);
+    let server_limits = listeners::limits(raw.server, &mut problems);
     let public_url = raw.public_url.trim_end_matches('/').to_string();
     if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
         || public_url.contains('?')
@@ -949,9 +960,16 @@ fn validate(
     if raw.reload.poll_ms < 100 {
         problems.push("`reload.poll_ms` must be at least 100".into());
     }
-    match (listen, token, hash_key, directory, audit_key, audit_storage) {
+    match (
+        listen.zip(admin_listen),
+        token,
+        hash_key,
+        directory,
+        audit_key,
+        audit_storage,
+    ) {
         (
-            Some(listen),
+            Some((listen, admin_listen)),
             Some(auth_token),
             Some(hash_key),
             Some(directory),
@@ -959,6 +977,8 @@ fn validate(
             Some(audit_storage),
         ) if problems.is_empty() => Ok(Config {
             listen,
+            admin_listen,
+            server_limits,
             public_url,
             flows_dir,
             prompts_dir,
@@ -1299,6 +1319,45 @@ mod tests {
             c.pin_hashing_max_concurrent,
             resetline_connectors::PinHashing::default_limit()
         );
+    }
+
+    #[test]
+    fn the_admin_listener_and_the_webhook_ports_limits_have_defaults_and_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(&write(dir.path(), GOOD), &env).expect("config");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.server_limits, crate::serve::Limits::default());
+        let tuned = format!(
+            "{GOOD}admin_listen: 10.0.0.5:9100\nserver: {{ header_read_timeout_ms: 2000, body_read_timeout_ms: 3000, idle_timeout_ms: 60000, max_connections: 4096, max_requests_in_flight: 512 }}\n"
+        );
+        let c = load(&write(dir.path(), &tuned), &env).expect("config");
+        assert_eq!(c.admin_listen.to_string(), "10.0.0.5:9100");
+        assert_eq!(
+            c.server_limits,
+            crate::serve::Limits {
+                header_read_timeout: std::time::Duration::from_secs(2),
+                body_read_timeout: std::time::Duration::from_secs(3),
+                idle_timeout: std::time::Duration::from_secs(60),
+                max_connections: 4096,
+                max_in_flight: 512,
+            }
+        );
+        let bad = format!(
+            "{GOOD}listen: 0.0.0.0:9090\nserver: {{ header_read_timeout_ms: 0, body_read_timeout_ms: 9000, idle_timeout_ms: 50, max_connections: 0, max_requests_in_flight: 100000 }}\n"
+        );
+        let text = load(&write(dir.path(), &bad), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`admin_listen`: 127.0.0.1:9090 is the webhook port",
+            "`server.header_read_timeout_ms`: 0",
+            "`server.body_read_timeout_ms`: 9000",
+            "`server.idle_timeout_ms`: 50",
+            "`server.max_connections`: 0",
+            "`server.max_requests_in_flight`: 100000",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
     }
 
     #[test]

@@ -1,18 +1,26 @@
-//! The webhook server: `fn app(state) -> Router`.
+//! The webhook server: `fn app(state) -> Router` (the carrier's port), `fn admin_app(state)
+//! -> Router` (metrics and readiness, on a port of their own) and `serve`, the loop that
+//! serves either within connection limits.
 //!
-//! Data path of one webhook: body size cap (413) -> form parse -> signature check against
+//! Data path of one webhook: body size cap (413) -> form parse, at most [`MAX_PAIRS`] pairs
+//! (400) -> signature check against
 //! the configured public URL (403, no state change) -> per-call lock (and, with a shared
 //! store, the call's lease across replicas) -> load session ->
-//! engine step -> save session (compare-and-swap) -> render TwiML. Architecture invariant:
+//! engine step -> save session (compare-and-swap) -> render TwiML, all within one deadline
+//! counted from the webhook's arrival (`deadline`). Architecture invariant:
 //! this is the only crate that knows axum or HTTP; a broken backend or an unknown call yields
 //! spoken TwiML with a next step, never a 500 (which carriers turn into "an application error
 //! has occurred").
 
+pub mod admin;
 pub mod audit;
 pub mod config;
+mod deadline;
 pub mod metrics;
 pub mod registry;
 pub mod render;
+mod scrub;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,11 +39,20 @@ use resetline_engine::{
 };
 use tracing::Instrument;
 
+pub use admin::admin_app;
+pub use deadline::{BUDGET as WEBHOOK_BUDGET, STEP_SHARE as WEBHOOK_STEP_SHARE};
 pub use metrics::Metrics;
 pub use registry::{Registry, ReloadResult};
+pub use serve::{Limits, serve};
 
 /// Largest webhook body accepted; larger ones get 413 before any parsing.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Most form pairs a webhook may carry; more get 400 before any signature work (a 64 KiB
+/// body of `a&a&...` is 32,768 pairs to sort and sign). Twilio's largest webhooks carry
+/// about 40 (the incoming call with caller geography, STIR/SHAKEN and `CallToken`; a Gather
+/// callback with speech results), so 128 leaves room for parameters a carrier adds later.
+pub const MAX_PAIRS: usize = 128;
 
 /// Everything a request handler needs.
 #[derive(Debug, Clone)]
@@ -51,11 +68,32 @@ struct Inner {
     flows: Arc<Registry>,
     store: Arc<dyn SessionStore>,
     audit: Arc<dyn resetline_engine::AuditSink>,
-    locks: DashMap<CallKey, Arc<tokio::sync::Mutex<()>>, CallHasher>,
+    locks: DashMap<CallKey, Arc<tokio::sync::Mutex<AuditTail>>, CallHasher>,
     leases: std::sync::OnceLock<Leases>,
     metrics: Arc<Metrics>,
     prompts_dir: PathBuf,
     refusals: RefusalBudget,
+    appends: Arc<Appends>,
+}
+
+/// What a call's lock guards: the append of the call's audit records that was still running
+/// when an earlier webhook of the call had to answer (`deadline`). The next webhook's records
+/// are appended after it, so a call's records reach the sink in step order.
+#[derive(Debug, Default)]
+struct AuditTail(Option<tokio::task::JoinHandle<()>>);
+
+impl AuditTail {
+    fn pending(&self) -> bool {
+        self.0.as_ref().is_some_and(|task| !task.is_finished())
+    }
+}
+
+/// Audit appends not finished yet (some may run after their webhook was answered), so a
+/// shutdown can wait for them ([`AppState::settle`]).
+#[derive(Debug, Default)]
+struct Appends {
+    running: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
 }
 
 /// How many refused webhooks per minute get their own audit record, so unsigned floods
@@ -109,6 +147,7 @@ impl AppState {
                 metrics: Arc::new(Metrics::default()),
                 prompts_dir,
                 refusals: RefusalBudget::default(),
+                appends: Arc::default(),
             }),
         }
     }
@@ -148,13 +187,29 @@ impl AppState {
     }
 
     /// Drops per-call locks no request holds (left by a request cancelled while it waited
-    /// for its call's lock). Run it periodically; returns how many were dropped.
+    /// for its call's lock, or by a call whose late audit append has finished). Run it
+    /// periodically; returns how many were dropped.
     pub fn forget_idle_locks(&self) -> usize {
         let before = self.inner.locks.len();
-        self.inner
-            .locks
-            .retain(|_, lock| Arc::strong_count(lock) > 1);
+        self.inner.locks.retain(|_, lock| {
+            Arc::strong_count(lock) > 1 || lock.try_lock().map_or(true, |tail| tail.pending())
+        });
         before.saturating_sub(self.inner.locks.len())
+    }
+
+    /// Waits, at most `within`, for audit appends still running (some outlive their webhook,
+    /// see `deadline`); returns how many are left. For a shutdown, after the listeners closed.
+    pub async fn settle(&self, within: std::time::Duration) -> usize {
+        let appends = &self.inner.appends;
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let mut done = std::pin::pin!(appends.done.notified());
+            done.as_mut().enable();
+            let running = appends.running.load(std::sync::atomic::Ordering::Acquire);
+            if running == 0 || tokio::time::timeout_at(until, done).await.is_err() {
+                return running;
+            }
+        }
     }
 }
 
@@ -164,13 +219,13 @@ impl AppState {
 /// `/voice/{flow}/step/{token}[/timeout|/transfer]`) are routed by [`voice_route`] in the
 /// fallback rather than by the router: the router's path parameters cost every webhook four
 /// allocations and a percent-decoding pass, for flow ids and tokens that never need decoding.
+///
+/// `/metrics` and `/readyz` are not here: they are [`admin_app`]'s, on the admin listener.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/sms/status", post(sms_status))
         .route("/prompts/{locale}/{file}", get(audio))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .fallback(voice)
         .with_state(state)
 }
@@ -182,11 +237,18 @@ static SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-twilio-signatur
 /// URL), the signature header and the body. The body is read here, at most [`MAX_BODY`]
 /// bytes (413 before any parsing: at once when `Content-Length` says more, or as soon as more
 /// arrives); the URI and the one header are moved out of the request, not copied, and a body
-/// that arrives in one piece (the usual case) is kept as it came, without a copy.
+/// that arrives in one piece (the usual case) is kept as it came, without a copy. Dropped,
+/// it zeroes its body where Resetline holds the only reference (`scrub`).
 struct Arrived {
     uri: Uri,
     signature: Option<HeaderValue>,
     body: Bytes,
+}
+
+impl Drop for Arrived {
+    fn drop(&mut self) {
+        scrub::body(&mut self.body);
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Arrived {
@@ -207,7 +269,7 @@ impl<S: Send + Sync> FromRequest<S> for Arrived {
         Ok(Arrived {
             uri,
             signature,
-            body: read_body(body).await?,
+            body: read_body(body, declared).await?,
         })
     }
 }
@@ -216,11 +278,16 @@ fn body_too_large() -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB\n").into_response()
 }
 
-/// The whole body, refused (413) as soon as it exceeds [`MAX_BODY`].
-async fn read_body(mut body: axum::body::Body) -> Result<Bytes, Response> {
+/// The whole body, refused (413) as soon as it exceeds [`MAX_BODY`]. A body in several pieces
+/// is joined into one buffer sized once (the announced length, or the cap), so no copy of it
+/// is left behind by growing (`scrub` zeroes the buffer).
+async fn read_body(mut body: axum::body::Body, declared: Option<u64>) -> Result<Bytes, Response> {
     use http_body_util::BodyExt;
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
+    let room = declared.map_or(MAX_BODY, |n| {
+        usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
+    });
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame
             .map_err(|_| (StatusCode::BAD_REQUEST, "body could not be read\n").into_response())?
@@ -235,7 +302,7 @@ async fn read_body(mut body: axum::body::Body) -> Result<Bytes, Response> {
         match first.take() {
             None if joined.is_empty() => first = Some(data),
             Some(earlier) => {
-                joined.reserve(earlier.len() + data.len());
+                joined.reserve_exact(room.max(earlier.len() + data.len()));
                 joined.extend_from_slice(&earlier);
                 joined.extend_from_slice(&data);
             }
@@ -277,18 +344,19 @@ impl WebhookCheck {
     }
 
     /// The webhook's parameters (borrowed from its body where they need no decoding) and
-    /// whether its signature holds; an error when the body is not a form.
+    /// whether its signature holds; an error when the body is not a form or has more than
+    /// [`MAX_PAIRS`] pairs (then no signature work is done).
     fn check<'a>(
         &self,
         hook: &'a Arrived,
     ) -> Result<
         (
-            Vec<resetline_twiml::params::Pair<'a>>,
+            Webhook<'a>,
             Result<(), resetline_twiml::signature::SignatureError>,
         ),
         resetline_twiml::params::ParamsError,
     > {
-        let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY)?;
+        let params = resetline_twiml::params::parse_borrowed(&hook.body, MAX_BODY, MAX_PAIRS)?;
         let path = hook
             .uri
             .path_and_query()
@@ -298,7 +366,7 @@ impl WebhookCheck {
         url.push_str(path);
         let header = hook.signature.as_ref().and_then(|v| v.to_str().ok());
         let signature = self.signing.validate(&url, &params, header);
-        Ok((params, signature))
+        Ok((Webhook { params }, signature))
     }
 }
 
@@ -319,9 +387,15 @@ pub async fn preflight(check: &WebhookCheck, req: Request) -> Option<Response> {
 }
 
 /// A parsed, signature-checked webhook; parameters borrow from the body where they need no
-/// decoding.
+/// decoding. Dropped, it zeroes the decoded ones (`scrub`).
 struct Webhook<'a> {
     params: Vec<resetline_twiml::params::Pair<'a>>,
+}
+
+impl Drop for Webhook<'_> {
+    fn drop(&mut self) {
+        scrub::params(&mut self.params);
+    }
 }
 
 impl Webhook<'_> {
@@ -339,17 +413,15 @@ impl Webhook<'_> {
 #[allow(clippy::result_large_err)] // the Err is the finished 4xx response, built once per refused request
 async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, Response> {
     let uri = &hook.uri;
-    let (params, signature) = state.inner.check.check(hook).map_err(|e| {
+    let (hook_params, signature) = state.inner.check.check(hook).map_err(|e| {
         tracing::info!(error = %e, "webhook body is not a valid form");
         bad_form()
     })?;
     if let Err(e) = signature {
         state.inner.metrics.signature_failed();
         let audited = audit_refusal(state, || {
-            let call = params
-                .iter()
-                .find(|(k, _)| k == "CallSid")
-                .map(|(_, v)| v.as_ref())
+            let call = hook_params
+                .get("CallSid")
                 .filter(|v| valid_call_sid(v))
                 .unwrap_or("");
             vec![refusal_record(state, call, "", "signature").with_detail("path", uri.path())]
@@ -365,7 +437,7 @@ async fn verify<'a>(state: &AppState, hook: &'a Arrived) -> Result<Webhook<'a>, 
         }
         return Err(signature_refused());
     }
-    Ok(Webhook { params })
+    Ok(hook_params)
 }
 
 /// An `input_validation_fail` record of a refused webhook of `call` (possibly "") for `flow_id`.
@@ -416,7 +488,7 @@ async fn audit_refusal(
             .details
             .insert("unaudited_before".into(), suppressed.to_string());
     }
-    append_audit(state, records).await;
+    append_audit(state, records, None).await;
     true
 }
 
@@ -555,8 +627,19 @@ fn voice_route(path: &str) -> Option<VoiceRoute<'_>> {
 }
 
 /// Every request no other route takes: the webhooks under `/voice/` ([`voice_route`]), 405
-/// for them with another method, 404 for anything else; both before the body is read.
+/// for them with another method, 404 for anything else; both before the body is read. A
+/// webhook's deadline (`deadline`) counts from here, before its body is read.
 async fn voice(State(state): State<AppState>, req: Request) -> Response {
+    // Boxed: the handler's future is several kilobytes, and the deadline's wrappers would
+    // otherwise copy it as they take it in.
+    deadline::scope(
+        tokio::time::Instant::now(),
+        Box::pin(voice_routed(state, req)),
+    )
+    .await
+}
+
+async fn voice_routed(state: AppState, req: Request) -> Response {
     if voice_route(req.uri().path()).is_none() {
         return (StatusCode::NOT_FOUND, "no such route\n").into_response();
     }
@@ -724,7 +807,7 @@ async fn status(state: &AppState, flow_id: &str, arrived: &Arrived) -> Response 
                 if let Err(e) = save(state, &loaded.flow, session, revision, &mut guard).await {
                     tracing::warn!(error = %e, "could not record the hang-up");
                 }
-                append_audit(state, step.audit).await;
+                append_audit(state, step.audit, guard.tail()).await;
             }
             drop(guard); // and with it the call's lock, unless another request waits for it
             StatusCode::NO_CONTENT.into_response()
@@ -737,9 +820,8 @@ async fn status(state: &AppState, flow_id: &str, arrived: &Arrived) -> Response 
 /// call this long after (its holder renews it every `LEASE_RENEW` while the step runs).
 const LEASE_TTL_MS: u64 = 3_000;
 const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long a webhook waits for another replica to finish a step of the same call (a step
-/// takes at most 12 s).
-const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(13);
+/// The backend name of a call's in-process lock in a wait that timed out.
+const CALL_LOCK: &str = "call lock";
 
 /// The shared store's call leases, and this process's holder id: a lease token is
 /// `<holder>-<n>`, unique across replicas (random holder) and requests (counter).
@@ -760,7 +842,7 @@ struct Held {
 /// Exclusive hold of one call for one request: the in-process lock, and with a shared store
 /// the call's lease (given back with the session's save, or on drop).
 struct CallGuard {
-    local: Option<tokio::sync::OwnedMutexGuard<()>>,
+    local: Option<tokio::sync::OwnedMutexGuard<AuditTail>>,
     lease: Option<Held>,
     /// Where the call's lock lives and its key: on drop the lock leaves the map unless
     /// another request holds or waits for it, so the map holds only calls in a request.
@@ -769,14 +851,19 @@ struct CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
+        // A call whose records are still being written keeps its lock (and so the order of
+        // its records) until the periodic sweep finds the append done.
+        let pending = self.local.as_ref().is_some_and(|tail| tail.pending());
         drop(self.local.take());
         let (state, call) = &self.locks;
         // Under the shard's write lock: nobody can clone the lock between the count and the
         // removal, and a request that cloned it before keeps the entry (count > 1).
-        state
-            .inner
-            .locks
-            .remove_if(call, |_, lock| Arc::strong_count(lock) == 1);
+        if !pending {
+            state
+                .inner
+                .locks
+                .remove_if(call, |_, lock| Arc::strong_count(lock) == 1);
+        }
         if let Some(Held { store, call, token }) = self.lease.take() {
             tokio::spawn(async move {
                 if let Err(e) = store.release(&call, &token).await {
@@ -788,6 +875,11 @@ impl Drop for CallGuard {
 }
 
 impl CallGuard {
+    /// The call's audit tail, for appending after the call's earlier records.
+    fn tail(&mut self) -> Option<&mut AuditTail> {
+        self.local.as_deref_mut()
+    }
+
     /// Runs `work` (a step: backend calls of up to 12 s) while renewing the call's lease every
     /// `LEASE_RENEW`, so it does not lapse under a slow step. A lost lease is logged and the
     /// work finishes: the save's compare-and-swap still guards the session.
@@ -830,7 +922,8 @@ impl CallGuard {
 /// Takes the call for this request (one request per call at a time, across replicas too) and
 /// loads its session. A request that finds another replica running the call waits until that
 /// one saved, then runs against the saved session: a retried webhook then gets the stored
-/// answer replayed.
+/// answer replayed. Every wait ends by the webhook's step deadline (`deadline::step_by`): the
+/// lock's with a `call lock` timeout, the lease's and the load's with theirs.
 #[allow(clippy::type_complexity)] // the guard and what the store holds for the call
 async fn take_call(
     state: &AppState,
@@ -843,13 +936,17 @@ async fn take_call(
         Some(lock) => lock.clone(),
         None => state.inner.locks.entry(key).or_default().clone(),
     };
+    let by = deadline::step_by();
+    let local = resetline_engine::until(by, lock.lock_owned())
+        .await
+        .ok_or_else(|| StoreError::Backend(BackendError::timeout(CALL_LOCK)))?;
     let mut guard = CallGuard {
-        local: Some(lock.lock_owned().await),
+        local: Some(local),
         lease: None,
         locks: (state.clone(), key),
     };
     let Some(leases) = state.inner.leases.get() else {
-        let loaded = state.inner.store.load(call_sid).await?;
+        let loaded = deadline::store(by, "sessions", state.inner.store.load(call_sid)).await?;
         return Ok((guard, loaded));
     };
     let n = leases
@@ -862,31 +959,31 @@ async fn take_call(
         token,
     };
     // The usual case, a free call: lease and session in one round trip.
-    if let Some(loaded) = leases
-        .store
-        .acquire_and_load(call_sid, &token, LEASE_TTL_MS)
-        .await?
+    if let Some(loaded) = deadline::store(
+        by,
+        "call lease",
+        leases
+            .store
+            .acquire_and_load(call_sid, &token, LEASE_TTL_MS),
+    )
+    .await?
     {
         guard.lease = Some(held(token));
         return Ok((guard, loaded));
     }
     // Another replica runs a step of this call: wait for its lease (without reading the
     // session each time), then read what it saved.
-    let deadline = Instant::now() + LEASE_WAIT;
     let mut pause = std::time::Duration::from_millis(5);
     loop {
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() + pause >= by {
             return Err(StoreError::Backend(BackendError::timeout("call lease")));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
-        if leases
-            .store
-            .try_acquire(call_sid, &token, LEASE_TTL_MS)
-            .await?
-        {
+        let taken = leases.store.try_acquire(call_sid, &token, LEASE_TTL_MS);
+        if deadline::store(by, "call lease", taken).await? {
             guard.lease = Some(held(token));
-            let loaded = leases.store.load(call_sid).await?;
+            let loaded = deadline::store(by, "sessions", leases.store.load(call_sid)).await?;
             return Ok((guard, loaded));
         }
     }
@@ -902,7 +999,7 @@ async fn timed(
     body: std::pin::Pin<Box<impl std::future::Future<Output = Response>>>,
 ) -> Response {
     let started = Instant::now();
-    let response = body.instrument(span.clone()).await;
+    let response = deadline::ensure(body.instrument(span.clone())).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     state.inner.metrics.webhook(route, status, latency);
@@ -943,7 +1040,7 @@ async fn finish_step(
         // What the step did happened, saved or not: it is always audited. Still under the
         // call's local lock (the caller holds the guard), so a call's records reach the audit
         // sink in step order.
-        append_audit(state, step.audit).await;
+        append_audit(state, step.audit, guard.tail()).await;
         if let Err(e) = saved {
             return store_trouble(state, flow_id, &session_sid, &e).await;
         }
@@ -951,14 +1048,48 @@ async fn finish_step(
     twiml_response(render::twiml(state.inner.check.public_url(), &step.actions))
 }
 
-/// Appends a step's audit records; a failure is logged and counted (the call goes on).
-async fn append_audit(state: &AppState, records: Vec<resetline_audit::Record>) {
+/// Appends records; a failure is logged and counted (the call goes on). With the call's
+/// `tail`, they are appended after the call's earlier records still being written. Waited for
+/// until the webhook's deadline (`deadline`); an append still running then goes on by itself
+/// (and becomes the call's tail) while the webhook is answered.
+async fn append_audit(
+    state: &AppState,
+    records: Vec<resetline_audit::Record>,
+    tail: Option<&mut AuditTail>,
+) {
     if records.is_empty() {
         return;
     }
-    if let Err(e) = state.inner.audit.append(records).await {
-        state.inner.metrics.audit_failed();
-        tracing::error!(error = %e, "audit records not written");
+    let mut tail = tail;
+    let earlier = tail.as_mut().and_then(|t| t.0.take());
+    let (audit, metrics, appends) = (
+        state.inner.audit.clone(),
+        state.inner.metrics.clone(),
+        state.inner.appends.clone(),
+    );
+    appends
+        .running
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    let work = Box::pin(async move {
+        if let Some(earlier) = earlier {
+            let _ = earlier.await;
+        }
+        if let Err(e) = audit.append(records).await {
+            metrics.audit_failed();
+            tracing::error!(error = %e, "audit records not written");
+        }
+        appends
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        appends.done.notify_waiters();
+    });
+    if let Some(running) = deadline::or_detach(deadline::answer_by(), work).await {
+        tracing::warn!(
+            "audit records still being written at the webhook's deadline; answered, the append goes on"
+        );
+        if let Some(tail) = tail {
+            tail.0 = Some(running);
+        }
     }
 }
 
@@ -1033,13 +1164,22 @@ async fn save(
         .as_ref()
         .map_or(600_000, |m| u64::from(m.value) * 1000);
     let ttl_ms = max_ms + 300_000;
+    let by = deadline::answer_by();
     let Some(held) = &guard.lease else {
-        return state.inner.store.save(session, revision, ttl_ms).await;
-    };
-    let saved = held
-        .store
-        .save_and_release(session, revision, ttl_ms, &held.token)
+        return deadline::store(
+            by,
+            "sessions",
+            state.inner.store.save(session, revision, ttl_ms),
+        )
         .await;
+    };
+    let saved = deadline::store(
+        by,
+        "sessions",
+        held.store
+            .save_and_release(session, revision, ttl_ms, &held.token),
+    )
+    .await;
     // Given back unless the store failed (then the guard's drop tries again). The guard keeps
     // it until here, so a request cancelled during the save still releases it on drop.
     if !matches!(saved, Err(StoreError::Backend(_))) {
@@ -1062,9 +1202,10 @@ fn ended_metric(
     }
 }
 
-/// The session store failed: the caller hears an apology in the flow's language (the
-/// catalog's `technical_difficulty`) and a next step, never silence or a 500. The failure is
-/// counted and audited (the call ends here: `session_expired`, reason `store_unavailable`).
+/// The session store failed (or the call's lock or lease was not free in time): the caller
+/// hears an apology in the flow's language (the catalog's `technical_difficulty`) and a next
+/// step, never silence or a 500. The failure is counted and audited (the call ends here:
+/// `session_expired`, reason `store_unavailable`, or `call_busy` for the lock).
 async fn store_trouble(
     state: &AppState,
     flow_id: &str,
@@ -1083,9 +1224,10 @@ async fn store_trouble(
     )
     .with_reason(match e {
         StoreError::Conflict => "store_conflict",
+        StoreError::Backend(b) if b.backend == CALL_LOCK => "call_busy",
         StoreError::Backend(_) => "store_unavailable",
     });
-    append_audit(state, vec![record]).await;
+    append_audit(state, vec![record], None).await;
     apology(state, flow_id)
 }
 
@@ -1130,38 +1272,6 @@ async fn audio(
         }
     }
     StatusCode::NOT_FOUND.into_response()
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    let flows = state.inner.flows.list();
-    if flows.is_empty() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no flow loaded\n").into_response();
-    }
-    if !state.inner.audit.healthy() {
-        let body = match state.inner.audit.stats().pending {
-            0 => "audit sink failing\n".to_string(),
-            n => format!("audit sink failing: {n} record(s) waiting for a retry\n"),
-        };
-        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-    }
-    if !state.inner.store.healthy() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session store unreachable\n",
-        )
-            .into_response();
-    }
-    let body: String = flows.iter().map(|(id, v)| format!("{id} {v}\n")).collect();
-    (StatusCode::OK, body).into_response()
-}
-
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.inner.metrics.render(state.inner.store.len())
-            + &metrics::audit_lines(&state.inner.audit.stats()),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

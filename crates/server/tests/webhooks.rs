@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use resetline_engine::testing::{CallLog, MemoryDirectory};
 use resetline_engine::{FakeClock, Secret, SessionStore};
-use resetline_server::{AppState, Registry, ReloadResult, app};
+use resetline_server::{AppState, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryStore;
 use tower::ServiceExt;
 
@@ -50,15 +50,25 @@ fn rig_sink(
     flows_dir: &Path,
     audit: Arc<dyn resetline_engine::AuditSink>,
 ) -> (AppState, Arc<CallLog>, Arc<MemoryStore>, FakeClock) {
+    rig_tuned(flows_dir, audit, |_| {})
+}
+
+/// `rig_sink` with the engine changed by `tune` (a slow backend, other budgets).
+fn rig_tuned(
+    flows_dir: &Path,
+    audit: Arc<dyn resetline_engine::AuditSink>,
+    tune: impl FnOnce(&mut resetline_engine::Engine),
+) -> (AppState, Arc<CallLog>, Arc<MemoryStore>, FakeClock) {
     let log = Arc::new(CallLog::default());
     let fake = FakeClock::at(1_700_000_000_000);
     let clock = Arc::new(fake.clone());
-    let engine = resetline_engine::testing::engine(
+    let mut engine = resetline_engine::testing::engine(
         vec![MemoryDirectory::dana()],
         &log,
         clock.clone(),
         Arc::new(resetline_store::MemoryLockouts::new()),
     );
+    tune(&mut engine);
     let registry = Arc::new(Registry::default());
     let results = registry.load_dir(flows_dir, &root().join("voice-prompts"));
     assert!(
@@ -224,11 +234,7 @@ async fn a_whole_pin_only_call_with_signed_requests() {
     }
     assert_eq!(session.ended.as_deref(), Some("reset_done"));
 
-    let (_, metrics) = send(
-        &r.state,
-        Request::get("/metrics").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (_, metrics) = admin(&r.state, "/metrics").await;
     assert!(
         metrics.contains("resetline_calls_started_total 1"),
         "{metrics}"
@@ -747,11 +753,7 @@ async fn health_readiness_and_audio() {
         .0,
         StatusCode::OK
     );
-    let (status, body) = send(
-        &r.state,
-        Request::get("/readyz").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (status, body) = admin(&r.state, "/readyz").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains("pin-reset 1+") && body.contains("password-reset 1+"),
@@ -839,18 +841,10 @@ async fn a_failing_audit_sink_is_counted_and_reported_not_ready_while_calls_go_o
         body.contains("Please enter your employee ID"),
         "the call goes on: {body}"
     );
-    let (status, body) = send(
-        &r.state,
-        Request::get("/readyz").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (status, body) = admin(&r.state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "audit sink failing\n");
-    let (_, metrics) = send(
-        &r.state,
-        Request::get("/metrics").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (_, metrics) = admin(&r.state, "/metrics").await;
     assert!(
         metrics.contains("resetline_audit_failures_total 1"),
         "{metrics}"
@@ -859,6 +853,18 @@ async fn a_failing_audit_sink_is_counted_and_reported_not_ready_while_calls_go_o
 
 async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
     send(state, Request::get(path).body(Body::empty()).expect("req")).await
+}
+
+/// A GET of `path` on the admin routes (`admin_app`, the admin listener's router).
+async fn admin(state: &AppState, path: &str) -> (StatusCode, String) {
+    let req = Request::get(path).body(Body::empty()).expect("req");
+    let resp = admin_app(state.clone())
+        .oneshot(req)
+        .await
+        .expect("response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -886,16 +892,16 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
         },
     ));
     let (state, _, store, _) = rig_sink(&root().join("flows"), buffered.clone());
-    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(admin(&state, "/readyz").await.0, StatusCode::OK);
 
     memory.set_failing(true);
     let (status, first) = send(&state, signed("/voice/pin-reset", &incoming())).await;
     assert_eq!(status, StatusCode::OK);
     assert!(first.contains("Please enter your employee ID"), "{first}");
-    let (status, body) = get(&state, "/readyz").await;
+    let (status, body) = admin(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("record(s) waiting for a retry"), "{body}");
-    let (_, metrics) = get(&state, "/metrics").await;
+    let (_, metrics) = admin(&state, "/metrics").await;
     assert!(!metrics.contains("resetline_audit_pending 0"), "{metrics}");
 
     // on_failure: refuse — a new call hears the apology and starts nothing...
@@ -910,7 +916,7 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     );
     assert!(body.contains("<Hangup />"), "{body}");
     assert!(store.load(other).await.expect("store").is_none());
-    let (_, metrics) = get(&state, "/metrics").await;
+    let (_, metrics) = admin(&state, "/metrics").await;
     assert!(
         metrics.contains("resetline_audit_refused_calls_total 1"),
         "{metrics}"
@@ -926,21 +932,220 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     // The webhook queued its records behind the backlog; the retry task (here called
     // directly) writes them all, in order.
     assert_eq!(
-        get(&state, "/readyz").await.0,
+        admin(&state, "/readyz").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(buffered.flush().await, 0);
-    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(admin(&state, "/readyz").await.0, StatusCode::OK);
     let got: Vec<String> = memory
         .records()
         .iter()
         .map(|r| format!("{} {}", r.event, r.reason))
         .collect();
     assert_eq!(got, expected, "nothing lost, nothing reordered");
-    let (_, metrics) = get(&state, "/metrics").await;
+    let (_, metrics) = admin(&state, "/metrics").await;
     assert!(metrics.contains("resetline_audit_pending 0"), "{metrics}");
     assert!(
         metrics.contains("resetline_audit_dropped_total 0"),
         "{metrics}"
     );
+}
+
+/// Finding 3: a 64 KiB body of `a&a&...` is 32,768 form pairs. It is refused as a bad form
+/// (400) as soon as the pair cap is passed, before the signature check sorts and signs them:
+/// no signature refusal is counted or audited, because no signature work was done.
+#[tokio::test]
+async fn a_body_of_thousands_of_empty_pairs_is_refused_before_any_signature_work() {
+    let r = rig();
+    let flood = "a&".repeat(32 * 1024);
+    assert_eq!(flood.len(), 64 * 1024, "within the body cap");
+    let req = Request::post("/voice/pin-reset/step/1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", "x")
+        .body(Body::from(flood))
+        .expect("req");
+    let (status, body) = send(&r.state, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        r.audit.records().is_empty(),
+        "refused before the signature check: no signature refusal recorded"
+    );
+    // A signed webhook with more pairs than any carrier sends is refused the same way.
+    let mut params = incoming();
+    let pads: Vec<String> = (0..130).map(|i| format!("Pad{i}")).collect();
+    params.extend(pads.iter().map(|p| (p.as_str(), "x")));
+    let (status, _) = send(&r.state, signed("/voice/pin-reset", &params)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.store.len(), 0, "no call was taken");
+}
+
+/// Finding 13: flow ids and versions (`/readyz`), traffic and backend state (`/metrics`)
+/// are not answered on the public webhook port; `/healthz` is.
+#[tokio::test]
+async fn metrics_and_readiness_are_not_served_on_the_webhook_port() {
+    let r = rig();
+    for path in ["/metrics", "/readyz"] {
+        let (status, body) = get(&r.state, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    assert_eq!(get(&r.state, "/healthz").await.0, StatusCode::OK);
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        assert_eq!(admin(&r.state, path).await.0, StatusCode::OK, "{path}");
+    }
+}
+
+/// A directory whose every call waits an hour; notes when a lookup is given up.
+#[derive(Debug, Default)]
+struct HangingDirectory(Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>);
+
+/// Notes the time it is dropped at.
+struct NoteDrop(Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>);
+
+impl Drop for NoteDrop {
+    fn drop(&mut self) {
+        if let Ok(mut at) = self.0.lock() {
+            at.push(tokio::time::Instant::now());
+        }
+    }
+}
+
+impl resetline_engine::Directory for HangingDirectory {
+    fn find<'a>(
+        &'a self,
+        _: resetline_flow::model::LookupBy,
+        _: &'a str,
+    ) -> resetline_engine::BoxFuture<
+        'a,
+        Result<Option<resetline_engine::Account>, resetline_engine::BackendError>,
+    > {
+        let given_up = NoteDrop(self.0.clone());
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            drop(given_up);
+            Ok(None)
+        })
+    }
+    fn verify_pin<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Secret,
+    ) -> resetline_engine::BoxFuture<'a, Result<bool, resetline_engine::BackendError>> {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok(false)
+        })
+    }
+    fn set_secret<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Secret,
+    ) -> resetline_engine::BoxFuture<'a, Result<(), resetline_engine::SetSecretError>> {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok(())
+        })
+    }
+}
+
+/// An audit sink whose every write takes a minute, then keeps the records (event names).
+#[derive(Debug, Default)]
+struct SlowAudit(std::sync::Mutex<Vec<String>>);
+
+impl SlowAudit {
+    fn events(&self) -> Vec<String> {
+        self.0.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl resetline_engine::AuditSink for SlowAudit {
+    fn append(
+        &self,
+        records: Vec<resetline_audit::Record>,
+    ) -> resetline_engine::BoxFuture<'_, Result<(), resetline_engine::BackendError>> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            if let Ok(mut events) = self.0.lock() {
+                events.extend(records.iter().map(|r| format!("{} {}", r.call_id, r.event)));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Finding 10: the carrier gives up 15 s after it sent a webhook. With a directory that
+/// never answers, an audit sink that takes a minute per write and the call's lock held by an
+/// earlier request of the same call, every webhook is still answered within 12 s of its
+/// arrival (tokio's paused clock: the times are exact, not measured against a wall clock),
+/// and no audit record is lost: the ones still being written when the answer went out reach
+/// the sink afterwards, in the call's order.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_directory_a_slow_audit_sink_and_a_held_call_lock_still_answer_in_time() {
+    use tokio::time::Instant;
+    const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(12);
+    let audit = Arc::new(SlowAudit::default());
+    let directory = HangingDirectory::default();
+    let given_up = directory.0.clone();
+    let (state, _, _, _) = rig_tuned(&root().join("flows"), audit.clone(), |engine| {
+        engine.directory = Arc::new(directory);
+        // The most `budget_ms` allows, and the step budget `serve` gives.
+        engine.budget = std::time::Duration::from_secs(12);
+        engine.step_budget = std::time::Duration::from_secs(12);
+    });
+    let timed = |req: Request<Body>| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let arrived = Instant::now();
+            let (status, body) = send(&state, req).await;
+            (status, body, arrived.elapsed())
+        })
+    };
+
+    // The call's first webhook: only its audit records are slow.
+    let (status, body, took) = timed(signed("/voice/pin-reset", &incoming()))
+        .await
+        .expect("task");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("employee ID"), "{body}");
+    assert!(took <= ANSWER_WITHIN, "the first webhook took {took:?}");
+
+    // The employee ID: the lookup hangs. A second copy of the same webhook a second later
+    // waits for the call's lock, which the first holds.
+    let step = next(&body);
+    let lookup_arrived = Instant::now();
+    let first = timed(signed(&step, &[("CallSid", SID), ("Digits", "1004217")]));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let second = timed(signed(&step, &[("CallSid", SID), ("Digits", "1004217")]));
+    let (status, body, took) = first.await.expect("task");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("<Say"), "a spoken answer: {body}");
+    assert!(took <= ANSWER_WITHIN, "the lookup's webhook took {took:?}");
+    let given_up = given_up.lock().map(|at| at.clone()).unwrap_or_default();
+    assert_eq!(
+        given_up
+            .iter()
+            .map(|at| *at - lookup_arrived)
+            .collect::<Vec<_>>(),
+        vec![resetline_server::WEBHOOK_STEP_SHARE],
+        "the lookup (a 12 s budget) was cut to the webhook's step share"
+    );
+    let (status, body, took) = second.await.expect("task");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("<Say"), "a spoken answer: {body}");
+    assert!(took <= ANSWER_WITHIN, "the waiting duplicate took {took:?}");
+
+    // Every record reaches the sink in the end, the call's first webhook's first.
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    let events = audit.events();
+    assert!(
+        events
+            .first()
+            .is_some_and(|e| e.ends_with("session_created")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.ends_with("identify")),
+        "the lookup's records were written after its answer: {events:?}"
+    );
+    state.forget_idle_locks(); // the periodic sweep, once the late appends are done
+    assert_eq!(state.locked_calls(), 0, "no call lock is left behind");
 }

@@ -11,6 +11,10 @@
 //! * `+` is a space; `%XX` is a byte; a `%` not followed by two hex digits
 //!   is kept literally (as browsers and Python do).
 //! * Order and duplicate keys are preserved.
+//!
+//! [`parse_borrowed`] also caps the number of pairs: a body that is nothing but separators
+//! (`a&a&a&...`) is thousands of pairs, each costing more to sort and sign than its two bytes
+//! cost to send; past the cap it stops and refuses, without reading the rest.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,6 +38,11 @@ pub enum ParamsError {
         /// Zero-based index of the offending pair among the non-empty pairs.
         pair: usize,
     },
+    /// More non-empty pairs than the caller's limit.
+    TooManyPairs {
+        /// The limit that was passed to [`parse_borrowed`].
+        limit: usize,
+    },
 }
 
 impl fmt::Display for ParamsError {
@@ -44,6 +53,9 @@ impl fmt::Display for ParamsError {
             }
             ParamsError::InvalidUtf8 { pair } => {
                 write!(f, "form pair {pair} is not valid UTF-8 after decoding")
+            }
+            ParamsError::TooManyPairs { limit } => {
+                write!(f, "form body has more than {limit} pairs")
             }
         }
     }
@@ -59,7 +71,7 @@ impl std::error::Error for ParamsError {}
 /// any work), [`ParamsError::InvalidUtf8`] when a decoded key or value is not
 /// UTF-8.
 pub fn parse(input: &[u8], max_bytes: usize) -> Result<Vec<(String, String)>, ParamsError> {
-    Ok(parse_borrowed(input, max_bytes)?
+    Ok(parse_borrowed(input, max_bytes, usize::MAX)?
         .into_iter()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect())
@@ -69,11 +81,17 @@ pub fn parse(input: &[u8], max_bytes: usize) -> Result<Vec<(String, String)>, Pa
 pub type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// [`parse`] without copying: a key or value that needs no decoding (no `+`, no `%`) borrows
-/// from `input`, the usual case for Twilio's parameters. The same rules and errors.
+/// from `input`, the usual case for Twilio's parameters. The same rules and errors, and at
+/// most `max_pairs` non-empty pairs.
 ///
 /// # Errors
-/// As [`parse`].
-pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, ParamsError> {
+/// As [`parse`]; [`ParamsError::TooManyPairs`] as soon as a pair past `max_pairs` starts
+/// (the rest of the input is not looked at).
+pub fn parse_borrowed(
+    input: &[u8],
+    max_bytes: usize,
+    max_pairs: usize,
+) -> Result<Vec<Pair<'_>>, ParamsError> {
     if input.len() > max_bytes {
         return Err(ParamsError::TooLarge {
             bytes: input.len(),
@@ -105,6 +123,9 @@ pub fn parse_borrowed(input: &[u8], max_bytes: usize) -> Result<Vec<Pair<'_>>, P
     let mut piece = |start: usize, end: usize, equals: Option<usize>, encoded: [bool; 2]| {
         if end > start {
             let pair = pairs.len();
+            if pair == max_pairs {
+                return Err(ParamsError::TooManyPairs { limit: max_pairs });
+            }
             let (key, value) = match equals {
                 Some(e) => (start..e, e + 1..end),
                 None => (start..end, end..end),
@@ -311,6 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn a_body_of_more_pairs_than_the_cap_is_refused_without_reading_the_rest() {
+        let body = b"a=1&&b=2&c=3&d";
+        assert_eq!(
+            parse_borrowed(body, DEFAULT_MAX_BYTES, 4).map(|p| p.len()),
+            Ok(4),
+            "empty pieces do not count"
+        );
+        assert_eq!(
+            parse_borrowed(body, DEFAULT_MAX_BYTES, 3),
+            Err(ParamsError::TooManyPairs { limit: 3 })
+        );
+        // Refused at the pair past the cap: the invalid UTF-8 after it is never read.
+        assert_eq!(
+            parse_borrowed(b"a&a&a&\xFF", DEFAULT_MAX_BYTES, 2),
+            Err(ParamsError::TooManyPairs { limit: 2 })
+        );
+        let flood = "a&".repeat(32 * 1024);
+        assert_eq!(
+            parse_borrowed(flood.as_bytes(), DEFAULT_MAX_BYTES, 128),
+            Err(ParamsError::TooManyPairs { limit: 128 })
+        );
+        assert_eq!(
+            ParamsError::TooManyPairs { limit: 128 }.to_string(),
+            "form body has more than 128 pairs"
+        );
+    }
+
+    #[test]
     fn serialize_matches_whatwg() {
         assert_eq!(
             serialize(&kv(&[("Body", "It's 1+1 & ñ"), ("k*-._", "~")])),
@@ -322,17 +371,17 @@ mod tests {
     #[test]
     fn plain_values_are_borrowed_and_encoded_ones_decoded() {
         let body = b"CallSid=CA1&From=%2B1415&Body=a+b";
-        let pairs = parse_borrowed(body, DEFAULT_MAX_BYTES).expect("parses");
+        let pairs = parse_borrowed(body, DEFAULT_MAX_BYTES, usize::MAX).expect("parses");
         assert!(matches!(pairs[0].1, Cow::Borrowed("CA1")));
         assert!(matches!(&pairs[1].1, Cow::Owned(v) if v == "+1415"));
         assert!(matches!(&pairs[2].1, Cow::Owned(v) if v == "a b"));
         assert!(matches!(
-            parse_borrowed(b"a=%FF", DEFAULT_MAX_BYTES),
+            parse_borrowed(b"a=%FF", DEFAULT_MAX_BYTES, usize::MAX),
             Err(ParamsError::InvalidUtf8 { pair: 0 })
         ));
         assert!(
             matches!(
-                parse_borrowed(b"ok=1&\xFF=1", DEFAULT_MAX_BYTES),
+                parse_borrowed(b"ok=1&\xFF=1", DEFAULT_MAX_BYTES, usize::MAX),
                 Err(ParamsError::InvalidUtf8 { pair: 1 }),
             ),
             "raw bytes that are not UTF-8 are refused too"

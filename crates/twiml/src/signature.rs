@@ -110,12 +110,13 @@ impl SigningKey {
             _ => return Err(SignatureError::MissingHeader),
         };
         // The sorted parameters are signed after whichever URL form Twilio used: built once.
-        let mut signed = Vec::with_capacity(
+        // Zeroed when dropped: it holds every value, the digits a caller typed among them.
+        let mut signed = zeroize::Zeroizing::new(Vec::with_capacity(
             params
                 .iter()
                 .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
                 .sum(),
-        );
+        ));
         for_each_signed_param(params, |part| signed.extend_from_slice(part));
         let matches = |candidate: &str| -> bool {
             let mut mac = self.0.clone();
@@ -837,7 +838,7 @@ mod tests {
             "the token is never printed"
         );
         let body = b"To=%2B18005551212&From=%2B14158675309&CallSid=CA1234567890ABCDE&Digits=1234&Caller=%2B14158675309";
-        let borrowed = crate::params::parse_borrowed(body, 1024).expect("form");
+        let borrowed = crate::params::parse_borrowed(body, 1024, usize::MAX).expect("form");
         assert_eq!(
             key.compute(U, &borrowed),
             "RSOYDt4T1cUTdK1PDd93/VVr8B8=",

@@ -33,10 +33,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::serve(&config),
         Command::Demo {
             port,
+            admin_port,
             flows,
             prompts,
             users,
-        } => serve::demo(port, &flows, &prompts, &users),
+        } => serve::demo((port, admin_port), &flows, &prompts, &users),
         Command::Sign { token, url, params } => {
             let mut pairs = Vec::new();
             for p in &params {

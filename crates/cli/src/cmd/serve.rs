@@ -21,7 +21,7 @@ use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::config::{
     self, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig, TicketAuth,
 };
-use resetline_server::{AppState, Registry, ReloadResult, app};
+use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
 use resetline_store_redis::{RedisConfig, RedisStore};
@@ -30,6 +30,10 @@ use super::backends;
 
 struct Setup {
     listen: SocketAddr,
+    /// Where `/metrics` and `/readyz` are served (never on `listen`).
+    admin_listen: SocketAddr,
+    /// The webhook port's connection limits.
+    connection_limits: Limits,
     public_url: Option<String>,
     auth_token: Secret,
     hash_key: Secret,
@@ -170,6 +174,8 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     }
     run(Setup {
         listen: cfg.listen,
+        admin_listen: cfg.admin_listen,
+        connection_limits: cfg.server_limits,
         public_url: Some(cfg.public_url),
         auth_token: cfg.carrier.auth_token,
         hash_key: cfg.hash_key,
@@ -203,7 +209,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn demo(
-    port: u16,
+    (port, admin_port): (u16, u16),
     flows: &Path,
     prompts: &Path,
     users: &Path,
@@ -240,6 +246,8 @@ pub(crate) fn demo(
     );
     let code = run(Setup {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+        connection_limits: Limits::default(),
         public_url: None,
         auth_token: Secret::new(hex(16)?),
         hash_key: Secret::new(hex(32)?),
@@ -358,6 +366,10 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", setup.listen))?;
         let addr = listener.local_addr()?;
+        let admin = tokio::net::TcpListener::bind(setup.admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin_listen)", setup.admin_listen))?;
+        let admin_addr = admin.local_addr()?;
         let public_url = setup
             .public_url
             .clone()
@@ -469,16 +481,49 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         });
 
         if setup.demo_banner {
-            banner(&public_url, setup.auth_token.expose(), &registry);
+            banner(
+                &public_url,
+                setup.auth_token.expose(),
+                &registry,
+                admin_addr,
+            );
         }
         if let Some(outbox) = setup.outbox.clone() {
             tokio::spawn(show_outbox(outbox));
         }
-        tracing::info!(listen = %addr, public_url = %public_url, "resetline is serving");
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("server failed")?;
+        tracing::info!(
+            listen = %addr,
+            admin_listen = %admin_addr,
+            public_url = %public_url,
+            "resetline is serving"
+        );
+        // One shutdown signal for both listeners; each finishes its requests in progress.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let webhooks = app(state.clone());
+        let admin_routes = admin_app(state.clone());
+        tokio::join!(
+            resetline_server::serve(
+                listener,
+                webhooks,
+                setup.connection_limits,
+                until_stopped(stopped.clone())
+            ),
+            resetline_server::serve(admin, admin_routes, Limits::admin(), until_stopped(stopped)),
+        );
+        let unwritten = state.settle(Duration::from_secs(5)).await;
+        if unwritten > 0 {
+            tracing::error!(
+                appends = unwritten,
+                "audit records still being written at shutdown"
+            );
+        }
         if let Err(e) = audit.close().await {
             tracing::error!(error = %e, "audit trail not closed cleanly");
         }
@@ -590,7 +635,7 @@ async fn shutdown() {
 }
 
 #[allow(clippy::print_stderr)]
-fn banner(public_url: &str, token: &str, registry: &Registry) {
+fn banner(public_url: &str, token: &str, registry: &Registry, admin: SocketAddr) {
     let flows = registry.list();
     let line = "=".repeat(78);
     eprintln!("{line}");
@@ -601,6 +646,9 @@ fn banner(public_url: &str, token: &str, registry: &Registry) {
         "  Directory: a temporary copy of examples/demo/users.yaml (PINs in examples/demo/README.md)."
     );
     eprintln!("  Recording control: logged only. Sessions: in memory.");
+    eprintln!(
+        "  Metrics and readiness (admin port): http://{admin}/metrics, http://{admin}/readyz"
+    );
     eprintln!("{line}");
     if flows.is_empty() {
         eprintln!("  No flow could be loaded; see the errors above.");

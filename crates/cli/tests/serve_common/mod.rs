@@ -18,6 +18,29 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Sends `request` to `addr` and reads the answer until the server closes.
+async fn exchange(addr: SocketAddr, request: String) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+/// `yaml` with an `admin_listen` (one on a free loopback port when it has none, so servers
+/// started side by side do not share the default 127.0.0.1:9090), and that address.
+pub fn with_admin_listen(yaml: &str) -> (String, SocketAddr) {
+    if let Some(addr) = yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("admin_listen:"))
+        .and_then(|a| a.trim().parse().ok())
+    {
+        return (yaml.to_string(), addr);
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    (format!("{yaml}\nadmin_listen: {addr}\n"), addr)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -29,6 +52,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin port (`/metrics`, `/readyz`).
+    pub admin: SocketAddr,
     pub log: PathBuf,
 }
 
@@ -41,9 +66,11 @@ impl Drop for Server {
 
 impl Server {
     /// Starts `resetline serve --config <dir>/resetline.yaml` with `yaml` (which must listen
-    /// on `port`) and `env`, and waits until it accepts connections.
+    /// on `port`; without an `admin_listen`, one on a free port is added) and `env`, and waits
+    /// until it accepts connections.
     pub async fn start(dir: &Path, port: u16, yaml: &str, env: &[(&str, &str)]) -> Server {
         let config = dir.join("resetline.yaml");
+        let (yaml, admin) = with_admin_listen(yaml);
         std::fs::write(&config, yaml).expect("config");
         let log = dir.join("stderr.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_resetline"));
@@ -59,6 +86,7 @@ impl Server {
         let server = Server {
             child: command.spawn().expect("resetline serve"),
             addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            admin,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -73,6 +101,11 @@ impl Server {
         server
     }
 
+    /// The server's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server logged so far.
     pub fn logs(&self) -> String {
         let mut text = String::new();
@@ -82,13 +115,16 @@ impl Server {
 
     /// A raw HTTP/1.1 exchange.
     pub async fn raw(&self, request: String) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        response
+        exchange(self.addr, request).await
+    }
+
+    /// A GET of `path` on the admin port: the raw answer.
+    pub async fn admin_get(&self, path: &str) -> String {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        );
+        exchange(self.admin, request).await
     }
 
     /// A webhook signed with [`TOKEN`] over `http://<addr><path>`.

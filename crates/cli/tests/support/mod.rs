@@ -455,6 +455,8 @@ pub struct Served {
     pub addr: std::net::SocketAddr,
     /// Its `public_url`.
     pub public: String,
+    /// Its admin port (`/metrics`, `/readyz`).
+    pub admin: std::net::SocketAddr,
     log: std::path::PathBuf,
 }
 
@@ -481,8 +483,24 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs `resetline serve --config <dir>/resetline.yaml` with `env` and waits until it answers
-/// `/healthz`. The config must listen on `port` with `public_url` `http://127.0.0.1:<port>`.
+/// `/healthz`. The config must listen on `port` with `public_url` `http://127.0.0.1:<port>`;
+/// without an `admin_listen`, one on a free port is added to the file (servers started side
+/// by side must not share the default 127.0.0.1:9090).
 pub async fn serve_binary(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Served {
+    let config = dir.join("resetline.yaml");
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    let admin = match yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("admin_listen:"))
+        .and_then(|a| a.trim().parse().ok())
+    {
+        Some(addr) => addr,
+        None => {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+            std::fs::write(&config, format!("{yaml}\nadmin_listen: {addr}\n")).expect("config");
+            addr
+        }
+    };
     let log = dir.join("server.log");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resetline"));
     cmd.arg("serve")
@@ -498,6 +516,7 @@ pub async fn serve_binary(dir: &std::path::Path, port: u16, env: &[(&str, &str)]
         child: cmd.spawn().expect("spawn resetline serve"),
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         public: format!("http://127.0.0.1:{port}"),
+        admin,
         log,
     };
     for _ in 0..200 {

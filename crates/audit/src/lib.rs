@@ -48,9 +48,12 @@ mod chain;
 mod checkpoint;
 mod error;
 mod files;
+mod id;
+mod intent;
 mod json;
 mod key;
 mod query;
+mod recent;
 mod record;
 mod sink;
 mod verify;
@@ -60,6 +63,8 @@ pub use error::{
     CheckpointFault, CheckpointProblem, MaskError, RecordFault, RecordProblem, SinkError,
     VerifyError,
 };
+pub use id::{BadRecordId, RecordId, RecordIds};
+pub use intent::{INTENT_DETAIL, OpenIntents, outcome_unknown};
 pub use key::{AuditKey, ChainId, ChainIdError, KeyError};
 pub use query::{Filter, QueryError, query};
 pub use record::{
@@ -92,7 +97,8 @@ pub fn purge_record(
 /// The record a sink writes in place of one it cannot encode (too long, time out of range):
 /// the same event, outcome, call, account, caller and factor, the reason
 /// `unwritable_record` and `details.problem`, so no event disappears silently. Strings are
-/// cut to 128 characters and an unwritable time becomes `fallback_time`.
+/// cut to 128 characters and an unwritable time becomes `fallback_time`. It keeps the
+/// record's id, so a retry of the record is still recognised.
 pub fn stand_in(record: &Record, problem: &str, fallback_time: time::OffsetDateTime) -> Record {
     let cut = |s: &str| s.chars().take(128).collect::<String>();
     let time = if record::format_time(record.time).is_ok() {
@@ -114,5 +120,6 @@ pub fn stand_in(record: &Record, problem: &str, fallback_time: time::OffsetDateT
     .with_detail("problem", cut(problem));
     out.caller = record.caller.clone();
     out.factor = record.factor;
+    out.id = record.id;
     out
 }

@@ -377,6 +377,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             lockouts: shared.lockouts.clone(),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
+            journal: audit.clone(),
             hash_key: Arc::new(setup.hash_key.clone()),
             budget: setup.budget,
             step_budget: Duration::from_secs(12),

@@ -175,7 +175,14 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         .expect("open");
     assert_eq!(resumed, 0);
     let sink = Arc::new(sink);
-    let buffered = Arc::new(Buffered::new(sink.clone(), BufferPolicy::default()));
+    let buffered = Arc::new(
+        Buffered::new(
+            sink.clone(),
+            BufferPolicy::default(),
+            &resetline_engine::OsRandom,
+        )
+        .expect("ids"),
+    );
     let state = state_with(buffered.clone());
     run_call(&state).await;
 
@@ -392,7 +399,14 @@ async fn records_written_while_the_database_is_down_are_retried_in_order() {
     let (sink, _) = PgAudit::open(pg_config(&pg, "node-2"), key())
         .await
         .expect("open");
-    let buffered = Arc::new(Buffered::new(Arc::new(sink), BufferPolicy::default()));
+    let buffered = Arc::new(
+        Buffered::new(
+            Arc::new(sink),
+            BufferPolicy::default(),
+            &resetline_engine::OsRandom,
+        )
+        .expect("ids"),
+    );
     let at = datetime!(2026-01-01 10:00 UTC);
     buffered
         .append(vec![old_record(1, at)])

@@ -1016,4 +1016,176 @@ mod tests {
         let calls: Vec<String> = records.iter().map(|r| r.record.call_id.clone()).collect();
         assert_eq!(calls, ["CA1", "CA2", "CA3", "CA4"]);
     }
+
+    /// A sink whose appends wait `delay` before they reach `inner` (a write that lands
+    /// after its caller gave up).
+    #[derive(Debug)]
+    struct Late {
+        inner: Arc<dyn AuditSink>,
+        delay: std::sync::Mutex<Duration>,
+    }
+
+    impl AuditSink for Late {
+        fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), BackendError>> {
+            let delay = self
+                .delay
+                .lock()
+                .map(|mut d| std::mem::take(&mut *d))
+                .unwrap_or_default();
+            let inner = self.inner.clone();
+            // The write goes ahead whatever the caller does (as a job already handed to the
+            // file writer's thread does).
+            let write = tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                inner.append(records).await
+            });
+            Box::pin(async move {
+                write
+                    .await
+                    .unwrap_or_else(|_| Err(BackendError::new("audit", "lost")))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_times_out_is_retried_but_never_written_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = ChainId::new("t").expect("chain");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let (file, _) =
+            FileAudit::open(SinkConfig::new(dir.path(), chain.clone()), key.clone()).expect("open");
+        let late = Arc::new(Late {
+            inner: Arc::new(file),
+            delay: std::sync::Mutex::new(Duration::from_millis(300)),
+        });
+        let audit = buffered(late.clone(), BufferPolicy::default());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(
+            audit.append_by(vec![rec(1)], deadline).await.is_err(),
+            "not written by the deadline: kept for a retry"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline + Duration::from_millis(200),
+            "the caller's deadline holds"
+        );
+        assert_eq!(audit.stats().pending, 1);
+        tokio::time::sleep(Duration::from_millis(400)).await; // the late write lands
+        assert_eq!(audit.flush().await, 0, "the retry succeeds");
+        audit.append(vec![rec(2)]).await.expect("append");
+        audit.close().await.expect("close");
+        let report = resetline_audit::verify(dir.path(), &chain, &key).expect("verify");
+        let records =
+            resetline_audit::query(dir.path(), &chain, &Default::default()).expect("read");
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.record.call_id.as_str())
+                .collect::<Vec<_>>(),
+            ["CA1", "CA2"],
+            "the retried record is in the trail once"
+        );
+        assert_eq!(report.records, 2);
+    }
+
+    #[tokio::test]
+    async fn records_waiting_for_a_retry_survive_a_crash_and_are_written_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let down = Arc::new(resetline_engine::testing::MemoryAudit::failing());
+        let (spill, found) = Spill::open(dir.path(), "t", key.clone()).expect("spill");
+        let audit = buffered(down, BufferPolicy::default()).with_spill(spill, found.records);
+        assert!(audit.append(vec![rec(1), rec(2)]).await.is_err());
+        assert!(audit.append(vec![rec(3)]).await.is_err());
+        drop(audit); // the process dies with three records waiting
+
+        let up = Arc::new(resetline_engine::testing::MemoryAudit::default());
+        let (spill, found) = Spill::open(dir.path(), "t", key.clone()).expect("spill");
+        assert_eq!(found.records.len(), 3, "all three were on disk");
+        let audit = buffered(up.clone(), BufferPolicy::default()).with_spill(spill, found.records);
+        let clock: Arc<dyn Clock> = Arc::new(resetline_engine::SystemClock);
+        assert_eq!(audit.recover(clock).await, 0);
+        audit.append(vec![rec(4)]).await.expect("append");
+        assert_eq!(calls(&up.records()), ["CA1", "CA2", "CA3", "CA4"]);
+        drop(audit);
+        let (_, found) = Spill::open(dir.path(), "t", key).expect("spill");
+        assert!(
+            found.records.is_empty(),
+            "the spill is emptied once written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spill_replayed_after_a_partial_write_adds_no_duplicate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let sink = Arc::new(resetline_engine::testing::MemoryAudit::failing());
+        let (spill, found) = Spill::open(dir.path(), "t", key.clone()).expect("spill");
+        let audit =
+            buffered(sink.clone(), BufferPolicy::default()).with_spill(spill, found.records);
+        assert!(audit.append(vec![rec(1), rec(2)]).await.is_err());
+        // The sink comes back; the records are written, but the process dies before the
+        // spill is emptied: the next start replays records already in the trail.
+        sink.set_failing(false);
+        let (_, again) = Spill::open(dir.path(), "t", key.clone()).expect("spill copy");
+        sink.append(again.records.clone()).await.expect("written");
+        drop(audit);
+        let (spill, found) = Spill::open(dir.path(), "t", key).expect("spill");
+        let audit =
+            buffered(sink.clone(), BufferPolicy::default()).with_spill(spill, found.records);
+        let clock: Arc<dyn Clock> = Arc::new(resetline_engine::SystemClock);
+        assert_eq!(audit.recover(clock).await, 0);
+        assert_eq!(calls(&sink.records()), ["CA1", "CA2"], "each record once");
+    }
+
+    #[tokio::test]
+    async fn an_intent_left_open_by_a_crash_is_closed_as_unknown_at_start() {
+        use resetline_audit::INTENT_DETAIL;
+        let intent = |n: u8| {
+            let mut r = rec(u32::from(n));
+            r.event = EventType::AuthnPasswordChange;
+            r.outcome = Outcome::Intent;
+            r.with_id(resetline_audit::RecordId::from_bytes([n; 16]))
+        };
+        let outcome_of = |n: u8| {
+            rec(u32::from(n)).with_detail(INTENT_DETAIL, intent(n).id.expect("id").to_string())
+        };
+        let sink = Arc::new(resetline_engine::testing::MemoryAudit::default());
+        // Before the crash: intent 1 finished; intents 2 and 3 were written, and the outcome
+        // of 3 waited in the spill; intent 4 was itself still in the spill.
+        sink.append(vec![intent(1), outcome_of(1), intent(2), intent(3)])
+            .await
+            .expect("trail");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = AuditKey::new(&[7u8; 32]).expect("key");
+        let (mut spill, _) = Spill::open(dir.path(), "t", key.clone()).expect("spill");
+        spill.push(&[outcome_of(3), intent(4)]).expect("push");
+        drop(spill);
+
+        let (spill, found) = Spill::open(dir.path(), "t", key).expect("spill");
+        let audit =
+            buffered(sink.clone(), BufferPolicy::default()).with_spill(spill, found.records);
+        let clock: Arc<dyn Clock> = Arc::new(resetline_engine::FakeClock::at(1_700_000_000_000));
+        assert_eq!(audit.recover(clock).await, 0);
+        let unknown: Vec<String> = sink
+            .records()
+            .iter()
+            .filter(|r| r.outcome == Outcome::Unknown)
+            .map(|r| {
+                assert_eq!(r.reason, "outcome_unknown");
+                assert!(r.id.is_some(), "it gets its own id");
+                r.details.get(INTENT_DETAIL).cloned().unwrap_or_default()
+            })
+            .collect();
+        let expected: Vec<String> = [2u8, 4]
+            .iter()
+            .map(|n| intent(*n).id.expect("id").to_string())
+            .collect();
+        assert_eq!(unknown, expected, "only the intents with no outcome");
+        // A second start finds nothing left open.
+        let again = buffered(sink.clone(), BufferPolicy::default());
+        let before = sink.records().len();
+        let clock: Arc<dyn Clock> = Arc::new(resetline_engine::SystemClock);
+        assert_eq!(again.recover(clock).await, 0);
+        assert_eq!(sink.records().len(), before);
+    }
 }

@@ -5,7 +5,9 @@
 //! The crate provides the record model ([`Record`], [`EventType`]), the masked contact types
 //! ([`MaskedNumber`], [`MaskedEmail`]), the JSON Lines [`FileSink`] with its hash chain,
 //! rotation and signed checkpoints, and [`verify`], which checks a whole trail and names the
-//! first bad record.
+//! first bad record. Records carry unique ids ([`RecordId`]) so a retried write is never
+//! written twice; [`OpenIntents`] finds effects whose outcome a crash cut off; [`Spill`]
+//! keeps records that wait for a sink on disk.
 //!
 //! # Invariant
 //!
@@ -56,6 +58,7 @@ mod query;
 mod recent;
 mod record;
 mod sink;
+mod spill;
 mod verify;
 
 pub use chain::{ChainHead, Sealed, open_checkpoint_line, open_record};
@@ -74,6 +77,7 @@ pub use record::{
 pub use sink::{
     Ack, FileSink, FsyncPolicy, OpenReport, PurgeReport, Rotation, SinkConfig, TornTail,
 };
+pub use spill::{Spill, Spilled};
 /// The `time` crate, re-exported so callers build [`Record`] times with the same version.
 pub use time;
 pub use verify::{ChainCheck, PURGE_FIRST_SEQ, Report, verify, verify_paths};

@@ -33,13 +33,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use resetline_audit::{AuditKey, FileSink, OpenReport, Record, RecordIds, SinkConfig, SinkError};
+use resetline_audit::{
+    AuditKey, FileSink, OpenReport, Record, RecordIds, SinkConfig, SinkError, Spill,
+};
 use resetline_engine::{AuditSink, AuditStats, BackendError, BoxFuture, Clock, Random};
 use time::OffsetDateTime;
-
-mod spill;
-
-pub use spill::{Found, Spill};
 
 type Reply<T = ()> = tokio::sync::oneshot::Sender<Result<T, String>>;
 

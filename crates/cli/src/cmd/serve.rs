@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use resetline_audit::Spill;
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
     SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -17,7 +18,7 @@ use resetline_engine::{
     AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom,
     Random, Recording, Secret, SessionStore, SystemClock, Tickets,
 };
-use resetline_server::audit::{BufferPolicy, Buffered, FileAudit, Spill};
+use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::config::{
     self, AuditStorage, DirectoryConfig, LogFormat, SmsFrom, StoreConfig, TicketAuth,
 };

@@ -1,4 +1,4 @@
-//! The retry buffer's copy on disk: records that wait for the audit sink survive a crash.
+//! A retry buffer's copy on disk: records that wait for a sink survive a crash.
 //!
 //! One file per chain, `<spill_dir>/<chain>.spill.jsonl`, holding every record queued since
 //! the buffer was last empty, in order. Each line is sealed like a trail line under the audit
@@ -16,7 +16,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use resetline_audit::{AuditKey, ChainHead, ChainId, Record};
+use crate::chain::{ChainHead, open_record};
+use crate::files::sync_dir;
+use crate::key::{AuditKey, ChainId};
+use crate::record::Record;
 
 /// The spill of one chain (see the module doc).
 #[derive(Debug)]
@@ -33,7 +36,7 @@ pub struct Spill {
 
 /// What `Spill::open` found.
 #[derive(Debug)]
-pub struct Found {
+pub struct Spilled {
     /// The records waiting, oldest first.
     pub records: Vec<Record>,
     /// Bytes of a torn last line (a push cut short by a crash) that were cut off.
@@ -55,7 +58,7 @@ impl Spill {
     ///
     /// # Errors
     /// I/O errors, or a line that does not verify under `key` or is out of order.
-    pub fn open(dir: &Path, chain: &str, key: AuditKey) -> io::Result<(Self, Found)> {
+    pub fn open(dir: &Path, chain: &str, key: AuditKey) -> io::Result<(Self, Spilled)> {
         fs::create_dir_all(dir)?;
         let path = dir.join(format!("{chain}.spill.jsonl"));
         let file = OpenOptions::new()
@@ -79,8 +82,8 @@ impl Spill {
             }
             let line = buf.get(..buf.len() - 1).unwrap_or_default();
             let number = records.len() + 1;
-            let stored = resetline_audit::open_record(line, &key)
-                .map_err(|p| invalid(&path, number, &p.to_string()))?;
+            let stored =
+                open_record(line, &key).map_err(|p| invalid(&path, number, &p.to_string()))?;
             if stored.seq != head.seq() + 1 || stored.prev != head.link() {
                 return Err(invalid(&path, number, "line out of order"));
             }
@@ -107,7 +110,7 @@ impl Spill {
         };
         Ok((
             spill,
-            Found {
+            Spilled {
                 records,
                 torn_bytes: len - complete,
             },
@@ -201,38 +204,17 @@ fn seal_all<'a>(
     Ok(bytes)
 }
 
-/// Makes a new or renamed directory entry durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use resetline_audit::{EventType, Outcome, RecordId};
-
-    fn key() -> AuditKey {
-        AuditKey::new(&[9u8; 32]).expect("key")
-    }
+    use crate::id::RecordId;
+    use crate::key::tests::test_key as key;
+    use crate::record::tests::sample;
 
     fn rec(n: u8) -> Record {
-        Record::new(
-            time::OffsetDateTime::UNIX_EPOCH,
-            EventType::Identify,
-            Outcome::Success,
-            format!("CA{n}"),
-            "f",
-            "v",
-        )
-        .with_id(RecordId::from_bytes([n; 16]))
+        let mut r = sample(u64::from(n));
+        r.call_id = format!("CA{n}");
+        r.with_id(RecordId::from_bytes([n; 16]))
     }
 
     fn calls(records: &[Record]) -> Vec<String> {

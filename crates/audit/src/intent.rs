@@ -33,13 +33,8 @@ impl OpenIntents {
 
     /// Follows one record of the chain, at `seq` (records are given in chain order).
     pub fn see(&mut self, seq: u64, record: &Record) {
-        if let Some(named) = record
-            .details
-            .get(INTENT_DETAIL)
-            .and_then(|id| id.parse::<RecordId>().ok())
-            && let Some(at) = self.seq_of.remove(&named)
-        {
-            self.by_seq.remove(&at);
+        if let Some(named) = record.details.get(INTENT_DETAIL) {
+            self.named(named);
         }
         if record.outcome == Outcome::Intent
             && let Some(id) = record.id
@@ -53,6 +48,15 @@ impl OpenIntents {
                     self.seq_of.remove(&id);
                 }
             }
+        }
+    }
+
+    /// A record named the intent `id` (the text of its `details.intent`): it is closed.
+    pub(crate) fn named(&mut self, id: &str) {
+        if let Ok(id) = id.parse::<RecordId>()
+            && let Some(at) = self.seq_of.remove(&id)
+        {
+            self.by_seq.remove(&at);
         }
     }
 

@@ -3,21 +3,41 @@
 //! restart can say which effects have no outcome).
 //!
 //! Invariant: bounded by the window: the ids of the last `window` records with an id, and
-//! at most [`OpenIntents::MAX`] intents. On open the sink reads them back from the newest
-//! segments (whole segments, newest first, until they hold at least `window` records; each
-//! line is checked under the key, and one that does not verify is left out: `verify` names
-//! it), so the memory survives a restart.
+//! at most [`OpenIntents::MAX`] intents. On open the sink reads them back from the last
+//! `window` lines of the newest segments, so the memory survives a restart. A line is only
+//! glanced at (its `seq`, `id`, `outcome` and `details.intent`); an intent is read in full
+//! and checked under the key (one that does not verify is left out: `verify` names it).
+//! Ids are unpredictable, so a forged line cannot make a future record look written.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use crate::files::{LineEnd, LineReader};
 use crate::id::RecordId;
 use crate::intent::OpenIntents;
 use crate::key::AuditKey;
-use crate::record::{Record, open_line};
+use crate::record::{Outcome, Record, open_line};
+
+/// What the tail read needs of a line (other fields are skipped unread).
+#[derive(Deserialize)]
+struct Glance {
+    seq: u64,
+    #[serde(default)]
+    id: Option<RecordId>,
+    outcome: Outcome,
+    #[serde(default)]
+    details: GlanceDetails,
+}
+
+#[derive(Deserialize, Default)]
+struct GlanceDetails {
+    #[serde(default)]
+    intent: Option<String>,
+}
 
 /// The tail's ids and open intents (see the module doc).
 #[derive(Debug)]
@@ -56,19 +76,40 @@ impl Recent {
                 lines += count_lines(path)?;
             }
         }
+        let mut skip = lines.saturating_sub(window as u64);
         let mut buf = Vec::with_capacity(1024);
         for (_, path) in segments.iter().skip(first) {
             let mut reader = LineReader::open(path)?;
             while let Some(end) = reader.next_line(&mut buf)? {
-                if end != LineEnd::Complete {
+                if skip > 0 {
+                    skip -= 1;
                     continue;
                 }
-                if let Ok(stored) = open_line(&buf, Some(key)) {
-                    recent.note(stored.seq, &stored.record);
+                if end == LineEnd::Complete {
+                    recent.glance(&buf, key);
                 }
             }
         }
         Ok(recent)
+    }
+
+    /// Notes one stored line (see the module doc).
+    fn glance(&mut self, line: &[u8], key: &AuditKey) {
+        let Ok(glance) = serde_json::from_slice::<Glance>(line) else {
+            return;
+        };
+        if glance.outcome == Outcome::Intent {
+            if let Ok(stored) = open_line(line, Some(key)) {
+                self.note(stored.seq, &stored.record);
+            }
+            return;
+        }
+        if let Some(named) = &glance.details.intent {
+            self.intents.named(named);
+        }
+        if let Some(id) = glance.id {
+            self.note_id(glance.seq, id);
+        }
     }
 
     /// The seq `id` was written at, if it is among the recent records.
@@ -79,7 +120,12 @@ impl Recent {
     /// Remembers a record just written (or read back) at `seq`.
     pub(crate) fn note(&mut self, seq: u64, record: &Record) {
         self.intents.see(seq, record);
-        let Some(id) = record.id else { return };
+        if let Some(id) = record.id {
+            self.note_id(seq, id);
+        }
+    }
+
+    fn note_id(&mut self, seq: u64, id: RecordId) {
         if self.window == 0 {
             return;
         }

@@ -19,6 +19,10 @@
 //!   be byte-identical (a retry of a write whose commit was not acknowledged) or the write
 //!   fails as a fork. After any error the writer drops its connection and, before the next
 //!   write, reconnects, retakes the lock and re-reads the head from the table.
+//! - **A record id is written once** (migration 2): `record_id`, generated from the line, has
+//!   a unique index, and an insert whose id is already stored is skipped (the chain does not
+//!   move): a retry of a write whose commit went through unacknowledged, re-sealed at the
+//!   next seq after the head was re-read, is recognised, not written twice.
 //! - **Append-only in the database.** Triggers refuse UPDATE, DELETE and TRUNCATE on both
 //!   tables (`insufficient_privilege`), except DELETE of records inside
 //!   `resetline_audit_purge(chain, through_seq)`, the retention path, which sets a
@@ -274,10 +278,14 @@ impl Drop for Batch<'_> {
     }
 }
 
+/// Skips a row whose seq or record id is taken (the writer then tells which).
 const INSERT_RECORD: &str = "INSERT INTO audit_records \
      (chain, seq, time, event, call_id, account, outcome, prev, mac, line) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-     ON CONFLICT (chain, seq) DO NOTHING";
+     ON CONFLICT DO NOTHING";
+
+/// How many of the newest records `open_intents` looks at (as the file sink's window).
+const INTENT_WINDOW: i64 = 100_000;
 
 impl fmt::Debug for PgAudit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -508,6 +516,18 @@ impl PgAudit {
                 .await?
                 .map(|row| row.get(0));
             if existing.as_deref() != Some(line.as_str()) {
+                if let Some(id) = stored.id
+                    && let Some(row) = client
+                        .query_opt(
+                            "SELECT chain, seq FROM audit_records WHERE record_id = $1",
+                            &[&id.to_string()],
+                        )
+                        .await?
+                {
+                    let (at_chain, at_seq): (String, i64) = (row.get(0), row.get(1));
+                    tracing::info!(chain = %at_chain, seq = at_seq, event = %stored.event, "audit record already written (a retry); not written again");
+                    return Ok(());
+                }
                 return Err(PgError::Fork {
                     chain: chain.to_owned(),
                     seq: sealed.seq,
@@ -763,6 +783,38 @@ impl PgAudit {
         })
     }
 
+    /// The intents among the chain's newest records (the last 100,000) that no record names
+    /// yet, oldest first. Rows that do not verify under the key are left out (`verify`
+    /// names them).
+    ///
+    /// # Errors
+    /// [`PgError`] when the database cannot be read.
+    pub async fn unfinished(&self) -> Result<Vec<Record>, PgError> {
+        let mut w = self.writer.lock().await;
+        self.ensure(&mut w).await?;
+        let Some(client) = w.client.as_ref() else {
+            return Err(self.not_connected());
+        };
+        let chain = self.config.chain.as_str();
+        let rows = client
+            .query(
+                "SELECT seq, line FROM audit_records WHERE chain = $1 \
+                 AND seq > (SELECT coalesce(max(seq), 0) FROM audit_records WHERE chain = $1) - $2 \
+                 AND (outcome = 'intent' OR record->'details' ? 'intent') ORDER BY seq",
+                &[&chain, &INTENT_WINDOW],
+            )
+            .await?;
+        let mut open = resetline_audit::OpenIntents::default();
+        for row in rows {
+            let seq: i64 = row.get(0);
+            let line: &str = row.get(1);
+            if let Ok(stored) = resetline_audit::open_record(line.as_bytes(), &self.key) {
+                open.see(u64::try_from(seq).unwrap_or(0), &stored.record);
+            }
+        }
+        Ok(open.open())
+    }
+
     /// Writes a final checkpoint (time `now`) if records came after the last one, and
     /// closes the connection (releasing the chain's lock).
     ///
@@ -809,6 +861,14 @@ impl AuditSink for PgAudit {
     /// One transaction per batch: all of an append's records, or none.
     fn atomic_batches(&self) -> bool {
         true
+    }
+
+    fn open_intents(&self) -> BoxFuture<'_, Result<Vec<Record>, BackendError>> {
+        Box::pin(async move {
+            self.unfinished()
+                .await
+                .map_err(|e| BackendError::new("audit", e.to_string()))
+        })
     }
 
     fn purge(&self, cutoff: OffsetDateTime) -> BoxFuture<'_, Result<u64, BackendError>> {

@@ -11,7 +11,7 @@ use crate::PgError;
 const MIGRATION_LOCK: i64 = 0x7265_7365_746c_696e; // "resetlin"
 
 /// The migrations, in order: (version, SQL).
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 /// Version 1: the append-only record table with the chain columns, the checkpoint table,
 /// the triggers that refuse UPDATE, DELETE and TRUNCATE, and the one purge path.
@@ -76,6 +76,16 @@ BEGIN
     RETURN removed;
 END
 $$;
+"#;
+
+/// Version 2: record ids. `record_id` is the line's `id` (NULL for records written before
+/// ids existed), computed by the database from the sealed line, so it can never disagree
+/// with it; a unique index makes a second insert of one id impossible, whichever chain it
+/// comes through.
+const V2: &str = r#"
+ALTER TABLE audit_records
+    ADD COLUMN record_id text GENERATED ALWAYS AS (line::jsonb ->> 'id') STORED;
+CREATE UNIQUE INDEX audit_records_record_id ON audit_records (record_id);
 "#;
 
 /// Applies every migration not applied yet. Returns the schema version now in force.

@@ -2,7 +2,9 @@
 //! calls through `resetline_server::app` write exactly the records the engine makes, one per
 //! event, in a chain that verifies; the database refuses changes; tampering is named; a
 //! second writer is locked out; the sink survives the database going away (retry buffer);
-//! retention purges and verification still catches tampering afterwards.
+//! retention purges and verification still catches tampering afterwards; a record id is
+//! inserted once (a retry is skipped, a copy slipped in behind the index is named by verify)
+//! and intents without an outcome are found.
 
 mod support;
 
@@ -172,7 +174,14 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         .expect("open");
     assert_eq!(resumed, 0);
     let sink = Arc::new(sink);
-    let buffered = Arc::new(Buffered::new(sink.clone(), BufferPolicy::default()));
+    let buffered = Arc::new(
+        Buffered::new(
+            sink.clone(),
+            BufferPolicy::default(),
+            &resetline_engine::OsRandom,
+        )
+        .expect("ids"),
+    );
     let state = state_with(buffered.clone());
     run_call(&state).await;
 
@@ -233,7 +242,7 @@ async fn calls_write_one_verified_record_per_event_and_the_database_refuses_chan
         resetline_audit_postgres::migrate(&mut again)
             .await
             .expect("migrate"),
-        1
+        2
     );
 
     // Append-only: UPDATE, DELETE and TRUNCATE are refused, on both tables.
@@ -389,7 +398,14 @@ async fn records_written_while_the_database_is_down_are_retried_in_order() {
     let (sink, _) = PgAudit::open(pg_config(&pg, "node-2"), key())
         .await
         .expect("open");
-    let buffered = Arc::new(Buffered::new(Arc::new(sink), BufferPolicy::default()));
+    let buffered = Arc::new(
+        Buffered::new(
+            Arc::new(sink),
+            BufferPolicy::default(),
+            &resetline_engine::OsRandom,
+        )
+        .expect("ids"),
+    );
     let at = datetime!(2026-01-01 10:00 UTC);
     buffered
         .append(vec![old_record(1, at)])
@@ -551,4 +567,132 @@ async fn an_append_cancelled_mid_transaction_writes_nothing_and_the_next_one_goe
         .await
         .expect("the chain verifies");
     assert_eq!(report.records, 2);
+}
+
+fn with_id(i: u32, at: time::OffsetDateTime) -> Record {
+    let mut bytes = [0u8; 16];
+    bytes[12..].copy_from_slice(&i.to_be_bytes());
+    old_record(i, at).with_id(resetline_audit::RecordId::from_bytes(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_record_is_inserted_once_and_a_copy_behind_the_index_is_named() {
+    let pg = Postgres::start();
+    let at = datetime!(2026-01-01 10:00 UTC);
+    let (sink, _) = PgAudit::open(pg_config(&pg, "dup-1"), key())
+        .await
+        .expect("open");
+    sink.append_records(&[with_id(1, at), with_id(2, at)])
+        .await
+        .expect("written");
+    // A retry of a write whose commit went through unacknowledged: sealed again at the next
+    // seq, and skipped.
+    sink.append_records(&[with_id(2, at), with_id(3, at)])
+        .await
+        .expect("retry");
+    // The same id through another chain (a renamed replica replaying its spill): skipped.
+    let (other, _) = PgAudit::open(pg_config(&pg, "dup-2"), key())
+        .await
+        .expect("open");
+    other
+        .append_records(&[with_id(1, at)])
+        .await
+        .expect("retry elsewhere");
+    // Records without ids (older writers) are always inserted.
+    sink.append_records(&[old_record(4, at), old_record(4, at)])
+        .await
+        .expect("written");
+
+    let client = connect(&parse_url(&pg.url()).expect("url"))
+        .await
+        .expect("connect");
+    let stored = resetline_audit_postgres::records(&client, &chain("dup-1"))
+        .await
+        .expect("rows");
+    let calls: Vec<&str> = stored.iter().map(|s| s.record.call_id.as_str()).collect();
+    assert_eq!(calls, ["CA1", "CA2", "CA3", "CA4", "CA4"]);
+    let elsewhere: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_records WHERE chain = 'dup-2'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(elsewhere, 0);
+    verify(&client, &chain("dup-1"), &key())
+        .await
+        .expect("verify");
+
+    // Someone drops the index and slips in a correctly sealed second copy: verify names it.
+    sink.close_at(at).await.expect("close");
+    let last = stored.last().expect("last");
+    let last_line: String = client
+        .query_one(
+            "SELECT line FROM audit_records WHERE chain = 'dup-1' AND seq = $1",
+            &[&(last.seq as i64)],
+        )
+        .await
+        .expect("line")
+        .get(0);
+    let head = resetline_audit::ChainHead::resume(key(), chain("dup-1"), last_line.as_bytes())
+        .expect("head");
+    let copy = head.seal(&with_id(2, at)).expect("seal");
+    client
+        .batch_execute("DROP INDEX audit_records_record_id")
+        .await
+        .expect("drop index");
+    client
+        .execute(
+            "INSERT INTO audit_records (chain, seq, time, event, call_id, account, outcome, prev, mac, line) \
+             VALUES ('dup-1', $1, $2, 'identify', 'CA2', 'unknown', 'success', $3, $4, $5)",
+            &[
+                &(copy.seq as i64),
+                &at,
+                &copy.prev,
+                &copy.mac,
+                &String::from_utf8_lossy(&copy.line).into_owned(),
+            ],
+        )
+        .await
+        .expect("insert copy");
+    match verify(&client, &chain("dup-1"), &key()).await {
+        Err(PgError::Verify(VerifyError::Record(fault))) => {
+            assert_eq!(
+                (fault.seq, fault.problem),
+                (
+                    Some(copy.seq),
+                    resetline_audit::RecordProblem::DuplicateId { first_seq: 2 }
+                )
+            );
+        }
+        other => panic!("expected the copy to be named, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intents_without_an_outcome_are_found_in_the_table() {
+    let pg = Postgres::start();
+    let at = datetime!(2026-01-01 10:00 UTC);
+    let (sink, _) = PgAudit::open(pg_config(&pg, "intents"), key())
+        .await
+        .expect("open");
+    let intent = |i: u32| {
+        let mut r = with_id(i, at);
+        r.event = EventType::AuthnPasswordChange;
+        r.outcome = Outcome::Intent;
+        r
+    };
+    let done = |i: u32| {
+        with_id(100 + i, at).with_detail(
+            resetline_audit::INTENT_DETAIL,
+            intent(i).id.expect("id").to_string(),
+        )
+    };
+    sink.append_records(&[intent(1), intent(2), done(1)])
+        .await
+        .expect("written");
+    assert_eq!(sink.open_intents().await.expect("read"), vec![intent(2)]);
+    sink.append_records(&[done(2)]).await.expect("written");
+    assert!(sink.open_intents().await.expect("read").is_empty());
 }

@@ -66,6 +66,12 @@ pub enum RecordProblem {
     /// The trail starts after seq 1 (older records were purged) but no valid checkpoint
     /// at the seq before its first record matches that record's `prev`.
     Unanchored,
+    /// Authentic and in place, but its id is the id of an earlier record: one record was
+    /// written twice (a retry that should have been recognised).
+    DuplicateId {
+        /// The seq of the record that carried the id first.
+        first_seq: u64,
+    },
 }
 
 impl fmt::Display for RecordProblem {
@@ -96,6 +102,10 @@ impl fmt::Display for RecordProblem {
             ),
             RecordProblem::PrevMismatch => f.write_str(
                 "prev does not match the record before it (chain spliced, or wrong chain id)",
+            ),
+            RecordProblem::DuplicateId { first_seq } => write!(
+                f,
+                "record id already used by seq {first_seq}: the same record was written twice"
             ),
         }
     }

@@ -5,7 +5,9 @@
 //! The crate provides the record model ([`Record`], [`EventType`]), the masked contact types
 //! ([`MaskedNumber`], [`MaskedEmail`]), the JSON Lines [`FileSink`] with its hash chain,
 //! rotation and signed checkpoints, and [`verify`], which checks a whole trail and names the
-//! first bad record.
+//! first bad record. Records carry unique ids ([`RecordId`]) so a retried write is never
+//! written twice; [`OpenIntents`] finds effects whose outcome a crash cut off; [`Spill`]
+//! keeps records that wait for a sink on disk.
 //!
 //! # Invariant
 //!
@@ -48,11 +50,15 @@ mod chain;
 mod checkpoint;
 mod error;
 mod files;
+mod id;
+mod intent;
 mod json;
 mod key;
 mod query;
+mod recent;
 mod record;
 mod sink;
+mod spill;
 mod verify;
 
 pub use chain::{ChainHead, Sealed, open_checkpoint_line, open_record};
@@ -60,6 +66,8 @@ pub use error::{
     CheckpointFault, CheckpointProblem, MaskError, RecordFault, RecordProblem, SinkError,
     VerifyError,
 };
+pub use id::{BadRecordId, RecordId, RecordIds};
+pub use intent::{INTENT_DETAIL, OpenIntents, outcome_unknown};
 pub use key::{AuditKey, ChainId, ChainIdError, KeyError};
 pub use query::{Filter, QueryError, query};
 pub use record::{
@@ -69,6 +77,7 @@ pub use record::{
 pub use sink::{
     Ack, FileSink, FsyncPolicy, OpenReport, PurgeReport, Rotation, SinkConfig, TornTail,
 };
+pub use spill::{Spill, Spilled};
 /// The `time` crate, re-exported so callers build [`Record`] times with the same version.
 pub use time;
 pub use verify::{ChainCheck, PURGE_FIRST_SEQ, Report, verify, verify_paths};
@@ -92,7 +101,8 @@ pub fn purge_record(
 /// The record a sink writes in place of one it cannot encode (too long, time out of range):
 /// the same event, outcome, call, account, caller and factor, the reason
 /// `unwritable_record` and `details.problem`, so no event disappears silently. Strings are
-/// cut to 128 characters and an unwritable time becomes `fallback_time`.
+/// cut to 128 characters and an unwritable time becomes `fallback_time`. It keeps the
+/// record's id, so a retry of the record is still recognised.
 pub fn stand_in(record: &Record, problem: &str, fallback_time: time::OffsetDateTime) -> Record {
     let cut = |s: &str| s.chars().take(128).collect::<String>();
     let time = if record::format_time(record.time).is_ok() {
@@ -114,5 +124,6 @@ pub fn stand_in(record: &Record, problem: &str, fallback_time: time::OffsetDateT
     .with_detail("problem", cut(problem));
     out.caller = record.caller.clone();
     out.factor = record.factor;
+    out.id = record.id;
     out
 }

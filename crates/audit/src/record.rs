@@ -7,10 +7,11 @@
 //! free-text fields (`reason`, `node`, `details`).
 //!
 //! The sink adds `seq`, `prev` and `mac` and writes the record as one JSON object on one line,
-//! keys in this fixed order:
+//! keys in this fixed order (`id`, the record's unique [`RecordId`], only when it has one:
+//! records written before ids existed have none, and read back exactly as written):
 //!
 //! ```text
-//! {"seq":1,"time":"2025-03-01T09:00:00Z","event":"session_created","call_id":"CA1",
+//! {"seq":1,"id":"<32 hex>","time":"2025-03-01T09:00:00Z","event":"session_created","call_id":"CA1",
 //!  "account":"unknown","caller":"***0199","destination":null,"factor":null,
 //!  "outcome":"info","reason":"","node":"welcome","flow_id":"password-reset",
 //!  "flow_version":"3","details":{},"prev":"<64 hex>","mac":"<64 hex>"}
@@ -28,6 +29,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::error::{MaskError, RecordProblem};
+use crate::id::RecordId;
 use crate::json::{first_non_printable, to_ascii_json};
 use crate::key::{AuditKey, TAG_LEN, hex, unhex_tag};
 
@@ -88,7 +90,9 @@ macro_rules! word_enum {
 
 word_enum! {
     /// What happened. Names follow the OWASP Logging Vocabulary where one fits; the others
-    /// are Resetline's own. Each call gives exactly one record per event below.
+    /// are Resetline's own. Each call gives exactly one record per event below; an
+    /// irreversible effect (a credential change, a message sent) gives two of its event: the
+    /// intent, written before the effect, and the outcome after it.
     pub enum EventType {
         /// A call started: flow id and version are set (OWASP `session_created`).
         SessionCreated => "session_created",
@@ -147,6 +151,8 @@ word_enum! {
         /// lockout clear`); `details.by` names the operator, the other details the state
         /// before.
         LockoutCleared => "lockout_cleared",
+        /// A notice (e.g. "your PIN was changed") was sent; `destination` is masked.
+        NotificationSent => "notification_sent",
     }
     what = "event type";
 }
@@ -162,6 +168,13 @@ word_enum! {
         Error => "error",
         /// A fact with no pass/fail meaning (call started, call ended, recording resumed).
         Info => "info",
+        /// Written durably before an irreversible effect (a credential change, a message
+        /// sent): the effect is about to happen. Its outcome record names it in
+        /// `details.intent`.
+        Intent => "intent",
+        /// The process stopped between an intent and its outcome: the effect may or may not
+        /// have happened (reason `outcome_unknown`, `details.intent` names the intent).
+        Unknown => "unknown",
     }
     what = "outcome";
 }
@@ -400,6 +413,9 @@ pub const UNKNOWN_ACCOUNT: &str = "unknown";
 /// never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The record's unique id, given when it first enters the audit machinery; a sink never
+    /// writes one id twice. `None` in records written before ids existed.
+    pub id: Option<RecordId>,
     /// When the event happened, given by the caller (the crate reads no clock). Written in
     /// UTC, RFC 3339.
     pub time: OffsetDateTime,
@@ -441,6 +457,7 @@ impl Record {
         flow_version: impl Into<String>,
     ) -> Self {
         Self {
+            id: None,
             time,
             event,
             call_id: call_id.into(),
@@ -455,6 +472,13 @@ impl Record {
             flow_version: flow_version.into(),
             details: BTreeMap::new(),
         }
+    }
+
+    /// Sets the record's id.
+    #[must_use]
+    pub fn with_id(mut self, id: RecordId) -> Self {
+        self.id = Some(id);
+        self
     }
 
     /// Sets the directory-confirmed account id.
@@ -553,6 +577,8 @@ pub(crate) fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
 #[derive(Serialize)]
 struct BodyOut<'a> {
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<RecordId>,
     time: &'a str,
     event: EventType,
     call_id: &'a str,
@@ -573,6 +599,8 @@ struct BodyOut<'a> {
 #[serde(deny_unknown_fields)]
 struct LineIn {
     seq: u64,
+    #[serde(default)]
+    id: Option<RecordId>,
     time: String,
     event: EventType,
     call_id: String,
@@ -595,6 +623,7 @@ fn body(seq: u64, record: &Record, prev: &str) -> Result<Vec<u8>, String> {
     let time = format_time(record.time)?;
     to_ascii_json(&BodyOut {
         seq,
+        id: record.id,
         time: &time,
         event: record.event,
         call_id: &record.call_id,
@@ -676,6 +705,7 @@ pub(crate) fn open_line(
         seq,
     ))?;
     let record = Record {
+        id: parsed.id,
         time,
         event: parsed.event,
         call_id: parsed.call_id,
@@ -919,6 +949,41 @@ pub(crate) mod tests {
         assert_eq!(back.record, record);
         assert_eq!(back.prev, prev);
         assert_eq!(StoredRecord::parse(&text).expect("parse").record, record);
+    }
+
+    #[test]
+    fn a_record_id_follows_seq_and_lines_without_one_still_read_back() {
+        let key = test_key();
+        let id = crate::RecordId::from_bytes([0x5a; 16]);
+        let line = seal(&key, 4, &sample(4).with_id(id), "p").expect("seal");
+        let text = String::from_utf8(line.clone()).expect("ascii");
+        assert!(
+            text.starts_with(&format!("{{\"seq\":4,\"id\":\"{id}\",\"time\":")),
+            "{text}"
+        );
+        assert_eq!(
+            open_line(&line, Some(&key)).expect("open").record.id,
+            Some(id)
+        );
+        // A line from before ids existed: no `id` key, read back as it is.
+        let old = seal(&key, 5, &sample(5), "p").expect("seal");
+        assert!(!String::from_utf8_lossy(&old).contains("\"id\""));
+        assert_eq!(open_line(&old, Some(&key)).expect("open").record.id, None);
+        // `null` or a non-canonical id is not what the writer makes.
+        let null = String::from_utf8(old).expect("ascii").replacen(
+            "{\"seq\":5,",
+            "{\"seq\":5,\"id\":null,",
+            1,
+        );
+        assert!(matches!(
+            open_line(null.as_bytes(), None),
+            Err((RecordProblem::NotCanonical, Some(5)))
+        ));
+        let upper = text.replace(&id.to_string(), &id.to_string().to_uppercase());
+        assert!(matches!(
+            open_line(upper.as_bytes(), None),
+            Err((RecordProblem::Malformed { .. }, None))
+        ));
     }
 
     #[test]

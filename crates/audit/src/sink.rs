@@ -22,6 +22,11 @@
 //! After a failed write the sink cuts the file back to its last complete line; if that or
 //! an fsync fails, the sink refuses further work ([`SinkError::Poisoned`]) until reopened,
 //! since after a failed fsync the state on disk is unknown.
+//!
+//! Idempotence: a record whose id is among the last [`SinkConfig::recent_ids`] records written
+//! is not written again (the [`Ack`] says `duplicate` and gives the seq it has), so a caller
+//! may retry a write whose outcome it does not know. The ids, and the intents still open,
+//! are read back from the newest segments on `open` (module `recent`).
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -37,6 +42,7 @@ use crate::files::{
     quarantine, read_tail, segment_name, sync_dir,
 };
 use crate::key::{AuditKey, ChainId, hex};
+use crate::recent::Recent;
 use crate::record::{MAX_LINE_LEN, Record, open_line, seal};
 
 /// When appended records are fsynced.
@@ -91,10 +97,14 @@ pub struct SinkConfig {
     /// Write a checkpoint every this many records (0: only on rotation and close). A
     /// checkpoint forces an fsync first, so keep it at or above a batch size.
     pub checkpoint_every: u64,
+    /// How many of the last records' ids are remembered (and read back on open), so a
+    /// retried record is not written twice. Keep it above every retry buffer's size.
+    pub recent_ids: usize,
 }
 
 impl SinkConfig {
-    /// Defaults: fsync every record, default [`Rotation`], a checkpoint every 1000 records.
+    /// Defaults: fsync every record, default [`Rotation`], a checkpoint every 1000 records,
+    /// the ids of the last 100,000 records remembered.
     pub fn new(dir: impl Into<PathBuf>, chain: ChainId) -> Self {
         Self {
             dir: dir.into(),
@@ -102,6 +112,7 @@ impl SinkConfig {
             fsync: FsyncPolicy::EveryRecord,
             rotation: Rotation::default(),
             checkpoint_every: 1000,
+            recent_ids: 100_000,
         }
     }
 }
@@ -114,6 +125,8 @@ pub struct Ack {
     pub seq: u64,
     /// Every record with a seq up to this one is fsynced (0: none yet).
     pub durable_through: u64,
+    /// The record's id was already written (at `seq`): nothing was written this time.
+    pub duplicate: bool,
 }
 
 impl Ack {
@@ -174,6 +187,7 @@ pub struct FileSink {
     durable_through: u64,
     pending_since: Option<OffsetDateTime>,
     checkpointed: u64,
+    recent: Recent,
     poisoned: bool,
     closed: bool,
 }
@@ -200,6 +214,7 @@ impl FileSink {
             fsync,
             rotation,
             checkpoint_every,
+            recent_ids,
         } = config;
         if let FsyncPolicy::Batch { max_records: 0, .. } = fsync {
             return Err(SinkError::Config {
@@ -298,6 +313,7 @@ impl FileSink {
             .map_err(io_err("stat", &checkpoints_path))?
             .len();
 
+        let recent = Recent::load(&segments, &key, recent_ids).map_err(io_err("read", &dir))?;
         let report = OpenReport {
             new_chain: last.is_none(),
             last_seq: seq,
@@ -325,18 +341,27 @@ impl FileSink {
             durable_through: seq,
             pending_since: None,
             checkpointed: last_checkpoint.map_or(0, |cp| cp.count),
+            recent,
             poisoned: false,
             closed: false,
         };
         Ok((sink, report))
     }
 
-    /// Seals `record` as the next link of the chain and appends it.
+    /// Seals `record` as the next link of the chain and appends it; a record whose id was
+    /// written recently is not written again (see the module doc).
     ///
     /// # Errors
     /// [`SinkError`]; the record is then not acknowledged (see [`SinkError`] for retrying).
     pub fn append(&mut self, record: &Record) -> Result<Ack, SinkError> {
         self.usable()?;
+        if let Some(seq) = record.id.and_then(|id| self.recent.written(id)) {
+            return Ok(Ack {
+                seq,
+                durable_through: self.durable_through,
+                duplicate: true,
+            });
+        }
         let seq = self.seq.checked_add(1).ok_or(SinkError::Rejected {
             detail: "seq exhausted",
         })?;
@@ -369,6 +394,7 @@ impl FileSink {
         self.seq = seq;
         self.prev = link;
         self.segment_len += len;
+        self.recent.note(seq, record);
         // The latest date seen, so a clock step back does not cause a second rotation.
         self.segment_date = Some(self.segment_date.map_or(date, |last| last.max(date)));
         let since = *self.pending_since.get_or_insert(record.time);
@@ -392,6 +418,7 @@ impl FileSink {
         Ok(Ack {
             seq,
             durable_through: self.durable_through,
+            duplicate: false,
         })
     }
 
@@ -434,6 +461,12 @@ impl FileSink {
         }
         self.closed = true;
         Ok(self.seq)
+    }
+
+    /// The intents in the recent records that no record names yet, oldest first: after a
+    /// restart, effects whose outcome was never written.
+    pub fn open_intents(&self) -> Vec<Record> {
+        self.recent.open_intents()
     }
 
     /// The seq of the last appended record (0 if none).
@@ -891,7 +924,8 @@ pub(crate) mod tests {
                 ack,
                 Ack {
                     seq: i,
-                    durable_through: i
+                    durable_through: i,
+                    duplicate: false,
                 }
             );
             assert!(ack.is_durable());
@@ -1450,5 +1484,75 @@ pub(crate) mod tests {
                 .records,
             3
         );
+    }
+
+    fn with_id(n: u64) -> Record {
+        sample(n).with_id(crate::RecordId::from_bytes(u128::from(n).to_be_bytes()))
+    }
+
+    #[test]
+    fn a_retried_record_is_not_written_twice_even_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sink, _) = open(config(dir.path()));
+        let first = sink.append(&with_id(1)).expect("append");
+        let _ = sink.append(&with_id(2)).expect("append");
+        let again = sink.append(&with_id(1)).expect("retry");
+        assert_eq!((again.seq, again.duplicate), (first.seq, true));
+        assert_eq!(sink.last_seq(), 2, "nothing written for the retry");
+        drop(sink);
+        // After a restart the ids are read back from the tail.
+        let (mut sink, _) = open(config(dir.path()));
+        assert!(sink.append(&with_id(2)).expect("retry").duplicate);
+        let new = sink.append(&with_id(3)).expect("append");
+        assert_eq!((new.seq, new.duplicate), (3, false));
+        // Records without an id (older writers) are always written.
+        let _ = sink.append(&sample(4)).expect("append");
+        let _ = sink.append(&sample(4)).expect("append");
+        assert_eq!(sink.last_seq(), 5);
+        sink.close(sample(9).time).expect("close");
+        let report = verify(dir.path(), &chain(), &test_key()).expect("verify");
+        assert_eq!(report.records, 5);
+    }
+
+    #[test]
+    fn only_the_recent_ids_are_remembered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = SinkConfig {
+            recent_ids: 2,
+            ..config(dir.path())
+        };
+        let (mut sink, _) = open(small.clone());
+        for n in 1..=3 {
+            let _ = sink.append(&with_id(n)).expect("append");
+        }
+        assert!(sink.append(&with_id(3)).expect("retry").duplicate);
+        drop(sink);
+        let (mut sink, _) = open(small);
+        assert!(sink.append(&with_id(2)).expect("retry").duplicate);
+        assert!(
+            !sink.append(&with_id(1)).expect("append").duplicate,
+            "outside the window"
+        );
+    }
+
+    #[test]
+    fn intents_without_an_outcome_are_found_again_after_a_restart() {
+        use crate::{EventType, INTENT_DETAIL, Outcome};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sink, _) = open(config(dir.path()));
+        let intent = |n: u64| {
+            let mut r = with_id(n);
+            r.event = EventType::AuthnPasswordChange;
+            r.outcome = Outcome::Intent;
+            r
+        };
+        let _ = sink.append(&intent(10)).expect("append");
+        let _ = sink.append(&intent(11)).expect("append");
+        let done = with_id(12).with_detail(INTENT_DETAIL, intent(10).id.expect("id").to_string());
+        let _ = sink.append(&done).expect("append");
+        assert_eq!(sink.open_intents(), vec![intent(11)]);
+        drop(sink);
+        let (sink, _) = open(config(dir.path()));
+        assert_eq!(sink.open_intents(), vec![intent(11)]);
     }
 }

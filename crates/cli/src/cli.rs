@@ -144,7 +144,7 @@ pub(crate) struct AuditFilter {
     /// Before this time (RFC 3339).
     #[arg(long)]
     pub(crate) until: Option<String>,
-    /// Only this outcome: success, failure, error, info.
+    /// Only this outcome: success, failure, error, info, intent, unknown.
     #[arg(long)]
     pub(crate) outcome: Option<String>,
     /// Only this event type (e.g. authn_login_fail).

@@ -374,12 +374,39 @@ pub trait Counters: Send + Sync + fmt::Debug {
 
 /// Where audit records go (hash-chained files or PostgreSQL, behind the server's retry
 /// buffer). `append` returns once the records are written per the sink's durability policy.
+/// The engine holds one too, its journal: before an irreversible effect it appends the
+/// effect's intent and waits for it (`append_by`), and the effect happens only if that
+/// succeeded.
 pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Appends records in order.
     fn append(
         &self,
         records: Vec<resetline_audit::Record>,
     ) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// `append`, answered by `deadline`: `Ok` only once the records are written. A sink
+    /// that keeps records for a retry (the server's retry buffer) keeps them when the time
+    /// runs out, and gives up its own wait rather than being cancelled, so nothing is lost;
+    /// the records carry ids, so a write that completes late is not written twice. The
+    /// default cancels `append` at the deadline.
+    fn append_by(
+        &self,
+        records: Vec<resetline_audit::Record>,
+        deadline: tokio::time::Instant,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            tokio::time::timeout_at(deadline, self.append(records))
+                .await
+                .unwrap_or_else(|_| Err(BackendError::timeout("audit")))
+        })
+    }
+
+    /// The intents among the trail's recent records that no record names yet (effects whose
+    /// outcome was never written, after a crash), oldest first. Sinks that cannot tell
+    /// answer none.
+    fn open_intents(&self) -> BoxFuture<'_, Result<Vec<resetline_audit::Record>, BackendError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Flushes and closes the trail at shutdown (a final signed checkpoint for file sinks).
     fn close(&self) -> BoxFuture<'_, Result<(), BackendError>> {

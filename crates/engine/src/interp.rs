@@ -36,6 +36,7 @@ use resetline_audit::{
 };
 
 mod http;
+mod journal;
 mod reserve;
 
 tokio::task_local! {
@@ -134,6 +135,9 @@ pub struct Step {
     pub replayed: bool,
     /// Audit records of what happened in this step, in order (none for a replay).
     pub audit: Vec<Record>,
+    /// How many of `audit`'s first records the engine already wrote to its journal during
+    /// the step (with an effect's intent); the caller appends the rest.
+    pub journaled: usize,
 }
 
 /// The interpreter with its backends.
@@ -161,6 +165,9 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     /// Randomness.
     pub random: Arc<dyn Random>,
+    /// The audit journal: an effect's intent must be written here before the effect
+    /// (`interp/journal.rs`). The server points it at its audit sink.
+    pub journal: Arc<dyn crate::backend::AuditSink>,
     /// Key for keyed hashes of secrets held between webhooks (at least 32 bytes).
     pub hash_key: Arc<Secret>,
     /// Time budget for one backend call; keep well under the carrier's 15 s.
@@ -277,6 +284,7 @@ impl Engine {
                     actions: Vec::new(),
                     replayed: false,
                     audit,
+                    journaled: std::mem::take(&mut s.journaled),
                 };
             }
         };
@@ -334,6 +342,7 @@ impl Engine {
             actions: out,
             replayed: false,
             audit,
+            journaled: std::mem::take(&mut s.journaled),
         }
     }
 
@@ -373,6 +382,7 @@ impl Engine {
             actions,
             replayed: true,
             audit,
+            journaled: 0,
         }
     }
 
@@ -400,6 +410,7 @@ impl Engine {
         // Every field at once: `Record::new` would fill in the unknown account only for it
         // to be replaced, an allocation per record.
         Record {
+            id: None,
             time,
             event,
             call_id: s.call_sid.clone(),
@@ -765,6 +776,10 @@ impl Engine {
                 let body = crate::action::transcript(&said).join(" ");
                 let to = s.lookup(&path_of(&n.to.value)).unwrap_or_default();
                 let subject = self.engine_text(flow, s, "notify_email_subject", &[]);
+                let mut planned = self
+                    .record(s, Ev::NotificationSent, Out::Intent)
+                    .with_reason("sent");
+                planned.destination = masked_destination(n.channel, &to);
                 let message = OutgoingMessage {
                     channel: n.channel,
                     to,
@@ -772,7 +787,10 @@ impl Engine {
                     body: Secret::new(body),
                     status_callback: None,
                 };
-                match self.within("messages", self.messenger.send(message)).await {
+                let (intent, sent) = self.send_recorded(s, planned.clone(), message).await;
+                s.pending_audit
+                    .push(journal::sent_outcome(&intent, planned, &sent));
+                match sent {
                     Ok(_) => next(),
                     Err(e) => {
                         tracing::warn!(call = %s.call_sid, node = %node.id.value, error = ?e, "notification not sent");
@@ -987,26 +1005,14 @@ impl Engine {
             status_callback: (c.channel == resetline_flow::model::Channel::Sms)
                 .then(|| format!("/sms/status?call={}", s.call_sid)),
         };
-        let destination = masked_destination(c.channel, &message.to);
-        let sent = self.within("messages", self.messenger.send(message)).await;
-        let mut rec = self
-            .record(s, Ev::AuthnTokenCreated, Out::Success)
-            .with_factor(factor(c.channel));
-        if let Some(d) = destination {
-            rec = rec.with_destination(d);
-        }
-        match &sent {
-            Ok(_) => rec = rec.with_reason(if o.sends > 0 { "resend" } else { "sent" }),
-            Err(SendError::Undeliverable { .. }) => {
-                rec.outcome = Out::Failure;
-                rec = rec.with_reason("undeliverable");
-            }
-            Err(SendError::Backend(e)) => {
-                rec.outcome = Out::Error;
-                rec = rec.with_reason(if e.timeout { "timeout" } else { "backend" });
-            }
-        }
-        s.pending_audit.push(rec);
+        let mut planned = self
+            .record(s, Ev::AuthnTokenCreated, Out::Intent)
+            .with_factor(factor(c.channel))
+            .with_reason(if o.sends > 0 { "resend" } else { "sent" });
+        planned.destination = masked_destination(c.channel, &message.to);
+        let (intent, sent) = self.send_recorded(s, planned.clone(), message).await;
+        s.pending_audit
+            .push(journal::sent_outcome(&intent, planned, &sent));
         match sent {
             Ok(sent) => {
                 o.sends += 1;
@@ -1700,24 +1706,34 @@ impl Engine {
             body: Secret::new(body),
             status_callback: None,
         };
-        if to.is_empty()
-            || self
-                .within("messages", self.messenger.send(message))
-                .await
-                .is_err()
-        {
+        // One intent covers the delivery and the change that follows it.
+        let planned = self
+            .record(s, Ev::AuthnPasswordChange, Out::Intent)
+            .with_reason("generated");
+        let (intent, delivered) = if to.is_empty() {
+            (None, false)
+        } else {
+            let (intent, sent) = self.send_recorded(s, planned, message).await;
+            (Some(intent), sent.is_ok())
+        };
+        if !delivered {
             tracing::info!(call = %s.call_sid, node = %node.id.value, "generated password not delivered; nothing changed");
-            self.audit(
-                s,
-                Ev::AuthnPasswordChangeFail,
-                Out::Failure,
-                "not_delivered",
-            );
+            let (outcome, why) = match &intent {
+                Some(i) if !i.recorded => (Out::Error, "audit_unavailable"),
+                _ => (Out::Failure, "not_delivered"),
+            };
+            let r = self
+                .record(s, Ev::AuthnPasswordChangeFail, outcome)
+                .with_reason(why);
+            s.pending_audit.push(match intent {
+                Some(i) => i.names(r),
+                None => r,
+            });
             self.say_key(flow, s, "password_not_delivered", out);
             return Flowing::Outcome("failed");
         }
         match self
-            .apply_secret(flow, s, node, &account, &password, "generated")
+            .apply_secret(flow, s, node, &account, &password, "generated", intent)
             .await
         {
             Applied::Set => node
@@ -1732,10 +1748,12 @@ impl Engine {
         }
     }
 
-    /// Sets `secret` at the directory for `account` within the step's time, audits the result
-    /// (success reason `reason`) and maps it: set, refused by the directory (with the prompt
-    /// key that speaks why), or an outcome edge (`locked`, `error`). The one place a new
-    /// secret reaches the directory.
+    /// Sets `secret` at the directory for `account` within the step's time, after recording
+    /// its intent (or under `intent`, recorded already), audits the result (success reason
+    /// `reason`) and maps it: set, refused by the directory (with the prompt key that speaks
+    /// why), or an outcome edge (`locked`, `error`). The one place a new secret reaches the
+    /// directory.
+    #[allow(clippy::too_many_arguments)] // the change, and the intent it may already have
     async fn apply_secret(
         &self,
         flow: &Flow,
@@ -1744,14 +1762,20 @@ impl Engine {
         account: &str,
         secret: &Secret,
         reason: &str,
+        intent: Option<journal::Intent>,
     ) -> Applied {
-        let result = self
-            .within("directory", self.directory.set_secret(account, secret))
-            .await;
+        let planned = self
+            .record(s, Ev::AuthnPasswordChange, Out::Intent)
+            .with_reason(reason);
+        let (intent, result) = self.set_recorded(s, intent, planned, account, secret).await;
+        let audit = |s: &mut Session, event, outcome, why: &str| {
+            let r = intent.names(self.record(s, event, outcome).with_reason(why));
+            s.pending_audit.push(r);
+        };
         match result {
             Ok(()) => {
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
-                self.audit(s, Ev::AuthnPasswordChange, Out::Success, reason);
+                audit(s, Ev::AuthnPasswordChange, Out::Success, reason);
                 Applied::Set
             }
             Err(SetSecretError::Rejected { prompt, reason }) => {
@@ -1767,7 +1791,7 @@ impl Engine {
                     .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
                     .with_reason("directory_rejected")
                     .with_detail("spoken", &prompt);
-                s.pending_audit.push(r);
+                s.pending_audit.push(intent.names(r));
                 Applied::Refused(if self.has_prompt(flow, s, &prompt) {
                     prompt
                 } else {
@@ -1775,21 +1799,16 @@ impl Engine {
                 })
             }
             Err(SetSecretError::Locked) => {
-                self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
+                audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
                 Applied::Outcome("locked")
             }
             Err(SetSecretError::Backend(e)) => {
                 tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the new secret failed");
-                self.audit(
-                    s,
-                    Ev::AuthnPasswordChangeFail,
-                    Out::Error,
-                    if e.timeout {
-                        "timeout_outcome_unknown"
-                    } else {
-                        "backend"
-                    },
-                );
+                let why = match journal::backend_reason(&e) {
+                    "timeout" => "timeout_outcome_unknown",
+                    other => other,
+                };
+                audit(s, Ev::AuthnPasswordChangeFail, Out::Error, why);
                 Applied::Outcome("error")
             }
         }
@@ -1834,7 +1853,10 @@ impl Engine {
                 .lookup(&[x.account.value.clone(), "id".into()])
                 .unwrap_or_default();
             s.pending_secret = None;
-            return match self.apply_secret(flow, s, node, &account, &d, "set").await {
+            return match self
+                .apply_secret(flow, s, node, &account, &d, "set", None)
+                .await
+            {
                 Applied::Set => node
                     .next
                     .as_ref()

@@ -335,6 +335,10 @@ pub struct Session<L = Last> {
     /// Audit records of the step in progress; taken into `Step::audit`, never stored.
     #[serde(skip)]
     pub pending_audit: Vec<resetline_audit::Record>,
+    /// How many of `pending_audit` went to the journal already (with an effect's intent);
+    /// taken into `Step::journaled`, never stored.
+    #[serde(skip)]
+    pub journaled: usize,
 }
 
 impl<L> Session<L> {
@@ -362,6 +366,7 @@ impl<L> Session<L> {
             waiting_since_ms,
             account,
             pending_audit,
+            journaled,
             last,
         } = self;
         Session {
@@ -386,6 +391,7 @@ impl<L> Session<L> {
             waiting_since_ms,
             account,
             pending_audit,
+            journaled,
             last: last.map(f),
         }
     }
@@ -424,6 +430,7 @@ impl Session {
             waiting_since_ms: None,
             account: None,
             pending_audit: Vec::new(),
+            journaled: 0,
         }
     }
 

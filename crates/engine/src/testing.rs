@@ -500,7 +500,8 @@ impl crate::backend::Counters for BrokenCounters {
 
 /// An audit sink that keeps records in memory (tests; the demo and `serve` write files).
 /// `failing()` makes every write fail, to test that calls go on and readiness drops;
-/// `set_failing` switches that on and off (a sink that fails, then recovers).
+/// `set_failing` switches that on and off (a sink that fails, then recovers). Like the real
+/// sinks it writes a record id once: a retried record is not kept twice.
 #[derive(Debug, Default)]
 pub struct MemoryAudit {
     records: Mutex<Vec<resetline_audit::Record>>,
@@ -539,16 +540,30 @@ impl crate::backend::AuditSink for MemoryAudit {
             if self.fails() {
                 return Err(BackendError::new("audit", "disk full"));
             }
-            self.records
+            let mut kept = self
+                .records
                 .lock()
-                .map_err(|_| BackendError::new("audit", "poisoned"))?
-                .extend(records);
+                .map_err(|_| BackendError::new("audit", "poisoned"))?;
+            for record in records {
+                let seen = record.id.is_some() && kept.iter().any(|r| r.id == record.id);
+                if !seen {
+                    kept.push(record);
+                }
+            }
             Ok(())
         })
     }
 
     fn healthy(&self) -> bool {
         !self.fails()
+    }
+
+    fn open_intents(&self) -> BoxFuture<'_, Result<Vec<resetline_audit::Record>, BackendError>> {
+        let mut open = resetline_audit::OpenIntents::default();
+        for (seq, record) in self.records().iter().enumerate() {
+            open.see(seq as u64 + 1, record);
+        }
+        Box::pin(async move { Ok(open.open()) })
     }
 }
 
@@ -648,7 +663,8 @@ impl crate::backend::HttpActions for ScriptedHttp {
 /// An engine on these doubles, for tests that drive the server or a whole call: the directory
 /// holds `users`, recording is acknowledged, messages and tickets stay in memory (all logging
 /// to `log`), no `http` backends, no send counters, `lockouts` as given (the memory one lives
-/// in `resetline-store`), a fixed 32-byte hash key, 500 ms per backend call and 12 s per step.
+/// in `resetline-store`), a journal in memory, a fixed 32-byte hash key, 500 ms per backend
+/// call and 12 s per step.
 /// Change a field with struct update syntax: `Engine { counters, ..testing::engine(..) }`.
 pub fn engine(
     users: Vec<MemoryUser>,
@@ -669,6 +685,7 @@ pub fn engine(
         limits: Default::default(),
         clock,
         random: Arc::new(crate::OsRandom),
+        journal: Arc::new(MemoryAudit::default()),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_millis(500),
         step_budget: Duration::from_secs(12),

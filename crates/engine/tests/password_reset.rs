@@ -357,8 +357,8 @@ async fn spanish_callers_hear_spanish() {
     );
 }
 
-/// Exactly one audit record per event, in order; a retried webhook adds none; no record holds
-/// the code, the PIN or a full phone number.
+/// One audit record per event (two for an effect: its intent and its outcome), in order; a
+/// retried webhook adds none; no record holds the code, the PIN or a full phone number.
 #[tokio::test]
 async fn the_audit_trail_of_a_reset_by_sms() {
     let r = reference();
@@ -396,17 +396,26 @@ async fn the_audit_trail_of_a_reset_by_sms() {
         vec![
             ("session_created", "info", "incoming_call"),
             ("identify", "success", "found"),
+            ("authn_token_created", "intent", "sent"),
             ("authn_token_created", "success", "sent"),
             ("authn_login_success", "success", "verified"),
             ("recording_paused", "success", "paused"),
             ("authn_password_change_fail", "failure", "policy"),
+            ("authn_password_change", "intent", "set"),
             ("authn_password_change", "success", "set"),
             ("recording_resumed", "info", "resumed"),
+            ("notification_sent", "intent", "sent"),
+            ("notification_sent", "success", "sent"),
             ("ticket_opened", "success", "recorded"),
             ("call_ended", "info", "reset_done"),
         ]
     );
-    let sent = &events[2];
+    // Each effect's outcome names its intent, whose id is unique.
+    for (intent, outcome) in [(2, 3), (7, 8), (10, 11)] {
+        let id = events[intent].id.expect("an intent has an id").to_string();
+        assert_eq!(events[outcome].details.get("intent"), Some(&id));
+    }
+    let sent = &events[3];
     assert_eq!(
         sent.destination.as_ref().map(|d| d.as_str()),
         Some("***0199")
@@ -418,7 +427,7 @@ async fn the_audit_trail_of_a_reset_by_sms() {
         Some("***0100")
     );
     assert_eq!(
-        events[5].details.get("rule").map(String::as_str),
+        events[6].details.get("rule").map(String::as_str),
         Some("sequential")
     );
     let all = format!("{events:?}");

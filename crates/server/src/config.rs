@@ -152,6 +152,7 @@ struct RawAudit {
     on_failure: String,
     #[serde(default = "default_buffer_records")]
     buffer_records: usize,
+    spill_dir: Option<PathBuf>,
 }
 
 fn default_audit_kind() -> String {
@@ -432,6 +433,10 @@ pub struct AuditConfig {
     pub on_failure: crate::audit::OnFailure,
     /// Most records kept for a retry while the sink is down (default 10,000).
     pub buffer_records: usize,
+    /// Where records waiting for a retry are kept on disk, so a crash does not lose them
+    /// (default: `<dir>/spill` for files, `audit-spill` next to the configuration for
+    /// PostgreSQL).
+    pub spill_dir: PathBuf,
 }
 
 /// Where audit records are stored.
@@ -775,6 +780,11 @@ fn validate(
             raw.audit.chain
         ));
     }
+    let spill_dir = match (&raw.audit.spill_dir, &raw.audit.dir) {
+        (Some(dir), _) => resolve(dir),
+        (None, Some(dir)) if raw.audit.kind == "file" => resolve(dir).join("spill"),
+        (None, _) => resolve(Path::new("audit-spill")),
+    };
     let audit_storage = match (raw.audit.kind.as_str(), raw.audit.dir, raw.audit.url_env) {
         ("file", Some(dir), None) => Some(AuditStorage::File { dir: resolve(&dir) }),
         ("file", None, _) => {
@@ -996,6 +1006,7 @@ fn validate(
                 retention_days: raw.audit.retention_days,
                 on_failure,
                 buffer_records: raw.audit.buffer_records,
+                spill_dir,
             },
             sms,
             email,
@@ -1766,6 +1777,21 @@ mod tests {
         assert_eq!(c.audit.retention_days, 365);
         assert_eq!(c.audit.on_failure, crate::audit::OnFailure::Continue);
         assert_eq!(c.audit.buffer_records, 10_000);
+        assert_eq!(
+            c.audit.spill_dir,
+            dir.path().join("audit/spill"),
+            "the spill defaults to a directory beside the audit files"
+        );
+        let elsewhere = GOOD.replace(
+            "audit: { dir: audit, key_env: KEY }",
+            "audit: { dir: audit, key_env: KEY, spill_dir: /var/lib/resetline/spill }",
+        );
+        let c = load(&write(dir.path(), &elsewhere), &env).expect("config");
+        assert_eq!(
+            c.audit.spill_dir,
+            Path::new("/var/lib/resetline/spill"),
+            "as configured"
+        );
 
         let pg = GOOD.replace(
             "audit: { dir: audit, key_env: KEY }",
@@ -1782,6 +1808,7 @@ mod tests {
         }
         assert_eq!(c.audit.on_failure, crate::audit::OnFailure::Refuse);
         assert_eq!(c.audit.retention_days, 30);
+        assert_eq!(c.audit.spill_dir, dir.path().join("audit-spill"));
 
         let text = load(&write(dir.path(), &pg), &env)
             .expect_err("unset url")

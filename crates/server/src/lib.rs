@@ -125,7 +125,9 @@ impl RefusalBudget {
 }
 
 impl AppState {
-    /// Builds the state. `engine.catalogs` is replaced per flow version by the registry's.
+    /// Builds the state. `engine.catalogs` is replaced per flow version by the registry's,
+    /// and `engine.journal` is `audit`: a step's intents and its other records go to one
+    /// sink, in order.
     pub fn new(
         public_url: &str,
         auth_token: Secret,
@@ -138,7 +140,10 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 check: WebhookCheck::new(public_url, &auth_token),
-                engine,
+                engine: Engine {
+                    journal: audit.clone(),
+                    ..engine
+                },
                 flows,
                 store,
                 audit,
@@ -794,7 +799,7 @@ async fn status(state: &AppState, flow_id: &str, arrived: &Arrived) -> Response 
                     ..state.inner.engine.clone()
                 };
                 let was_open = session.ended.is_none();
-                let step = guard
+                let mut step = guard
                     .renewing(std::pin::pin!(engine.step(
                         &loaded.flow,
                         &mut session,
@@ -807,7 +812,7 @@ async fn status(state: &AppState, flow_id: &str, arrived: &Arrived) -> Response 
                 if let Err(e) = save(state, &loaded.flow, session, revision, &mut guard).await {
                     tracing::warn!(error = %e, "could not record the hang-up");
                 }
-                append_audit(state, step.audit, guard.tail()).await;
+                append_audit(state, unjournaled(&mut step), guard.tail()).await;
             }
             drop(guard); // and with it the call's lock, unless another request waits for it
             StatusCode::NO_CONTENT.into_response()
@@ -1022,7 +1027,7 @@ async fn finish_step(
     flow: &resetline_flow::Flow,
     session: resetline_engine::Session,
     revision: u64,
-    step: resetline_engine::Step,
+    mut step: resetline_engine::Step,
     guard: &mut CallGuard,
 ) -> Response {
     ended_metric(state, &session, &step.actions, step.replayed);
@@ -1040,12 +1045,18 @@ async fn finish_step(
         // What the step did happened, saved or not: it is always audited. Still under the
         // call's local lock (the caller holds the guard), so a call's records reach the audit
         // sink in step order.
-        append_audit(state, step.audit, guard.tail()).await;
+        append_audit(state, unjournaled(&mut step), guard.tail()).await;
         if let Err(e) = saved {
             return store_trouble(state, flow_id, &session_sid, &e).await;
         }
     }
     twiml_response(render::twiml(state.inner.check.public_url(), &step.actions))
+}
+
+/// A step's audit records the engine did not write to its journal already.
+fn unjournaled(step: &mut resetline_engine::Step) -> Vec<resetline_audit::Record> {
+    let journaled = std::mem::take(&mut step.journaled).min(step.audit.len());
+    step.audit.split_off(journaled)
 }
 
 /// Appends records; a failure is logged and counted (the call goes on). With the call's

@@ -884,13 +884,17 @@ async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() 
     assert!(expected.len() >= 4, "{expected:?}");
 
     let memory = Arc::new(resetline_engine::testing::MemoryAudit::default());
-    let buffered = Arc::new(Buffered::new(
-        memory.clone(),
-        BufferPolicy {
-            capacity: 100,
-            on_failure: OnFailure::Refuse,
-        },
-    ));
+    let buffered = Arc::new(
+        Buffered::new(
+            memory.clone(),
+            BufferPolicy {
+                capacity: 100,
+                on_failure: OnFailure::Refuse,
+            },
+            &resetline_engine::OsRandom,
+        )
+        .expect("ids"),
+    );
     let (state, _, store, _) = rig_sink(&root().join("flows"), buffered.clone());
     assert_eq!(admin(&state, "/readyz").await.0, StatusCode::OK);
 

@@ -158,6 +158,7 @@ impl Lab {
             lockouts: Arc::new(MemoryLockouts::new()),
             clock: clock_dyn.clone(),
             random: Arc::new(OsRandom),
+            journal: audit.clone(),
             hash_key: Arc::new(Secret::new("simulator-hash-key-0123456789abcdef")),
             budget: Duration::from_secs(4),
             step_budget: Duration::from_secs(12),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use resetline_audit::Spill;
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
     SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -47,6 +48,8 @@ struct Setup {
     outbox: Option<Arc<Outbox>>,
     audit: AuditOpen,
     audit_policy: BufferPolicy,
+    /// Where the retry buffer spills: directory, chain, key.
+    audit_spill: (PathBuf, String, resetline_audit::AuditKey),
     retention_days: Option<u32>,
     limits: resetline_engine::SendLimits,
     flows_dir: PathBuf,
@@ -148,10 +151,15 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         }
         None => Arc::new(NoTickets),
     };
+    let audit_key = resetline_audit::AuditKey::new(cfg.audit.key.expose().as_bytes())
+        .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     let audit = match &cfg.audit.storage {
-        AuditStorage::File { dir } => {
-            AuditOpen::Ready(Arc::new(open_audit(dir, &cfg.audit.chain, &cfg.audit.key)?))
-        }
+        AuditStorage::File { dir } => AuditOpen::Ready(Arc::new(open_audit(
+            dir,
+            &cfg.audit.chain,
+            &audit_key,
+            cfg.audit.buffer_records,
+        )?)),
         AuditStorage::Postgres { url } => AuditOpen::Postgres(Box::new((
             resetline_audit_postgres::PgConfig {
                 db: resetline_audit_postgres::parse_url(url.expose())
@@ -160,8 +168,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("audit chain: {e}"))?,
                 checkpoint_every: 1000,
             },
-            resetline_audit::AuditKey::new(cfg.audit.key.expose().as_bytes())
-                .map_err(|e| anyhow::anyhow!("audit key: {e}"))?,
+            audit_key.clone(),
         ))),
     };
     if cfg.sms.is_none() || cfg.email.is_none() || cfg.tickets.is_none() {
@@ -191,6 +198,11 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             capacity: cfg.audit.buffer_records,
             on_failure: cfg.audit.on_failure,
         },
+        audit_spill: (
+            cfg.audit.spill_dir.clone(),
+            cfg.audit.chain.clone(),
+            audit_key,
+        ),
         retention_days: Some(cfg.audit.retention_days),
         limits: resetline_engine::SendLimits {
             sms_prefixes: cfg.sms_prefixes.clone(),
@@ -237,7 +249,14 @@ pub(crate) fn demo(
         Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
     };
     let audit_key = Secret::new(hex(32)?);
-    let audit = open_audit(&audit_dir, "resetline", &audit_key)?;
+    let key = resetline_audit::AuditKey::new(audit_key.expose().as_bytes())
+        .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+    let audit = open_audit(
+        &audit_dir,
+        "resetline",
+        &key,
+        BufferPolicy::default().capacity,
+    )?;
     eprintln!(
         "  Audit trail: {} (check it while the demo runs: RESETLINE_AUDIT_KEY={} resetline audit verify {})",
         audit_dir.display(),
@@ -262,6 +281,7 @@ pub(crate) fn demo(
         outbox: Some(outbox),
         audit: AuditOpen::Ready(Arc::new(audit)),
         audit_policy: BufferPolicy::default(),
+        audit_spill: (audit_dir.join("spill"), "resetline".into(), key),
         retention_days: None,
         limits: Default::default(),
         flows_dir: flows.to_path_buf(),
@@ -305,19 +325,62 @@ impl AuditOpen {
     }
 }
 
-/// Opens (or resumes) the hash-chained audit files and starts their writer thread.
-fn open_audit(dir: &Path, chain: &str, key: &Secret) -> anyhow::Result<FileAudit> {
+/// Opens (or resumes) the hash-chained audit files and starts their writer thread. The sink
+/// remembers the ids of at least four retry buffers' worth of records, so a record the
+/// buffer (or its spill) retries is recognised as written.
+fn open_audit(
+    dir: &Path,
+    chain: &str,
+    key: &resetline_audit::AuditKey,
+    buffer_records: usize,
+) -> anyhow::Result<FileAudit> {
     let chain =
         resetline_audit::ChainId::new(chain).map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;
-    let key = resetline_audit::AuditKey::new(key.expose().as_bytes())
-        .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
-    let (audit, report) = FileAudit::open(resetline_audit::SinkConfig::new(dir, chain), key)
+    let config = resetline_audit::SinkConfig {
+        recent_ids: buffer_records.saturating_mul(4).max(100_000),
+        ..resetline_audit::SinkConfig::new(dir, chain)
+    };
+    let (audit, report) = FileAudit::open(config, key.clone())
         .map_err(|e| anyhow::anyhow!("audit trail in {}: {e}", dir.display()))?;
     for torn in &report.torn {
         tracing::warn!(?torn, "a torn last audit line (crash) was moved aside");
     }
     tracing::info!(dir = %dir.display(), resumes_after = report.last_seq, "audit trail open");
     Ok(audit)
+}
+
+/// The audit sink behind the retry buffer and its spill. Before anything is served, what
+/// the last run spilled is written, then an `outcome_unknown` record for every effect a
+/// crash cut short (while the sink is down, the retry task does both first).
+async fn open_buffer(
+    audit: AuditOpen,
+    policy: BufferPolicy,
+    (dir, chain, key): &(PathBuf, String, resetline_audit::AuditKey),
+    clock: Arc<SystemClock>,
+) -> anyhow::Result<Arc<Buffered>> {
+    let sink = audit.open().await?;
+    let buffered =
+        Buffered::new(sink, policy, &OsRandom).map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+    let (spill, found) = Spill::open(dir, chain, key.clone())
+        .with_context(|| format!("audit spill in {}", dir.display()))?;
+    if found.torn_bytes > 0 {
+        tracing::warn!(dir = %dir.display(), bytes = found.torn_bytes, "a torn last line of the audit spill (crash while spilling) was cut off");
+    }
+    if !found.records.is_empty() {
+        tracing::warn!(
+            records = found.records.len(),
+            "audit records the last run could not write are written first"
+        );
+    }
+    let buffered = Arc::new(buffered.with_spill(spill, found.records));
+    let waiting = buffered.recover(clock).await;
+    if waiting > 0 {
+        tracing::error!(
+            waiting,
+            "the audit sink is down at start; spilled records wait for a retry"
+        );
+    }
+    Ok(buffered)
 }
 
 /// Retention: purges records older than `days` a minute after start, then every 6 hours.
@@ -376,7 +439,13 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| format!("http://{addr}"));
         let clock = Arc::new(SystemClock);
         let shared = Shared::open(&setup, clock.clone())?;
-        let buffered = Arc::new(Buffered::new(setup.audit.open().await?, setup.audit_policy));
+        let buffered = open_buffer(
+            setup.audit,
+            setup.audit_policy,
+            &setup.audit_spill,
+            clock.clone(),
+        )
+        .await?;
         let _retry = buffered.spawn_retry(Duration::from_secs(1));
         let audit: Arc<dyn AuditSink> = buffered;
         if let Some(days) = setup.retention_days {
@@ -394,6 +463,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             lockouts: shared.lockouts.clone(),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
+            journal: audit.clone(),
             hash_key: Arc::new(setup.hash_key.clone()),
             budget: setup.budget,
             step_budget: Duration::from_secs(12),

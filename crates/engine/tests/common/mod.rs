@@ -56,6 +56,8 @@ pub struct Options {
     pub http: Option<Arc<dyn HttpActions>>,
     /// The directory itself (replaces the in-memory one built from `users`).
     pub directory: Option<Arc<dyn Directory>>,
+    /// The audit journal (default: in memory).
+    pub journal: Option<Arc<dyn AuditSink>>,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             budgets: None,
             http: None,
             directory: None,
+            journal: None,
         }
     }
 }
@@ -147,6 +150,10 @@ pub fn rig_with(o: Options, flow: Flow) -> Rig {
         },
         clock: Arc::new(clock.clone()),
         random: Arc::new(OsRandom),
+        journal: o
+            .journal
+            .clone()
+            .unwrap_or_else(|| Arc::new(resetline_engine::testing::MemoryAudit::default())),
         hash_key: Arc::new(Secret::new("test-key-test-key-test-key-test-key")),
         budget: o.budgets.map_or(Duration::from_millis(200), |b| b.0),
         step_budget: o.budgets.map_or(Duration::from_secs(12), |b| b.1),

@@ -101,6 +101,7 @@ pub fn engine(dir: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
         recording: Arc::new(Acknowledged),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
+        journal: Arc::new(resetline_engine::testing::MemoryAudit::default()),
         hash_key: Arc::new(Secret::new("k".repeat(32))),
         budget: Duration::from_secs(4),
         step_budget: Duration::from_secs(12),

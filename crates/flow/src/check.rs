@@ -2,7 +2,8 @@
 //!
 //! Passes: settings, targets, kinds (next / outcomes / per-kind rules), secure sections,
 //! variables and templates (secrets, masking), prompts against the locale catalogs, and the
-//! graph passes (reachability, cycles without input, unbounded retries, verification factors).
+//! graph passes (reachability, cycles without input, unbounded retries, no new code sent by
+//! itself after the last wrong one, verification factors).
 //! Invariant: the checker reports every problem it can see in one run; a pass never assumes an
 //! earlier pass succeeded (a missing target is skipped by later passes, not unwrapped).
 
@@ -16,6 +17,10 @@ use crate::prompts::Catalogs;
 use crate::span::{Span, Spanned};
 use crate::spec::{self, Handling, Next};
 use crate::template::{Expr, Template};
+
+mod contact;
+
+use contact::field_ty;
 
 /// Longest a one-time code may live (NIST SP 800-63B 5.1.3.2 as adopted in security.md).
 const MAX_CODE_TTL: Duration = Duration::from_secs(600);
@@ -33,6 +38,10 @@ enum VarTy {
     Ticket,
     /// Text (from `set`, HTTP mapping, builtins).
     Text,
+    /// A full phone number or email: a record's `mobile` or `email`, `caller.number`, or a
+    /// variable that may hold one of them unmasked. It leaves the engine only through `last4`
+    /// or `mask`; like a secret, the type follows the value through `set` and `http`.
+    Contact,
     /// Bound by a node that failed to load: not checked further.
     Unknown,
 }
@@ -48,11 +57,36 @@ enum Site {
     HttpBody(String),
 }
 
+impl Site {
+    /// Where a full contact value would leave the engine: spoken or texted, written into a
+    /// ticket, or put in a URL or header (kept by proxies and access logs). `set` values and
+    /// `directory.find` values stay inside; an HTTP body goes to the flow's own backend, and
+    /// what comes back is typed as contact (`contact_flow`).
+    fn exposes_contact(&self) -> bool {
+        match self {
+            Site::Prompt => true,
+            Site::Field(f) => matches!(*f, "summary" | "details" | "url" | "headers"),
+            Site::HttpBody(_) => false,
+        }
+    }
+
+    /// The site in words, for messages.
+    fn place(&self) -> String {
+        match self {
+            Site::Prompt => "a prompt".to_string(),
+            Site::Field(f @ ("summary" | "details")) => format!("the ticket's `{f}`"),
+            Site::Field(f) => format!("`{f}`"),
+            Site::HttpBody(p) => format!("HTTP body field `{p}`"),
+        }
+    }
+}
+
 pub(crate) fn check(flow: &Flow, catalogs: Option<&Catalogs>) -> Vec<Diagnostic> {
     let mut c = Checker {
         flow,
         diags: Vec::new(),
         vars: HashMap::new(),
+        contact_from: HashMap::new(),
     };
     c.settings();
     c.targets();
@@ -71,6 +105,8 @@ struct Checker<'f> {
     flow: &'f Flow,
     diags: Vec<Diagnostic>,
     vars: HashMap<String, (VarTy, Span)>,
+    /// Variables typed `Contact` by a node that set them: how, as a note for the diagnostic.
+    contact_from: HashMap<String, String>,
 }
 
 impl<'f> Checker<'f> {
@@ -554,6 +590,7 @@ impl<'f> Checker<'f> {
             self.vars
                 .insert(builtin.0.to_string(), (VarTy::Text, Span::default()));
         }
+        self.contact_flow();
     }
 
     /// The type of a path, reporting unknown variables and fields. `None` when unknown.
@@ -594,11 +631,7 @@ impl<'f> Checker<'f> {
                 None
             }
             (Some(f), Some(field), 2) if f.contains(&field.as_str()) => {
-                Some(if ty == VarTy::Record && field == "id" {
-                    VarTy::Text
-                } else {
-                    ty
-                })
+                Some(field_ty(root, ty, field))
             }
             (Some(f), Some(field), _) => {
                 let hint = did_you_mean(field, f.iter().copied());
@@ -674,13 +707,14 @@ impl<'f> Checker<'f> {
                     (Site::HttpBody(p), Kind::Http(h)) => h.secrets.iter().any(|s| s.value == *p),
                     _ => false,
                 };
-                if !allowed {
+                if allowed {
+                    self.secret_section(node, &e.path[0], span);
+                } else {
                     let place = match &site {
-                        Site::Prompt => "a prompt".to_string(),
-                        Site::Field(f) => format!("`{f}`"),
-                        Site::HttpBody(p) => {
-                            format!("HTTP body field `{p}`, which `secrets:` does not list")
+                        Site::HttpBody(_) => {
+                            format!("{}, which `secrets:` does not list", site.place())
                         }
+                        _ => site.place(),
                     };
                     let d = self.d(
                         Code::SecretLeak,
@@ -695,26 +729,39 @@ impl<'f> Checker<'f> {
                 }
                 continue;
             }
-            if site == Site::Prompt {
-                let contact = (ty == VarTy::Record
-                    && e.path
-                        .get(1)
-                        .is_some_and(|f| spec::CONTACT_FIELDS.contains(&f.as_str())))
-                    || dotted == "caller.number";
-                if contact && !e.filters.iter().any(|f| f.masks()) {
-                    let d = self.d(
-                        Code::UnmaskedContact,
-                        span,
-                        format!(
-                            "`{dotted}` would be spoken or texted in full (node `{}`)",
-                            node.id.value
-                        ),
-                    );
-                    d.label = Some("add `| last4` or `| mask`".into());
-                    d.notes.push("say \"the number ending in {{ user.mobile | last4 | digits }}\"; full numbers never leave the engine".into());
-                }
+            if ty == VarTy::Contact
+                && site.exposes_contact()
+                && !e.filters.iter().any(|f| f.masks())
+            {
+                self.contact_leak(node, &site, e, span);
             }
         }
+    }
+
+    /// A secret leaves only from the secure section whose `gather` collected it: outside it,
+    /// recording runs again and the section's guarantees no longer hold.
+    fn secret_section(&mut self, node: &Node, var: &str, span: Span) {
+        let flow = self.flow;
+        let collected = flow.nodes.iter().find_map(|g| match &g.kind {
+            Kind::Gather(x) if x.secret && x.into.value == var && g.section != node.section => {
+                g.section.clone()
+            }
+            _ => None,
+        });
+        let Some(section) = collected else { return };
+        let msg = match &node.section {
+            None => format!(
+                "secret `{var}` is collected in secure section `{section}`, and node `{}` sends it from outside any section",
+                node.id.value
+            ),
+            Some(other) => format!(
+                "secret `{var}` is collected in secure section `{section}`, and node `{}` sends it from section `{other}`",
+                node.id.value
+            ),
+        };
+        let d = self.d(Code::SecretLeavesSection, span, msg);
+        d.label = Some("secret".into());
+        d.notes.push(format!("a secret may leave only from the section that collected it: move node `{}` into `{section}`, right after the `gather`", node.id.value));
     }
 
     fn templates(&mut self) {
@@ -1107,6 +1154,30 @@ impl<'f> Checker<'f> {
             d.notes.push("add `limit: { visits: 3, then: <node> }` to a node on the loop, e.g. the first prompt".into());
         }
 
+        // A dead code is replaced only when the caller asks for it.
+        for node in &flow.nodes {
+            if !matches!(node.kind, Kind::CodeVerify(_)) {
+                continue;
+            }
+            let Some(failed) = node.on("failed") else {
+                continue;
+            };
+            let Some(&to) = flow.index.get(&failed.value) else {
+                continue;
+            };
+            let Some(path) = unasked_send(flow, &adj, to) else {
+                continue;
+            };
+            let msg = format!(
+                "after the last wrong code, node `{}` sends a new code without the caller asking: {}",
+                node.id.value,
+                path_names(flow, &path)
+            );
+            let d = self.d(Code::CodeResentAfterFailure, failed.span, msg);
+            d.label = Some("reaches a `code.send` with no menu in between".into());
+            d.notes.push("the last wrong code kills the code and no new one is sent automatically (Twilio Verify 60202); offer a `menu` with a key for a new code, or go to an agent".into());
+        }
+
         // Verification factors on every path to set_secret (0-1 BFS).
         let min = flow.settings.min_factors.value;
         let n = flow.nodes.len();
@@ -1165,6 +1236,39 @@ fn path_names(flow: &Flow, path: &[usize]) -> String {
         .map(|&i| flow.nodes[i].id.value.as_str())
         .collect::<Vec<_>>()
         .join(" -> ")
+}
+
+/// A shortest path from node `from` to a `code.send` on which the caller makes no choice:
+/// menus are not passed through, nor the keys of a comfort loop.
+fn unasked_send(flow: &Flow, adj: &[Vec<(usize, EdgeRef<'_>)>], from: usize) -> Option<Vec<usize>> {
+    let mut prev: Vec<Option<usize>> = vec![None; flow.nodes.len()];
+    let mut seen = vec![false; flow.nodes.len()];
+    let mut queue = VecDeque::from([from]);
+    seen[from] = true;
+    while let Some(v) = queue.pop_front() {
+        match &flow.nodes[v].kind {
+            Kind::CodeSend(_) => {
+                let mut path = vec![v];
+                while let Some(p) = prev[*path.last()?] {
+                    path.push(p);
+                }
+                path.reverse();
+                return Some(path);
+            }
+            Kind::Menu(_) => continue,
+            _ => {}
+        }
+        let comfort = matches!(flow.nodes[v].kind, Kind::CodeVerify(_));
+        for (w, e) in &adj[v] {
+            let choice = comfort && e.label.starts_with("key ");
+            if !seen[*w] && !choice {
+                seen[*w] = true;
+                prev[*w] = Some(v);
+                queue.push_back(*w);
+            }
+        }
+    }
+    None
 }
 
 /// Every prompt reference a node kind holds.

@@ -27,7 +27,7 @@ use crate::backend::{
 use crate::clock::{Clock, Random};
 use crate::otp;
 use crate::policy::{self, Personal};
-use crate::secret::Secret;
+use crate::secret::{Secret, scrub_digits};
 use crate::session::{Answer, Last, Session, Var, Waiting};
 use crate::session::{Delivery, Otp};
 use resetline_audit::{
@@ -914,7 +914,7 @@ impl Engine {
                 Ok(())
             }
             Err(SendError::Undeliverable { code, reason }) => {
-                tracing::info!(call = %s.call_sid, node = %node_id, provider_code = ?code, reason = %reason, "destination refused");
+                tracing::info!(call = %s.call_sid, node = %node_id, provider_code = ?code, reason = %scrub_digits(&reason), "destination refused");
                 Err("undeliverable")
             }
             Err(SendError::Backend(e)) => {
@@ -1629,11 +1629,11 @@ impl Engine {
             }
             Err(SetSecretError::Rejected { prompt, reason }) => {
                 // The directory's own words; one that quotes the refused value must not put it
-                // in the log.
+                // in the log (a generated password whole, a PIN or any digit run by `scrub_digits`).
                 let reason = if secret.expose().is_empty() {
-                    reason
+                    scrub_digits(&reason)
                 } else {
-                    reason.replace(secret.expose(), "***")
+                    scrub_digits(&reason.replace(secret.expose(), "***"))
                 };
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
                 let r = self

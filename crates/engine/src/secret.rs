@@ -2,7 +2,8 @@
 //! them out of the text backends send back.
 //!
 //! Invariant: a `Secret` cannot be printed (its `Debug` says `Secret(***)` and there is no
-//! `Display`), is zeroed when dropped, and compares only in constant time. The only way to read
+//! `Display`), is zeroed when dropped, and compares only in constant time: it has no
+//! `PartialEq`, so `==` on it does not compile; [`Secret::ct_eq`] is the one comparison. The only way to read
 //! it is [`Secret::expose`], which is greppable: every call site is a place a secret leaves.
 //! Backend text (error messages, refusal reasons) may echo what it was sent, a new PIN or a
 //! code included; it reaches a log, an audit detail or a prompt only through [`scrub_digits`].
@@ -44,13 +45,13 @@ impl fmt::Debug for Secret {
     }
 }
 
-impl PartialEq for Secret {
-    fn eq(&self, other: &Self) -> bool {
+impl Secret {
+    /// Whether two secrets are equal, in constant time for equal lengths. `Secret` has no
+    /// `PartialEq`, so `==` on a secret does not compile: every comparison is this one.
+    pub fn ct_eq(&self, other: &Secret) -> bool {
         self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 }
-
-impl Eq for Secret {}
 
 /// Backend text made safe to log, audit or speak: every run of 4 or more ASCII digits (a `-`
 /// between digits continues the run, as in `555-123-0199`) is replaced by `***`. PINs and
@@ -117,8 +118,8 @@ mod tests {
 
     #[test]
     fn compares_by_value() {
-        assert_eq!(Secret::new("1234"), Secret::new("1234"));
-        assert_ne!(Secret::new("1234"), Secret::new("1235"));
-        assert_ne!(Secret::new("1234"), Secret::new("12345"));
+        assert!(Secret::new("1234").ct_eq(&Secret::new("1234")));
+        assert!(!Secret::new("1234").ct_eq(&Secret::new("1235")));
+        assert!(!Secret::new("1234").ct_eq(&Secret::new("12345")));
     }
 }

@@ -153,7 +153,7 @@ impl Directory for MemoryDirectory {
                 .map_err(|_| BackendError::new("directory", "poisoned"))?;
             Ok(users
                 .iter()
-                .any(|u| u.account.id == account && u.pin == *pin))
+                .any(|u| u.account.id == account && u.pin.ct_eq(pin)))
         })
     }
 

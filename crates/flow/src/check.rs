@@ -1178,44 +1178,35 @@ impl<'f> Checker<'f> {
             d.notes.push("the last wrong code kills the code and no new one is sent automatically (Twilio Verify 60202); offer a `menu` with a key for a new code, or go to an agent".into());
         }
 
-        // Verification factors on every path to set_secret (0-1 BFS).
+        // Verification factors of the account set, on every path to set_secret.
         let min = flow.settings.min_factors.value;
         let n = flow.nodes.len();
-        let mut dist = vec![u32::MAX; n];
-        let mut prev: Vec<Option<usize>> = vec![None; n];
-        let mut dq = VecDeque::from([start]);
-        dist[start] = 0;
-        while let Some(v) = dq.pop_front() {
-            for (w, e) in &adj[v] {
-                let cost = u32::from(e.verified);
-                let nd = dist[v].saturating_add(cost);
-                if nd < dist[*w] {
-                    dist[*w] = nd;
-                    prev[*w] = Some(v);
-                    if cost == 0 {
-                        dq.push_front(*w)
-                    } else {
-                        dq.push_back(*w)
-                    }
-                }
-            }
-        }
+        let plain = factors(flow, &adj, start, None);
+        let mut by_account: HashMap<&str, (Vec<u32>, Vec<Option<usize>>)> = HashMap::new();
         for (i, node) in flow.nodes.iter().enumerate() {
-            let Kind::SetSecret(_) = node.kind else {
+            let Kind::SetSecret(x) = &node.kind else {
                 continue;
             };
+            let account = x.account.value.as_str();
+            let (dist, prev) = by_account
+                .entry(account)
+                .or_insert_with(|| factors(flow, &adj, start, Some(account)));
             if dist[i] == u32::MAX || dist[i] >= min {
                 continue;
             }
+            // Back to where the count last started (the start or a `directory.find` of the
+            // account), then any way there from the start.
             let mut path = vec![i];
             let mut cur = i;
             while let Some(p) = prev[cur] {
                 path.push(p);
                 cur = p;
-                if path.len() > n {
+                if finds(&flow.nodes[p], account) || path.len() > n {
                     break;
                 }
             }
+            path.pop();
+            path.extend(hops(&adj, start, cur));
             path.reverse();
             let names = path_names(flow, &path);
             let got = dist[i];
@@ -1226,9 +1217,98 @@ impl<'f> Checker<'f> {
             );
             let d = self.d(Code::TooFewFactors, node.kind_span, msg);
             d.notes.push(format!("path: {names}"));
+            if plain.0[i] >= min {
+                d.notes.push(format!("only verifications of `{account}` count, made after `directory.find` last set `{account}`: a check of another record, or of the record found before, never counts for this one"));
+            }
             d.notes.push("caller ID is a claim, never a factor; pass through `code.verify` or `pin.verify` first (NIST SP 800-63B 6.1.2.3)".into());
         }
     }
+}
+
+/// The fewest successful verifications on any path from `start` to each node (`u32::MAX`
+/// when unreachable), with the predecessor on such a path. With `account`, only
+/// verifications of that record count, and a `directory.find` into it starts the count
+/// again (a check of A never counts for B found later); without, every verification counts.
+/// A label-correcting 0-1 BFS: a node is queued again whenever its count drops.
+fn factors(
+    flow: &Flow,
+    adj: &[Vec<(usize, EdgeRef<'_>)>],
+    start: usize,
+    account: Option<&str>,
+) -> (Vec<u32>, Vec<Option<usize>>) {
+    let n = flow.nodes.len();
+    let mut dist = vec![u32::MAX; n];
+    let mut prev: Vec<Option<usize>> = vec![None; n];
+    let mut dq = VecDeque::from([start]);
+    dist[start] = 0;
+    while let Some(v) = dq.pop_front() {
+        let (counts, resets) = match account {
+            None => (true, false),
+            Some(a) => (verifies(flow, &flow.nodes[v], a), finds(&flow.nodes[v], a)),
+        };
+        let base = if resets { 0 } else { dist[v] };
+        for (w, e) in &adj[v] {
+            let cost = u32::from(e.verified && counts);
+            let nd = base.saturating_add(cost);
+            if nd < dist[*w] {
+                dist[*w] = nd;
+                prev[*w] = Some(v);
+                if cost == 0 {
+                    dq.push_front(*w)
+                } else {
+                    dq.push_back(*w)
+                }
+            }
+        }
+    }
+    (dist, prev)
+}
+
+/// The nodes of a shortest path (by hops) from `start` to `to`, from `to` back to `start`.
+fn hops(adj: &[Vec<(usize, EdgeRef<'_>)>], start: usize, to: usize) -> Vec<usize> {
+    let mut parent: Vec<Option<usize>> = vec![None; adj.len()];
+    let mut seen = vec![false; adj.len()];
+    let mut queue = VecDeque::from([start]);
+    seen[start] = true;
+    while let Some(v) = queue.pop_front() {
+        if v == to {
+            break;
+        }
+        for (w, _) in &adj[v] {
+            if !seen[*w] {
+                seen[*w] = true;
+                parent[*w] = Some(v);
+                queue.push_back(*w);
+            }
+        }
+    }
+    let mut out = vec![to];
+    let mut cur = to;
+    while let Some(p) = parent[cur] {
+        out.push(p);
+        cur = p;
+    }
+    out
+}
+
+/// Whether `node` verifies the record in variable `account`: a `pin.verify` of it, or a
+/// `code.verify` of a code sent to one of its fields. A reference that names no record at all
+/// is another problem (E019, E034), reported there, so it counts here rather than cascade.
+fn verifies(flow: &Flow, node: &Node, account: &str) -> bool {
+    let of = |var: &str| var == account || !flow.nodes.iter().any(|n| finds(n, var));
+    match &node.kind {
+        Kind::PinVerify(p) => of(&p.account.value),
+        Kind::CodeVerify(v) => match flow.node(&v.from.value).map(|n| &n.kind) {
+            Some(Kind::CodeSend(s)) => of(s.to.value.split('.').next().unwrap_or_default()),
+            _ => true,
+        },
+        _ => false,
+    }
+}
+
+/// Whether `node` binds the record variable `account` (a new identification).
+fn finds(node: &Node, account: &str) -> bool {
+    matches!(&node.kind, Kind::DirectoryFind(f) if f.into.value == account)
 }
 
 fn path_names(flow: &Flow, path: &[usize]) -> String {

@@ -184,3 +184,45 @@ fn a_new_code_the_caller_chooses_in_a_menu_is_allowed() {
     let menu = "  again:\n    menu:\n      say: choose_method\n      keys: { \"1\": send, \"2\": agent }\n    on: { exhausted: agent }\n";
     assert_eq!(codes(&after_failed("again", menu)), vec![]);
 }
+
+#[test]
+fn a_pin_check_of_another_record_does_not_count_for_the_account_set() {
+    let flow = variant(
+        "    next: send\n    on: { not_found",
+        "    next: boss\n    on: { not_found",
+    )
+    .replace(
+        "  send:\n",
+        "  boss:\n    directory.find: { by: employee_id, value: \"1004217\", into: manager }\n    next: send\n    on: { not_found: agent, locked: agent, disabled: agent, not_allowed: agent }\n  send:\n",
+    )
+    .replace(
+        "    code.verify: { from: send, say: enter_code }\n    next: reset\n",
+        "    code.verify: { from: send, say: enter_code }\n    next: boss_pin\n",
+    )
+    .replace(
+        "        new_pin:\n",
+        "        boss_pin:\n          pin.verify: { say: enter_current_pin, account: manager, digits: 4..12 }\n          next: new_pin\n          on: { failed: agent, locked_out: agent }\n        new_pin:\n",
+    )
+    .replace("      start: new_pin\n", "      start: boss_pin\n")
+    .replace("    next: boss_pin\n    on: { failed: agent", "    next: reset\n    on: { failed: agent");
+    // The code to `user.mobile` counts for `user`; the manager's PIN does not add a second.
+    assert_eq!(codes(&flow), vec![]);
+    let two = flow.replace(
+        "settings: { max_call_seconds: 300,",
+        "settings: { min_factors: 2, max_call_seconds: 300,",
+    );
+    assert_eq!(codes(&two), vec![Code::TooFewFactors]);
+}
+
+#[test]
+fn a_code_check_before_a_new_identification_does_not_count() {
+    let flow = variant(
+        "    next: reset\n    on: { failed: agent, expired",
+        "    next: again\n    on: { failed: agent, expired",
+    )
+    .replace(
+        "  reset:\n",
+        "  again:\n    directory.find: { by: employee_id, value: \"{{ employee_id }}\" }\n    next: reset\n    on: { not_found: agent, locked: agent, disabled: agent, not_allowed: agent }\n  reset:\n",
+    );
+    assert_eq!(codes(&flow), vec![Code::TooFewFactors]);
+}

@@ -1092,7 +1092,7 @@ impl Engine {
                 tracing::warn!(call = %s.call_sid, error = %e, "code failures not reset");
             }
             s.otp = None;
-            s.verifications += 1;
+            s.verified(&o.account);
             s.waiting_since_ms = None;
             tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "code check");
             let r = self
@@ -1457,7 +1457,7 @@ impl Engine {
                         {
                             tracing::warn!(call = %s.call_sid, error = %e, "lockout state not reset");
                         }
-                        s.verifications += 1;
+                        s.verified(&account);
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "pin check");
                         let r = self
                             .record(s, Ev::AuthnLoginSuccess, Out::Success)
@@ -1559,6 +1559,9 @@ impl Engine {
         let account = s
             .lookup(&[x.account.value.clone(), "id".into()])
             .unwrap_or_default();
+        if self.unverified(flow, s, node, &account) {
+            return Flowing::Outcome("error");
+        }
         let to = s.lookup(&path_of(&to_path.value)).unwrap_or_default();
         let body = self.engine_text(
             flow,
@@ -1618,6 +1621,9 @@ impl Engine {
         secret: &Secret,
         reason: &str,
     ) -> Applied {
+        if self.unverified(flow, s, node, account) {
+            return Applied::Outcome("error");
+        }
         let result = self
             .within("directory", self.directory.set_secret(account, secret))
             .await;
@@ -1666,6 +1672,19 @@ impl Engine {
                 Applied::Outcome("error")
             }
         }
+    }
+
+    /// True (and audited) when the call has fewer than `min_factors` successful verifications
+    /// of `account`: the checker proves every path has them, and this keeps it so at run time
+    /// whatever the path (a check of A never lets the call set B's secret).
+    fn unverified(&self, flow: &Flow, s: &mut Session, node: &Node, account: &str) -> bool {
+        let have = s.verifications_of(account);
+        if have >= flow.settings.min_factors.value {
+            return false;
+        }
+        tracing::warn!(call = %s.call_sid, node = %node.id.value, verifications = have, "new secret refused: this account is not verified in this call");
+        self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "not_verified");
+        true
     }
 
     async fn new_secret<'f>(

@@ -240,6 +240,14 @@ fn unbacked(facts: &[Fact], min: u32) -> Option<String> {
     None
 }
 
+/// A runtime for one test (proptest cases are plain functions).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn flows() -> Vec<resetline_flow::Flow> {
     ["password-reset.yaml", "pin-reset.yaml", "reidentify.yaml"]
         .into_iter()
@@ -254,10 +262,7 @@ proptest! {
     fn no_webhook_sequence_sets_a_secret_without_verifying_that_account(
         picks in prop::collection::vec(any::<u8>(), 1..48)
     ) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = runtime();
         for flow in flows() {
             let min = flow.settings.min_factors.value;
             let facts = runtime.block_on(run_choices(&flow, &picks));
@@ -270,10 +275,7 @@ proptest! {
 /// search that never got there would prove nothing), and a set without a proof is named.
 #[test]
 fn the_property_reaches_set_secret_and_names_an_unbacked_one() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let runs: [(&str, Vec<Act>); 3] = [
         (
             "password-reset.yaml",
@@ -310,10 +312,7 @@ fn the_property_reaches_set_secret_and_names_an_unbacked_one() {
 #[test]
 fn a_code_texted_to_one_account_never_verifies_another() {
     use Act::*;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let acts = [
         Keys(A),
         Keys("1"),
@@ -353,10 +352,7 @@ fn a_pin_check_of_one_account_never_lets_the_call_set_anothers_secret() {
         compiled.diagnostics
     );
     let flow = compiled.flow.expect("flow");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let acts = [
         Keys(A),
         Keys(A_PIN),

@@ -692,7 +692,7 @@ impl Engine {
                 match self.within("messages", self.messenger.send(message)).await {
                     Ok(_) => next(),
                     Err(e) => {
-                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = ?e, "notification not sent");
+                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %scrub_digits(&format!("{e:?}")), "notification not sent");
                         match node.on("error") {
                             Some(t) => Flowing::Goto(&t.value),
                             None => next(),

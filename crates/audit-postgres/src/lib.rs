@@ -72,6 +72,7 @@ use resetline_audit::{
     AuditKey, ChainCheck, ChainHead, ChainId, Record, Report, SinkError, VerifyError,
 };
 use resetline_engine::{AuditSink, BackendError, BoxFuture};
+use subtle::ConstantTimeEq;
 use time::{Date, OffsetDateTime, UtcOffset};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
@@ -967,10 +968,12 @@ async fn verify_snapshot(
             if row.get::<_, &str>(6) != r.outcome.as_str() {
                 return Err(mismatch("outcome"));
             }
-            if row.get::<_, &str>(7) != stored.prev {
+            // MACs compare in constant time, here too (security.md check 10).
+            let same = |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes()));
+            if !same(row.get::<_, &str>(7), &stored.prev) {
                 return Err(mismatch("prev"));
             }
-            if row.get::<_, &str>(8) != stored.mac {
+            if !same(row.get::<_, &str>(8), &stored.mac) {
                 return Err(mismatch("mac"));
             }
             after = seq;

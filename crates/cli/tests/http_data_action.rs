@@ -334,7 +334,7 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
     assert!(!logs.contains(BADGE), "the secret is not logged");
     assert!(!logs.contains(SIGNING), "the signing token is not logged");
     // Step tokens masked: a random token's digits may happen to contain the badge code.
-    assert!(!support::mask_step_tokens(&answers).contains(BADGE));
+    assert!(!resetline_engine::testing::mask_step_tokens(&answers).contains(BADGE));
     let mut session = store.load(SID).await.expect("load").expect("session").0;
     session.token = 0;
     if let Some(last) = session.last.as_mut() {

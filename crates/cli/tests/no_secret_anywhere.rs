@@ -70,7 +70,7 @@ async fn post(
         .await
         .expect("body");
     let answer = String::from_utf8_lossy(&bytes);
-    answers.push_str(&support::mask_step_tokens(&answer));
+    answers.push_str(&resetline_engine::testing::mask_step_tokens(&answer));
     if answer.contains("action=\"") {
         support::next_action(&answer)
     } else {

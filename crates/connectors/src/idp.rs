@@ -146,7 +146,8 @@ pub(crate) async fn exchange(
     })
 }
 
-/// Provider text made loggable: cleaned and with phone numbers and addresses masked.
+/// Provider text made loggable: cleaned, addresses masked and digit runs of 4 or more dropped
+/// (an IdP error may quote the PIN it refused).
 pub(crate) fn loggable(text: &str) -> String {
     redact(&clean(text))
 }
@@ -220,6 +221,15 @@ fn number_after(text: &str, prefixes: &[&str]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idp_error_quoting_a_pin_keeps_no_digit_of_it() {
+        let text = loggable("PIN 58204617 rejected for +15555550199 (jane@example.com)\n");
+        assert_eq!(text, "PIN *** rejected for +*** (j***@example.com) ");
+        for part in ["5820", "4617", "0199"] {
+            assert!(!text.contains(part), "{text}");
+        }
+    }
 
     #[test]
     fn filter_values_cannot_escape_their_string() {

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use reqwest::Url;
-use resetline_engine::BackendError;
+use resetline_engine::{BackendError, scrub_digits};
 
 /// At most this much of an error body is read.
 pub(crate) const MAX_ERROR_BODY: usize = 16 * 1024;
@@ -124,11 +124,11 @@ pub(crate) fn clean(text: &str) -> String {
         .collect()
 }
 
-/// Masks what looks like an email address (first character + `***@domain`) or a phone
-/// number (a run of 7 or more digits, `+` and `-` allowed inside: `***` + last 4), as the
-/// engine masks destinations. Providers echo destinations in their error messages.
+/// Masks what looks like an email address (first character + `***@domain`) and drops every
+/// run of 4 or more digits ([`scrub_digits`], whose doc says what a run is): providers echo destinations, and may echo the
+/// code or PIN they were sent, in their error messages.
 pub(crate) fn redact(text: &str) -> String {
-    mask_phone_numbers(&mask_emails(text))
+    scrub_digits(&mask_emails(text))
 }
 
 fn mask_emails(text: &str) -> String {
@@ -166,35 +166,6 @@ fn mask_emails(text: &str) -> String {
     out
 }
 
-fn mask_phone_numbers(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let starts =
-            c.is_ascii_digit() || (c == '+' && chars.get(i + 1).is_some_and(char::is_ascii_digit));
-        if !starts {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        let mut j = i + 1;
-        while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '-') {
-            j += 1;
-        }
-        let digits: String = chars[i..j].iter().filter(|c| c.is_ascii_digit()).collect();
-        if digits.len() >= 7 {
-            out.push_str("***");
-            out.push_str(&digits[digits.len() - 4..]);
-        } else {
-            out.extend(&chars[i..j]);
-        }
-        i = j;
-    }
-    out
-}
-
 /// Twilio's error code and text from a legacy (`code`, `message`) or RFC 9457 (`code`,
 /// `detail`, `title`) body; `None` when the body is not JSON. The text is [`clean`]ed.
 pub(crate) fn twilio_error_parts(body: &[u8]) -> Option<(Option<u32>, Option<String>)> {
@@ -229,18 +200,18 @@ mod tests {
     fn redacts_numbers_and_addresses() {
         assert_eq!(
             redact("The 'To' number +15551230199 is not a valid phone number."),
-            "The 'To' number ***0199 is not a valid phone number."
+            "The 'To' number +*** is not a valid phone number."
         );
         assert_eq!(
-            redact("To 555-123-0199, code 21211"),
-            "To ***0199, code 21211"
+            redact("To 555-123-0199, code 21211, PIN 4821"),
+            "To ***, code ***, PIN ***"
         );
         assert_eq!(
             redact("5.1.1 <jane.doe@example.com>: Recipient address rejected"),
             "5.1.1 <j***@example.com>: Recipient address rejected"
         );
         assert_eq!(redact("a0123456789@x.org"), "a***@x.org");
-        assert_eq!(redact("HTTP 400 (code 21614)"), "HTTP 400 (code 21614)");
+        assert_eq!(redact("HTTP 400 (code 216)"), "HTTP 400 (code 216)");
         assert_eq!(redact("@ lone @x and y@"), "@ lone @x and y@");
         assert_eq!(redact("ünï@dömain.de"), "ü***@dömain.de");
     }

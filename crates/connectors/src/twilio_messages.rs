@@ -315,7 +315,7 @@ fn scrub(text: &str, to: &str, body: &str) -> String {
         text = text.replace(body, "[body]");
     }
     if !to.trim().is_empty() {
-        text = text.replace(to, &format!("***{}", resetline_flow::template::last4(to)));
+        text = text.replace(to, "***");
     }
     redact(&text)
 }

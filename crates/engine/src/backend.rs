@@ -7,15 +7,16 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::secret::Secret;
+use crate::secret::{Secret, scrub_digits};
 use crate::session::Session;
 
 /// A boxed, sendable future: what trait methods return so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A backend failed. The message is for logs (never includes a secret); callers hear the
-/// flow's error path.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A backend failed. The message is for logs; callers hear the flow's error path. It may
+/// quote what the backend was sent, so it is printed (`Display` and `Debug`) only through
+/// [`scrub_digits`](crate::secret::scrub_digits).
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackendError {
     /// Which backend (e.g. `directory`, `recording`).
     pub backend: &'static str,
@@ -47,7 +48,17 @@ impl BackendError {
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.backend, self.message)
+        write!(f, "{}: {}", self.backend, scrub_digits(&self.message))
+    }
+}
+
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendError")
+            .field("backend", &self.backend)
+            .field("message", &scrub_digits(&self.message))
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 

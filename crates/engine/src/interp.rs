@@ -28,7 +28,7 @@ use crate::backend::{
 use crate::clock::{Clock, Random};
 use crate::otp;
 use crate::policy::{self, Personal};
-use crate::secret::Secret;
+use crate::secret::{Secret, scrub_digits};
 use crate::session::{Answer, Last, Session, Var, Waiting};
 use crate::session::{Delivery, Otp};
 use resetline_audit::{
@@ -793,7 +793,7 @@ impl Engine {
                 match sent {
                     Ok(_) => next(),
                     Err(e) => {
-                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = ?e, "notification not sent");
+                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %scrub_digits(&format!("{e:?}")), "notification not sent");
                         match node.on("error") {
                             Some(t) => Flowing::Goto(&t.value),
                             None => next(),
@@ -1029,7 +1029,7 @@ impl Engine {
                 Ok(())
             }
             Err(SendError::Undeliverable { code, reason }) => {
-                tracing::info!(call = %s.call_sid, node = %node_id, provider_code = ?code, reason = %reason, "destination refused");
+                tracing::info!(call = %s.call_sid, node = %node_id, provider_code = ?code, reason = %scrub_digits(&reason), "destination refused");
                 Err("undeliverable")
             }
             Err(SendError::Backend(e)) => {
@@ -1214,7 +1214,7 @@ impl Engine {
                 tracing::warn!(call = %s.call_sid, error = %e, "code failures not reset");
             }
             s.otp = None;
-            s.verifications += 1;
+            s.verified(&o.account);
             s.waiting_since_ms = None;
             tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "code check");
             let r = self
@@ -1587,7 +1587,7 @@ impl Engine {
                         {
                             tracing::warn!(call = %s.call_sid, error = %e, "lockout state not reset");
                         }
-                        s.verifications += 1;
+                        s.verified(&account);
                         tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "pin check");
                         let r = self
                             .record(s, Ev::AuthnLoginSuccess, Out::Success)
@@ -1692,6 +1692,9 @@ impl Engine {
         let account = s
             .lookup(&[x.account.value.clone(), "id".into()])
             .unwrap_or_default();
+        if self.unverified(flow, s, node, &account) {
+            return Flowing::Outcome("error");
+        }
         let to = s.lookup(&path_of(&to_path.value)).unwrap_or_default();
         let body = self.engine_text(
             flow,
@@ -1764,6 +1767,9 @@ impl Engine {
         reason: &str,
         intent: Option<journal::Intent>,
     ) -> Applied {
+        if self.unverified(flow, s, node, account) {
+            return Applied::Outcome("error");
+        }
         let planned = self
             .record(s, Ev::AuthnPasswordChange, Out::Intent)
             .with_reason(reason);
@@ -1780,11 +1786,11 @@ impl Engine {
             }
             Err(SetSecretError::Rejected { prompt, reason }) => {
                 // The directory's own words; one that quotes the refused value must not put it
-                // in the log.
+                // in the log (a generated password whole, a PIN or any digit run by `scrub_digits`).
                 let reason = if secret.expose().is_empty() {
-                    reason
+                    scrub_digits(&reason)
                 } else {
-                    reason.replace(secret.expose(), "***")
+                    scrub_digits(&reason.replace(secret.expose(), "***"))
                 };
                 tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
                 let r = self
@@ -1812,6 +1818,19 @@ impl Engine {
                 Applied::Outcome("error")
             }
         }
+    }
+
+    /// True (and audited) when the call has fewer than `min_factors` successful verifications
+    /// of `account`: the checker proves every path has them, and this keeps it so at run time
+    /// whatever the path (a check of A never lets the call set B's secret).
+    fn unverified(&self, flow: &Flow, s: &mut Session, node: &Node, account: &str) -> bool {
+        let have = s.verifications_of(account);
+        if have >= flow.settings.min_factors.value {
+            return false;
+        }
+        tracing::warn!(call = %s.call_sid, node = %node.id.value, verifications = have, "new secret refused: this account is not verified in this call");
+        self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "not_verified");
+        true
     }
 
     async fn new_secret<'f>(

@@ -29,6 +29,6 @@ pub use backend::{
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step, finish_by, until};
-pub use secret::Secret;
+pub use secret::{Secret, scrub_digits};
 pub use session::{Session, Var};
 pub use vecmap::VecMap;

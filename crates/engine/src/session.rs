@@ -308,9 +308,12 @@ pub struct Session<L = Last> {
     /// Entries per node (for `limit`).
     #[serde(default)]
     pub visits: VecMap<String, u32>,
-    /// Successful verifications so far.
+    /// Successful verifications so far, all of `verified_account`.
     #[serde(default)]
     pub verifications: u32,
+    /// The account `verifications` counts for (see [`Session::verified`]).
+    #[serde(default)]
+    pub verified_account: Option<String>,
     /// When recording was paused (ms), while inside a secure section.
     #[serde(default)]
     pub recording_paused_ms: Option<u64>,
@@ -359,6 +362,7 @@ impl<L> Session<L> {
             vars,
             visits,
             verifications,
+            verified_account,
             recording_paused_ms,
             pending_secret,
             ended,
@@ -384,6 +388,7 @@ impl<L> Session<L> {
             vars,
             visits,
             verifications,
+            verified_account,
             recording_paused_ms,
             pending_secret,
             ended,
@@ -422,6 +427,7 @@ impl Session {
             vars: VecMap::new(),
             visits: VecMap::new(),
             verifications: 0,
+            verified_account: None,
             recording_paused_ms: None,
             pending_secret: None,
             ended: None,
@@ -431,6 +437,25 @@ impl Session {
             account: None,
             pending_audit: Vec::new(),
             journaled: 0,
+        }
+    }
+
+    /// Counts one successful verification of `account`. A verification of another account
+    /// than the one counted so far starts the count again: checks of A never count for B.
+    pub fn verified(&mut self, account: &str) {
+        if self.verified_account.as_deref() != Some(account) {
+            self.verified_account = Some(account.to_string());
+            self.verifications = 0;
+        }
+        self.verifications += 1;
+    }
+
+    /// Successful verifications of `account` in this call.
+    pub fn verifications_of(&self, account: &str) -> u32 {
+        if self.verified_account.as_deref() == Some(account) {
+            self.verifications
+        } else {
+            0
         }
     }
 

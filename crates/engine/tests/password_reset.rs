@@ -1,6 +1,7 @@
 //! The reference flow (`flows/password-reset.yaml`) through the interpreter: one-time codes by
-//! SMS and email, the comfort loop, resends of the same code, expiry, wrong codes, delivery
-//! failures, send caps, tickets, agent transfer, Spanish.
+//! SMS and email, the comfort loop, resends of the same code, expiry and the new code after
+//! it, used codes typed again in the same or another call, wrong codes, delivery failures,
+//! send caps, tickets, agent transfer, Spanish.
 
 mod common;
 
@@ -656,6 +657,133 @@ async fn a_right_code_wins_over_a_late_failure_report() {
         o.delivery = resetline_engine::session::Delivery::Failed;
     }
     let step = call.press(&code).await;
+    assert!(
+        said(&step).starts_with("Please enter your new PIN"),
+        "{}",
+        said(&step)
+    );
+}
+
+/// A flow that asks for the same code again after it verified (security.md check 6).
+const ASK_AGAIN: &str = r#"
+flow: ask-again
+start: identify
+settings: { max_call_seconds: 600, locales: [en-US], on_error: agent }
+nodes:
+  identify:
+    gather: { say: enter_employee_id, digits: 6..8, into: employee_id }
+    next: lookup
+    on: { exhausted: agent }
+  lookup:
+    directory.find: { by: employee_id, value: "{{ employee_id }}" }
+    next: send
+    on: { not_found: agent, locked: agent, disabled: agent, not_allowed: agent }
+  send:
+    code.send: { channel: sms, to: user.mobile, say: code_sent_email }
+    next: verify
+    on: { undeliverable: agent, rate_limited: agent }
+  verify:
+    code.verify: { from: send, say: enter_code }
+    next: again
+    on: { failed: agent, expired: agent, delivery_failed: agent }
+  again:
+    menu: { say: choose_method, keys: { "1": verify, "2": agent } }
+    on: { exhausted: agent }
+  agent:
+    transfer: { say: transferring, queue: service-desk }
+"#;
+
+/// security.md check 6: a code works once; typed again in the same call it is refused.
+#[tokio::test]
+async fn a_used_code_typed_again_in_the_same_call_is_refused() {
+    let compiled = resetline_flow::compile("ask-again.yaml", ASK_AGAIN, None);
+    assert!(compiled.is_ok(), "{:?}", compiled.diagnostics);
+    let r = common::rig_with(Options::default(), compiled.flow.expect("flow"));
+    let (mut call, _) = Call::start(&r, "CAagain").await;
+    call.press("1004217").await;
+    let code = r.messenger.last_code().expect("code");
+    let step = call.press(&code).await;
+    assert!(
+        said(&step).starts_with("To get a code by text message"),
+        "{}",
+        said(&step)
+    );
+    assert_eq!(call.session.verifications, 1);
+    let step = call.press("1").await;
+    assert_eq!(said(&step), "Please enter the 6-digit code.");
+    let step = call.press(&code).await;
+    assert_eq!(
+        said(&step),
+        "Please hold while I transfer you to the service desk.",
+        "the used code is refused"
+    );
+    assert_eq!(
+        call.session.verifications, 1,
+        "a used code never counts twice"
+    );
+    assert_eq!(r.messenger.sent().len(), 1, "no new code was sent");
+}
+
+/// security.md check 6: a code used in one call is refused in another call of the same
+/// account, whose own code still works.
+#[tokio::test]
+async fn a_used_code_typed_in_another_call_is_refused() {
+    let r = reference();
+    let mut first = to_methods(&r, "CAused1").await;
+    first.press("1").await;
+    let used = r.messenger.last_code().expect("code");
+    let step = first.press(&used).await;
+    assert!(
+        said(&step).starts_with("Please enter your new PIN"),
+        "{}",
+        said(&step)
+    );
+
+    let mut second = to_methods(&r, "CAused2").await;
+    second.press("1").await;
+    let own = r.messenger.last_code().expect("code");
+    assert_ne!(own, used, "every call gets its own code");
+    let step = second.press(&used).await;
+    assert_eq!(
+        said(&step),
+        "That code didn't work. Please try again. | Please enter the 6-digit code."
+    );
+    assert_eq!(second.session.verifications, 0);
+    let step = second.press(&own).await;
+    assert!(
+        said(&step).starts_with("Please enter your new PIN"),
+        "{}",
+        said(&step)
+    );
+}
+
+/// security.md check 8: while a code is valid a resend sends the same one (see
+/// `comfort_loop_resends_the_same_code_and_the_late_first_sms_still_works`); after expiry the
+/// next send mints a new code, and the expired one no longer works.
+#[tokio::test]
+async fn after_expiry_a_new_code_is_sent_and_the_old_one_is_refused() {
+    let r = reference();
+    let mut call = to_methods(&r, "CAexpiry").await;
+    call.press("1").await;
+    let old = r.messenger.last_code().expect("code");
+    r.clock.advance(Duration::from_secs(10 * 60 + 1));
+    let step = call.press(&old).await;
+    assert!(
+        said(&step).starts_with("That code has expired."),
+        "{}",
+        said(&step)
+    );
+    let step = call.press("1").await;
+    assert!(said(&step).starts_with("We sent a code"), "{}", said(&step));
+    assert_eq!(r.messenger.sent().len(), 2);
+    let new = r.messenger.last_code().expect("code");
+    assert_ne!(new, old, "after expiry the code is a new one");
+    let step = call.press(&old).await;
+    assert_eq!(
+        said(&step),
+        "That code didn't work. Please try again. | Please enter the 6-digit code."
+    );
+    let step = call.press(&new).await;
     assert!(
         said(&step).starts_with("Please enter your new PIN"),
         "{}",

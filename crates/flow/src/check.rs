@@ -2,8 +2,9 @@
 //!
 //! Passes: settings, targets, kinds (next / outcomes / per-kind rules), secure sections,
 //! variables and templates (secrets, masking), prompts against the locale catalogs, and the
-//! graph passes (reachability, cycles without input, unbounded retries, verification factors)
-//! and the enumeration-safe pass (`check/enumeration.rs`).
+//! graph passes (reachability, cycles without input, unbounded retries, no new code sent by
+//! itself after the last wrong one, verification factors) and the enumeration-safe pass
+//! (`check/enumeration.rs`).
 //! Invariant: the checker reports every problem it can see in one run; a pass never assumes an
 //! earlier pass succeeded (a missing target is skipped by later passes, not unwrapped).
 
@@ -18,7 +19,10 @@ use crate::span::{Span, Spanned};
 use crate::spec::{self, Handling, Next};
 use crate::template::{Expr, Template};
 
+mod contact;
 mod enumeration;
+
+use contact::field_ty;
 
 /// Longest a one-time code may live (NIST SP 800-63B 5.1.3.2 as adopted in security.md).
 const MAX_CODE_TTL: Duration = Duration::from_secs(600);
@@ -36,6 +40,10 @@ enum VarTy {
     Ticket,
     /// Text (from `set`, HTTP mapping, builtins).
     Text,
+    /// A full phone number or email: a record's `mobile` or `email`, `caller.number`, or a
+    /// variable that may hold one of them unmasked. It leaves the engine only through `last4`
+    /// or `mask`; like a secret, the type follows the value through `set` and `http`.
+    Contact,
     /// Bound by a node that failed to load: not checked further.
     Unknown,
 }
@@ -51,11 +59,36 @@ enum Site {
     HttpBody(String),
 }
 
+impl Site {
+    /// Where a full contact value would leave the engine: spoken or texted, written into a
+    /// ticket, or put in a URL or header (kept by proxies and access logs). `set` values and
+    /// `directory.find` values stay inside; an HTTP body goes to the flow's own backend, and
+    /// what comes back is typed as contact (`contact_flow`).
+    fn exposes_contact(&self) -> bool {
+        match self {
+            Site::Prompt => true,
+            Site::Field(f) => matches!(*f, "summary" | "details" | "url" | "headers"),
+            Site::HttpBody(_) => false,
+        }
+    }
+
+    /// The site in words, for messages.
+    fn place(&self) -> String {
+        match self {
+            Site::Prompt => "a prompt".to_string(),
+            Site::Field(f @ ("summary" | "details")) => format!("the ticket's `{f}`"),
+            Site::Field(f) => format!("`{f}`"),
+            Site::HttpBody(p) => format!("HTTP body field `{p}`"),
+        }
+    }
+}
+
 pub(crate) fn check(flow: &Flow, catalogs: Option<&Catalogs>) -> Vec<Diagnostic> {
     let mut c = Checker {
         flow,
         diags: Vec::new(),
         vars: HashMap::new(),
+        contact_from: HashMap::new(),
     };
     c.settings();
     c.targets();
@@ -75,6 +108,8 @@ struct Checker<'f> {
     flow: &'f Flow,
     diags: Vec<Diagnostic>,
     vars: HashMap<String, (VarTy, Span)>,
+    /// Variables typed `Contact` by a node that set them: how, as a note for the diagnostic.
+    contact_from: HashMap<String, String>,
 }
 
 impl<'f> Checker<'f> {
@@ -549,6 +584,7 @@ impl<'f> Checker<'f> {
             self.vars
                 .insert(builtin.0.to_string(), (VarTy::Text, Span::default()));
         }
+        self.contact_flow();
     }
 
     /// The type of a path, reporting unknown variables and fields. `None` when unknown.
@@ -589,11 +625,7 @@ impl<'f> Checker<'f> {
                 None
             }
             (Some(f), Some(field), 2) if f.contains(&field.as_str()) => {
-                Some(if ty == VarTy::Record && field == "id" {
-                    VarTy::Text
-                } else {
-                    ty
-                })
+                Some(field_ty(root, ty, field))
             }
             (Some(f), Some(field), _) => {
                 let hint = did_you_mean(field, f.iter().copied());
@@ -669,13 +701,14 @@ impl<'f> Checker<'f> {
                     (Site::HttpBody(p), Kind::Http(h)) => h.secrets.iter().any(|s| s.value == *p),
                     _ => false,
                 };
-                if !allowed {
+                if allowed {
+                    self.secret_section(node, &e.path[0], span);
+                } else {
                     let place = match &site {
-                        Site::Prompt => "a prompt".to_string(),
-                        Site::Field(f) => format!("`{f}`"),
-                        Site::HttpBody(p) => {
-                            format!("HTTP body field `{p}`, which `secrets:` does not list")
+                        Site::HttpBody(_) => {
+                            format!("{}, which `secrets:` does not list", site.place())
                         }
+                        _ => site.place(),
                     };
                     let d = self.d(
                         Code::SecretLeak,
@@ -690,26 +723,39 @@ impl<'f> Checker<'f> {
                 }
                 continue;
             }
-            if site == Site::Prompt {
-                let contact = (ty == VarTy::Record
-                    && e.path
-                        .get(1)
-                        .is_some_and(|f| spec::CONTACT_FIELDS.contains(&f.as_str())))
-                    || dotted == "caller.number";
-                if contact && !e.filters.iter().any(|f| f.masks()) {
-                    let d = self.d(
-                        Code::UnmaskedContact,
-                        span,
-                        format!(
-                            "`{dotted}` would be spoken or texted in full (node `{}`)",
-                            node.id.value
-                        ),
-                    );
-                    d.label = Some("add `| last4` or `| mask`".into());
-                    d.notes.push("say \"the number ending in {{ user.mobile | last4 | digits }}\"; full numbers never leave the engine".into());
-                }
+            if ty == VarTy::Contact
+                && site.exposes_contact()
+                && !e.filters.iter().any(|f| f.masks())
+            {
+                self.contact_leak(node, &site, e, span);
             }
         }
+    }
+
+    /// A secret leaves only from the secure section whose `gather` collected it: outside it,
+    /// recording runs again and the section's guarantees no longer hold.
+    fn secret_section(&mut self, node: &Node, var: &str, span: Span) {
+        let flow = self.flow;
+        let collected = flow.nodes.iter().find_map(|g| match &g.kind {
+            Kind::Gather(x) if x.secret && x.into.value == var && g.section != node.section => {
+                g.section.clone()
+            }
+            _ => None,
+        });
+        let Some(section) = collected else { return };
+        let msg = match &node.section {
+            None => format!(
+                "secret `{var}` is collected in secure section `{section}`, and node `{}` sends it from outside any section",
+                node.id.value
+            ),
+            Some(other) => format!(
+                "secret `{var}` is collected in secure section `{section}`, and node `{}` sends it from section `{other}`",
+                node.id.value
+            ),
+        };
+        let d = self.d(Code::SecretLeavesSection, span, msg);
+        d.label = Some("secret".into());
+        d.notes.push(format!("a secret may leave only from the section that collected it: move node `{}` into `{section}`, right after the `gather`", node.id.value));
     }
 
     fn templates(&mut self) {
@@ -1102,44 +1148,59 @@ impl<'f> Checker<'f> {
             d.notes.push("add `limit: { visits: 3, then: <node> }` to a node on the loop, e.g. the first prompt".into());
         }
 
-        // Verification factors on every path to set_secret (0-1 BFS).
-        let min = flow.settings.min_factors.value;
-        let n = flow.nodes.len();
-        let mut dist = vec![u32::MAX; n];
-        let mut prev: Vec<Option<usize>> = vec![None; n];
-        let mut dq = VecDeque::from([start]);
-        dist[start] = 0;
-        while let Some(v) = dq.pop_front() {
-            for (w, e) in &adj[v] {
-                let cost = u32::from(e.verified);
-                let nd = dist[v].saturating_add(cost);
-                if nd < dist[*w] {
-                    dist[*w] = nd;
-                    prev[*w] = Some(v);
-                    if cost == 0 {
-                        dq.push_front(*w)
-                    } else {
-                        dq.push_back(*w)
-                    }
-                }
+        // A dead code is replaced only when the caller asks for it.
+        for node in &flow.nodes {
+            if !matches!(node.kind, Kind::CodeVerify(_)) {
+                continue;
             }
-        }
-        for (i, node) in flow.nodes.iter().enumerate() {
-            let Kind::SetSecret(_) = node.kind else {
+            let Some(failed) = node.on("failed") else {
                 continue;
             };
+            let Some(&to) = flow.index.get(&failed.value) else {
+                continue;
+            };
+            let Some(path) = unasked_send(flow, &adj, to) else {
+                continue;
+            };
+            let msg = format!(
+                "after the last wrong code, node `{}` sends a new code without the caller asking: {}",
+                node.id.value,
+                path_names(flow, &path)
+            );
+            let d = self.d(Code::CodeResentAfterFailure, failed.span, msg);
+            d.label = Some("reaches a `code.send` with no menu in between".into());
+            d.notes.push("the last wrong code kills the code and no new one is sent automatically (Twilio Verify 60202); offer a `menu` with a key for a new code, or go to an agent".into());
+        }
+
+        // Verification factors of the account set, on every path to set_secret.
+        let min = flow.settings.min_factors.value;
+        let n = flow.nodes.len();
+        let plain = factors(flow, &adj, start, None);
+        let mut by_account: HashMap<&str, (Vec<u32>, Vec<Option<usize>>)> = HashMap::new();
+        for (i, node) in flow.nodes.iter().enumerate() {
+            let Kind::SetSecret(x) = &node.kind else {
+                continue;
+            };
+            let account = x.account.value.as_str();
+            let (dist, prev) = by_account
+                .entry(account)
+                .or_insert_with(|| factors(flow, &adj, start, Some(account)));
             if dist[i] == u32::MAX || dist[i] >= min {
                 continue;
             }
+            // Back to where the count last started (the start or a `directory.find` of the
+            // account), then any way there from the start.
             let mut path = vec![i];
             let mut cur = i;
             while let Some(p) = prev[cur] {
                 path.push(p);
                 cur = p;
-                if path.len() > n {
+                if finds(&flow.nodes[p], account) || path.len() > n {
                     break;
                 }
             }
+            path.pop();
+            path.extend(hops(&adj, start, cur));
             path.reverse();
             let names = path_names(flow, &path);
             let got = dist[i];
@@ -1150,9 +1211,98 @@ impl<'f> Checker<'f> {
             );
             let d = self.d(Code::TooFewFactors, node.kind_span, msg);
             d.notes.push(format!("path: {names}"));
+            if plain.0[i] >= min {
+                d.notes.push(format!("only verifications of `{account}` count, made after `directory.find` last set `{account}`: a check of another record, or of the record found before, never counts for this one"));
+            }
             d.notes.push("caller ID is a claim, never a factor; pass through `code.verify` or `pin.verify` first (NIST SP 800-63B 6.1.2.3)".into());
         }
     }
+}
+
+/// The fewest successful verifications on any path from `start` to each node (`u32::MAX`
+/// when unreachable), with the predecessor on such a path. With `account`, only
+/// verifications of that record count, and a `directory.find` into it starts the count
+/// again (a check of A never counts for B found later); without, every verification counts.
+/// A label-correcting 0-1 BFS: a node is queued again whenever its count drops.
+fn factors(
+    flow: &Flow,
+    adj: &[Vec<(usize, EdgeRef<'_>)>],
+    start: usize,
+    account: Option<&str>,
+) -> (Vec<u32>, Vec<Option<usize>>) {
+    let n = flow.nodes.len();
+    let mut dist = vec![u32::MAX; n];
+    let mut prev: Vec<Option<usize>> = vec![None; n];
+    let mut dq = VecDeque::from([start]);
+    dist[start] = 0;
+    while let Some(v) = dq.pop_front() {
+        let (counts, resets) = match account {
+            None => (true, false),
+            Some(a) => (verifies(flow, &flow.nodes[v], a), finds(&flow.nodes[v], a)),
+        };
+        let base = if resets { 0 } else { dist[v] };
+        for (w, e) in &adj[v] {
+            let cost = u32::from(e.verified && counts);
+            let nd = base.saturating_add(cost);
+            if nd < dist[*w] {
+                dist[*w] = nd;
+                prev[*w] = Some(v);
+                if cost == 0 {
+                    dq.push_front(*w)
+                } else {
+                    dq.push_back(*w)
+                }
+            }
+        }
+    }
+    (dist, prev)
+}
+
+/// The nodes of a shortest path (by hops) from `start` to `to`, from `to` back to `start`.
+fn hops(adj: &[Vec<(usize, EdgeRef<'_>)>], start: usize, to: usize) -> Vec<usize> {
+    let mut parent: Vec<Option<usize>> = vec![None; adj.len()];
+    let mut seen = vec![false; adj.len()];
+    let mut queue = VecDeque::from([start]);
+    seen[start] = true;
+    while let Some(v) = queue.pop_front() {
+        if v == to {
+            break;
+        }
+        for (w, _) in &adj[v] {
+            if !seen[*w] {
+                seen[*w] = true;
+                parent[*w] = Some(v);
+                queue.push_back(*w);
+            }
+        }
+    }
+    let mut out = vec![to];
+    let mut cur = to;
+    while let Some(p) = parent[cur] {
+        out.push(p);
+        cur = p;
+    }
+    out
+}
+
+/// Whether `node` verifies the record in variable `account`: a `pin.verify` of it, or a
+/// `code.verify` of a code sent to one of its fields. A reference that names no record at all
+/// is another problem (E019, E034), reported there, so it counts here rather than cascade.
+fn verifies(flow: &Flow, node: &Node, account: &str) -> bool {
+    let of = |var: &str| var == account || !flow.nodes.iter().any(|n| finds(n, var));
+    match &node.kind {
+        Kind::PinVerify(p) => of(&p.account.value),
+        Kind::CodeVerify(v) => match flow.node(&v.from.value).map(|n| &n.kind) {
+            Some(Kind::CodeSend(s)) => of(s.to.value.split('.').next().unwrap_or_default()),
+            _ => true,
+        },
+        _ => false,
+    }
+}
+
+/// Whether `node` binds the record variable `account` (a new identification).
+fn finds(node: &Node, account: &str) -> bool {
+    matches!(&node.kind, Kind::DirectoryFind(f) if f.into.value == account)
 }
 
 fn path_names(flow: &Flow, path: &[usize]) -> String {
@@ -1160,6 +1310,39 @@ fn path_names(flow: &Flow, path: &[usize]) -> String {
         .map(|&i| flow.nodes[i].id.value.as_str())
         .collect::<Vec<_>>()
         .join(" -> ")
+}
+
+/// A shortest path from node `from` to a `code.send` on which the caller makes no choice:
+/// menus are not passed through, nor the keys of a comfort loop.
+fn unasked_send(flow: &Flow, adj: &[Vec<(usize, EdgeRef<'_>)>], from: usize) -> Option<Vec<usize>> {
+    let mut prev: Vec<Option<usize>> = vec![None; flow.nodes.len()];
+    let mut seen = vec![false; flow.nodes.len()];
+    let mut queue = VecDeque::from([from]);
+    seen[from] = true;
+    while let Some(v) = queue.pop_front() {
+        match &flow.nodes[v].kind {
+            Kind::CodeSend(_) => {
+                let mut path = vec![v];
+                while let Some(p) = prev[*path.last()?] {
+                    path.push(p);
+                }
+                path.reverse();
+                return Some(path);
+            }
+            Kind::Menu(_) => continue,
+            _ => {}
+        }
+        let comfort = matches!(flow.nodes[v].kind, Kind::CodeVerify(_));
+        for (w, e) in &adj[v] {
+            let choice = comfort && e.label.starts_with("key ");
+            if !seen[*w] && !choice {
+                seen[*w] = true;
+                prev[*w] = Some(v);
+                queue.push_back(*w);
+            }
+        }
+    }
+    None
 }
 
 /// Every prompt reference a node kind holds.

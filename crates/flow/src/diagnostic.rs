@@ -92,6 +92,9 @@ codes! {
     WrongNodeReference = "E034", "wrong-node-reference", Error, "A field names a node of the wrong kind (e.g. `code.verify` `from:` is not a `code.send`).";
     Catalog = "E035", "prompt-catalog", Error, "A prompt catalog file is malformed.";
     UnknownPolicy = "E036", "unknown-policy", Error, "`set_secret` names a policy that `policies:` does not define.";
+    ContactLeak = "E037", "contact-leak", Error, "A full phone number or email reaches a prompt, message, ticket, HTTP header or URL through a variable, or a ticket, header or URL directly; mask it (`last4`, `mask`).";
+    SecretLeavesSection = "E038", "secret-leaves-section", Error, "A secret is sent by an `http` node outside the `secure` section that collected it.";
+    CodeResentAfterFailure = "E039", "code-resent-after-failure", Error, "A `code.verify` node's `failed` path reaches a `code.send` without the caller choosing it in a menu.";
 }
 
 impl fmt::Display for Code {

@@ -1,6 +1,7 @@
 //! A whole call with unique marker values for the PIN and the new PIN, with every log and
 //! span field recorded at TRACE level (text and JSON): the markers appear nowhere in the
-//! logs, the answers, the metrics or the stored session.
+//! logs, the answers, the metrics or the stored session. A directory that quotes the new PIN
+//! in its refusal or its error text leaves no digits of it there, nor in the audit records.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,14 +67,47 @@ async fn post(state: &AppState, path: &str, params: &[(&str, &str)], seen: &mut 
     resetline_engine::testing::next_action(&answer).unwrap_or_default()
 }
 
-/// A whole call of the PIN flow; with `echoing`, the directory refuses the new PIN with a
-/// reason that quotes it (the refusal is logged; the quoted PIN must not be).
-async fn whole_call(json: bool, echoing: bool) {
+/// What the directory does with the new PIN.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NewPin {
+    /// Sets it.
+    Set,
+    /// Refuses it by policy with a reason that quotes it (the refusal is logged).
+    RefusedQuoting,
+    /// Fails with an error text that quotes it (the error is logged).
+    FailedQuoting,
+}
+
+/// Every run of four digits of `marker` (a leak of part of it is a leak).
+fn windows(marker: &str) -> Vec<&str> {
+    (0..=marker.len() - 4).map(|i| &marker[i..i + 4]).collect()
+}
+
+/// `logs` without the measured `latency_ms` values, whose digits could match a run of a
+/// marker by chance.
+fn without_latencies(logs: &str) -> String {
+    logs.split("latency_ms")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part
+            } else {
+                part.trim_start_matches(|c: char| c.is_ascii_digit() || "=\":.".contains(c))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("latency_ms")
+}
+
+/// A whole call of the PIN flow, the directory doing `new_pin` with the new PIN.
+async fn whole_call(json: bool, new_pin: NewPin) {
     let buffer = Buffer::default();
     let writer = buffer.clone();
+    // No timestamps: their digits could match a run of a marker by chance.
     let builder = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
+        .without_time()
         .with_ansi(false);
     let _guard = if json {
         tracing::subscriber::set_default(builder.json().finish())
@@ -91,11 +125,19 @@ async fn whole_call(json: bool, echoing: bool) {
         clock.clone(),
         Arc::new(resetline_store::MemoryLockouts::new()),
     );
-    if echoing {
-        engine.directory = Arc::new(
-            MemoryDirectory::new(vec![dana], log.clone())
-                .rejecting("policy_rejected", "password {secret} is in the history"),
-        );
+    let directory = MemoryDirectory::new(vec![dana], log.clone());
+    match new_pin {
+        NewPin::Set => {}
+        NewPin::RefusedQuoting => {
+            engine.directory = Arc::new(
+                directory.rejecting("policy_rejected", "password {secret} is in the history"),
+            );
+        }
+        NewPin::FailedQuoting => {
+            engine.directory = Arc::new(directory.failing_set_secret(
+                "LDAP 19 constraintViolation: userPassword {secret} (…{secret}…) not set",
+            ));
+        }
     }
     let registry = Arc::new(Registry::default());
     registry.load_dir(&root().join("flows"), &root().join("voice-prompts"));
@@ -143,47 +185,83 @@ async fn whole_call(json: bool, echoing: bool) {
         .body(Body::from(format!("CallSid={SID}&Digits={PIN}")))
         .expect("req");
     let _ = app(state.clone()).oneshot(req).await;
-    let ending = if echoing {
-        "The directory didn't accept that PIN."
-    } else {
-        "Your PIN has been changed."
+    let ending = match new_pin {
+        NewPin::Set => "Your PIN has been changed.",
+        NewPin::RefusedQuoting => "The directory didn't accept that PIN.",
+        NewPin::FailedQuoting => "Please hold while I transfer you",
     };
     assert!(answers.contains(ending), "the call went on: {answers}");
 
     let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
         .into_owned();
-    assert!(
-        logs.contains("recording paused")
-            && logs.contains(SID)
-            && (!echoing || logs.contains("password *** is in the history")),
-        "logs were captured:\n{logs}"
-    );
     let metrics = state.metrics().render(store.len());
-    let (session, _) = store.load(SID).await.expect("store").expect("session");
+    // Step tokens and record ids are random: their digits may happen to match a window.
+    let answers = resetline_engine::testing::mask_step_tokens(&answers);
+    let (mut session, _) = store.load(SID).await.expect("store").expect("session");
+    session.token = 0;
+    if let Some(last) = session.last.as_mut() {
+        last.token = 0;
+    }
     let stored = serde_json::to_string(&session).expect("json");
+    let records: Vec<_> = audit
+        .records()
+        .into_iter()
+        .map(|mut r| {
+            r.id = None;
+            r.details.remove("intent");
+            r
+        })
+        .collect();
+    let audited = resetline_engine::testing::mask_step_tokens(&format!("{records:?}"));
+    let logs = resetline_engine::testing::mask_step_tokens(&without_latencies(&logs));
     for marker in [PIN, NEW_PIN] {
         for (place, text) in [
             ("logs", &logs),
             ("answers", &answers),
             ("metrics", &metrics),
             ("session", &stored),
+            ("audit", &audited),
         ] {
-            assert!(!text.contains(marker), "secret marker found in {place}");
+            for part in windows(marker) {
+                if let Some(at) = text.find(part) {
+                    let around = &text[at.saturating_sub(80)..(at + 80).min(text.len())];
+                    panic!("digits {part} of secret marker {marker} found in {place}: …{around}…");
+                }
+            }
         }
     }
+    let logged = match new_pin {
+        NewPin::Set => "recording paused",
+        NewPin::RefusedQuoting => "password *** is in the history",
+        NewPin::FailedQuoting => "constraintViolation: userPassword *** (…***…) not set",
+    };
+    assert!(
+        logs.contains("recording paused") && logs.contains(SID) && logs.contains(logged),
+        "logs were captured:\n{logs}"
+    );
+    assert!(
+        audited.contains("AuthnPasswordChange"),
+        "the reset was audited: {audited}"
+    );
 }
 
 #[tokio::test]
 async fn no_secret_in_text_logs() {
-    whole_call(false, false).await;
+    whole_call(false, NewPin::Set).await;
 }
 
 #[tokio::test]
 async fn no_secret_in_json_logs() {
-    whole_call(true, false).await;
+    whole_call(true, NewPin::Set).await;
 }
 
 #[tokio::test]
 async fn a_directory_refusal_quoting_the_new_pin_is_logged_without_it() {
-    whole_call(false, true).await;
+    whole_call(false, NewPin::RefusedQuoting).await;
+}
+
+#[tokio::test]
+async fn a_directory_error_quoting_the_new_pin_leaves_no_digit_of_it_in_logs_audit_or_twiml() {
+    whole_call(false, NewPin::FailedQuoting).await;
+    whole_call(true, NewPin::FailedQuoting).await;
 }

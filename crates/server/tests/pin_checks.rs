@@ -165,28 +165,6 @@ async fn send(state: &AppState, req: Request<Body>) -> Answer {
     }
 }
 
-/// The path of the `<Gather action="...">` of an answer (where the caller's digits go next).
-fn next_path(body: &str) -> String {
-    let start = body.find("action=\"").expect("a Gather action") + "action=\"".len();
-    let url = &body[start..start + body[start..].find('"').expect("closing quote")];
-    url.strip_prefix(PUBLIC).expect("public URL").to_string()
-}
-
-/// `body` with every step token (`/step/<token>`) replaced by `*`.
-fn masked(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    let mut rest = body;
-    while let Some(at) = rest.find("/step/") {
-        out.push_str(&rest[..at + "/step/".len()]);
-        rest = &rest[at + "/step/".len()..];
-        let end = rest.find(['/', '"', '<']).unwrap_or(rest.len());
-        out.push('*');
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// A call that types `account` and then a wrong PIN: the answer to each of its three webhooks.
 async fn call(state: &AppState, sid: &str, account: &str) -> [Answer; 3] {
     call_with(state, sid, account, WRONG_PIN).await
@@ -203,7 +181,7 @@ async fn call_with(state: &AppState, sid: &str, account: &str, pin: &str) -> [An
     ];
     let start = send(state, signed("/voice/pin-reset", &incoming)).await;
     let press = |answer: &Answer, digits: &str| {
-        let path = next_path(&answer.body);
+        let path = resetline_engine::testing::next_action(&answer.body).expect("a Gather action");
         signed(&path, &[("CallSid", sid), ("Digits", digits)])
     };
     let identified = send(state, press(&start, account)).await;
@@ -233,7 +211,12 @@ async fn every_kind_of_id_hears_the_same_prompts_at_the_same_speed_until_a_verif
             let answers = call(&state, &sid, &id(*first, n)).await;
             let seen: Vec<(StatusCode, String)> = answers
                 .iter()
-                .map(|a| (a.status, masked(&a.body)))
+                .map(|a| {
+                    (
+                        a.status,
+                        resetline_engine::testing::mask_step_tokens(&a.body),
+                    )
+                })
                 .collect();
             match &reference {
                 None => {

@@ -189,6 +189,44 @@ async fn lockouts_apply_the_shared_rule_atomically_across_replicas() {
     assert_eq!(a.get("100001").await, Ok(Default::default()));
 }
 
+/// security.md check 12: 100 consecutive failures suspend checks for the account, and the
+/// suspension outlives both a restart of Resetline (a new client) and of Redis (append-only
+/// file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_account_stays_suspended_across_a_resetline_and_a_redis_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = RedisServer::start(dir.path(), true).expect("redis");
+    let policy = LockPolicy::PIN;
+    let now = resetline_engine::Clock::now_ms(&SystemClock);
+    let first = store(&server, Arc::new(SystemClock));
+    for i in 0..policy.suspend_at {
+        first
+            .failure("100001", now + u64::from(i), policy)
+            .await
+            .expect("failure");
+    }
+    let suspended = first.get("100001").await.expect("get");
+    assert!(suspended.failures >= policy.suspend_at, "{suspended:?}");
+    drop(first);
+
+    let after_resetline = store(&server, Arc::new(SystemClock));
+    let state = after_resetline.get("100001").await.expect("get");
+    assert_eq!(state, suspended, "a new process reads the same lockout");
+    assert!(
+        state.locked(now + policy.max_wait_ms + 1, &policy),
+        "suspended, not a wait that runs out"
+    );
+    drop(after_resetline);
+
+    server.restart().expect("redis restart");
+    let after_redis = store(&server, Arc::new(SystemClock));
+    assert_eq!(
+        after_redis.get("100001").await,
+        Ok(suspended),
+        "the suspension survives a Redis restart"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_has_one_holder_and_only_the_holder_releases_it() {
     let dir = tempfile::tempdir().expect("dir");

@@ -618,6 +618,9 @@ impl Shared {
     fn open(setup: &Setup, clock: Arc<SystemClock>) -> anyhow::Result<Shared> {
         match &setup.store {
             StoreConfig::Memory => {
+                tracing::warn!(
+                    "sessions, send counters and PIN and code lockouts live in memory: a restart forgets every lockout, the 100-failure suspension included; use `store: {{ kind: redis }}` in production"
+                );
                 let memory = Arc::new(
                     MemoryStore::new(clock.clone(), setup.max_sessions)
                         .with_ended_calls(setup.ended_calls.ttl_ms, setup.ended_calls.max),

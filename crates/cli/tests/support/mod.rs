@@ -543,20 +543,6 @@ pub async fn serve_binary(dir: &std::path::Path, port: u16, env: &[(&str, &str)]
     panic!("resetline serve did not answer:\n{text}");
 }
 
-/// `text` with every step token (`/step/<digits>`) shown as `N`: a random token's digits may
-/// happen to contain a marker a test looks for.
-pub fn mask_step_tokens(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("/step/") {
-        out.push_str(&rest[..at + 6]);
-        rest = rest[at + 6..].trim_start_matches(|c: char| c.is_ascii_digit());
-        out.push('N');
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The path of the `action` URL of the first `<Gather>` in a TwiML answer: the next webhook.
 pub fn next_action(resp: &str) -> String {
     resetline_engine::testing::next_action(resp).unwrap_or_else(|| panic!("no action in:\n{resp}"))

@@ -190,7 +190,7 @@ async fn twilio_text_echoing_the_body_or_number_is_scrubbed() {
     let e = backend(e);
     assert_eq!(
         e.message,
-        "Twilio answered HTTP 400 (code 21617: Body '[body]' to ***0199 (also ***0199) exceeds the limit)"
+        "Twilio answered HTTP 400 (code 21617: Body '[body]' to *** (also ***) exceeds the limit)"
     );
 }
 

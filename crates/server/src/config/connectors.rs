@@ -32,7 +32,7 @@ impl RawIdp {
 }
 
 /// A SCIM or Okta directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct IdpConfig {
     /// SCIM base (`https://idp.example.com/scim/v2`) or Okta org URL.
     pub base_url: String,

@@ -488,7 +488,93 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::CallKey;
+    use super::{Answer, CallKey, Delivery, Last, Otp, Session, Var, Waiting, to_postcard};
+
+    /// A call part-way through: variables (text and a directory record) and visit counts
+    /// inserted out of key order, a code issued, an answer kept.
+    fn mid_call() -> Session {
+        let mut s = Session::new(
+            "CA42",
+            "pin-reset",
+            "v1:abcd",
+            "+15551230000",
+            1_700_000_000_000,
+            "en-US",
+        );
+        s.token = 0x1234_5678_9abc_def0;
+        s.node = "verify_pin".into();
+        s.waiting = Waiting::Digits;
+        s.attempts = 1;
+        s.vars
+            .insert("employee_id".into(), Var::Text("12345".into()));
+        let record = [
+            ("state", "active"),
+            ("id", "jdoe"),
+            ("mobile", "+15551230000"),
+            ("name", "Jane Doe"),
+        ];
+        s.vars.insert(
+            "user".into(),
+            Var::Record(
+                record
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        );
+        s.vars.insert("choice".into(), Var::Text("1".into()));
+        for (node, visits) in [("verify_pin", 1), ("identify", 2), ("menu", 1)] {
+            s.visits.insert(node.into(), visits);
+        }
+        s.verified("jdoe");
+        s.account = Some("jdoe".into());
+        s.otp = Some(Box::new(Otp {
+            send_node: "send_code".into(),
+            account: "jdoe".into(),
+            nonce: "00ff".into(),
+            length: 6,
+            issued_ms: 1_700_000_001_000,
+            expires_ms: 1_700_000_601_000,
+            wrong: 1,
+            sends: 1,
+            last_send_ms: 1_700_000_001_000,
+            message_id: Some("SM1".into()),
+            delivery: Delivery::Delivered,
+            dead: false,
+        }));
+        s.last = Some(Last {
+            token: 7,
+            answer: Answer::of(&[crate::Action::Hangup]),
+        });
+        s
+    }
+
+    /// [`mid_call`] as the build before the session maps became `BTreeMap`s stored it (format
+    /// 3; its maps were sorted vectors written as maps in key order), in hex.
+    const STORED: &str = concat!(
+        "0304434134320970696e2d72657365740776313a616263640c2b313535353132333030303080d095",
+        "ffbc31f0bdf3d589cf959a120a7665726966795f70696e010105656e2d5553030663686f69636500",
+        "01310b656d706c6f7965655f69640005313233343504757365720104026964046a646f65066d6f62",
+        "696c650c2b3135353531323330303030046e616d65084a616e6520446f6505737461746506616374",
+        "69766503086964656e7469667902046d656e75010a7665726966795f70696e010101046a646f6500",
+        "00000107020107010973656e645f636f6465046a646f65043030666606e8d795ffbc31a8a7baffbc",
+        "310101e8d795ffbc310103534d3101000001046a646f65",
+    );
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn a_session_stored_before_the_maps_changed_reads_back_and_is_stored_again_byte_for_byte() {
+        let stored = unhex(STORED);
+        let read: Session = postcard::from_bytes(&stored).expect("reads");
+        assert_eq!(read, mid_call());
+        assert_eq!(to_postcard(&read).expect("encodes"), stored);
+    }
 
     #[test]
     fn call_keys_hold_ids_up_to_64_bytes_and_compare_by_content() {

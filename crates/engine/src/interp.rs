@@ -8,7 +8,7 @@
 //! recording paused before the first node of a `secure` section and resumed on every way out,
 //! and `max_call_seconds`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -656,8 +656,7 @@ impl Engine {
                             AccountState::Disabled => "disabled",
                         };
                         s.account = Some(acc.id.clone());
-                        // Fields in key order: each goes to the end of the record.
-                        let mut rec = crate::vecmap::VecMap::with_capacity(6);
+                        let mut rec = BTreeMap::new();
                         for (field, value) in [
                             ("birth_date", acc.birth_date),
                             ("email", acc.email),
@@ -832,7 +831,7 @@ impl Engine {
                         {
                             tracing::warn!(call = %s.call_sid, ticket = %r.number, error = %e, "ticket not closed");
                         }
-                        let mut rec = crate::vecmap::VecMap::new();
+                        let mut rec = BTreeMap::new();
                         rec.insert("number".to_string(), r.number.clone());
                         s.vars.insert(t.into.value.clone(), Var::Record(rec));
                         if let Some(p) = &t.say {
@@ -867,7 +866,7 @@ impl Engine {
         claimed: &str,
         next: Flowing<'f>,
     ) -> Flowing<'f> {
-        let mut rec = crate::vecmap::VecMap::with_capacity(2);
+        let mut rec = BTreeMap::new();
         rec.insert(DECOY.to_string(), "1".to_string());
         rec.insert("id".to_string(), claimed.to_string());
         s.vars.insert(f.into.value.clone(), Var::Record(rec));

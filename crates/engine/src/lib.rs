@@ -17,7 +17,6 @@ pub mod policy;
 pub mod secret;
 pub mod session;
 pub mod testing;
-pub mod vecmap;
 
 pub use action::{Action, Spoken};
 pub use backend::{
@@ -31,4 +30,3 @@ pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step, finish_by, until};
 pub use secret::{Secret, scrub_digits};
 pub use session::{Session, Var};
-pub use vecmap::VecMap;

@@ -10,8 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::action::Action;
-use crate::vecmap::VecMap;
 
 /// The session format this build writes: 3 = postcard with the last answer kept encoded
 /// ([`Answer`]). Still read: 2 = postcard with the last answer as actions ([`LastV2`]), 1 =
@@ -90,7 +91,7 @@ pub enum Var {
     /// Text.
     Text(String),
     /// A record (directory account, ticket): field -> text.
-    Record(VecMap<String, String>),
+    Record(BTreeMap<String, String>),
 }
 
 /// What the call is waiting for at its current node.
@@ -304,10 +305,10 @@ pub struct Session<L = Last> {
     pub locale: String,
     /// Flow variables (never secrets).
     #[serde(default)]
-    pub vars: VecMap<String, Var>,
+    pub vars: BTreeMap<String, Var>,
     /// Entries per node (for `limit`).
     #[serde(default)]
-    pub visits: VecMap<String, u32>,
+    pub visits: BTreeMap<String, u32>,
     /// Successful verifications so far, all of `verified_account`.
     #[serde(default)]
     pub verifications: u32,
@@ -424,8 +425,8 @@ impl Session {
             waiting: Waiting::Nothing,
             attempts: 0,
             locale: locale.to_string(),
-            vars: VecMap::new(),
-            visits: VecMap::new(),
+            vars: BTreeMap::new(),
+            visits: BTreeMap::new(),
             verifications: 0,
             verified_account: None,
             recording_paused_ms: None,

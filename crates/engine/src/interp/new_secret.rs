@@ -1,0 +1,346 @@
+//! `set_secret`: a new PIN or password, entered twice and checked against the flow's policy,
+//! or generated, delivered, and only then set.
+//!
+//! Invariants: the first entry is kept only as a keyed hash and compared in constant time; a
+//! new secret reaches the directory in one place ([`Engine::apply_secret`]) and only for an
+//! account verified `min_factors` times in this call (a check of A never sets B's secret),
+//! after its intent is journaled; a generated password that could not be delivered is never
+//! set; the directory's refusal text is scrubbed of the refused value and of digit runs before
+//! it is logged.
+
+use hmac::{Hmac, Mac};
+use resetline_audit::{EventType as Ev, Outcome as Out};
+use resetline_flow::Flow;
+use resetline_flow::model::Node;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::{Engine, Flowing, journal, path_of};
+use crate::action::Action;
+use crate::backend::{OutgoingMessage, SetSecretError};
+use crate::policy::{self, Personal};
+use crate::secret::{Secret, scrub_digits};
+use crate::session::{Session, Var, Waiting};
+
+impl Engine {
+    /// `set_secret` in `generated` mode (seed 001): a strong password is generated, delivered
+    /// to the record's phone or email first, and only then set at the directory. If delivery
+    /// fails nothing is changed, so there is never a credential nobody received to restore.
+    pub(super) async fn generated_secret<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        node: &'f Node,
+        x: &resetline_flow::model::SetSecret,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        let (Some(policy), Some((channel, to_path))) =
+            (flow.policy(&x.policy.value), x.deliver.as_ref())
+        else {
+            return Flowing::Outcome("error");
+        };
+        let length = policy
+            .min_length
+            .value
+            .max(12)
+            .min(policy.max_length.max(12)) as usize;
+        let Some(password) = generate_password(self.random.as_ref(), length) else {
+            return Flowing::Outcome("error");
+        };
+        let account = s
+            .lookup(&[x.account.value.clone(), "id".into()])
+            .unwrap_or_default();
+        if self.unverified(flow, s, node, &account) {
+            return Flowing::Outcome("error");
+        }
+        let to = s.lookup(&path_of(&to_path.value)).unwrap_or_default();
+        let body = self.engine_text(
+            flow,
+            s,
+            "password_message",
+            &[("password", password.expose())],
+        );
+        let message = OutgoingMessage {
+            channel: *channel,
+            to: to.clone(),
+            subject: self.engine_text(flow, s, "password_email_subject", &[]),
+            body: Secret::new(body),
+            status_callback: None,
+        };
+        // One intent covers the delivery and the change that follows it.
+        let planned = self
+            .record(s, Ev::AuthnPasswordChange, Out::Intent)
+            .with_reason("generated");
+        let (intent, delivered) = if to.is_empty() {
+            (None, false)
+        } else {
+            let (intent, sent) = self.send_recorded(s, planned, message).await;
+            (Some(intent), sent.is_ok())
+        };
+        if !delivered {
+            tracing::info!(call = %s.call_sid, node = %node.id.value, "generated password not delivered; nothing changed");
+            let (outcome, why) = match &intent {
+                Some(i) if !i.recorded => (Out::Error, "audit_unavailable"),
+                _ => (Out::Failure, "not_delivered"),
+            };
+            let r = self
+                .record(s, Ev::AuthnPasswordChangeFail, outcome)
+                .with_reason(why);
+            s.pending_audit.push(match intent {
+                Some(i) => i.names(r),
+                None => r,
+            });
+            self.say_key(flow, s, "password_not_delivered", out);
+            return Flowing::Outcome("failed");
+        }
+        match self
+            .apply_secret(flow, s, node, &account, &password, "generated", intent)
+            .await
+        {
+            Applied::Set => node
+                .next
+                .as_ref()
+                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
+            Applied::Refused(key) => {
+                self.say_key(flow, s, &key, out);
+                Flowing::Outcome("rejected")
+            }
+            Applied::Outcome(outcome) => Flowing::Outcome(outcome),
+        }
+    }
+
+    /// Sets `secret` at the directory for `account` within the step's time, after recording
+    /// its intent (or under `intent`, recorded already), audits the result (success reason
+    /// `reason`) and maps it: set, refused by the directory (with the prompt key that speaks
+    /// why), or an outcome edge (`locked`, `error`). The one place a new secret reaches the
+    /// directory.
+    #[allow(clippy::too_many_arguments)] // the change, and the intent it may already have
+    pub(super) async fn apply_secret(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        account: &str,
+        secret: &Secret,
+        reason: &str,
+        intent: Option<journal::Intent>,
+    ) -> Applied {
+        if self.unverified(flow, s, node, account) {
+            return Applied::Outcome("error");
+        }
+        let planned = self
+            .record(s, Ev::AuthnPasswordChange, Out::Intent)
+            .with_reason(reason);
+        let (intent, result) = self.set_recorded(s, intent, planned, account, secret).await;
+        let audit = |s: &mut Session, event, outcome, why: &str| {
+            let r = intent.names(self.record(s, event, outcome).with_reason(why));
+            s.pending_audit.push(r);
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "set", "new secret");
+                audit(s, Ev::AuthnPasswordChange, Out::Success, reason);
+                Applied::Set
+            }
+            Err(SetSecretError::Rejected { prompt, reason }) => {
+                // The directory's own words; one that quotes the refused value must not put it
+                // in the log (a generated password whole, a PIN or any digit run by `scrub_digits`).
+                let reason = if secret.expose().is_empty() {
+                    scrub_digits(&reason)
+                } else {
+                    scrub_digits(&reason.replace(secret.expose(), "***"))
+                };
+                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "rejected", reason = %reason, "new secret");
+                let r = self
+                    .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
+                    .with_reason("directory_rejected")
+                    .with_detail("spoken", &prompt);
+                s.pending_audit.push(intent.names(r));
+                Applied::Refused(if self.has_prompt(flow, s, &prompt) {
+                    prompt
+                } else {
+                    "policy_rejected".to_string()
+                })
+            }
+            Err(SetSecretError::Locked) => {
+                audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "locked");
+                Applied::Outcome("locked")
+            }
+            Err(SetSecretError::Backend(e)) => {
+                tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "setting the new secret failed");
+                let why = match journal::backend_reason(&e) {
+                    "timeout" => "timeout_outcome_unknown",
+                    other => other,
+                };
+                audit(s, Ev::AuthnPasswordChangeFail, Out::Error, why);
+                Applied::Outcome("error")
+            }
+        }
+    }
+
+    /// True (and audited) when the call has fewer than `min_factors` successful verifications
+    /// of `account`: the checker proves every path has them, and this keeps it so at run time
+    /// whatever the path (a check of A never lets the call set B's secret).
+    pub(super) fn unverified(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        account: &str,
+    ) -> bool {
+        let have = s.verifications_of(account);
+        if have >= flow.settings.min_factors.value {
+            return false;
+        }
+        tracing::warn!(call = %s.call_sid, node = %node.id.value, verifications = have, "new secret refused: this account is not verified in this call");
+        self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "not_verified");
+        true
+    }
+
+    pub(super) async fn new_secret<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        node: &'f Node,
+        x: &resetline_flow::model::SetSecret,
+        digits: Option<Secret>,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        let Some(policy) = flow.policy(&x.policy.value) else {
+            return Flowing::Outcome("error");
+        };
+        let refuse = |engine: &Self, s: &mut Session, out: &mut Vec<Action>, key: &str| {
+            s.attempts += 1;
+            s.pending_secret = None;
+            engine.say_key(flow, s, key, out);
+            if s.attempts >= x.attempts {
+                return Flowing::Outcome("failed");
+            }
+            engine.prompt_input(flow, s, node, false, out);
+            Flowing::Wait
+        };
+        let Some(d) = digits else {
+            return refuse(self, s, out, "policy_too_short");
+        };
+        if s.waiting == Waiting::Confirm {
+            let Some(first) = s.pending_secret.clone() else {
+                return refuse(self, s, out, "policy_mismatch");
+            };
+            let second = self.keyed_hash(&s.call_sid, &d);
+            if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
+                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "mismatch", "new secret");
+                self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "mismatch");
+                return refuse(self, s, out, "policy_mismatch");
+            }
+            let account = s
+                .lookup(&[x.account.value.clone(), "id".into()])
+                .unwrap_or_default();
+            s.pending_secret = None;
+            return match self
+                .apply_secret(flow, s, node, &account, &d, "set", None)
+                .await
+            {
+                Applied::Set => node
+                    .next
+                    .as_ref()
+                    .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
+                Applied::Refused(key) => {
+                    s.attempts += 1;
+                    self.say_key(flow, s, &key, out);
+                    if s.attempts >= x.attempts {
+                        return Flowing::Outcome("rejected");
+                    }
+                    self.prompt_input(flow, s, node, false, out);
+                    Flowing::Wait
+                }
+                Applied::Outcome(outcome) => Flowing::Outcome(outcome),
+            };
+        }
+        let record = s.vars.get(&x.account.value).cloned();
+        let mut values: Vec<String> = Vec::new();
+        if let Some(Var::Record(r)) = &record {
+            values.extend(
+                ["id", "mobile", "birth_date"]
+                    .iter()
+                    .filter_map(|f| r.get(*f).cloned()),
+            );
+            if let Some(b) = r.get("birth_date") {
+                values.extend(policy::date_forms(b));
+            }
+        }
+        values.push(s.caller.clone());
+        let personal = Personal {
+            values: values.iter().map(String::as_str).collect(),
+        };
+        if let Err(refusal) = policy::check(policy, &d, &personal) {
+            tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "refused", rule = refusal.name(), "new secret");
+            let r = self
+                .record(s, Ev::AuthnPasswordChangeFail, Out::Failure)
+                .with_reason("policy")
+                .with_detail("rule", refusal.name());
+            s.pending_audit.push(r);
+            return refuse(self, s, out, refusal.prompt());
+        }
+        s.pending_secret = Some(self.keyed_hash(&s.call_sid, &d));
+        self.prompt_input(flow, s, node, true, out);
+        Flowing::Wait
+    }
+
+    pub(super) fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(self.hash_key.expose().as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(call_sid.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.expose().as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Characters of generated passwords: no look-alikes (0/O, 1/l/I), easy to read from a text.
+pub(super) const PASSWORD_ALPHABET: &[u8] =
+    b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A random password of `length` characters from the OS CSPRNG (rejection sampling, so every
+/// character is uniform) with at least one upper-case letter, lower-case letter and digit.
+pub(super) fn generate_password(
+    random: &dyn crate::clock::Random,
+    length: usize,
+) -> Option<Secret> {
+    let n = PASSWORD_ALPHABET.len();
+    let limit = 256 - 256 % n;
+    for _ in 0..64 {
+        let mut out = String::with_capacity(length);
+        let mut buf = [0u8; 64];
+        while out.len() < length {
+            random.fill(&mut buf).ok()?;
+            for &b in &buf {
+                if usize::from(b) < limit && out.len() < length {
+                    out.push(char::from(PASSWORD_ALPHABET[usize::from(b) % n]));
+                }
+            }
+        }
+        let ok = out.bytes().any(|c| c.is_ascii_uppercase())
+            && out.bytes().any(|c| c.is_ascii_lowercase())
+            && out.bytes().any(|c| c.is_ascii_digit());
+        if ok {
+            return Some(Secret::new(out));
+        }
+    }
+    None
+}
+
+/// What setting a new secret at the directory came to.
+pub(super) enum Applied {
+    /// The directory took it.
+    Set,
+    /// The directory refused it; the prompt key speaks why.
+    Refused(String),
+    /// Take this outcome edge.
+    Outcome(&'static str),
+}

@@ -33,6 +33,7 @@ mod pin;
 mod reserve;
 mod secure;
 mod speech;
+mod tickets;
 mod transfer;
 
 use deadline::DEADLINE;

@@ -8,18 +8,17 @@
 //! (`secure.rs`) before anything else happens there; every way the call ends resumes a paused
 //! recording first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use resetline_audit::{EventType as Ev, Factor, Outcome as Out};
-use resetline_flow::Flow;
-use resetline_flow::model::{Kind, Node, SecretMode, WhenAbsent};
+use resetline_audit::{EventType as Ev, Outcome as Out};
+use resetline_flow::model::{Case, Kind, Node, SecretMode, WhenAbsent};
+use resetline_flow::template::Template;
+use resetline_flow::{Flow, Spanned};
 
-use super::codes::masked_destination;
-use super::pin::PIN_LOCK;
-use super::{Engine, Flowing, journal, path_of, step_url};
+use super::{Engine, Flowing};
 use crate::action::Action;
-use crate::backend::{AccountState, NewTicket, OutgoingMessage, RecordingAck, RecordingChange};
-use crate::secret::{Secret, scrub_digits};
+use crate::backend::{RecordingAck, RecordingChange};
+use crate::secret::Secret;
 use crate::session::{Session, Var, Waiting};
 
 impl Engine {
@@ -155,6 +154,7 @@ impl Engine {
         Err(Flowing::End)
     }
 
+    /// Runs the node the call just entered; each family of kinds has its own module.
     pub(super) async fn run_node<'f>(
         &self,
         flow: &'f Flow,
@@ -163,132 +163,14 @@ impl Engine {
         out: &mut Vec<Action>,
         secrets: &mut HashMap<String, Secret>,
     ) -> Flowing<'f> {
-        let next = || {
-            node.next
-                .as_ref()
-                .map_or(Flowing::Outcome("next"), |n| Flowing::Goto(&n.value))
-        };
         match &node.kind {
             Kind::Say(p) => {
                 self.say(flow, s, p, out);
-                next()
+                onward(node)
             }
-            Kind::Set(vars) => {
-                for (name, t) in vars {
-                    match self.render_text(s, &t.value) {
-                        Ok(v) => {
-                            s.vars.insert(name.value.clone(), Var::Text(v));
-                        }
-                        Err(missing) => {
-                            tracing::warn!(call = %s.call_sid, node = %node.id.value, missing, "template variable not set");
-                            return Flowing::Outcome("error");
-                        }
-                    }
-                }
-                next()
-            }
-            Kind::Branch(cases) => {
-                for c in cases {
-                    let path: Vec<String> = c.var.value.split('.').map(str::to_string).collect();
-                    let value = s.lookup(&path);
-                    let holds = match &c.test {
-                        resetline_flow::model::Test::Equals(v) => {
-                            value.as_deref() == Some(v.as_str())
-                        }
-                        resetline_flow::model::Test::NotEquals(v) => {
-                            value.as_deref() != Some(v.as_str())
-                        }
-                        resetline_flow::model::Test::In(vs) => {
-                            value.as_ref().is_some_and(|x| vs.contains(x))
-                        }
-                        resetline_flow::model::Test::NotIn(vs) => {
-                            value.as_ref().is_none_or(|x| !vs.contains(x))
-                        }
-                        resetline_flow::model::Test::Exists(e) => value.is_some() == *e,
-                    };
-                    if holds {
-                        return Flowing::Goto(&c.next.value);
-                    }
-                }
-                next()
-            }
-            Kind::DirectoryFind(f) => {
-                let value = match self.render_text(s, &f.value.value) {
-                    Ok(v) => v,
-                    Err(_) if flow.settings.enumeration_safe => {
-                        return self.decoy(s, f, "", next());
-                    }
-                    Err(_) => return Flowing::Outcome("not_found"),
-                };
-                match self
-                    .within("directory", self.directory.find(f.by, &value))
-                    .await
-                {
-                    Ok(None) => {
-                        self.audit(s, Ev::Identify, Out::Failure, "not_found");
-                        if flow.settings.enumeration_safe {
-                            return self.decoy(s, f, &value, next());
-                        }
-                        Flowing::Outcome("not_found")
-                    }
-                    Ok(Some(acc)) => {
-                        let outcome = match acc.state {
-                            AccountState::Locked => Some("locked"),
-                            AccountState::Disabled => Some("disabled"),
-                            AccountState::Active if !acc.allow_phone_reset => Some("not_allowed"),
-                            AccountState::Active => None,
-                        };
-                        let state = match acc.state {
-                            AccountState::Active => "active",
-                            AccountState::Locked => "locked",
-                            AccountState::Disabled => "disabled",
-                        };
-                        s.account = Some(acc.id.clone());
-                        let mut rec = BTreeMap::new();
-                        for (field, value) in [
-                            ("birth_date", acc.birth_date),
-                            ("email", acc.email),
-                            ("id", Some(acc.id)),
-                            ("mobile", acc.mobile),
-                            ("name", Some(acc.name)),
-                            ("state", Some(state.to_string())),
-                        ] {
-                            if let Some(v) = value {
-                                rec.insert(field.to_string(), v);
-                            }
-                        }
-                        s.vars.insert(f.into.value.clone(), Var::Record(rec));
-                        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = outcome.unwrap_or("found"), "directory lookup");
-                        self.audit(
-                            s,
-                            Ev::Identify,
-                            if outcome.is_none() {
-                                Out::Success
-                            } else {
-                                Out::Failure
-                            },
-                            outcome.unwrap_or("found"),
-                        );
-                        match outcome {
-                            Some(_) if flow.settings.enumeration_safe => {
-                                self.decoy(s, f, &value, next())
-                            }
-                            Some(o) => Flowing::Outcome(o),
-                            None => next(),
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "directory lookup failed");
-                        self.audit(
-                            s,
-                            Ev::Identify,
-                            Out::Error,
-                            if e.timeout { "timeout" } else { "backend" },
-                        );
-                        Flowing::Outcome("error")
-                    }
-                }
-            }
+            Kind::Set(vars) => self.set(s, node, vars),
+            Kind::Branch(cases) => branch(s, node, cases),
+            Kind::DirectoryFind(f) => self.find(flow, s, node, f).await,
             Kind::Hangup(h) => {
                 if let Some(p) = &h.say {
                     self.say(flow, s, p, out);
@@ -297,37 +179,7 @@ impl Engine {
                 self.end(flow, s, &outcome, out).await;
                 Flowing::End
             }
-            Kind::Transfer(t) => {
-                if let Some(p) = &t.say {
-                    self.say(flow, s, p, out);
-                }
-                let action = step_url(flow, s.token, "/transfer");
-                let target = match &t.to {
-                    resetline_flow::model::TransferTo::Queue(q) => format!("queue:{q}"),
-                    resetline_flow::model::TransferTo::Number(n) => format!("number:{n}"),
-                };
-                let r = self
-                    .record(s, Ev::CallTransferred, Out::Info)
-                    .with_reason("transfer")
-                    .with_detail("target", target);
-                s.pending_audit.push(r);
-                match &t.to {
-                    resetline_flow::model::TransferTo::Queue(q) => out.push(Action::Enqueue {
-                        queue: q.clone(),
-                        wait_url: t.wait.clone(),
-                        action,
-                    }),
-                    resetline_flow::model::TransferTo::Number(n) => out.push(Action::Dial {
-                        number: n.clone(),
-                        action,
-                    }),
-                }
-                if s.recording_paused_ms.is_some() {
-                    self.resume(s).await;
-                }
-                s.waiting = Waiting::Transfer;
-                Flowing::Wait
-            }
+            Kind::Transfer(t) => self.transfer(flow, s, t, out).await,
             Kind::SetSecret(x) if x.mode == SecretMode::Generated => {
                 self.generated_secret(flow, s, node, x, out).await
             }
@@ -335,112 +187,38 @@ impl Engine {
             | Kind::Gather(_)
             | Kind::PinVerify(_)
             | Kind::SetSecret(_)
-            | Kind::CodeVerify(_) => {
-                if let Kind::PinVerify(p) = &node.kind {
-                    let account = s
-                        .lookup(&[p.account.value.clone(), "id".into()])
-                        .unwrap_or_default();
-                    if let Err(refusal) = self
-                        .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
-                        .await
-                    {
-                        return refusal;
-                    }
-                }
-                s.waiting_since_ms = None;
-                self.prompt_input(flow, s, node, false, out);
-                Flowing::Wait
-            }
+            | Kind::CodeVerify(_) => self.ask(flow, s, node, out).await,
             Kind::Secure(sec) => Flowing::Goto(&sec.start.value),
             Kind::CodeSend(c) => match self.send_code(flow, s, &node.id.value, c, false, out).await
             {
-                Ok(_) => next(),
+                Ok(_) => onward(node),
                 Err(outcome) => Flowing::Outcome(outcome),
             },
-            Kind::Notify(n) => {
-                let mut said = Vec::new();
-                self.say(flow, s, &n.message, &mut said);
-                let body = crate::action::transcript(&said).join(" ");
-                let to = s.lookup(&path_of(&n.to.value)).unwrap_or_default();
-                let subject = self.engine_text(flow, s, "notify_email_subject", &[]);
-                let mut planned = self
-                    .record(s, Ev::NotificationSent, Out::Intent)
-                    .with_reason("sent");
-                planned.destination = masked_destination(n.channel, &to);
-                let message = OutgoingMessage {
-                    channel: n.channel,
-                    to,
-                    subject,
-                    body: Secret::new(body),
-                    status_callback: None,
-                };
-                let (intent, sent) = self.send_recorded(s, planned.clone(), message).await;
-                s.pending_audit
-                    .push(journal::sent_outcome(&intent, planned, &sent));
-                match sent {
-                    Ok(_) => next(),
-                    Err(e) => {
-                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %scrub_digits(&format!("{e:?}")), "notification not sent");
-                        match node.on("error") {
-                            Some(t) => Flowing::Goto(&t.value),
-                            None => next(),
-                        }
-                    }
-                }
-            }
-            Kind::Ticket(t) => {
-                let summary = self.render_text(s, &t.summary.value).unwrap_or_default();
-                let details = t
-                    .details
-                    .as_ref()
-                    .and_then(|d| self.render_text(s, &d.value).ok());
-                let new = NewTicket {
-                    summary,
-                    details,
-                    category: t.category.clone(),
-                    call_sid: s.call_sid.clone(),
-                };
-                match self.within("tickets", self.tickets.open(new)).await {
-                    Ok(r) => {
-                        tracing::info!(call = %s.call_sid, node = %node.id.value, ticket = %r.number, "ticket opened");
-                        let rec = self
-                            .record(s, Ev::TicketOpened, Out::Success)
-                            .with_reason(if t.close { "recorded" } else { "follow_up" })
-                            .with_detail("ticket", &r.number);
-                        s.pending_audit.push(rec);
-                        if t.close
-                            && let Err(e) = self
-                                .within(
-                                    "tickets",
-                                    self.tickets
-                                        .close(&r, "Recorded by Resetline; no follow-up needed."),
-                                )
-                                .await
-                        {
-                            tracing::warn!(call = %s.call_sid, ticket = %r.number, error = %e, "ticket not closed");
-                        }
-                        let mut rec = BTreeMap::new();
-                        rec.insert("number".to_string(), r.number.clone());
-                        s.vars.insert(t.into.value.clone(), Var::Record(rec));
-                        if let Some(p) = &t.say {
-                            self.say(flow, s, p, out);
-                        }
-                        next()
-                    }
-                    Err(e) => {
-                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "ticket not opened");
-                        self.audit(
-                            s,
-                            Ev::TicketOpened,
-                            Out::Error,
-                            if e.timeout { "timeout" } else { "backend" },
-                        );
-                        Flowing::Outcome("error")
-                    }
-                }
-            }
+            Kind::Notify(n) => self.notify(flow, s, node, n).await,
+            Kind::Ticket(t) => self.ticket(flow, s, node, t, out).await,
             Kind::Http(h) => self.http_node(s, node, h, secrets).await,
         }
+    }
+
+    /// `set`: each variable from its template; one that names an unset variable is an error.
+    fn set<'f>(
+        &self,
+        s: &mut Session,
+        node: &'f Node,
+        vars: &[(Spanned<String>, Spanned<Template>)],
+    ) -> Flowing<'f> {
+        for (name, t) in vars {
+            match self.render_text(s, &t.value) {
+                Ok(v) => {
+                    s.vars.insert(name.value.clone(), Var::Text(v));
+                }
+                Err(missing) => {
+                    tracing::warn!(call = %s.call_sid, node = %node.id.value, missing, "template variable not set");
+                    return Flowing::Outcome("error");
+                }
+            }
+        }
+        onward(node)
     }
 
     /// The call ended (status callback): resume recording if paused, remember where.
@@ -522,4 +300,33 @@ pub(super) fn edge<'f>(flow: &'f Flow, node: &'f Node, outcome: &str) -> Option<
             });
     }
     None
+}
+
+/// Where `node` goes on its success path: its `next`, else the `next` outcome (which has no
+/// edge: the call apologises and ends).
+pub(super) fn onward(node: &Node) -> Flowing<'_> {
+    node.next
+        .as_ref()
+        .map_or(Flowing::Outcome("next"), |n| Flowing::Goto(&n.value))
+}
+
+/// `branch`: the first case whose condition holds, else `next`.
+fn branch<'f>(s: &Session, node: &'f Node, cases: &'f [Case]) -> Flowing<'f> {
+    for c in cases {
+        let path: Vec<String> = c.var.value.split('.').map(str::to_string).collect();
+        let value = s.lookup(&path);
+        let holds = match &c.test {
+            resetline_flow::model::Test::Equals(v) => value.as_deref() == Some(v.as_str()),
+            resetline_flow::model::Test::NotEquals(v) => value.as_deref() != Some(v.as_str()),
+            resetline_flow::model::Test::In(vs) => value.as_ref().is_some_and(|x| vs.contains(x)),
+            resetline_flow::model::Test::NotIn(vs) => {
+                value.as_ref().is_none_or(|x| !vs.contains(x))
+            }
+            resetline_flow::model::Test::Exists(e) => value.is_some() == *e,
+        };
+        if holds {
+            return Flowing::Goto(&c.next.value);
+        }
+    }
+    onward(node)
 }

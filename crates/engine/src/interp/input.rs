@@ -22,6 +22,31 @@ use crate::secret::Secret;
 use crate::session::{Session, Var, Waiting};
 
 impl Engine {
+    /// Entering an input node: asks (the gather) and waits for the caller. A `pin.verify` of
+    /// a locked-out account is refused before anything is asked.
+    pub(super) async fn ask<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        node: &'f Node,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        if let Kind::PinVerify(p) = &node.kind {
+            let account = s
+                .lookup(&[p.account.value.clone(), "id".into()])
+                .unwrap_or_default();
+            if let Err(refusal) = self
+                .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
+                .await
+            {
+                return refusal;
+            }
+        }
+        s.waiting_since_ms = None;
+        self.prompt_input(flow, s, node, false, out);
+        Flowing::Wait
+    }
+
     /// Emits the gather for the current input node. `confirm` asks for the second entry of a
     /// new secret.
     pub(super) fn prompt_input(

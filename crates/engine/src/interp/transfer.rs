@@ -7,10 +7,51 @@
 use resetline_audit::{EventType as Ev, Outcome as Out};
 use resetline_flow::Flow;
 
-use super::{Engine, Flowing};
+use super::{Engine, Flowing, step_url};
+use crate::action::Action;
 use crate::session::{Session, Waiting};
 
 impl Engine {
+    /// `transfer`: says its prompt, hands the call to the queue or number, and waits for the
+    /// carrier's result on the step's `/transfer` URL.
+    pub(super) async fn transfer<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        t: &resetline_flow::model::Transfer,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        if let Some(p) = &t.say {
+            self.say(flow, s, p, out);
+        }
+        let action = step_url(flow, s.token, "/transfer");
+        let target = match &t.to {
+            resetline_flow::model::TransferTo::Queue(q) => format!("queue:{q}"),
+            resetline_flow::model::TransferTo::Number(n) => format!("number:{n}"),
+        };
+        let r = self
+            .record(s, Ev::CallTransferred, Out::Info)
+            .with_reason("transfer")
+            .with_detail("target", target);
+        s.pending_audit.push(r);
+        match &t.to {
+            resetline_flow::model::TransferTo::Queue(q) => out.push(Action::Enqueue {
+                queue: q.clone(),
+                wait_url: t.wait.clone(),
+                action,
+            }),
+            resetline_flow::model::TransferTo::Number(n) => out.push(Action::Dial {
+                number: n.clone(),
+                action,
+            }),
+        }
+        if s.recording_paused_ms.is_some() {
+            self.resume(s).await;
+        }
+        s.waiting = Waiting::Transfer;
+        Flowing::Wait
+    }
+
     pub(super) fn transfer_result<'f>(
         &self,
         flow: &'f Flow,

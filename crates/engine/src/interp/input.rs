@@ -10,12 +10,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use resetline_audit::{EventType as Ev, Factor, Outcome as Out};
+use resetline_audit::Factor;
 use resetline_flow::Flow;
-use resetline_flow::model::{Digits, Kind, Node, Prompt};
+use resetline_flow::model::{Digits, Gather, Kind, Menu, Node, Prompt};
 
-use super::directory::DECOY;
-use super::pin::{NO_ACCOUNT, PIN_LOCK};
+use super::pin::PIN_LOCK;
 use super::{Engine, Flowing, step_url};
 use crate::action::Action;
 use crate::secret::Secret;
@@ -57,64 +56,15 @@ impl Engine {
         confirm: bool,
         out: &mut Vec<Action>,
     ) {
-        let (prompt, digits, finish_on, first, inter) = match &node.kind {
-            Kind::Menu(m) => (
-                Some(&m.say),
-                Digits { min: 1, max: 1 },
-                None,
-                m.timeout,
-                m.timeout,
-            ),
-            Kind::Gather(g) => (
-                Some(&g.say),
-                g.digits,
-                g.finish_on,
-                g.first_digit_timeout,
-                g.inter_digit_timeout,
-            ),
-            Kind::PinVerify(p) => (
-                Some(&p.say),
-                p.digits,
-                p.finish_on,
-                p.first_digit_timeout,
-                p.inter_digit_timeout,
-            ),
-            Kind::CodeVerify(v) => {
-                let length = match flow.node(&v.from.value).map(|n| &n.kind) {
-                    Some(Kind::CodeSend(c)) => c.length,
-                    _ => 6,
-                };
-                (
-                    Some(&v.say),
-                    Digits {
-                        min: length,
-                        max: length,
-                    },
-                    Some('#'),
-                    v.first_digit_timeout,
-                    v.inter_digit_timeout,
-                )
-            }
-            Kind::SetSecret(x) => {
-                let policy = flow.policy(&x.policy.value);
-                let d = Digits {
-                    min: policy.map_or(1, |p| p.min_length.value.min(64)).max(1),
-                    max: policy.map_or(64, |p| p.max_length),
-                };
-                let p = if confirm {
-                    x.confirm.as_ref()
-                } else {
-                    x.say.as_ref()
-                };
-                (
-                    p,
-                    Digits { min: 1, max: d.max },
-                    Some('#'),
-                    Duration::from_secs(8),
-                    Duration::from_secs(4),
-                )
-            }
-            _ => return,
+        let Some(Listen {
+            prompt,
+            digits,
+            finish_on,
+            first,
+            inter,
+        }) = listen(flow, node, confirm)
+        else {
+            return;
         };
         let mut prompts: Vec<Action> = std::mem::take(out);
         if let Some(p) = prompt {
@@ -167,89 +117,13 @@ impl Engine {
         if s.waiting == Waiting::Nothing || s.waiting == Waiting::Transfer {
             return Flowing::Wait;
         }
-        let retry = |engine: &Self,
-                     s: &mut Session,
-                     out: &mut Vec<Action>,
-                     say: Option<&Prompt>,
-                     say_key: Option<&str>,
-                     max: u32,
-                     exhausted: &'static str| {
-            s.attempts += 1;
-            if let Some(p) = say {
-                engine.say(flow, s, p, out);
-            }
-            if let Some(k) = say_key {
-                engine.say_key(flow, s, k, out);
-            }
-            if s.attempts >= max {
-                return Flowing::Outcome(exhausted);
-            }
-            engine.prompt_input(flow, s, node, false, out);
-            Flowing::Wait
-        };
         match &node.kind {
-            Kind::Menu(m) => {
-                let Some(d) = digits else {
-                    return retry(
-                        self,
-                        s,
-                        out,
-                        m.no_input_say.as_ref(),
-                        None,
-                        m.attempts,
-                        "no_input",
-                    );
-                };
-                let key = d.expose().chars().next();
-                match m.keys.iter().find(|k| Some(k.key.value) == key) {
-                    Some(k) => {
-                        if let Some(l) = &k.locale {
-                            s.locale = l.value.clone();
-                        }
-                        for (name, t) in &k.set {
-                            if let Ok(v) = self.render_text(s, &t.value) {
-                                s.vars.insert(name.value.clone(), Var::Text(v));
-                            }
-                        }
-                        match k.next.as_ref().or(node.next.as_ref()) {
-                            Some(n) => Flowing::Goto(&n.value),
-                            None => Flowing::Outcome("no_match"),
-                        }
-                    }
-                    None => retry(
-                        self,
-                        s,
-                        out,
-                        m.no_match_say.as_ref(),
-                        None,
-                        m.attempts,
-                        "no_match",
-                    ),
-                }
-            }
+            Kind::Menu(m) => self.menu_input(flow, s, node, m, digits, out),
             Kind::Gather(g) => {
-                let Some(d) = digits else {
-                    return retry(
-                        self,
-                        s,
-                        out,
-                        g.no_input_say.as_ref(),
-                        None,
-                        g.attempts,
-                        "no_input",
-                    );
+                let d = match self.gathered(flow, s, node, g, digits, out) {
+                    Ok(d) => d,
+                    Err(retried) => return retried,
                 };
-                if !fits(&d, g.digits) {
-                    return retry(
-                        self,
-                        s,
-                        out,
-                        g.no_match_say.as_ref(),
-                        None,
-                        g.attempts,
-                        "no_match",
-                    );
-                }
                 if g.secret {
                     secrets.insert(g.into.value.clone(), d);
                 } else {
@@ -260,128 +134,167 @@ impl Engine {
                     .as_ref()
                     .map_or(Flowing::Outcome("no_match"), |n| Flowing::Goto(&n.value))
             }
-            Kind::PinVerify(p) => {
-                let Some(d) = digits.filter(|d| fits(d, p.digits)) else {
-                    return retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed");
-                };
-                let account = s
-                    .lookup(&[p.account.value.clone(), "id".into()])
-                    .unwrap_or_default();
-                let before = match self
-                    .locked_out(s, &account, PIN_LOCK, Factor::Pin, "locked_out")
-                    .await
-                {
-                    Ok(state) => state,
-                    Err(refusal) => return refusal,
-                };
-                // The attempt is counted before the (slow) check and forgiven on success, so
-                // parallel calls cannot each get a free guess during a lockout; a check that
-                // does not complete gives it back (`reserve.rs`).
-                let now = self.clock.now_ms();
-                let guard = match self.reserve(&account, before, now, PIN_LOCK).await {
-                    Ok(guard) => guard,
-                    Err(e) => {
-                        tracing::warn!(call = %s.call_sid, error = %e, "lockout state not recorded");
-                        return Flowing::Outcome("error");
-                    }
-                };
-                let decoy = s.lookup(&[p.account.value.clone(), DECOY.into()]).is_some();
-                let checked = if decoy {
-                    // The same work as a real wrong PIN (the directory's dummy check for an
-                    // account it does not hold), and never a match.
-                    self.within("directory", self.directory.verify_pin(NO_ACCOUNT, &d))
-                        .await
-                        .map(|_| false)
-                } else {
-                    self.within("directory", self.directory.verify_pin(&account, &d))
-                        .await
-                };
-                match checked {
-                    Ok(true) => {
-                        guard.keep();
-                        if let Err(e) = self
-                            .within("lockouts", self.lockouts.success(&account))
-                            .await
-                        {
-                            tracing::warn!(call = %s.call_sid, error = %e, "lockout state not reset");
-                        }
-                        s.verified(&account);
-                        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "verified", "pin check");
-                        let r = self
-                            .record(s, Ev::AuthnLoginSuccess, Out::Success)
-                            .with_reason("verified")
-                            .with_factor(Factor::Pin);
-                        s.pending_audit.push(r);
-                        node.next
-                            .as_ref()
-                            .map_or(Flowing::Outcome("failed"), |n| Flowing::Goto(&n.value))
-                    }
-                    Ok(false) => {
-                        let reserved = guard.keep();
-                        tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "wrong", attempt = s.attempts + 1, "pin check");
-                        let r = self
-                            .record(s, Ev::AuthnLoginFail, Out::Failure)
-                            .with_reason("wrong")
-                            .with_factor(Factor::Pin)
-                            .with_detail("attempt", (s.attempts + 1).to_string());
-                        s.pending_audit.push(r);
-                        let policy = PIN_LOCK;
-                        match Ok::<_, crate::backend::StoreError>(reserved) {
-                            Ok(state) if state.locked(now, &policy) => {
-                                let suspended = state.failures >= policy.suspend_at;
-                                let r = self
-                                    .record(s, Ev::AuthnLoginLock, Out::Failure)
-                                    .with_reason(if suspended {
-                                        "suspended"
-                                    } else {
-                                        "growing_wait"
-                                    })
-                                    .with_factor(Factor::Pin)
-                                    .with_detail("failures", state.failures.to_string())
-                                    .with_detail(
-                                        "locked_for_s",
-                                        (state.locked_until_ms.saturating_sub(now) / 1000)
-                                            .to_string(),
-                                    );
-                                s.pending_audit.push(r);
-                                self.say_key(flow, s, "pin_wrong", out);
-                                return Flowing::Outcome("locked_out");
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::warn!(call = %s.call_sid, error = %e, "lockout state not recorded");
-                                return Flowing::Outcome("error");
-                            }
-                        }
-                        let next =
-                            retry(self, s, out, None, Some("pin_wrong"), p.attempts, "failed");
-                        if matches!(next, Flowing::Outcome("failed")) {
-                            let r = self
-                                .record(s, Ev::AuthnLoginFailMax, Out::Failure)
-                                .with_reason("pin_attempts")
-                                .with_factor(Factor::Pin);
-                            s.pending_audit.push(r);
-                        }
-                        next
-                    }
-                    Err(e) => {
-                        // Any error (outage, timeout, a busy hash pool): not an answer.
-                        self.give_back(s, guard).await;
-                        tracing::warn!(call = %s.call_sid, node = %node.id.value, error = %e, "pin check failed");
-                        let r = self
-                            .record(s, Ev::AuthnLoginFail, Out::Error)
-                            .with_reason(if e.timeout { "timeout" } else { "backend" })
-                            .with_factor(Factor::Pin);
-                        s.pending_audit.push(r);
-                        Flowing::Outcome("error")
-                    }
-                }
-            }
+            Kind::PinVerify(p) => self.pin_input(flow, s, node, p, digits, out).await,
             Kind::SetSecret(x) => self.new_secret(flow, s, node, x, digits, out).await,
             Kind::CodeVerify(v) => self.code_input(flow, s, node, v, digits, out).await,
             _ => Flowing::Wait,
         }
     }
+
+    /// A failed attempt at the input node `node`: says `say` and asks again, or takes the
+    /// outcome `exhausted` once the node's `attempts` are used up.
+    pub(super) fn retry<'f>(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        out: &mut Vec<Action>,
+        say: Option<&Prompt>,
+        (attempts, exhausted): (u32, &'static str),
+    ) -> Flowing<'f> {
+        s.attempts += 1;
+        if let Some(p) = say {
+            self.say(flow, s, p, out);
+        }
+        if s.attempts >= attempts {
+            return Flowing::Outcome(exhausted);
+        }
+        self.prompt_input(flow, s, node, false, out);
+        Flowing::Wait
+    }
+
+    /// A key at a `menu`: the key's locale and variables, then its target (or the node's
+    /// `next`); silence or an unknown key asks again.
+    fn menu_input<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        node: &'f Node,
+        m: &'f Menu,
+        digits: Option<Secret>,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        let Some(d) = digits else {
+            let say = m.no_input_say.as_ref();
+            return self.retry(flow, s, node, out, say, (m.attempts, "no_input"));
+        };
+        let key = d.expose().chars().next();
+        let Some(k) = m.keys.iter().find(|k| Some(k.key.value) == key) else {
+            let say = m.no_match_say.as_ref();
+            return self.retry(flow, s, node, out, say, (m.attempts, "no_match"));
+        };
+        if let Some(l) = &k.locale {
+            s.locale = l.value.clone();
+        }
+        for (name, t) in &k.set {
+            if let Ok(v) = self.render_text(s, &t.value) {
+                s.vars.insert(name.value.clone(), Var::Text(v));
+            }
+        }
+        match k.next.as_ref().or(node.next.as_ref()) {
+            Some(n) => Flowing::Goto(&n.value),
+            None => Flowing::Outcome("no_match"),
+        }
+    }
+
+    /// Digits at a `gather`: accepted when they fit its count; silence or a wrong count asks
+    /// again (`Err`: the retry's move).
+    fn gathered<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        node: &'f Node,
+        g: &'f Gather,
+        digits: Option<Secret>,
+        out: &mut Vec<Action>,
+    ) -> Result<Secret, Flowing<'f>> {
+        let Some(d) = digits else {
+            let say = g.no_input_say.as_ref();
+            return Err(self.retry(flow, s, node, out, say, (g.attempts, "no_input")));
+        };
+        if !fits(&d, g.digits) {
+            let say = g.no_match_say.as_ref();
+            return Err(self.retry(flow, s, node, out, say, (g.attempts, "no_match")));
+        }
+        Ok(d)
+    }
+}
+
+/// How an input node listens: its prompt, the digits it takes, the key that ends entry, and
+/// the silence allowed before the first digit and between digits.
+struct Listen<'f> {
+    prompt: Option<&'f Prompt>,
+    digits: Digits,
+    finish_on: Option<char>,
+    first: Duration,
+    inter: Duration,
+}
+
+/// How `node` listens (`confirm`: for the second entry of a new secret); `None` for a node
+/// that takes no input.
+fn listen<'f>(flow: &'f Flow, node: &'f Node, confirm: bool) -> Option<Listen<'f>> {
+    let make = |prompt, digits, finish_on, first, inter| Listen {
+        prompt,
+        digits,
+        finish_on,
+        first,
+        inter,
+    };
+    Some(match &node.kind {
+        Kind::Menu(m) => make(
+            Some(&m.say),
+            Digits { min: 1, max: 1 },
+            None,
+            m.timeout,
+            m.timeout,
+        ),
+        Kind::Gather(g) => make(
+            Some(&g.say),
+            g.digits,
+            g.finish_on,
+            g.first_digit_timeout,
+            g.inter_digit_timeout,
+        ),
+        Kind::PinVerify(p) => make(
+            Some(&p.say),
+            p.digits,
+            p.finish_on,
+            p.first_digit_timeout,
+            p.inter_digit_timeout,
+        ),
+        Kind::CodeVerify(v) => {
+            let length = match flow.node(&v.from.value).map(|n| &n.kind) {
+                Some(Kind::CodeSend(c)) => c.length,
+                _ => 6,
+            };
+            make(
+                Some(&v.say),
+                Digits {
+                    min: length,
+                    max: length,
+                },
+                Some('#'),
+                v.first_digit_timeout,
+                v.inter_digit_timeout,
+            )
+        }
+        Kind::SetSecret(x) => {
+            let max = flow.policy(&x.policy.value).map_or(64, |p| p.max_length);
+            let prompt = if confirm {
+                x.confirm.as_ref()
+            } else {
+                x.say.as_ref()
+            };
+            make(
+                prompt,
+                Digits { min: 1, max },
+                Some('#'),
+                Duration::from_secs(8),
+                Duration::from_secs(4),
+            )
+        }
+        _ => return None,
+    })
 }
 
 /// Digits within the accepted count, all keypad digits.

@@ -189,11 +189,7 @@ impl Engine {
             | Kind::SetSecret(_)
             | Kind::CodeVerify(_) => self.ask(flow, s, node, out).await,
             Kind::Secure(sec) => Flowing::Goto(&sec.start.value),
-            Kind::CodeSend(c) => match self.send_code(flow, s, &node.id.value, c, false, out).await
-            {
-                Ok(_) => onward(node),
-                Err(outcome) => Flowing::Outcome(outcome),
-            },
+            Kind::CodeSend(c) => self.code_send(flow, s, node, c, out).await,
             Kind::Notify(n) => self.notify(flow, s, node, n).await,
             Kind::Ticket(t) => self.ticket(flow, s, node, t, out).await,
             Kind::Http(h) => self.http_node(s, node, h, secrets).await,

@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 
 use resetline_audit::{EventType as Ev, Outcome as Out};
-use resetline_flow::model::{Case, Kind, Node, SecretMode, WhenAbsent};
+use resetline_flow::model::{Case, Kind, Node, SecretMode};
 use resetline_flow::template::Template;
 use resetline_flow::{Flow, Spanned};
 
 use super::{Engine, Flowing};
 use crate::action::Action;
-use crate::backend::{RecordingAck, RecordingChange};
 use crate::secret::Secret;
 use crate::session::{Session, Var, Waiting};
 
@@ -106,46 +105,7 @@ impl Engine {
             s.attempts = 0;
             s.pending_secret = None;
             if let Kind::Secure(sec) = &node.kind {
-                let skip = flow.settings.recording.pause_behavior
-                    == resetline_flow::model::PauseBehavior::Skip;
-                let ack = self
-                    .within(
-                        "recording",
-                        self.recording
-                            .change(&s.call_sid, RecordingChange::Pause { skip }),
-                    )
-                    .await;
-                match ack {
-                    Ok(RecordingAck::Done) => {
-                        s.recording_paused_ms = Some(self.clock.now_ms());
-                        tracing::info!(call = %s.call_sid, section = %target, "recording paused");
-                        self.audit(s, Ev::RecordingPaused, Out::Success, "paused");
-                    }
-                    Ok(RecordingAck::NoRecording)
-                        if flow.settings.recording.when_absent == WhenAbsent::Proceed =>
-                    {
-                        tracing::info!(call = %s.call_sid, section = %target, "no recording to pause");
-                        self.audit(s, Ev::RecordingPaused, Out::Info, "no_recording");
-                    }
-                    Ok(RecordingAck::NoRecording) => {
-                        self.audit(s, Ev::RecordingPaused, Out::Failure, "no_recording");
-                        return Err(Flowing::Outcome("pause_failed"));
-                    }
-                    Err(e) => {
-                        tracing::warn!(call = %s.call_sid, section = %target, error = %e, "recording pause failed");
-                        self.audit(
-                            s,
-                            Ev::RecordingPaused,
-                            Out::Error,
-                            if e.timeout {
-                                "timeout"
-                            } else {
-                                "carrier_error"
-                            },
-                        );
-                        return Err(Flowing::Outcome("pause_failed"));
-                    }
-                }
+                self.pause(flow, s, target).await?;
                 target = &sec.start.value;
                 continue;
             }

@@ -6,12 +6,68 @@
 //! call without a recording does), and every pause and resume is audited with how it went.
 
 use resetline_audit::{EventType as Ev, Outcome as Out};
+use resetline_flow::Flow;
+use resetline_flow::model::WhenAbsent;
 
-use super::Engine;
-use crate::backend::RecordingChange;
+use super::{Engine, Flowing};
+use crate::backend::{RecordingAck, RecordingChange};
 use crate::session::Session;
 
 impl Engine {
+    /// Pauses recording on entering secure section `section`. `Err`: the section's
+    /// `pause_failed` outcome (the carrier did not acknowledge, or there is no recording and
+    /// the flow says `when_absent: fallback`).
+    pub(super) async fn pause<'f>(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        section: &str,
+    ) -> Result<(), Flowing<'f>> {
+        let skip =
+            flow.settings.recording.pause_behavior == resetline_flow::model::PauseBehavior::Skip;
+        let ack = self
+            .within(
+                "recording",
+                self.recording
+                    .change(&s.call_sid, RecordingChange::Pause { skip }),
+            )
+            .await;
+        match ack {
+            Ok(RecordingAck::Done) => {
+                s.recording_paused_ms = Some(self.clock.now_ms());
+                tracing::info!(call = %s.call_sid, section = %section, "recording paused");
+                self.audit(s, Ev::RecordingPaused, Out::Success, "paused");
+            }
+            Ok(RecordingAck::NoRecording)
+                if flow.settings.recording.when_absent == WhenAbsent::Proceed =>
+            {
+                tracing::info!(call = %s.call_sid, section = %section, "no recording to pause");
+                self.audit(s, Ev::RecordingPaused, Out::Info, "no_recording");
+            }
+            Ok(RecordingAck::NoRecording) => {
+                self.audit(s, Ev::RecordingPaused, Out::Failure, "no_recording");
+                return Err(Flowing::Outcome("pause_failed"));
+            }
+            Err(e) => {
+                tracing::warn!(call = %s.call_sid, section = %section, error = %e, "recording pause failed");
+                self.audit(
+                    s,
+                    Ev::RecordingPaused,
+                    Out::Error,
+                    if e.timeout {
+                        "timeout"
+                    } else {
+                        "carrier_error"
+                    },
+                );
+                return Err(Flowing::Outcome("pause_failed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes recording on leaving a secure section (however the call leaves it), audited
+    /// with how long it was paused.
     pub(super) async fn resume(&self, s: &mut Session) {
         let paused_for = s
             .recording_paused_ms

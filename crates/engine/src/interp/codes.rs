@@ -14,6 +14,7 @@ use resetline_flow::Flow;
 use resetline_flow::model::{Channel, CodeSend, CodeVerify, Kind, Node, WaitKey};
 
 use super::drive::onward;
+use super::input::Reprompt;
 use super::{Engine, Flowing, journal, path_of, step_url};
 use crate::action::Action;
 use crate::backend::{OutgoingMessage, SendError};
@@ -403,12 +404,8 @@ impl Engine {
         out: &mut Vec<Action>,
     ) -> Flowing<'f> {
         let Some(w) = &v.wait else {
-            s.attempts += 1;
-            if s.attempts >= v.attempts {
-                return Flowing::Outcome("failed");
-            }
-            self.prompt_input(flow, s, node, false, out);
-            return Flowing::Wait;
+            let say = Reprompt::Prompt(None);
+            return self.retry(flow, s, node, out, say, (v.attempts, "failed"));
         };
         let since = *s.waiting_since_ms.get_or_insert(now);
         if now.saturating_sub(since)

@@ -149,12 +149,14 @@ impl Engine {
         s: &mut Session,
         node: &Node,
         out: &mut Vec<Action>,
-        say: Option<&Prompt>,
+        say: Reprompt<'_>,
         (attempts, exhausted): (u32, &'static str),
     ) -> Flowing<'f> {
         s.attempts += 1;
-        if let Some(p) = say {
-            self.say(flow, s, p, out);
+        match say {
+            Reprompt::Prompt(Some(p)) => self.say(flow, s, p, out),
+            Reprompt::Prompt(None) => {}
+            Reprompt::Key(key) => self.say_key(flow, s, key, out),
         }
         if s.attempts >= attempts {
             return Flowing::Outcome(exhausted);
@@ -175,12 +177,12 @@ impl Engine {
         out: &mut Vec<Action>,
     ) -> Flowing<'f> {
         let Some(d) = digits else {
-            let say = m.no_input_say.as_ref();
+            let say = Reprompt::Prompt(m.no_input_say.as_ref());
             return self.retry(flow, s, node, out, say, (m.attempts, "no_input"));
         };
         let key = d.expose().chars().next();
         let Some(k) = m.keys.iter().find(|k| Some(k.key.value) == key) else {
-            let say = m.no_match_say.as_ref();
+            let say = Reprompt::Prompt(m.no_match_say.as_ref());
             return self.retry(flow, s, node, out, say, (m.attempts, "no_match"));
         };
         if let Some(l) = &k.locale {
@@ -209,15 +211,23 @@ impl Engine {
         out: &mut Vec<Action>,
     ) -> Result<Secret, Flowing<'f>> {
         let Some(d) = digits else {
-            let say = g.no_input_say.as_ref();
+            let say = Reprompt::Prompt(g.no_input_say.as_ref());
             return Err(self.retry(flow, s, node, out, say, (g.attempts, "no_input")));
         };
         if !fits(&d, g.digits) {
-            let say = g.no_match_say.as_ref();
+            let say = Reprompt::Prompt(g.no_match_say.as_ref());
             return Err(self.retry(flow, s, node, out, say, (g.attempts, "no_match")));
         }
         Ok(d)
     }
+}
+
+/// What an input node says before it asks again.
+pub(super) enum Reprompt<'a> {
+    /// The node's own prompt for the case, if it has one.
+    Prompt(Option<&'a Prompt>),
+    /// An engine prompt (the spoken reason for a refusal).
+    Key(&'a str),
 }
 
 /// How an input node listens: its prompt, the digits it takes, the key that ends entry, and

@@ -11,10 +11,11 @@
 use hmac::{Hmac, Mac};
 use resetline_audit::{EventType as Ev, Outcome as Out};
 use resetline_flow::Flow;
-use resetline_flow::model::Node;
+use resetline_flow::model::{Channel, Node, SetSecret};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::input::Reprompt;
 use super::{Engine, Flowing, journal, path_of};
 use crate::action::Action;
 use crate::backend::{OutgoingMessage, SetSecretError};
@@ -31,7 +32,7 @@ impl Engine {
         flow: &'f Flow,
         s: &mut Session,
         node: &'f Node,
-        x: &resetline_flow::model::SetSecret,
+        x: &SetSecret,
         out: &mut Vec<Action>,
     ) -> Flowing<'f> {
         let (Some(policy), Some((channel, to_path))) =
@@ -54,19 +55,7 @@ impl Engine {
             return Flowing::Outcome("error");
         }
         let to = s.lookup(&path_of(&to_path.value)).unwrap_or_default();
-        let body = self.engine_text(
-            flow,
-            s,
-            "password_message",
-            &[("password", password.expose())],
-        );
-        let message = OutgoingMessage {
-            channel: *channel,
-            to: to.clone(),
-            subject: self.engine_text(flow, s, "password_email_subject", &[]),
-            body: Secret::new(body),
-            status_callback: None,
-        };
+        let message = self.password_message(flow, s, *channel, &to, &password);
         // One intent covers the delivery and the change that follows it.
         let planned = self
             .record(s, Ev::AuthnPasswordChange, Out::Intent)
@@ -78,20 +67,7 @@ impl Engine {
             (Some(intent), sent.is_ok())
         };
         if !delivered {
-            tracing::info!(call = %s.call_sid, node = %node.id.value, "generated password not delivered; nothing changed");
-            let (outcome, why) = match &intent {
-                Some(i) if !i.recorded => (Out::Error, "audit_unavailable"),
-                _ => (Out::Failure, "not_delivered"),
-            };
-            let r = self
-                .record(s, Ev::AuthnPasswordChangeFail, outcome)
-                .with_reason(why);
-            s.pending_audit.push(match intent {
-                Some(i) => i.names(r),
-                None => r,
-            });
-            self.say_key(flow, s, "password_not_delivered", out);
-            return Flowing::Outcome("failed");
+            return self.not_delivered(flow, s, node, intent, out);
         }
         match self
             .apply_secret(flow, s, node, &account, &password, "generated", intent)
@@ -107,6 +83,56 @@ impl Engine {
             }
             Applied::Outcome(outcome) => Flowing::Outcome(outcome),
         }
+    }
+
+    /// The message carrying a generated password to `to`.
+    fn password_message(
+        &self,
+        flow: &Flow,
+        s: &Session,
+        channel: Channel,
+        to: &str,
+        password: &Secret,
+    ) -> OutgoingMessage {
+        let body = self.engine_text(
+            flow,
+            s,
+            "password_message",
+            &[("password", password.expose())],
+        );
+        OutgoingMessage {
+            channel,
+            to: to.to_string(),
+            subject: self.engine_text(flow, s, "password_email_subject", &[]),
+            body: Secret::new(body),
+            status_callback: None,
+        }
+    }
+
+    /// A generated password that was not delivered (no destination, the send failed, or its
+    /// intent was not recorded): nothing is changed, and the call takes `failed`.
+    fn not_delivered<'f>(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        intent: Option<journal::Intent>,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        tracing::info!(call = %s.call_sid, node = %node.id.value, "generated password not delivered; nothing changed");
+        let (outcome, why) = match &intent {
+            Some(i) if !i.recorded => (Out::Error, "audit_unavailable"),
+            _ => (Out::Failure, "not_delivered"),
+        };
+        let r = self
+            .record(s, Ev::AuthnPasswordChangeFail, outcome)
+            .with_reason(why);
+        s.pending_audit.push(match intent {
+            Some(i) => i.names(r),
+            None => r,
+        });
+        self.say_key(flow, s, "password_not_delivered", out);
+        Flowing::Outcome("failed")
     }
 
     /// Sets `secret` at the directory for `account` within the step's time, after recording
@@ -197,78 +223,27 @@ impl Engine {
         true
     }
 
+    /// Digits at an entered `set_secret`: the first entry is checked against the policy and
+    /// kept only as a keyed hash; the second must match it, and then the secret is set.
     pub(super) async fn new_secret<'f>(
         &self,
         flow: &'f Flow,
         s: &mut Session,
         node: &'f Node,
-        x: &resetline_flow::model::SetSecret,
+        x: &SetSecret,
         digits: Option<Secret>,
         out: &mut Vec<Action>,
     ) -> Flowing<'f> {
         let Some(policy) = flow.policy(&x.policy.value) else {
             return Flowing::Outcome("error");
         };
-        let refuse = |engine: &Self, s: &mut Session, out: &mut Vec<Action>, key: &str| {
-            s.attempts += 1;
-            s.pending_secret = None;
-            engine.say_key(flow, s, key, out);
-            if s.attempts >= x.attempts {
-                return Flowing::Outcome("failed");
-            }
-            engine.prompt_input(flow, s, node, false, out);
-            Flowing::Wait
-        };
         let Some(d) = digits else {
-            return refuse(self, s, out, "policy_too_short");
+            return self.refuse_secret(flow, s, node, out, "policy_too_short", x.attempts);
         };
         if s.waiting == Waiting::Confirm {
-            let Some(first) = s.pending_secret.clone() else {
-                return refuse(self, s, out, "policy_mismatch");
-            };
-            let second = self.keyed_hash(&s.call_sid, &d);
-            if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
-                tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "mismatch", "new secret");
-                self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "mismatch");
-                return refuse(self, s, out, "policy_mismatch");
-            }
-            let account = s
-                .lookup(&[x.account.value.clone(), "id".into()])
-                .unwrap_or_default();
-            s.pending_secret = None;
-            return match self
-                .apply_secret(flow, s, node, &account, &d, "set", None)
-                .await
-            {
-                Applied::Set => node
-                    .next
-                    .as_ref()
-                    .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
-                Applied::Refused(key) => {
-                    s.attempts += 1;
-                    self.say_key(flow, s, &key, out);
-                    if s.attempts >= x.attempts {
-                        return Flowing::Outcome("rejected");
-                    }
-                    self.prompt_input(flow, s, node, false, out);
-                    Flowing::Wait
-                }
-                Applied::Outcome(outcome) => Flowing::Outcome(outcome),
-            };
+            return self.confirm_secret(flow, s, node, x, d, out).await;
         }
-        let record = s.vars.get(&x.account.value).cloned();
-        let mut values: Vec<String> = Vec::new();
-        if let Some(Var::Record(r)) = &record {
-            values.extend(
-                ["id", "mobile", "birth_date"]
-                    .iter()
-                    .filter_map(|f| r.get(*f).cloned()),
-            );
-            if let Some(b) = r.get("birth_date") {
-                values.extend(policy::date_forms(b));
-            }
-        }
-        values.push(s.caller.clone());
+        let values = personal_values(s, x);
         let personal = Personal {
             values: values.iter().map(String::as_str).collect(),
         };
@@ -279,11 +254,66 @@ impl Engine {
                 .with_reason("policy")
                 .with_detail("rule", refusal.name());
             s.pending_audit.push(r);
-            return refuse(self, s, out, refusal.prompt());
+            return self.refuse_secret(flow, s, node, out, refusal.prompt(), x.attempts);
         }
         s.pending_secret = Some(self.keyed_hash(&s.call_sid, &d));
         self.prompt_input(flow, s, node, true, out);
         Flowing::Wait
+    }
+
+    /// The second entry of a new secret: set when it matches the first (compared as keyed
+    /// hashes, in constant time), refused otherwise.
+    async fn confirm_secret<'f>(
+        &self,
+        flow: &'f Flow,
+        s: &mut Session,
+        node: &'f Node,
+        x: &SetSecret,
+        d: Secret,
+        out: &mut Vec<Action>,
+    ) -> Flowing<'f> {
+        let Some(first) = s.pending_secret.clone() else {
+            return self.refuse_secret(flow, s, node, out, "policy_mismatch", x.attempts);
+        };
+        let second = self.keyed_hash(&s.call_sid, &d);
+        if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
+            tracing::info!(call = %s.call_sid, node = %node.id.value, outcome = "mismatch", "new secret");
+            self.audit(s, Ev::AuthnPasswordChangeFail, Out::Failure, "mismatch");
+            return self.refuse_secret(flow, s, node, out, "policy_mismatch", x.attempts);
+        }
+        let account = s
+            .lookup(&[x.account.value.clone(), "id".into()])
+            .unwrap_or_default();
+        s.pending_secret = None;
+        match self
+            .apply_secret(flow, s, node, &account, &d, "set", None)
+            .await
+        {
+            Applied::Set => node
+                .next
+                .as_ref()
+                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
+            Applied::Refused(key) => {
+                let say = Reprompt::Key(&key);
+                self.retry(flow, s, node, out, say, (x.attempts, "rejected"))
+            }
+            Applied::Outcome(outcome) => Flowing::Outcome(outcome),
+        }
+    }
+
+    /// A refused entry of a new secret: the first entry is forgotten, the reason (prompt
+    /// `key`) spoken, and the caller asked again, or `failed` after `attempts` refusals.
+    fn refuse_secret<'f>(
+        &self,
+        flow: &Flow,
+        s: &mut Session,
+        node: &Node,
+        out: &mut Vec<Action>,
+        key: &str,
+        attempts: u32,
+    ) -> Flowing<'f> {
+        s.pending_secret = None;
+        self.retry(flow, s, node, out, Reprompt::Key(key), (attempts, "failed"))
     }
 
     pub(super) fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
@@ -343,4 +373,23 @@ pub(super) enum Applied {
     Refused(String),
     /// Take this outcome edge.
     Outcome(&'static str),
+}
+
+/// What a new secret must not be made of: the account record's id, mobile and birth date (in
+/// its usual written forms) and the caller's number.
+fn personal_values(s: &Session, x: &SetSecret) -> Vec<String> {
+    let record = s.vars.get(&x.account.value).cloned();
+    let mut values: Vec<String> = Vec::new();
+    if let Some(Var::Record(r)) = &record {
+        values.extend(
+            ["id", "mobile", "birth_date"]
+                .iter()
+                .filter_map(|f| r.get(*f).cloned()),
+        );
+        if let Some(b) = r.get("birth_date") {
+            values.extend(policy::date_forms(b));
+        }
+    }
+    values.push(s.caller.clone());
+    values
 }

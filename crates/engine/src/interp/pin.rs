@@ -11,7 +11,7 @@ use resetline_flow::Flow;
 use resetline_flow::model::{Node, PinVerify};
 
 use super::directory::DECOY;
-use super::input::fits;
+use super::input::{Reprompt, fits};
 use super::{Engine, Flowing};
 use crate::action::Action;
 use crate::backend::{BackendError, LockState};
@@ -31,8 +31,8 @@ impl Engine {
         out: &mut Vec<Action>,
     ) -> Flowing<'f> {
         let Some(d) = digits.filter(|d| fits(d, p.digits)) else {
-            self.say_key(flow, s, "pin_wrong", out);
-            return self.retry(flow, s, node, out, None, (p.attempts, "failed"));
+            let say = Reprompt::Key("pin_wrong");
+            return self.retry(flow, s, node, out, say, (p.attempts, "failed"));
         };
         let account = s
             .lookup(&[p.account.value.clone(), "id".into()])
@@ -63,12 +63,12 @@ impl Engine {
             Ok(false) => {
                 let reserved = guard.keep();
                 self.pin_wrong(s, node);
-                let locked = self.pin_locked(s, &reserved, now);
-                self.say_key(flow, s, "pin_wrong", out);
-                if locked {
+                if self.pin_locked(s, &reserved, now) {
+                    self.say_key(flow, s, "pin_wrong", out);
                     return Flowing::Outcome("locked_out");
                 }
-                let next = self.retry(flow, s, node, out, None, (p.attempts, "failed"));
+                let say = Reprompt::Key("pin_wrong");
+                let next = self.retry(flow, s, node, out, say, (p.attempts, "failed"));
                 if matches!(next, Flowing::Outcome("failed")) {
                     let r = self
                         .record(s, Ev::AuthnLoginFailMax, Out::Failure)

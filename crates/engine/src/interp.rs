@@ -7,6 +7,14 @@
 //! call. Transitions keep the rules that cannot live in the flow file: `limit` visits,
 //! recording paused before the first node of a `secure` section and resumed on every way out,
 //! and `max_call_seconds`.
+//!
+//! This file holds the step itself (token check, replay, time limit) and the types; the walk
+//! is `drive.rs`, time budgets `deadline.rs`, what the caller hears `speech.rs`, recording
+//! around secure sections `secure.rs`, the journal of effect intents `journal.rs`, and each
+//! family of node kinds its own module: `input.rs` (menu, gather, the gather every input node
+//! emits), `codes.rs` (code.send, code.verify, comfort loop), `pin.rs` and `reserve.rs`
+//! (pin.verify, lockouts), `new_secret.rs` (set_secret), `directory.rs` (directory.find,
+//! decoys), `transfer.rs`, `tickets.rs` (ticket, notify), `http.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -201,6 +209,7 @@ impl Engine {
             .await
     }
 
+    /// One step within its deadline: the token check, then the walk from the event.
     async fn step_inner(&self, flow: &Flow, s: &mut Session, event: Event) -> Step {
         let token = match &event {
             Event::Start => 0,
@@ -360,6 +369,7 @@ impl Engine {
         }
     }
 
+    /// Records `event` about `s` now with `outcome` and `reason`, for the step's audit.
     fn audit(&self, s: &mut Session, event: Ev, outcome: Out, reason: &str) {
         let r = self.record(s, event, outcome).with_reason(reason);
         s.pending_audit.push(r);

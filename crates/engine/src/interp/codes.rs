@@ -23,7 +23,7 @@ use crate::secret::{Secret, scrub_digits};
 use crate::session::{Delivery, Otp, Session, Waiting};
 
 /// What a send of a code came to, when it did not refuse.
-pub(super) enum CodeSent {
+enum CodeSent {
     /// The code went out (a new one, or the valid one again).
     Sent,
     /// Not sent again: the cooldown has not passed or the resends are used up.
@@ -65,7 +65,7 @@ impl Engine {
     /// Sends (or re-sends) the one-time code of `code.send` node `node_id`. A valid code for
     /// the same node and account is sent again unchanged, unless its cooldown has not passed
     /// or its resends are used up; otherwise a new one is minted. `Err`: the outcome edge.
-    pub(super) async fn send_code(
+    async fn send_code(
         &self,
         flow: &Flow,
         s: &mut Session,
@@ -226,7 +226,7 @@ impl Engine {
     /// total. No provider call happens after a refusal. (A cap passed before a later one
     /// refuses keeps its count: limits err on the side of fewer sends.) A cap whose counter
     /// store fails or does not answer in time refuses ([`STORE_DOWN`]): caps fail closed.
-    pub(super) async fn send_refused(
+    async fn send_refused(
         &self,
         s: &Session,
         channel: resetline_flow::model::Channel,
@@ -543,9 +543,9 @@ impl Engine {
 
 /// The refusal of a send whose cap could not be checked (the counter store failed or did
 /// not answer in time): no provider call, the `rate_limited` edge, audited with this reason.
-pub(super) const STORE_DOWN: &str = "counter_store_unavailable";
+const STORE_DOWN: &str = "counter_store_unavailable";
 
-pub(super) const CODE_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy::CODE;
+const CODE_LOCK: crate::backend::LockPolicy = crate::backend::LockPolicy::CODE;
 
 /// The audit factor of a code channel.
 pub(super) fn factor(channel: resetline_flow::model::Channel) -> Factor {

@@ -65,7 +65,7 @@ impl Engine {
     }
 
     /// The time a backend call started at `now` has: `budget`, cut to what remains of the step.
-    pub(super) fn left_at(&self, now: tokio::time::Instant) -> Duration {
+    fn left_at(&self, now: tokio::time::Instant) -> Duration {
         DEADLINE
             .try_with(|step| step.saturating_duration_since(now))
             .unwrap_or(self.budget)
@@ -123,14 +123,14 @@ mod tests {
         }
     }
 
-    pub(super) fn engine() -> Engine {
+    fn engine() -> Engine {
         let log = Arc::new(crate::testing::CallLog::default());
         let clock = Arc::new(crate::FakeClock::at(1_700_000_000_000));
         crate::testing::engine(vec![], &log, clock, Arc::new(Open))
     }
 
     #[tokio::test(start_paused = true)]
-    pub(super) async fn a_call_ready_at_once_is_answered_even_when_the_step_is_out_of_time() {
+    async fn a_call_ready_at_once_is_answered_even_when_the_step_is_out_of_time() {
         let engine = engine();
         let past = tokio::time::Instant::now() - Duration::from_secs(1);
         let out = DEADLINE
@@ -140,7 +140,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    pub(super) async fn a_callers_deadline_cuts_a_backend_calls_budget_short() {
+    async fn a_callers_deadline_cuts_a_backend_calls_budget_short() {
         let engine = engine(); // 500 ms per backend call
         let started = tokio::time::Instant::now();
         let by = started + Duration::from_millis(200);
@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    pub(super) async fn a_call_that_waits_gets_its_budget_counted_from_before_its_first_poll() {
+    async fn a_call_that_waits_gets_its_budget_counted_from_before_its_first_poll() {
         let engine = engine(); // 500 ms per backend call
         let started = tokio::time::Instant::now();
         let out = engine

@@ -62,7 +62,7 @@ impl Engine {
     }
 
     /// Moves the call to `target`, applying limits and secure-section entry and exit.
-    pub(super) async fn enter<'f>(
+    async fn enter<'f>(
         &self,
         flow: &'f Flow,
         s: &mut Session,
@@ -115,7 +115,7 @@ impl Engine {
     }
 
     /// Runs the node the call just entered; each family of kinds has its own module.
-    pub(super) async fn run_node<'f>(
+    async fn run_node<'f>(
         &self,
         flow: &'f Flow,
         s: &mut Session,
@@ -190,6 +190,7 @@ impl Engine {
         s.ended = Some(format!("hangup@{}", s.node));
     }
 
+    /// Ends the call with `outcome` (resuming a paused recording first) and audits it.
     pub(super) async fn end(
         &self,
         _flow: &Flow,
@@ -223,11 +224,11 @@ impl Engine {
 
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
 /// only a guard against a bug ever spinning a request.
-pub(super) const MAX_HOPS: usize = 200;
+const MAX_HOPS: usize = 200;
 
 /// The target of `outcome` at `node`: its own edge, `exhausted` for input failures, then
 /// `settings.on_error` for backend errors.
-pub(super) fn edge<'f>(flow: &'f Flow, node: &'f Node, outcome: &str) -> Option<&'f str> {
+fn edge<'f>(flow: &'f Flow, node: &'f Node, outcome: &str) -> Option<&'f str> {
     if outcome == "next" {
         return node.next.as_ref().map(|n| n.value.as_str());
     }

@@ -141,7 +141,7 @@ impl Engine {
     /// why), or an outcome edge (`locked`, `error`). The one place a new secret reaches the
     /// directory.
     #[allow(clippy::too_many_arguments)] // the change, and the intent it may already have
-    pub(super) async fn apply_secret(
+    async fn apply_secret(
         &self,
         flow: &Flow,
         s: &mut Session,
@@ -207,13 +207,7 @@ impl Engine {
     /// True (and audited) when the call has fewer than `min_factors` successful verifications
     /// of `account`: the checker proves every path has them, and this keeps it so at run time
     /// whatever the path (a check of A never lets the call set B's secret).
-    pub(super) fn unverified(
-        &self,
-        flow: &Flow,
-        s: &mut Session,
-        node: &Node,
-        account: &str,
-    ) -> bool {
+    fn unverified(&self, flow: &Flow, s: &mut Session, node: &Node, account: &str) -> bool {
         let have = s.verifications_of(account);
         if have >= flow.settings.min_factors.value {
             return false;
@@ -316,7 +310,9 @@ impl Engine {
         self.retry(flow, s, node, out, Reprompt::Key(key), (attempts, "failed"))
     }
 
-    pub(super) fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
+    /// The keyed hash (hex HMAC-SHA256 under the hash key, bound to the call) of `secret`:
+    /// all a session keeps of a first entry.
+    fn keyed_hash(&self, call_sid: &str, secret: &Secret) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(self.hash_key.expose().as_bytes()) {
             Ok(m) => m,
             Err(_) => return String::new(),
@@ -333,15 +329,11 @@ impl Engine {
 }
 
 /// Characters of generated passwords: no look-alikes (0/O, 1/l/I), easy to read from a text.
-pub(super) const PASSWORD_ALPHABET: &[u8] =
-    b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
 
 /// A random password of `length` characters from the OS CSPRNG (rejection sampling, so every
 /// character is uniform) with at least one upper-case letter, lower-case letter and digit.
-pub(super) fn generate_password(
-    random: &dyn crate::clock::Random,
-    length: usize,
-) -> Option<Secret> {
+fn generate_password(random: &dyn crate::clock::Random, length: usize) -> Option<Secret> {
     let n = PASSWORD_ALPHABET.len();
     let limit = 256 - 256 % n;
     for _ in 0..64 {
@@ -366,7 +358,7 @@ pub(super) fn generate_password(
 }
 
 /// What setting a new secret at the directory came to.
-pub(super) enum Applied {
+enum Applied {
     /// The directory took it.
     Set,
     /// The directory refused it; the prompt key speaks why.

@@ -204,4 +204,4 @@ pub(super) const PIN_LOCK: crate::backend::LockPolicy = crate::backend::LockPoli
 
 /// The account a decoy's PIN is checked against: no directory holds it, so the directory runs
 /// the dummy check it runs for any unknown account, as slow as a real one.
-pub(super) const NO_ACCOUNT: &str = "resetline-no-such-account";
+const NO_ACCOUNT: &str = "resetline-no-such-account";

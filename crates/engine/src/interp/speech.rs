@@ -15,7 +15,8 @@ use crate::action::{Action, Spoken};
 use crate::session::Session;
 
 impl Engine {
-    pub(super) fn catalog<'a>(
+    /// The catalog of the call's locale, else the flow's default locale's.
+    fn catalog<'a>(
         &'a self,
         flow: &Flow,
         s: &Session,
@@ -25,11 +26,13 @@ impl Engine {
             .or_else(|| self.catalogs.get(&flow.settings.default_locale.value))
     }
 
+    /// Whether the call's catalog has prompt `key`.
     pub(super) fn has_prompt(&self, flow: &Flow, s: &Session, key: &str) -> bool {
         self.catalog(flow, s)
             .is_some_and(|c| c.entries.contains_key(key))
     }
 
+    /// Says the catalog prompt `key`, without parameters.
     pub(super) fn say_key(&self, flow: &Flow, s: &Session, key: &str, out: &mut Vec<Action>) {
         let item = resetline_flow::model::PromptItem {
             key: resetline_flow::Spanned::new(key.to_string(), Default::default()),
@@ -38,6 +41,7 @@ impl Engine {
         self.say(flow, s, &Prompt { items: vec![item] }, out);
     }
 
+    /// Says `prompt`: each item from the catalog, its parameters rendered from the session.
     pub(super) fn say(&self, flow: &Flow, s: &Session, prompt: &Prompt, out: &mut Vec<Action>) {
         let Some(catalog) = self.catalog(flow, s) else {
             tracing::error!(locale = %s.locale, "no prompt catalog for locale");
@@ -85,6 +89,7 @@ impl Engine {
         }
     }
 
+    /// `t` rendered from the session as plain text; `Err` names a variable that is not set.
     pub(super) fn render_text(&self, s: &Session, t: &Template) -> Result<String, String> {
         t.render(&|p| s.lookup(p))
             .map(|segs| resetline_flow::template::plain_text(&segs))
@@ -121,7 +126,7 @@ impl Engine {
 
 /// Fills a catalog template with rendered parameters, keeping digit segments as such.
 /// `t` with its expressions replaced by the prompt's parameters (`params`: name, value).
-pub(super) fn fill(t: &Template, params: &[(&str, Vec<Segment>)]) -> Vec<Segment> {
+fn fill(t: &Template, params: &[(&str, Vec<Segment>)]) -> Vec<Segment> {
     let mut out: Vec<Segment> = Vec::new();
     for part in &t.parts {
         match part {

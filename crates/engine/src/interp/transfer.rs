@@ -52,6 +52,8 @@ impl Engine {
         Flowing::Wait
     }
 
+    /// The carrier's result of a transfer: the call ends as transferred when it connected,
+    /// else the node's `failed` edge.
     pub(super) fn transfer_result<'f>(
         &self,
         flow: &'f Flow,

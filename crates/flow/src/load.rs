@@ -17,9 +17,11 @@ use crate::spec::{self, Field, KindSpec, Ty};
 use crate::template::is_identifier;
 use crate::yaml::{self, Node as Y};
 
+mod defaults;
 mod kinds;
 mod scalars;
 mod settings;
+mod verify;
 
 /// Loads `text` (the contents of `file`). Returns the flow when the file could be read far
 /// enough to build one (possibly with problems), and every problem found.
@@ -59,9 +61,22 @@ pub(crate) struct Fields<'n> {
     entries: HashMap<&'n str, (&'n Y, &'n Y)>,
     /// Span of the key that owns this mapping (for "missing field" errors).
     owner: Span,
+    /// The vocabulary entries of the fields (defaults, bounds, words); empty for a mapping
+    /// with free keys.
+    spec: &'static [Field],
 }
 
 impl<'n> Fields<'n> {
+    /// A mapping with none of `spec`'s fields written (every field at its default).
+    fn empty(spec: &'static [Field], owner: Span) -> Self {
+        Fields {
+            entries: HashMap::new(),
+            owner,
+            spec,
+        }
+    }
+
+    /// The value of field `name`, unless absent or null.
     pub(crate) fn get(&self, name: &str) -> Option<&'n Y> {
         self.entries
             .get(name)
@@ -69,8 +84,25 @@ impl<'n> Fields<'n> {
             .filter(|v| !v.is_null())
     }
 
+    /// Where field `name`'s key is written.
     pub(crate) fn key_span(&self, name: &str) -> Option<Span> {
         self.entries.get(name).map(|(k, _)| k.span)
+    }
+
+    /// The vocabulary entry of field `name`.
+    fn field(&self, name: &str) -> Option<&'static Field> {
+        spec::field(self.spec, name)
+    }
+
+    /// The entries in the order they are written: name, key, value.
+    fn in_order(self) -> Vec<(&'n str, &'n Y, &'n Y)> {
+        let mut entries: Vec<_> = self
+            .entries
+            .into_iter()
+            .map(|(name, (k, v))| (name, k, v))
+            .collect();
+        entries.sort_by_key(|(_, k, _)| k.span.start);
+        entries
     }
 }
 
@@ -103,12 +135,12 @@ impl<'a> Loader<'a> {
     pub(crate) fn fields<'n>(
         &mut self,
         node: &'n Y,
-        spec: &[Field],
+        spec: &'static [Field],
         what: &str,
         owner: Span,
     ) -> Option<Fields<'n>> {
         let names: Vec<&str> = spec.iter().map(|f| f.name).collect();
-        let fields = self.map_with(node, what, owner, |l, key, _| {
+        let mut fields = self.map_with(node, what, owner, |l, key, _| {
             if names.contains(&key.0) {
                 return true;
             }
@@ -126,6 +158,7 @@ impl<'a> Loader<'a> {
             l.push(d);
             false
         })?;
+        fields.spec = spec;
         for f in spec.iter().filter(|f| f.required) {
             if !fields.entries.contains_key(f.name) || fields.get(f.name).is_none() {
                 let span = fields.key_span(f.name).unwrap_or(owner);
@@ -152,10 +185,7 @@ impl<'a> Loader<'a> {
     ) -> Option<Fields<'n>> {
         let Some(entries) = node.as_map() else {
             if node.is_null() {
-                return Some(Fields {
-                    entries: HashMap::new(),
-                    owner,
-                });
+                return Some(Fields::empty(&[], owner));
             }
             self.error(
                 Code::WrongType,
@@ -193,6 +223,7 @@ impl<'a> Loader<'a> {
         Some(Fields {
             entries: out,
             owner,
+            spec: &[],
         })
     }
 
@@ -529,6 +560,18 @@ pub(crate) fn is_status_pattern(s: &str) -> bool {
     b.len() == 3
         && (b'1'..=b'5').contains(&b[0])
         && ((b[1].is_ascii_digit() && b[2].is_ascii_digit()) || (b[1] == b'x' && b[2] == b'x'))
+}
+
+/// A digit count `6` or range `6..8`, between 1 and 64.
+pub(crate) fn parse_digits(s: &str) -> Option<Digits> {
+    let (min, max) = match s.split_once("..") {
+        Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+        None => {
+            let n = s.trim().parse::<u32>().ok()?;
+            (n, n)
+        }
+    };
+    (min >= 1 && min <= max && max <= 64).then_some(Digits { min, max })
 }
 
 /// `500ms`, `5s`, `10m`, `1h`, or a whole number of seconds.

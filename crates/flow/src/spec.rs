@@ -65,6 +65,49 @@ pub struct Field {
     pub doc: &'static str,
 }
 
+impl Field {
+    /// The bounds of an integer field.
+    pub fn bounds(&self) -> Option<(u32, u32)> {
+        match self.ty {
+            Ty::Int(min, max) => Some((min, max)),
+            _ => None,
+        }
+    }
+
+    /// The words a one-of-a-set field (or a list of such words) takes.
+    pub fn choices(&self) -> &'static [&'static str] {
+        match self.ty {
+            Ty::Enum(words) => words,
+            Ty::ListOf(Ty::Enum(words)) => words,
+            _ => &[],
+        }
+    }
+
+    /// The fields of a mapping-typed field.
+    pub fn object(&self) -> &'static [Field] {
+        match self.ty {
+            Ty::Object(fields) => fields,
+            _ => &[],
+        }
+    }
+
+    /// The words of a list default such as `[a, b]`.
+    pub fn default_words(&self) -> Vec<&'static str> {
+        let list = self.default.unwrap_or_default();
+        let inner = list.trim_start_matches('[').trim_end_matches(']');
+        inner
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .collect()
+    }
+}
+
+/// The field called `name` among `fields`.
+pub fn field(fields: &'static [Field], name: &str) -> Option<&'static Field> {
+    fields.iter().find(|f| f.name == name)
+}
+
 const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Field {
     Field {
         name,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Loader, is_flow_id, parse_duration, sub_span};
+use super::{Loader, is_flow_id, parse_digits, parse_duration, sub_span};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::span::{Span, Spanned};
@@ -145,28 +145,18 @@ impl Loader<'_> {
 
     pub(super) fn digits(&mut self, node: &Y, what: &str) -> Option<Digits> {
         let s = self.string(node, what)?;
-        let parsed = match s.value.split_once("..") {
-            Some((a, b)) => a
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .zip(b.trim().parse::<u32>().ok()),
-            None => s.value.trim().parse::<u32>().ok().map(|n| (n, n)),
-        };
-        match parsed {
-            Some((min, max)) if min >= 1 && min <= max && max <= 64 => Some(Digits { min, max }),
-            _ => {
-                self.error(
-                    Code::InvalidValue,
-                    s.span,
-                    format!(
-                        "{what} `{}` must be a count `6` or a range `6..8` between 1 and 64",
-                        s.value
-                    ),
-                );
-                None
-            }
+        let digits = parse_digits(&s.value);
+        if digits.is_none() {
+            self.error(
+                Code::InvalidValue,
+                s.span,
+                format!(
+                    "{what} `{}` must be a count `6` or a range `6..8` between 1 and 64",
+                    s.value
+                ),
+            );
         }
+        digits
     }
 
     pub(super) fn key(&mut self, node: &Y, what: &str) -> Option<Spanned<char>> {
@@ -186,26 +176,6 @@ impl Loader<'_> {
                     ),
                 );
                 None
-            }
-        }
-    }
-
-    pub(super) fn finish_on(&mut self, node: Option<&Y>, what: &str) -> Option<char> {
-        let Some(node) = node else { return Some('#') };
-        let s = self
-            .string(node, what)
-            .unwrap_or_else(|| Spanned::new("#".into(), node.span));
-        match s.value.as_str() {
-            "" => None,
-            "#" => Some('#'),
-            "*" => Some('*'),
-            other => {
-                self.error(
-                    Code::InvalidValue,
-                    s.span,
-                    format!("{what} `{other}` must be `#`, `*`, or \"\" for none"),
-                );
-                Some('#')
             }
         }
     }

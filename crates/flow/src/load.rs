@@ -175,6 +175,22 @@ impl<'a> Loader<'a> {
         Some(fields)
     }
 
+    /// The entries of field `name` of `f`, a mapping with free keys, in the order written;
+    /// none when absent or not a mapping (reported).
+    pub(crate) fn free_map<'n>(
+        &mut self,
+        f: &Fields<'n>,
+        name: &str,
+    ) -> Vec<(&'n str, &'n Y, &'n Y)> {
+        let Some(node) = f.get(name) else {
+            return Vec::new();
+        };
+        let owner = f.key_span(name).unwrap_or(f.owner);
+        self.map_with(node, &format!("`{name}`"), owner, |_, _, _| true)
+            .map(Fields::in_order)
+            .unwrap_or_default()
+    }
+
     /// A mapping with unique scalar keys; `accept` decides per key whether it is kept.
     fn map_with<'n>(
         &mut self,

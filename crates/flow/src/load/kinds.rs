@@ -188,43 +188,37 @@ impl Loader<'_> {
     fn menu_keys(&mut self, f: &Fields<'_>) -> Vec<MenuKey> {
         let mut keys = Vec::new();
         let owner = f.key_span("keys").unwrap_or(f.owner);
-        if let Some(kn) = f.get("keys")
-            && let Some(kf) = self.map_with(kn, "`keys`", owner, |_, _, _| true)
-        {
-            let key_fields = match f.field("keys").map(|x| &x.ty) {
-                Some(Ty::MapOf(_, Ty::OneOf([_, Ty::Object(o)]))) => *o,
-                _ => &[],
+        let key_fields = match f.field("keys").map(|x| &x.ty) {
+            Some(Ty::MapOf(_, Ty::OneOf([_, Ty::Object(o)]))) => *o,
+            _ => &[],
+        };
+        for (_, k, v) in self.free_map(f, "keys") {
+            let Some(key) = self.key(k, "a menu key") else {
+                continue;
             };
-            for (_, k, v) in kf.in_order() {
-                let Some(key) = self.key(k, "a menu key") else {
+            if v.as_map().is_some() {
+                let Some(mf) = self.fields(v, key_fields, "a menu key", k.span) else {
                     continue;
                 };
-                if v.as_map().is_some() {
-                    let Some(mf) = self.fields(v, key_fields, "a menu key", k.span) else {
-                        continue;
-                    };
-                    let next = mf.get("next").and_then(|n| self.ident(n, "`next`"));
-                    let locale = mf.get("locale").and_then(|n| self.locale(n, "`locale`"));
-                    let set = mf
-                        .get("set")
-                        .map(|s| {
-                            self.template_map(s, "`set`", mf.key_span("set").unwrap_or(k.span))
-                        })
-                        .unwrap_or_default();
-                    keys.push(MenuKey {
-                        key,
-                        next,
-                        locale,
-                        set,
-                    });
-                } else if let Some(next) = self.ident(v, "a menu key's target") {
-                    keys.push(MenuKey {
-                        key,
-                        next: Some(next),
-                        locale: None,
-                        set: Vec::new(),
-                    });
-                }
+                let next = mf.get("next").and_then(|n| self.ident(n, "`next`"));
+                let locale = mf.get("locale").and_then(|n| self.locale(n, "`locale`"));
+                let set = mf
+                    .get("set")
+                    .map(|s| self.template_map(s, "`set`", mf.key_span("set").unwrap_or(k.span)))
+                    .unwrap_or_default();
+                keys.push(MenuKey {
+                    key,
+                    next,
+                    locale,
+                    set,
+                });
+            } else if let Some(next) = self.ident(v, "a menu key's target") {
+                keys.push(MenuKey {
+                    key,
+                    next: Some(next),
+                    locale: None,
+                    set: Vec::new(),
+                });
             }
         }
         if keys.is_empty() && f.get("keys").is_some() {
@@ -339,14 +333,7 @@ impl Loader<'_> {
 
     /// An `http` node's `headers`: name to template.
     fn headers(&mut self, f: &Fields<'_>) -> Vec<(String, Spanned<Template>)> {
-        let Some(h) = f.get("headers") else {
-            return Vec::new();
-        };
-        let owner = f.key_span("headers").unwrap_or(f.owner);
-        let Some(hf) = self.map_with(h, "`headers`", owner, |_, _, _| true) else {
-            return Vec::new();
-        };
-        hf.in_order()
+        self.free_map(f, "headers")
             .into_iter()
             .filter_map(|(name, _, v)| {
                 self.template(v, &format!("header `{name}`"))
@@ -394,14 +381,7 @@ impl Loader<'_> {
 
     /// An `http` node's `map`: variables set from the response, by JSON pointer.
     fn response_map(&mut self, f: &Fields<'_>) -> Vec<(Spanned<String>, String)> {
-        let Some(m) = f.get("map") else {
-            return Vec::new();
-        };
-        let owner = f.key_span("map").unwrap_or(f.owner);
-        let Some(mf) = self.map_with(m, "`map`", owner, |_, _, _| true) else {
-            return Vec::new();
-        };
-        mf.in_order()
+        self.free_map(f, "map")
             .into_iter()
             .filter_map(|(name, k, v)| {
                 if !is_identifier(name) {

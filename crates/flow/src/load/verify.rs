@@ -118,23 +118,19 @@ impl Loader<'_> {
     fn wait_keys(&mut self, wf: &Fields<'_>) -> Vec<(Spanned<char>, WaitKey)> {
         let mut keys = Vec::new();
         let owner = wf.key_span("keys").unwrap_or(wf.owner);
-        if let Some(kn) = wf.get("keys")
-            && let Some(kf) = self.map_with(kn, "`keys`", owner, |_, _, _| true)
-        {
-            for (_, k, v) in kf.in_order() {
-                let Some(key) = self.key(k, "a wait key") else {
-                    continue;
-                };
-                let Some(t) = self.ident(v, "a wait key's action") else {
-                    continue;
-                };
-                let action = match t.value.as_str() {
-                    "enter" => WaitKey::Enter,
-                    "resend" => WaitKey::Resend,
-                    _ => WaitKey::Goto(t),
-                };
-                keys.push((key, action));
-            }
+        for (_, k, v) in self.free_map(wf, "keys") {
+            let Some(key) = self.key(k, "a wait key") else {
+                continue;
+            };
+            let Some(t) = self.ident(v, "a wait key's action") else {
+                continue;
+            };
+            let action = match t.value.as_str() {
+                "enter" => WaitKey::Enter,
+                "resend" => WaitKey::Resend,
+                _ => WaitKey::Goto(t),
+            };
+            keys.push((key, action));
         }
         if !keys.iter().any(|(_, a)| *a == WaitKey::Enter) && wf.get("keys").is_some() {
             self.error(Code::InvalidValue, owner, "the comfort loop needs a key that does `enter`, or callers holding the code cannot type it");

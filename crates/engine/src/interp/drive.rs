@@ -267,6 +267,14 @@ pub(super) fn onward(node: &Node) -> Flowing<'_> {
         .map_or(Flowing::Outcome("next"), |n| Flowing::Goto(&n.value))
 }
 
+/// Where `node` goes when its work is done: its `next`, else the `error` outcome (a node
+/// whose success leads nowhere is a flow fault).
+pub(super) fn onward_or_error(node: &Node) -> Flowing<'_> {
+    node.next
+        .as_ref()
+        .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value))
+}
+
 /// `branch`: the first case whose condition holds, else `next`.
 fn branch<'f>(s: &Session, node: &'f Node, cases: &'f [Case]) -> Flowing<'f> {
     for c in cases {

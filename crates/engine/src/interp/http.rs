@@ -25,6 +25,7 @@ use resetline_flow::model::{Http, JsonTemplate, Node};
 use serde_json::Value;
 use zeroize::Zeroize;
 
+use super::drive::onward_or_error;
 use super::{Engine, Flowing};
 use crate::backend::{BackendError, HttpError, HttpRequest, HttpResponse, HttpSigning};
 use crate::secret::Secret;
@@ -136,10 +137,7 @@ impl Engine {
             return Flowing::Goto(&t.value);
         }
         if (200..300).contains(&status) {
-            return node
-                .next
-                .as_ref()
-                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value));
+            return onward_or_error(node);
         }
         Flowing::Outcome("error")
     }

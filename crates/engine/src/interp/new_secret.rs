@@ -15,6 +15,7 @@ use resetline_flow::model::{Channel, Node, SetSecret};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::drive::onward_or_error;
 use super::input::Reprompt;
 use super::{Engine, Flowing, journal, path_of};
 use crate::action::Action;
@@ -73,10 +74,7 @@ impl Engine {
             .apply_secret(flow, s, node, &account, &password, "generated", intent)
             .await
         {
-            Applied::Set => node
-                .next
-                .as_ref()
-                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
+            Applied::Set => onward_or_error(node),
             Applied::Refused(key) => {
                 self.say_key(flow, s, &key, out);
                 Flowing::Outcome("rejected")
@@ -283,10 +281,7 @@ impl Engine {
             .apply_secret(flow, s, node, &account, &d, "set", None)
             .await
         {
-            Applied::Set => node
-                .next
-                .as_ref()
-                .map_or(Flowing::Outcome("error"), |n| Flowing::Goto(&n.value)),
+            Applied::Set => onward_or_error(node),
             Applied::Refused(key) => {
                 let say = Reprompt::Key(&key);
                 self.retry(flow, s, node, out, say, (x.attempts, "rejected"))

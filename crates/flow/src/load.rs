@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::span::{Pos, Span, Spanned};
-use crate::spec::{self, Field, KindSpec, Ty};
+use crate::spec::{self, Field, KindSpec};
 use crate::template::is_identifier;
 use crate::yaml::{self, Node as Y};
 
@@ -104,6 +104,16 @@ impl<'n> Fields<'n> {
         entries.sort_by_key(|(_, k, _)| k.span.start);
         entries
     }
+}
+
+/// What the keys of a node's mapping say (`Loader::node_keys`).
+struct NodeKeys<'n> {
+    /// The action: its kind, key and body (the first, when several).
+    kind: Option<(&'static KindSpec, &'n Y, &'n Y)>,
+    /// More than one action was written (reported).
+    several: bool,
+    /// Keys that are neither an action nor a node field.
+    unknown: Vec<(&'n str, Span)>,
 }
 
 fn digest(text: &str) -> String {
@@ -366,6 +376,8 @@ impl<'a> Loader<'a> {
         ids
     }
 
+    /// Node `id` (mapping `v`): its one action, `next`, edges, limit and description; `None`
+    /// when it cannot be loaded (reported).
     fn node(
         &mut self,
         id: &Spanned<String>,
@@ -379,84 +391,14 @@ impl<'a> Loader<'a> {
             self.error(Code::WrongType, v.span, format!("{what} must be a mapping with one action such as `say:` or `gather:`, found {}", v.shape()));
             return None;
         };
-        let common: Vec<&str> = spec::NODE_FIELDS.iter().map(|f| f.name).collect();
-        let kind_names: Vec<&str> = spec::KINDS.iter().map(|k| k.name).collect();
-        let mut kind: Option<(&KindSpec, &Y, &Y)> = None;
-        let mut several = false;
-        let mut unknown: Vec<(&str, Span)> = Vec::new();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
-        for (k, val) in entries {
-            let Some(name) = k.as_scalar() else {
-                self.error(
-                    Code::WrongType,
-                    k.span,
-                    format!("keys in {what} must be words"),
-                );
-                continue;
-            };
-            if let Some(first) = seen.insert(name, k.span) {
-                let d = Diagnostic::new(
-                    Code::Duplicate,
-                    self.file,
-                    k.span,
-                    format!("`{name}` is written twice in {what}"),
-                )
-                .label(format!("first written on line {}", first.start.line));
-                self.push(d);
-                continue;
-            }
-            if let Some(spec) = spec::kind(name) {
-                match kind {
-                    None => kind = Some((spec, k, val)),
-                    Some((first, _, _)) => {
-                        let d = Diagnostic::new(
-                            Code::SeveralKinds,
-                            self.file,
-                            k.span,
-                            format!("{what} has two actions, `{}` and `{name}`", first.name),
-                        )
-                        .note("one action per node: split it into two nodes joined by `next`");
-                        self.push(d);
-                        several = true;
-                    }
-                }
-            } else if !common.contains(&name) {
-                unknown.push((name, k.span));
-            }
-        }
-        for (name, span) in &unknown {
-            let all = kind_names.iter().chain(common.iter()).copied();
-            let (code, message) = if kind.is_none() {
-                (
-                    Code::UnknownKind,
-                    format!("unknown node kind `{name}` in {what}"),
-                )
-            } else {
-                (
-                    Code::UnknownField,
-                    format!("unknown field `{name}` in {what}"),
-                )
-            };
-            let mut d = Diagnostic::new(code, self.file, *span, message);
-            match did_you_mean(name, all) {
-                Some(h) => d = d.label(h),
-                None if kind.is_none() => {
-                    d = d.note(format!("node kinds: {}", kind_names.join(", ")))
-                }
-                None => {
-                    d = d.note(format!(
-                        "besides its action a node takes: {}",
-                        common.join(", ")
-                    ))
-                }
-            }
-            self.push(d);
-        }
-        if several {
+        let keys = self.node_keys(entries, &what);
+        self.unknown_keys(&keys.unknown, keys.kind.is_some(), &what);
+        if keys.several {
             return None;
         }
-        let Some((spec, kind_key, body)) = kind else {
-            if unknown.is_empty() {
+        let Some((spec, kind_key, body)) = keys.kind else {
+            if keys.unknown.is_empty() {
+                let kind_names: Vec<&str> = spec::KINDS.iter().map(|k| k.name).collect();
                 let d = Diagnostic::new(
                     Code::NoKind,
                     self.file,
@@ -481,43 +423,8 @@ impl<'a> Loader<'a> {
                 self.ident(n, "`next`")
             }
         });
-        let mut on = Vec::new();
-        if let Some((ok, onv)) = field("on")
-            && let Some(f) = self.map_with(onv, "`on`", ok.span, |_, _, _| true)
-        {
-            let mut edges: Vec<_> = f.entries.into_iter().collect();
-            edges.sort_by_key(|(_, (k, _))| k.span.start);
-            for (name, (k, target)) in edges {
-                if self.outcome_known(spec, name, k.span, &what)
-                    && let Some(t) = self.ident(target, "an edge target")
-                {
-                    on.push(Edge {
-                        outcome: Spanned::new(name.to_string(), k.span),
-                        target: t,
-                    });
-                }
-            }
-        }
-        let limit = field("limit").and_then(|(lk, lv)| {
-            let f = self.fields(
-                lv,
-                spec::NODE_FIELDS
-                    .iter()
-                    .find(|f| f.name == "limit")
-                    .map_or(&[], |f| match f.ty {
-                        Ty::Object(o) => o,
-                        _ => &[],
-                    }),
-                "`limit`",
-                lk.span,
-            )?;
-            let visits = self.int(f.get("visits")?, "`visits`", 1, 20)?;
-            let then = self.ident(f.get("then")?, "`then`")?;
-            Some(Limit {
-                visits: visits.value,
-                then,
-            })
-        });
+        let on = field("on").map_or_else(Vec::new, |(k, v)| self.edges(spec, k, v, &what));
+        let limit = field("limit").and_then(|(k, v)| self.limit(k, v));
         let description = field("description")
             .and_then(|(_, d)| self.string(d, "`description`"))
             .map(|s| s.value);
@@ -531,6 +438,123 @@ impl<'a> Loader<'a> {
             limit,
             section: section.map(str::to_string),
             description,
+        })
+    }
+
+    /// The keys of a node's mapping (`what` names the node): its action, whether it has more
+    /// than one (reported), and the keys that are neither an action nor a node field.
+    fn node_keys<'n>(&mut self, entries: &'n [(Y, Y)], what: &str) -> NodeKeys<'n> {
+        let common: Vec<&str> = spec::NODE_FIELDS.iter().map(|f| f.name).collect();
+        let mut keys = NodeKeys {
+            kind: None,
+            several: false,
+            unknown: Vec::new(),
+        };
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for (k, val) in entries {
+            let Some(name) = k.as_scalar() else {
+                self.error(
+                    Code::WrongType,
+                    k.span,
+                    format!("keys in {what} must be words"),
+                );
+                continue;
+            };
+            if let Some(first) = seen.insert(name, k.span) {
+                let d = Diagnostic::new(
+                    Code::Duplicate,
+                    self.file,
+                    k.span,
+                    format!("`{name}` is written twice in {what}"),
+                )
+                .label(format!("first written on line {}", first.start.line));
+                self.push(d);
+                continue;
+            }
+            if let Some(spec) = spec::kind(name) {
+                match keys.kind {
+                    None => keys.kind = Some((spec, k, val)),
+                    Some((first, _, _)) => {
+                        let d = Diagnostic::new(
+                            Code::SeveralKinds,
+                            self.file,
+                            k.span,
+                            format!("{what} has two actions, `{}` and `{name}`", first.name),
+                        )
+                        .note("one action per node: split it into two nodes joined by `next`");
+                        self.push(d);
+                        keys.several = true;
+                    }
+                }
+            } else if !common.contains(&name) {
+                keys.unknown.push((name, k.span));
+            }
+        }
+        keys
+    }
+
+    /// Reports the `unknown` keys of node `what`: unknown kinds when it has no action
+    /// (`has_kind`), else unknown fields; each with the nearest name, or the list.
+    fn unknown_keys(&mut self, unknown: &[(&str, Span)], has_kind: bool, what: &str) {
+        let common: Vec<&str> = spec::NODE_FIELDS.iter().map(|f| f.name).collect();
+        let kind_names: Vec<&str> = spec::KINDS.iter().map(|k| k.name).collect();
+        for (name, span) in unknown {
+            let all = kind_names.iter().chain(common.iter()).copied();
+            let (code, message) = if !has_kind {
+                (
+                    Code::UnknownKind,
+                    format!("unknown node kind `{name}` in {what}"),
+                )
+            } else {
+                (
+                    Code::UnknownField,
+                    format!("unknown field `{name}` in {what}"),
+                )
+            };
+            let mut d = Diagnostic::new(code, self.file, *span, message);
+            match did_you_mean(name, all) {
+                Some(h) => d = d.label(h),
+                None if !has_kind => d = d.note(format!("node kinds: {}", kind_names.join(", "))),
+                None => {
+                    d = d.note(format!(
+                        "besides its action a node takes: {}",
+                        common.join(", ")
+                    ))
+                }
+            }
+            self.push(d);
+        }
+    }
+
+    /// A node's `on:` (key `k`, mapping `v`): an edge per outcome the kind `spec` produces.
+    fn edges(&mut self, spec: &KindSpec, k: &Y, v: &Y, what: &str) -> Vec<Edge> {
+        let mut on = Vec::new();
+        let Some(f) = self.map_with(v, "`on`", k.span, |_, _, _| true) else {
+            return on;
+        };
+        for (name, k, target) in f.in_order() {
+            if self.outcome_known(spec, name, k.span, what)
+                && let Some(t) = self.ident(target, "an edge target")
+            {
+                on.push(Edge {
+                    outcome: Spanned::new(name.to_string(), k.span),
+                    target: t,
+                });
+            }
+        }
+        on
+    }
+
+    /// A node's `limit:` (key `k`, mapping `v`): visits within the table's bounds, and where
+    /// the call goes after the last.
+    fn limit(&mut self, k: &Y, v: &Y) -> Option<Limit> {
+        let fields = spec::field(spec::NODE_FIELDS, "limit").map_or(&[][..], Field::object);
+        let f = self.fields(v, fields, "`limit`", k.span)?;
+        let visits = self.int_field(&f, "visits")?;
+        let then = self.ident(f.get("then")?, "`then`")?;
+        Some(Limit {
+            visits: visits.value,
+            then,
         })
     }
 

@@ -25,7 +25,7 @@ enum Val {
 }
 
 /// The mappings of a flow with nothing but the required fields, by the table path of each
-/// (the path `observed` and `defaulted` use); `render` writes them as a flow file.
+/// (the path `observed` and `table` use); `render` writes them as a flow file.
 fn required() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     vec![
         ("settings", vec![("max_call_seconds", "300")]),
@@ -56,6 +56,7 @@ fn required() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         ),
         ("ticket", vec![("summary", "s")]),
         ("hangup", vec![]),
+        ("node.limit", vec![("visits", "1"), ("then", "hangup")]),
     ]
 }
 
@@ -73,6 +74,8 @@ fn render(set: Option<(&str, &str, &str)>) -> String {
         match at {
             "settings" => text.push_str(&format!("settings: {body}\n")),
             "policies" => text.push_str(&format!("policies:\n  pin: {body}\nnodes:\n")),
+            // A field every node takes: written on the node before it.
+            "node.limit" => text.push_str(&format!("    limit: {body}\n")),
             kind => {
                 let id = kind.replace('.', "_");
                 text.push_str(&format!("  {id}:\n    {kind}: {body}\n"));
@@ -144,6 +147,8 @@ fn observed(flow: &Flow) -> BTreeMap<String, Val> {
             ),
         ),
     ];
+    let limit = flow.node("hangup").and_then(|n| n.limit.as_ref());
+    out.push(("node.limit.visits", Val::Int(limit.map_or(0, |l| l.visits))));
     if let Kind::Menu(m) = node(flow, "menu") {
         out.push(("menu.attempts", Val::Int(m.attempts)));
         out.push(("menu.timeout", Val::Dur(m.timeout)));
@@ -220,8 +225,8 @@ fn observed(flow: &Flow) -> BTreeMap<String, Val> {
     out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// Every field of the table with a default or bounds, by path: the flow's own fields, then
-/// each kind's.
+/// Every field of the table with a default or bounds, by path: the flow's own fields, the
+/// fields every node takes (`node.`), then each kind's.
 fn table() -> Vec<(String, &'static Field)> {
     fn walk(prefix: &str, ty: &'static Ty, out: &mut Vec<(String, &'static Field)>) {
         match ty {
@@ -240,8 +245,10 @@ fn table() -> Vec<(String, &'static Field)> {
         }
     }
     static FLOW: Ty = Ty::Object(spec::FLOW);
+    static NODE: Ty = Ty::Object(spec::NODE_FIELDS);
     let mut out = Vec::new();
     walk("", &FLOW, &mut out);
+    walk("node.", &NODE, &mut out);
     for k in spec::KINDS {
         walk(&format!("{}.", k.name), &k.body, &mut out);
     }

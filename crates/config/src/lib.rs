@@ -430,7 +430,7 @@ pub struct AuditConfig {
     /// Records older than this many days are purged (default 365).
     pub retention_days: u32,
     /// Whether new calls go on while the sink is down.
-    pub on_failure: crate::audit::OnFailure,
+    pub on_failure: resetline_server::audit::OnFailure,
     /// Most records kept for a retry while the sink is down (default 10,000).
     pub buffer_records: usize,
     /// Where records waiting for a retry are kept on disk, so a crash does not lose them
@@ -520,7 +520,7 @@ pub struct Config {
     /// Where the admin routes (`/metrics`, `/readyz`) listen (default 127.0.0.1:9090).
     pub admin_listen: SocketAddr,
     /// The webhook port's connection limits (`server:`).
-    pub server_limits: crate::serve::Limits,
+    pub server_limits: resetline_server::Limits,
     /// The base URL carriers use (no trailing slash); signatures are checked against it.
     pub public_url: String,
     /// Flow files.
@@ -825,13 +825,13 @@ fn validate(
         ));
     }
     let on_failure = match raw.audit.on_failure.as_str() {
-        "continue" => crate::audit::OnFailure::Continue,
-        "refuse" => crate::audit::OnFailure::Refuse,
+        "continue" => resetline_server::audit::OnFailure::Continue,
+        "refuse" => resetline_server::audit::OnFailure::Refuse,
         other => {
             problems.push(format!(
                 "`audit.on_failure`: `{other}` must be continue or refuse"
             ));
-            crate::audit::OnFailure::Continue
+            resetline_server::audit::OnFailure::Continue
         }
     };
     if raw.audit.buffer_records == 0 {
@@ -1337,7 +1337,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = load(&write(dir.path(), GOOD), &env).expect("config");
         assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9090");
-        assert_eq!(c.server_limits, crate::serve::Limits::default());
+        assert_eq!(c.server_limits, resetline_server::Limits::default());
         let tuned = format!(
             "{GOOD}admin_listen: 10.0.0.5:9100\nserver: {{ header_read_timeout_ms: 2000, body_read_timeout_ms: 3000, idle_timeout_ms: 60000, max_connections: 4096, max_requests_in_flight: 512 }}\n"
         );
@@ -1345,7 +1345,7 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), "10.0.0.5:9100");
         assert_eq!(
             c.server_limits,
-            crate::serve::Limits {
+            resetline_server::Limits {
                 header_read_timeout: std::time::Duration::from_secs(2),
                 body_read_timeout: std::time::Duration::from_secs(3),
                 idle_timeout: std::time::Duration::from_secs(60),
@@ -1775,7 +1775,10 @@ mod tests {
         let c = load(&write(dir.path(), GOOD), &env).expect("config");
         assert!(matches!(c.audit.storage, AuditStorage::File { .. }));
         assert_eq!(c.audit.retention_days, 365);
-        assert_eq!(c.audit.on_failure, crate::audit::OnFailure::Continue);
+        assert_eq!(
+            c.audit.on_failure,
+            resetline_server::audit::OnFailure::Continue
+        );
         assert_eq!(c.audit.buffer_records, 10_000);
         assert_eq!(
             c.audit.spill_dir,
@@ -1806,7 +1809,10 @@ mod tests {
             AuditStorage::Postgres { url } => assert!(url.expose().starts_with("postgres://")),
             other => panic!("{other:?}"),
         }
-        assert_eq!(c.audit.on_failure, crate::audit::OnFailure::Refuse);
+        assert_eq!(
+            c.audit.on_failure,
+            resetline_server::audit::OnFailure::Refuse
+        );
         assert_eq!(c.audit.retention_days, 30);
         assert_eq!(c.audit.spill_dir, dir.path().join("audit-spill"));
 

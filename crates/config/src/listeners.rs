@@ -1,5 +1,5 @@
 //! `admin_listen` and the `server:` section: where the admin routes (`/metrics`, `/readyz`)
-//! listen, and the limits of the public webhook port ([`crate::serve::Limits`]). Defaults
+//! listen, and the limits of the public webhook port ([`resetline_server::Limits`]). Defaults
 //! come from `Limits::default()`, so the file and the code cannot disagree; problems are added
 //! to the caller's list, like every other section's.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::serve::Limits;
+use resetline_server::Limits;
 
 /// The `server:` section as written (milliseconds and counts).
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,6 @@
 
 pub mod admin;
 pub mod audit;
-pub mod config;
 mod deadline;
 pub mod metrics;
 pub mod registry;

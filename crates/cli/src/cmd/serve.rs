@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use resetline_audit::Spill;
+use resetline_config::{
+    self as config, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig,
+    TicketAuth,
+};
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
     SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -19,9 +23,6 @@ use resetline_engine::{
     Random, Recording, Secret, SessionStore, SystemClock, Tickets,
 };
 use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
-use resetline_server::config::{
-    self, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig, TicketAuth,
-};
 use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;

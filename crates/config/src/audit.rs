@@ -59,7 +59,7 @@ pub struct AuditConfig {
     /// Records older than this many days are purged (default 365).
     pub retention_days: u32,
     /// Whether new calls go on while the sink is down.
-    pub on_failure: resetline_server::audit::OnFailure,
+    pub on_failure: resetline_audit_writer::OnFailure,
     /// Most records kept for a retry while the sink is down (default 10,000).
     pub buffer_records: usize,
     /// Where records waiting for a retry are kept on disk, so a crash does not lose them
@@ -150,13 +150,13 @@ pub(crate) fn audit(
         ));
     }
     let on_failure = match raw.on_failure.as_str() {
-        "continue" => resetline_server::audit::OnFailure::Continue,
-        "refuse" => resetline_server::audit::OnFailure::Refuse,
+        "continue" => resetline_audit_writer::OnFailure::Continue,
+        "refuse" => resetline_audit_writer::OnFailure::Refuse,
         other => {
             problems.push(format!(
                 "`audit.on_failure`: `{other}` must be continue or refuse"
             ));
-            resetline_server::audit::OnFailure::Continue
+            resetline_audit_writer::OnFailure::Continue
         }
     };
     if raw.buffer_records == 0 {
@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(c.audit.retention_days, 365);
         assert_eq!(
             c.audit.on_failure,
-            resetline_server::audit::OnFailure::Continue
+            resetline_audit_writer::OnFailure::Continue
         );
         assert_eq!(c.audit.buffer_records, 10_000);
         assert_eq!(
@@ -221,7 +221,7 @@ mod tests {
         }
         assert_eq!(
             c.audit.on_failure,
-            resetline_server::audit::OnFailure::Refuse
+            resetline_audit_writer::OnFailure::Refuse
         );
         assert_eq!(c.audit.retention_days, 30);
         assert_eq!(c.audit.spill_dir, dir.path().join("audit-spill"));

@@ -13,7 +13,6 @@
 //! has occurred").
 
 pub mod admin;
-pub mod audit;
 mod deadline;
 pub mod metrics;
 pub mod registry;

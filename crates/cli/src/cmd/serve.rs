@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use resetline_audit::Spill;
+use resetline_audit_writer::{BufferPolicy, Buffered, FileAudit};
 use resetline_config::{
     self as config, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig,
     TicketAuth,
@@ -22,7 +23,6 @@ use resetline_engine::{
     AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom,
     Random, Recording, Secret, SessionStore, SystemClock, Tickets,
 };
-use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
 use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;

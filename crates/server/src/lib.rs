@@ -13,8 +13,6 @@
 //! has occurred").
 
 pub mod admin;
-pub mod audit;
-pub mod config;
 mod deadline;
 pub mod metrics;
 pub mod registry;

@@ -284,7 +284,7 @@ impl RedisStore {
             ));
         }
         let backend = match link::open(config).map_err(RedisConfigError)? {
-            link::Opened::Single(source) => Backend::Single(Link::new(source, config.timeout)),
+            link::Opened::Single(source) => Backend::Single(Link::new(*source, config.timeout)),
             link::Opened::Cluster(cluster) => Backend::Cluster(cluster),
         };
         let mut id = [0u8; 8];

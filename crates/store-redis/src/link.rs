@@ -232,7 +232,8 @@ const CLUSTER_RETRIES: u32 = 3;
 
 /// What [`open`] made of a configuration.
 pub(crate) enum Opened {
-    Single(Source),
+    /// Boxed: built once at start, and much larger than a Cluster handle.
+    Single(Box<Source>),
     Cluster(ClusterConnection),
 }
 
@@ -280,7 +281,7 @@ pub(crate) fn open(config: &RedisConfig) -> Result<Opened, String> {
         RedisEndpoint::Url(url) => {
             let client =
                 redis::Client::open(resp3(endpoint(url.expose())?)).map_err(|e| describe(&e))?;
-            Ok(Opened::Single(Source::Server(client)))
+            Ok(Opened::Single(Box::new(Source::Server(client))))
         }
         RedisEndpoint::Cluster(nodes) => {
             let nodes = nodes
@@ -314,8 +315,8 @@ pub(crate) fn open(config: &RedisConfig) -> Result<Opened, String> {
             let client =
                 SentinelClient::build(sentinels, service, Some(master), SentinelServerType::Master)
                     .map_err(|e| format!("sentinel: {}", describe(&e)))?;
-            Ok(Opened::Single(Source::Sentinel(tokio::sync::Mutex::new(
-                client,
+            Ok(Opened::Single(Box::new(Source::Sentinel(
+                tokio::sync::Mutex::new(client),
             ))))
         }
     }
@@ -441,7 +442,10 @@ mod tests {
 
     /// The login a server client would use.
     fn login(config: &RedisConfig) -> (Option<String>, Option<String>, i64) {
-        let Ok(Opened::Single(Source::Server(client))) = open(config) else {
+        let Ok(Opened::Single(source)) = open(config) else {
+            panic!("a server client")
+        };
+        let Source::Server(client) = *source else {
             panic!("a server client")
         };
         let info = client.get_connection_info().redis_settings();

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use resetline_engine::{
-    CallLeases, Counters, LockPolicy, Lockouts, OsRandom, Secret, Session, SessionStore,
-    SystemClock,
+    CallLeases, Counters, LockPolicy, Lockouts, OsRandom, Session, SessionStore, SystemClock,
 };
 use resetline_store_redis::testing::{RedisCluster, RedisSentinel, SENTINEL_SERVICE, cli};
 use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};

@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use resetline_audit::Spill;
+use resetline_audit_writer::{BufferPolicy, Buffered, FileAudit};
+use resetline_config::{
+    self as config, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig,
+    TicketAuth,
+};
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
     SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -17,10 +22,6 @@ use resetline_connectors::{
 use resetline_engine::{
     AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom,
     Random, Recording, Secret, SessionStore, SystemClock, Tickets,
-};
-use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
-use resetline_server::config::{
-    self, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig, TicketAuth,
 };
 use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryCounters;

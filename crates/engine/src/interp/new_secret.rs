@@ -8,7 +8,7 @@
 //! set; the directory's refusal text is scrubbed of the refused value and of digit runs before
 //! it is logged.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use resetline_audit::{EventType as Ev, Outcome as Out};
 use resetline_flow::Flow;
 use resetline_flow::model::{Channel, Node, SetSecret};

@@ -17,7 +17,7 @@ use crate::graph;
 use crate::model::*;
 use crate::prompts::Catalogs;
 use crate::span::{Span, Spanned};
-use crate::spec::{self, Handling, Next};
+use crate::spec::{self, Handling, KindSpec, Next};
 
 mod contact;
 mod enumeration;
@@ -207,226 +207,254 @@ impl<'f> Checker<'f> {
             let Some(spec) = spec::kind(node.kind.name()) else {
                 continue;
             };
-            let id = &node.id.value;
-            match (spec.next, &node.next) {
-                (Next::Required, None) => {
-                    let d = self.d(
-                        Code::MissingField,
-                        node.id.span,
-                        format!("node `{id}` needs `next`"),
-                    );
-                    d.notes.push(format!(
-                        "`next` is where a `{}` node goes on success",
-                        spec.name
-                    ));
-                }
-                (Next::Forbidden, Some(n)) => {
-                    let d = self.d(
-                        Code::InvalidValue,
-                        n.span,
-                        format!("`{}` node `{id}` never takes `next`", spec.name),
-                    );
-                    d.notes.push(match node.kind {
-                        Kind::Secure(_) => {
-                            "a secure section's exits are the edges of its inner nodes".to_string()
-                        }
-                        _ => "this node ends the call".to_string(),
-                    });
-                }
-                _ => {}
-            }
-            // Outcomes.
-            for o in spec.outcomes {
-                if node.on(o.name).is_some() {
-                    continue;
-                }
-                let input_kind = matches!(node.kind, Kind::Menu(_) | Kind::Gather(_));
-                if input_kind && (o.name == "no_input" || o.name == "no_match") {
-                    if node.on("exhausted").is_none() {
-                        let what = if o.name == "no_input" {
-                            "silence"
-                        } else {
-                            "wrong entries"
-                        };
-                        let d = self.d(
-                            Code::UnhandledInput,
-                            node.kind_span,
-                            format!("`{}` node `{id}` has no `{}` path", spec.name, o.name),
-                        );
-                        d.notes.push(format!("add `on: {{ {}: <node> }}` (or `exhausted:` for both) so {what} after the last attempt goes somewhere", o.name));
-                    }
-                    continue;
-                }
-                let required = match (o.handling, &node.kind) {
-                    (_, Kind::CodeVerify(v)) if o.name == "gave_up" => v.wait.is_some(),
-                    (_, Kind::DirectoryFind(_))
-                        if flow.settings.enumeration_safe
-                            && enumeration::DECOYED.contains(&o.name) =>
-                    {
-                        false
-                    }
-                    (Handling::Required, _) => true,
-                    (Handling::Fallback, _) => flow.settings.on_error.is_none(),
-                    (Handling::Optional, _) => false,
-                };
-                if !required {
-                    continue;
-                }
-                if matches!(node.kind, Kind::Secure(_)) {
-                    let d = self.d(
-                        Code::PauseFailedUnhandled,
-                        node.kind_span,
-                        format!("secure section `{id}` has no `pause_failed` path"),
-                    );
-                    d.notes.push("if the carrier does not confirm the recording pause, no secret may be collected: send the caller to an agent or another method".into());
-                    continue;
-                }
-                let d = self.d(
-                    Code::UnhandledOutcome,
-                    node.kind_span,
-                    format!("node `{id}` does not say where outcome `{}` goes", o.name),
-                );
-                d.notes.push(format!("`{}`: {}", o.name, o.doc));
-                if o.handling == Handling::Fallback {
-                    d.notes.push(
-                        "add an `on:` edge, or set `settings.on_error` for every backend failure"
-                            .into(),
-                    );
-                }
-            }
+            self.next_rule(node, spec);
+            self.outcomes(node, spec);
             self.kind_rules(node);
         }
     }
 
-    fn kind_rules(&mut self, node: &'f Node) {
+    /// `next:` where the kind `spec` needs it, and never where it forbids it.
+    fn next_rule(&mut self, node: &Node, spec: &KindSpec) {
+        let id = &node.id.value;
+        match (spec.next, &node.next) {
+            (Next::Required, None) => {
+                let d = self.d(
+                    Code::MissingField,
+                    node.id.span,
+                    format!("node `{id}` needs `next`"),
+                );
+                d.notes.push(format!(
+                    "`next` is where a `{}` node goes on success",
+                    spec.name
+                ));
+            }
+            (Next::Forbidden, Some(n)) => {
+                let d = self.d(
+                    Code::InvalidValue,
+                    n.span,
+                    format!("`{}` node `{id}` never takes `next`", spec.name),
+                );
+                d.notes.push(match node.kind {
+                    Kind::Secure(_) => {
+                        "a secure section's exits are the edges of its inner nodes".to_string()
+                    }
+                    _ => "this node ends the call".to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// An `on:` edge for every outcome of the kind `spec` that needs one (input kinds: one for
+    /// silence and wrong entries, or `exhausted`).
+    fn outcomes(&mut self, node: &Node, spec: &KindSpec) {
         let flow = self.flow;
         let id = &node.id.value;
-        match &node.kind {
-            Kind::Menu(m) => {
-                if node.next.is_none() {
-                    for k in m.keys.iter().filter(|k| k.next.is_none()) {
-                        self.d(
-                            Code::MissingField,
-                            k.key.span,
-                            format!(
-                                "key `{}` of menu `{id}` has no `next`, and the node has none",
-                                k.key.value
-                            ),
-                        );
-                    }
-                }
-                for k in &m.keys {
-                    if let Some(l) = &k.locale {
-                        self.locale_offered(l);
-                    }
-                }
-                let mut seen = HashSet::new();
-                for k in &m.keys {
-                    if !seen.insert(k.key.value) {
-                        self.d(
-                            Code::Duplicate,
-                            k.key.span,
-                            format!("key `{}` is used twice in menu `{id}`", k.key.value),
-                        );
-                    }
-                }
+        for o in spec.outcomes {
+            if node.on(o.name).is_some() {
+                continue;
             }
-            Kind::CodeSend(s) => {
-                if s.ttl.value > MAX_CODE_TTL {
-                    let d = self.d(
-                        Code::CodeTtlTooLong,
-                        s.ttl.span,
-                        format!(
-                            "code `ttl` of node `{id}` is {}s, over 10 minutes",
-                            s.ttl.value.as_secs()
-                        ),
-                    );
-                    d.label = Some("at most 10m".into());
-                    d.notes.push(
-                        "NIST SP 800-63B 5.1.3.2: out-of-band secrets expire within 10 minutes"
-                            .into(),
-                    );
-                }
-                if s.ttl.value < s.cooldown {
-                    self.d(Code::InvalidValue, s.ttl.span, format!("code `ttl` of node `{id}` is shorter than its `cooldown`: a resend could never happen"));
-                }
-            }
-            Kind::CodeVerify(v) => {
-                if let Some(from) = flow.node(&v.from.value)
-                    && !matches!(from.kind, Kind::CodeSend(_))
-                {
-                    let msg = format!(
-                        "`from` of node `{id}` names `{}`, a `{}` node; it must name a `code.send` node",
-                        v.from.value,
-                        from.kind.name()
-                    );
-                    self.d(Code::WrongNodeReference, v.from.span, msg);
-                }
-                if let Some(w) = &v.wait {
-                    let resend = w.keys.iter().any(|(_, a)| *a == WaitKey::Resend);
-                    let can_resend = match flow.node(&v.from.value).map(|n| &n.kind) {
-                        Some(Kind::CodeSend(s)) => s.resends > 0,
-                        _ => true,
+            let input_kind = matches!(node.kind, Kind::Menu(_) | Kind::Gather(_));
+            if input_kind && (o.name == "no_input" || o.name == "no_match") {
+                if node.on("exhausted").is_none() {
+                    let what = if o.name == "no_input" {
+                        "silence"
+                    } else {
+                        "wrong entries"
                     };
-                    if resend
-                        && !can_resend
-                        && let Some((k, _)) = w.keys.iter().find(|(_, a)| *a == WaitKey::Resend)
-                    {
-                        self.d(
-                            Code::InvalidValue,
-                            k.span,
-                            format!(
-                                "key `{}` offers a resend, but `{}` allows `resends: 0`",
-                                k.value, v.from.value
-                            ),
-                        );
-                    }
-                }
-            }
-            Kind::SetSecret(s) => match flow.policy(&s.policy.value) {
-                None => {
-                    let hint = did_you_mean(
-                        &s.policy.value,
-                        flow.policies.iter().map(|p| p.name.value.as_str()),
-                    );
                     let d = self.d(
-                        Code::UnknownPolicy,
-                        s.policy.span,
+                        Code::UnhandledInput,
+                        node.kind_span,
+                        format!("`{}` node `{id}` has no `{}` path", spec.name, o.name),
+                    );
+                    d.notes.push(format!("add `on: {{ {}: <node> }}` (or `exhausted:` for both) so {what} after the last attempt goes somewhere", o.name));
+                }
+                continue;
+            }
+            let required = match (o.handling, &node.kind) {
+                (_, Kind::CodeVerify(v)) if o.name == "gave_up" => v.wait.is_some(),
+                (_, Kind::DirectoryFind(_))
+                    if flow.settings.enumeration_safe && enumeration::DECOYED.contains(&o.name) =>
+                {
+                    false
+                }
+                (Handling::Required, _) => true,
+                (Handling::Fallback, _) => flow.settings.on_error.is_none(),
+                (Handling::Optional, _) => false,
+            };
+            if !required {
+                continue;
+            }
+            if matches!(node.kind, Kind::Secure(_)) {
+                let d = self.d(
+                    Code::PauseFailedUnhandled,
+                    node.kind_span,
+                    format!("secure section `{id}` has no `pause_failed` path"),
+                );
+                d.notes.push("if the carrier does not confirm the recording pause, no secret may be collected: send the caller to an agent or another method".into());
+                continue;
+            }
+            let d = self.d(
+                Code::UnhandledOutcome,
+                node.kind_span,
+                format!("node `{id}` does not say where outcome `{}` goes", o.name),
+            );
+            d.notes.push(format!("`{}`: {}", o.name, o.doc));
+            if o.handling == Handling::Fallback {
+                d.notes.push(
+                    "add an `on:` edge, or set `settings.on_error` for every backend failure"
+                        .into(),
+                );
+            }
+        }
+    }
+
+    /// The rules of one kind that the vocabulary table cannot say.
+    fn kind_rules(&mut self, node: &'f Node) {
+        match &node.kind {
+            Kind::Menu(m) => self.menu_rules(node, m),
+            Kind::CodeSend(s) => self.code_send_rules(node, s),
+            Kind::CodeVerify(v) => self.code_verify_rules(node, v),
+            Kind::SetSecret(s) => self.set_secret_rules(s),
+            _ => {}
+        }
+    }
+
+    /// A menu: every key goes somewhere, in an offered locale, and no key is used twice.
+    fn menu_rules(&mut self, node: &Node, m: &Menu) {
+        let id = &node.id.value;
+        if node.next.is_none() {
+            for k in m.keys.iter().filter(|k| k.next.is_none()) {
+                self.d(
+                    Code::MissingField,
+                    k.key.span,
+                    format!(
+                        "key `{}` of menu `{id}` has no `next`, and the node has none",
+                        k.key.value
+                    ),
+                );
+            }
+        }
+        for k in &m.keys {
+            if let Some(l) = &k.locale {
+                self.locale_offered(l);
+            }
+        }
+        let mut seen = HashSet::new();
+        for k in &m.keys {
+            if !seen.insert(k.key.value) {
+                self.d(
+                    Code::Duplicate,
+                    k.key.span,
+                    format!("key `{}` is used twice in menu `{id}`", k.key.value),
+                );
+            }
+        }
+    }
+
+    /// A `code.send`: a code lives at most 10 minutes, and longer than its resend cooldown.
+    fn code_send_rules(&mut self, node: &Node, s: &CodeSend) {
+        let id = &node.id.value;
+        if s.ttl.value > MAX_CODE_TTL {
+            let d = self.d(
+                Code::CodeTtlTooLong,
+                s.ttl.span,
+                format!(
+                    "code `ttl` of node `{id}` is {}s, over 10 minutes",
+                    s.ttl.value.as_secs()
+                ),
+            );
+            d.label = Some("at most 10m".into());
+            d.notes.push(
+                "NIST SP 800-63B 5.1.3.2: out-of-band secrets expire within 10 minutes".into(),
+            );
+        }
+        if s.ttl.value < s.cooldown {
+            self.d(Code::InvalidValue, s.ttl.span, format!("code `ttl` of node `{id}` is shorter than its `cooldown`: a resend could never happen"));
+        }
+    }
+
+    /// A `code.verify`: `from` names a `code.send`, which allows the resends its keys offer.
+    fn code_verify_rules(&mut self, node: &Node, v: &CodeVerify) {
+        let flow = self.flow;
+        let id = &node.id.value;
+        if let Some(from) = flow.node(&v.from.value)
+            && !matches!(from.kind, Kind::CodeSend(_))
+        {
+            let msg = format!(
+                "`from` of node `{id}` names `{}`, a `{}` node; it must name a `code.send` node",
+                v.from.value,
+                from.kind.name()
+            );
+            self.d(Code::WrongNodeReference, v.from.span, msg);
+        }
+        if let Some(w) = &v.wait {
+            let resend = w.keys.iter().any(|(_, a)| *a == WaitKey::Resend);
+            let can_resend = match flow.node(&v.from.value).map(|n| &n.kind) {
+                Some(Kind::CodeSend(s)) => s.resends > 0,
+                _ => true,
+            };
+            if resend
+                && !can_resend
+                && let Some((k, _)) = w.keys.iter().find(|(_, a)| *a == WaitKey::Resend)
+            {
+                self.d(
+                    Code::InvalidValue,
+                    k.span,
+                    format!(
+                        "key `{}` offers a resend, but `{}` allows `resends: 0`",
+                        k.value, v.from.value
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A `set_secret`: its policy exists, and is strong enough for the mode.
+    fn set_secret_rules(&mut self, s: &SetSecret) {
+        let flow = self.flow;
+        match flow.policy(&s.policy.value) {
+            None => {
+                let hint = did_you_mean(
+                    &s.policy.value,
+                    flow.policies.iter().map(|p| p.name.value.as_str()),
+                );
+                let d = self.d(
+                    Code::UnknownPolicy,
+                    s.policy.span,
+                    format!(
+                        "policy `{}` is not defined under `policies:`",
+                        s.policy.value
+                    ),
+                );
+                d.label = hint;
+            }
+            Some(p) => {
+                if s.mode == SecretMode::Entered
+                    && p.min_length.value < 8
+                    && !self
+                        .diags
+                        .iter()
+                        .any(|d| d.code == Code::WeakPinPolicy && d.span == p.min_length.span)
+                {
+                    let d = self.d(
+                        Code::WeakPinPolicy,
+                        p.min_length.span,
                         format!(
-                            "policy `{}` is not defined under `policies:`",
-                            s.policy.value
+                            "policy `{}` lets callers choose a secret of {} characters",
+                            p.name.value, p.min_length.value
                         ),
                     );
-                    d.label = hint;
+                    d.label = Some("below 8".into());
+                    d.notes.push("NIST SP 800-63B 5.1.1.2: memorized secrets chosen by the subscriber are at least 8 characters".into());
                 }
-                Some(p) => {
-                    if s.mode == SecretMode::Entered
-                        && p.min_length.value < 8
-                        && !self
-                            .diags
-                            .iter()
-                            .any(|d| d.code == Code::WeakPinPolicy && d.span == p.min_length.span)
-                    {
-                        let d = self.d(
-                            Code::WeakPinPolicy,
-                            p.min_length.span,
-                            format!(
-                                "policy `{}` lets callers choose a secret of {} characters",
-                                p.name.value, p.min_length.value
-                            ),
-                        );
-                        d.label = Some("below 8".into());
-                        d.notes.push("NIST SP 800-63B 5.1.1.2: memorized secrets chosen by the subscriber are at least 8 characters".into());
-                    }
-                    if s.mode == SecretMode::Generated
-                        && p.kind == SecretKind::Password
-                        && p.min_length.value < 10
-                    {
-                        self.d(Code::InvalidValue, p.min_length.span, format!("generated passwords need at least 10 characters; policy `{}` allows {}", p.name.value, p.min_length.value));
-                    }
+                if s.mode == SecretMode::Generated
+                    && p.kind == SecretKind::Password
+                    && p.min_length.value < 10
+                {
+                    self.d(Code::InvalidValue, p.min_length.span, format!("generated passwords need at least 10 characters; policy `{}` allows {}", p.name.value, p.min_length.value));
                 }
-            },
-            _ => {}
+            }
         }
     }
 

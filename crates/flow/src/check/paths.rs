@@ -16,6 +16,7 @@ use crate::model::*;
 use super::Checker;
 
 impl<'f> Checker<'f> {
+    /// The graph passes, once every node loaded (else they would only echo the load errors).
     pub(super) fn graph(&mut self) {
         let flow = self.flow;
         if !flow.broken.is_empty() {
@@ -27,8 +28,16 @@ impl<'f> Checker<'f> {
         let Some(&start) = flow.index.get(&flow.start.value) else {
             return;
         };
+        self.reachability(&adj, start);
+        self.inputless_cycles(&adj);
+        self.unbounded_retries(&adj);
+        self.resent_codes(&adj);
+        self.too_few_factors(&adj, start);
+    }
 
-        // Reachability.
+    /// Every node is reached from `start` (a section's inner nodes when the section is).
+    fn reachability(&mut self, adj: &[Vec<(usize, EdgeRef<'_>)>], start: usize) {
+        let flow = self.flow;
         let mut seen = vec![false; flow.nodes.len()];
         let mut queue = VecDeque::from([start]);
         seen[start] = true;
@@ -57,16 +66,19 @@ impl<'f> Checker<'f> {
                 );
             }
         }
+    }
 
-        // Cycles that never wait for the caller.
+    /// No cycle of nodes that never waits for the caller.
+    fn inputless_cycles(&mut self, adj: &[Vec<(usize, EdgeRef<'_>)>]) {
+        let flow = self.flow;
         let no_input = |i: usize| !flow.nodes[i].kind.takes_input();
-        for comp in graph::cyclic_components(&adj, &no_input) {
+        for comp in graph::cyclic_components(adj, &no_input) {
             let first = comp[0];
             let hop = adj[first]
                 .iter()
                 .find(|(t, _)| comp.binary_search(t).is_ok())
                 .map_or(first, |(t, _)| *t);
-            let cycle = graph::cycle_through(&adj, &comp, first, hop);
+            let cycle = graph::cycle_through(adj, &comp, first, hop);
             let names = path_names(flow, &cycle);
             let node = &flow.nodes[first];
             let d = self.d(
@@ -76,10 +88,13 @@ impl<'f> Checker<'f> {
             );
             d.notes.push("a call could spin here until `max_call_seconds`; put a menu, gather or wait on the loop".into());
         }
+    }
 
-        // Failure loops need a bound.
+    /// Every loop a failure edge leads back into is bounded by a `limit`.
+    fn unbounded_retries(&mut self, adj: &[Vec<(usize, EdgeRef<'_>)>]) {
+        let flow = self.flow;
         let all = |_: usize| true;
-        for comp in graph::cyclic_components(&adj, &all) {
+        for comp in graph::cyclic_components(adj, &all) {
             if comp.iter().any(|&i| flow.nodes[i].limit.is_some()) {
                 continue;
             }
@@ -96,7 +111,7 @@ impl<'f> Checker<'f> {
                 }
             }
             let Some((u, v, e)) = found else { continue };
-            let cycle = graph::cycle_through(&adj, &comp, u, v);
+            let cycle = graph::cycle_through(adj, &comp, u, v);
             let names = path_names(flow, &cycle);
             let from = &flow.nodes[u].id.value;
             let msg = format!(
@@ -106,8 +121,11 @@ impl<'f> Checker<'f> {
             let d = self.d(Code::UnboundedRetry, e.target.span, msg);
             d.notes.push("add `limit: { visits: 3, then: <node> }` to a node on the loop, e.g. the first prompt".into());
         }
+    }
 
-        // A dead code is replaced only when the caller asks for it.
+    /// After the last wrong code, no path sends a new code without the caller asking.
+    fn resent_codes(&mut self, adj: &[Vec<(usize, EdgeRef<'_>)>]) {
+        let flow = self.flow;
         for node in &flow.nodes {
             if !matches!(node.kind, Kind::CodeVerify(_)) {
                 continue;
@@ -118,7 +136,7 @@ impl<'f> Checker<'f> {
             let Some(&to) = flow.index.get(&failed.value) else {
                 continue;
             };
-            let Some(path) = unasked_send(flow, &adj, to) else {
+            let Some(path) = unasked_send(flow, adj, to) else {
                 continue;
             };
             let msg = format!(
@@ -130,11 +148,14 @@ impl<'f> Checker<'f> {
             d.label = Some("reaches a `code.send` with no menu in between".into());
             d.notes.push("the last wrong code kills the code and no new one is sent automatically (Twilio Verify 60202); offer a `menu` with a key for a new code, or go to an agent".into());
         }
+    }
 
-        // Verification factors of the account set, on every path to set_secret.
+    /// On every path to a `set_secret`, `min_factors` successful verifications of its record.
+    fn too_few_factors(&mut self, adj: &[Vec<(usize, EdgeRef<'_>)>], start: usize) {
+        let flow = self.flow;
         let min = flow.settings.min_factors.value;
         let n = flow.nodes.len();
-        let plain = factors(flow, &adj, start, None);
+        let plain = factors(flow, adj, start, None);
         let mut by_account: HashMap<&str, (Vec<u32>, Vec<Option<usize>>)> = HashMap::new();
         for (i, node) in flow.nodes.iter().enumerate() {
             let Kind::SetSecret(x) = &node.kind else {
@@ -143,7 +164,7 @@ impl<'f> Checker<'f> {
             let account = x.account.value.as_str();
             let (dist, prev) = by_account
                 .entry(account)
-                .or_insert_with(|| factors(flow, &adj, start, Some(account)));
+                .or_insert_with(|| factors(flow, adj, start, Some(account)));
             if dist[i] == u32::MAX || dist[i] >= min {
                 continue;
             }
@@ -159,7 +180,7 @@ impl<'f> Checker<'f> {
                 }
             }
             path.pop();
-            path.extend(hops(&adj, start, cur));
+            path.extend(hops(adj, start, cur));
             path.reverse();
             let names = path_names(flow, &path);
             let got = dist[i];

@@ -42,7 +42,7 @@
 //! `ldap3` copies the new password into its own request buffer, which is not zeroed on drop.
 
 pub mod pin_check;
-mod refusal;
+pub mod refusal;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -798,7 +798,9 @@ async fn close(mut ldap: Ldap) {
 }
 
 /// A rustls client config trusting only the certificates in `path` (PEM).
-fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, LdapConfigError> {
+pub(crate) fn client_config(
+    path: &std::path::Path,
+) -> Result<rustls::ClientConfig, LdapConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

@@ -46,7 +46,9 @@
 //!
 //! # The domain
 //!
-//! Realm [`REALM`], base [`BASE_DN`]. Domain policy: no complexity, minimum length 8, history
+//! Realm [`REALM`], base [`BASE_DN`]. `old password allowed period = 0`: Samba, like Windows,
+//! otherwise keeps accepting the previous password for NTLM and simple binds for an hour after
+//! a reset, and the tests check that the old one no longer works. Domain policy: no complexity, minimum length 8, history
 //! 5, no minimum or maximum age, lockout after 5 bad passwords (`lockoutThreshold`) for two
 //! days. The schema gains [`PIN_HASH_ATTRIBUTE`], a confidential attribute (`searchFlags`
 //! 0x80: read needs the control-access right) for the Argon2id PIN hashes. The service account
@@ -491,6 +493,7 @@ fn smb_conf(dir: &Path, schema: bool) -> String {
 \tpid directory = {d}/run
 \tncalrpc dir = {d}/run/ncalrpc
 \tlog file = {d}/samba.log
+\told password allowed period = 0
 \ttls enabled = yes
 \ttls keyfile = {d}/tls/server.key
 \ttls certfile = {d}/tls/server.pem

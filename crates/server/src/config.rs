@@ -244,6 +244,8 @@ struct RawStore {
     kind: String,
     url: Option<String>,
     url_env: Option<String>,
+    cluster: Option<Vec<String>>,
+    sentinel: Option<RawSentinel>,
     username: Option<String>,
     password_env: Option<String>,
     #[serde(default = "default_key_prefix")]
@@ -263,6 +265,8 @@ impl Default for RawStore {
             kind: default_store_kind(),
             url: None,
             url_env: None,
+            cluster: None,
+            sentinel: None,
             username: None,
             password_env: None,
             key_prefix: default_key_prefix(),
@@ -272,6 +276,14 @@ impl Default for RawStore {
             ended_calls_max: None,
         }
     }
+}
+
+/// `store.sentinel`: the Sentinels and the name of the master they watch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinel {
+    nodes: Vec<String>,
+    service: String,
 }
 
 fn default_store_kind() -> String {
@@ -400,12 +412,28 @@ impl Default for EndedCalls {
     }
 }
 
+/// Which Redis: one server, a Cluster, or the master a Sentinel names.
+#[derive(Clone, Debug)]
+pub enum RedisEndpoint {
+    /// `redis://` or `rediss://` URL (`url`, `url_env`); a `Secret` because a URL from
+    /// `url_env` may carry a password.
+    Url(Secret),
+    /// `cluster`: URLs of some of the Cluster's nodes.
+    Cluster(Vec<String>),
+    /// `sentinel`: URLs of the Sentinels, and the name of the master they watch.
+    Sentinel {
+        /// The Sentinels.
+        nodes: Vec<String>,
+        /// `sentinel monitor <service> ...`.
+        service: String,
+    },
+}
+
 /// A Redis store.
 #[derive(Clone, Debug)]
 pub struct RedisStoreConfig {
-    /// `redis://` or `rediss://` URL; a `Secret` because a URL from `url_env` may carry a
-    /// password.
-    pub url: Secret,
+    /// Where Redis is.
+    pub endpoint: RedisEndpoint,
     /// ACL username (with `password`).
     pub username: Option<String>,
     /// Password from `password_env`.
@@ -414,7 +442,7 @@ pub struct RedisStoreConfig {
     pub key_prefix: String,
     /// Longest wait for one Redis command.
     pub timeout_ms: u64,
-    /// TLS (also implied by a `rediss://` URL).
+    /// TLS (also implied by a `rediss://` URL, or a Cluster node's).
     pub tls: bool,
 }
 
@@ -1060,65 +1088,114 @@ fn validate_ended_calls(raw: &RawStore, problems: &mut Vec<String>) -> EndedCall
     }
 }
 
+/// A `redis://` or `rediss://` URL written in the config under `key`: never with credentials
+/// (they go through `password_env`, or the whole URL through `url_env`), never repeated in a
+/// problem (a mistyped URL may still carry a password).
+fn config_redis_url(url: &str, key: &str, problems: &mut Vec<String>) -> bool {
+    if url.contains('@') {
+        problems.push(format!("`{key}`: must not carry credentials; give the password through `password_env` (or the whole URL through `url_env`)"));
+        false
+    } else if !is_redis_url(url) {
+        problems.push(format!("`{key}`: not a redis:// or rediss:// URL"));
+        false
+    } else {
+        true
+    }
+}
+
+fn is_redis_url(u: &str) -> bool {
+    u.starts_with("redis://") || u.starts_with("rediss://")
+}
+
+/// `store.cluster` or `store.sentinel.nodes`: 1 to 64 node URLs.
+fn config_redis_nodes(nodes: Vec<String>, key: &str, problems: &mut Vec<String>) -> Vec<String> {
+    if !(1..=64).contains(&nodes.len()) {
+        problems.push(format!("`{key}`: give 1 to 64 node URLs"));
+    }
+    let mut good = true;
+    for node in &nodes {
+        good &= config_redis_url(node, key, problems);
+    }
+    if good { nodes } else { Vec::new() }
+}
+
+/// Which Redis `store:` names: exactly one of `url`, `url_env`, `cluster`, `sentinel`.
+fn validate_redis_endpoint(
+    raw: &mut RawStore,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<RedisEndpoint> {
+    match (
+        raw.url.take(),
+        raw.url_env.take(),
+        raw.cluster.take(),
+        raw.sentinel.take(),
+    ) {
+        (Some(url), None, None, None) => config_redis_url(&url, "store.url", problems)
+            .then(|| RedisEndpoint::Url(Secret::new(url))),
+        (None, Some(name), None, None) => match env(&name) {
+            Some(v) if is_redis_url(&v) => Some(RedisEndpoint::Url(Secret::new(v))),
+            Some(_) => {
+                problems.push(format!("`store.url_env`: environment variable `{name}` does not hold a redis:// or rediss:// URL"));
+                None
+            }
+            None => {
+                problems.push(format!(
+                    "`store.url_env`: environment variable `{name}` is not set"
+                ));
+                None
+            }
+        },
+        (None, None, Some(nodes), None) => {
+            let nodes = config_redis_nodes(nodes, "store.cluster", problems);
+            (!nodes.is_empty()).then_some(RedisEndpoint::Cluster(nodes))
+        }
+        (None, None, None, Some(sentinel)) => {
+            let nodes = config_redis_nodes(sentinel.nodes, "store.sentinel.nodes", problems);
+            let service = sentinel.service;
+            if service.is_empty()
+                || service.len() > 128
+                || service.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                problems
+                    .push("`store.sentinel.service`: 1 to 128 characters without spaces".into());
+                return None;
+            }
+            (!nodes.is_empty()).then_some(RedisEndpoint::Sentinel { nodes, service })
+        }
+        _ => {
+            problems.push(
+                "`store`: `kind: redis` needs exactly one of `url` or `url_env` (or `cluster`, or `sentinel`)".into(),
+            );
+            None
+        }
+    }
+}
+
 fn validate_store(
-    raw: RawStore,
+    mut raw: RawStore,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> StoreConfig {
-    let is_redis_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
     match raw.kind.as_str() {
         "memory" => {
             if raw.url.is_some()
                 || raw.url_env.is_some()
+                || raw.cluster.is_some()
+                || raw.sentinel.is_some()
                 || raw.username.is_some()
                 || raw.password_env.is_some()
                 || raw.tls
             {
                 problems.push(
-                    "`store`: `url`, `url_env`, `username`, `password_env` and `tls` are for `kind: redis`"
+                    "`store`: `url`, `url_env`, `cluster`, `sentinel`, `username`, `password_env` and `tls` are for `kind: redis`"
                         .into(),
                 );
             }
             StoreConfig::Memory
         }
         "redis" => {
-            let url = match (raw.url, raw.url_env) {
-                (Some(url), None) => {
-                    let authority = url
-                        .split_once("://")
-                        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
-                    // Credentials first, and the URL is never repeated: a mistyped URL may
-                    // still carry a password.
-                    if authority.contains('@') || url.contains('@') {
-                        problems.push("`store.url`: must not carry credentials; give the password through `password_env` (or the whole URL through `url_env`)".into());
-                        None
-                    } else if !is_redis_url(&url) {
-                        problems.push("`store.url`: not a redis:// or rediss:// URL".into());
-                        None
-                    } else {
-                        Some(Secret::new(url))
-                    }
-                }
-                (None, Some(name)) => match env(&name) {
-                    Some(v) if is_redis_url(&v) => Some(Secret::new(v)),
-                    Some(_) => {
-                        problems.push(format!("`store.url_env`: environment variable `{name}` does not hold a redis:// or rediss:// URL"));
-                        None
-                    }
-                    None => {
-                        problems.push(format!(
-                            "`store.url_env`: environment variable `{name}` is not set"
-                        ));
-                        None
-                    }
-                },
-                _ => {
-                    problems.push(
-                        "`store`: `kind: redis` needs exactly one of `url` or `url_env`".into(),
-                    );
-                    None
-                }
-            };
+            let endpoint = validate_redis_endpoint(&mut raw, env, problems);
             let password = raw
                 .password_env
                 .as_deref()
@@ -1144,10 +1221,17 @@ fn validate_store(
                     raw.timeout_ms
                 ));
             }
-            match url {
-                Some(url) => StoreConfig::Redis(RedisStoreConfig {
-                    tls: raw.tls || url.expose().starts_with("rediss://"),
-                    url,
+            match endpoint {
+                Some(endpoint) => StoreConfig::Redis(RedisStoreConfig {
+                    tls: raw.tls
+                        || match &endpoint {
+                            RedisEndpoint::Url(url) => url.expose().starts_with("rediss://"),
+                            RedisEndpoint::Cluster(nodes) => {
+                                nodes.iter().any(|n| n.starts_with("rediss://"))
+                            }
+                            RedisEndpoint::Sentinel { .. } => false,
+                        },
+                    endpoint,
                     username: raw.username,
                     password,
                     key_prefix: raw.key_prefix,
@@ -1647,7 +1731,9 @@ mod tests {
         let StoreConfig::Redis(r) = c.store else {
             panic!("redis expected")
         };
-        assert_eq!(r.url.expose(), "redis://10.0.0.5:6379/2");
+        assert!(
+            matches!(&r.endpoint, RedisEndpoint::Url(u) if u.expose() == "redis://10.0.0.5:6379/2")
+        );
         assert_eq!(r.password.as_ref().map(Secret::expose), Some("tok"));
         assert_eq!(
             (r.key_prefix.as_str(), r.timeout_ms, r.tls),
@@ -1695,6 +1781,63 @@ mod tests {
                 .expect_err(bad)
                 .to_string();
             assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_redis_cluster_or_sentinel_is_validated_with_the_other_problems() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cluster = format!(
+            "{GOOD}store: {{ kind: redis, cluster: [\"redis://10.0.0.5:6379\", \"rediss://10.0.0.6:6379\"] }}\n"
+        );
+        let c = load(&write(dir.path(), &cluster), &env).expect("config");
+        let StoreConfig::Redis(r) = c.store else {
+            panic!("redis expected")
+        };
+        assert!(matches!(&r.endpoint, RedisEndpoint::Cluster(n) if n.len() == 2));
+        assert!(r.tls, "a rediss:// node implies TLS");
+        let sentinel = format!(
+            "{GOOD}store: {{ kind: redis, sentinel: {{ nodes: [\"redis://10.0.0.7:26379\"], service: mymaster }}, password_env: TOKEN }}\n"
+        );
+        let c = load(&write(dir.path(), &sentinel), &env).expect("config");
+        let StoreConfig::Redis(r) = c.store else {
+            panic!("redis expected")
+        };
+        assert!(
+            matches!(&r.endpoint, RedisEndpoint::Sentinel { nodes, service } if nodes.len() == 1 && service == "mymaster")
+        );
+        assert!(r.password.is_some() && !r.tls);
+        for (bad, want) in [
+            (
+                "{ kind: redis, url: \"redis://cache\", cluster: [\"redis://a:1\"] }",
+                "exactly one of `url` or `url_env` (or `cluster`, or `sentinel`)",
+            ),
+            (
+                "{ kind: redis, cluster: [] }",
+                "`store.cluster`: give 1 to 64",
+            ),
+            (
+                "{ kind: redis, cluster: [\"redis://:hunter2@a:1\"] }",
+                "`store.cluster`: must not carry credentials",
+            ),
+            (
+                "{ kind: redis, sentinel: { nodes: [\"http://s:26379\"], service: m } }",
+                "`store.sentinel.nodes`: not a redis://",
+            ),
+            (
+                "{ kind: redis, sentinel: { nodes: [\"redis://s:26379\"], service: \"\" } }",
+                "`store.sentinel.service`",
+            ),
+            (
+                "{ kind: memory, sentinel: { nodes: [\"redis://s:26379\"], service: m } }",
+                "are for `kind: redis`",
+            ),
+        ] {
+            let text = load(&write(dir.path(), &format!("{GOOD}store: {bad}\n")), &env)
+                .expect_err(bad)
+                .to_string();
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+            assert!(!text.contains("hunter2"), "no password echoed: {text}");
         }
     }
 

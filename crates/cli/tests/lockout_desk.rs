@@ -13,7 +13,7 @@ use std::process::Output;
 
 use resetline_engine::{Clock, LockPolicy, Lockouts, OsRandom, Secret, SystemClock};
 use resetline_store_redis::testing::RedisServer;
-use resetline_store_redis::{RedisConfig, RedisStore};
+use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
 use support::{ACCOUNT, TOKEN, next_action, post_webhook};
 
 const PREFIX: &str = "desk-test:";
@@ -127,7 +127,7 @@ async fn the_service_desk_clears_a_lockout_in_redis_while_serve_runs_and_each_us
     // Another account, suspended after 100 failures (seeded straight into Redis).
     let seed = RedisStore::connect(
         &RedisConfig {
-            url: Secret::new(redis.url()),
+            endpoint: RedisEndpoint::Url(Secret::new(redis.url())),
             password: None,
             username: None,
             tls: false,

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use resetline_audit_writer::FileAudit;
 use resetline_connectors::EmbeddedDirectory;
 use resetline_engine::testing::{CallLog, MemoryMessenger};
 use resetline_engine::{AuditSink, Engine, Secret, SessionStore, SystemClock};
-use resetline_server::{AppState, Registry, app, audit::FileAudit};
+use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
 use tower::ServiceExt;
 

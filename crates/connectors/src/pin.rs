@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 
 use std::cell::RefCell;
 
-use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use resetline_engine::Secret;
 use subtle::ConstantTimeEq;
@@ -108,14 +108,14 @@ fn hash_in(pin: &Secret, blocks: &mut Vec<Block>) -> Result<String, HashError> {
     let params = Params::new(M_COST, T_COST, P_COST, None).map_err(|e| argon2(&e))?;
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|_| HashError::Random)?;
-    let salt = SaltString::encode_b64(&raw).map_err(|e| argon2(&e))?;
+    let salt = Salt::new(&raw).map_err(|e| argon2(&e))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     derive(&params, pin, &raw, &mut out, blocks).map_err(|e| argon2(&e))?;
     let hash = PasswordHash {
         algorithm: argon2::ARGON2ID_IDENT,
         version: Some(Version::V0x13.into()),
         params: ParamsString::try_from(&params).map_err(|e| argon2(&e))?,
-        salt: Some(salt.as_salt()),
+        salt: Some(salt),
         hash: Some(Output::new(&out).map_err(|e| argon2(&e))?),
     };
     Ok(hash.to_string())
@@ -135,14 +135,10 @@ fn verify(pin: &Secret, stored: &str) -> Result<bool, String> {
 fn verify_in(pin: &Secret, stored: &str, blocks: &mut Vec<Block>) -> Result<bool, String> {
     let parsed =
         PasswordHash::new(stored).map_err(|e| format!("stored PIN hash unreadable: {e}"))?;
-    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
         return Err("stored PIN hash has no salt or hash part".into());
     };
     let params = Params::try_from(&parsed).map_err(|e| format!("PIN check failed: {e}"))?;
-    let mut raw = [0u8; 64];
-    let salt = salt
-        .decode_b64(&mut raw)
-        .map_err(|e| format!("stored PIN hash unreadable: {e}"))?;
     let mut out = [0u8; 64];
     let out = out
         .get_mut(..expected.len())

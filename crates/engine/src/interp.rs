@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use resetline_flow::model::{Digits, Kind, Node, Prompt, SecretMode, WhenAbsent};
 use resetline_flow::prompts::PromptBody;
 use resetline_flow::template::{Part, Segment, Template};

@@ -6,7 +6,7 @@
 //! same code while it is valid (security.md: "resend re-sends the SAME code"). Invariant: codes
 //! are compared in constant time, and a code is bound to one call and one account.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 

@@ -163,7 +163,9 @@ fn bench(c: &mut Criterion) {
         .block_on(async {
             let redis = resetline_store_redis::RedisStore::connect(
                 &resetline_store_redis::RedisConfig {
-                    url: resetline_engine::Secret::new(server.url()),
+                    endpoint: resetline_store_redis::RedisEndpoint::Url(
+                        resetline_engine::Secret::new(server.url()),
+                    ),
                     password: None,
                     username: None,
                     tls: false,

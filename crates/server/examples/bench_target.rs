@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some(port), Some(url)) => {
             let redis = resetline_store_redis::RedisStore::connect(
                 &resetline_store_redis::RedisConfig {
-                    url: Secret::new(url.as_str()),
+                    endpoint: resetline_store_redis::RedisEndpoint::Url(Secret::new(url.as_str())),
                     password: None,
                     username: None,
                     tls: false,

@@ -14,9 +14,7 @@
 //! occurred"). Architecture invariant: this is the only crate that knows axum or HTTP.
 
 pub mod admin;
-pub mod audit;
 mod call_lock;
-pub mod config;
 mod deadline;
 mod error;
 pub mod metrics;

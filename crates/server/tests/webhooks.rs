@@ -869,7 +869,7 @@ async fn admin(state: &AppState, path: &str) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn a_sink_down_then_back_keeps_every_record_in_order_and_readyz_follows() {
-    use resetline_server::audit::{BufferPolicy, Buffered, OnFailure};
+    use resetline_audit_writer::{BufferPolicy, Buffered, OnFailure};
     // The same call against a sink that never fails, for the expected records.
     let reference = rig();
     let (_, body) = send(&reference.state, signed("/voice/pin-reset", &incoming())).await;

@@ -1,6 +1,7 @@
 //! Shared state on Redis, so any replica serves any webhook of any call: call sessions
 //! ([`SessionStore`]), windowed counters for send caps ([`Counters`]), PIN lockouts
-//! ([`Lockouts`]) and per-call leases ([`CallLeases`]).
+//! ([`Lockouts`]) and per-call leases ([`CallLeases`]), on one Redis server, a Sentinel's
+//! master or a Redis Cluster ([`RedisEndpoint`]), through redis-rs (`link.rs`).
 //!
 //! Invariants:
 //! - **Every write that must not race is one Lua script on one hash slot**: a session save is
@@ -9,6 +10,7 @@
 //!   account's version (the rules themselves stay [`LockState::after_failure`] and
 //!   [`LockState::after_give_back`]), a lease is
 //!   `SET NX PX` with a token unique to its holder and is released only by that holder.
+//!   Scripts run by SHA-1 (`EVALSHA`), sent whole on `NOSCRIPT` (redis-rs's `Script`).
 //! - **Two round trips per webhook**: taking a call's lease also reads its session (one
 //!   pipeline), and the session's save also gives the lease back (one script); a first
 //!   webhook that finds no session asks once more whether the call already ended.
@@ -18,40 +20,53 @@
 //! - **Nothing is kept for ever by accident**: counter keys expire with their window, lockout
 //!   hashes when their state no longer matters ([`LockState::expires_at`]); only a
 //!   suspension has no expiry, because it lasts until an operator clears it.
-//! - **Cluster-ready keys**: a script touches one key, or a call's keys, which share the hash
-//!   tag `{CallSid}` so they live on one slot.
+//! - **Cluster-safe keys**: a script or pipeline touches one key, or a call's keys, which
+//!   share the hash tag `{CallSid}` so they live on one slot.
 //! - **Nothing secret is stored**: sessions are the same versioned serialized bytes as the
 //!   memory store (`resetline_store::encode`/`decode`, which refuse a newer format); they hold
 //!   only keyed hashes of secrets, counters and lockouts are keyed by numbers and account ids.
-//! - **Never waits longer than its timeout**: every command is bounded; a slow or unreachable
-//!   Redis is a [`StoreError::Backend`] (the caller hears an apology), and `healthy()` turns
-//!   false until a command or the periodic health check succeeds again.
-//!
-//! The client is this crate's own (`client.rs`, `resp.rs`): one shared connection, commands of
-//! concurrent webhooks pipelined into one write, RESP2 parsed in place, TLS through rustls. A
-//! general-purpose client cost a webhook about as many instructions again as the whole engine
-//! step (BENCHMARKS.md).
+//! - **Never waits longer than its timeout**: every operation (connecting, a script's
+//!   `EVALSHA` and its `EVAL` fallback included) has one deadline; a slow or unreachable Redis
+//!   is a [`StoreError::Backend`] (the caller hears an apology), and `healthy()` turns false
+//!   until a command or the periodic health check succeeds again.
 
-mod client;
-mod resp;
+mod link;
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use link::{Conn, Link};
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, Value};
 use resetline_engine::{
     BackendError, BoxFuture, CallLeases, Clock, Counters, LockPolicy, LockState, Lockouts, Random,
     Reservation, Secret, Session, SessionStore, StoreError,
 };
-use resp::{Arg, Pipeline, Reply};
-use tokio::time::Instant;
+
+/// Which Redis to use.
+#[derive(Debug, Clone)]
+pub enum RedisEndpoint {
+    /// One server (or a managed primary): `redis://host:port/db` or `rediss://` (TLS). A
+    /// `Secret` because it may carry a password.
+    Url(Secret),
+    /// A Redis Cluster, found through any of these nodes (`redis://host:port`, `rediss://`).
+    Cluster(Vec<String>),
+    /// The master of `service`, as the Sentinels at `nodes` (`redis://host:port`) name it now.
+    Sentinel {
+        /// The Sentinels.
+        nodes: Vec<String>,
+        /// The monitored master's name (`sentinel monitor <service> ...`).
+        service: String,
+    },
+}
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` or `rediss://` (TLS). A `Secret` because it may carry a password.
-    pub url: Secret,
+    /// The server, Cluster or Sentinel-managed master.
+    pub endpoint: RedisEndpoint,
     /// Password given apart from the URL (from the environment); replaces the URL's.
     pub password: Option<Secret>,
     /// Username for Redis ACLs; replaces the URL's, and needs a password (here or in the URL).
@@ -60,7 +75,7 @@ pub struct RedisConfig {
     pub tls: bool,
     /// Prefix of every key (e.g. `resetline:`); must not contain `{` or `}`.
     pub key_prefix: String,
-    /// Longest wait for one command (connecting included).
+    /// Longest wait for one operation (connecting included).
     pub timeout: Duration,
     /// How long an ended call is remembered (its `:ended` key), after its last save.
     pub ended_call_ttl: Duration,
@@ -78,16 +93,23 @@ impl fmt::Display for RedisConfigError {
 
 impl std::error::Error for RedisConfigError {}
 
-/// Sessions, counters, lockouts and leases on one Redis (cheap to clone: one shared,
-/// multiplexed, self-reconnecting connection; concurrent callers' commands go out as one
-/// pipeline, see `client.rs`).
+/// Sessions, counters, lockouts and leases on Redis (cheap to clone: one shared, multiplexed,
+/// self-replacing connection, or one Cluster connection; concurrent callers' commands share
+/// writes).
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+/// What commands go through.
+enum Backend {
+    /// A standalone server or a Sentinel's master.
+    Single(Arc<Link>),
+    Cluster(ClusterConnection),
+}
+
 struct Inner {
-    client: client::Client,
+    backend: Backend,
     prefix: String,
     /// What each kind of key starts with, up to its hash tag: `<prefix>{`, `<prefix>counter:{`,
     /// `<prefix>lockout:{`.
@@ -115,35 +137,6 @@ struct Scripts {
     lock_cas: Script,
     renew: Script,
     release: Script,
-}
-
-/// A Lua script, run by its SHA-1 (`EVALSHA`); sent whole (`EVAL`, which also caches it) when
-/// the server does not know it yet (`NOSCRIPT`: first use, or after a restart).
-struct Script {
-    body: &'static str,
-    sha: String,
-}
-
-impl Script {
-    fn new(body: &'static str) -> Self {
-        use sha1::Digest as _;
-        let digest = sha1::Sha1::digest(body.as_bytes());
-        Script {
-            body,
-            sha: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        }
-    }
-
-    /// `EVALSHA` (or `EVAL` with `whole`) of this script with `keys` and `args`.
-    fn command(&self, whole: bool, keys: &[Arg<'_>], args: &[Arg<'_>]) -> Pipeline {
-        let (verb, script) = if whole {
-            ("EVAL", self.body)
-        } else {
-            ("EVALSHA", self.sha.as_str())
-        };
-        let head = [verb.into(), script.into(), Arg::Int(keys.len() as u64)];
-        Pipeline::joined(&[&head, keys, args])
-    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -234,59 +227,48 @@ const LEASE: &str = "}:lease";
 const ENDED: &str = "}:ended";
 
 /// `SET <lease> <token> NX PX <ttl>`: takes a call's lease if nobody holds it.
-fn take_lease<'a>(lease: &'a [&'a [u8]; 3], token: &'a str, ttl_ms: u64) -> [Arg<'a>; 6] {
-    [
-        "SET".into(),
-        Arg::Joined(lease),
-        token.into(),
-        "NX".into(),
-        "PX".into(),
-        ttl_ms.max(1).into(),
-    ]
-}
-
-/// A failure of backend `what` from the client (its messages name the kind of failure and the
-/// server's reply, never the URL or a password).
-fn failed(what: &'static str, e: &client::ClientError) -> StoreError {
-    if e.timeout {
-        return StoreError::Backend(BackendError::timeout(what));
-    }
-    StoreError::Backend(BackendError::new(what, format!("redis: {e}")))
-}
-
-/// A reply that should not be there.
-fn unexpected(what: &'static str, reply: &Reply) -> StoreError {
-    let message = match reply {
-        Reply::Error(e) => format!("redis: {e}"),
-        _ => "redis: unexpected reply".to_string(),
-    };
-    StoreError::Backend(BackendError::new(what, message))
-}
-
-fn int(what: &'static str, reply: Reply) -> Result<i64, StoreError> {
-    match reply {
-        Reply::Int(n) => Ok(n),
-        other => Err(unexpected(what, &other)),
-    }
-}
-
-/// A bulk string, or nothing (`nil`).
-fn bulk(what: &'static str, reply: Reply) -> Result<Option<Vec<u8>>, StoreError> {
-    match reply {
-        Reply::Bulk(b) => Ok(Some(b)),
-        Reply::Nil => Ok(None),
-        other => Err(unexpected(what, &other)),
-    }
+fn take_lease(lease: &str, token: &str, ttl_ms: u64) -> redis::Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(lease)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms.max(1));
+    set
 }
 
 /// `+OK` (a `SET` that happened) or `nil` (a `SET NX` that did not).
-fn set_done(what: &'static str, reply: Reply) -> Result<bool, StoreError> {
+fn set_done(what: &'static str, reply: &Value) -> Result<bool, StoreError> {
     match reply {
-        Reply::Simple(ok) if ok == "OK" => Ok(true),
-        Reply::Nil => Ok(false),
-        other => Err(unexpected(what, &other)),
+        Value::Okay => Ok(true),
+        Value::SimpleString(ok) if ok == "OK" => Ok(true),
+        Value::Nil => Ok(false),
+        _ => Err(StoreError::Backend(BackendError::new(
+            what,
+            "redis: unexpected reply",
+        ))),
     }
 }
+
+/// One command, pipeline or script run by [`RedisStore::run`].
+enum Request<'a> {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
+    Script(ScriptInvocation<'a>),
+}
+
+impl Request<'_> {
+    async fn send<T: FromRedisValue>(&self, conn: &mut Conn) -> Result<T, RedisError> {
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(conn).await,
+            Request::Pipe(pipe) => pipe.query_async(conn).await,
+            Request::Script(script) => script.invoke_async(conn).await,
+        }
+    }
+}
+
+/// No connection was used (yet) by a request.
+const NO_CONNECTION: u64 = u64::MAX;
 
 impl RedisStore {
     /// A store for `config`. Connects lazily (in the background, within the current tokio
@@ -301,20 +283,17 @@ impl RedisStore {
                 "key_prefix must not contain `{` or `}` (they mark hash tags)".into(),
             ));
         }
-        let target = client::Target::new(
-            config.url.expose(),
-            config.tls,
-            config.username.as_deref(),
-            config.password.as_ref(),
-        )
-        .map_err(RedisConfigError)?;
+        let backend = match link::open(config).map_err(RedisConfigError)? {
+            link::Opened::Single(source) => Backend::Single(Link::new(*source, config.timeout)),
+            link::Opened::Cluster(cluster) => Backend::Cluster(cluster),
+        };
         let mut id = [0u8; 8];
         random
             .fill(&mut id)
             .map_err(|_| RedisConfigError("no randomness for the instance id".into()))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client: client::Client::start(target, config.timeout),
+                backend,
                 prefix: config.key_prefix.clone(),
                 opens: KeyOpens {
                     call: format!("{}{{", config.key_prefix),
@@ -340,12 +319,13 @@ impl RedisStore {
         })
     }
 
-    /// Checks Redis now (one PING within the timeout) and records the answer for
-    /// [`SessionStore::healthy`].
+    /// Checks Redis now (one PING within the timeout, on every Cluster master) and records the
+    /// answer for [`SessionStore::healthy`]. A connection the server closed while idle (its
+    /// `timeout`, a proxy's idle limit) fails one PING: a second one, on a new connection,
+    /// decides.
     pub async fn check(&self) -> bool {
-        self.request("sessions", Pipeline::one(&["PING".into()]), self.deadline())
-            .await
-            .is_ok()
+        let ping = || self.run::<Value>("sessions", Request::Cmd(redis::cmd("PING")));
+        ping().await.is_ok() || ping().await.is_ok()
     }
 
     /// Runs [`RedisStore::check`] every `every` until the returned task is aborted; this is
@@ -368,133 +348,85 @@ impl RedisStore {
         })
     }
 
-    /// `<prefix><kind>{<tag>}<suffix>` in three pieces (`open` is `<prefix><kind>{`, `close`
-    /// the `}` and the suffix): the braces make `tag` the hash tag, so a call's keys (or one
-    /// account's, one counter's) share a cluster slot. Sent as one [`Arg::Joined`] argument,
-    /// never joined in a `String` of its own.
-    fn key<'a>(open: &'a str, tag: &'a str, close: &'static str) -> [&'a [u8]; 3] {
-        [open.as_bytes(), tag.as_bytes(), close.as_bytes()]
+    /// `<prefix><kind>{<tag>}<suffix>` (`open` is `<prefix><kind>{`, `close` the `}` and the
+    /// suffix): the braces make `tag` the hash tag, so a call's keys (or one account's, one
+    /// counter's) share a cluster slot.
+    fn key(open: &str, tag: &str, close: &str) -> String {
+        [open, tag, close].concat()
     }
 
     /// The key of a call's session (for tests and operators).
     pub fn session_key(&self, call_sid: &str) -> String {
-        [self.inner.opens.call.as_str(), call_sid, SESSION].concat()
-    }
-
-    fn session<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
         Self::key(&self.inner.opens.call, call_sid, SESSION)
     }
 
-    fn lease<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
+    /// The key of a call's lease (for tests and operators).
+    pub fn lease_key(&self, call_sid: &str) -> String {
         Self::key(&self.inner.opens.call, call_sid, LEASE)
     }
 
-    fn ended_key<'a>(&'a self, call_sid: &'a str) -> [&'a [u8]; 3] {
+    /// The key that marks a call ended (for tests and operators).
+    pub fn ended_key(&self, call_sid: &str) -> String {
         Self::key(&self.inner.opens.call, call_sid, ENDED)
     }
 
-    fn counter<'a>(&'a self, key: &'a str) -> [&'a [u8]; 3] {
+    fn counter(&self, key: &str) -> String {
         Self::key(&self.inner.opens.counter, key, "}")
     }
 
-    fn lockout<'a>(&'a self, account: &'a str) -> [&'a [u8]; 3] {
+    fn lockout(&self, account: &str) -> String {
         Self::key(&self.inner.opens.lockout, account, "}")
     }
 
-    /// When a request started now must have its answer.
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.inner.timeout
-    }
-
-    /// Sends `commands` and returns their replies by `deadline`; maps errors and records
-    /// health. A server error reply (`-ERR`) is returned as a reply, for the caller to judge.
-    async fn request(
+    /// Runs `request` within the timeout (connecting included), maps errors and records
+    /// health: any failure marks Redis unhealthy, and a connection that died, stalled past the
+    /// timeout or reached a demoted master is replaced.
+    async fn run<T: FromRedisValue>(
         &self,
         what: &'static str,
-        commands: Pipeline,
-        deadline: Instant,
-    ) -> Result<Vec<Reply>, StoreError> {
-        let count = commands.commands();
-        let sent = self.inner.client.request(commands);
-        match tokio::time::timeout_at(deadline, sent).await {
-            Ok(Ok(replies)) if replies.len() == count => {
-                self.inner.healthy.store(true, Ordering::Relaxed);
-                Ok(replies)
-            }
-            Ok(Ok(_)) => {
-                self.inner.healthy.store(false, Ordering::Relaxed);
-                Err(StoreError::Backend(BackendError::new(
-                    what,
-                    "redis: wrong number of replies",
-                )))
-            }
-            Ok(Err(e)) => {
-                self.inner.healthy.store(false, Ordering::Relaxed);
-                Err(failed(what, &e))
-            }
-            Err(_) => {
-                self.inner.healthy.store(false, Ordering::Relaxed);
-                Err(StoreError::Backend(BackendError::timeout(what)))
-            }
+        request: Request<'_>,
+    ) -> Result<T, StoreError> {
+        let used = AtomicU64::new(NO_CONNECTION);
+        let attempt = async {
+            let mut conn = match &self.inner.backend {
+                Backend::Single(link) => {
+                    let (conn, id) = link.get().await?;
+                    used.store(id, Ordering::Relaxed);
+                    Conn::Single(conn)
+                }
+                Backend::Cluster(cluster) => Conn::Cluster(cluster.clone()),
+            };
+            request.send(&mut conn).await
+        };
+        let outcome = tokio::time::timeout(self.inner.timeout, attempt).await;
+        if let Ok(Ok(value)) = outcome {
+            self.inner.healthy.store(true, Ordering::Relaxed);
+            return Ok(value);
         }
-    }
-
-    /// One command's reply within the timeout; a server error reply is an error (and marks
-    /// Redis unhealthy).
-    async fn one(&self, what: &'static str, command: Pipeline) -> Result<Reply, StoreError> {
-        self.one_by(what, command, self.deadline()).await
-    }
-
-    /// [`RedisStore::one`] by `deadline`.
-    async fn one_by(
-        &self,
-        what: &'static str,
-        command: Pipeline,
-        deadline: Instant,
-    ) -> Result<Reply, StoreError> {
-        let reply = self
-            .request(what, command, deadline)
-            .await?
-            .pop()
-            .unwrap_or(Reply::Nil);
-        if matches!(reply, Reply::Error(_)) {
-            self.inner.healthy.store(false, Ordering::Relaxed);
-            return Err(unexpected(what, &reply));
+        self.inner.healthy.store(false, Ordering::Relaxed);
+        let replace = match &outcome {
+            Err(_) => true,
+            Ok(Err(e)) => link::is_broken(e),
+            Ok(Ok(_)) => false,
+        };
+        let id = used.load(Ordering::Relaxed);
+        if let (true, Backend::Single(link), false) =
+            (replace, &self.inner.backend, id == NO_CONNECTION)
+        {
+            link.replace(id);
         }
-        Ok(reply)
-    }
-
-    /// Runs `script` with `keys` and `args` (by SHA-1; sent whole once if Redis does not have
-    /// it), both attempts within one timeout.
-    async fn script(
-        &self,
-        what: &'static str,
-        script: &Script,
-        keys: &[Arg<'_>],
-        args: &[Arg<'_>],
-    ) -> Result<Reply, StoreError> {
-        let deadline = self.deadline();
-        let reply = self
-            .request(what, script.command(false, keys, args), deadline)
-            .await?
-            .pop()
-            .unwrap_or(Reply::Nil);
-        match reply {
-            Reply::Error(e) if e.starts_with("NOSCRIPT") => {
-                self.one_by(what, script.command(true, keys, args), deadline)
-                    .await
+        Err(StoreError::Backend(match outcome {
+            Ok(Err(e)) if !e.is_timeout() => {
+                BackendError::new(what, format!("redis: {}", link::describe(&e)))
             }
-            Reply::Error(_) => {
-                self.inner.healthy.store(false, Ordering::Relaxed);
-                Err(unexpected(what, &reply))
-            }
-            reply => Ok(reply),
-        }
+            _ => BackendError::timeout(what),
+        }))
     }
 
     async fn load_session(&self, call_sid: &str) -> Result<Option<(Session, u64)>, StoreError> {
-        let get = Pipeline::one(&["GET".into(), Arg::Joined(&self.session(call_sid))]);
-        let value = bulk("sessions", self.one("sessions", get).await?)?;
+        let mut get = redis::cmd("GET");
+        get.arg(self.session_key(call_sid));
+        let value: Option<Vec<u8>> = self.run("sessions", Request::Cmd(get)).await?;
         value.map(|v| stored_session(&v)).transpose()
     }
 
@@ -518,37 +450,25 @@ impl RedisStore {
                 "the session's revision cannot go higher",
             ))
         })?;
-        let mut digits = [0u8; 20];
-        let value = [resp::decimal(next, &mut digits), b":", &encoded];
-        let (session_key, lease_key, ended_key) = (
-            self.session(&call_sid),
-            self.lease(&call_sid),
-            self.ended_key(&call_sid),
-        );
-        let keys = [
-            Arg::Joined(&session_key),
-            Arg::Joined(&lease_key),
-            Arg::Joined(&ended_key),
-        ];
-        let args = [
-            Arg::Int(expected),
-            Arg::Joined(&value),
-            Arg::Int(ttl_ms.max(1)),
-            lease.unwrap_or_default().into(),
-            Arg::Int(self.inner.ended_ttl_ms),
-        ];
+        let mut value = format!("{next}:").into_bytes();
+        value.extend_from_slice(&encoded);
+        drop(encoded);
+        let mut save = self.inner.scripts.save.prepare_invoke();
+        save.key(self.session_key(&call_sid))
+            .arg(expected)
+            .arg(value)
+            .arg(ttl_ms.max(1));
         // Without a lease: the session's key and the first three arguments; the lease's key
         // and an empty token (no holder's) only when the ended call is marked too.
-        let (keys, args) = match (lease, ended) {
-            (_, true) => (&keys[..], &args[..]),
-            (Some(_), false) => (&keys[..2], &args[..4]),
-            (None, false) => (&keys[..1], &args[..3]),
-        };
-        let saved = int(
-            "sessions",
-            self.script("sessions", &self.inner.scripts.save, keys, args)
-                .await?,
-        )?;
+        if lease.is_some() || ended {
+            save.key(self.lease_key(&call_sid))
+                .arg(lease.unwrap_or_default());
+        }
+        if ended {
+            save.key(self.ended_key(&call_sid))
+                .arg(self.inner.ended_ttl_ms);
+        }
+        let saved: i64 = self.run("sessions", Request::Script(save)).await?;
         if saved == 1 {
             Ok(next)
         } else {
@@ -556,26 +476,13 @@ impl RedisStore {
         }
     }
 
-    async fn lock_state(&self, key: Arg<'_>) -> Result<(LockState, u64), StoreError> {
-        let reply = self
-            .one(
-                "lockouts",
-                Pipeline::one(&[
-                    "HMGET".into(),
-                    key,
-                    "f".into(),
-                    "last".into(),
-                    "until".into(),
-                    "v".into(),
-                ]),
-            )
-            .await?;
-        let Reply::Array(fields) = reply else {
-            return Err(unexpected("lockouts", &reply));
-        };
+    async fn lock_state(&self, key: &str) -> Result<(LockState, u64), StoreError> {
+        let mut get = redis::cmd("HMGET");
+        get.arg(key).arg("f").arg("last").arg("until").arg("v");
+        let fields: Vec<Option<Vec<u8>>> = self.run("lockouts", Request::Cmd(get)).await?;
         let mut numbers = [0u64; 4];
         for (slot, field) in numbers.iter_mut().zip(fields) {
-            if let Some(text) = bulk("lockouts", field)? {
+            if let Some(text) = field {
                 *slot = std::str::from_utf8(&text)
                     .ok()
                     .and_then(|t| t.parse().ok())
@@ -597,9 +504,7 @@ impl RedisStore {
             version,
         ))
     }
-}
 
-impl RedisStore {
     /// Applies `rule` to an account's lockout state as a compare-and-swap on its version
     /// (retried when another replica wrote first), with the expiry of the new state.
     async fn update_lock(
@@ -610,32 +515,42 @@ impl RedisStore {
         rule: impl Fn(LockState) -> LockState,
     ) -> Result<LockState, StoreError> {
         let key = self.lockout(account);
-        let key = Arg::Joined(&key);
         for _ in 0..LOCK_RETRIES {
-            let (state, version) = self.lock_state(key).await?;
+            let (state, version) = self.lock_state(&key).await?;
             let next = rule(state);
             if next == state {
                 return Ok(next);
             }
-            let written = self
-                .script(
-                    "lockouts",
-                    &self.inner.scripts.lock_cas,
-                    &[key],
-                    &[
-                        version.into(),
-                        u64::from(next.failures).into(),
-                        next.last_failure_ms.into(),
-                        next.locked_until_ms.into(),
-                        lock_ttl(&next, now_ms, &policy).into(),
-                    ],
-                )
-                .await?;
-            if int("lockouts", written)? == 1 {
+            let mut cas = self.inner.scripts.lock_cas.prepare_invoke();
+            cas.key(&key)
+                .arg(version)
+                .arg(next.failures)
+                .arg(next.last_failure_ms)
+                .arg(next.locked_until_ms)
+                .arg(lock_ttl(&next, now_ms, &policy));
+            let written: i64 = self.run("lockouts", Request::Script(cas)).await?;
+            if written == 1 {
                 return Ok(next);
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    /// Runs a lease script (`renew`, `release`) for the holder `token`: 1 done, 0 not the
+    /// holder.
+    async fn lease_script(
+        &self,
+        script: &Script,
+        call_sid: &str,
+        token: &str,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, StoreError> {
+        let mut run = script.prepare_invoke();
+        run.key(self.lease_key(call_sid)).arg(token);
+        if let Some(ttl) = ttl_ms {
+            run.arg(ttl.max(1));
+        }
+        self.run("call lease", Request::Script(run)).await
     }
 }
 
@@ -673,8 +588,10 @@ impl SessionStore for RedisStore {
 
     fn ended<'a>(&'a self, call_sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let exists = Pipeline::one(&["EXISTS".into(), Arg::Joined(&self.ended_key(call_sid))]);
-            Ok(int("sessions", self.one("sessions", exists).await?)? == 1)
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(self.ended_key(call_sid));
+            let found: i64 = self.run("sessions", Request::Cmd(exists)).await?;
+            Ok(found == 1)
         })
     }
 
@@ -703,20 +620,14 @@ impl Counters for RedisStore {
             self.inner.seq.fetch_add(1, Ordering::Relaxed)
         );
         Box::pin(async move {
-            let allowed = self
-                .script(
-                    "counters",
-                    &self.inner.scripts.hit,
-                    &[Arg::Joined(&self.counter(key))],
-                    &[
-                        now.into(),
-                        window_ms.max(1).into(),
-                        u64::from(limit).into(),
-                        member.as_str().into(),
-                    ],
-                )
-                .await?;
-            Ok(int("counters", allowed)? == 1)
+            let mut hit = self.inner.scripts.hit.prepare_invoke();
+            hit.key(self.counter(key))
+                .arg(now)
+                .arg(window_ms.max(1))
+                .arg(limit)
+                .arg(member);
+            let allowed: i64 = self.run("counters", Request::Script(hit)).await?;
+            Ok(allowed == 1)
         })
     }
 }
@@ -726,10 +637,7 @@ const LOCK_RETRIES: usize = 64;
 
 impl Lockouts for RedisStore {
     fn get<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<LockState, StoreError>> {
-        Box::pin(async move {
-            let key = self.lockout(account);
-            Ok(self.lock_state(Arg::Joined(&key)).await?.0)
-        })
+        Box::pin(async move { Ok(self.lock_state(&self.lockout(account)).await?.0) })
     }
 
     fn failure<'a>(
@@ -757,9 +665,10 @@ impl Lockouts for RedisStore {
 
     fn success<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let del = Pipeline::one(&["DEL".into(), Arg::Joined(&self.lockout(account))]);
-            let deleted = self.one("lockouts", del).await?;
-            int("lockouts", deleted).map(|_| ())
+            let mut del = redis::cmd("DEL");
+            del.arg(self.lockout(account));
+            let _: i64 = self.run("lockouts", Request::Cmd(del)).await?;
+            Ok(())
         })
     }
 }
@@ -772,14 +681,9 @@ impl CallLeases for RedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let lease = self.lease(call_sid);
-            let set = self
-                .one(
-                    "call lease",
-                    Pipeline::one(&take_lease(&lease, token, ttl_ms)),
-                )
-                .await?;
-            set_done("call lease", set)
+            let set = take_lease(&self.lease_key(call_sid), token, ttl_ms);
+            let reply: Value = self.run("call lease", Request::Cmd(set)).await?;
+            set_done("call lease", &reply)
         })
     }
 
@@ -790,15 +694,11 @@ impl CallLeases for RedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let renewed = self
-                .script(
-                    "call lease",
-                    &self.inner.scripts.renew,
-                    &[Arg::Joined(&self.lease(call_sid))],
-                    &[token.into(), ttl_ms.max(1).into()],
-                )
-                .await?;
-            Ok(int("call lease", renewed)? == 1)
+            let renew = &self.inner.scripts.renew;
+            Ok(self
+                .lease_script(renew, call_sid, token, Some(ttl_ms))
+                .await?
+                == 1)
         })
     }
 
@@ -808,15 +708,10 @@ impl CallLeases for RedisStore {
         token: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let released = self
-                .script(
-                    "call lease",
-                    &self.inner.scripts.release,
-                    &[Arg::Joined(&self.lease(call_sid))],
-                    &[token.into()],
-                )
-                .await?;
-            int("call lease", released).map(|_| ())
+            let release = &self.inner.scripts.release;
+            self.lease_script(release, call_sid, token, None)
+                .await
+                .map(|_| ())
         })
     }
 
@@ -831,25 +726,16 @@ impl CallLeases for RedisStore {
             // read after the lease was taken is what a separate read would see (a writer
             // without the lease still loses the save's compare-and-swap). A script would cost
             // Redis several times the CPU of the two commands.
-            let lease = self.lease(call_sid);
-            let commands = Pipeline::new(&[
-                &take_lease(&lease, token, ttl_ms),
-                &["GET".into(), Arg::Joined(&self.session(call_sid))],
-            ]);
-            let mut replies = self
-                .request("call lease", commands, self.deadline())
-                .await?
-                .into_iter();
-            let (Some(taken), Some(value)) = (replies.next(), replies.next()) else {
-                return Err(StoreError::Backend(BackendError::new(
-                    "call lease",
-                    "redis: wrong number of replies",
-                )));
-            };
-            if !set_done("call lease", taken)? {
+            let mut both = redis::pipe();
+            both.add_command(take_lease(&self.lease_key(call_sid), token, ttl_ms))
+                .cmd("GET")
+                .arg(self.session_key(call_sid));
+            let (taken, value): (Value, Option<Vec<u8>>) =
+                self.run("call lease", Request::Pipe(both)).await?;
+            if !set_done("call lease", &taken)? {
                 return Ok(None);
             }
-            match bulk("sessions", value).and_then(|v| v.map(|v| stored_session(&v)).transpose()) {
+            match value.map(|v| stored_session(&v)).transpose() {
                 Ok(loaded) => Ok(Some(loaded)),
                 Err(e) => {
                     let _ = self.release(call_sid, token).await;

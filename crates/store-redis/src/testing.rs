@@ -1,5 +1,7 @@
-//! A real `redis-server` for tests (Debian package `redis-server`): started on 127.0.0.1 with a
-//! free port in a directory the caller owns, killed on drop. Not used by the product.
+//! Real Redis for tests (Debian package `redis-server`), started on 127.0.0.1 with free ports
+//! in a directory the caller owns and killed on drop: one server ([`RedisServer`]), a
+//! three-master Cluster ([`RedisCluster`]), or a master, a replica and a Sentinel
+//! ([`RedisSentinel`]). Not used by the product.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,6 +30,12 @@ pub struct RedisOptions {
     pub tls: bool,
     /// `requirepass`.
     pub password: Option<String>,
+    /// One more ACL user, as a `--user` rule (e.g. `app on >secret ~* &* +@all`).
+    pub acl_user: Option<String>,
+    /// A Cluster node (`--cluster-enabled yes`); see [`RedisCluster`].
+    pub cluster: bool,
+    /// A replica of the server on this port (`--replicaof 127.0.0.1 <port>`).
+    pub replica_of: Option<u16>,
 }
 
 /// A port nobody listens on right now (Redis cannot be asked for port 0).
@@ -120,10 +128,36 @@ impl RedisServer {
         if let Some(p) = &self.options.password {
             args.extend(["--requirepass", p]);
         }
+        if let Some(rule) = &self.options.acl_user {
+            // One argument per word: redis-server joins them into the `user` line.
+            args.push("--user");
+            args.extend(rule.split_whitespace());
+        }
         if self.options.persistent {
             args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             args.extend(["--appendonly", "no"]);
+        }
+        // Several servers may share `dir`: each its own files.
+        let (rdb, aof, nodes) = (
+            format!("dump-{port}.rdb"),
+            format!("appendonly-{port}"),
+            format!("nodes-{port}.conf"),
+        );
+        args.extend(["--dbfilename", &rdb, "--appenddirname", &aof]);
+        if self.options.cluster {
+            args.extend([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &nodes,
+                "--cluster-node-timeout",
+                "2000",
+            ]);
+        }
+        let master = self.options.replica_of.map(|p| p.to_string());
+        if let Some(master) = &master {
+            args.extend(["--replicaof", "127.0.0.1", master]);
         }
         let child = Command::new("redis-server")
             .args(&args)
@@ -189,6 +223,189 @@ impl RedisServer {
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.stop();
         self.launch()
+    }
+}
+
+/// Runs `redis-cli -p <port> <args>` on 127.0.0.1 and returns what it printed.
+pub fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits up to `within` for `ready`, checking every 50 ms.
+fn wait_for(within: Duration, what: &str, mut ready: impl FnMut() -> bool) -> std::io::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(std::io::Error::other(format!(
+        "timed out waiting for {what}"
+    )))
+}
+
+/// A Redis Cluster of three masters (no replicas), slots spread by `redis-cli --cluster create`.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The nodes.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster nodes keeping their files in `dir`, joins them and waits until the
+    /// cluster answers (`cluster_state:ok` on every node).
+    pub fn start(dir: &Path) -> std::io::Result<Self> {
+        let options = RedisOptions {
+            cluster: true,
+            ..RedisOptions::default()
+        };
+        let nodes = (0..3)
+            .map(|_| RedisServer::start_with(dir, options.clone()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(addresses.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        cli(nodes[0].port, &create)?;
+        wait_for(Duration::from_secs(20), "cluster_state:ok", || {
+            nodes.iter().all(|n| {
+                cli(n.port, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
+            })
+        })?;
+        Ok(RedisCluster { nodes })
+    }
+
+    /// The nodes' URLs (`redis://127.0.0.1:<port>`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// The monitored master's name in [`RedisSentinel`].
+pub const SENTINEL_SERVICE: &str = "resetline-test";
+
+/// A master, its replica and one Sentinel watching them (quorum 1, down after 500 ms, a
+/// failover given 2 s): [`RedisSentinel::kill_master`] makes the Sentinel promote the replica.
+#[derive(Debug)]
+pub struct RedisSentinel {
+    /// The master at start.
+    pub master: RedisServer,
+    /// Its replica at start.
+    pub replica: RedisServer,
+    sentinel: Option<Child>,
+    /// The Sentinel's port on 127.0.0.1.
+    pub sentinel_port: u16,
+}
+
+impl RedisSentinel {
+    /// Starts the three processes keeping their files in `dir`, and waits until the Sentinel
+    /// knows the replica (a failover needs one).
+    pub fn start(dir: &Path) -> std::io::Result<Self> {
+        let master = RedisServer::start_with(dir, RedisOptions::default())?;
+        let replica = RedisServer::start_with(
+            dir,
+            RedisOptions {
+                replica_of: Some(master.port),
+                ..RedisOptions::default()
+            },
+        )?;
+        let sentinel_port = free_port()?;
+        let config = dir.join(format!("sentinel-{sentinel_port}.conf"));
+        std::fs::write(
+            &config,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_SERVICE} 500\n\
+                 sentinel failover-timeout {SENTINEL_SERVICE} 2000\n",
+                dir = dir.display(),
+                master = master.port,
+            ),
+        )?;
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let sentinel = RedisSentinel {
+            master,
+            replica,
+            sentinel: Some(child),
+            sentinel_port,
+        };
+        let replica_port = format!("{}", sentinel.replica.port);
+        wait_for(
+            Duration::from_secs(20),
+            "the Sentinel to see the replica",
+            || {
+                cli(sentinel_port, &["SENTINEL", "REPLICAS", SENTINEL_SERVICE])
+                    .is_ok_and(|r| r.lines().any(|l| l == replica_port))
+                    && cli(sentinel.replica.port, &["INFO", "replication"])
+                        .is_ok_and(|i| i.contains("master_link_status:up"))
+            },
+        )?;
+        Ok(sentinel)
+    }
+
+    /// The Sentinel's URL (`redis://127.0.0.1:<port>`).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.sentinel_port)
+    }
+
+    /// The port of the master the Sentinel names now.
+    pub fn master_port(&self) -> Option<u16> {
+        let said = cli(
+            self.sentinel_port,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE],
+        )
+        .ok()?;
+        said.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// Kills the master (SIGKILL) once its replica holds every write, and waits until the
+    /// Sentinel has promoted the replica, names it, and sees it up.
+    pub fn kill_master(&mut self) -> std::io::Result<()> {
+        cli(self.master.port, &["WAIT", "1", "2000"])?;
+        self.master.stop();
+        let new = self.replica.port;
+        wait_for(Duration::from_secs(30), "the failover", || {
+            self.master_port() == Some(new)
+                && cli(new, &["ROLE"]).is_ok_and(|r| r.starts_with("master"))
+                && self.master_flags().is_some_and(|f| f == "master")
+        })
+    }
+
+    /// The Sentinel's flags of the master (`master`, or with `s_down`, `o_down`,
+    /// `failover_in_progress` while it moves).
+    fn master_flags(&self) -> Option<String> {
+        let said = cli(
+            self.sentinel_port,
+            &["SENTINEL", "MASTER", SENTINEL_SERVICE],
+        )
+        .ok()?;
+        let mut lines = said.lines();
+        lines.find(|l| *l == "flags")?;
+        lines.next().map(str::to_string)
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sentinel.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

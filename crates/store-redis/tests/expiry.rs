@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use resetline_engine::{Clock, Counters, LockPolicy, Lockouts, OsRandom, Secret, SystemClock};
 use resetline_store_redis::testing::RedisServer;
-use resetline_store_redis::{RedisConfig, RedisStore};
+use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
 
 fn store(server: &RedisServer) -> RedisStore {
     let config = RedisConfig {
-        url: Secret::new(server.url()),
+        endpoint: RedisEndpoint::Url(Secret::new(server.url())),
         password: None,
         username: None,
         tls: false,

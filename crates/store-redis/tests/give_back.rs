@@ -9,11 +9,11 @@ use resetline_engine::{
     Clock, LockPolicy, LockState, Lockouts, OsRandom, Reservation, Secret, SystemClock,
 };
 use resetline_store_redis::testing::RedisServer;
-use resetline_store_redis::{RedisConfig, RedisStore};
+use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
 
 fn store(server: &RedisServer) -> RedisStore {
     let config = RedisConfig {
-        url: Secret::new(server.url()),
+        endpoint: RedisEndpoint::Url(Secret::new(server.url())),
         password: None,
         username: None,
         tls: false,

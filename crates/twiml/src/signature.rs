@@ -26,7 +26,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -82,8 +82,8 @@ impl SigningKey {
         // HMAC takes keys of any length: the error arm is unreachable, and an empty key
         // (which HMAC also accepts) still only validates what it signed.
         SigningKey(
-            <Hmac<Sha1> as Mac>::new_from_slice(token)
-                .unwrap_or_else(|_| <Hmac<Sha1> as Mac>::new(&Default::default())),
+            <Hmac<Sha1> as KeyInit>::new_from_slice(token)
+                .unwrap_or_else(|_| <Hmac<Sha1> as KeyInit>::new(&Default::default())),
         )
     }
 

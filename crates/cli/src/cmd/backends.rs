@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use resetline_config::{BreakerConfig, HttpBackendConfig, IdpConfig};
 use resetline_connectors::{
     Breaker, BreakerPolicy, Guarded, HttpDataActions, OktaDirectory, ScimDirectory,
 };
 use resetline_engine::{Clock, Directory, Messenger, Recording, Tickets};
-use resetline_server::config::{BreakerConfig, HttpBackendConfig, IdpConfig};
 
 /// The breaker policy of the configuration.
 pub(crate) fn policy(cfg: &BreakerConfig) -> BreakerPolicy {

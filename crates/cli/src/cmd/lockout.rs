@@ -16,9 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use resetline_audit::time::OffsetDateTime;
 use resetline_audit::{AuditKey, ChainId, Record, SinkConfig, SinkError};
+use resetline_config::{self as config, AuditConfig, AuditStorage, StoreConfig};
 use resetline_engine::desk::{self, DeskAction};
 use resetline_engine::{Lockouts, SystemClock};
-use resetline_server::config::{self, AuditConfig, AuditStorage, StoreConfig};
 
 use crate::cli::LockoutArgs;
 

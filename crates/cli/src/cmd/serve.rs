@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use resetline_audit::Spill;
+use resetline_audit_writer::{BufferPolicy, Buffered, FileAudit};
+use resetline_config::{
+    self as config, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig,
+    TicketAuth,
+};
 use resetline_connectors::{
     ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
     SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
@@ -18,14 +23,10 @@ use resetline_engine::{
     AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom,
     Random, Recording, Secret, SessionStore, SystemClock, Tickets,
 };
-use resetline_server::audit::{BufferPolicy, Buffered, FileAudit};
-use resetline_server::config::{
-    self, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig, TicketAuth,
-};
 use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
-use resetline_store_redis::{RedisConfig, RedisStore};
+use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
 
 use super::backends;
 
@@ -636,7 +637,12 @@ impl Shared {
             StoreConfig::Redis(r) => {
                 let redis = redis_store(r, Duration::from_millis(setup.ended_calls.ttl_ms), clock)?;
                 redis.start_health_checks(Duration::from_secs(1));
-                tracing::info!(prefix = %r.key_prefix, tls = r.tls, "sessions, counters and lockouts in Redis");
+                let mode = match r.endpoint {
+                    config::RedisEndpoint::Url(_) => "server",
+                    config::RedisEndpoint::Cluster(_) => "cluster",
+                    config::RedisEndpoint::Sentinel { .. } => "sentinel",
+                };
+                tracing::info!(prefix = %r.key_prefix, tls = r.tls, mode, "sessions, counters and lockouts in Redis");
                 let redis = Arc::new(redis);
                 Ok(Shared {
                     sessions: redis.clone(),
@@ -650,15 +656,24 @@ impl Shared {
     }
 }
 
-/// The Redis store `store: { kind: redis }` names (connects lazily, in the current runtime).
+/// The Redis store `store: { kind: redis }` names: one server, a Cluster or a Sentinel's master
+/// (connects lazily, in the current runtime).
 pub(crate) fn redis_store(
     r: &config::RedisStoreConfig,
     ended_call_ttl: Duration,
     clock: Arc<dyn resetline_engine::Clock>,
 ) -> anyhow::Result<RedisStore> {
+    let endpoint = match &r.endpoint {
+        config::RedisEndpoint::Url(url) => RedisEndpoint::Url(url.clone()),
+        config::RedisEndpoint::Cluster(nodes) => RedisEndpoint::Cluster(nodes.clone()),
+        config::RedisEndpoint::Sentinel { nodes, service } => RedisEndpoint::Sentinel {
+            nodes: nodes.clone(),
+            service: service.clone(),
+        },
+    };
     RedisStore::connect(
         &RedisConfig {
-            url: r.url.clone(),
+            endpoint,
             password: r.password.clone(),
             username: r.username.clone(),
             tls: r.tls,

@@ -288,6 +288,8 @@ pub(super) fn http(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{BASE, env, write};
+    use crate::{DirectoryConfig, load};
 
     #[test]
     fn base_urls() {
@@ -309,5 +311,82 @@ mod tests {
         ] {
             assert!(base_url_problem(bad).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn scim_okta_breaker_and_http_backends_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "{BASE}directory: {{ kind: okta, base_url: https://acme.okta.com/, token_env: IDP_TOKEN, timeout_ms: 2000, employee_id_attribute: employeeNumber, pin_hash_attribute: resetlinePinHash, unlock: true }}\nbreaker: {{ failures: 3, cool_down_ms: 10000 }}\nhttp: {{ backends: [ {{ name: hr, base_url: https://hr.example.com/api, token_env: HR_TOKEN, signing_key_env: HR_SIGNING }} ] }}\n"
+        );
+        let c = load(&write(dir.path(), &text), &env).expect("config");
+        let DirectoryConfig::Okta(okta) = &c.directory else {
+            panic!("{:?}", c.directory)
+        };
+        assert_eq!(okta.base_url, "https://acme.okta.com");
+        assert_eq!(okta.token.expose(), "tok");
+        assert_eq!(okta.timeout_ms, 2000);
+        assert!(okta.unlock);
+        assert_eq!(
+            c.breaker,
+            BreakerConfig {
+                failures: 3,
+                cool_down_ms: 10_000
+            }
+        );
+        assert_eq!(c.http_backends.len(), 1);
+        assert_eq!(c.http_backends[0].name, "hr");
+        assert_eq!(
+            c.http_backends[0].signing.as_ref().map(|(n, _)| n.as_str()),
+            Some("HR_SIGNING")
+        );
+        let text = format!(
+            "{BASE}directory: {{ kind: scim, base_url: \"http://127.0.0.1:9/scim/v2\", token_env: IDP_TOKEN }}\n"
+        );
+        let c = load(&write(dir.path(), &text), &env).expect("config");
+        assert!(
+            matches!(&c.directory, DirectoryConfig::Scim(s) if s.timeout_ms == 3000 && !s.unlock)
+        );
+        assert_eq!(c.breaker.failures, 5);
+    }
+
+    #[test]
+    fn every_connector_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "{BASE}directory: {{ kind: scim, path: users.yaml, base_url: \"http://idp.example.com\", timeout_ms: 50, employee_id_attribute: \"a b\", unlock: true }}\nbreaker: {{ failures: 0, cool_down_ms: 5 }}\nhttp: {{ backends: [ {{ name: \"h r\", base_url: ftp://x, token_env: NOPE, signing_key_env: HR_TOKEN }}, {{ name: \"h r\", base_url: https://x.example }} ] }}\n"
+        );
+        let text = load(&write(dir.path(), &text), &env)
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "`directory.path`: the scim directory has no users file",
+            "`directory.base_url`: `http://idp.example.com` plain http",
+            "`directory.token_env`: the scim directory needs",
+            "`directory.timeout_ms`: 50",
+            "`directory.employee_id_attribute`: `a b`",
+            "`directory.unlock`: only the okta",
+            "`breaker.failures`",
+            "`breaker.cool_down_ms`",
+            "`http.backends[0]`.name",
+            "`http.backends[0]`.base_url: `ftp://x` is not an http(s) URL",
+            "`http.backends[0]`.token_env: environment variable `NOPE` is not set",
+            "`http.backends[0]`.signing_key_env: environment variable `HR_TOKEN` must hold at least 16",
+            "`http.backends[1]`.name: `h r` is used twice",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert!(!text.contains("tok`"), "no secret echoed");
+        let text = format!(
+            "{BASE}directory: {{ kind: embedded, path: users.yaml, base_url: https://x.example }}\n"
+        );
+        std::fs::write(dir.path().join("users.yaml"), "users: []\n").ok();
+        let text = load(&write(dir.path(), &text), &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("belong to the ldap, scim and okta kinds"),
+            "{text}"
+        );
     }
 }

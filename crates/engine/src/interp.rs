@@ -31,6 +31,7 @@ use crate::policy::{self, Personal};
 use crate::secret::{Secret, scrub_digits};
 use crate::session::{Answer, Last, Session, Var, Waiting};
 use crate::session::{Delivery, Otp};
+use crate::step_url::{StepEvent, step_url};
 use resetline_audit::{
     Destination, EventType as Ev, Factor, MaskedEmail, MaskedNumber, Outcome as Out, Record,
 };
@@ -68,22 +69,6 @@ pub async fn until<F: std::future::Future>(by: tokio::time::Instant, fut: F) -> 
         Some(out) => Some(out),
         None => tokio::time::timeout_at(by, fut).await.ok(),
     }
-}
-
-/// The engine-relative action URL of step `token` of `flow`, with `suffix` (`""`,
-/// `"/timeout"`, `"/transfer"`): `/voice/{flow}/step/{token}{suffix}`. The token is a fresh
-/// random value per step ([`Engine::fresh_token`]), written in decimal as replicas of every
-/// release read it.
-fn step_url(flow: &Flow, token: u64, suffix: &str) -> String {
-    use std::fmt::Write as _;
-    let id = &flow.id.value;
-    let mut url = String::with_capacity(12 + id.len() + 20 + suffix.len());
-    url.push_str("/voice/");
-    url.push_str(id);
-    url.push_str("/step/");
-    let _ = write!(url, "{token}");
-    url.push_str(suffix);
-    url
 }
 
 /// Most nodes one step may pass through; the checker forbids cycles without input, so this is
@@ -714,7 +699,7 @@ impl Engine {
                 if let Some(p) = &t.say {
                     self.say(flow, s, p, out);
                 }
-                let action = step_url(flow, s.token, "/transfer");
+                let action = step_url(flow, s.token, StepEvent::Transfer);
                 let target = match &t.to {
                     resetline_flow::model::TransferTo::Queue(q) => format!("queue:{q}"),
                     resetline_flow::model::TransferTo::Number(n) => format!("number:{n}"),
@@ -1298,11 +1283,11 @@ impl Engine {
             num_digits: None,
             finish_on: Some('#'),
             timeout_s: 3,
-            action: step_url(flow, s.token, ""),
+            action: step_url(flow, s.token, StepEvent::Digits),
             prompts,
         });
         out.push(Action::Redirect {
-            url: step_url(flow, s.token, "/timeout"),
+            url: step_url(flow, s.token, StepEvent::Timeout),
         });
         s.waiting = Waiting::Digits;
     }
@@ -1420,11 +1405,11 @@ impl Engine {
                 finish_on
             },
             timeout_s: u32::try_from(inter.as_secs().max(1)).unwrap_or(u32::MAX),
-            action: step_url(flow, s.token, ""),
+            action: step_url(flow, s.token, StepEvent::Digits),
             prompts,
         });
         out.push(Action::Redirect {
-            url: step_url(flow, s.token, "/timeout"),
+            url: step_url(flow, s.token, StepEvent::Timeout),
         });
         s.waiting = if confirm {
             Waiting::Confirm

@@ -95,7 +95,7 @@ pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
 }
 
 pub fn form_value(body: &str, key: &str) -> Option<String> {
-    let params = resetline_twiml::params::parse(body.as_bytes(), 65_536).ok()?;
+    let params = resetline_twiml::params::parse_owned(body.as_bytes());
     params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 

@@ -8,24 +8,16 @@ mod support;
 use resetline_connectors::LdapDirectory;
 use resetline_connectors::testing::{self, Slapd};
 use resetline_engine::{Directory, Secret};
-use support::{ACCOUNT, BASE, TOKEN};
+use support::BASE;
 
 const LDAP_PASSWORD_ENV: &str = "RESETLINE_TEST_LDAP_PASSWORD";
 
-/// Writes `resetline.yaml` for a server on `port` with the fakes at `fake_url` and the
-/// directory at `ldap_url`, and starts `resetline serve` with it.
+/// Starts `resetline serve` for the reference flows with the fakes at `fake_url` and the
+/// directory at `ldap_url`.
 async fn serve(dir: &std::path::Path, fake_url: &str, ldap_url: &str) -> support::Served {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = root.canonicalize().expect("repo root");
-    let port = support::free_port();
-    let config = format!(
-        "listen: 127.0.0.1:{port}
-public_url: http://127.0.0.1:{port}
-flows_dir: {flows}
-prompts_dir: {prompts}
-carrier: {{ account_sid: {ACCOUNT}, auth_token_env: RESETLINE_TEST_TOKEN, api_base: \"{fake_url}\" }}
-directory:
-  kind: ldap
+    let directory = format!(
+        "  kind: ldap
   url: \"{ldap_url}\"
   bind_dn: \"{service}\"
   bind_password_env: {LDAP_PASSWORD_ENV}
@@ -33,29 +25,18 @@ directory:
   flavor: openldap
   timeout_ms: 2000
   attributes: {{ pin_hash: {pin_hash} }}
-messages: {{ sms: {{ from: \"+15555550000\" }} }}
-tickets: {{ kind: servicenow, base_url: \"{fake_url}\", username: resetline, password_env: RESETLINE_TEST_SN }}
-hash_key_env: RESETLINE_TEST_KEY
-audit: {{ dir: audit, key_env: RESETLINE_TEST_KEY }}
-reload: {{ enabled: false }}
 ",
-        flows = root.join("flows").display(),
-        prompts = root.join("voice-prompts").display(),
         service = testing::SERVICE_DN,
         base = testing::BASE_DN,
         pin_hash = testing::PIN_HASH_ATTRIBUTE,
     );
-    std::fs::write(dir.join("resetline.yaml"), config).expect("config");
-    let key = "k".repeat(32);
-    support::serve_binary(
+    support::serve_flows(
         dir,
-        port,
-        &[
-            ("RESETLINE_TEST_TOKEN", TOKEN),
-            (LDAP_PASSWORD_ENV, testing::SERVICE_PASSWORD),
-            ("RESETLINE_TEST_SN", "sn-password"),
-            ("RESETLINE_TEST_KEY", &key),
-        ],
+        &root.join("flows"),
+        fake_url,
+        &directory,
+        support::SMS_ONLY,
+        &[(LDAP_PASSWORD_ENV, testing::SERVICE_PASSWORD)],
     )
     .await
 }

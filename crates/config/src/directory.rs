@@ -41,6 +41,7 @@ pub(crate) struct RawDirectory {
     lookup: Option<RawLdapLookup>,
     pin_check: Option<String>,
     pin_bind: Option<RawPinBind>,
+    must_change_at_next_logon: Option<bool>,
     // `kind: scim | okta` (see `config::connectors`; `timeout_ms` above is theirs too):
     base_url: Option<String>,
     token_env: Option<String>,
@@ -112,6 +113,9 @@ pub(crate) fn directory(
     };
     if raw.kind != "ldap" && (raw.pin_check.is_some() || raw.pin_bind.is_some()) {
         problems.push("`directory.pin_check` and `directory.pin_bind` are for `kind: ldap`; the other directories check PINs against a hash attribute only".into());
+    }
+    if raw.kind != "ldap" && raw.must_change_at_next_logon.is_some() {
+        problems.push("`directory.must_change_at_next_logon` is for `kind: ldap` with `flavor: active_directory`".into());
     }
     let pin_hashing_max_concurrent = pin_hashing
         .max_concurrent
@@ -257,6 +261,7 @@ fn ldap_directory(
         cfg.user_filter = f;
     }
     cfg.allow_phone_reset = raw.allow_phone_reset.unwrap_or(true);
+    cfg.must_change_at_next_logon = raw.must_change_at_next_logon.unwrap_or(false);
     let a = raw.attributes.unwrap_or_default();
     let d = Attributes::defaults(flavor);
     cfg.attributes = Attributes {
@@ -318,13 +323,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("ca.pem"), "x").ok();
         let text = format!(
-            "{LDAP}directory:\n  kind: ldap\n  url: ldaps://dc1.corp.example.com\n  bind_dn: CN=svc-resetline,OU=Services,DC=corp,DC=example,DC=com\n  bind_password_env: TOKEN\n  base_dn: OU=Staff,DC=corp,DC=example,DC=com\n  flavor: active_directory\n  ca_file: ca.pem\n  timeout_ms: 1500\n  attributes: {{ mobile: otherMobile, pin_hash: resetlinePinHash }}\n  lookup: {{ phone: [otherMobile] }}\n"
+            "{LDAP}directory:\n  kind: ldap\n  url: ldaps://dc1.corp.example.com\n  bind_dn: CN=svc-resetline,OU=Services,DC=corp,DC=example,DC=com\n  bind_password_env: TOKEN\n  base_dn: OU=Staff,DC=corp,DC=example,DC=com\n  flavor: active_directory\n  ca_file: ca.pem\n  timeout_ms: 1500\n  attributes: {{ mobile: otherMobile, pin_hash: resetlinePinHash }}\n  lookup: {{ phone: [otherMobile] }}\n  must_change_at_next_logon: true\n"
         );
         let c = load(&write(dir.path(), &text), &env).expect("config");
         let DirectoryConfig::Ldap(l) = c.directory else {
             panic!("not ldap");
         };
         assert_eq!(l.flavor, resetline_connectors::Flavor::ActiveDirectory);
+        assert!(l.must_change_at_next_logon);
         assert_eq!(l.bind_password.expose(), "tok");
         assert_eq!(l.timeout.as_millis(), 1500);
         assert_eq!(l.attributes.id, "sAMAccountName", "flavor default");

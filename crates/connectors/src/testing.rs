@@ -1,6 +1,9 @@
 //! Test support (feature `testing`): [`Slapd`], a real OpenLDAP server (Debian `slapd` 2.5)
 //! on 127.0.0.1 with a generated `cn=config`, an mdb database, the ppolicy overlay and seeded
-//! users, for this crate's integration tests and the cli's end-to-end tests.
+//! users, for this crate's integration tests and the cli's end-to-end tests; [`samba`], a real
+//! Active Directory domain controller (Samba) for the same. One module per server; what they
+//! share (running a set-up command, the private CA and server certificate, the demo PIN
+//! hashes) lives here.
 //!
 //! Invariant: each [`Slapd`] owns a temporary directory and a child process; dropping it kills
 //! the process and removes the directory, so tests run in parallel and leave nothing behind.
@@ -35,6 +38,8 @@ use std::time::{Duration, Instant};
 use resetline_engine::Secret;
 
 use crate::ldap::{BindGuard, Flavor, LdapConfig, PinCheck};
+
+pub mod samba;
 
 /// The directory suffix.
 pub const BASE_DN: &str = "dc=example,dc=com";
@@ -78,7 +83,9 @@ fn free_port() -> Result<u16, String> {
 
 fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd.output().map_err(|e| {
-        format!("cannot run {cmd:?}: {e} (is the Debian `slapd` package installed?)")
+        format!(
+            "cannot run {cmd:?}: {e} (are the packages of scripts/install-test-deps installed?)"
+        )
     })?;
     if out.status.success() {
         Ok(())

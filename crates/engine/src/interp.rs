@@ -47,22 +47,6 @@ mod transfer;
 use deadline::DEADLINE;
 pub use deadline::{finish_by, until};
 
-/// The engine-relative action URL of step `token` of `flow`, with `suffix` (`""`,
-/// `"/timeout"`, `"/transfer"`): `/voice/{flow}/step/{token}{suffix}`. The token is a fresh
-/// random value per step ([`Engine::fresh_token`]), written in decimal as replicas of every
-/// release read it.
-fn step_url(flow: &Flow, token: u64, suffix: &str) -> String {
-    use std::fmt::Write as _;
-    let id = &flow.id.value;
-    let mut url = String::with_capacity(12 + id.len() + 20 + suffix.len());
-    url.push_str("/voice/");
-    url.push_str(id);
-    url.push_str("/step/");
-    let _ = write!(url, "{token}");
-    url.push_str(suffix);
-    url
-}
-
 /// What a carrier told us.
 #[derive(Debug)]
 pub enum Event {

@@ -16,6 +16,7 @@ pub mod otp;
 pub mod policy;
 pub mod secret;
 pub mod session;
+pub mod step_url;
 pub mod testing;
 
 pub use action::{Action, Spoken};
@@ -30,3 +31,4 @@ pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step, finish_by, until};
 pub use secret::{Secret, scrub_digits};
 pub use session::{Session, Var};
+pub use step_url::{StepEvent, StepUrl};

@@ -2,7 +2,7 @@
 //!
 //! The carrier gives up on a webhook 15 s after it sent it and plays its own error message
 //! ("an application error has occurred"). So, from the moment a webhook's handling starts
-//! (before its body is read):
+//! (`webhook::observe`, before its body is read):
 //!
 //! | by | what is done |
 //! |---|---|
@@ -49,15 +49,6 @@ pub(crate) async fn scope<F: Future>(arrived: Instant, work: F) -> F::Output {
             resetline_engine::finish_by(arrived + STEP_SHARE, work),
         )
         .await
-}
-
-/// `work` under a deadline counted from now, unless it already runs under one.
-pub(crate) async fn ensure<F: Future>(work: F) -> F::Output {
-    if ANSWER_BY.try_with(|_| ()).is_ok() {
-        work.await
-    } else {
-        scope(Instant::now(), work).await
-    }
 }
 
 /// When the webhook being handled must be answered (outside a webhook: [`BUDGET`] from now).

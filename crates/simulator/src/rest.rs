@@ -328,13 +328,7 @@ async fn messages(
     if account != fake.account || !fake.authorised(&headers) {
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
-    let Ok(form) = resetline_twiml::params::parse(body.as_bytes(), 65_536) else {
-        return twilio_error(
-            StatusCode::BAD_REQUEST,
-            21604,
-            "A 'To' phone number is required.",
-        );
-    };
+    let form = resetline_twiml::params::parse_owned(body.as_bytes());
     let get = |k: &str| {
         form.iter()
             .find(|(key, _)| key == k)
@@ -409,9 +403,10 @@ async fn recording(
             "The requested resource was not found",
         );
     }
-    let status = resetline_twiml::params::parse(body.as_bytes(), 65_536)
-        .ok()
-        .and_then(|f| f.into_iter().find(|(k, _)| k == "Status").map(|(_, v)| v));
+    let status = resetline_twiml::params::parse_owned(body.as_bytes())
+        .into_iter()
+        .find(|(k, _)| k == "Status")
+        .map(|(_, v)| v);
     let Some(status) =
         status.filter(|s| matches!(s.as_str(), "paused" | "in-progress" | "stopped"))
     else {

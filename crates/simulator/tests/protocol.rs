@@ -48,8 +48,7 @@ impl App {
         let router = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
             let (p, s) = (p.clone(), s.clone());
             async move {
-                let params =
-                    resetline_twiml::params::parse(body.as_bytes(), 1 << 20).unwrap_or_default();
+                let params = resetline_twiml::params::parse_owned(body.as_bytes());
                 s.lock().expect("seen").push(Seen {
                     path: uri.path().to_string(),
                     signature: headers

@@ -1,16 +1,15 @@
 //! Resetline's boundary with Twilio's voice webhooks.
 //!
-//! This crate turns typed call instructions into TwiML ([`twiml`],
-//! [`render`]), checks that an incoming webhook really came from Twilio
-//! ([`signature`]), and decodes the webhook's form parameters ([`params`]).
-//! It does no I/O.
+//! This crate turns typed call instructions into TwiML ([`twiml`], the
+//! document model; [`render`], its writer on quick-xml), checks that an
+//! incoming webhook really came from Twilio ([`signature`]), and decodes the
+//! webhook's form parameters ([`params`]). It does no I/O.
 //!
 //! **Architecture invariant:** this is the only code in Resetline that writes
-//! XML; every document it returns is well-formed, escaped and under Twilio's
-//! 64 kB limit ([`MAX_DOCUMENT_BYTES`]). Callers build a [`Response`] from
-//! typed verbs and call [`Response::render`], or write the same verbs straight
-//! from borrowed values with a [`Writer`] (what `Response::render` itself
-//! does); there is no way to put raw XML into a document.
+//! XML; every document it returns is well-formed, escaped, ASCII and under
+//! Twilio's 64 kB limit ([`MAX_DOCUMENT_BYTES`]). Callers build a [`Response`]
+//! from typed verbs and call [`Response::render`]; there is no way to put raw
+//! XML into a document.
 //!
 //! ```
 //! use resetline_twiml::{Gather, Method, Response, Say};
@@ -37,8 +36,8 @@ pub mod render;
 pub mod signature;
 pub mod twiml;
 
-pub use params::ParamsError;
-pub use render::{MAX_DOCUMENT_BYTES, MAX_QUEUE_NAME_CHARS, RenderError, Url, Writer};
+pub use params::TooManyPairs;
+pub use render::{MAX_DOCUMENT_BYTES, MAX_QUEUE_NAME_CHARS, RenderError};
 pub use signature::SignatureError;
 pub use twiml::{
     Dial, DialNoun, Enqueue, FinishOnKey, Gather, GatherChild, GatherInput, Hangup, Method, Number,

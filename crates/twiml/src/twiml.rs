@@ -5,7 +5,8 @@
 //! verb is a plain struct with public, optional attributes and a few builder
 //! methods; the only way to turn a [`Response`] into bytes is
 //! [`Response::render`], which checks every value first (see
-//! [`crate::render`]).
+//! [`crate::render`]). It is the one TwiML API: the server builds a
+//! `Response` from the engine's actions.
 //!
 //! Structural rules that the type system can carry are carried by it: a
 //! [`Gather`] can only hold [`GatherChild`] (Say / Play / Pause), a [`Dial`]

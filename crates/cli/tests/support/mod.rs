@@ -95,7 +95,7 @@ pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
 }
 
 pub fn form_value(body: &str, key: &str) -> Option<String> {
-    let params = resetline_twiml::params::parse(body.as_bytes(), 65_536).ok()?;
+    let params = resetline_twiml::params::parse_owned(body.as_bytes());
     params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
@@ -375,12 +375,7 @@ pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) 
         form_value(&sms.body, "StatusCallback"),
         Some(format!("{public}/sms/status?call={SID}"))
     );
-    let text = form_value(&sms.body, "Body").expect("body");
-    let code: String = text
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .expect("6-digit code")
-        .to_string();
+    let code = sms_code(log);
 
     call.press(&code).await;
     let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
@@ -394,6 +389,21 @@ pub async fn verify_by_sms(addr: std::net::SocketAddr, public: &str, log: &Log) 
     );
     assert_eq!(form_value(&pause.body, "Status").as_deref(), Some("paused"));
     call
+}
+
+/// The 6-digit code in the last SMS the fake Messages API received.
+pub fn sms_code(log: &Log) -> String {
+    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let sms = requests
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with("/Messages.json"))
+        .expect("an SMS request");
+    let text = form_value(&sms.body, "Body").expect("body");
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("6-digit code")
+        .to_string()
 }
 
 /// After a completed reset call: the provider requests in order (SMS, pause, resume, notice,
@@ -480,6 +490,51 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// The `messages:` section of the reference flows: SMS from the carrier number.
+pub const SMS_ONLY: &str = "  sms: { from: \"+15555550000\" }\n";
+
+/// Writes `<dir>/resetline.yaml` for the flows in `flows` (prompts from `voice-prompts/`), the
+/// carrier and ServiceNow fakes at `fake_url`, and the given `directory:` and `messages:`
+/// sections (YAML, indented by two), and starts `resetline serve` with it: the carrier
+/// token, ServiceNow password and hash key come from the environment, with `env` added.
+pub async fn serve_flows(
+    dir: &std::path::Path,
+    flows: &std::path::Path,
+    fake_url: &str,
+    directory: &str,
+    messages: &str,
+    env: &[(&str, &str)],
+) -> Served {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().expect("repo root");
+    let port = free_port();
+    let config = format!(
+        "listen: 127.0.0.1:{port}
+public_url: http://127.0.0.1:{port}
+flows_dir: {flows}
+prompts_dir: {prompts}
+carrier: {{ account_sid: {ACCOUNT}, auth_token_env: RESETLINE_TEST_TOKEN, api_base: \"{fake_url}\" }}
+directory:
+{directory}messages:
+{messages}tickets: {{ kind: servicenow, base_url: \"{fake_url}\", username: resetline, password_env: RESETLINE_TEST_SN }}
+hash_key_env: RESETLINE_TEST_KEY
+audit: {{ dir: audit, key_env: RESETLINE_TEST_KEY }}
+reload: {{ enabled: false }}
+",
+        flows = flows.display(),
+        prompts = root.join("voice-prompts").display(),
+    );
+    std::fs::write(dir.join("resetline.yaml"), config).expect("config");
+    let key = "k".repeat(32);
+    let mut all = vec![
+        ("RESETLINE_TEST_TOKEN", TOKEN),
+        ("RESETLINE_TEST_SN", "sn-password"),
+        ("RESETLINE_TEST_KEY", key.as_str()),
+    ];
+    all.extend_from_slice(env);
+    serve_binary(dir, port, &all).await
 }
 
 /// Runs `resetline serve --config <dir>/resetline.yaml` with `env` and waits until it answers

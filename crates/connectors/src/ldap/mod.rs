@@ -21,7 +21,8 @@
 //!   bit `ACCOUNTDISABLE` (0x2) = disabled, `lockoutTime` > 0 = locked. Disabled wins. A
 //!   lock that has timed out (`pwdLockoutDuration`, AD's lockout duration) still reads as
 //!   locked until the next successful logon clears it: such callers reach an agent, never a
-//!   wrong reset.
+//!   wrong reset. "Password never expires" (0x10000) and "must change at next logon"
+//!   (`pwdLastSet` 0) leave the account active; the reset path reads them (`AdPassword`).
 //! - **PIN check** (`pin.verify`, [`PinCheck`], see [`pin_check`]): by default
 //!   `attributes.pin_hash` holds an Argon2id PHC string (written with `resetline hash-pin`),
 //!   checked locally by the shared verifier (constant time, a dummy hash when there is none; a
@@ -34,15 +35,18 @@
 //! - **Set**: refused without calling the server when the account is locked (`Locked`) or
 //!   disabled (`not_allowed`). OpenLDAP: the Password Modify extended operation (RFC 3062)
 //!   as the service account with the ppolicy request control, so the server's policy applies
-//!   (never bind as the rootdn: it bypasses ppolicy). Active Directory: replace `unicodePwd`
-//!   with the quoted UTF-16LE value (AD refuses it without TLS). Refusals are mapped by
-//!   [`refusal`] to `policy_too_short`, `policy_reused`, `policy_too_recent` or
-//!   `policy_rejected`, with the server's words kept as the reason.
+//!   (never bind as the rootdn: it bypasses ppolicy). Active Directory: one modify replacing
+//!   `unicodePwd` with the quoted UTF-16LE value (AD refuses it without TLS), and `pwdLastSet`
+//!   with 0 when `must_change_at_next_logon` asks (not for a password that never expires: AD
+//!   ignores it there, and the log says so; without it AD clears a pending "must change"),
+//!   sent with the policy-hints control (a Windows DC then checks the history too). Refusals
+//!   are mapped by [`refusal`] to `policy_too_short`, `policy_complexity`, `policy_reused`,
+//!   `policy_too_recent` or `policy_rejected`, with the server's words kept as the reason.
 //!
 //! `ldap3` copies the new password into its own request buffer, which is not zeroed on drop.
 
 pub mod pin_check;
-mod refusal;
+pub mod refusal;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -70,6 +74,9 @@ const OPENLDAP_DISABLED: &str = "000001010000Z";
 
 /// `userAccountControl` ACCOUNTDISABLE.
 const AD_ACCOUNTDISABLE: u32 = 0x2;
+
+/// `userAccountControl` DONT_EXPIRE_PASSWORD.
+const AD_DONT_EXPIRE_PASSWORD: u32 = 0x10000;
 
 /// Which server dialect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,6 +228,8 @@ pub struct LdapConfig {
     pub allow_phone_reset: bool,
     /// How `pin.verify` checks a PIN.
     pub pin_check: PinCheck,
+    /// Active Directory: a reset also sets "must change at next logon" (`pwdLastSet` 0).
+    pub must_change_at_next_logon: bool,
 }
 
 impl LdapConfig {
@@ -248,6 +257,7 @@ impl LdapConfig {
             lookup: Lookups::defaults(flavor),
             allow_phone_reset: true,
             pin_check: PinCheck::Hash,
+            must_change_at_next_logon: false,
         }
     }
 
@@ -340,6 +350,9 @@ impl LdapConfig {
                     "`directory.{key}`: `{attr}` is not an attribute name (letters, digits, `-`, starting with a letter)"
                 ));
             }
+        }
+        if self.must_change_at_next_logon && self.flavor != Flavor::ActiveDirectory {
+            problems.push("`directory.must_change_at_next_logon` is for `flavor: active_directory` (it writes pwdLastSet 0); OpenLDAP marks a reset with its policy's pwdMustChange".into());
         }
         problems.extend(self.pin_check_problems());
         problems
@@ -713,7 +726,10 @@ impl LdapDirectory {
     }
 
     async fn set_now(&self, account: &str, secret: &Secret) -> Result<(), SetSecretError> {
-        let wanted = self.account_attributes();
+        let mut wanted = self.account_attributes();
+        if self.cfg.flavor == Flavor::ActiveDirectory {
+            wanted.push("pwdLastSet");
+        }
         let entry = self
             .entry_of(account, &wanted)
             .await
@@ -728,65 +744,129 @@ impl LdapDirectory {
                 reason: "empty secret".into(),
             });
         }
-        let mut ldap = self.service().await.map_err(SetSecretError::Backend)?;
+        let ldap = self.service().await.map_err(SetSecretError::Backend)?;
         match self.cfg.flavor {
-            Flavor::OpenLdap => {
-                let exop = PasswordModify {
-                    user_id: Some(&entry.dn),
-                    old_pass: None,
-                    new_pass: Some(secret.expose()),
-                };
-                let request = RawControl {
-                    ctype: refusal::PPOLICY_OID.to_owned(),
-                    crit: false,
-                    val: None,
-                };
-                let result = self
-                    .within(
-                        ldap.with_controls(request)
-                            .with_timeout(self.cfg.timeout)
-                            .extended(exop),
-                    )
-                    .await;
-                let res = match result {
-                    Ok(r) => r.1,
-                    Err(e) => {
-                        self.drop_shared().await;
-                        return Err(SetSecretError::Backend(e));
-                    }
-                };
-                if res.rc == 0 {
-                    return Ok(());
-                }
-                let ppolicy = res
-                    .ctrls
-                    .iter()
-                    .find(|c| c.1.ctype == refusal::PPOLICY_OID)
-                    .and_then(|c| c.1.val.as_deref())
-                    .and_then(refusal::ppolicy_error);
-                Err(refusal::openldap(res.rc, &res.text, ppolicy))
+            Flavor::OpenLdap => self.set_openldap(ldap, &entry, secret).await,
+            Flavor::ActiveDirectory => self.set_active_directory(ldap, &entry, secret).await,
+        }
+    }
+
+    /// OpenLDAP: the Password Modify extended operation with the ppolicy request control.
+    async fn set_openldap(
+        &self,
+        mut ldap: Ldap,
+        entry: &SearchEntry,
+        secret: &Secret,
+    ) -> Result<(), SetSecretError> {
+        let exop = PasswordModify {
+            user_id: Some(&entry.dn),
+            old_pass: None,
+            new_pass: Some(secret.expose()),
+        };
+        let request = RawControl {
+            ctype: refusal::PPOLICY_OID.to_owned(),
+            crit: false,
+            val: None,
+        };
+        let result = self
+            .within(
+                ldap.with_controls(request)
+                    .with_timeout(self.cfg.timeout)
+                    .extended(exop),
+            )
+            .await;
+        let res = match result {
+            Ok(r) => r.1,
+            Err(e) => {
+                self.drop_shared().await;
+                return Err(SetSecretError::Backend(e));
             }
-            Flavor::ActiveDirectory => {
-                let value = refusal::unicode_pwd(secret);
-                let change = vec![Mod::Replace(b"unicodePwd".to_vec(), HashSet::from([value]))];
-                let result = self
-                    .within(
-                        ldap.with_timeout(self.cfg.timeout)
-                            .modify(&entry.dn, change),
-                    )
-                    .await;
-                let res = match result {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.drop_shared().await;
-                        return Err(SetSecretError::Backend(e));
-                    }
-                };
-                if res.rc == 0 {
-                    return Ok(());
-                }
-                Err(refusal::active_directory(res.rc, &res.text))
+        };
+        if res.rc == 0 {
+            return Ok(());
+        }
+        let ppolicy = res
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == refusal::PPOLICY_OID)
+            .and_then(|c| c.1.val.as_deref())
+            .and_then(refusal::ppolicy_error);
+        Err(refusal::openldap(res.rc, &res.text, ppolicy))
+    }
+
+    /// Active Directory: one modify replacing `unicodePwd` (and `pwdLastSet` with 0 when the
+    /// config asks for "must change at next logon"), with the policy-hints control so that a
+    /// Windows DC checks the password history as for a change.
+    async fn set_active_directory(
+        &self,
+        mut ldap: Ldap,
+        entry: &SearchEntry,
+        secret: &Secret,
+    ) -> Result<(), SetSecretError> {
+        let flags = AdPassword::of(entry);
+        let must_change = self.cfg.must_change_at_next_logon && !flags.never_expires;
+        if self.cfg.must_change_at_next_logon && flags.never_expires {
+            tracing::warn!(
+                "the account's password never expires (userAccountControl 0x10000), so Active Directory ignores \"must change at next logon\": reset without it"
+            );
+        }
+        let mut change = vec![Mod::Replace(
+            b"unicodePwd".to_vec(),
+            HashSet::from([refusal::unicode_pwd(secret)]),
+        )];
+        if must_change {
+            change.push(Mod::Replace(
+                b"pwdLastSet".to_vec(),
+                HashSet::from([b"0".to_vec()]),
+            ));
+        }
+        let result = self
+            .within(
+                ldap.with_controls(refusal::policy_hints())
+                    .with_timeout(self.cfg.timeout)
+                    .modify(&entry.dn, change),
+            )
+            .await;
+        let res = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.drop_shared().await;
+                return Err(SetSecretError::Backend(e));
             }
+        };
+        if res.rc != 0 {
+            return Err(refusal::active_directory(res.rc, &res.text));
+        }
+        if flags.must_change && !must_change {
+            tracing::info!(
+                "the account had to change its password at next logon; the new secret, chosen on the call, replaces that temporary password"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The password flags of an Active Directory entry the reset path acts on. Neither changes the
+/// account's state at lookup (both are [`AccountState::Active`]): "never expires" changes
+/// nothing about a reset but makes AD ignore "must change at next logon"; "must change"
+/// (`pwdLastSet` 0) means the current password is a temporary one, which a reset replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AdPassword {
+    /// `userAccountControl` DONT_EXPIRE_PASSWORD (0x10000).
+    never_expires: bool,
+    /// `pwdLastSet` is 0: the person must change the password at next logon.
+    must_change: bool,
+}
+
+impl AdPassword {
+    fn of(entry: &SearchEntry) -> AdPassword {
+        let uac = first(entry, "userAccountControl")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        AdPassword {
+            // userAccountControl is a signed 32-bit integer on the wire.
+            never_expires: (uac as u32) & AD_DONT_EXPIRE_PASSWORD != 0,
+            must_change: first(entry, "pwdLastSet").is_some_and(|v| v.trim() == "0"),
         }
     }
 }
@@ -798,7 +878,9 @@ async fn close(mut ldap: Ldap) {
 }
 
 /// A rustls client config trusting only the certificates in `path` (PEM).
-fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, LdapConfigError> {
+pub(crate) fn client_config(
+    path: &std::path::Path,
+) -> Result<rustls::ClientConfig, LdapConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

@@ -103,7 +103,9 @@ impl LdapDirectory {
     }
 
     /// A simple bind as `dn` on a fresh connection: `true` for success, `false` for invalid
-    /// credentials, an error for anything else.
+    /// credentials, an error for anything else. Active Directory's refusals say more (the
+    /// `data` code, [`refusal::ad_bind`]): a right password that must be changed is `true`, an
+    /// account that cannot log in at all (locked, disabled) an error, never a wrong PIN.
     async fn bind(&self, dn: &str, pin: &Secret) -> Result<bool, BackendError> {
         let mut ldap = self.connect().await?;
         let res = self
@@ -116,7 +118,10 @@ impl LdapDirectory {
         let res = res?;
         match res.rc {
             0 => Ok(true),
-            refusal::INVALID_CREDENTIALS => Ok(false),
+            refusal::INVALID_CREDENTIALS => match self.cfg.flavor {
+                Flavor::OpenLdap => Ok(false),
+                Flavor::ActiveDirectory => refusal::ad_bind(&res.text),
+            },
             rc => Err(BackendError::new(
                 BACKEND,
                 format!("PIN check by bind failed: {} (LDAP result {rc})", res.text),
@@ -323,7 +328,10 @@ impl Names {
         if self.failures_are_values {
             Some(u32::try_from(values.len()).unwrap_or(u32::MAX))
         } else {
-            values.first()?.trim().parse().ok()
+            // A count of 0 is nothing on record, as an absent ppolicy attribute is: AD always
+            // shows its count, and a 0 after failures means it cleared them (the person
+            // logged in), which [`Tally::reckon`] only sees as "none on record".
+            values.first()?.trim().parse().ok().filter(|n| *n > 0)
         }
     }
 }
@@ -504,6 +512,11 @@ mod tests {
         let pso = entry(&[("msDS-LockoutThreshold", &["3"])]);
         assert_eq!(ad.threshold(&pso, ad.user_threshold), Some(Some(3)));
         assert_eq!(ad.failures(&entry(&[("badPwdCount", &["4"])])), Some(4));
+        assert_eq!(
+            ad.failures(&entry(&[("badPwdCount", &["0"])])),
+            None,
+            "0 on record is none on record"
+        );
     }
 
     #[test]

@@ -122,20 +122,163 @@ fn openldap_refusals_map_to_spoken_reasons_and_keep_the_server_text() {
 }
 
 #[test]
-fn active_directory_refusals() {
-    let e = refusal::active_directory(
-        19,
-        "0000052D: Constraint violation - check_password_restrictions: the password is too short",
-    );
-    assert_eq!(prompt(&e), "policy_rejected");
-    let e = refusal::active_directory(
-        53,
-        "0000001F: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM)",
-    );
-    match e {
-        SetSecretError::Backend(b) => assert!(b.message.contains("encrypted"), "{}", b.message),
-        other => panic!("{other:?}"),
+fn active_directory_refusals_are_spoken_by_their_code_and_rule_not_their_result_code() {
+    let cases = [
+        // Samba names the rule.
+        (
+            19,
+            "0000052D: Constraint violation - check_password_restrictions: the password is too short. It should be equal or longer than 8 characters!",
+            "policy_too_short",
+        ),
+        (
+            19,
+            "0000052D: Constraint violation - check_password_restrictions: the password does not meet the complexity criteria!",
+            "policy_complexity",
+        ),
+        (
+            19,
+            "0000052D: Constraint violation - check_password_restrictions: the password was already used (in history)!",
+            "policy_reused",
+        ),
+        (
+            19,
+            "0000052D: Constraint violation - check_password_restrictions: password is too young to change!",
+            "policy_too_recent",
+        ),
+        // Windows Server 2008 and later: unwillingToPerform, and no rule named.
+        (
+            53,
+            "0000052D: SvcErr: DSID-031A1248, problem 5003 (WILL_NOT_PERFORM), data 0",
+            "policy_rejected",
+        ),
+        // Older Windows: constraintViolation on the attribute.
+        (
+            19,
+            "0000052D: AtrErr: DSID-03191083, #1:\n\t0: 0000052D: DSID-03191083, problem 1005 (CONSTRAINT_ATT_TYPE), data 0, Att 9005a (unicodePwd)",
+            "policy_rejected",
+        ),
+        (
+            53,
+            "0000001F: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM), data 0",
+            "<backend>",
+        ),
+        (
+            50,
+            "00000005: SecErr: DSID-031A1256, problem 4003 (INSUFF_ACCESS_RIGHTS), data 0",
+            "<backend>",
+        ),
+        (
+            32,
+            "0000208D: NameErr: DSID-03100288, problem 2001 (NO_OBJECT)",
+            "<backend>",
+        ),
+    ];
+    for (rc, text, want) in cases {
+        let e = refusal::active_directory(rc, text);
+        assert_eq!(prompt(&e), want, "{rc} {text}");
+        match &e {
+            SetSecretError::Rejected { reason, .. } => {
+                assert!(refusal::PROMPTS.contains(&want), "{want}");
+                assert!(reason.contains(text) && reason.contains(&rc.to_string()));
+            }
+            SetSecretError::Backend(b) => assert!(b.message.contains(text), "{}", b.message),
+            SetSecretError::Locked => panic!("{rc} {text}"),
+        }
     }
+    let message = |rc, text| match refusal::active_directory(rc, text) {
+        SetSecretError::Backend(b) => b.message,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        message(
+            53,
+            "0000001F: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM), data 0"
+        )
+        .contains("encrypted")
+    );
+    assert!(
+        message(
+            50,
+            "00000005: SecErr: DSID-031A1256, problem 4003 (INSUFF_ACCESS_RIGHTS), data 0"
+        )
+        .contains("Reset Password right")
+    );
+}
+
+#[test]
+fn ad_bind_refusals_tell_a_wrong_password_from_an_account_that_cannot_log_in() {
+    let text = |data: &str| {
+        format!(
+            "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data {data}, v1db1"
+        )
+    };
+    assert_eq!(refusal::ad_bind(&text("52e")), Ok(false));
+    assert_eq!(refusal::ad_bind(&text("525")), Ok(false), "no such user");
+    assert_eq!(refusal::ad_bind(""), Ok(false));
+    assert_eq!(
+        refusal::ad_bind(&text("773")),
+        Ok(true),
+        "must change: right password"
+    );
+    assert_eq!(
+        refusal::ad_bind(&text("532")),
+        Ok(true),
+        "expired: right password"
+    );
+    for (data, says) in [
+        ("775", "locked"),
+        ("533", "disabled"),
+        ("701", "expired"),
+        ("530", "logon restrictions"),
+        ("531", "logon restrictions"),
+    ] {
+        let e = refusal::ad_bind(&text(data)).expect_err(data);
+        assert!(e.message.contains(says), "{data}: {}", e.message);
+    }
+}
+
+#[test]
+fn ad_resets_ask_for_the_history_check_without_requiring_it() {
+    let c = refusal::policy_hints();
+    assert_eq!(c.ctype, "1.2.840.113556.1.4.2239");
+    assert!(!c.crit, "a DC that does not know it must ignore it");
+    assert_eq!(c.val.as_deref(), Some(&[0x30, 0x03, 0x02, 0x01, 0x01][..]));
+}
+
+#[test]
+fn ad_password_flags_are_read_from_user_account_control_and_pwd_last_set() {
+    let entry = |uac: &str, last_set: &str| SearchEntry {
+        dn: "CN=x".into(),
+        attrs: [
+            ("userAccountControl".to_string(), vec![uac.to_string()]),
+            ("pwdLastSet".to_string(), vec![last_set.to_string()]),
+        ]
+        .into_iter()
+        .collect(),
+        bin_attrs: Default::default(),
+    };
+    let flags = |uac, last_set| {
+        let f = AdPassword::of(&entry(uac, last_set));
+        (f.never_expires, f.must_change)
+    };
+    assert_eq!(flags("512", "134411605320073200"), (false, false));
+    assert_eq!(flags("66048", "134411605320073200"), (true, false));
+    assert_eq!(flags("512", "0"), (false, true));
+    // A negative userAccountControl (bit 31 set) still reads its low bits.
+    assert_eq!(flags("-2147417600", "0"), (true, true));
+}
+
+#[test]
+fn must_change_at_next_logon_is_for_active_directory_only() {
+    let mut c = good();
+    c.must_change_at_next_logon = true;
+    let text = c.problems().join("\n");
+    assert!(
+        text.contains("`directory.must_change_at_next_logon`") && text.contains("active_directory"),
+        "{text}"
+    );
+    c.flavor = Flavor::ActiveDirectory;
+    assert!(c.problems().is_empty(), "{:?}", c.problems());
 }
 
 #[test]

@@ -15,12 +15,13 @@ use resetline_flow::model::{Channel, CodeSend, CodeVerify, Kind, Node, WaitKey};
 
 use super::drive::onward;
 use super::input::Reprompt;
-use super::{Engine, Flowing, journal, path_of, step_url};
+use super::{Engine, Flowing, journal, path_of};
 use crate::action::Action;
 use crate::backend::{OutgoingMessage, SendError};
 use crate::otp;
 use crate::secret::{Secret, scrub_digits};
 use crate::session::{Delivery, Otp, Session, Waiting};
+use crate::step_url::{StepEvent, step_url};
 
 /// What a send of a code came to, when it did not refuse.
 enum CodeSent {
@@ -531,11 +532,11 @@ impl Engine {
             num_digits: None,
             finish_on: Some('#'),
             timeout_s: 3,
-            action: step_url(flow, s.token, ""),
+            action: step_url(flow, s.token, StepEvent::Digits),
             prompts,
         });
         out.push(Action::Redirect {
-            url: step_url(flow, s.token, "/timeout"),
+            url: step_url(flow, s.token, StepEvent::Timeout),
         });
         s.waiting = Waiting::Digits;
     }

@@ -15,10 +15,11 @@ use resetline_flow::Flow;
 use resetline_flow::model::{Digits, Gather, Kind, Menu, Node, Prompt};
 
 use super::pin::PIN_LOCK;
-use super::{Engine, Flowing, step_url};
+use super::{Engine, Flowing};
 use crate::action::Action;
 use crate::secret::Secret;
 use crate::session::{Session, Var, Waiting};
+use crate::step_url::{StepEvent, step_url};
 
 impl Engine {
     /// Entering an input node: asks (the gather) and waits for the caller. A `pin.verify` of
@@ -88,11 +89,11 @@ impl Engine {
                 finish_on
             },
             timeout_s: u32::try_from(inter.as_secs().max(1)).unwrap_or(u32::MAX),
-            action: step_url(flow, s.token, ""),
+            action: step_url(flow, s.token, StepEvent::Digits),
             prompts,
         });
         out.push(Action::Redirect {
-            url: step_url(flow, s.token, "/timeout"),
+            url: step_url(flow, s.token, StepEvent::Timeout),
         });
         s.waiting = if confirm {
             Waiting::Confirm

@@ -7,9 +7,10 @@
 use resetline_audit::{EventType as Ev, Outcome as Out};
 use resetline_flow::Flow;
 
-use super::{Engine, Flowing, step_url};
+use super::{Engine, Flowing};
 use crate::action::Action;
 use crate::session::{Session, Waiting};
+use crate::step_url::{StepEvent, step_url};
 
 impl Engine {
     /// `transfer`: says its prompt, hands the call to the queue or number, and waits for the
@@ -24,7 +25,7 @@ impl Engine {
         if let Some(p) = &t.say {
             self.say(flow, s, p, out);
         }
-        let action = step_url(flow, s.token, "/transfer");
+        let action = step_url(flow, s.token, StepEvent::Transfer);
         let target = match &t.to {
             resetline_flow::model::TransferTo::Queue(q) => format!("queue:{q}"),
             resetline_flow::model::TransferTo::Number(n) => format!("number:{n}"),

@@ -60,6 +60,12 @@
 //! None: the crate is built without a TLS connector, for a database on loopback or a private
 //! network. `sslmode=disable` and `prefer` (the default) connect in plain text;
 //! `sslmode=require` is refused at start with a clear error rather than failing later.
+//!
+//! # Tests and figures
+//!
+//! `tests/` run against a real PostgreSQL 15 on 127.0.0.1 started by `tests/support`;
+//! `examples/pg_append.rs` measures appends one at a time and with group commit
+//! (BENCHMARKS.md).
 
 mod schema;
 

@@ -21,6 +21,21 @@
 //! recognises. A record waiting for a retry is on disk in the spill (when one is
 //! configured) before `append` returns; only a spill write that fails leaves it in memory
 //! alone, and that is logged as an error.
+//!
+//! # Parameters
+//!
+//! - The queue holds at most `audit.buffer_records` records; a full queue is counted in
+//!   `resetline_audit_dropped_total`, a waiting one in `resetline_audit_pending` (the
+//!   server's `/metrics`).
+//! - A sink that writes batches atomically (`AuditSink::atomic_batches`, the PostgreSQL sink)
+//!   gets each append's records in one call and up to `RETRY_BATCH` (256) records per retry,
+//!   so a backlog drains in few commits; other sinks get one record at a time. No lock is held
+//!   across a write, so concurrent webhooks reach the sink together.
+//! - One write waits at most `WRITE_TIMEOUT` (2 s) from `append` (or until `append_by`'s
+//!   deadline); a write is never cancelled from outside: one out of time waits for a retry
+//!   under its ids. `serve` runs [`Buffered::spawn_retry`] every second.
+//! - The spill is `<audit.spill_dir>/<chain>.spill.jsonl`; `serve` writes what it holds, and
+//!   then the `outcome_unknown` records, before it serves anything.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

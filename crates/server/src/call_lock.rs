@@ -16,6 +16,10 @@
 //! two replicas never run a step of one call at once. A replica that dies mid-step stops
 //! renewing, and the call is free again within 3 s. Every wait ends by the webhook's step
 //! deadline (`deadline::step_by`).
+//!
+//! The lease ends at the save, before the step's audit records are appended. A step a dead
+//! replica did not save runs again on the carrier's retry, so the effects of a crashed step
+//! (a text sent, a backend called) are at-least-once; its saved state is exactly-once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -29,6 +29,19 @@
 //!   `EVALSHA` and its `EVAL` fallback included) has one deadline; a slow or unreachable Redis
 //!   is a [`StoreError::Backend`] (the caller hears an apology), and `healthy()` turns false
 //!   until a command or the periodic health check succeeds again.
+//!
+//! # Keys
+//!
+//! | key | value | expiry |
+//! | --- | --- | --- |
+//! | `<prefix>{CallSid}:session` | `<revision>:<encoded session>`, one string | the session's ttl (PX) |
+//! | `<prefix>{CallSid}:lease` | the holder's token | the lease ttl (PX) |
+//! | `<prefix>{CallSid}:ended` | `1` | `store.ended_call_ttl_s` |
+//! | `<prefix>counter:{key}` | sorted set of hit times | the window |
+//! | `<prefix>lockout:{account}` | hash: `f` failures, `last`, `until`, `v` version | [`LockState::expires_at`]; none while suspended |
+//!
+//! Health: `serve` runs [`RedisStore::start_health_checks`] every second; `/readyz` reads the
+//! cached flag, so readiness costs no round trip per request.
 
 mod link;
 

@@ -1,5 +1,14 @@
 //! `resetline serve` and `resetline demo`: wire configuration to backends and run the server
 //! until SIGINT/SIGTERM, reloading flows on change or SIGHUP.
+//!
+//! What `serve` sets that is not in the file: the engine's step budget (all backend calls of
+//! one step together, 12 s; each call gets `budget_ms`); a sweep of expired memory-store
+//! sessions and idle per-call locks every 30 s; the audit retry task every second; retention
+//! purges a minute after start and then every 6 hours. Before serving, the audit spill of the
+//! last run is written and every intent a crash left open gets its `outcome_unknown` record.
+//! The directory, recording control, each message channel and the ticket system sit behind
+//! their own circuit breakers (`backends.rs`; state exported as
+//! `resetline_backend_circuit_state`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -538,9 +538,11 @@ async fn concurrent_webhooks_share_pipelines_and_each_gets_its_own_replies() {
     // the server side (the INFO calls add two). redis-rs's connection task writes whatever
     // callers queued since it last ran; on tokio it runs right after the caller that woke it,
     // so batches are smaller than the hand-written client's (which yielded once before each
-    // write: at most 60 reads): about 280 reads here.
+    // write: at most 60 reads): about 280 reads on a quiet machine, up to ~560 on a loaded
+    // one (batches depend on scheduling). Without pipelining every command is a read of its
+    // own (800 and more); the bound, nine tenths of that, fails then and only then.
     assert!(
-        after - before <= 400,
+        after - before <= 720,
         "{} socket reads for {CALLS} concurrent webhooks: commands were not pipelined",
         after - before
     );

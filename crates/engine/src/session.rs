@@ -16,7 +16,11 @@ use crate::action::Action;
 
 /// The session format this build writes: 3 = postcard with the last answer kept encoded
 /// ([`Answer`]). Still read: 2 = postcard with the last answer as actions ([`LastV2`]), 1 =
-/// JSON (the same fields as 2).
+/// JSON (the same fields as 2). Formats 2 and 3 each shipped in one step (no release existed
+/// yet), so a replica that reads only the older format refuses the newer. Step tokens became
+/// random without a format change: the token's type, place and meaning are unchanged, and a
+/// replica of the counting release reads and compares it, then issues `token + 1` for that
+/// one step. A call waiting at its first Gather is about 363 bytes (BENCHMARKS.md).
 pub const FORMAT: u32 = 3;
 
 /// The newest session format this build reads. Equal to `FORMAT`, except during a format

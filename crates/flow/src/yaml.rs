@@ -1,7 +1,9 @@
 //! A YAML document as a tree whose every node keeps its source span.
 //!
 //! The flow loader needs positions for every field and must report every problem at once,
-//! so it does not deserialize through serde (which stops at the first error). Instead this
+//! so it does not deserialize through serde: `serde_yaml` is deprecated upstream, and the
+//! maintained serde crates with spans (`serde-saphyr`, which crates/config uses for
+//! `resetline.yaml`) stop at the first error. Instead this
 //! module turns `saphyr-parser` events into a small spanned tree, and the loader walks it.
 //! Invariant: building the tree never panics and never recurses, whatever the bytes; nesting
 //! depth and alias expansion are bounded so hostile input cannot exhaust the stack or memory.

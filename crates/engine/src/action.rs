@@ -76,6 +76,22 @@ pub enum Spoken {
     Text(String),
     /// Read digit by digit.
     Digits(String),
+    /// Silence, in milliseconds (SSML `<break time>`).
+    Break(u32),
+    /// Said with SSML `<emphasis level>` (a level the catalog loader accepted).
+    Emphasis {
+        /// `strong`, `moderate` or `reduced`.
+        level: String,
+        /// What is said (text and digits).
+        text: Vec<Spoken>,
+    },
+    /// Said at SSML `<prosody rate>` (a rate the catalog loader accepted).
+    Rate {
+        /// `x-slow`..`x-fast` or a percentage.
+        rate: String,
+        /// What is said (text and digits).
+        text: Vec<Spoken>,
+    },
 }
 
 impl From<Segment> for Spoken {
@@ -87,19 +103,27 @@ impl From<Segment> for Spoken {
     }
 }
 
+/// The words of `spoken` as template segments (breaks are silent; emphasis and rate keep
+/// their words).
+fn segments(spoken: &[Spoken], out: &mut Vec<Segment>) {
+    for s in spoken {
+        match s {
+            Spoken::Text(t) => out.push(Segment::Text(t.clone())),
+            Spoken::Digits(d) => out.push(Segment::Digits(d.clone())),
+            Spoken::Break(_) => {}
+            Spoken::Emphasis { text, .. } | Spoken::Rate { text, .. } => segments(text, out),
+        }
+    }
+}
+
 /// Plain text of what `actions` say, as a caller would hear it ("0, 1, 9, 9" for digits).
 pub fn transcript(actions: &[Action]) -> Vec<String> {
     let mut out = Vec::new();
     for a in actions {
         match a {
             Action::Say { text, .. } => {
-                let segs: Vec<Segment> = text
-                    .iter()
-                    .map(|s| match s {
-                        Spoken::Text(t) => Segment::Text(t.clone()),
-                        Spoken::Digits(d) => Segment::Digits(d.clone()),
-                    })
-                    .collect();
+                let mut segs = Vec::new();
+                segments(text, &mut segs);
                 out.push(resetline_flow::template::plain_text(&segs));
             }
             Action::Play { text, .. } => out.push(text.clone()),

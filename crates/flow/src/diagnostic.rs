@@ -95,6 +95,7 @@ codes! {
     ContactLeak = "E037", "contact-leak", Error, "A full phone number or email reaches a prompt, message, ticket, HTTP header or URL through a variable, or a ticket, header or URL directly; mask it (`last4`, `mask`).";
     SecretLeavesSection = "E038", "secret-leaves-section", Error, "A secret is sent by an `http` node outside the `secure` section that collected it.";
     CodeResentAfterFailure = "E039", "code-resent-after-failure", Error, "A `code.verify` node's `failed` path reaches a `code.send` without the caller choosing it in a menu.";
+    MissingAudio = "W040", "missing-audio", Warning, "A catalog `play` file is not in the audio directory: callers hear the entry's `text` spoken instead.";
 }
 
 impl fmt::Display for Code {

@@ -4,9 +4,15 @@
 //! recording (played with `<Play>`, with the text kept for the simulator and transcripts).
 //! Catalog text may use `{{ param }}` placeholders filled from the flow's `with:`; it cannot read
 //! flow variables directly, so everything a prompt speaks passes through the flow's checked
-//! templates. Invariant: a loaded catalog's every entry parsed, with its span kept.
+//! templates. An entry may also be structured SSML (`say:` parts, see [`ssml`]). Recordings
+//! are looked up on disk when a directory is loaded: a missing one is a W040 warning and is
+//! listed in [`Catalog::missing_audio`], so the engine speaks its text instead (no request to
+//! the carrier's fetch ever finds a 404). Invariant: a loaded catalog's every entry parsed,
+//! with its span kept.
 
-use std::collections::BTreeMap;
+pub mod ssml;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Code, Diagnostic, SourceMap};
@@ -20,6 +26,8 @@ use crate::yaml;
 pub enum PromptBody {
     /// Text for text-to-speech.
     Say(Template),
+    /// Structured SSML for text-to-speech: text, breaks, emphasis, rate (`say:` parts).
+    Ssml(Vec<ssml::Part>),
     /// A recording, with the text it contains.
     Play {
         /// File name under the prompts directory, or an absolute `https://` URL.
@@ -41,16 +49,33 @@ pub struct Entry {
 impl Entry {
     /// The `{{ param }}` names the entry uses.
     pub fn params(&self) -> Vec<String> {
-        let t = match &self.body {
-            PromptBody::Say(t) => Some(t),
-            PromptBody::Play { text, .. } => text.as_ref(),
-        };
-        let mut names: Vec<String> = t
+        let mut names: Vec<String> = self
+            .templates()
             .into_iter()
             .flat_map(|t| t.exprs().map(|e| e.dotted()))
             .collect();
+        names.sort();
         names.dedup();
         names
+    }
+
+    /// What the entry says as plain text (its texts joined by a space, digits spelled),
+    /// placeholders filled by `lookup`; `None` when a placeholder is not set.
+    pub fn plain_text(&self, lookup: &dyn Fn(&[String]) -> Option<String>) -> Option<String> {
+        let mut texts = Vec::new();
+        for t in self.templates() {
+            texts.push(crate::template::plain_text(&t.render(lookup).ok()?));
+        }
+        Some(texts.join(" "))
+    }
+
+    /// Every text the entry says, in order.
+    pub fn templates(&self) -> Vec<&Template> {
+        match &self.body {
+            PromptBody::Say(t) => vec![t],
+            PromptBody::Ssml(parts) => parts.iter().filter_map(ssml::Part::template).collect(),
+            PromptBody::Play { text, .. } => text.iter().collect(),
+        }
     }
 }
 
@@ -65,6 +90,9 @@ pub struct Catalog {
     pub voice: Option<String>,
     /// Entries by key.
     pub entries: BTreeMap<String, Entry>,
+    /// Keys of `play` entries whose file is not in the audio directory (W040): the engine
+    /// speaks their text instead. Empty for a catalog parsed without a directory.
+    pub missing_audio: BTreeSet<String>,
 }
 
 /// All catalogs found in a prompts directory.
@@ -111,7 +139,7 @@ impl Catalogs {
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     sources.add(&name, &text);
-                    let (catalog, mut d) = parse(&name, &text);
+                    let (catalog, mut d) = parse_in(&name, &text, Some(&dir.join("audio")));
                     diags.append(&mut d);
                     if let Some(c) = catalog {
                         catalogs.by_locale.insert(c.locale.clone(), c);
@@ -129,8 +157,32 @@ impl Catalogs {
     }
 }
 
+/// The files a recording `file` of `locale` may be: under `audio/<locale>/`, then `audio/`.
+/// `None` for a name the prompt route would refuse (empty, over 128 bytes, a leading dot, or
+/// a character other than ASCII letters, digits, `.`, `-`, `_`), so it is never on disk.
+pub fn audio_candidates(audio: &Path, locale: &str, file: &str) -> Option<[PathBuf; 2]> {
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    (safe(locale) && safe(file)).then(|| [audio.join(locale).join(file), audio.join(file)])
+}
+
+/// Whether a `play` value is a URL (never looked up: no request is made to check it).
+fn is_url(file: &str) -> bool {
+    file.starts_with("https://") || file.starts_with("http://")
+}
+
 /// Parses one catalog file. The locale comes from `locale:` and must match the file name.
 pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
+    parse_in(file, text, None)
+}
+
+/// [`parse`], with recordings looked up under `audio` (W040 for a missing one).
+fn parse_in(file: &str, text: &str, audio: Option<&Path>) -> (Option<Catalog>, Vec<Diagnostic>) {
     let mut l = Loader::new(file);
     let top = Span::point(Pos { line: 1, col: 1 });
     let root = match yaml::parse(text) {
@@ -174,6 +226,7 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
         );
     }
     let mut entries = BTreeMap::new();
+    let mut missing_audio = BTreeSet::new();
     if let Some(p) = f.get("prompts") {
         match p.as_map() {
             None => l.error(
@@ -198,27 +251,23 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
                         );
                         continue;
                     }
-                    let body = if v.as_map().is_some() {
-                        let Some(pf) = l.fields(v, PLAY, &format!("prompt `{key}`"), k.span) else {
-                            continue;
-                        };
-                        let Some(file) = pf.get("play").and_then(|n| l.string(n, "`play`")) else {
-                            continue;
-                        };
-                        let text = pf
-                            .get("text")
-                            .and_then(|n| l.template(n, "`text`"))
-                            .map(|t| t.value);
-                        PromptBody::Play {
-                            file: file.value,
-                            text,
-                        }
-                    } else {
-                        let Some(t) = l.template(v, &format!("prompt `{key}`")) else {
-                            continue;
-                        };
-                        PromptBody::Say(t.value)
+                    let loc = locale.as_ref().map_or("", |l| l.value.as_str());
+                    let Some(body) = entry_body(&mut l, key, k.span, v) else {
+                        continue;
                     };
+                    if let (Some(audio), PromptBody::Play { file, text }) = (audio, &body)
+                        && let Some(span) = v.as_map().and_then(|m| {
+                            m.iter()
+                                .find(|(k, _)| k.as_scalar() == Some("play"))
+                                .map(|(_, v)| v.span)
+                        })
+                        && !audio_on_disk(audio, loc, file)
+                    {
+                        missing_audio.insert(key.to_string());
+                        l.push(missing_audio_warning(
+                            l.file, file, audio, loc, key, text.is_some(), span,
+                        ));
+                    }
                     entries.insert(
                         key.to_string(),
                         Entry {
@@ -235,8 +284,65 @@ pub fn parse(file: &str, text: &str) -> (Option<Catalog>, Vec<Diagnostic>) {
         file: file.to_string(),
         voice,
         entries,
+        missing_audio,
     });
     (catalog, l.diags)
+}
+
+/// One entry's body: text, `{ say: [parts] }` or `{ play, text }`; `None` when refused
+/// (reported).
+fn entry_body(l: &mut Loader<'_>, key: &str, key_span: Span, v: &yaml::Node) -> Option<PromptBody> {
+    let Some(map) = v.as_map() else {
+        return l
+            .template(v, &format!("prompt `{key}`"))
+            .map(|t| PromptBody::Say(t.value));
+    };
+    let what = format!("prompt `{key}`");
+    if map.iter().any(|(k, _)| k.as_scalar() == Some("say")) {
+        let f = l.fields(v, SAY, &what, key_span)?;
+        return l.ssml_parts(f.get("say")?, key).map(PromptBody::Ssml);
+    }
+    let pf = l.fields(v, PLAY, &what, key_span)?;
+    let file = pf.get("play").and_then(|n| l.string(n, "`play`"))?;
+    let text = pf
+        .get("text")
+        .and_then(|n| l.template(n, "`text`"))
+        .map(|t| t.value);
+    Some(PromptBody::Play {
+        file: file.value,
+        text,
+    })
+}
+
+/// Whether recording `file` is a URL or a file under `audio` (looked up once, at load).
+fn audio_on_disk(audio: &Path, locale: &str, file: &str) -> bool {
+    is_url(file)
+        || audio_candidates(audio, locale, file)
+            .is_some_and(|c| c.iter().any(|p| p.is_file()))
+}
+
+/// W040: `file` of prompt `key` is not under `audio`.
+fn missing_audio_warning(
+    catalog: &str,
+    file: &str,
+    audio: &Path,
+    locale: &str,
+    key: &str,
+    has_text: bool,
+    span: Span,
+) -> Diagnostic {
+    let dir = audio.display();
+    let d = Diagnostic::new(
+        Code::MissingAudio,
+        catalog,
+        span,
+        format!("prompt `{key}` plays `{file}`, which is not in {dir}/{locale}/ or {dir}/"),
+    );
+    if has_text {
+        d.note("callers hear its `text` spoken instead until the file is added")
+    } else {
+        d.note("it has no `text`, so callers hear nothing: add the file, or `text:` to speak")
+    }
 }
 
 use crate::spec::{Field, Ty};
@@ -264,6 +370,14 @@ const CATALOG: &[Field] = &[
         doc: "Prompt texts by key.",
     },
 ];
+
+const SAY: &[Field] = &[Field {
+    name: "say",
+    ty: Ty::ListOf(&Ty::Object(ssml::PART)),
+    required: true,
+    default: None,
+    doc: "Text, `{ break }`, `{ emphasis, text }` and `{ rate, text }` parts, said in order.",
+}];
 
 const PLAY: &[Field] = &[
     Field {

@@ -203,18 +203,11 @@ async fn audio(
     State(state): State<AppState>,
     Path((locale, file)): Path<(String, String)>,
 ) -> Response {
-    let safe = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 128
-            && !s.starts_with('.')
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    };
-    if !safe(&locale) || !safe(&file) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
     let dir = state.inner.prompts_dir.join("audio");
-    for candidate in [dir.join(&locale).join(&file), dir.join(&file)] {
+    let Some(candidates) = resetline_flow::prompts::audio_candidates(&dir, &locale, &file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    for candidate in candidates {
         if let Ok(bytes) = tokio::fs::read(&candidate).await {
             let mime = match candidate.extension().and_then(|e| e.to_str()) {
                 Some("wav") => "audio/wav",

@@ -137,8 +137,15 @@ impl Registry {
         let (catalogs, catalog_problems) = Catalogs::load_dir(prompts_dir, &mut sources);
         let catalogs = Arc::new(catalogs);
         let mut results = Vec::new();
-        if !catalog_problems.is_empty() {
-            let reason: String = catalog_problems
+        // Warnings (a missing recording, W040) load: the engine speaks the text instead.
+        let (catalog_errors, catalog_warnings): (Vec<_>, Vec<_>) = catalog_problems
+            .into_iter()
+            .partition(|d| d.severity() == resetline_flow::Severity::Error);
+        for d in &catalog_warnings {
+            tracing::warn!(code = %d.code, file = %d.file, line = d.span.start.line, column = d.span.start.col, message = %d.message, "prompt catalog warning");
+        }
+        if !catalog_errors.is_empty() {
+            let reason: String = catalog_errors
                 .iter()
                 .map(|d| d.render(&sources))
                 .collect();

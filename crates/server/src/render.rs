@@ -4,10 +4,12 @@
 //! a document that cannot be rendered is [`RenderFailed`], which the webhook answers with a
 //! fixed apology ([`FALLBACK`]) instead of an error page.
 
+use std::time::Duration;
+
 use resetline_engine::{Action, Spoken};
 use resetline_twiml::{
     Dial, Enqueue, FinishOnKey, Gather, GatherChild, Method, Pause, Play, Redirect, RenderError,
-    Response, Say, Verb,
+    Response, Say, SaySegment, Verb,
 };
 
 /// Sent when a document cannot be rendered: a short apology and a hang-up.
@@ -40,19 +42,34 @@ fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
     if let Some(v) = voice {
         say = say.voice(v);
     }
-    for part in text {
-        say = match part {
-            Spoken::Text(t) => say.text(t.as_str()),
+    say.segments = segments(text);
+    say
+}
+
+/// Spoken pieces as `<Say>` content: the SSML the catalog asked for, as typed segments (the
+/// twiml crate escapes every text and writes the markup).
+fn segments(text: &[Spoken]) -> Vec<SaySegment> {
+    text.iter()
+        .map(|part| match part {
+            Spoken::Text(t) => SaySegment::Text(t.clone()),
             Spoken::Digits(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => {
-                say.digits(d.as_str())
+                SaySegment::Digits(d.clone())
             }
             // Ticket numbers such as INC0012345: spelled character by character ("I, N, C, ...").
             Spoken::Digits(d) => {
-                say.text(d.chars().map(String::from).collect::<Vec<_>>().join(", "))
+                SaySegment::Text(d.chars().map(String::from).collect::<Vec<_>>().join(", "))
             }
-        };
-    }
-    say
+            Spoken::Break(ms) => SaySegment::Break(Duration::from_millis(u64::from(*ms))),
+            Spoken::Emphasis { level, text } => SaySegment::Emphasis {
+                level: level.clone(),
+                segments: segments(text),
+            },
+            Spoken::Rate { rate, text } => SaySegment::Prosody {
+                rate: rate.clone(),
+                segments: segments(text),
+            },
+        })
+        .collect()
 }
 
 /// A prompt inside a Gather (Say / Play / Pause; anything else is skipped).

@@ -455,16 +455,8 @@ fn engine_prompt(
         .and_then(|l| {
             let locale = l.flow.settings.default_locale.value.clone();
             let c = l.catalogs.get(&locale)?;
-            match &c.entries.get(key)?.body {
-                resetline_flow::prompts::PromptBody::Say(t) => {
-                    let text = t
-                        .render(&|_| None)
-                        .ok()
-                        .map(|s| resetline_flow::template::plain_text(&s))?;
-                    Some((text, locale, c.voice.clone()))
-                }
-                resetline_flow::prompts::PromptBody::Play { .. } => None,
-            }
+            let text = c.entries.get(key)?.plain_text(&|_| None)?;
+            Some((text, locale, c.voice.clone()))
         })
         .unwrap_or_else(|| (fallback.to_string(), "en-US".to_string(), None))
 }

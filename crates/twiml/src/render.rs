@@ -211,11 +211,7 @@ fn check_url_body(element: &'static str, url: &str) -> Check {
 }
 
 fn check_say(say: &Say) -> Check {
-    let has_content = say.segments.iter().any(|s| match s {
-        SaySegment::Text(t) => !is_blank(t),
-        SaySegment::Digits(_) | SaySegment::Break(_) => true,
-    });
-    if !has_content {
+    if !say.segments.iter().any(has_content) {
         return Err(invalid(
             "Say",
             "body",
@@ -226,23 +222,66 @@ fn check_say(say: &Say) -> Check {
     check_present("Say", "voice", say.voice.as_deref())?;
     for segment in &say.segments {
         match segment {
-            SaySegment::Text(_) => {}
-            SaySegment::Digits(d) => {
-                if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(invalid(
-                        "say-as",
-                        "digits",
-                        "must be one or more ASCII digits",
-                    ));
-                }
+            SaySegment::Emphasis { level, segments } => {
+                check_ssml_word("emphasis", "level", level, |c| c.is_ascii_lowercase())?;
+                check_inner("emphasis", segments)?;
             }
-            SaySegment::Break(d) if *d > MAX_BREAK => {
-                return Err(invalid("break", "time", "must be at most 10 seconds"));
+            SaySegment::Prosody { rate, segments } => {
+                check_ssml_word("prosody", "rate", rate, |c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '%'
+                })?;
+                check_inner("prosody", segments)?;
             }
-            SaySegment::Break(_) => {}
+            flat => check_flat_segment(flat)?,
         }
     }
     Ok(())
+}
+
+fn has_content(segment: &SaySegment) -> bool {
+    match segment {
+        SaySegment::Text(t) => !is_blank(t),
+        SaySegment::Digits(_) | SaySegment::Break(_) => true,
+        SaySegment::Emphasis { segments, .. } | SaySegment::Prosody { segments, .. } => {
+            segments.iter().any(has_content)
+        }
+    }
+}
+
+/// An SSML attribute word: non-empty, at most 16 characters, each accepted by `ok`.
+fn check_ssml_word(element: &'static str, field: &'static str, w: &str, ok: fn(char) -> bool) -> Check {
+    if w.is_empty() || w.len() > 16 || !w.chars().all(ok) {
+        return Err(invalid(element, field, "must be one SSML word"));
+    }
+    Ok(())
+}
+
+/// The inside of `<emphasis>` / `<prosody>`: content, and no further nesting.
+fn check_inner(element: &'static str, segments: &[SaySegment]) -> Check {
+    if !segments.iter().any(has_content) {
+        return Err(invalid(element, "body", "must contain text, digits or a break"));
+    }
+    segments.iter().try_for_each(check_flat_segment)
+}
+
+/// Text, digits or a break (never a nested element).
+fn check_flat_segment(segment: &SaySegment) -> Check {
+    match segment {
+        SaySegment::Text(_) => Ok(()),
+        SaySegment::Digits(d) if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) => Err(
+            invalid("say-as", "digits", "must be one or more ASCII digits"),
+        ),
+        SaySegment::Digits(_) => Ok(()),
+        SaySegment::Break(d) if *d > MAX_BREAK => {
+            Err(invalid("break", "time", "must be at most 10 seconds"))
+        }
+        SaySegment::Break(_) => Ok(()),
+        SaySegment::Emphasis { .. } | SaySegment::Prosody { .. } => Err(invalid(
+            "Say",
+            "body",
+            "emphasis and prosody cannot be nested",
+        )),
+    }
 }
 
 fn check_play(play: &Play) -> Check {
@@ -453,24 +492,40 @@ fn write_say(w: &mut Xml, say: &Say) -> io::Result<()> {
         .attr("voice", say.voice.as_deref())
         .open(w)?;
     for segment in &say.segments {
-        match segment {
-            SaySegment::Text(t) => write_text(w, t)?,
-            SaySegment::Digits(d) => Tag::new("say-as")
-                .attr("interpret-as", Some("digits"))
-                .with_text(w, d)?,
-            SaySegment::Break(d) => {
-                // At most 10 s (checked): no overflow.
-                let ms = d.as_secs() * 1000 + u64::from(d.subsec_millis());
-                let time = if ms.is_multiple_of(1000) {
-                    format!("{}s", ms / 1000)
-                } else {
-                    format!("{ms}ms")
-                };
-                Tag::new("break").attr("time", Some(&time)).empty(w)?;
-            }
-        }
+        write_segment(w, segment)?;
     }
     close(w, "Say")
+}
+
+/// One `<Say>` segment (nesting is one level deep, checked before writing).
+fn write_segment(w: &mut Xml, segment: &SaySegment) -> io::Result<()> {
+    match segment {
+        SaySegment::Text(t) => write_text(w, t)?,
+        SaySegment::Digits(d) => Tag::new("say-as")
+            .attr("interpret-as", Some("digits"))
+            .with_text(w, d)?,
+        SaySegment::Break(d) => {
+            // At most 10 s (checked): no overflow.
+            let ms = d.as_secs() * 1000 + u64::from(d.subsec_millis());
+            let time = if ms.is_multiple_of(1000) {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            };
+            Tag::new("break").attr("time", Some(&time)).empty(w)?;
+        }
+        SaySegment::Emphasis { level, segments } => {
+            Tag::new("emphasis").attr("level", Some(level)).open(w)?;
+            segments.iter().try_for_each(|s| write_segment(w, s))?;
+            close(w, "emphasis")?;
+        }
+        SaySegment::Prosody { rate, segments } => {
+            Tag::new("prosody").attr("rate", Some(rate)).open(w)?;
+            segments.iter().try_for_each(|s| write_segment(w, s))?;
+            close(w, "prosody")?;
+        }
+    }
+    Ok(())
 }
 
 fn write_play(w: &mut Xml, play: &Play) -> io::Result<()> {

@@ -108,9 +108,27 @@ pub enum SaySegment {
     /// Silence, rendered as `<break time="…" />`. At most 10 seconds (the SSML
     /// engine's limit); sub-millisecond precision is dropped.
     Break(Duration),
+    /// `<emphasis level="…">…</emphasis>`. `level` is a word of lowercase ASCII letters
+    /// (Twilio takes `strong`, `moderate`, `reduced`; callers check the list). The inner
+    /// segments are text, digits or breaks only (one level of nesting).
+    Emphasis {
+        /// The `level` attribute.
+        level: String,
+        /// What is said with emphasis.
+        segments: Vec<SaySegment>,
+    },
+    /// `<prosody rate="…">…</prosody>`. `rate` is a word of lowercase ASCII letters, digits,
+    /// `-` and `%` (`x-slow`..`x-fast`, or `N%`; callers check the bounds). The inner segments
+    /// are text, digits or breaks only.
+    Prosody {
+        /// The `rate` attribute.
+        rate: String,
+        /// What is said at that rate.
+        segments: Vec<SaySegment>,
+    },
 }
 
-/// `<Say>`: speak text, with optional SSML digits and breaks.
+/// `<Say>`: speak text, with optional SSML digits, breaks, emphasis and rate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Say {
     /// Content in speaking order. At least one segment must have content.

@@ -8,6 +8,7 @@
 use resetline_flow::Flow;
 use resetline_flow::model::Prompt;
 use resetline_flow::prompts::PromptBody;
+use resetline_flow::prompts::ssml;
 use resetline_flow::template::{Part, Segment, Template};
 
 use super::Engine;
@@ -67,12 +68,21 @@ impl Engine {
                     }
                 }
             }
+            let say = |text: Vec<Spoken>| Action::Say {
+                text,
+                locale: catalog.locale.clone(),
+                voice: voice.clone(),
+            };
             match &entry.body {
-                PromptBody::Say(t) => out.push(Action::Say {
-                    text: fill(t, &params).into_iter().map(Spoken::from).collect(),
-                    locale: catalog.locale.clone(),
-                    voice: voice.clone(),
-                }),
+                PromptBody::Say(t) => out.push(say(spoken(t, &params))),
+                PromptBody::Ssml(parts) => out.push(say(
+                    parts.iter().flat_map(|p| ssml_part(p, &params)).collect(),
+                )),
+                // The recording was not on disk when the catalog loaded (W040): its text.
+                PromptBody::Play { text, .. } if catalog.missing_audio.contains(&item.key.value) => {
+                    tracing::debug!(locale = %catalog.locale, prompt = %item.key.value, "recording missing: spoken instead");
+                    out.extend(text.as_ref().map(|t| say(spoken(t, &params))));
+                }
                 PromptBody::Play { file, text } => {
                     let url = if file.starts_with("https://") || file.starts_with("http://") {
                         file.clone()
@@ -107,21 +117,37 @@ impl Engine {
             tracing::error!(locale = %s.locale, prompt = key, "engine prompt missing from catalog");
             return String::new();
         };
-        let t = match &entry.body {
-            PromptBody::Say(t) => t,
-            PromptBody::Play { text: Some(t), .. } => t,
-            PromptBody::Play { text: None, .. } => return String::new(),
-        };
         let lookup = |p: &[String]| {
             params
                 .iter()
                 .find(|(k, _)| p.len() == 1 && p[0] == *k)
                 .map(|(_, v)| v.to_string())
         };
-        t.render(&lookup)
-            .map(|segs| resetline_flow::template::plain_text(&segs))
-            .unwrap_or_default()
+        entry.plain_text(&lookup).unwrap_or_default()
     }
+}
+
+/// `t` filled with `params`, as spoken pieces.
+fn spoken(t: &Template, params: &[(&str, Vec<Segment>)]) -> Vec<Spoken> {
+    fill(t, params).into_iter().map(Spoken::from).collect()
+}
+
+/// One structured SSML part of a catalog entry, filled with `params`.
+fn ssml_part(part: &ssml::Part, params: &[(&str, Vec<Segment>)]) -> Vec<Spoken> {
+    let one = match part {
+        ssml::Part::Text(t) => return spoken(t, params),
+        // At most 10 s (checked by the catalog loader).
+        ssml::Part::Break(d) => Spoken::Break(u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+        ssml::Part::Emphasis { level, text } => Spoken::Emphasis {
+            level: level.clone(),
+            text: spoken(text, params),
+        },
+        ssml::Part::Rate { rate, text } => Spoken::Rate {
+            rate: rate.clone(),
+            text: spoken(text, params),
+        },
+    };
+    vec![one]
 }
 
 /// Fills a catalog template with rendered parameters, keeping digit segments as such.

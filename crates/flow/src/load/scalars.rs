@@ -125,7 +125,7 @@ impl Loader<'_> {
         self.scalar(node, what, expected, true)
     }
 
-    pub(super) fn duration(&mut self, node: &Y, what: &str) -> Option<Spanned<Duration>> {
+    pub(crate) fn duration(&mut self, node: &Y, what: &str) -> Option<Spanned<Duration>> {
         let s = self.string(node, what)?;
         match parse_duration(&s.value) {
             Some(d) => Some(Spanned::new(d, s.span)),
@@ -203,7 +203,7 @@ impl Loader<'_> {
         }
     }
 
-    pub(super) fn choice(
+    pub(crate) fn choice(
         &mut self,
         node: &Y,
         what: &str,

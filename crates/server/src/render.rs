@@ -29,7 +29,7 @@ impl std::error::Error for RenderFailed {}
 /// `url` under `public_url` when the engine gave it relative.
 fn absolute(public_url: &str, url: &str) -> String {
     if url.starts_with('/') {
-        format!("{public_url}{url}")
+        [public_url, url].concat()
     } else {
         url.to_string()
     }

@@ -572,11 +572,11 @@ mod tests {
         s.chars().filter(|&c| is_xml_char(c)).collect()
     }
 
-    fn doc(verb: impl Into<Verb>) -> Result<String, RenderError> {
+    fn doc<'a>(verb: impl Into<Verb<'a>>) -> Result<String, RenderError> {
         Response::new().verb(verb).render()
     }
 
-    fn err(verb: impl Into<Verb>) -> (&'static str, &'static str) {
+    fn err<'a>(verb: impl Into<Verb<'a>>) -> (&'static str, &'static str) {
         match doc(verb) {
             Err(RenderError::InvalidValue { element, field, .. }) => (element, field),
             other => panic!("expected InvalidValue, got {other:?}"),
@@ -769,7 +769,7 @@ mod tests {
         );
         assert_eq!(
             err(Enqueue {
-                wait_url: Some(String::new()),
+                wait_url: Some("".into()),
                 ..Enqueue::new("q")
             }),
             ("Enqueue", "waitUrl")
@@ -782,7 +782,7 @@ mod tests {
         assert_eq!(err(Dial::number("")), ("Number", "number"));
         assert_eq!(
             err(Dial {
-                caller_id: Some(String::new()),
+                caller_id: Some("".into()),
                 ..Dial::number("+1555")
             }),
             ("Dial", "callerId")
@@ -805,7 +805,7 @@ mod tests {
                 nouns: vec![
                     Queue {
                         name: "q".into(),
-                        url: Some(String::new()),
+                        url: Some("".into()),
                     }
                     .into()
                 ],
@@ -854,7 +854,7 @@ mod tests {
     const EVERY_VERB: &str = r##"<?xml version="1.0" encoding="UTF-8"?><Response><Say language="en-US" loop="2" voice="Polly.Joanna">Code <say-as interpret-as="digits">12</say-as><break time="1500ms" />&amp;&lt;&gt;"&#233;</Say><Play loop="0">https://x/a.mp3?a=1&amp;b=2</Play><Play digits="ww1#" /><Pause length="12" /><Pause /><Gather action="/g?x=1&amp;y=&quot;2&quot;" actionOnEmptyResult="true" finishOnKey="#" input="dtmf speech" method="GET" numDigits="4294967295" timeout="0"><Say>hi</Say><Play>/b.wav</Play><Pause length="1" /></Gather><Gather finishOnKey="" /><Redirect method="POST">/next</Redirect><Enqueue action="/q" method="POST" waitUrl="/wait" waitUrlMethod="GET">support</Enqueue><Dial action="/d" callerId="+15550001111" method="POST" timeout="20"><Number sendDigits="ww12">+15550002222</Number><Queue url="/q">support</Queue></Dial><Hangup /></Response>"##;
 
     /// A document with every verb and attribute, as a model.
-    fn every_verb() -> Response {
+    fn every_verb() -> Response<'static> {
         Response::new()
             .verb(
                 Say::from_text("Code ")
@@ -927,7 +927,7 @@ mod tests {
 
     #[test]
     fn the_first_problem_in_document_order_is_the_one_reported() {
-        fn first_error(response: Response) -> RenderError {
+        fn first_error(response: Response<'_>) -> RenderError {
             match response.render() {
                 Err(e) => e,
                 Ok(doc) => panic!("expected an error, got {doc}"),
@@ -961,14 +961,14 @@ mod tests {
         // Likewise a Dial without nouns.
         assert_eq!(
             first_error(Response::new().verb(Dial {
-                caller_id: Some(String::new()),
+                caller_id: Some("".into()),
                 ..Dial::default()
             })),
             invalid("Dial", "nouns", "needs at least one Number or Queue")
         );
         assert_eq!(
             first_error(Response::new().verb(Dial {
-                caller_id: Some(String::new()),
+                caller_id: Some("".into()),
                 ..Dial::number("")
             })),
             invalid("Dial", "callerId", "must not be empty")

@@ -4,6 +4,7 @@
 //! a document that cannot be rendered is [`RenderFailed`], which the webhook answers with a
 //! fixed apology ([`FALLBACK`]) instead of an error page.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use resetline_engine::{Action, Spoken};
@@ -29,15 +30,17 @@ impl std::fmt::Display for RenderFailed {
 impl std::error::Error for RenderFailed {}
 
 /// `url` under `public_url` when the engine gave it relative.
-fn absolute(public_url: &str, url: &str) -> String {
+fn absolute<'a>(public_url: &str, url: &'a str) -> Cow<'a, str> {
     if url.starts_with('/') {
-        format!("{public_url}{url}")
+        Cow::Owned([public_url, url].concat())
     } else {
-        url.to_string()
+        Cow::Borrowed(url)
     }
 }
 
-fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
+/// The document borrows the actions' text; only URLs made absolute and spelled-out ticket
+/// numbers are new strings.
+fn say<'a>(text: &'a [Spoken], locale: &'a str, voice: Option<&'a str>) -> Say<'a> {
     let mut say = Say::new().language(locale);
     if let Some(v) = voice {
         say = say.voice(v);
@@ -73,7 +76,7 @@ fn segments(text: &[Spoken]) -> Vec<SaySegment> {
 }
 
 /// A prompt inside a Gather (Say / Play / Pause; anything else is skipped).
-fn prompt(public_url: &str, a: &Action) -> Option<GatherChild> {
+fn prompt<'a>(public_url: &str, a: &'a Action) -> Option<GatherChild<'a>> {
     match a {
         Action::Say {
             text,
@@ -86,7 +89,7 @@ fn prompt(public_url: &str, a: &Action) -> Option<GatherChild> {
     }
 }
 
-fn verb(public_url: &str, a: &Action) -> Verb {
+fn verb<'a>(public_url: &str, a: &'a Action) -> Verb<'a> {
     match a {
         Action::Say {
             text,

@@ -49,26 +49,30 @@ fn say<'a>(text: &'a [Spoken], locale: &'a str, voice: Option<&'a str>) -> Say<'
     say
 }
 
-/// Spoken pieces as `<Say>` content: the SSML the catalog asked for, as typed segments (the
-/// twiml crate escapes every text and writes the markup).
-fn segments(text: &[Spoken]) -> Vec<SaySegment> {
+/// Spoken pieces as `<Say>` content, borrowed from the action: the SSML the catalog asked
+/// for, as typed segments (the twiml crate escapes every text and writes the markup).
+fn segments(text: &[Spoken]) -> Vec<SaySegment<'_>> {
     text.iter()
         .map(|part| match part {
-            Spoken::Text(t) => SaySegment::Text(t.clone()),
+            Spoken::Text(t) => SaySegment::Text(t.as_str().into()),
             Spoken::Digits(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => {
-                SaySegment::Digits(d.clone())
+                SaySegment::Digits(d.as_str().into())
             }
             // Ticket numbers such as INC0012345: spelled character by character ("I, N, C, ...").
-            Spoken::Digits(d) => {
-                SaySegment::Text(d.chars().map(String::from).collect::<Vec<_>>().join(", "))
-            }
+            Spoken::Digits(d) => SaySegment::Text(
+                d.chars()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .into(),
+            ),
             Spoken::Break(ms) => SaySegment::Break(Duration::from_millis(u64::from(*ms))),
             Spoken::Emphasis { level, text } => SaySegment::Emphasis {
-                level: level.clone(),
+                level: level.as_str().into(),
                 segments: segments(text),
             },
             Spoken::Rate { rate, text } => SaySegment::Prosody {
-                rate: rate.clone(),
+                rate: rate.as_str().into(),
                 segments: segments(text),
             },
         })

@@ -252,7 +252,12 @@ fn has_content(segment: &SaySegment) -> bool {
 }
 
 /// An SSML attribute word: non-empty, at most 16 characters, each accepted by `ok`.
-fn check_ssml_word(element: &'static str, field: &'static str, w: &str, ok: fn(char) -> bool) -> Check {
+fn check_ssml_word(
+    element: &'static str,
+    field: &'static str,
+    w: &str,
+    ok: fn(char) -> bool,
+) -> Check {
     if w.is_empty() || w.len() > 16 || !w.chars().all(ok) {
         return Err(invalid(element, field, "must be one SSML word"));
     }
@@ -262,7 +267,11 @@ fn check_ssml_word(element: &'static str, field: &'static str, w: &str, ok: fn(c
 /// The inside of `<emphasis>` / `<prosody>`: content, and no further nesting.
 fn check_inner(element: &'static str, segments: &[SaySegment]) -> Check {
     if !segments.iter().any(has_content) {
-        return Err(invalid(element, "body", "must contain text, digits or a break"));
+        return Err(invalid(
+            element,
+            "body",
+            "must contain text, digits or a break",
+        ));
     }
     segments.iter().try_for_each(check_flat_segment)
 }
@@ -719,6 +728,86 @@ mod tests {
         let (text, attrs) = read_back(&xml, "Say");
         assert_eq!(text, s);
         assert_eq!(attrs, vec![("voice".to_owned(), s.to_owned())]);
+    }
+
+    #[test]
+    fn emphasis_and_prosody_wrap_escaped_segments() {
+        let hostile = r#"</emphasis><break time="99s"/><prosody rate="x-fast">&"#;
+        let xml = doc(Say::from_text("Please ")
+            .emphasis("strong", vec![SaySegment::Text(hostile.into())])
+            .prosody(
+                "80%",
+                vec![
+                    SaySegment::Text("code ".into()),
+                    SaySegment::Digits("0042".into()),
+                    SaySegment::Break(Duration::from_millis(300)),
+                ],
+            )
+            .emphasis("reduced", vec![SaySegment::Break(Duration::from_secs(1))]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            xml,
+            format!(
+                "{DECL}<Response><Say>Please <emphasis level=\"strong\">&lt;/emphasis&gt;&lt;break time=\"99s\"/&gt;&lt;prosody rate=\"x-fast\"&gt;&amp;</emphasis><prosody rate=\"80%\">code <say-as interpret-as=\"digits\">0042</say-as><break time=\"300ms\" /></prosody><emphasis level=\"reduced\"><break time=\"1s\" /></emphasis></Say></Response>"
+            )
+        );
+        // The hostile text is text again once parsed: no element came from it.
+        assert_eq!(
+            read_back(&xml, "emphasis").0,
+            hostile,
+            "the markup inside is only what the model wrote"
+        );
+    }
+
+    #[test]
+    fn emphasis_and_prosody_values() {
+        let text = || vec![SaySegment::Text("hi".into())];
+        for bad in ["", "Strong", "strong\"", "a b", "x>y", &"s".repeat(17)] {
+            assert_eq!(
+                err(Say::new().emphasis(bad, text())),
+                ("emphasis", "level"),
+                "{bad:?}"
+            );
+        }
+        for bad in ["", "80 %", "\"fast\"", "fast/>", "X-FAST"] {
+            assert_eq!(
+                err(Say::new().prosody(bad, text())),
+                ("prosody", "rate"),
+                "{bad:?}"
+            );
+        }
+        assert!(doc(Say::new().prosody("x-slow", text())).is_ok());
+        // Empty inside, or nested: refused.
+        assert_eq!(err(Say::new().emphasis("strong", vec![])), ("Say", "body"));
+        assert_eq!(
+            err(Say::from_text("x").emphasis("strong", vec![])),
+            ("emphasis", "body")
+        );
+        assert_eq!(
+            err(Say::new().prosody("slow", vec![SaySegment::Text("\u{1}".into())])),
+            ("Say", "body")
+        );
+        assert_eq!(
+            err(Say::from_text("x").prosody("slow", vec![SaySegment::Text("".into())])),
+            ("prosody", "body")
+        );
+        let nested = SaySegment::Emphasis {
+            level: "strong".into(),
+            segments: text(),
+        };
+        assert_eq!(
+            err(Say::new().prosody("slow", vec![nested])),
+            ("Say", "body")
+        );
+        // Inner segments are checked like top-level ones.
+        assert_eq!(
+            err(Say::new().emphasis("strong", vec![SaySegment::Digits("1a".into())])),
+            ("say-as", "digits")
+        );
+        assert_eq!(
+            err(Say::new().prosody("slow", vec![SaySegment::Break(MAX_BREAK * 2)])),
+            ("break", "time")
+        );
     }
 
     #[test]

@@ -115,18 +115,18 @@ pub enum SaySegment<'a> {
     /// segments are text, digits or breaks only (one level of nesting).
     Emphasis {
         /// The `level` attribute.
-        level: String,
+        level: Cow<'a, str>,
         /// What is said with emphasis.
-        segments: Vec<SaySegment>,
+        segments: Vec<SaySegment<'a>>,
     },
     /// `<prosody rate="…">…</prosody>`. `rate` is a word of lowercase ASCII letters, digits,
     /// `-` and `%` (`x-slow`..`x-fast`, or `N%`; callers check the bounds). The inner segments
     /// are text, digits or breaks only.
     Prosody {
         /// The `rate` attribute.
-        rate: String,
+        rate: Cow<'a, str>,
         /// What is said at that rate.
-        segments: Vec<SaySegment>,
+        segments: Vec<SaySegment<'a>>,
     },
 }
 
@@ -172,6 +172,30 @@ impl<'a> Say<'a> {
     #[must_use]
     pub fn break_for(mut self, duration: Duration) -> Self {
         self.segments.push(SaySegment::Break(duration));
+        self
+    }
+
+    /// Appends a [`SaySegment::Emphasis`] around `segments`.
+    #[must_use]
+    pub fn emphasis(
+        mut self,
+        level: impl Into<Cow<'a, str>>,
+        segments: Vec<SaySegment<'a>>,
+    ) -> Self {
+        self.segments.push(SaySegment::Emphasis {
+            level: level.into(),
+            segments,
+        });
+        self
+    }
+
+    /// Appends a [`SaySegment::Prosody`] around `segments`.
+    #[must_use]
+    pub fn prosody(mut self, rate: impl Into<Cow<'a, str>>, segments: Vec<SaySegment<'a>>) -> Self {
+        self.segments.push(SaySegment::Prosody {
+            rate: rate.into(),
+            segments,
+        });
         self
     }
 

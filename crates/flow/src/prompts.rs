@@ -59,14 +59,23 @@ impl Entry {
         names
     }
 
-    /// What the entry says as plain text (its texts joined by a space, digits spelled),
-    /// placeholders filled by `lookup`; `None` when a placeholder is not set.
+    /// What the entry says as plain text (its texts in order, a space between two that do
+    /// not already have one; digits spelled), placeholders filled by `lookup`; `None` when a
+    /// placeholder is not set.
     pub fn plain_text(&self, lookup: &dyn Fn(&[String]) -> Option<String>) -> Option<String> {
-        let mut texts = Vec::new();
+        let mut out = String::new();
         for t in self.templates() {
-            texts.push(crate::template::plain_text(&t.render(lookup).ok()?));
+            let text = crate::template::plain_text(&t.render(lookup).ok()?);
+            let joined = out.is_empty()
+                || text.is_empty()
+                || out.ends_with(char::is_whitespace)
+                || text.starts_with(char::is_whitespace);
+            if !joined {
+                out.push(' ');
+            }
+            out.push_str(&text);
         }
-        Some(texts.join(" "))
+        Some(out)
     }
 
     /// Every text the entry says, in order.
@@ -265,7 +274,13 @@ fn parse_in(file: &str, text: &str, audio: Option<&Path>) -> (Option<Catalog>, V
                     {
                         missing_audio.insert(key.to_string());
                         l.push(missing_audio_warning(
-                            l.file, file, audio, loc, key, text.is_some(), span,
+                            l.file,
+                            file,
+                            audio,
+                            loc,
+                            key,
+                            text.is_some(),
+                            span,
                         ));
                     }
                     entries.insert(
@@ -317,8 +332,7 @@ fn entry_body(l: &mut Loader<'_>, key: &str, key_span: Span, v: &yaml::Node) -> 
 /// Whether recording `file` is a URL or a file under `audio` (looked up once, at load).
 fn audio_on_disk(audio: &Path, locale: &str, file: &str) -> bool {
     is_url(file)
-        || audio_candidates(audio, locale, file)
-            .is_some_and(|c| c.iter().any(|p| p.is_file()))
+        || audio_candidates(audio, locale, file).is_some_and(|c| c.iter().any(|p| p.is_file()))
 }
 
 /// W040: `file` of prompt `key` is not under `audio`.
@@ -346,6 +360,10 @@ fn missing_audio_warning(
 }
 
 use crate::spec::{Field, Ty};
+
+/// Every field a catalog file takes: the file's, a `say:` entry's, a `play:` entry's and an
+/// SSML part's (the docs test checks each is documented).
+pub const FIELDS: &[&[Field]] = &[CATALOG, SAY, PLAY, ssml::PART];
 
 const CATALOG: &[Field] = &[
     Field {

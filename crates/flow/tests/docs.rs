@@ -48,6 +48,11 @@ fn every_kind_field_outcome_and_code_is_documented() {
     let mut top = Vec::new();
     fields(spec::FLOW, &mut top);
     fields(spec::NODE_FIELDS, &mut top);
+    for fields in resetline_flow::prompts::FIELDS {
+        for f in *fields {
+            top.push(f.name);
+        }
+    }
     for name in top {
         if !doc.contains(&format!("`{name}`")) {
             missing.push(format!("`{name}`"));

@@ -10,6 +10,7 @@ mod checker_holes;
 mod docs;
 mod no_panic;
 mod no_security_questions;
+mod prompts;
 mod spec_defaults;
 
 #[test]

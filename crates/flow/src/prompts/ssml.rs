@@ -73,7 +73,7 @@ pub fn rate_is_valid(rate: &str) -> bool {
 }
 
 /// The fields of one mapping part of `say:`.
-pub(crate) const PART: &[Field] = &[
+pub const PART: &[Field] = &[
     Field {
         name: "break",
         ty: Ty::Duration,
@@ -227,7 +227,9 @@ mod tests {
         for ok in ["slow", "x-fast", "20%", "100%", "200%"] {
             assert!(rate_is_valid(ok), "{ok}");
         }
-        for bad in ["", "%", "19%", "201%", "-5%", "1.5%", "slower", "50 %", "\"fast\""] {
+        for bad in [
+            "", "%", "19%", "201%", "-5%", "1.5%", "slower", "50 %", "\"fast\"",
+        ] {
             assert!(!rate_is_valid(bad), "{bad}");
         }
     }

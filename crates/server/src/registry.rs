@@ -145,10 +145,7 @@ impl Registry {
             tracing::warn!(code = %d.code, file = %d.file, line = d.span.start.line, column = d.span.start.col, message = %d.message, "prompt catalog warning");
         }
         if !catalog_errors.is_empty() {
-            let reason: String = catalog_errors
-                .iter()
-                .map(|d| d.render(&sources))
-                .collect();
+            let reason: String = catalog_errors.iter().map(|d| d.render(&sources)).collect();
             results.push(ReloadResult::Refused {
                 file: prompts_dir.display().to_string(),
                 reason,

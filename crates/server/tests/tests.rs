@@ -10,6 +10,7 @@
 //! - `pin_checks`: compares the timing of PIN checks; other tests running beside it would skew it.
 
 mod no_secret_in_logs;
+mod prompts;
 mod serve;
 mod webhooks;
 

@@ -103,14 +103,22 @@ impl From<Segment> for Spoken {
     }
 }
 
-/// The words of `spoken` as template segments (breaks are silent; emphasis and rate keep
-/// their words).
+/// The words of `spoken` as template segments (a break is a space between words; emphasis
+/// and rate keep their words).
 fn segments(spoken: &[Spoken], out: &mut Vec<Segment>) {
     for s in spoken {
         match s {
             Spoken::Text(t) => out.push(Segment::Text(t.clone())),
             Spoken::Digits(d) => out.push(Segment::Digits(d.clone())),
-            Spoken::Break(_) => {}
+            Spoken::Break(_) => {
+                let spaced = match out.last() {
+                    Some(Segment::Text(t)) => t.ends_with(char::is_whitespace),
+                    _ => out.is_empty(),
+                };
+                if !spaced {
+                    out.push(Segment::Text(" ".into()));
+                }
+            }
             Spoken::Emphasis { text, .. } | Spoken::Rate { text, .. } => segments(text, out),
         }
     }

@@ -15,6 +15,7 @@ mod lockout_counting;
 mod no_plain_equality_on_secrets;
 mod password_reset;
 mod pin_reset;
+mod prompts;
 mod send_caps_fail_closed;
 mod step_tokens;
 

@@ -75,11 +75,14 @@ impl Engine {
             };
             match &entry.body {
                 PromptBody::Say(t) => out.push(say(spoken(t, &params))),
-                PromptBody::Ssml(parts) => out.push(say(
-                    parts.iter().flat_map(|p| ssml_part(p, &params)).collect(),
-                )),
+                PromptBody::Ssml(parts) => out.push(say(parts
+                    .iter()
+                    .flat_map(|p| ssml_part(p, &params))
+                    .collect())),
                 // The recording was not on disk when the catalog loaded (W040): its text.
-                PromptBody::Play { text, .. } if catalog.missing_audio.contains(&item.key.value) => {
+                PromptBody::Play { text, .. }
+                    if catalog.missing_audio.contains(&item.key.value) =>
+                {
                     tracing::debug!(locale = %catalog.locale, prompt = %item.key.value, "recording missing: spoken instead");
                     out.extend(text.as_ref().map(|t| say(spoken(t, &params))));
                 }

@@ -56,6 +56,8 @@ pub struct Options {
     pub directory: Option<Arc<dyn Directory>>,
     /// The audit journal (default: in memory).
     pub journal: Option<Arc<dyn AuditSink>>,
+    /// The prompt catalogs' directory (default: the shipped `voice-prompts/`).
+    pub prompts: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             http: None,
             directory: None,
             journal: None,
+            prompts: None,
         }
     }
 }
@@ -94,7 +97,11 @@ pub fn rig(o: Options) -> Rig {
 
 /// A rig running `flow` (e.g. compiled from text in the test).
 pub fn rig_with(o: Options, flow: Flow) -> Rig {
-    let (catalogs, _) = Catalogs::load_dir(&root().join("voice-prompts"), &mut SourceMap::new());
+    let prompts = o
+        .prompts
+        .clone()
+        .unwrap_or_else(|| root().join("voice-prompts"));
+    let (catalogs, _) = Catalogs::load_dir(&prompts, &mut SourceMap::new());
     let log = Arc::new(CallLog::default());
     let clock = FakeClock::at(1_700_000_000_000);
     let messenger = Arc::new(

@@ -174,8 +174,9 @@ pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
 
 /// Reads a stored session; refuses one written in a newer format (rolling upgrades: an old
 /// replica must not misread a newer replica's session). Older formats are still read into
-/// today's struct, so calls saved before an upgrade go on: format 2 (postcard, the last answer
-/// as actions) and format 1 (JSON, always starting with `{`, the same fields as 2).
+/// today's struct, so calls saved before an upgrade go on: format 3 (today's layout, its
+/// answers without SSML pieces), format 2 (postcard, the last answer as actions) and format 1
+/// (JSON, always starting with `{`, the same fields as 2).
 pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
     use resetline_engine::session::{FORMAT, LastV2, READS_UP_TO};
     // Saved again, an older session is written in today's format, and says so.
@@ -199,6 +200,10 @@ pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
             format!("session format {f} is newer than this build reads ({READS_UP_TO})"),
         ))),
         FORMAT => whole(postcard::take_from_bytes::<Session>(bytes)),
+        3 => whole(postcard::take_from_bytes::<Session>(bytes)).map(|mut session| {
+            session.format = FORMAT;
+            session
+        }),
         f => Err(unreadable(&format_args!(
             "format {f} is not a postcard session format"
         ))),
@@ -575,6 +580,15 @@ mod tests {
                     text: vec![
                         Spoken::Text("Enter your ID".into()),
                         Spoken::Digits("0199".into()),
+                        Spoken::Break(500),
+                        Spoken::Emphasis {
+                            level: "strong".into(),
+                            text: vec![Spoken::Text("now".into())],
+                        },
+                        Spoken::Rate {
+                            rate: "80%".into(),
+                            text: vec![Spoken::Digits("42".into())],
+                        },
                     ],
                     locale: "en-US".into(),
                     voice: Some("Polly.Joanna".into()),
@@ -646,6 +660,23 @@ mod tests {
         assert!(
             decode(&longer).is_err(),
             "trailing bytes are refused in format 2 too"
+        );
+    }
+
+    #[test]
+    fn a_format_3_session_saved_before_an_upgrade_is_still_read() {
+        let (_, today) = old_session(3);
+        let mut old = today.clone();
+        old.format = 3;
+        let bytes = postcard::to_allocvec(&old).expect("format 3");
+        assert_eq!(bytes.first(), Some(&3));
+        let read = decode(&bytes).expect("read");
+        assert_eq!(read.format, resetline_engine::session::FORMAT);
+        assert_eq!(read, today);
+        assert_eq!(
+            read.last.map(|l| l.answer.actions()),
+            Some(Ok(answer())),
+            "a retry after the upgrade replays the answer given before it"
         );
     }
 

@@ -34,11 +34,12 @@ impl Node {
         }
     }
 
-    /// All text inside, children included, whitespace runs collapsed.
+    /// All text inside, children included, a `<break>` as a space, whitespace runs collapsed.
     pub fn text(&self) -> String {
         fn walk(n: &Node, out: &mut String) {
             match n {
                 Node::Text(t) => out.push_str(t),
+                Node::Element { name, .. } if name == "break" => out.push(' '),
                 Node::Element { children, .. } => {
                     for c in children {
                         walk(c, out);
@@ -220,6 +221,11 @@ mod tests {
         assert_eq!(verbs[0].attr("voice"), Some("man"));
         assert_eq!(verbs[0].text(), "A & B 12");
         assert_eq!(verbs[1].attr("length"), Some("2"));
+        let ssml = parse(
+            "<Response><Say>Now <emphasis level=\"strong\">listen</emphasis><break time=\"1s\" /><prosody rate=\"slow\">in &lt;b&gt;</prosody></Say></Response>",
+        )
+        .expect("parse");
+        assert_eq!(ssml[0].text(), "Now listen in <b>");
     }
 
     #[test]

@@ -1,0 +1,169 @@
+//! Unit tests of the flow diff on small inline flows.
+
+use super::*;
+
+const BASE: &str = "flow: tiny
+version: \"1\"
+start: welcome
+settings: { max_call_seconds: 120, on_error: agent }
+policies:
+  pin: { kind: pin, min_length: 8, max_length: 12 }
+nodes:
+  welcome:
+    say: welcome
+    next: identify
+  identify:
+    gather: { say: enter_employee_id, digits: 6, into: employee_id, attempts: 3 }
+    next: lookup
+    on: { exhausted: agent }
+  lookup:
+    directory.find: { by: employee_id, value: \"{{ employee_id }}\" }
+    next: change
+    on: { not_found: agent, disabled: agent, locked: agent, not_allowed: agent }
+  change:
+    secure:
+      start: current
+      nodes:
+        current:
+          pin.verify: { say: enter_current_pin, attempts: 3 }
+          next: new_pin
+          on: { failed: agent, locked_out: agent }
+        new_pin:
+          set_secret: { policy: pin, say: enter_new_pin, confirm: confirm_new_pin }
+          next: bye
+          on: { failed: agent, rejected: agent, locked: agent }
+    on: { pause_failed: agent }
+  bye:
+    hangup: { say: reset_success, outcome: reset_done }
+  agent:
+    transfer: { say: transferring, queue: service-desk }
+";
+
+fn flow(text: &str) -> Flow {
+    let compiled = crate::compile("f.yaml", text, None);
+    assert!(compiled.is_ok(), "{:#?}", compiled.diagnostics);
+    compiled.flow.expect("flow")
+}
+
+fn between(new: &str) -> FlowDiff {
+    diff(&flow(BASE), &flow(new), DiffCatalogs::default())
+}
+
+#[test]
+fn a_flow_compared_with_itself_has_no_differences() {
+    let d = between(BASE);
+    assert!(d.is_empty(), "{d:#?}");
+    assert!(render(&d, DiffFormat::Text).ends_with("\nno differences\n"));
+}
+
+#[test]
+fn reformatting_and_reordering_nodes_is_no_change() {
+    let moved = BASE.replace(
+        "  bye:\n    hangup: { say: reset_success, outcome: reset_done }\n",
+        "",
+    ) + "  bye:\n    hangup:\n      say: reset_success\n      outcome: reset_done\n";
+    assert!(between(&moved).is_empty());
+}
+
+#[test]
+fn a_rewired_edge_names_node_outcome_and_both_targets() {
+    let d = between(&BASE.replace("not_found: agent,", "not_found: bye,"));
+    assert_eq!(
+        d.edges,
+        vec![EdgeChange {
+            node: "lookup".into(),
+            edge: "not_found".into(),
+            old: Some("agent".into()),
+            new: Some("bye".into()),
+        }]
+    );
+    assert!(d.changed.is_empty() && d.added.is_empty());
+}
+
+#[test]
+fn a_changed_field_shows_old_and_new_value() {
+    let d = between(&BASE.replace(
+        "into: employee_id, attempts: 3",
+        "into: employee_id, attempts: 5",
+    ));
+    assert_eq!(d.changed.len(), 1);
+    assert_eq!(d.changed[0].id, "identify");
+    assert_eq!(
+        d.changed[0].fields,
+        vec![FieldChange {
+            field: "attempts".into(),
+            old: Some("3".into()),
+            new: Some("5".into()),
+        }]
+    );
+}
+
+#[test]
+fn added_and_removed_nodes_are_listed_sorted_by_id() {
+    let new = BASE
+        .replace("    next: identify\n", "    next: notice\n")
+        .replace(
+            "  identify:\n",
+            "  notice:\n    say: welcome_pin_only\n    next: identify\n  identify:\n",
+        );
+    let d = between(&new);
+    assert_eq!(d.added.len(), 1);
+    assert_eq!(d.added[0].id, "notice");
+    assert_eq!(d.edges[0].node, "welcome");
+    let back = diff(&flow(&new), &flow(BASE), DiffCatalogs::default());
+    assert_eq!(back.removed[0].id, "notice");
+}
+
+#[test]
+fn nodes_entering_and_leaving_a_secure_section_are_reported() {
+    let new = BASE.replace("          next: new_pin\n", "          next: notice\n").replace(
+        "        new_pin:\n",
+        "        notice:\n          say: welcome_pin_only\n          next: new_pin\n        new_pin:\n",
+    );
+    let d = between(&new);
+    assert_eq!(d.added[0].section.as_deref(), Some("change"));
+    let entered = SectionChange {
+        section: "change".into(),
+        change: SectionChangeKind::Entered,
+        node: Some("notice".into()),
+    };
+    assert_eq!(d.sections, vec![entered]);
+    let back = diff(&flow(&new), &flow(BASE), DiffCatalogs::default());
+    assert_eq!(back.sections[0].change, SectionChangeKind::Left);
+}
+
+#[test]
+fn settings_and_policies_changes_are_reported() {
+    let d = between(
+        &BASE
+            .replace("max_call_seconds: 120", "max_call_seconds: 300")
+            .replace("min_length: 8", "min_length: 10"),
+    );
+    let fields: Vec<&str> = d.settings.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["settings.max_call_seconds", "policies.pin.min_length"]
+    );
+}
+
+#[test]
+fn a_prompt_key_swapped_on_a_node_is_a_prompt_change_not_a_field_change() {
+    let d = between(&BASE.replace("say: welcome\n", "say: welcome_pin_only\n"));
+    assert!(d.changed.is_empty());
+    assert_eq!(d.prompts[0].added, ["welcome_pin_only"]);
+    assert_eq!(d.prompts[0].removed, ["welcome"]);
+}
+
+#[test]
+fn text_output_has_one_line_per_change_in_groups() {
+    let d = between(&BASE.replace("not_found: agent,", "not_found: bye,"));
+    let text = render(&d, DiffFormat::Text);
+    assert!(
+        text.contains("\nedges\n  ~ lookup --not_found--> bye (was agent)\n"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&d, DiffFormat::Json)).expect("json");
+    assert_eq!(json["differences"], 1);
+    assert_eq!(json["edges"][0]["old"], "agent");
+}

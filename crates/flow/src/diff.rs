@@ -8,6 +8,7 @@
 //! declares them). Flows hold no secrets, so nothing here can print one.
 
 mod fields;
+mod overlay;
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use crate::graph;
 use crate::model::{Flow, Kind, Node};
 use crate::prompts::{Catalogs, PromptBody};
 
+pub use overlay::overlay;
 pub use render::{DiffFormat, render};
 
 /// One file's identity in the diff.

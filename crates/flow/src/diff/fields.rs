@@ -57,19 +57,7 @@ pub(crate) fn node(n: &Node) -> Fields {
 fn kind(f: &mut F, k: &Kind) {
     match k {
         Kind::Say(_) | Kind::Secure(_) => {}
-        Kind::Menu(m) => {
-            f.put("attempts", m.attempts.to_string());
-            f.put("timeout", dur(m.timeout));
-            for key in &m.keys {
-                let name = format!("key {}", key.key.value);
-                f.put(name.clone(), "offered");
-                f.opt(
-                    &format!("{name}.locale"),
-                    key.locale.as_ref().map(|l| l.value.clone()),
-                );
-                f.assigns(&format!("{name}.set."), &key.set);
-            }
-        }
+        Kind::Menu(m) => menu(f, m),
         Kind::Gather(g) => {
             f.put("digits", digits(g.digits));
             f.put("into", g.into.value.clone());
@@ -97,23 +85,7 @@ fn kind(f: &mut F, k: &Kind) {
             f.put("resends", s.resends.to_string());
             f.put("cooldown", dur(s.cooldown));
         }
-        Kind::CodeVerify(v) => {
-            f.put("from", v.from.value.clone());
-            f.put("attempts", v.attempts.to_string());
-            f.timing(v.first_digit_timeout, v.inter_digit_timeout);
-            if let Some(w) = &v.wait {
-                f.put("wait.hold_for", dur(w.hold_for));
-                f.put("wait.give_up_after", dur(w.give_up_after));
-                for (key, action) in &w.keys {
-                    let what = match action {
-                        WaitKey::Enter => "enter",
-                        WaitKey::Resend => "resend",
-                        WaitKey::Goto(_) => "go to a node",
-                    };
-                    f.put(format!("wait.key {}", key.value), what);
-                }
-            }
-        }
+        Kind::CodeVerify(v) => code_verify(f, v),
         Kind::PinVerify(p) => {
             f.put("account", p.account.value.clone());
             f.put("digits", digits(p.digits));
@@ -158,6 +130,36 @@ fn kind(f: &mut F, k: &Kind) {
             f.opt("wait", t.wait.clone());
         }
         Kind::Hangup(h) => f.opt("outcome", h.outcome.clone()),
+    }
+}
+
+fn menu(f: &mut F, m: &crate::model::Menu) {
+    f.put("attempts", m.attempts.to_string());
+    f.put("timeout", dur(m.timeout));
+    for key in &m.keys {
+        let name = format!("key {}", key.key.value);
+        f.put(name.clone(), "offered");
+        let locale = key.locale.as_ref().map(|l| l.value.clone());
+        f.opt(&format!("{name}.locale"), locale);
+        f.assigns(&format!("{name}.set."), &key.set);
+    }
+}
+
+fn code_verify(f: &mut F, v: &crate::model::CodeVerify) {
+    f.put("from", v.from.value.clone());
+    f.put("attempts", v.attempts.to_string());
+    f.timing(v.first_digit_timeout, v.inter_digit_timeout);
+    if let Some(w) = &v.wait {
+        f.put("wait.hold_for", dur(w.hold_for));
+        f.put("wait.give_up_after", dur(w.give_up_after));
+        for (key, action) in &w.keys {
+            let what = match action {
+                WaitKey::Enter => "enter",
+                WaitKey::Resend => "resend",
+                WaitKey::Goto(_) => "go to a node",
+            };
+            f.put(format!("wait.key {}", key.value), what);
+        }
     }
 }
 

@@ -81,7 +81,7 @@ fn text(d: &FlowDiff) -> String {
     let side = |s: &Side| format!("{} (flow `{}`, version {})", s.file, s.flow, s.version);
     let _ = writeln!(out, "--- {}", side(&d.old));
     let _ = writeln!(out, "+++ {}", side(&d.new));
-    let mut group = |out: &mut String, title: &str, lines: String| {
+    let group = |out: &mut String, title: &str, lines: String| {
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{title}");
             out.push_str(&lines);

@@ -1,0 +1,152 @@
+//! Golden tests for `resetline diff` and `resetline graph --diff`: one pair of flows per kind of
+//! change under `tests/diff/<case>/{old,new}.yaml`, with the exact expected output beside it
+//! (`expected.txt`, `expected.json`, `graph.dot`, `graph.mmd`).
+//!
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p resetline --test
+//! diff_golden`, then review the diff like code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+fn resetline(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_resetline"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run resetline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn cases() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("tests/diff"))
+        .expect("tests/diff")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Compares `actual` with the golden file (or writes it under UPDATE_GOLDEN).
+fn golden(failures: &mut Vec<String>, path: &str, actual: &str) {
+    let file = root().join(path);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, actual).expect("write golden");
+        return;
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(want) if want == actual => {}
+        Ok(want) => failures.push(format!(
+            "{path} differs\n--- expected\n{want}\n--- actual\n{actual}"
+        )),
+        Err(_) => failures.push(format!("no golden file {path} (run with UPDATE_GOLDEN=1)")),
+    }
+}
+
+#[test]
+fn every_pair_of_flow_versions_diffs_as_its_golden_output() {
+    let mut failures = Vec::new();
+    let cases = cases();
+    for case in &cases {
+        let (old, new) = (
+            format!("tests/diff/{case}/old.yaml"),
+            format!("tests/diff/{case}/new.yaml"),
+        );
+        let want_status = if case == "no-change" { 0 } else { 1 };
+        for (format, file) in [("text", "expected.txt"), ("json", "expected.json")] {
+            let (status, stdout, stderr) = resetline(&["diff", "--format", format, &old, &new]);
+            assert!(stderr.is_empty(), "{case}: unexpected stderr: {stderr}");
+            if status != want_status {
+                failures.push(format!("{case}: exit {status}, expected {want_status}"));
+            }
+            golden(&mut failures, &format!("tests/diff/{case}/{file}"), &stdout);
+        }
+        for (format, file) in [("dot", "graph.dot"), ("mermaid", "graph.mmd")] {
+            let (status, stdout, stderr) =
+                resetline(&["graph", "--format", format, "--diff", &old, &new]);
+            assert_eq!(status, 0, "{case}: {stderr}");
+            golden(&mut failures, &format!("tests/diff/{case}/{file}"), &stdout);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    for want in [
+        "no-change",
+        "nodes",
+        "prompts",
+        "rewired-edge",
+        "secure-section",
+        "settings",
+        "test-outcome",
+    ] {
+        assert!(cases.iter().any(|c| c == want), "no tests/diff/{want}");
+    }
+}
+
+#[test]
+fn a_test_whose_result_changes_is_reported_with_both_results() {
+    let (status, stdout, _) = resetline(&[
+        "diff",
+        "--format",
+        "json",
+        "tests/diff/test-outcome/old.yaml",
+        "tests/diff/test-outcome/new.yaml",
+    ]);
+    assert_eq!(status, 1);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let tests = doc["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 1, "{stdout}");
+    assert_eq!(
+        tests[0]["case"],
+        "a weak new PIN is refused and the caller may try again"
+    );
+    assert_eq!(tests[0]["old"]["passed"], true);
+    assert_eq!(tests[0]["new"]["passed"], false);
+    assert_eq!(tests[0]["new"]["end"], "transferred");
+}
+
+#[test]
+fn a_version_that_does_not_load_is_exit_2_with_its_diagnostics() {
+    let (status, stdout, stderr) = resetline(&[
+        "diff",
+        "flows/pin-reset.yaml",
+        "tests/check/E010-unknown-target.yaml",
+    ]);
+    assert_eq!(status, 2, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("tests/check/E010-unknown-target.yaml:27:19"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[E010]"), "{stderr}");
+}
+
+#[test]
+fn a_missing_file_is_exit_2() {
+    let (status, _, stderr) = resetline(&["diff", "flows/pin-reset.yaml", "no/such.yaml"]);
+    assert_eq!(status, 2);
+    assert!(stderr.contains("cannot read no/such.yaml"), "{stderr}");
+}
+
+#[test]
+fn a_shipped_flow_compared_with_itself_has_no_differences_and_exit_0() {
+    let (status, stdout, stderr) = resetline(&[
+        "diff",
+        "--no-tests",
+        "flows/password-reset.yaml",
+        "flows/password-reset.yaml",
+    ]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(stdout.ends_with("\nno differences\n"), "{stdout}");
+}

@@ -291,32 +291,37 @@ fn sorted(flow: &Flow) -> Vec<&Node> {
     nodes
 }
 
-/// Field changes between two ordered field lists: old order first, then fields only new.
+/// Field changes between two ordered field lists, in the new list's order; a field only in
+/// the old list comes right after the field that preceded it there.
 fn compare(old: &[(String, String)], new: &[(String, String)]) -> Vec<FieldChange> {
-    let find = |list: &[(String, String)], name: &str| {
-        list.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    };
-    let mut out = Vec::new();
-    for (name, value) in old {
-        let now = find(new, name);
-        if now.as_ref() != Some(value) {
-            out.push(FieldChange {
+    let position = |list: &[(String, String)], name: &str| list.iter().position(|(k, _)| k == name);
+    // (index in `new` of the field at or before this one, 0 for the new field itself or 1
+    // for a removed one after it, index in `old`): sorts every change where it was written.
+    let mut keyed: Vec<((Option<usize>, u8, usize), FieldChange)> = Vec::new();
+    for (i, (name, value)) in new.iter().enumerate() {
+        let was = position(old, name).map(|j| old[j].1.clone());
+        if was.as_ref() != Some(value) {
+            let change = FieldChange {
+                field: name.clone(),
+                old: was,
+                new: Some(value.clone()),
+            };
+            keyed.push(((Some(i), 0, 0), change));
+        }
+    }
+    for (j, (name, value)) in old.iter().enumerate() {
+        if position(new, name).is_none() {
+            let after = old[..j].iter().rev().find_map(|(k, _)| position(new, k));
+            let change = FieldChange {
                 field: name.clone(),
                 old: Some(value.clone()),
-                new: now,
-            });
+                new: None,
+            };
+            keyed.push(((after, 1, j), change));
         }
     }
-    for (name, value) in new {
-        if find(old, name).is_none() {
-            out.push(FieldChange {
-                field: name.clone(),
-                old: None,
-                new: Some(value.clone()),
-            });
-        }
-    }
-    out
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, change)| change).collect()
 }
 
 /// Written edges (not the implied `settings.on_error` fallback, which a settings change

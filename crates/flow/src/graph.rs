@@ -263,6 +263,11 @@ impl Mark {
 /// One edge as drawn: from, label, to.
 pub type EdgeKey = (String, String, String);
 
+/// The drawn edge from the start marker to the `start` node (`__start`, `start`, the node).
+pub fn start_edge(start: &str) -> EdgeKey {
+    ("__start".into(), "start".into(), start.into())
+}
+
 /// Marks laid over the drawing of a flow. Empty for a plain `resetline graph`.
 #[derive(Clone, Debug, Default)]
 pub struct Overlay {
@@ -299,7 +304,7 @@ pub fn render_with(flow: &Flow, format: Format, overlay: &Overlay) -> String {
         link_styles: Vec::new(),
         marked: Vec::new(),
     };
-    d.header(flow, overlay.note.as_deref());
+    d.header(flow, overlay);
     let clusters: Vec<&str> = flow
         .nodes
         .iter()
@@ -362,21 +367,19 @@ struct Drawing {
 }
 
 impl Drawing {
-    fn header(&mut self, flow: &Flow, note: Option<&str>) {
+    fn header(&mut self, flow: &Flow, overlay: &Overlay) {
         let out = &mut self.out;
         match self.format {
             Format::Mermaid => {
                 let _ = writeln!(out, "flowchart TD");
                 let _ = writeln!(out, "  %% flow {} ({})", flow.id.value, flow.version_key());
-                if let Some(note) = note {
+                if let Some(note) = &overlay.note {
                     let _ = writeln!(out, "  %% {note}");
                 }
-                let _ = writeln!(out, "  __start([start]) --> {}", flow.start.value);
-                self.links = 1;
             }
             Format::Dot => {
                 let _ = writeln!(out, "digraph \"{}\" {{", flow.id.value);
-                if let Some(note) = note {
+                if let Some(note) = &overlay.note {
                     let _ = writeln!(out, "  // {note}");
                 }
                 let _ = writeln!(
@@ -384,7 +387,22 @@ impl Drawing {
                     "  rankdir=TB; node [shape=box, fontname=\"Helvetica\"];"
                 );
                 let _ = writeln!(out, "  __start [shape=circle, label=\"start\"];");
-                let _ = writeln!(out, "  __start -> \"{}\";", flow.start.value);
+            }
+        }
+        let key = start_edge(&flow.start.value);
+        match overlay.edges.get(&key).copied() {
+            Some(mark) => {
+                if self.format == Format::Mermaid {
+                    let _ = writeln!(self.out, "  __start([start])");
+                }
+                self.edge(&key, false, Some(mark));
+            }
+            None => {
+                let _ = match self.format {
+                    Format::Mermaid => writeln!(self.out, "  __start([start]) --> {}", key.2),
+                    Format::Dot => writeln!(self.out, "  __start -> \"{}\";", key.2),
+                };
+                self.links += 1;
             }
         }
     }
@@ -457,6 +475,11 @@ impl Drawing {
             Some(m) => format!("{label} ({})", m.word()),
             None => label.clone(),
         };
+        // Mermaid reads parentheses in an edge label as syntax unless it is quoted.
+        let quoted = match mark {
+            Some(_) => format!("\"{label}\""),
+            None => label.clone(),
+        };
         let out = &mut self.out;
         match self.format {
             Format::Mermaid => {
@@ -465,7 +488,7 @@ impl Drawing {
                 } else {
                     "-->"
                 };
-                let _ = writeln!(out, "  {from} {arrow}|{label}| {to}");
+                let _ = writeln!(out, "  {from} {arrow}|{quoted}| {to}");
                 if let Some(m) = mark {
                     let style = match m {
                         Mark::Removed => "stroke:#9e9e9e,stroke-dasharray:5 5",

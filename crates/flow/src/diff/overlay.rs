@@ -1,5 +1,6 @@
 //! The marks `resetline graph --diff` lays over the drawing of the new flow: added nodes and
-//! edges, changed nodes, and the old version's removed nodes and edges drawn as ghosts.
+//! edges, changed nodes, and the old version's removed nodes and edges drawn as ghosts. A new
+//! `start` node is the start marker's edge rewired.
 //!
 //! Invariant: an edge is compared as (from, label, to), so a rewired edge shows as its old
 //! route removed and its new route added, exactly as the text diff reports it.
@@ -18,7 +19,12 @@ fn drawn(flow: &Flow) -> Vec<(EdgeKey, bool)> {
             graph::edges(flow, n)
                 .into_iter()
                 .filter(|e| flow.node(&e.target.value).is_some())
-                .map(|e| ((n.id.value.clone(), e.label, e.target.value.clone()), e.failure))
+                .map(|e| {
+                    (
+                        (n.id.value.clone(), e.label, e.target.value.clone()),
+                        e.failure,
+                    )
+                })
         })
         .collect()
 }
@@ -43,7 +49,9 @@ pub fn overlay(old: &Flow, new: &Flow, diff: &FlowDiff) -> Overlay {
         .iter()
         .filter_map(|r| old.node(&r.id).cloned())
         .collect();
-    let (before, after) = (drawn(old), drawn(new));
+    let (mut before, mut after) = (drawn(old), drawn(new));
+    before.push((graph::start_edge(&old.start.value), false));
+    after.push((graph::start_edge(&new.start.value), false));
     let had: HashSet<&EdgeKey> = before.iter().map(|(k, _)| k).collect();
     let has: HashSet<&EdgeKey> = after.iter().map(|(k, _)| k).collect();
     for (key, _) in &after {

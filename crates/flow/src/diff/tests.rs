@@ -167,3 +167,62 @@ fn text_output_has_one_line_per_change_in_groups() {
     assert_eq!(json["differences"], 1);
     assert_eq!(json["edges"][0]["old"], "agent");
 }
+
+#[test]
+fn changes_keep_the_order_fields_are_written_in_even_when_added_or_removed() {
+    let d = between(
+        &BASE
+            .replace("on_error: agent }", "on_error: bye, voice: Polly.Joanna }")
+            .replace("version: \"1\"\n", "description: One PIN reset.\n"),
+    );
+    let names = |list: &[FieldChange]| -> Vec<(String, Option<String>)> {
+        list.iter()
+            .map(|c| (c.field.clone(), c.new.clone()))
+            .collect()
+    };
+    let pair = |f: &str, v: Option<&str>| (f.to_string(), v.map(str::to_string));
+    assert_eq!(
+        names(&d.settings),
+        [
+            pair("settings.voice", Some("Polly.Joanna")),
+            pair("settings.on_error", Some("bye")),
+        ]
+    );
+    assert_eq!(
+        names(&d.flow),
+        [
+            pair("version", None),
+            pair("description", Some("One PIN reset."))
+        ]
+    );
+}
+
+#[test]
+fn the_drawing_marks_a_new_start_and_ghosts_the_old_one() {
+    let new = BASE
+        .replace("start: welcome", "start: identify")
+        .replace("  welcome:\n    say: welcome\n    next: identify\n", "");
+    let (a, b) = (flow(BASE), flow(&new));
+    let d = diff(&a, &b, DiffCatalogs::default());
+    let marks = overlay(&a, &b, &d);
+    let dot = graph::render_with(&b, graph::Format::Dot, &marks);
+    assert!(
+        dot.contains("\"__start\" -> \"identify\" [label=\"start (added)\""),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"__start\" -> \"welcome\" [label=\"start (removed)\""),
+        "{dot}"
+    );
+    let mermaid = graph::render_with(&b, graph::Format::Mermaid, &marks);
+    assert!(mermaid.contains("  __start([start])\n"), "{mermaid}");
+    assert!(
+        mermaid.contains("  welcome -.->|\"next (removed)\"| identify\n"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("  class welcome removed\n"), "{mermaid}");
+    assert_eq!(
+        graph::render(&b, graph::Format::Dot),
+        graph::render_with(&b, graph::Format::Dot, &graph::Overlay::default()),
+    );
+}

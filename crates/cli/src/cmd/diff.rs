@@ -35,7 +35,11 @@ pub(crate) fn run(
             );
             files
         }
-        (None, _) => beside(new).or_else(|| beside(old)).into_iter().collect(),
+        (None, _) => {
+            let mut files: Vec<PathBuf> = beside(old).into_iter().collect();
+            files.extend(beside(new).filter(|n| !files.contains(n)));
+            files
+        }
     };
     let (old_catalogs, new_catalogs) = (catalogs(old), catalogs(new));
     let mut changes = diff::diff(
@@ -111,7 +115,11 @@ fn run_tests(files: &[PathBuf], old: &Path, new: &Path) -> anyhow::Result<Vec<Te
     let mut out = Vec::new();
     for file in files {
         let run = |flow: &Path| {
-            runtime.block_on(flowtest::run_file_against(file, flow, &mut |_: &CaseResult| {}))
+            runtime.block_on(flowtest::run_file_against(
+                file,
+                flow,
+                &mut |_: &CaseResult| {},
+            ))
         };
         let (was, now) = (run(&old_copy), run(&new_copy));
         if let (Err(e), Err(_)) = (&was, &now) {

@@ -3,30 +3,11 @@
 //! (`expected.txt`, `expected.json`, `graph.dot`, `graph.mmd`).
 //!
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p resetline --test
-//! diff_golden`, then review the diff like code.
+//! integration diff_golden::`, then review the diff like code.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use resetline_testkit::root;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn resetline(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_resetline"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run resetline");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::resetline;
 
 fn cases() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root().join("tests/diff"))
@@ -39,19 +20,10 @@ fn cases() -> Vec<String> {
     names
 }
 
-/// Compares `actual` with the golden file (or writes it under UPDATE_GOLDEN).
+/// `actual` against the golden file `path` (relative to the workspace root).
 fn golden(failures: &mut Vec<String>, path: &str, actual: &str) {
-    let file = root().join(path);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&file, actual).expect("write golden");
-        return;
-    }
-    match std::fs::read_to_string(&file) {
-        Ok(want) if want == actual => {}
-        Ok(want) => failures.push(format!(
-            "{path} differs\n--- expected\n{want}\n--- actual\n{actual}"
-        )),
-        Err(_) => failures.push(format!("no golden file {path} (run with UPDATE_GOLDEN=1)")),
+    if let Err(e) = resetline_testkit::golden::check(&root().join(path), actual) {
+        failures.push(e);
     }
 }
 
@@ -130,6 +102,18 @@ fn a_version_that_does_not_load_is_exit_2_with_its_diagnostics() {
         "{stderr}"
     );
     assert!(stderr.contains("[E010]"), "{stderr}");
+    let (status, stdout, stderr) = resetline(&[
+        "graph",
+        "--diff",
+        "tests/check/E010-unknown-target.yaml",
+        "flows/pin-reset.yaml",
+    ]);
+    assert_eq!(status, 2, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("tests/check/E010-unknown-target.yaml:27:19"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -149,4 +133,22 @@ fn a_shipped_flow_compared_with_itself_has_no_differences_and_exit_0() {
     ]);
     assert_eq!(status, 0, "{stdout}{stderr}");
     assert!(stdout.ends_with("\nno differences\n"), "{stdout}");
+}
+
+#[test]
+fn no_tests_skips_the_flow_tests_and_tests_names_them() {
+    let pair = [
+        "tests/diff/test-outcome/old.yaml",
+        "tests/diff/test-outcome/new.yaml",
+    ];
+    let (status, stdout, stderr) = resetline(&["diff", "--no-tests", pair[0], pair[1]]);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(!stdout.contains("\ntests\n"), "{stdout}");
+    assert!(stdout.ends_with("\n1 difference\n"), "{stdout}");
+    let (status, _, stderr) = resetline(&["diff", "--tests", "tests/diff/nodes", pair[0], pair[1]]);
+    assert_eq!(status, 2);
+    assert!(
+        stderr.contains("no *.test.yaml files under tests/diff/nodes"),
+        "{stderr}"
+    );
 }

@@ -291,13 +291,15 @@ fn sorted(flow: &Flow) -> Vec<&Node> {
     nodes
 }
 
+/// Where a change sorts: the index in `new` of the field at or before it, 0 for that field
+/// itself or 1 for a removed field after it, and the removed field's index in `old`.
+type Place = (Option<usize>, u8, usize);
+
 /// Field changes between two ordered field lists, in the new list's order; a field only in
 /// the old list comes right after the field that preceded it there.
 fn compare(old: &[(String, String)], new: &[(String, String)]) -> Vec<FieldChange> {
     let position = |list: &[(String, String)], name: &str| list.iter().position(|(k, _)| k == name);
-    // (index in `new` of the field at or before this one, 0 for the new field itself or 1
-    // for a removed one after it, index in `old`): sorts every change where it was written.
-    let mut keyed: Vec<((Option<usize>, u8, usize), FieldChange)> = Vec::new();
+    let mut keyed: Vec<(Place, FieldChange)> = Vec::new();
     for (i, (name, value)) in new.iter().enumerate() {
         let was = position(old, name).map(|j| old[j].1.clone());
         if was.as_ref() != Some(value) {

@@ -301,9 +301,9 @@ fn json(j: &JsonTemplate) -> String {
 /// A duration as written in flows: `500ms`, `8s`, `10m`.
 pub(crate) fn dur(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms >= 60_000 && ms % 60_000 == 0 {
+    } else if ms >= 60_000 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)

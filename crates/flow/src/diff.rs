@@ -150,7 +150,7 @@ pub struct TestOutcome {
     pub failure: Option<String>,
 }
 
-/// A flow test whose result differs between the versions.
+/// A flow test that passes against one version and fails against the other.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TestChange {
     /// The test file.

@@ -66,7 +66,8 @@ fn field_line(out: &mut String, prefix: &str, c: &FieldChange) {
 fn outcome(o: &TestOutcome) -> String {
     let verdict = if o.passed { "passed" } else { "FAILED" };
     let mut s = format!("{verdict} ({}", o.end);
-    if let Some(x) = &o.outcome {
+    // A transfer records the outcome `transferred`: said once.
+    if let Some(x) = o.outcome.as_ref().filter(|x| **x != o.end) {
         let _ = write!(s, ", {x}");
     }
     s.push(')');

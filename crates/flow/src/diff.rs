@@ -86,6 +86,10 @@ pub struct PromptChange {
     pub removed: Vec<String>,
     /// Keys said on both sides with different parameters (`field` is the key).
     pub params: Vec<FieldChange>,
+    /// The same keys said in another order or split differently between the node's prompts
+    /// (`field` is `order`; values list the keys, `|` between prompts). Only when no key was
+    /// added or removed.
+    pub order: Option<FieldChange>,
 }
 
 /// A catalog text that changed for a key one of the flows says.
@@ -351,7 +355,7 @@ fn edge_changes(old: &Flow, o: &Node, new: &Flow, n: &Node) -> Vec<EdgeChange> {
 fn prompt_change(o: &Node, n: &Node) -> Option<PromptChange> {
     let (ok, nk) = (fields::prompt_keys(o), fields::prompt_keys(n));
     let has = |list: &[(String, String)], key: &str| list.iter().any(|(k, _)| k == key);
-    let change = PromptChange {
+    let mut change = PromptChange {
         node: n.id.value.clone(),
         added: nk
             .iter()
@@ -367,8 +371,20 @@ fn prompt_change(o: &Node, n: &Node) -> Option<PromptChange> {
             .into_iter()
             .filter(|c| c.old.is_some() && c.new.is_some())
             .collect(),
+        order: None,
     };
-    let empty = change.added.is_empty() && change.removed.is_empty() && change.params.is_empty();
+    let (was, now) = (fields::prompt_sequence(o), fields::prompt_sequence(n));
+    if change.added.is_empty() && change.removed.is_empty() && was != now {
+        change.order = Some(FieldChange {
+            field: "order".into(),
+            old: Some(was),
+            new: Some(now),
+        });
+    }
+    let empty = change.added.is_empty()
+        && change.removed.is_empty()
+        && change.params.is_empty()
+        && change.order.is_none();
     (!empty).then_some(change)
 }
 

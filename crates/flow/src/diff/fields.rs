@@ -258,6 +258,19 @@ pub(crate) fn prompt_keys(n: &Node) -> Vec<(String, String)> {
     out
 }
 
+/// The keys a node says in order, `, ` within a prompt and ` | ` between its prompts (`say`,
+/// then the no-input and no-match prompts, ...).
+pub(crate) fn prompt_sequence(n: &Node) -> String {
+    let prompts: Vec<String> = crate::check::prompts_of(&n.kind)
+        .iter()
+        .map(|p| {
+            let keys: Vec<&str> = p.items.iter().map(|i| i.key.value.as_str()).collect();
+            keys.join(", ")
+        })
+        .collect();
+    prompts.join(" | ")
+}
+
 /// Template text as it would be written: literal text and `{{ path | filter }}`.
 pub(crate) fn source(t: &Template) -> String {
     let mut out = String::new();

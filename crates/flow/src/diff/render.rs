@@ -34,7 +34,7 @@ fn count(diff: &FlowDiff) -> usize {
     let prompts: usize = diff
         .prompts
         .iter()
-        .map(|p| p.added.len() + p.removed.len() + p.params.len())
+        .map(|p| p.added.len() + p.removed.len() + p.params.len() + usize::from(p.order.is_some()))
         .sum();
     let fields: usize = diff.changed.iter().map(|c| c.fields.len()).sum();
     diff.flow.len()
@@ -188,6 +188,9 @@ fn prompt_lines(d: &FlowDiff) -> String {
         for c in &p.params {
             field_line(&mut lines, &format!("{} parameters of ", p.node), c);
         }
+        if let Some(c) = &p.order {
+            field_line(&mut lines, &format!("{} prompt ", p.node), c);
+        }
     }
     for t in &d.prompt_texts {
         let q = |v: &Option<String>| v.as_ref().map(|s| format!("\"{s}\""));
@@ -239,6 +242,7 @@ pub(crate) fn to_json(d: &FlowDiff) -> Value {
                 "added": p.added,
                 "removed": p.removed,
                 "params": changes(&p.params, "key"),
+                "order": p.order.as_ref().map(|c| json!({ "old": c.old, "new": c.new })),
             })).collect::<Vec<_>>(),
             "texts": d.prompt_texts.iter().map(|t| json!({
                 "key": t.key, "locale": t.locale, "old": t.old, "new": t.new,

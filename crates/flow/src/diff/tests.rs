@@ -226,3 +226,27 @@ fn the_drawing_marks_a_new_start_and_ghosts_the_old_one() {
         graph::render_with(&b, graph::Format::Dot, &graph::Overlay::default()),
     );
 }
+
+#[test]
+fn the_same_keys_in_another_order_are_a_prompt_order_change() {
+    let old = BASE.replace(
+        "hangup: { say: reset_success, outcome: reset_done }",
+        "hangup: { say: [reset_success, goodbye], outcome: reset_done }",
+    );
+    let new = BASE.replace(
+        "hangup: { say: reset_success, outcome: reset_done }",
+        "hangup: { say: [goodbye, reset_success], outcome: reset_done }",
+    );
+    let d = diff(&flow(&old), &flow(&new), DiffCatalogs::default());
+    assert_eq!(d.prompts.len(), 1, "{d:#?}");
+    let order = d.prompts[0].order.as_ref().expect("an order change");
+    assert_eq!(order.old.as_deref(), Some("reset_success, goodbye"));
+    assert_eq!(order.new.as_deref(), Some("goodbye, reset_success"));
+    assert!(
+        render(&d, DiffFormat::Text)
+            .contains("  ~ bye prompt order: reset_success, goodbye -> goodbye, reset_success\n")
+    );
+    let added = diff(&flow(BASE), &flow(&new), DiffCatalogs::default());
+    assert_eq!(added.prompts[0].added, ["goodbye"]);
+    assert!(added.prompts[0].order.is_none());
+}

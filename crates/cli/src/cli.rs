@@ -31,7 +31,7 @@ pub(crate) enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
-    /// Draw a flow as a Mermaid or Graphviz DOT graph.
+    /// Draw a flow as a Mermaid or Graphviz DOT graph, or (--diff OLD NEW) the changes to it.
     Graph {
         /// The flow file.
         #[arg(required_unless_present = "diff")]
@@ -45,9 +45,11 @@ pub(crate) enum Command {
         diff: Option<Vec<PathBuf>>,
     },
     /// Compare two versions of a flow: nodes added, removed and changed, edges rewired,
-    /// prompts, secure sections, settings and policies, and flow tests whose result changes.
+    /// prompts, secure sections, settings and policies, and flow tests that pass against one
+    /// version and fail against the other.
     ///
-    /// Exit status (as diff(1)): 0 no differences, 1 differences, 2 could not run.
+    /// Exit status (as diff(1)): 0 no differences, 1 differences, 2 could not run (a version
+    /// that does not check has its diagnostics printed).
     Diff {
         /// The old version.
         old: PathBuf,
@@ -57,7 +59,7 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = DiffOutput::Text)]
         format: DiffOutput,
         /// Flow tests to run against both versions (a *.test.yaml file or a directory);
-        /// default: the *.test.yaml beside NEW, else the one beside OLD.
+        /// default: the *.test.yaml beside OLD, and the one beside NEW.
         #[arg(long)]
         tests: Option<PathBuf>,
         /// Do not run flow tests.

@@ -112,9 +112,9 @@ pub enum SectionChangeKind {
     Added,
     /// A section that is gone.
     Removed,
-    /// A node now inside the section (recording paused while it runs).
+    /// A node of both versions now inside the section (recording paused while it runs).
     Entered,
-    /// A node no longer inside the section.
+    /// A node of both versions no longer inside the section.
     Left,
 }
 
@@ -460,13 +460,18 @@ fn sections(old: &Flow, new: &Flow) -> Vec<SectionChange> {
             (true, false) => out.push(change(SectionChangeKind::Removed, None)),
             _ => {}
         }
+        // Only nodes in both versions move: an added or removed node is listed with its
+        // section under nodes.
+        let on_both = |n: &&&str| old.node(n).is_some() && new.node(n).is_some();
         let (a, b) = (was.get(id).unwrap_or(&empty), now.get(id).unwrap_or(&empty));
         out.extend(
             b.difference(a)
+                .filter(on_both)
                 .map(|n| change(SectionChangeKind::Entered, Some(n))),
         );
         out.extend(
             a.difference(b)
+                .filter(on_both)
                 .map(|n| change(SectionChangeKind::Left, Some(n))),
         );
     }

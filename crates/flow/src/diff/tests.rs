@@ -272,3 +272,45 @@ fn the_same_keys_in_another_order_are_a_prompt_order_change() {
     assert_eq!(added.prompts[0].added, ["goodbye"]);
     assert!(added.prompts[0].order.is_none());
 }
+
+#[test]
+fn catalog_text_changes_are_listed_for_keys_the_flows_say() {
+    let catalogs = |welcome: &str| {
+        let text = format!(
+            "locale: en-US\nprompts:\n  welcome: \"{welcome}\"\n  unused: \"Not said by the flow.\"\n"
+        );
+        let (catalog, problems) = crate::prompts::parse("en-US.yaml", &text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut c = Catalogs::default();
+        c.by_locale
+            .insert("en-US".into(), catalog.expect("a catalog"));
+        c
+    };
+    let (old, new) = (catalogs("Hello."), catalogs("Hello there."));
+    let d = diff(
+        &flow(BASE),
+        &flow(BASE),
+        DiffCatalogs {
+            old: Some(&old),
+            new: Some(&new),
+        },
+    );
+    assert_eq!(
+        d.prompt_texts,
+        [PromptTextChange {
+            key: "welcome".into(),
+            locale: "en-US".into(),
+            old: Some("Hello.".into()),
+            new: Some("Hello there.".into()),
+        }]
+    );
+    let one_side = diff(
+        &flow(BASE),
+        &flow(BASE),
+        DiffCatalogs {
+            old: Some(&old),
+            new: None,
+        },
+    );
+    assert!(one_side.is_empty());
+}

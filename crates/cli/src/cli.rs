@@ -31,13 +31,40 @@ pub(crate) enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
-    /// Draw a flow as a Mermaid or Graphviz DOT graph.
+    /// Draw a flow as a Mermaid or Graphviz DOT graph, or (--diff OLD NEW) the changes to it.
     Graph {
         /// The flow file.
-        flow: PathBuf,
+        #[arg(required_unless_present = "diff")]
+        flow: Option<PathBuf>,
         /// Graph language.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
+        /// Draw NEW with the changes since OLD: added nodes and edges bold green, changed
+        /// nodes yellow, removed ones (from OLD) dashed grey.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "flow")]
+        diff: Option<Vec<PathBuf>>,
+    },
+    /// Compare two versions of a flow: nodes added, removed and changed, edges rewired,
+    /// prompts, secure sections, settings and policies, and flow tests that pass against one
+    /// version and fail against the other.
+    ///
+    /// Exit status (as diff(1)): 0 no differences, 1 differences, 2 could not run (a version
+    /// that does not check has its diagnostics printed).
+    Diff {
+        /// The old version.
+        old: PathBuf,
+        /// The new version.
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DiffOutput::Text)]
+        format: DiffOutput,
+        /// Flow tests to run against both versions (a *.test.yaml file or a directory);
+        /// default: the *.test.yaml beside OLD, and the one beside NEW.
+        #[arg(long)]
+        tests: Option<PathBuf>,
+        /// Do not run flow tests.
+        #[arg(long, conflicts_with = "tests")]
+        no_tests: bool,
     },
     /// Print the JSON Schema of flow files (for editor completion).
     Schema,
@@ -249,6 +276,14 @@ pub(crate) enum OutputFormat {
     /// Diagnostics with source lines and carets.
     Human,
     /// One JSON document on standard output.
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DiffOutput {
+    /// One line per change, grouped.
+    Text,
+    /// One JSON document (shape in docs/flow-language.md).
     Json,
 }
 

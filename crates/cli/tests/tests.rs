@@ -21,6 +21,7 @@ mod audit_serve;
 mod audit_verify;
 mod check_golden;
 mod deploy_files;
+mod diff_golden;
 mod directory_down;
 mod flow_tests_cli;
 mod ldap_directory;

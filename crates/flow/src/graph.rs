@@ -3,7 +3,8 @@
 //! `edges` is the one place that knows every way a call can move between nodes (`next`, `on:`,
 //! menu keys, branch cases, comfort-loop keys, `limit.then`, `secure.start`, and the implied
 //! `settings.on_error` fallback). The checker's graph passes and the Mermaid/DOT export both
-//! use it, so what is checked is what is drawn.
+//! use it, so what is checked is what is drawn. `render_with` draws the same graph with an
+//! [`Overlay`] of marks (`resetline graph --diff`); without one the drawing is unchanged.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -238,63 +239,194 @@ pub enum Format {
     Dot,
 }
 
+/// How a drawing marks a node or an edge (`resetline graph --diff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Only in the new version: drawn bold green.
+    Added,
+    /// On both sides, different: filled yellow.
+    Changed,
+    /// Only in the old version: drawn dashed grey.
+    Removed,
+}
+
+impl Mark {
+    fn word(self) -> &'static str {
+        match self {
+            Mark::Added => "added",
+            Mark::Changed => "changed",
+            Mark::Removed => "removed",
+        }
+    }
+}
+
+/// One edge as drawn: from, label, to.
+pub type EdgeKey = (String, String, String);
+
+/// The drawn edge from the start marker to the `start` node (`__start`, `start`, the node).
+pub fn start_edge(start: &str) -> EdgeKey {
+    ("__start".into(), "start".into(), start.into())
+}
+
+/// Marks laid over the drawing of a flow. Empty for a plain `resetline graph`.
+#[derive(Clone, Debug, Default)]
+pub struct Overlay {
+    /// A comment line at the top (what was compared).
+    pub note: Option<String>,
+    /// Marks of the flow's own nodes, by id.
+    pub nodes: HashMap<String, Mark>,
+    /// Nodes of another version drawn as removed (inside their section when it is drawn).
+    pub ghosts: Vec<Node>,
+    /// Marks of the flow's own edges.
+    pub edges: HashMap<EdgeKey, Mark>,
+    /// Edges of another version drawn as removed, with whether each is a failure path.
+    pub ghost_edges: Vec<(EdgeKey, bool)>,
+}
+
+impl Overlay {
+    fn is_empty(&self) -> bool {
+        self.nodes.is_empty() && self.ghosts.is_empty() && self.edges.is_empty()
+    }
+}
+
 /// Draws the flow. Secure sections are clusters; failure edges are dashed; the start node is
 /// marked; edges into missing nodes are left out.
 pub fn render(flow: &Flow, format: Format) -> String {
-    let mut out = String::new();
-    let label = |n: &Node| format!("{}\\n{}", n.id.value, n.kind.name());
-    match format {
-        Format::Mermaid => {
-            let _ = writeln!(out, "flowchart TD");
-            let _ = writeln!(out, "  %% flow {} ({})", flow.id.value, flow.version_key());
-            let _ = writeln!(out, "  __start([start]) --> {}", flow.start.value);
-            let write_node = |out: &mut String, n: &Node, indent: &str| {
-                let text = label(n).replace("\\n", "<br/>");
+    render_with(flow, format, &Overlay::default())
+}
+
+/// Draws the flow with `overlay`'s marks and removed nodes and edges.
+pub fn render_with(flow: &Flow, format: Format, overlay: &Overlay) -> String {
+    let mut d = Drawing {
+        out: String::new(),
+        format,
+        links: 0,
+        link_styles: Vec::new(),
+        marked: Vec::new(),
+    };
+    d.header(flow, overlay);
+    let clusters: Vec<&str> = flow
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, Kind::Secure(_)) && n.section.is_none())
+        .map(|n| n.id.value.as_str())
+        .collect();
+    let mark = |n: &Node| overlay.nodes.get(&n.id.value).copied();
+    for n in flow.nodes.iter().filter(|n| n.section.is_none()) {
+        if let Kind::Secure(s) = &n.kind {
+            d.open_cluster(&n.id.value, mark(n));
+            for inner in s.nodes.iter().filter_map(|id| flow.node(id)) {
+                d.node(inner, "    ", mark(inner));
+            }
+            for ghost in overlay
+                .ghosts
+                .iter()
+                .filter(|g| g.section.as_deref() == Some(n.id.value.as_str()))
+            {
+                d.node(ghost, "    ", Some(Mark::Removed));
+            }
+            d.close_cluster();
+        } else {
+            d.node(n, "  ", mark(n));
+        }
+    }
+    for ghost in overlay
+        .ghosts
+        .iter()
+        .filter(|g| g.section.as_deref().is_none_or(|s| !clusters.contains(&s)))
+    {
+        d.node(ghost, "  ", Some(Mark::Removed));
+    }
+    for n in &flow.nodes {
+        for e in edges(flow, n) {
+            if flow.node(&e.target.value).is_none() {
+                continue;
+            }
+            let key = (n.id.value.clone(), e.label, e.target.value.clone());
+            let mark = overlay.edges.get(&key).copied();
+            d.edge(&key, e.failure, mark);
+        }
+    }
+    for (key, failure) in &overlay.ghost_edges {
+        d.edge(key, *failure, Some(Mark::Removed));
+    }
+    d.footer(!overlay.is_empty());
+    d.out
+}
+
+/// The drawing being written, in one of the two languages.
+struct Drawing {
+    out: String,
+    format: Format,
+    /// Mermaid: edges written so far (`linkStyle` counts them).
+    links: usize,
+    /// Mermaid: `linkStyle` lines for marked edges.
+    link_styles: Vec<String>,
+    /// Mermaid: nodes with a mark, for `class` lines.
+    marked: Vec<(String, Mark)>,
+}
+
+impl Drawing {
+    fn header(&mut self, flow: &Flow, overlay: &Overlay) {
+        let out = &mut self.out;
+        match self.format {
+            Format::Mermaid => {
+                let _ = writeln!(out, "flowchart TD");
+                let _ = writeln!(out, "  %% flow {} ({})", flow.id.value, flow.version_key());
+                if let Some(note) = &overlay.note {
+                    let _ = writeln!(out, "  %% {note}");
+                }
+            }
+            Format::Dot => {
+                let _ = writeln!(out, "digraph \"{}\" {{", flow.id.value);
+                if let Some(note) = &overlay.note {
+                    let _ = writeln!(out, "  // {note}");
+                }
+                let _ = writeln!(
+                    out,
+                    "  rankdir=TB; node [shape=box, fontname=\"Helvetica\"];"
+                );
+                let _ = writeln!(out, "  __start [shape=circle, label=\"start\"];");
+            }
+        }
+        let key = start_edge(&flow.start.value);
+        match overlay.edges.get(&key).copied() {
+            Some(mark) => {
+                if self.format == Format::Mermaid {
+                    let _ = writeln!(self.out, "  __start([start])");
+                }
+                self.edge(&key, false, Some(mark));
+            }
+            None => {
+                let _ = match self.format {
+                    Format::Mermaid => writeln!(self.out, "  __start([start]) --> {}", key.2),
+                    Format::Dot => writeln!(self.out, "  __start -> \"{}\";", key.2),
+                };
+                self.links += 1;
+            }
+        }
+    }
+
+    fn node(&mut self, n: &Node, indent: &str, mark: Option<Mark>) {
+        let mut text = format!("{}\\n{}", n.id.value, n.kind.name());
+        if let Some(m) = mark {
+            let _ = write!(text, "\\n({})", m.word());
+        }
+        let out = &mut self.out;
+        match self.format {
+            Format::Mermaid => {
+                let text = text.replace("\\n", "<br/>");
                 let shape = match n.kind {
                     Kind::Hangup(_) | Kind::Transfer(_) => format!("([\"{text}\"])"),
                     Kind::Branch(_) => format!("{{\"{text}\"}}"),
                     _ => format!("[\"{text}\"]"),
                 };
                 let _ = writeln!(out, "{indent}{}{shape}", n.id.value);
-            };
-            for n in flow.nodes.iter().filter(|n| n.section.is_none()) {
-                if let Kind::Secure(s) = &n.kind {
-                    let _ = writeln!(
-                        out,
-                        "  subgraph {}[\"secure: {} (recording paused)\"]",
-                        n.id.value, n.id.value
-                    );
-                    for inner in s.nodes.iter().filter_map(|id| flow.node(id)) {
-                        write_node(&mut out, inner, "    ");
-                    }
-                    let _ = writeln!(out, "  end");
-                } else {
-                    write_node(&mut out, n, "  ");
+                if let Some(m) = mark {
+                    self.marked.push((n.id.value.clone(), m));
                 }
             }
-            for n in &flow.nodes {
-                for e in edges(flow, n) {
-                    if flow.node(&e.target.value).is_none() {
-                        continue;
-                    }
-                    let arrow = if e.failure { "-.->" } else { "-->" };
-                    let _ = writeln!(
-                        out,
-                        "  {} {arrow}|{}| {}",
-                        n.id.value, e.label, e.target.value
-                    );
-                }
-            }
-        }
-        Format::Dot => {
-            let _ = writeln!(out, "digraph \"{}\" {{", flow.id.value);
-            let _ = writeln!(
-                out,
-                "  rankdir=TB; node [shape=box, fontname=\"Helvetica\"];"
-            );
-            let _ = writeln!(out, "  __start [shape=circle, label=\"start\"];");
-            let _ = writeln!(out, "  __start -> \"{}\";", flow.start.value);
-            let write_node = |out: &mut String, n: &Node, indent: &str| {
+            Format::Dot => {
                 let shape = match n.kind {
                     Kind::Hangup(_) | Kind::Transfer(_) => ", shape=oval",
                     Kind::Branch(_) => ", shape=diamond",
@@ -302,51 +434,117 @@ pub fn render(flow: &Flow, format: Format) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "{indent}\"{}\" [label=\"{}\"{shape}];",
+                    "{indent}\"{}\" [label=\"{text}\"{shape}{}];",
                     n.id.value,
-                    label(n)
+                    dot_node_style(mark)
                 );
-            };
-            for n in flow.nodes.iter().filter(|n| n.section.is_none()) {
-                if let Kind::Secure(s) = &n.kind {
-                    let _ = writeln!(out, "  subgraph \"cluster_{}\" {{", n.id.value);
-                    let _ = writeln!(
-                        out,
-                        "    label=\"secure: {} (recording paused)\"; style=filled; color=\"#fde2e2\";",
-                        n.id.value
-                    );
-                    let _ = writeln!(
-                        out,
-                        "    \"{}\" [label=\"{}\", shape=point];",
-                        n.id.value, n.id.value
-                    );
-                    for inner in s.nodes.iter().filter_map(|id| flow.node(id)) {
-                        write_node(&mut out, inner, "    ");
-                    }
-                    let _ = writeln!(out, "  }}");
-                } else {
-                    write_node(&mut out, n, "  ");
-                }
             }
-            for n in &flow.nodes {
-                for e in edges(flow, n) {
-                    if flow.node(&e.target.value).is_none() {
-                        continue;
-                    }
-                    let style = if e.failure {
-                        ", style=dashed, color=\"#b00020\""
-                    } else {
-                        ""
-                    };
-                    let _ = writeln!(
-                        out,
-                        "  \"{}\" -> \"{}\" [label=\"{}\"{style}];",
-                        n.id.value, e.target.value, e.label
-                    );
-                }
-            }
-            let _ = writeln!(out, "}}");
         }
     }
-    out
+
+    fn open_cluster(&mut self, id: &str, mark: Option<Mark>) {
+        let out = &mut self.out;
+        let note = mark.map(|m| format!(", {}", m.word())).unwrap_or_default();
+        match self.format {
+            Format::Mermaid => {
+                let _ = writeln!(
+                    out,
+                    "  subgraph {id}[\"secure: {id} (recording paused{note})\"]"
+                );
+            }
+            Format::Dot => {
+                let _ = writeln!(out, "  subgraph \"cluster_{id}\" {{");
+                let _ = writeln!(
+                    out,
+                    "    label=\"secure: {id} (recording paused{note})\"; style=filled; color=\"#fde2e2\";"
+                );
+                let _ = writeln!(out, "    \"{id}\" [label=\"{id}\", shape=point];");
+            }
+        }
+    }
+
+    fn close_cluster(&mut self) {
+        let _ = match self.format {
+            Format::Mermaid => writeln!(self.out, "  end"),
+            Format::Dot => writeln!(self.out, "  }}"),
+        };
+    }
+
+    fn edge(&mut self, (from, label, to): &EdgeKey, failure: bool, mark: Option<Mark>) {
+        let label = match mark {
+            Some(m) => format!("{label} ({})", m.word()),
+            None => label.clone(),
+        };
+        // Mermaid reads parentheses in an edge label as syntax unless it is quoted.
+        let quoted = match mark {
+            Some(_) => format!("\"{label}\""),
+            None => label.clone(),
+        };
+        let out = &mut self.out;
+        match self.format {
+            Format::Mermaid => {
+                let arrow = if failure || mark == Some(Mark::Removed) {
+                    "-.->"
+                } else {
+                    "-->"
+                };
+                let _ = writeln!(out, "  {from} {arrow}|{quoted}| {to}");
+                if let Some(m) = mark {
+                    let style = match m {
+                        Mark::Removed => "stroke:#9e9e9e,stroke-dasharray:5 5",
+                        Mark::Added | Mark::Changed => "stroke:#1b7f3b,stroke-width:3px",
+                    };
+                    self.link_styles
+                        .push(format!("  linkStyle {} {style}", self.links));
+                }
+                self.links += 1;
+            }
+            Format::Dot => {
+                let style = match (mark, failure) {
+                    (Some(Mark::Removed), _) => {
+                        ", style=dashed, color=\"#9e9e9e\", fontcolor=\"#9e9e9e\""
+                    }
+                    (Some(_), true) => ", style=dashed, color=\"#1b7f3b\", penwidth=2",
+                    (Some(_), false) => ", color=\"#1b7f3b\", penwidth=2",
+                    (None, true) => ", style=dashed, color=\"#b00020\"",
+                    (None, false) => "",
+                };
+                let _ = writeln!(out, "  \"{from}\" -> \"{to}\" [label=\"{label}\"{style}];");
+            }
+        }
+    }
+
+    fn footer(&mut self, marked: bool) {
+        let out = &mut self.out;
+        match self.format {
+            Format::Mermaid => {
+                if marked {
+                    let _ = writeln!(out, "  classDef added stroke:#1b7f3b,stroke-width:3px");
+                    let _ = writeln!(out, "  classDef changed fill:#fff3b0");
+                    let _ = writeln!(
+                        out,
+                        "  classDef removed stroke:#9e9e9e,stroke-dasharray:5 5,color:#9e9e9e"
+                    );
+                }
+                for (id, m) in &self.marked {
+                    let _ = writeln!(out, "  class {id} {}", m.word());
+                }
+                for line in &self.link_styles {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            Format::Dot => {
+                let _ = writeln!(out, "}}");
+            }
+        }
+    }
+}
+
+fn dot_node_style(mark: Option<Mark>) -> &'static str {
+    match mark {
+        None => "",
+        Some(Mark::Added) => ", color=\"#1b7f3b\", penwidth=2",
+        Some(Mark::Changed) => ", style=filled, fillcolor=\"#fff3b0\"",
+        Some(Mark::Removed) => ", style=dashed, color=\"#9e9e9e\", fontcolor=\"#9e9e9e\"",
+    }
 }

@@ -1,5 +1,6 @@
 //! The Resetline flow language: load a YAML call flow with every source position kept, check it
-//! in named passes that report every problem at once, and export it as a JSON Schema or a graph.
+//! in named passes that report every problem at once, export it as a JSON Schema or a graph,
+//! and compare two versions of it.
 //!
 //! Architecture invariant: this crate does no I/O beyond reading the files it is asked to read
 //! (flows and prompt catalogs). It knows nothing of HTTP, carriers or backends; the engine
@@ -14,6 +15,7 @@
 
 mod check;
 pub mod diagnostic;
+pub mod diff;
 pub mod graph;
 mod load;
 pub mod model;

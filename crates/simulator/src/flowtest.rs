@@ -302,7 +302,34 @@ pub async fn run_file(
     path: &Path,
     progress: &mut dyn FnMut(&CaseResult),
 ) -> Result<FileResult, LoadError> {
-    let loaded = load(path)?;
+    run_file_with(path, None, progress).await
+}
+
+/// Runs the test file at `path` against the flow file `flow` instead of the one it names
+/// (`resetline diff` runs a flow's tests against two versions). Every `*.yaml` beside `flow`
+/// is loaded, so it should be alone in its directory; prompts and users resolve as for
+/// [`run_file`].
+///
+/// # Errors
+/// As [`run_file`].
+pub async fn run_file_against(
+    path: &Path,
+    flow: &Path,
+    progress: &mut dyn FnMut(&CaseResult),
+) -> Result<FileResult, LoadError> {
+    run_file_with(path, Some(flow), progress).await
+}
+
+async fn run_file_with(
+    path: &Path,
+    flow_override: Option<&Path>,
+    progress: &mut dyn FnMut(&CaseResult),
+) -> Result<FileResult, LoadError> {
+    let mut loaded = load(path)?;
+    if let Some(f) = flow_override {
+        loaded.flow_path = f.to_path_buf();
+        loaded.cfg.flows_dir = f.parent().unwrap_or(Path::new(".")).to_path_buf();
+    }
     let mut cases = Vec::new();
     let mut flow = String::new();
     let mut nodes = Vec::new();

@@ -162,7 +162,7 @@ fn is_flow_file(path: &Path) -> bool {
 }
 
 /// The nearest `voice-prompts/` directory in the flow's directory or above it.
-fn find_prompts_dir(flow: &Path) -> Option<PathBuf> {
+pub(crate) fn find_prompts_dir(flow: &Path) -> Option<PathBuf> {
     let absolute = std::path::absolute(flow).ok()?;
     let mut dir = absolute.parent();
     while let Some(d) = dir {

@@ -3,6 +3,7 @@
 mod audit;
 mod backends;
 mod check;
+mod diff;
 mod graph;
 mod lockout;
 mod serve;
@@ -24,7 +25,18 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             deny_warnings,
         } => check::run(&paths, prompts.as_deref(), format, deny_warnings),
-        Command::Graph { flow, format } => graph::run(&flow, format),
+        Command::Graph { flow, format, diff } => match (diff.as_deref(), flow) {
+            (Some([old, new]), _) => graph::run_diff(old, new, format),
+            (_, Some(flow)) => graph::run(&flow, format),
+            _ => anyhow::bail!("give a flow file, or --diff OLD NEW"),
+        },
+        Command::Diff {
+            old,
+            new,
+            format,
+            tests,
+            no_tests,
+        } => diff::run(&old, &new, format, tests.as_deref(), no_tests),
         Command::Schema => {
             let schema = resetline_flow::schema::schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);

@@ -1,7 +1,8 @@
 //! What the `resetline` end-to-end tests share beyond `resetline_testkit`: a carrier-like
 //! `Call` that follows each answer's action URL and keeps every webhook it sent (to replay
 //! them), an SMTP sink, the reference flow's SMS reset call with its checks of what the
-//! provider fakes saw, `resetline serve` started on a config, and a dump of every Redis key.
+//! provider fakes saw, `resetline serve` started on a config, a dump of every Redis key, and
+//! one `resetline` command run to its end.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,20 @@ pub use resetline_testkit::{free_port, root};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_resetline");
+
+/// Runs `resetline args` in the workspace root: exit status, standard output, standard error.
+pub fn resetline(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run resetline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 pub const SID: &str = "CA0123456789abcdef0123456789abcdef";
 

@@ -11,6 +11,7 @@
 
 mod no_secret_in_logs;
 mod serve;
+mod tls;
 mod webhooks;
 
 #[test]

@@ -32,6 +32,7 @@ mod reference_flow_over_http;
 mod replay_after_restart;
 mod replicas_over_redis;
 mod simulate_cli;
+mod tls_serve;
 
 #[test]
 fn index_is_complete() {

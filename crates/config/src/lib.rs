@@ -48,6 +48,8 @@ struct Raw {
     admin_listen: String,
     #[serde(default)]
     server: listeners::RawServer,
+    #[serde(default)]
+    tls: Option<listeners::RawTls>,
     public_url: String,
     #[serde(default = "default_flows")]
     flows_dir: PathBuf,
@@ -163,6 +165,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// The webhook port's connection limits (`server:`).
     pub server_limits: resetline_server::Limits,
+    /// HTTPS on the webhook port (`tls:`; none: plain HTTP, for TLS ended in front).
+    pub tls: Option<resetline_server::TlsFiles>,
     /// The base URL carriers use (no trailing slash); signatures are checked against it.
     pub public_url: String,
     /// Flow files.
@@ -265,6 +269,7 @@ fn validate(
             base.join(p)
         }
     };
+    let tls = listeners::tls(raw.tls, &resolve, &mut problems);
     let flows_dir = resolve(&raw.flows_dir);
     if !flows_dir.is_dir() {
         problems.push(format!(
@@ -321,6 +326,7 @@ fn validate(
             listen,
             admin_listen,
             server_limits,
+            tls,
             public_url,
             flows_dir,
             prompts_dir,

@@ -5,11 +5,41 @@
 //! caller's list, like every other section's.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use resetline_server::Limits;
+use resetline_server::{Limits, TlsFiles};
+
+/// `tls:` as written: PEM files, relative to the config file's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The webhook port's TLS files, each of which must exist. Whether they hold a usable,
+/// currently valid certificate and its key is checked when `serve` loads them
+/// ([`resetline_server::Tls::load`]), with the clock of that moment.
+pub(super) fn tls(
+    raw: Option<RawTls>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    problems: &mut Vec<String>,
+) -> Option<TlsFiles> {
+    let raw = raw?;
+    let files = TlsFiles {
+        cert: resolve(&raw.cert),
+        key: resolve(&raw.key),
+    };
+    for (field, path) in [("tls.cert", &files.cert), ("tls.key", &files.key)] {
+        if !path.is_file() {
+            problems.push(format!("`{field}`: {} is not a file", path.display()));
+        }
+    }
+    Some(files)
+}
 
 /// The `server:` section as written (milliseconds and counts).
 #[derive(Debug, Deserialize)]

@@ -23,6 +23,7 @@ pub mod registry;
 pub mod render;
 mod scrub;
 pub mod serve;
+pub mod tls;
 mod voice;
 mod webhook;
 
@@ -41,7 +42,8 @@ pub use admin::admin_app;
 pub use deadline::{BUDGET as WEBHOOK_BUDGET, STEP_SHARE as WEBHOOK_STEP_SHARE};
 pub use metrics::Metrics;
 pub use registry::{Registry, ReloadResult};
-pub use serve::{Limits, serve};
+pub use serve::{Limits, serve, serve_tls};
+pub use tls::{Tls, TlsError, TlsFiles};
 pub use webhook::{WebhookCheck, preflight};
 
 /// Largest webhook body accepted; larger ones get 413 before any parsing.

@@ -43,6 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Largest request head (request line and headers) accepted: hyper's read buffer. A
@@ -99,6 +100,28 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, None, app, limits, shutdown).await;
+}
+
+/// [`serve`] over TLS only ([`crate::tls`]): each connection's handshake must end within
+/// `header_read_timeout`; one that fails (plain HTTP, say) is closed without an answer.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: &crate::tls::Tls,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, Some(tls.acceptor()), app, limits, shutdown).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -125,6 +148,7 @@ pub async fn serve(
         };
         let served = connection(
             stream,
+            tls.clone(),
             app.clone(),
             limits,
             in_flight.clone(),
@@ -156,20 +180,53 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// Drives one connection until it ends, is cut off by its [`Watch`], or has finished after a
-/// graceful shutdown.
+/// Drives one connection (after its TLS handshake, with `tls`) until it ends, is cut off by
+/// its [`Watch`], or has finished after a graceful shutdown.
 async fn connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let watch = Arc::new(Watch::new(limits));
+    let watched = Watched {
+        stream,
+        watch: watch.clone(),
+    };
+    let Some(acceptor) = tls else {
+        return drive(watched, watch, app, limits, in_flight, stopping).await;
+    };
+    // The handshake is part of the first head's time: the watch is in that phase.
+    let tls = tokio::select! {
+        shaken = acceptor.accept(watched) => match shaken {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed; connection closed");
+                return;
+            }
+        },
+        () = watch.expired() => {
+            tracing::debug!("connection cut off: TLS handshake not finished in time");
+            return;
+        }
+    };
+    drive(tls, watch, app, limits, in_flight, stopping).await;
+}
+
+/// Serves HTTP/1.1 on one connection's (plain or TLS) stream.
+async fn drive<S>(
+    stream: S,
+    watch: Arc<Watch>,
     app: Router,
     limits: Limits,
     in_flight: Arc<Semaphore>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let watch = Arc::new(Watch::new(limits));
-    let io = TokioIo::new(Watched {
-        stream,
-        watch: watch.clone(),
-    });
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let service = hyper::service::service_fn({
         let watch = watch.clone();
         move |req: Request<Incoming>| {

@@ -12,6 +12,7 @@
 mod no_secret_in_logs;
 mod prompts;
 mod serve;
+mod tls;
 mod webhooks;
 
 #[test]

@@ -1,6 +1,7 @@
 //! The one copy of what the workspace's tests share: the workspace root, a free loopback
 //! port, signed carrier webhooks (over TCP or in process), log capture, the golden-file
-//! check, the `resetline serve` starter and fakes of the Twilio and ServiceNow REST APIs.
+//! check, the `resetline serve` starter, fakes of the Twilio and ServiceNow REST APIs, and a
+//! private CA with a TLS client for the HTTPS tests.
 //!
 //! Dev-only: crates list it under `[dev-dependencies]` and never under `[dependencies]`, so
 //! nothing here ships in a product binary. The product crates' own `testing` features
@@ -12,6 +13,7 @@ pub mod index;
 pub mod logs;
 pub mod providers;
 pub mod serve;
+pub mod tls;
 pub mod webhook;
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `resetline serve` as a child process of a test: started from `<dir>/resetline.yaml`,
-//! waited for until `/healthz` answers, killed on drop, its stderr kept in `<dir>/server.log`.
+//! waited for until the admin port's `/healthz` answers, killed on drop, its stderr kept in `<dir>/server.log`.
 //!
 //! The binary's path is the caller's `env!("CARGO_BIN_EXE_resetline")`: Cargo gives it only
 //! to the tests of the crate that builds the binary.
@@ -87,7 +87,8 @@ impl Served {
             if let Ok(Some(status)) = served.child.try_wait() {
                 panic!("resetline serve exited ({status}):\n{}", served.log());
             }
-            if get(served.addr, "/healthz")
+            // The admin port: the webhook port may speak TLS only.
+            if get(served.admin, "/healthz")
                 .await
                 .starts_with("HTTP/1.1 200")
             {

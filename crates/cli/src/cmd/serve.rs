@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use resetline_audit::Spill;
@@ -32,7 +32,8 @@ use resetline_engine::{
     AuditSink, CallLeases, Counters, Directory, Engine, HttpActions, Lockouts, Messenger, OsRandom,
     Random, Recording, Secret, SessionStore, SystemClock, Tickets,
 };
-use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
+use resetline_server::tls::keep_fresh;
+use resetline_server::{AppState, Limits, Registry, ReloadResult, Tls, admin_app, app, serve_tls};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
 use resetline_store_redis::{RedisConfig, RedisStore};
@@ -45,6 +46,8 @@ struct Setup {
     admin_listen: SocketAddr,
     /// The webhook port's connection limits.
     connection_limits: Limits,
+    /// HTTPS on the webhook port, loaded and checked (none: plain HTTP).
+    tls: Option<Arc<Tls>>,
     public_url: Option<String>,
     auth_token: Secret,
     hash_key: Secret,
@@ -189,10 +192,18 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             "some backends are not configured; nodes that need them take their error path"
         );
     }
+    let tls = match cfg.tls {
+        Some(files) => Some(Arc::new(
+            Tls::load(files, std::time::SystemTime::now())
+                .context("cannot serve HTTPS (`tls:`)")?,
+        )),
+        None => None,
+    };
     run(Setup {
         listen: cfg.listen,
         admin_listen: cfg.admin_listen,
         connection_limits: cfg.server_limits,
+        tls,
         public_url: Some(cfg.public_url),
         auth_token: cfg.carrier.auth_token,
         hash_key: cfg.hash_key,
@@ -277,6 +288,7 @@ pub(crate) fn demo(
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
         connection_limits: Limits::default(),
+        tls: None,
         public_url: None,
         auth_token: Secret::new(hex(16)?),
         hash_key: Secret::new(hex(32)?),
@@ -575,6 +587,7 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
             listen = %addr,
             admin_listen = %admin_addr,
             public_url = %public_url,
+            tls = setup.tls.is_some(),
             "resetline is serving"
         );
         // One shutdown signal for both listeners; each finishes its requests in progress.
@@ -588,13 +601,42 @@ fn run(setup: Setup) -> anyhow::Result<ExitCode> {
         };
         let webhooks = app(state.clone());
         let admin_routes = admin_app(state.clone());
+        let public_stopped = stopped.clone();
+        let public = async move {
+            let stopped = public_stopped;
+            let limits = setup.connection_limits;
+            match &setup.tls {
+                Some(tls) => {
+                    // SIGHUP or a change of either file loads the certificate again.
+                    let poll = Duration::from_secs(5);
+                    let fresh = keep_fresh(
+                        tls.clone(),
+                        SystemTime::now,
+                        poll,
+                        until_stopped(stopped.clone()),
+                    );
+                    let serving = serve_tls(
+                        listener,
+                        tls,
+                        webhooks,
+                        limits,
+                        until_stopped(stopped.clone()),
+                    );
+                    tokio::join!(fresh, serving);
+                }
+                None => {
+                    resetline_server::serve(
+                        listener,
+                        webhooks,
+                        limits,
+                        until_stopped(stopped.clone()),
+                    )
+                    .await
+                }
+            }
+        };
         tokio::join!(
-            resetline_server::serve(
-                listener,
-                webhooks,
-                setup.connection_limits,
-                until_stopped(stopped.clone())
-            ),
+            public,
             resetline_server::serve(admin, admin_routes, Limits::admin(), until_stopped(stopped)),
         );
         let unwritten = state.settle(Duration::from_secs(5)).await;

@@ -315,6 +315,35 @@ pub fn check_provider_requests(log: &Log) {
 /// The `messages:` section of the reference flows: SMS from the carrier number.
 pub const SMS_ONLY: &str = "  sms: { from: \"+15555550000\" }\n";
 
+/// A server config on `port`: the shipped flows, the demo users (copied to `<dir>`), a carrier
+/// API nobody answers, the audit trail in `<dir>/audit`; the carrier token from `T_TOKEN`, the
+/// keys from `T_KEY`; `extra` (top-level YAML lines) added at the end.
+pub fn embedded_config(dir: &std::path::Path, port: u16, extra: &str) -> String {
+    let root = root();
+    std::fs::copy(
+        root.join("examples/demo/users.yaml"),
+        dir.join("users.yaml"),
+    )
+    .expect("copy users");
+    format!(
+        "listen: 127.0.0.1:{port}
+public_url: http://127.0.0.1:{port}
+flows_dir: {flows}
+prompts_dir: {prompts}
+carrier: {{ account_sid: {ACCOUNT}, auth_token_env: T_TOKEN, api_base: \"http://127.0.0.1:{dead}\" }}
+directory: {{ kind: embedded, path: {users} }}
+audit: {{ dir: audit, key_env: T_KEY }}
+hash_key_env: T_KEY
+reload: {{ enabled: false }}
+{extra}
+",
+        flows = root.join("flows").display(),
+        prompts = root.join("voice-prompts").display(),
+        users = dir.join("users.yaml").display(),
+        dead = free_port(),
+    )
+}
+
 /// Writes `<dir>/resetline.yaml` for the flows in `flows` (prompts from `voice-prompts/`), the
 /// carrier and ServiceNow fakes at `fake_url`, and the given `directory:` and `messages:`
 /// sections (YAML, indented by two), and starts `resetline serve` with it: the carrier

@@ -23,6 +23,7 @@ mod check_golden;
 mod deploy_files;
 mod directory_down;
 mod flow_tests_cli;
+mod http_tickets_serve;
 mod ldap_directory;
 mod lockout_desk;
 mod lockouts_in_memory;

@@ -88,9 +88,10 @@ pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
         .route(
             "/rest/servicedeskapi/request",
             post(|State(log): State<Log>, headers: HeaderMap, body: String| async move {
-                let n = log.lock().map(|l| l.len()).unwrap_or(0);
+                let path = "/rest/servicedeskapi/request";
+                let n = log.lock().map(|l| l.iter().filter(|s| s.path == path).count()).unwrap_or(0);
                 let answer = jira::create(&body, n + 1);
-                seen(&log, "POST", "/rest/servicedeskapi/request".into(), &headers, body);
+                seen(&log, "POST", path.into(), &headers, body);
                 answer
             }),
         )
@@ -128,7 +129,8 @@ pub mod jira {
 
     /// `POST /rest/servicedeskapi/request`: `{"serviceDeskId", "requestTypeId",
     /// "requestFieldValues": {"summary", "description"?}}` (ids as strings, a non-empty
-    /// summary) answers 201 with the created request, `issueKey` `HELP-{n}`; anything else 400.
+    /// summary) answers 201 with the `n`-th created request (`issueKey` `HELP-{n}`, `issueId`
+    /// `{107000 + n}`); anything else 400.
     pub fn create(body: &str, n: usize) -> Response {
         let Ok(request) = serde_json::from_str::<Value>(body) else {
             return error(

@@ -2,7 +2,8 @@
 //! Jira Service Management (the shape of `examples/tickets/jira-service-management.yaml`)
 //! against the Jira fake of `resetline_testkit::providers`. A whole SMS reset call ends in the
 //! reference flow's record ticket: a create-request with the rendered template, then the
-//! transition that closes it.
+//! transition that closes it. An answer without the number takes the node's error path with a
+//! clear log line and no secret in it.
 
 use crate::support;
 
@@ -12,13 +13,11 @@ use support::{ACCOUNT, TOKEN, root};
 const PUBLIC: &str = "https://ivr.example.com";
 const JIRA_TOKEN: &str = "jira-api-token-for-tests";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_call_opens_and_closes_a_jira_request() {
-    let (fake_url, log) = support::start_providers().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+/// `resetline serve` in `dir` with the Jira fakes at `fake_url`, the number read at `pointer`.
+async fn serve(dir: &std::path::Path, fake_url: &str, pointer: &str) -> support::Served {
     std::fs::copy(
         root().join("examples/demo/users.yaml"),
-        dir.path().join("users.yaml"),
+        dir.join("users.yaml"),
     )
     .expect("users");
     let port = support::free_port();
@@ -40,7 +39,7 @@ tickets:
     requestTypeId: \"25\"
     requestFieldValues: {{ summary: \"{{{{ summary }}}}\", description: \"{{{{ details }}}}\" }}
     labels: [\"{{{{ category }}}}\"]
-  ticket_number: /issueKey
+  ticket_number: {pointer}
   ticket_id: /issueId
   close:
     url: \"{fake_url}/rest/servicedeskapi/request/{{{{ ticket.id }}}}/transition\"
@@ -53,8 +52,8 @@ reload: {{ enabled: false }}
         prompts = root().join("voice-prompts").display(),
     );
     let key = "k".repeat(32);
-    let server = support::serve(
-        dir.path(),
+    support::serve(
+        dir,
         port,
         &config,
         &[
@@ -63,7 +62,14 @@ reload: {{ enabled: false }}
             ("RL_KEY", &key),
         ],
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_call_opens_and_closes_a_jira_request() {
+    let (fake_url, log) = support::start_providers().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path(), &fake_url, "/issueKey").await;
 
     let mut call = support::verify_by_sms(server.addr, PUBLIC, &log).await;
     call.press("58204617").await;
@@ -87,6 +93,7 @@ reload: {{ enabled: false }}
         .expect("summary");
     assert!(summary.starts_with("PIN reset by phone"), "{created}");
     assert_eq!(created["serviceDeskId"], "10");
+    assert_eq!(created["labels"], json!(["password-reset"]));
     assert!(!jira[0].body.contains("58204617"), "no PIN in the ticket");
     assert_eq!(
         jira[1].path,
@@ -95,4 +102,45 @@ reload: {{ enabled: false }}
     let closed: Value = serde_json::from_str(&jira[1].body).expect("JSON");
     assert_eq!(closed["id"], json!("761"));
     assert!(closed["additionalComment"]["body"].is_string(), "{closed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_the_number_is_the_error_path_with_a_clear_log() {
+    let (fake_url, log) = support::start_providers().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path(), &fake_url, "/ticket/key").await;
+
+    let mut call = support::verify_by_sms(server.addr, PUBLIC, &log).await;
+    call.press("58204617").await;
+    let resp = call.press("58204617").await;
+    // The reference flow's record ticket goes on to goodbye on `error`.
+    assert!(
+        resp.contains("Your PIN has been changed. Goodbye."),
+        "{resp}"
+    );
+
+    let requests = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let paths: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/rest/"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/rest/servicedeskapi/request"],
+        "opened, never closed"
+    );
+    let text = server.log();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ticket not opened"))
+        .unwrap_or_else(|| panic!("no `ticket not opened` line in:\n{text}"));
+    assert!(
+        line.contains("no usable ticket number at `/ticket/key`"),
+        "{line}"
+    );
+    assert!(
+        !text.contains(JIRA_TOKEN) && !text.contains("58204617"),
+        "{text}"
+    );
 }

@@ -24,6 +24,7 @@ mod deploy_files;
 mod diff_golden;
 mod directory_down;
 mod flow_tests_cli;
+mod http_tickets_serve;
 mod ldap_directory;
 mod lockout_desk;
 mod lockouts_in_memory;

@@ -36,7 +36,7 @@ pub use connectors::{BreakerConfig, HttpBackendConfig, IdpConfig};
 pub use directory::DirectoryConfig;
 pub use messages::{EmailConfig, SmsFrom};
 pub use store::{EndedCalls, RedisEndpoint, RedisStoreConfig, StoreConfig};
-pub use tickets::{TicketAuth, TicketsConfig};
+pub use tickets::{TicketAuth, TicketSystem, TicketsConfig};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]

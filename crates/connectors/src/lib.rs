@@ -24,6 +24,8 @@
 //!   (bearer token, HMAC request signing, a breaker per backend); [`signing`] holds the
 //!   signature and the receiver's check.
 //! - [`servicenow`]: [`ServiceNowTickets`], incidents through the ServiceNow Table API.
+//! - [`http_tickets`]: [`HttpTickets`], tickets through one configurable HTTP request (a JSON
+//!   body template, the number read by JSON pointer), e.g. Jira Service Management.
 //! - [`dev`]: demo stand-ins: [`dev::LogRecording`], [`dev::Outbox`].
 //!
 //! Invariant: nothing in this crate prints, logs or puts into an error a PIN, a PIN hash, a
@@ -77,6 +79,7 @@ pub mod embedded;
 #[cfg(test)]
 mod fake_http;
 pub mod http_action;
+pub mod http_tickets;
 mod idp;
 pub mod ldap;
 pub mod okta;
@@ -96,6 +99,7 @@ pub use channel::ByChannel;
 pub use dev::{Outbox, OutboxMessage};
 pub use embedded::{EmbeddedDirectory, LoadError, Problem};
 pub use http_action::{HttpConfigError, HttpDataActions};
+pub use http_tickets::{CloseSpec, HttpTickets, HttpTicketsConfigError, HttpTicketsSpec};
 pub use idp::IdpConfigError;
 pub use ldap::{BindGuard, Flavor, LdapConfig, LdapConfigError, LdapDirectory, PinCheck};
 pub use okta::OktaDirectory;

@@ -39,11 +39,21 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
 /// URL without a trailing `/`, or why it is unusable.
 pub(crate) fn check_base_url(base: &str) -> Result<String, String> {
     let url = Url::parse(base).map_err(|e| e.to_string())?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    check_endpoint_url(base)
+}
+
+/// Checks an endpoint URL like [`check_base_url`], but a query is allowed (no fragment).
+/// Returns the URL without a trailing `/`, or why it is unusable.
+pub(crate) fn check_endpoint_url(endpoint: &str) -> Result<String, String> {
+    let url = Url::parse(endpoint).map_err(|e| e.to_string())?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials".into());
     }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment".into());
+    if url.fragment().is_some() {
+        return Err("must not have a fragment".into());
     }
     let host = url.host_str().ok_or("has no host")?;
     match url.scheme() {

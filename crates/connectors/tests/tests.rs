@@ -11,6 +11,7 @@
 //! - `outbox_logs`: installs a global tracing subscriber, once per process.
 
 mod ad_samba;
+mod http_tickets_jira;
 mod ldap_slapd;
 
 #[test]

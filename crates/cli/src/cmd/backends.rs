@@ -1,13 +1,16 @@
-//! Builds the identity-provider directories and the HTTP data actions the configuration
-//! names, and puts backends behind their circuit breakers (glue only: the connectors live in
+//! Builds the identity-provider directories, the ticket system and the HTTP data actions
+//! the configuration names, and puts backends behind their circuit breakers (glue only: the connectors live in
 //! `resetline-connectors`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use resetline_config::{BreakerConfig, HttpBackendConfig, IdpConfig};
+use resetline_config::{
+    BreakerConfig, HttpBackendConfig, IdpConfig, TicketAuth, TicketSystem, TicketsConfig,
+};
 use resetline_connectors::{
-    Breaker, BreakerPolicy, Guarded, HttpDataActions, OktaDirectory, ScimDirectory,
+    Breaker, BreakerPolicy, Guarded, HttpDataActions, HttpTickets, OktaDirectory, ScimDirectory,
+    ServiceNowAuth, ServiceNowTickets,
 };
 use resetline_engine::{Clock, Directory, Messenger, Recording, Tickets};
 
@@ -17,6 +20,35 @@ pub(crate) fn policy(cfg: &BreakerConfig) -> BreakerPolicy {
         failures: cfg.failures,
         cool_down: Duration::from_millis(cfg.cool_down_ms),
     }
+}
+
+/// The ticket system: ServiceNow or the generic HTTP backend, each request within `timeout`.
+pub(crate) fn tickets(t: &TicketsConfig, timeout: Duration) -> anyhow::Result<Arc<dyn Tickets>> {
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("tickets: {e}");
+    let auth = match &t.auth {
+        TicketAuth::Basic(user, password) => ServiceNowAuth::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        TicketAuth::Bearer(token) => ServiceNowAuth::Bearer(token.clone()),
+    };
+    Ok(match &t.system {
+        TicketSystem::ServiceNow {
+            base_url,
+            assignment_group,
+        } => {
+            let mut sn = ServiceNowTickets::new(base_url, auth).map_err(|e| fail(&e))?;
+            if let Some(group) = assignment_group {
+                sn = sn.with_assignment_group(group).map_err(|e| fail(&e))?;
+            }
+            Arc::new(sn.with_timeout(timeout))
+        }
+        TicketSystem::Http(spec) => Arc::new(
+            HttpTickets::new(spec.clone(), auth)
+                .map_err(|e| fail(&e))?
+                .with_timeout(timeout),
+        ),
+    })
 }
 
 /// A SCIM 2.0 directory.

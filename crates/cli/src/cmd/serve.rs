@@ -21,11 +21,10 @@ use resetline_audit::Spill;
 use resetline_audit_writer::{BufferPolicy, Buffered, FileAudit};
 use resetline_config::{
     self as config, AuditStorage, DirectoryConfig, EndedCalls, LogFormat, SmsFrom, StoreConfig,
-    TicketAuth,
 };
 use resetline_connectors::{
-    ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, ServiceNowAuth, ServiceNowTickets,
-    SmsSender, SmtpMailer, SmtpTls, TwilioMessages, TwilioRecording,
+    ByChannel, EmbeddedDirectory, LdapDirectory, NoTickets, SmsSender, SmtpMailer, SmtpTls,
+    TwilioMessages, TwilioRecording,
     dev::{LogRecording, Outbox},
 };
 use resetline_engine::{
@@ -145,23 +144,7 @@ pub(crate) fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         messenger = messenger.email(breakers.messenger(Arc::new(mailer)));
     }
     let tickets: Arc<dyn Tickets> = match &cfg.tickets {
-        Some(t) => {
-            let auth = match &t.auth {
-                TicketAuth::Basic(user, password) => ServiceNowAuth::Basic {
-                    user: user.clone(),
-                    password: password.clone(),
-                },
-                TicketAuth::Bearer(token) => ServiceNowAuth::Bearer(token.clone()),
-            };
-            let mut sn = ServiceNowTickets::new(&t.base_url, auth)
-                .map_err(|e| anyhow::anyhow!("tickets: {e}"))?;
-            if let Some(group) = &t.assignment_group {
-                sn = sn
-                    .with_assignment_group(group)
-                    .map_err(|e| anyhow::anyhow!("tickets: {e}"))?;
-            }
-            breakers.tickets(Arc::new(sn.with_timeout(api_timeout)))
-        }
+        Some(t) => breakers.tickets(backends::tickets(t, api_timeout)?),
         None => Arc::new(NoTickets),
     };
     let audit_key = resetline_audit::AuditKey::new(cfg.audit.key.expose().as_bytes())

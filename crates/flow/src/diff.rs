@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph;
 use crate::model::{Flow, Kind, Node};
-use crate::prompts::{Catalogs, PromptBody};
+use crate::prompts::{Catalogs, PromptBody, ssml};
 
 pub use overlay::overlay;
 pub use render::{DiffFormat, render};
@@ -427,6 +427,20 @@ fn body(b: &PromptBody) -> String {
             Some(t) => format!("[{file}] {}", fields::source(t)),
             None => format!("[{file}]"),
         },
+        PromptBody::Ssml(parts) => parts
+            .iter()
+            .map(|p| match p {
+                ssml::Part::Text(t) => fields::source(t),
+                ssml::Part::Break(d) => format!("[break {} ms]", d.as_millis()),
+                ssml::Part::Emphasis { level, text } => {
+                    format!("[emphasis {level}: {}]", fields::source(text))
+                }
+                ssml::Part::Rate { rate, text } => {
+                    format!("[rate {rate}: {}]", fields::source(text))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +30,7 @@ const PUBLIC: &str = "https://ivr.example.com";
 const TOKEN: &str = "12345";
 const SID: &str = "CA0123456789abcdef0123456789abcdef";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 fn key() -> AuditKey {
     AuditKey::new(&[42u8; 32]).expect("key")

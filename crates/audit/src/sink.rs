@@ -38,7 +38,7 @@ use time::{Date, OffsetDateTime};
 use crate::checkpoint::{Checkpoint, open_checkpoint, seal_checkpoint};
 use crate::error::SinkError;
 use crate::files::{
-    LineEnd, LineReader, TailError, checkpoint_name, first_gap, list_segments, lock_name,
+    LineEnd, LineReader, Tail, TailError, checkpoint_name, first_gap, list_segments, lock_name,
     quarantine, read_tail, segment_name, sync_dir,
 };
 use crate::key::{AuditKey, ChainId, hex};
@@ -752,19 +752,7 @@ fn recover_checkpoints(
     if !path.exists() {
         return Ok(None);
     }
-    let tail = match read_tail(path) {
-        Ok(tail) => tail,
-        Err(TailError::Io(source)) => {
-            return Err(SinkError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        Err(TailError::LineTooLong { offset }) => {
-            return Err(corrupt(path, offset, "line too long".to_owned()));
-        }
-    };
+    let tail = tail_of(path)?;
     if let Some((offset, bytes)) = &tail.torn {
         torn.push(set_aside(path, *offset, bytes, tail.complete_len)?);
     }
@@ -781,6 +769,18 @@ fn recover_checkpoints(
         ));
     }
     Ok(Some(cp))
+}
+
+/// The tail of a file on disk, its read errors as the sink reports them.
+fn tail_of(path: &Path) -> Result<Tail, SinkError> {
+    read_tail(path).map_err(|e| match e {
+        TailError::Io(source) => SinkError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        },
+        TailError::LineTooLong { offset } => corrupt(path, offset, "line too long".to_owned()),
+    })
 }
 
 /// The last record found on disk when opening.
@@ -801,19 +801,7 @@ fn last_record(
     newest: bool,
     torn: &mut Vec<TornTail>,
 ) -> Result<Option<LastRecord>, SinkError> {
-    let tail = match read_tail(path) {
-        Ok(tail) => tail,
-        Err(TailError::Io(source)) => {
-            return Err(SinkError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        Err(TailError::LineTooLong { offset }) => {
-            return Err(corrupt(path, offset, "line too long".to_owned()));
-        }
-    };
+    let tail = tail_of(path)?;
     if let Some((offset, bytes)) = &tail.torn {
         if !newest {
             // Rotation fsyncs a segment before leaving it: a torn line here is not a crash.

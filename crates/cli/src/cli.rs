@@ -119,19 +119,35 @@ pub(crate) enum Command {
     },
 }
 
-/// Filters shared by `audit query`, `audit tail` and `audit timeline`.
+/// Where an audit command reads or works: a directory, or a chain in PostgreSQL.
 #[derive(Debug, clap::Args)]
-pub(crate) struct AuditFilter {
-    /// The audit directory (`audit.dir` in resetline.yaml).
+pub(crate) struct AuditSource {
+    /// The audit directory (`audit.dir` in resetline.yaml, for `kind: file`).
     #[arg(required_unless_present = "postgres_url_env")]
     pub(crate) dir: Option<PathBuf>,
     /// For `kind: postgres`: the environment variable holding the connection string
-    /// (`audit.url_env`); reads the chain's rows instead of a directory.
+    /// (`audit.url_env`); the chain's rows are used instead of a directory.
     #[arg(long, conflicts_with = "dir", value_name = "VAR")]
     pub(crate) postgres_url_env: Option<String>,
     /// The chain id (`audit.chain`).
     #[arg(long, default_value = "resetline")]
     pub(crate) chain: String,
+}
+
+impl AuditSource {
+    /// The directory, for the commands that have no PostgreSQL path of their own.
+    pub(crate) fn directory(&self) -> anyhow::Result<&std::path::Path> {
+        self.dir
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("give the audit directory or --postgres-url-env"))
+    }
+}
+
+/// Filters shared by `audit query`, `audit tail` and `audit timeline`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditFilter {
+    #[command(flatten)]
+    pub(crate) trail: AuditSource,
     /// Only this account id.
     #[arg(long)]
     pub(crate) account: Option<String>,
@@ -221,16 +237,8 @@ pub(crate) struct LockoutArgs {
 /// Which trail `audit verify` and `audit purge` work on: a directory, or a PostgreSQL chain.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditTrail {
-    /// The audit directory (`audit.dir` in resetline.yaml, for `kind: file`).
-    #[arg(required_unless_present = "postgres_url_env")]
-    pub(crate) dir: Option<PathBuf>,
-    /// For `kind: postgres`: the environment variable holding the connection string
-    /// (`audit.url_env`).
-    #[arg(long, conflicts_with = "dir", value_name = "VAR")]
-    pub(crate) postgres_url_env: Option<String>,
-    /// The chain id (`audit.chain`).
-    #[arg(long, default_value = "resetline")]
-    pub(crate) chain: String,
+    #[command(flatten)]
+    pub(crate) source: AuditSource,
     /// The audit key (default: $RESETLINE_AUDIT_KEY).
     #[arg(long, env = "RESETLINE_AUDIT_KEY", hide_env_values = true)]
     pub(crate) key: String,

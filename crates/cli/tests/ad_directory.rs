@@ -4,7 +4,7 @@
 //! `flavor: active_directory`, the service account that holds only the Reset Password right on
 //! the users' OU, and the local provider fakes of `support/`.
 
-mod support;
+use crate::support;
 
 use resetline_connectors::testing::samba::{self, SambaDc};
 use support::SID;
@@ -53,9 +53,7 @@ fn directory_with(dc: &SambaDc, extra: &str) -> String {
     )
 }
 
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 /// `resetline serve` for the reference flows against `dc` with the `directory:` section given.
 async fn serve(dir: &std::path::Path, dc_directory: &str, fake_url: &str) -> support::Served {

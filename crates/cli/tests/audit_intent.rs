@@ -9,7 +9,7 @@
 //! PATCH, and `outcome_unknown`, written at start for an intent with no outcome), `resetline
 //! audit verify` passes, and no record id appears twice.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::process::Command;

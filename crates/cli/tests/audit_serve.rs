@@ -8,9 +8,10 @@
 //!   harness), then `audit verify --postgres-url-env`, `audit purge` and tamper detection.
 //! - `audit purge DIR` on files.
 
+use resetline_testkit::webhook::Signed;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,24 +19,15 @@ use std::time::{Duration, Instant};
 
 use resetline_audit::{AuditKey, ChainId, EventType, FileSink, Filter, SinkConfig};
 
-#[path = "../../audit-postgres/tests/support/mod.rs"]
-mod support;
-#[path = "support/mod.rs"]
-mod webhooks;
+use crate::pg as support;
+use crate::support as webhooks;
 
 const TOKEN: &str = "kill-test-token";
 const KEY: &str = "0123456789abcdef0123456789abcdef-kill";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
+use resetline_testkit::free_port;
 
 /// Kills the server if the test fails before it does.
 struct Server(Child);
@@ -47,41 +39,15 @@ impl Drop for Server {
     }
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// POSTs a signed webhook; the HTTP status and the path the answer's `<Gather>` posts to
 /// (empty without one), or `None` when the server is gone.
 fn post(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Option<(u16, String)> {
-    let public = format!("http://{addr}");
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig =
-        resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{public}{path}"), &owned);
-    let body: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect();
-    let body = body.join("&");
+    let signed = Signed::new(TOKEN, &format!("http://{addr}"), path, params);
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let request = signed.request(addr);
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;

@@ -4,18 +4,13 @@
 //! Fixture names start with the code they demonstrate (`E010-unknown-target.yaml`); the test
 //! checks that code is really reported, so a fixture cannot silently stop testing its check.
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p resetline --test
-//! check_golden`, then review the diff like code.
+//! integration check_golden::`, then review the diff like code.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use resetline_testkit::root;
 
 fn resetline(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_resetline"))
@@ -42,7 +37,6 @@ fn fixtures() -> Vec<PathBuf> {
 
 #[test]
 fn every_fixture_matches_its_golden_output() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     let mut codes = BTreeSet::new();
     for fixture in fixtures() {
@@ -74,20 +68,8 @@ fn every_fixture_matches_its_golden_output() {
             codes.insert(code.to_string());
         }
         let golden = root().join(format!("tests/check/{stem}.stdout"));
-        if update {
-            std::fs::write(&golden, &stdout).expect("write golden");
-            continue;
-        }
-        match std::fs::read_to_string(&golden) {
-            Ok(want) if want == stdout => {}
-            Ok(want) => failures.push(format!(
-                "{stem}: output differs from {}\n--- expected\n{want}\n--- actual\n{stdout}",
-                golden.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{stem}: no golden file {} (run with UPDATE_GOLDEN=1)",
-                golden.display()
-            )),
+        if let Err(e) = resetline_testkit::golden::check(&golden, &stdout) {
+            failures.push(format!("{stem}: {e}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

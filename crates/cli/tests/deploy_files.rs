@@ -7,8 +7,7 @@
 //! re-rooted into a scratch directory; nothing else in the configs is changed except the
 //! listening ports of the one that runs.
 
-#[path = "../../audit-postgres/tests/support/mod.rs"]
-mod pg;
+use crate::pg;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -184,12 +183,7 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use resetline_testkit::free_port;
 
 #[test]
 fn the_container_layout_serves_the_compose_config_with_real_redis_and_postgres() {

@@ -4,15 +4,15 @@
 //! `breaker.failures` slow failures the breaker is open and the next call gets the same
 //! answer at once, without touching the directory, and `/metrics` shows it open.
 
-mod serve_common;
-mod support;
+use crate::support as serve_common;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serve_common::{ACCOUNT, Server, TOKEN, free_port, root};
+use serve_common::{ACCOUNT, TOKEN, free_port, root};
 use tokio::io::AsyncReadExt;
 
 /// A SCIM server that accepts connections, reads, and never answers. Counts connections.
@@ -36,7 +36,7 @@ async fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// One call up to the directory lookup; returns the lookup's answer and how long it took.
-async fn call_until_lookup(server: &Server, sid: &str) -> (String, Duration) {
+async fn call_until_lookup(server: &serve_common::Served, sid: &str) -> (String, Duration) {
     let first = server.start_call("password-reset", sid).await;
     assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
     let menu = server
@@ -79,7 +79,7 @@ reload: {{ enabled: false }}
         prompts = root.join("voice-prompts").display(),
     );
     let key = "k".repeat(32);
-    let server = Server::start(
+    let server = serve_common::serve(
         scratch.path(),
         port,
         &yaml,
@@ -131,7 +131,7 @@ reload: {{ enabled: false }}
         metrics.contains("resetline_backend_circuit_state{backend=\"directory\"} 1"),
         "{metrics}"
     );
-    let log = server.logs();
+    let log = server.log();
     assert!(log.contains("circuit open"), "{log}");
     assert!(!log.contains("scim-token"), "the token is never logged");
 }

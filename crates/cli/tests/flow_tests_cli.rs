@@ -3,15 +3,9 @@
 //! instead of the reset) fails with exit code 1 and a transcript diff that shows the prompt
 //! that was expected and the one that came instead.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use resetline_testkit::root;
 
 fn resetline(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_resetline"))

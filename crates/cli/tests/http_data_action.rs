@@ -7,40 +7,24 @@
 
 mod support;
 
-use std::io::Write;
+use resetline_testkit::logs::Logs;
+use resetline_testkit::webhook::Signed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Request, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{get, post};
 use resetline_connectors::{BreakerPolicy, HttpDataActions, signing};
 use resetline_engine::testing::{CallLog, MemoryAudit};
 use resetline_engine::{Clock, Engine, Secret, SessionStore, SystemClock};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
-use tower::ServiceExt;
 
 const SIGNING: &str = "hr-signing-token-0123456789";
 const BADGE: &str = "735911";
 const SID: &str = "CA0123456789abcdef0123456789abcdef";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// What the receiver saw: path, whether the signature verified, body.
 type Seen = Arc<Mutex<Vec<(String, bool, String)>>>;
@@ -162,39 +146,18 @@ nodes:
 }
 
 async fn post_webhook(state: &AppState, path: &str, params: &[(&str, &str)]) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig = resetline_twiml::signature::compute(
-        b"tok",
-        &format!("https://ivr.example.com{path}"),
-        &owned,
-    );
-    let body = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-        .collect::<Vec<_>>()
-        .join("&");
-    let req = Request::post(path)
-        .header("X-Twilio-Signature", sig)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .expect("request");
-    let resp = app(state.clone()).oneshot(req).await.expect("response");
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    String::from_utf8_lossy(&bytes).into_owned()
+    let (_, answer) = Signed::new("tok", "https://ivr.example.com", path, params)
+        .oneshot(app(state.clone()))
+        .await;
+    answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_field() {
-    let logs = Buffer::default();
-    let writer = logs.clone();
+    let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(logs.clone())
         .with_ansi(false)
         .json()
         .finish();
@@ -326,7 +289,7 @@ async fn signed_data_actions_drive_the_call_and_the_secret_goes_only_to_its_fiel
     );
 
     // The badge code appears in no log line, answer or stored session.
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(
         logs.contains("http data action"),
         "the node logged its status"

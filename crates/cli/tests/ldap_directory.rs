@@ -3,7 +3,7 @@
 //! `resetline.yaml` whose only difference from an embedded deployment is the `directory:`
 //! section, and the local provider fakes of `support/`.
 
-mod support;
+use crate::support;
 
 use resetline_connectors::LdapDirectory;
 use resetline_connectors::testing::{self, Slapd};

@@ -3,10 +3,9 @@
 //! recorded, with who asked, in the desk's own audit chain, which `audit verify` accepts;
 //! with lockouts in memory (inside `serve`) the command refuses and says why.
 
-mod support;
+use crate::support;
 
-#[path = "../../audit-postgres/tests/support/mod.rs"]
-mod pg;
+use crate::pg;
 
 use std::path::Path;
 use std::process::Output;

@@ -3,10 +3,10 @@
 //! `crates/store-redis/tests/against_redis.rs`). `resetline serve` says so at start when they
 //! live in memory, and does not when they are in Redis.
 
-mod serve_common;
+use crate::support as serve_common;
 
 use resetline_store_redis::testing::RedisServer;
-use serve_common::{ACCOUNT, Server, TOKEN, free_port, root};
+use serve_common::{ACCOUNT, TOKEN, free_port, root};
 
 const WARNING: &str = "PIN and code lockouts live in memory: a restart forgets every lockout";
 
@@ -42,14 +42,14 @@ async fn start_logs(store: &str) -> String {
     let port = free_port();
     let yaml = config(scratch.path(), port, store);
     let key = "k".repeat(32);
-    let server = Server::start(
+    let server = serve_common::serve(
         scratch.path(),
         port,
         &yaml,
         &[("T_TOKEN", TOKEN), ("T_KEY", &key)],
     )
     .await;
-    server.logs()
+    server.log()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,39 +6,22 @@
 
 mod support;
 
-use std::io::Write;
+use resetline_testkit::logs::Logs;
+use resetline_testkit::webhook::Signed;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
 use resetline_audit_writer::FileAudit;
 use resetline_connectors::EmbeddedDirectory;
 use resetline_engine::testing::{CallLog, MemoryMessenger};
 use resetline_engine::{AuditSink, Engine, Secret, SessionStore, SystemClock};
 use resetline_server::{AppState, Registry, app};
 use resetline_store::{MemoryCounters, MemoryLockouts, MemoryStore};
-use tower::ServiceExt;
 
 const PIN: &str = "48213579"; // demo user 100001's PIN
 const NEW_PIN: &str = "73106291";
 const NEWER_PIN: &str = "58204617";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Posts a signed webhook; keeps the answer in `answers` (its step tokens masked: a random
 /// token's digits may happen to contain a marker) and returns where the next answer goes.
@@ -48,29 +31,9 @@ async fn post(
     params: &[(&str, &str)],
     answers: &mut String,
 ) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig = resetline_twiml::signature::compute(
-        b"tok",
-        &format!("https://ivr.example.com{path}"),
-        &owned,
-    );
-    let body = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-        .collect::<Vec<_>>()
-        .join("&");
-    let req = Request::post(path)
-        .header("X-Twilio-Signature", sig)
-        .body(Body::from(body))
-        .expect("req");
-    let resp = app(state.clone()).oneshot(req).await.expect("resp");
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    let answer = String::from_utf8_lossy(&bytes);
+    let (_, answer) = Signed::new("tok", "https://ivr.example.com", path, params)
+        .oneshot(app(state.clone()))
+        .await;
     answers.push_str(&resetline_engine::testing::mask_step_tokens(&answer));
     if answer.contains("action=\"") {
         support::next_action(&answer)
@@ -97,11 +60,10 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_marker_in_logs_answers_metrics_sessions_or_files() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
+    let buffer = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(buffer.clone())
         .with_ansi(false)
         .json()
         .finish();
@@ -206,8 +168,7 @@ async fn no_marker_in_logs_answers_metrics_sessions_or_files() {
     );
     audit.close().await.ok();
 
-    let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
-        .into_owned();
+    let logs = buffer.text();
     assert!(
         logs.contains("webhook answered") && logs.contains("code sent"),
         "logs were captured"

@@ -5,8 +5,8 @@
 //! custom profile attribute; Okta's first refusal ("commonly used") is spoken as its reason;
 //! the second PIN is set.
 
-mod serve_common;
-mod support;
+use crate::support as serve_common;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +15,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use resetline_engine::Secret;
-use serve_common::{ACCOUNT, Server, TOKEN, free_port, root};
+use serve_common::{ACCOUNT, TOKEN, free_port, root};
 
 const OKTA_TOKEN: &str = "00okta-api-token-e2e";
 const PIN: &str = "48213579";
@@ -115,7 +115,7 @@ reload: {{ enabled: false }}
         prompts = root.join("voice-prompts").display(),
     );
     let key = "k".repeat(32);
-    let server = Server::start(
+    let server = serve_common::serve(
         scratch.path(),
         port,
         &yaml,
@@ -201,7 +201,7 @@ reload: {{ enabled: false }}
     assert_eq!(recording.len(), 2, "paused, then resumed: {recording:?}");
     assert!(recording[1].contains("Status=in-progress"), "{recording:?}");
 
-    let logs = server.logs();
+    let logs = server.log();
     for secret in [PIN, COMMON, NEW_PIN, OKTA_TOKEN] {
         assert!(!logs.contains(secret), "{secret} in the logs");
         assert!(!answers.contains(secret), "{secret} in an answer");

@@ -4,7 +4,7 @@
 //! (paths, auth headers, bodies) and answer with the documented shapes (protocol.md §5-6);
 //! those and the SMS call itself are in `support/` (shared with `ldap_directory.rs`).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

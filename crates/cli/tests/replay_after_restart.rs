@@ -10,9 +10,9 @@
 //! tokens, which that new call never issued. With Redis the ended call is still there, and once
 //! its session has expired, the ended-call marker (`store.ended_call_ttl_s`) still refuses it.
 
-mod support;
+use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use resetline_audit::{ChainId, Filter, Record};
 use resetline_store_redis::testing::RedisServer;
@@ -21,9 +21,7 @@ use support::{ACCOUNT, BASE, Call, Log, SID, Sent, Served, TOKEN};
 const PUBLIC: &str = "https://ivr.example.com";
 const PREFIX: &str = "rl-replay:";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 /// `resetline serve` with its files in `dir` (users, audit trail, log), the provider fakes at
 /// `fake_url`, `store` as the `store:` value and `global_per_hour` code sends in all.

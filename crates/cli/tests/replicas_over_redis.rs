@@ -5,7 +5,7 @@
 //! posted to both replicas at once. Afterwards every Redis key and value is scanned for the
 //! new PIN and the one-time code.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,7 @@ const BASE: &str = "/voice/password-reset";
 const NEW_PIN: &str = "58204617";
 const PREFIX: &str = "rl-test:";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 /// One `resetline serve` process, killed on drop (its log is printed if the test failed).
 struct Replica {

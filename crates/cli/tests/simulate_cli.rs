@@ -2,15 +2,9 @@
 //! handset shows the code, the recording state shows while paused, and the path is printed.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use resetline_testkit::root;
 
 fn simulate(keys: &str) -> (i32, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resetline"))

@@ -4,11 +4,11 @@
 //! each cut off within their timeout; 2,000 such clients at once leave the server's memory
 //! bounded (resident set read from `/proc/<pid>/status`) and are all cut off.
 
-mod serve_common;
+mod support;
 
 use std::time::Duration;
 
-use serve_common::{ACCOUNT, Server, TOKEN, free_port, root};
+use support::{ACCOUNT, TOKEN, free_port, root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -20,7 +20,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `resetline serve` with the embedded demo directory and `extra` configuration lines.
-async fn start(extra: &str) -> (Server, tempfile::TempDir) {
+async fn start(extra: &str) -> (support::Served, tempfile::TempDir) {
     let root = root();
     let port = free_port();
     let dead_api = free_port();
@@ -43,7 +43,7 @@ reload: {{ enabled: false }}
         users = users.display(),
     );
     let key = "k".repeat(32);
-    let server = Server::start(
+    let server = support::serve(
         scratch.path(),
         port,
         &yaml,

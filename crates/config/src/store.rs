@@ -8,6 +8,9 @@ use resetline_engine::Secret;
 
 use crate::secret_env;
 
+/// Which Redis: one server, a Cluster, or the master a Sentinel names (the store's own type).
+pub use resetline_store_redis::RedisEndpoint;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
@@ -98,23 +101,6 @@ impl Default for EndedCalls {
             max: resetline_store::ENDED_CALLS_MAX,
         }
     }
-}
-
-/// Which Redis: one server, a Cluster, or the master a Sentinel names.
-#[derive(Clone, Debug)]
-pub enum RedisEndpoint {
-    /// `redis://` or `rediss://` URL (`url`, `url_env`); a `Secret` because a URL from
-    /// `url_env` may carry a password.
-    Url(Secret),
-    /// `cluster`: URLs of some of the Cluster's nodes.
-    Cluster(Vec<String>),
-    /// `sentinel`: URLs of the Sentinels, and the name of the master they watch.
-    Sentinel {
-        /// The Sentinels.
-        nodes: Vec<String>,
-        /// `sentinel monitor <service> ...`.
-        service: String,
-    },
 }
 
 /// A Redis store.

@@ -33,6 +33,43 @@
 //! [`resetline_engine::BackendError`] (or a [`resetline_engine::SetSecretError`] /
 //! [`resetline_engine::SendError`]), never as a panic.
 
+/// `Directory` for a backend whose own async methods `find_now`, `verify_now` and `set_now`
+/// do the work (embedded, LDAP, SCIM, Okta): the boxing the object-safe trait needs, written
+/// once.
+macro_rules! own_methods_directory {
+    ($backend:ty) => {
+        impl resetline_engine::Directory for $backend {
+            fn find<'a>(
+                &'a self,
+                by: resetline_flow::model::LookupBy,
+                value: &'a str,
+            ) -> resetline_engine::BoxFuture<
+                'a,
+                Result<Option<resetline_engine::Account>, resetline_engine::BackendError>,
+            > {
+                Box::pin(self.find_now(by, value))
+            }
+
+            fn verify_pin<'a>(
+                &'a self,
+                account: &'a str,
+                pin: &'a resetline_engine::Secret,
+            ) -> resetline_engine::BoxFuture<'a, Result<bool, resetline_engine::BackendError>> {
+                Box::pin(self.verify_now(account, pin))
+            }
+
+            fn set_secret<'a>(
+                &'a self,
+                account: &'a str,
+                secret: &'a resetline_engine::Secret,
+            ) -> resetline_engine::BoxFuture<'a, Result<(), resetline_engine::SetSecretError>> {
+                Box::pin(self.set_now(account, secret))
+            }
+        }
+    };
+}
+pub(crate) use own_methods_directory;
+
 pub mod breaker;
 pub mod channel;
 pub mod dev;

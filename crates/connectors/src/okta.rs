@@ -38,8 +38,7 @@ use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use resetline_engine::{
-    Account, AccountState, BackendError, BoxFuture, Clock, Directory, Secret, SetSecretError,
-    SystemClock,
+    Account, AccountState, BackendError, Clock, Secret, SetSecretError, SystemClock,
 };
 use resetline_flow::model::LookupBy;
 use serde_json::{Value, json};
@@ -413,31 +412,7 @@ impl OktaDirectory {
     }
 }
 
-impl Directory for OktaDirectory {
-    fn find<'a>(
-        &'a self,
-        by: LookupBy,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
-        Box::pin(self.find_now(by, value))
-    }
-
-    fn verify_pin<'a>(
-        &'a self,
-        account: &'a str,
-        pin: &'a Secret,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(self.verify_now(account, pin))
-    }
-
-    fn set_secret<'a>(
-        &'a self,
-        account: &'a str,
-        secret: &'a Secret,
-    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
-        Box::pin(self.set_now(account, secret))
-    }
-}
+crate::own_methods_directory!(OktaDirectory);
 
 #[cfg(test)]
 mod tests;

@@ -35,9 +35,7 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
-use resetline_engine::{
-    Account, AccountState, BackendError, BoxFuture, Directory, Secret, SetSecretError,
-};
+use resetline_engine::{Account, AccountState, BackendError, Secret, SetSecretError};
 use resetline_flow::model::LookupBy;
 use serde_json::{Value, json};
 
@@ -340,31 +338,7 @@ impl ScimDirectory {
     }
 }
 
-impl Directory for ScimDirectory {
-    fn find<'a>(
-        &'a self,
-        by: LookupBy,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
-        Box::pin(self.find_now(by, value))
-    }
-
-    fn verify_pin<'a>(
-        &'a self,
-        account: &'a str,
-        pin: &'a Secret,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(self.verify_now(account, pin))
-    }
-
-    fn set_secret<'a>(
-        &'a self,
-        account: &'a str,
-        secret: &'a Secret,
-    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
-        Box::pin(self.set_now(account, secret))
-    }
-}
+crate::own_methods_directory!(ScimDirectory);
 
 #[cfg(test)]
 mod tests;

@@ -1,27 +1,11 @@
 //! The demo outbox logs the masked destination and never the body. Its own test binary: the
 //! log capture installs a global subscriber, which parallel unit tests would race with.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use resetline_testkit::logs::Logs;
 
 use resetline_connectors::Outbox;
 use resetline_engine::{Messenger, OutgoingMessage, Secret};
 use resetline_flow::model::Channel;
-
-/// Captured log output.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn message(channel: Channel, to: &str) -> OutgoingMessage {
     OutgoingMessage {
@@ -35,10 +19,9 @@ fn message(channel: Channel, to: &str) -> OutgoingMessage {
 
 #[tokio::test]
 async fn the_outbox_logs_the_masked_destination_and_no_body() {
-    let captured = Captured::default();
-    let writer = captured.clone();
+    let captured = Logs::default();
     tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
+        .with_writer(captured.clone())
         .with_ansi(false)
         .init();
     let outbox = Outbox::new();
@@ -50,7 +33,7 @@ async fn the_outbox_logs_the_masked_destination_and_no_body() {
         .send(message(Channel::Email, "jane.doe@example.com"))
         .await
         .unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("demo outbox: message to ***0199"), "{logs}");
     assert!(
         logs.contains("demo outbox: message to j***@example.com"),

@@ -263,13 +263,8 @@ pub trait CallLeases: SessionStore {
             if !self.try_acquire(call_sid, token, ttl_ms).await? {
                 return Ok(None);
             }
-            match self.load(call_sid).await {
-                Ok(loaded) => Ok(Some(loaded)),
-                Err(e) => {
-                    let _ = self.release(call_sid, token).await;
-                    Err(e)
-                }
-            }
+            let loaded = self.load(call_sid).await;
+            loaded_or_released(self, call_sid, token, loaded).await
         })
     }
     /// `save`, then `release` whatever the save's outcome (the request is over either way; a
@@ -289,6 +284,24 @@ pub trait CallLeases: SessionStore {
             }
             saved
         })
+    }
+}
+
+/// The end of an `acquire_and_load` whose lease was taken: the load's answer, or, when the
+/// load failed, its error after giving the lease back (the request ends there).
+#[allow(clippy::type_complexity)] // as `acquire_and_load`
+pub async fn loaded_or_released<L: CallLeases + ?Sized>(
+    leases: &L,
+    call_sid: &str,
+    token: &str,
+    loaded: Result<Option<(Session, u64)>, StoreError>,
+) -> Result<Option<Option<(Session, u64)>>, StoreError> {
+    match loaded {
+        Ok(loaded) => Ok(Some(loaded)),
+        Err(e) => {
+            let _ = leases.release(call_sid, token).await;
+            Err(e)
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub use backend::{
     Directory, HttpActions, HttpError, HttpRequest, HttpResponse, HttpSigning, LockPolicy,
     LockState, Lockouts, Messenger, NewTicket, OutgoingMessage, Recording, RecordingAck,
     RecordingChange, Reservation, SendError, SendLimits, SentMessage, SessionStore, SetSecretError,
-    StoreError, TicketRef, Tickets,
+    StoreError, TicketRef, Tickets, loaded_or_released,
 };
 pub use clock::{Clock, FakeClock, OsRandom, Random, SystemClock};
 pub use interp::{Engine, Event, Step, finish_by, until};

@@ -7,7 +7,7 @@
 //! engine: the directory's own PIN answers and the codes the caller typed from the texts it
 //! received; every new secret the directory is asked to set must be backed by it.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! response mapping, status edges, retries by method, timeouts, secrets only in the body
 //! field the flow lists.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! cannot be recorded (issue 22, finding 9): credential changes, codes, notices and generated
 //! passwords, through the shipped flows and the engine's journal.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! was cancelled gives back the attempt it reserved, so a directory outage never pushes real
 //! users toward the growing wait or the 100-failure suspension; wrong PINs still count.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

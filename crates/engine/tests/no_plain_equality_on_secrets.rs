@@ -29,9 +29,7 @@ const SECRET_NAMES: &[&str] = &[
     "code_hash",
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 /// Every `.rs` file under `crates/*/src`, without test modules' own files.
 fn sources() -> Vec<PathBuf> {

@@ -3,7 +3,7 @@
 //! it, used codes typed again in the same or another call, wrong codes, delivery failures,
 //! send caps, tickets, agent transfer, Spanish.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Drives the shipped PIN-only flow through the interpreter with fake backends: the whole
 //! call, retries, recording pause/resume order, wrong PINs, policy refusals, time limit.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

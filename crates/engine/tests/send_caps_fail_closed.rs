@@ -2,7 +2,7 @@
 //! or hangs, no code is sent, the call takes `code.send`'s `rate_limited` edge, and the
 //! refusal is audited as `counter_store_unavailable`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

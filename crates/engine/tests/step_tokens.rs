@@ -3,7 +3,7 @@
 //! a previous process) never advances another; a retried webhook still gets its answer again
 //! with no effect (security.md check 34), and anything else stale is refused and audited.
 
-mod common;
+use crate::common;
 
 use common::{Call, Options, said};
 use resetline_engine::*;

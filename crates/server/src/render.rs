@@ -4,6 +4,8 @@
 //! a document that cannot be rendered is [`RenderFailed`], which the webhook answers with a
 //! fixed apology ([`FALLBACK`]) instead of an error page.
 
+use std::borrow::Cow;
+
 use resetline_engine::{Action, Spoken};
 use resetline_twiml::{
     Dial, Enqueue, FinishOnKey, Gather, GatherChild, Method, Pause, Play, Redirect, RenderError,
@@ -27,15 +29,17 @@ impl std::fmt::Display for RenderFailed {
 impl std::error::Error for RenderFailed {}
 
 /// `url` under `public_url` when the engine gave it relative.
-fn absolute(public_url: &str, url: &str) -> String {
+fn absolute<'a>(public_url: &str, url: &'a str) -> Cow<'a, str> {
     if url.starts_with('/') {
-        format!("{public_url}{url}")
+        Cow::Owned([public_url, url].concat())
     } else {
-        url.to_string()
+        Cow::Borrowed(url)
     }
 }
 
-fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
+/// The document borrows the actions' text; only URLs made absolute and spelled-out ticket
+/// numbers are new strings.
+fn say<'a>(text: &'a [Spoken], locale: &'a str, voice: Option<&'a str>) -> Say<'a> {
     let mut say = Say::new().language(locale);
     if let Some(v) = voice {
         say = say.voice(v);
@@ -56,7 +60,7 @@ fn say(text: &[Spoken], locale: &str, voice: Option<&str>) -> Say {
 }
 
 /// A prompt inside a Gather (Say / Play / Pause; anything else is skipped).
-fn prompt(public_url: &str, a: &Action) -> Option<GatherChild> {
+fn prompt<'a>(public_url: &str, a: &'a Action) -> Option<GatherChild<'a>> {
     match a {
         Action::Say {
             text,
@@ -69,7 +73,7 @@ fn prompt(public_url: &str, a: &Action) -> Option<GatherChild> {
     }
 }
 
-fn verb(public_url: &str, a: &Action) -> Verb {
+fn verb<'a>(public_url: &str, a: &'a Action) -> Verb<'a> {
     match a {
         Action::Say {
             text,

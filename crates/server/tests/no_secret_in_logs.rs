@@ -3,13 +3,12 @@
 //! logs, the answers, the metrics or the stored session. A directory that quotes the new PIN
 //! in its refusal or its error text leaves no digits of it there, nor in the audit records.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use resetline_testkit::logs::Logs;
+use resetline_testkit::webhook::Signed;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use http_body_util::BodyExt;
 use resetline_engine::testing::{CallLog, MemoryDirectory, MemoryUser};
 use resetline_engine::{FakeClock, Secret, SessionStore};
 use resetline_server::{AppState, Registry, app};
@@ -20,49 +19,14 @@ const PIN: &str = "73106291";
 const NEW_PIN: &str = "58204617";
 const SID: &str = "CA0123456789abcdef0123456789abcdef";
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 /// Posts a signed webhook, keeps its answer in `seen`, and returns where the answer's
 /// `<Gather>` posts next (empty without one).
 async fn post(state: &AppState, path: &str, params: &[(&str, &str)], seen: &mut String) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let sig = resetline_twiml::signature::compute(
-        b"tok",
-        &format!("https://ivr.example.com{path}"),
-        &owned,
-    );
-    let body = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-        .collect::<Vec<_>>()
-        .join("&");
-    let req = Request::post(path)
-        .header("X-Twilio-Signature", sig)
-        .body(Body::from(body))
-        .expect("req");
-    let resp = app(state.clone()).oneshot(req).await.expect("resp");
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let answer = String::from_utf8_lossy(&bytes);
+    let (_, answer) = Signed::new("tok", "https://ivr.example.com", path, params)
+        .oneshot(app(state.clone()))
+        .await;
     seen.push_str(&answer);
     resetline_engine::testing::next_action(&answer).unwrap_or_default()
 }
@@ -101,12 +65,11 @@ fn without_latencies(logs: &str) -> String {
 
 /// A whole call of the PIN flow, the directory doing `new_pin` with the new PIN.
 async fn whole_call(json: bool, new_pin: NewPin) {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
+    let buffer = Logs::default();
     // No timestamps: their digits could match a run of a marker by chance.
     let builder = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(buffer.clone())
         .without_time()
         .with_ansi(false);
     let _guard = if json {
@@ -192,8 +155,7 @@ async fn whole_call(json: bool, new_pin: NewPin) {
     };
     assert!(answers.contains(ending), "the call went on: {answers}");
 
-    let logs = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
-        .into_owned();
+    let logs = buffer.text();
     let metrics = state.metrics().render(store.len());
     // Step tokens and record ids are random: their digits may happen to match a window.
     let answers = resetline_engine::testing::mask_step_tokens(&answers);

@@ -33,9 +33,7 @@ const TRIALS: usize = 200;
 /// compared on fewer calls and its time is not (check 1 names unknown, locked, disabled).
 const NOT_ALLOWED_TRIALS: usize = 20;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 /// The kinds of ID a caller may type, and the first digit of their IDs.
 const KINDS: [(&str, char); 5] = [

@@ -2,7 +2,8 @@
 //! carrier behaviours (bad signatures, retries, 413, unknown calls, hang-ups) and hot reload.
 //! One test runs the same call against a real bound port.
 
-use std::path::{Path, PathBuf};
+use resetline_testkit::webhook::{Signed, form};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,9 +19,7 @@ const PUBLIC: &str = "https://ivr.example.com";
 const TOKEN: &str = "12345";
 const SID: &str = "CA0123456789abcdef0123456789abcdef";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use resetline_testkit::root;
 
 struct Rig {
     state: AppState,
@@ -94,33 +93,9 @@ fn rig() -> Rig {
     rig_with(&root().join("flows"))
 }
 
-fn form(params: &[(&str, &str)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// `X-Twilio-Signature` of a webhook to `path` with `params`.
 fn signature(path: &str, params: &[(&str, &str)]) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    resetline_twiml::signature::compute(TOKEN.as_bytes(), &format!("{PUBLIC}{path}"), &owned)
+    Signed::new(TOKEN, PUBLIC, path, params).signature
 }
 
 fn signed(path: &str, params: &[(&str, &str)]) -> Request<Body> {
@@ -782,30 +757,8 @@ async fn the_same_call_over_a_real_bound_port() {
     let r = rig();
     let (addr, server) = serve(&r.state).await;
     let post = |path: String, params: Vec<(&'static str, String)>| async move {
-        let owned: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let sig = resetline_twiml::signature::compute(
-            TOKEN.as_bytes(),
-            &format!("{PUBLIC}{path}"),
-            &owned,
-        );
-        let body = owned
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        response
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Signed::new(TOKEN, PUBLIC, &path, &params).post(addr).await
     };
     let mut params: Vec<(&'static str, String)> = incoming()
         .into_iter()

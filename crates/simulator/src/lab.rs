@@ -86,21 +86,24 @@ impl Drop for Lab {
     }
 }
 
-async fn serve(
-    router: axum::Router,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), LabError> {
+/// A listener on a free loopback port, and its address.
+async fn bind() -> Result<(tokio::net::TcpListener, SocketAddr), LabError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| LabError(format!("bind: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| LabError(format!("bind: {e}")))?;
-    let task = tokio::spawn(async move {
+    Ok((listener, addr))
+}
+
+/// Serves `router` on `listener` until the task is aborted.
+fn serve(listener: tokio::net::TcpListener, router: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::warn!(error = %e, "lab server stopped");
         }
-    });
-    Ok((addr, task))
+    })
 }
 
 impl Lab {
@@ -111,15 +114,11 @@ impl Lab {
     pub async fn start(cfg: &LabConfig) -> Result<Lab, LabError> {
         let clock = FakeClock::at(START_MS);
         let twilio = FakeTwilio::new(ACCOUNT, TOKEN, clock.clone());
-        let (fake_addr, fake_task) = serve(twilio.router()).await?;
+        let (fake_listener, fake_addr) = bind().await?;
+        let fake_task = serve(fake_listener, twilio.router());
         let fake_url = format!("http://{fake_addr}");
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| LabError(format!("bind: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| LabError(format!("bind: {e}")))?;
+        let (listener, addr) = bind().await?;
         let public = format!("http://{addr}");
 
         let scratch = tempfile::tempdir().map_err(|e| LabError(format!("tempdir: {e}")))?;
@@ -185,11 +184,7 @@ impl Lab {
             audit.clone(),
             cfg.prompts_dir.clone(),
         );
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app(state)).await {
-                tracing::warn!(error = %e, "lab server stopped");
-            }
-        });
+        let server = serve(listener, app(state));
         let carrier = Carrier::new(ACCOUNT, TOKEN, clock.clone())
             .map_err(|e| LabError(e.to_string()))?
             .with_twilio(twilio.clone());

@@ -1,16 +1,9 @@
 //! The flow-test example in `docs/flow-language.md` ("Flow tests") uses every field of the
 //! format, parses with unknown fields refused, and passes against the reference flow.
 
-use std::path::{Path, PathBuf};
-
 use resetline_simulator::flowtest::{TestFile, run_file};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use resetline_testkit::root;
 
 fn example() -> String {
     let doc = std::fs::read_to_string(root().join("docs/flow-language.md")).expect("doc");

@@ -4,11 +4,11 @@
 //!
 //! Golden transcripts live in `tests/golden/<path>.txt` and are reviewed like code; regenerate
 //! after an intended change with `UPDATE_GOLDEN=1 cargo test -p resetline-simulator --test
-//! reference_flow_e2e` and read the diff. The suite prints its node coverage and requires all
+//! integration reference_flow_e2e::` and read the diff. The suite prints its node coverage and requires all
 //! of the flow's nodes to be visited.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use resetline_simulator::flowtest::{CaseResult, SmsSpec, Step, TestCase, run_case};
 use resetline_simulator::{Lab, LabConfig};
@@ -16,12 +16,7 @@ use resetline_simulator::{Lab, LabConfig};
 const FLOW: &str = "password-reset";
 const CALLER: &str = "+15555550100";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use resetline_testkit::root;
 
 fn config() -> LabConfig {
     let root = root();
@@ -112,18 +107,7 @@ fn golden(name: &str, r: &CaseResult) {
         r.keypresses,
         transcript(r)
     );
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&path, &actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        expected,
-        actual,
-        "golden transcript {} differs (UPDATE_GOLDEN=1 to regenerate, then review)",
-        path.display()
-    );
+    resetline_testkit::golden::assert(&path, &actual);
 }
 
 const SMS: &[&str] = &["1", "100001#", "1", "$code", "58204617#", "58204617#"];

@@ -748,13 +748,8 @@ impl CallLeases for RedisStore {
             if !set_done("call lease", &taken)? {
                 return Ok(None);
             }
-            match value.map(|v| stored_session(&v)).transpose() {
-                Ok(loaded) => Ok(Some(loaded)),
-                Err(e) => {
-                    let _ = self.release(call_sid, token).await;
-                    Err(e)
-                }
-            }
+            let loaded = value.map(|v| stored_session(&v)).transpose();
+            resetline_engine::loaded_or_released(self, call_sid, token, loaded).await
         })
     }
 

@@ -3,6 +3,7 @@
 //! counters, lockout rule), plus what only a shared store needs (no lost increment under
 //! concurrency, leases, health while Redis is down and after it returns).
 
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,17 +12,12 @@ use resetline_engine::{
     StoreError, SystemClock,
 };
 use resetline_store_redis::testing::{RedisOptions, RedisServer};
-use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
+use resetline_store_redis::{RedisConfig, RedisStore};
 
 fn config(server: &RedisServer, prefix: &str) -> RedisConfig {
     RedisConfig {
-        endpoint: RedisEndpoint::Url(Secret::new(server.url())),
-        password: None,
-        username: None,
-        tls: false,
         key_prefix: prefix.to_string(),
-        timeout: Duration::from_millis(500),
-        ended_call_ttl: Duration::from_secs(86_400),
+        ..support::config(support::url(server), Duration::from_millis(500))
     }
 }
 

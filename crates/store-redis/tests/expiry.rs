@@ -3,23 +3,16 @@
 //! (or the lockout's reset period) has passed; only a suspension, which the policy says lasts
 //! until an operator clears it, is kept without one.
 
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use resetline_engine::{Clock, Counters, LockPolicy, Lockouts, OsRandom, Secret, SystemClock};
+use resetline_engine::{Clock, Counters, LockPolicy, Lockouts, OsRandom, SystemClock};
+use resetline_store_redis::RedisStore;
 use resetline_store_redis::testing::RedisServer;
-use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
 
 fn store(server: &RedisServer) -> RedisStore {
-    let config = RedisConfig {
-        endpoint: RedisEndpoint::Url(Secret::new(server.url())),
-        password: None,
-        username: None,
-        tls: false,
-        key_prefix: "t:".into(),
-        timeout: Duration::from_secs(5),
-        ended_call_ttl: Duration::from_secs(86_400),
-    };
+    let config = support::config(support::url(server), Duration::from_secs(5));
     RedisStore::connect(&config, Arc::new(SystemClock), &OsRandom).expect("store")
 }
 

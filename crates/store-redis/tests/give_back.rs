@@ -2,25 +2,18 @@
 //! not complete removes exactly its own failure, atomically across replicas, while wrong PINs
 //! counted in parallel stay counted and no parallel call gets a free guess.
 
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
 use resetline_engine::{
-    Clock, LockPolicy, LockState, Lockouts, OsRandom, Reservation, Secret, SystemClock,
+    Clock, LockPolicy, LockState, Lockouts, OsRandom, Reservation, SystemClock,
 };
+use resetline_store_redis::RedisStore;
 use resetline_store_redis::testing::RedisServer;
-use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
 
 fn store(server: &RedisServer) -> RedisStore {
-    let config = RedisConfig {
-        endpoint: RedisEndpoint::Url(Secret::new(server.url())),
-        password: None,
-        username: None,
-        tls: false,
-        key_prefix: "t:".into(),
-        timeout: Duration::from_secs(2),
-        ended_call_ttl: Duration::from_secs(86_400),
-    };
+    let config = support::config(support::url(server), Duration::from_secs(2));
     RedisStore::connect(&config, Arc::new(SystemClock), &OsRandom).expect("store")
 }
 

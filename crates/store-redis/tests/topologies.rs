@@ -3,6 +3,7 @@
 //! call's sessions, lease, counters and lockouts work the same as on one server, a call's keys
 //! share one slot, and a call survives a failover in its middle.
 
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,18 +11,10 @@ use resetline_engine::{
     CallLeases, Counters, LockPolicy, Lockouts, OsRandom, Session, SessionStore, SystemClock,
 };
 use resetline_store_redis::testing::{RedisCluster, RedisSentinel, SENTINEL_SERVICE, cli};
-use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
+use resetline_store_redis::{RedisEndpoint, RedisStore};
 
 fn store(endpoint: RedisEndpoint) -> RedisStore {
-    let config = RedisConfig {
-        endpoint,
-        password: None,
-        username: None,
-        tls: false,
-        key_prefix: "t:".into(),
-        timeout: Duration::from_secs(2),
-        ended_call_ttl: Duration::from_secs(86_400),
-    };
+    let config = support::config(endpoint, Duration::from_secs(2));
     RedisStore::connect(&config, Arc::new(SystemClock), &OsRandom).expect("store")
 }
 

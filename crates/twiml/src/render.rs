@@ -118,9 +118,12 @@ fn invalid(element: &'static str, field: &'static str, reason: &'static str) -> 
 /// [`RenderError::TooLarge`] when the result exceeds [`MAX_DOCUMENT_BYTES`].
 pub fn render(response: &Response) -> Result<String, RenderError> {
     check(response)?;
-    let mut w = Writer::new(Vec::with_capacity(1024));
-    write_response(&mut w, response).map_err(|_| RenderError::Unwritable)?;
-    let doc = w.into_inner();
+    let mut xml = Xml {
+        writer: Writer::new(Vec::with_capacity(1024)),
+        tag: String::with_capacity(256),
+    };
+    write_response(&mut xml, response).map_err(|_| RenderError::Unwritable)?;
+    let doc = xml.writer.into_inner();
     if doc.len() > MAX_DOCUMENT_BYTES {
         return Err(RenderError::TooLarge {
             bytes: doc.len(),
@@ -319,9 +322,11 @@ fn check_dial(dial: &Dial) -> Check {
 /// needs care (the usual case).
 fn escape(value: &str, attr: bool) -> Cow<'_, str> {
     let plain = |b: u8| {
-        (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>') && !(attr && b == b'"')
+        (0x20..0x7f).contains(&b) & !matches!(b, b'&' | b'<' | b'>') & !(attr & (b == b'"'))
     };
-    if value.bytes().all(plain) {
+    // `fold` rather than `all`: without the early exit the compiler checks many bytes at a
+    // time, and values are short.
+    if value.bytes().fold(true, |ok, b| ok & plain(b)) {
         return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len() + 16);
@@ -347,78 +352,78 @@ fn escape(value: &str, attr: bool) -> Cow<'_, str> {
 // ---------------------------------------------------------------------------
 // Writing (of a checked document)
 
-type Xml = Writer<Vec<u8>>;
-
-/// A start tag being built: the element's name, then its attributes, which each element adds
-/// in name order. Built here rather than with quick-xml's `push_attribute` because the values
-/// come escaped by [`escape`] and an empty element needs the space before `/>`.
-struct Tag {
-    name: &'static str,
-    /// The name and the attributes written so far.
-    content: String,
+/// The document being written, and the start tag being built (one buffer, reused for every
+/// element, so writing allocates nothing per element).
+struct Xml {
+    writer: Writer<Vec<u8>>,
+    tag: String,
 }
 
-impl Tag {
-    fn new(name: &'static str) -> Self {
-        let mut content = String::with_capacity(128);
-        content.push_str(name);
-        Tag { name, content }
+/// A start tag being built in [`Xml::tag`]: the element's name, then its attributes, which
+/// each element adds in name order. Built here rather than with quick-xml's `push_attribute`
+/// because the values come escaped by [`escape`] and an empty element needs the space before
+/// `/>`.
+struct Tag<'w> {
+    xml: &'w mut Xml,
+    name: &'static str,
+}
+
+impl<'w> Tag<'w> {
+    fn new(xml: &'w mut Xml, name: &'static str) -> Self {
+        xml.tag.clear();
+        xml.tag.push_str(name);
+        Tag { xml, name }
     }
 
     /// ` name="value"` (escaped) when there is a value.
-    fn attr(mut self, name: &'static str, value: Option<&str>) -> Self {
+    fn attr(self, name: &'static str, value: Option<&str>) -> Self {
         if let Some(v) = value {
-            self.content.push(' ');
-            self.content.push_str(name);
-            self.content.push_str("=\"");
-            self.content.push_str(&escape(v, true));
-            self.content.push('"');
+            let tag = &mut self.xml.tag;
+            tag.push(' ');
+            tag.push_str(name);
+            tag.push_str("=\"");
+            tag.push_str(&escape(v, true));
+            tag.push('"');
         }
         self
     }
 
     /// A number attribute.
-    fn num(mut self, name: &'static str, value: Option<u32>) -> Self {
-        if let Some(n) = value {
-            let _ = write!(self.content, " {name}=\"{n}\"");
-        }
-        self
+    fn num(self, name: &'static str, value: Option<u32>) -> Self {
+        let mut digits = itoa::Buffer::new();
+        self.attr(name, value.map(|n| digits.format(n)))
     }
 
     /// `<name attrs>`, the element's content and `</name>` to follow.
-    fn open(self, w: &mut Xml) -> io::Result<()> {
-        let name_len = self.name.len();
-        w.write_event(Event::Start(BytesStart::from_content(
-            self.content,
-            name_len,
-        )))
+    fn open(self) -> io::Result<()> {
+        let start = BytesStart::from_content(self.xml.tag.as_str(), self.name.len());
+        self.xml.writer.write_event(Event::Start(start))
     }
 
     /// `<name attrs />`, childless and textless.
-    fn empty(mut self, w: &mut Xml) -> io::Result<()> {
-        self.content.push(' ');
-        let name_len = self.name.len();
-        w.write_event(Event::Empty(BytesStart::from_content(
-            self.content,
-            name_len,
-        )))
+    fn empty(self) -> io::Result<()> {
+        self.xml.tag.push(' ');
+        let start = BytesStart::from_content(self.xml.tag.as_str(), self.name.len());
+        self.xml.writer.write_event(Event::Empty(start))
     }
 
     /// `<name attrs>text</name>`.
-    fn with_text(self, w: &mut Xml, text: &str) -> io::Result<()> {
+    fn with_text(self, text: &str) -> io::Result<()> {
         let name = self.name;
-        self.open(w)?;
-        write_text(w, text)?;
-        close(w, name)
+        let xml = &mut *self.xml;
+        Tag { xml, name }.open()?;
+        write_text(xml, text)?;
+        close(xml, name)
     }
 }
 
-fn write_text(w: &mut Xml, text: &str) -> io::Result<()> {
-    w.write_event(Event::Text(BytesText::from_escaped(escape(text, false))))
+fn write_text(xml: &mut Xml, text: &str) -> io::Result<()> {
+    let text = BytesText::from_escaped(escape(text, false));
+    xml.writer.write_event(Event::Text(text))
 }
 
-fn close(w: &mut Xml, name: &'static str) -> io::Result<()> {
-    w.write_event(Event::End(BytesEnd::new(name)))
+fn close(xml: &mut Xml, name: &'static str) -> io::Result<()> {
+    xml.writer.write_event(Event::End(BytesEnd::new(name)))
 }
 
 fn method(m: Option<Method>) -> Option<&'static str> {
@@ -426,38 +431,39 @@ fn method(m: Option<Method>) -> Option<&'static str> {
 }
 
 fn write_response(w: &mut Xml, response: &Response) -> io::Result<()> {
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    let decl = BytesDecl::new("1.0", Some("UTF-8"), None);
+    w.writer.write_event(Event::Decl(decl))?;
     if response.verbs.is_empty() {
-        return Tag::new("Response").empty(w);
+        return Tag::new(w, "Response").empty();
     }
-    Tag::new("Response").open(w)?;
+    Tag::new(w, "Response").open()?;
     for verb in &response.verbs {
         match verb {
             Verb::Say(v) => write_say(w, v)?,
             Verb::Play(v) => write_play(w, v)?,
-            Verb::Pause(v) => Tag::new("Pause").num("length", v.length).empty(w)?,
+            Verb::Pause(v) => Tag::new(w, "Pause").num("length", v.length).empty()?,
             Verb::Gather(v) => write_gather(w, v)?,
             Verb::Redirect(v) => write_redirect(w, v)?,
             Verb::Enqueue(v) => write_enqueue(w, v)?,
             Verb::Dial(v) => write_dial(w, v)?,
-            Verb::Hangup => Tag::new("Hangup").empty(w)?,
+            Verb::Hangup => Tag::new(w, "Hangup").empty()?,
         }
     }
     close(w, "Response")
 }
 
 fn write_say(w: &mut Xml, say: &Say) -> io::Result<()> {
-    Tag::new("Say")
+    Tag::new(w, "Say")
         .attr("language", say.language.as_deref())
         .num("loop", say.loop_count)
         .attr("voice", say.voice.as_deref())
-        .open(w)?;
+        .open()?;
     for segment in &say.segments {
         match segment {
             SaySegment::Text(t) => write_text(w, t)?,
-            SaySegment::Digits(d) => Tag::new("say-as")
+            SaySegment::Digits(d) => Tag::new(w, "say-as")
                 .attr("interpret-as", Some("digits"))
-                .with_text(w, d)?,
+                .with_text(d)?,
             SaySegment::Break(d) => {
                 // At most 10 s (checked): no overflow.
                 let ms = d.as_secs() * 1000 + u64::from(d.subsec_millis());
@@ -466,7 +472,7 @@ fn write_say(w: &mut Xml, say: &Say) -> io::Result<()> {
                 } else {
                     format!("{ms}ms")
                 };
-                Tag::new("break").attr("time", Some(&time)).empty(w)?;
+                Tag::new(w, "break").attr("time", Some(&time)).empty()?;
             }
         }
     }
@@ -474,12 +480,12 @@ fn write_say(w: &mut Xml, say: &Say) -> io::Result<()> {
 }
 
 fn write_play(w: &mut Xml, play: &Play) -> io::Result<()> {
-    let tag = Tag::new("Play")
+    let tag = Tag::new(w, "Play")
         .attr("digits", play.digits.as_deref())
         .num("loop", play.loop_count);
     match &play.url {
-        Some(url) => tag.with_text(w, url),
-        None => tag.empty(w),
+        Some(url) => tag.with_text(url),
+        None => tag.empty(),
     }
 }
 
@@ -489,7 +495,7 @@ fn write_gather(w: &mut Xml, gather: &Gather) -> io::Result<()> {
         FinishOnKey::Key(k) => &*k.encode_utf8(&mut key),
         FinishOnKey::Disabled => "",
     });
-    let tag = Tag::new("Gather")
+    let tag = Tag::new(w, "Gather")
         .attr("action", gather.action.as_deref())
         .attr(
             "actionOnEmptyResult",
@@ -503,49 +509,49 @@ fn write_gather(w: &mut Xml, gather: &Gather) -> io::Result<()> {
         .num("numDigits", gather.num_digits)
         .num("timeout", gather.timeout);
     if gather.children.is_empty() {
-        return tag.empty(w);
+        return tag.empty();
     }
-    tag.open(w)?;
+    tag.open()?;
     for child in &gather.children {
         match child {
             GatherChild::Say(s) => write_say(w, s)?,
             GatherChild::Play(p) => write_play(w, p)?,
-            GatherChild::Pause(p) => Tag::new("Pause").num("length", p.length).empty(w)?,
+            GatherChild::Pause(p) => Tag::new(w, "Pause").num("length", p.length).empty()?,
         }
     }
     close(w, "Gather")
 }
 
 fn write_redirect(w: &mut Xml, redirect: &Redirect) -> io::Result<()> {
-    Tag::new("Redirect")
+    Tag::new(w, "Redirect")
         .attr("method", method(redirect.method))
-        .with_text(w, &redirect.url)
+        .with_text(&redirect.url)
 }
 
 fn write_enqueue(w: &mut Xml, enqueue: &Enqueue) -> io::Result<()> {
-    Tag::new("Enqueue")
+    Tag::new(w, "Enqueue")
         .attr("action", enqueue.action.as_deref())
         .attr("method", method(enqueue.method))
         .attr("waitUrl", enqueue.wait_url.as_deref())
         .attr("waitUrlMethod", method(enqueue.wait_url_method))
-        .with_text(w, &enqueue.queue)
+        .with_text(&enqueue.queue)
 }
 
 fn write_dial(w: &mut Xml, dial: &Dial) -> io::Result<()> {
-    Tag::new("Dial")
+    Tag::new(w, "Dial")
         .attr("action", dial.action.as_deref())
         .attr("callerId", dial.caller_id.as_deref())
         .attr("method", method(dial.method))
         .num("timeout", dial.timeout)
-        .open(w)?;
+        .open()?;
     for noun in &dial.nouns {
         match noun {
-            DialNoun::Number(n) => Tag::new("Number")
+            DialNoun::Number(n) => Tag::new(w, "Number")
                 .attr("sendDigits", n.send_digits.as_deref())
-                .with_text(w, &n.number)?,
-            DialNoun::Queue(q) => Tag::new("Queue")
+                .with_text(&n.number)?,
+            DialNoun::Queue(q) => Tag::new(w, "Queue")
                 .attr("url", q.url.as_deref())
-                .with_text(w, &q.name)?,
+                .with_text(&q.name)?,
         }
     }
     close(w, "Dial")
@@ -566,11 +572,11 @@ mod tests {
         s.chars().filter(|&c| is_xml_char(c)).collect()
     }
 
-    fn doc(verb: impl Into<Verb>) -> Result<String, RenderError> {
+    fn doc<'a>(verb: impl Into<Verb<'a>>) -> Result<String, RenderError> {
         Response::new().verb(verb).render()
     }
 
-    fn err(verb: impl Into<Verb>) -> (&'static str, &'static str) {
+    fn err<'a>(verb: impl Into<Verb<'a>>) -> (&'static str, &'static str) {
         match doc(verb) {
             Err(RenderError::InvalidValue { element, field, .. }) => (element, field),
             other => panic!("expected InvalidValue, got {other:?}"),
@@ -763,7 +769,7 @@ mod tests {
         );
         assert_eq!(
             err(Enqueue {
-                wait_url: Some(String::new()),
+                wait_url: Some("".into()),
                 ..Enqueue::new("q")
             }),
             ("Enqueue", "waitUrl")
@@ -776,7 +782,7 @@ mod tests {
         assert_eq!(err(Dial::number("")), ("Number", "number"));
         assert_eq!(
             err(Dial {
-                caller_id: Some(String::new()),
+                caller_id: Some("".into()),
                 ..Dial::number("+1555")
             }),
             ("Dial", "callerId")
@@ -799,7 +805,7 @@ mod tests {
                 nouns: vec![
                     Queue {
                         name: "q".into(),
-                        url: Some(String::new()),
+                        url: Some("".into()),
                     }
                     .into()
                 ],
@@ -848,7 +854,7 @@ mod tests {
     const EVERY_VERB: &str = r##"<?xml version="1.0" encoding="UTF-8"?><Response><Say language="en-US" loop="2" voice="Polly.Joanna">Code <say-as interpret-as="digits">12</say-as><break time="1500ms" />&amp;&lt;&gt;"&#233;</Say><Play loop="0">https://x/a.mp3?a=1&amp;b=2</Play><Play digits="ww1#" /><Pause length="12" /><Pause /><Gather action="/g?x=1&amp;y=&quot;2&quot;" actionOnEmptyResult="true" finishOnKey="#" input="dtmf speech" method="GET" numDigits="4294967295" timeout="0"><Say>hi</Say><Play>/b.wav</Play><Pause length="1" /></Gather><Gather finishOnKey="" /><Redirect method="POST">/next</Redirect><Enqueue action="/q" method="POST" waitUrl="/wait" waitUrlMethod="GET">support</Enqueue><Dial action="/d" callerId="+15550001111" method="POST" timeout="20"><Number sendDigits="ww12">+15550002222</Number><Queue url="/q">support</Queue></Dial><Hangup /></Response>"##;
 
     /// A document with every verb and attribute, as a model.
-    fn every_verb() -> Response {
+    fn every_verb() -> Response<'static> {
         Response::new()
             .verb(
                 Say::from_text("Code ")
@@ -921,7 +927,7 @@ mod tests {
 
     #[test]
     fn the_first_problem_in_document_order_is_the_one_reported() {
-        fn first_error(response: Response) -> RenderError {
+        fn first_error(response: Response<'_>) -> RenderError {
             match response.render() {
                 Err(e) => e,
                 Ok(doc) => panic!("expected an error, got {doc}"),
@@ -955,14 +961,14 @@ mod tests {
         // Likewise a Dial without nouns.
         assert_eq!(
             first_error(Response::new().verb(Dial {
-                caller_id: Some(String::new()),
+                caller_id: Some("".into()),
                 ..Dial::default()
             })),
             invalid("Dial", "nouns", "needs at least one Number or Queue")
         );
         assert_eq!(
             first_error(Response::new().verb(Dial {
-                caller_id: Some(String::new()),
+                caller_id: Some("".into()),
                 ..Dial::number("")
             })),
             invalid("Dial", "callerId", "must not be empty")

@@ -6,7 +6,8 @@
 //! methods; the only way to turn a [`Response`] into bytes is
 //! [`Response::render`], which checks every value first (see
 //! [`crate::render`]). It is the one TwiML API: the server builds a
-//! `Response` from the engine's actions.
+//! `Response` from the engine's actions. Values are `Cow<'a, str>`: a document can borrow
+//! them from whatever it describes, so building one copies no text.
 //!
 //! Structural rules that the type system can carry are carried by it: a
 //! [`Gather`] can only hold [`GatherChild`] (Say / Play / Pause), a [`Dial`]
@@ -15,6 +16,7 @@
 //! allowed key characters, non-empty URLs) are checked at render time and
 //! reported as [`crate::RenderError::InvalidValue`].
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::render::{self, RenderError};
@@ -40,12 +42,12 @@ impl Method {
 
 /// A complete TwiML document: `<Response>` and its verbs, run top to bottom.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Response {
+pub struct Response<'a> {
     /// The verbs in execution order.
-    pub verbs: Vec<Verb>,
+    pub verbs: Vec<Verb<'a>>,
 }
 
-impl Response {
+impl<'a> Response<'a> {
     /// An empty `<Response />` (Twilio hangs up when the document ends).
     pub fn new() -> Self {
         Self::default()
@@ -53,13 +55,13 @@ impl Response {
 
     /// Builder form of [`Response::push`].
     #[must_use]
-    pub fn verb(mut self, verb: impl Into<Verb>) -> Self {
+    pub fn verb(mut self, verb: impl Into<Verb<'a>>) -> Self {
         self.verbs.push(verb.into());
         self
     }
 
     /// Appends a verb.
-    pub fn push(&mut self, verb: impl Into<Verb>) {
+    pub fn push(&mut self, verb: impl Into<Verb<'a>>) {
         self.verbs.push(verb.into());
     }
 
@@ -76,35 +78,35 @@ impl Response {
 
 /// One top-level TwiML verb.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verb {
+pub enum Verb<'a> {
     /// `<Say>`: text to speech.
-    Say(Say),
+    Say(Say<'a>),
     /// `<Play>`: an audio file and/or DTMF tones.
-    Play(Play),
+    Play(Play<'a>),
     /// `<Pause>`: silence.
     Pause(Pause),
     /// `<Gather>`: collect DTMF (or speech) input.
-    Gather(Gather),
+    Gather(Gather<'a>),
     /// `<Redirect>`: continue with the TwiML at another URL.
-    Redirect(Redirect),
+    Redirect(Redirect<'a>),
     /// `<Enqueue>`: put the caller into a queue.
-    Enqueue(Enqueue),
+    Enqueue(Enqueue<'a>),
     /// `<Dial>`: connect the caller to a number or queue.
-    Dial(Dial),
+    Dial(Dial<'a>),
     /// `<Hangup />`: end the call.
     Hangup,
 }
 
 /// One piece of `<Say>` content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SaySegment {
+pub enum SaySegment<'a> {
     /// Plain text, spoken as written. Escaped on output; characters XML 1.0
     /// forbids are stripped (see [`crate::render`]).
-    Text(String),
+    Text(Cow<'a, str>),
     /// ASCII digits spoken one by one, rendered as
     /// `<say-as interpret-as="digits">…</say-as>`. Must be non-empty and
     /// contain only `0-9`.
-    Digits(String),
+    Digits(Cow<'a, str>),
     /// Silence, rendered as `<break time="…" />`. At most 10 seconds (the SSML
     /// engine's limit); sub-millisecond precision is dropped.
     Break(Duration),
@@ -112,38 +114,38 @@ pub enum SaySegment {
 
 /// `<Say>`: speak text, with optional SSML digits and breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Say {
+pub struct Say<'a> {
     /// Content in speaking order. At least one segment must have content.
-    pub segments: Vec<SaySegment>,
+    pub segments: Vec<SaySegment<'a>>,
     /// `voice` (`man`, `woman`, `alice`, `Polly.*`, `Google.*`).
-    pub voice: Option<String>,
+    pub voice: Option<Cow<'a, str>>,
     /// `language` (e.g. `en-US`).
-    pub language: Option<String>,
+    pub language: Option<Cow<'a, str>>,
     /// `loop`: repetitions; 0 repeats until hang-up.
     pub loop_count: Option<u32>,
 }
 
-impl Say {
+impl<'a> Say<'a> {
     /// A `<Say>` with no content yet (rendering it as-is is an error).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// A `<Say>` holding one text segment.
-    pub fn from_text(text: impl Into<String>) -> Self {
+    pub fn from_text(text: impl Into<Cow<'a, str>>) -> Self {
         Self::new().text(text)
     }
 
     /// Appends a [`SaySegment::Text`].
     #[must_use]
-    pub fn text(mut self, text: impl Into<String>) -> Self {
+    pub fn text(mut self, text: impl Into<Cow<'a, str>>) -> Self {
         self.segments.push(SaySegment::Text(text.into()));
         self
     }
 
     /// Appends a [`SaySegment::Digits`].
     #[must_use]
-    pub fn digits(mut self, digits: impl Into<String>) -> Self {
+    pub fn digits(mut self, digits: impl Into<Cow<'a, str>>) -> Self {
         self.segments.push(SaySegment::Digits(digits.into()));
         self
     }
@@ -157,14 +159,14 @@ impl Say {
 
     /// Sets `voice`.
     #[must_use]
-    pub fn voice(mut self, voice: impl Into<String>) -> Self {
+    pub fn voice(mut self, voice: impl Into<Cow<'a, str>>) -> Self {
         self.voice = Some(voice.into());
         self
     }
 
     /// Sets `language`.
     #[must_use]
-    pub fn language(mut self, language: impl Into<String>) -> Self {
+    pub fn language(mut self, language: impl Into<Cow<'a, str>>) -> Self {
         self.language = Some(language.into());
         self
     }
@@ -179,19 +181,19 @@ impl Say {
 
 /// `<Play>`: play an audio URL, DTMF digits, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Play {
+pub struct Play<'a> {
     /// The media URL (element body). `None` renders a self-closed element,
     /// which then needs `digits`.
-    pub url: Option<String>,
+    pub url: Option<Cow<'a, str>>,
     /// `loop`: repetitions; 0 repeats until hang-up (or 1000 times).
     pub loop_count: Option<u32>,
     /// `digits`: DTMF to send, from `0-9 * # w` (`w` = half-second wait).
-    pub digits: Option<String>,
+    pub digits: Option<Cow<'a, str>>,
 }
 
-impl Play {
+impl<'a> Play<'a> {
     /// Plays the audio at `url`.
-    pub fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: impl Into<Cow<'a, str>>) -> Self {
         Self {
             url: Some(url.into()),
             ..Self::default()
@@ -199,7 +201,7 @@ impl Play {
     }
 
     /// Sends DTMF `digits` with no audio.
-    pub fn tones(digits: impl Into<String>) -> Self {
+    pub fn tones(digits: impl Into<Cow<'a, str>>) -> Self {
         Self {
             digits: Some(digits.into()),
             ..Self::default()
@@ -263,24 +265,24 @@ pub enum FinishOnKey {
 
 /// The only verbs Twilio allows inside `<Gather>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatherChild {
+pub enum GatherChild<'a> {
     /// Nested `<Say>`.
-    Say(Say),
+    Say(Say<'a>),
     /// Nested `<Play>`.
-    Play(Play),
+    Play(Play<'a>),
     /// Nested `<Pause>`.
     Pause(Pause),
 }
 
 /// `<Gather>`: collect input while playing its children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Gather {
+pub struct Gather<'a> {
     /// Prompts played while waiting for input.
-    pub children: Vec<GatherChild>,
+    pub children: Vec<GatherChild<'a>>,
     /// `input`.
     pub input: Option<GatherInput>,
     /// `action`: URL requested with the input (default: the current document).
-    pub action: Option<String>,
+    pub action: Option<Cow<'a, str>>,
     /// `method` for `action`.
     pub method: Option<Method>,
     /// `numDigits`: stop after this many digits; must be at least 1.
@@ -293,7 +295,7 @@ pub struct Gather {
     pub action_on_empty_result: Option<bool>,
 }
 
-impl Gather {
+impl<'a> Gather<'a> {
     /// A `<Gather>` with no attributes and no children.
     pub fn new() -> Self {
         Self::default()
@@ -301,7 +303,7 @@ impl Gather {
 
     /// Appends a child prompt.
     #[must_use]
-    pub fn child(mut self, child: impl Into<GatherChild>) -> Self {
+    pub fn child(mut self, child: impl Into<GatherChild<'a>>) -> Self {
         self.children.push(child.into());
         self
     }
@@ -315,7 +317,7 @@ impl Gather {
 
     /// Sets `action` and `method`.
     #[must_use]
-    pub fn action(mut self, url: impl Into<String>, method: Method) -> Self {
+    pub fn action(mut self, url: impl Into<Cow<'a, str>>, method: Method) -> Self {
         self.action = Some(url.into());
         self.method = Some(method);
         self
@@ -352,16 +354,16 @@ impl Gather {
 
 /// `<Redirect>`: fetch and run the TwiML at `url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Redirect {
+pub struct Redirect<'a> {
     /// Absolute or relative URL (element body); must be non-empty.
-    pub url: String,
+    pub url: Cow<'a, str>,
     /// `method`.
     pub method: Option<Method>,
 }
 
-impl Redirect {
+impl<'a> Redirect<'a> {
     /// A redirect to `url` with Twilio's default method.
-    pub fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: impl Into<Cow<'a, str>>) -> Self {
         Self {
             url: url.into(),
             method: None,
@@ -378,22 +380,22 @@ impl Redirect {
 
 /// `<Enqueue>`: place the caller in a named queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enqueue {
+pub struct Enqueue<'a> {
     /// Queue name (element body): 1 to [`crate::MAX_QUEUE_NAME_CHARS`] characters.
-    pub queue: String,
+    pub queue: Cow<'a, str>,
     /// `action`: URL requested when the caller leaves the queue.
-    pub action: Option<String>,
+    pub action: Option<Cow<'a, str>>,
     /// `method` for `action`.
     pub method: Option<Method>,
     /// `waitUrl`: TwiML played while waiting.
-    pub wait_url: Option<String>,
+    pub wait_url: Option<Cow<'a, str>>,
     /// `waitUrlMethod`.
     pub wait_url_method: Option<Method>,
 }
 
-impl Enqueue {
+impl<'a> Enqueue<'a> {
     /// Enqueue into `queue` with default attributes.
-    pub fn new(queue: impl Into<String>) -> Self {
+    pub fn new(queue: impl Into<Cow<'a, str>>) -> Self {
         Self {
             queue: queue.into(),
             action: None,
@@ -406,49 +408,49 @@ impl Enqueue {
 
 /// `<Number>` inside `<Dial>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Number {
+pub struct Number<'a> {
     /// The number to call (element body), e.g. E.164; must be non-empty.
-    pub number: String,
+    pub number: Cow<'a, str>,
     /// `sendDigits`: DTMF sent after answer, from `0-9 * # w`.
-    pub send_digits: Option<String>,
+    pub send_digits: Option<Cow<'a, str>>,
 }
 
 /// `<Queue>` inside `<Dial>`: take the next caller from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Queue {
+pub struct Queue<'a> {
     /// Queue name (element body): 1 to [`crate::MAX_QUEUE_NAME_CHARS`] characters.
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// `url`: TwiML played to the dequeued caller before bridging.
-    pub url: Option<String>,
+    pub url: Option<Cow<'a, str>>,
 }
 
 /// What a `<Dial>` connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialNoun {
+pub enum DialNoun<'a> {
     /// `<Number>`.
-    Number(Number),
+    Number(Number<'a>),
     /// `<Queue>`.
-    Queue(Queue),
+    Queue(Queue<'a>),
 }
 
 /// `<Dial>`: connect the caller to another party.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Dial {
+pub struct Dial<'a> {
     /// At least one noun.
-    pub nouns: Vec<DialNoun>,
+    pub nouns: Vec<DialNoun<'a>>,
     /// `action`: URL requested when the dialled leg ends.
-    pub action: Option<String>,
+    pub action: Option<Cow<'a, str>>,
     /// `method` for `action`.
     pub method: Option<Method>,
     /// `timeout`: seconds to ring.
     pub timeout: Option<u32>,
     /// `callerId` shown to the called party.
-    pub caller_id: Option<String>,
+    pub caller_id: Option<Cow<'a, str>>,
 }
 
-impl Dial {
+impl<'a> Dial<'a> {
     /// A `<Dial>` of one number.
-    pub fn number(number: impl Into<String>) -> Self {
+    pub fn number(number: impl Into<Cow<'a, str>>) -> Self {
         Self {
             nouns: vec![DialNoun::Number(Number {
                 number: number.into(),
@@ -459,7 +461,7 @@ impl Dial {
     }
 
     /// A `<Dial>` of one queue.
-    pub fn queue(name: impl Into<String>) -> Self {
+    pub fn queue(name: impl Into<Cow<'a, str>>) -> Self {
         Self {
             nouns: vec![DialNoun::Queue(Queue {
                 name: name.into(),
@@ -476,40 +478,53 @@ pub struct Hangup;
 
 macro_rules! into_verb {
     ($($ty:ident),*) => {$(
-        impl From<$ty> for Verb {
-            fn from(v: $ty) -> Self {
+        impl<'a> From<$ty<'a>> for Verb<'a> {
+            fn from(v: $ty<'a>) -> Self {
                 Verb::$ty(v)
             }
         }
     )*};
 }
-into_verb!(Say, Play, Pause, Gather, Redirect, Enqueue, Dial);
+into_verb!(Say, Play, Gather, Redirect, Enqueue, Dial);
 
-impl From<Hangup> for Verb {
+impl From<Pause> for Verb<'_> {
+    fn from(v: Pause) -> Self {
+        Verb::Pause(v)
+    }
+}
+
+impl From<Hangup> for Verb<'_> {
     fn from(_: Hangup) -> Self {
         Verb::Hangup
     }
 }
 
-macro_rules! into_gather_child {
-    ($($ty:ident),*) => {$(
-        impl From<$ty> for GatherChild {
-            fn from(v: $ty) -> Self {
-                GatherChild::$ty(v)
-            }
-        }
-    )*};
+impl<'a> From<Say<'a>> for GatherChild<'a> {
+    fn from(v: Say<'a>) -> Self {
+        GatherChild::Say(v)
+    }
 }
-into_gather_child!(Say, Play, Pause);
 
-impl From<Number> for DialNoun {
-    fn from(n: Number) -> Self {
+impl<'a> From<Play<'a>> for GatherChild<'a> {
+    fn from(v: Play<'a>) -> Self {
+        GatherChild::Play(v)
+    }
+}
+
+impl From<Pause> for GatherChild<'_> {
+    fn from(v: Pause) -> Self {
+        GatherChild::Pause(v)
+    }
+}
+
+impl<'a> From<Number<'a>> for DialNoun<'a> {
+    fn from(n: Number<'a>) -> Self {
         DialNoun::Number(n)
     }
 }
 
-impl From<Queue> for DialNoun {
-    fn from(q: Queue) -> Self {
+impl<'a> From<Queue<'a>> for DialNoun<'a> {
+    fn from(q: Queue<'a>) -> Self {
         DialNoun::Queue(q)
     }
 }

@@ -72,7 +72,7 @@ fn json(r: &StoredRecord) -> String {
 }
 
 pub(crate) fn query(f: &AuditFilter, last: Option<usize>) -> anyhow::Result<ExitCode> {
-    let chain = ChainId::new(&f.chain).map_err(|e| anyhow!("--chain: {e}"))?;
+    let chain = ChainId::new(&f.trail.chain).map_err(|e| anyhow!("--chain: {e}"))?;
     let filter = Filter {
         account: f.account.clone(),
         call: f.call.clone(),
@@ -91,7 +91,7 @@ pub(crate) fn query(f: &AuditFilter, last: Option<usize>) -> anyhow::Result<Exit
             .transpose()
             .map_err(|e| anyhow!("--event: {e}"))?,
     };
-    let records = match (&f.postgres_url_env, &f.dir) {
+    let records = match (&f.trail.postgres_url_env, &f.trail.dir) {
         (Some(var), _) => {
             let (runtime, config) = postgres(var)?;
             let all = runtime.block_on(async {
@@ -155,7 +155,7 @@ pub(crate) fn timeline(dir: &Path, call: &str, chain: &str) -> anyhow::Result<Ex
 
 /// The chain id and key of `trail`.
 fn chain_and_key(trail: &AuditTrail) -> anyhow::Result<(ChainId, resetline_audit::AuditKey)> {
-    let chain = ChainId::new(&trail.chain).map_err(|e| anyhow!("--chain: {e}"))?;
+    let chain = ChainId::new(&trail.source.chain).map_err(|e| anyhow!("--chain: {e}"))?;
     let key = resetline_audit::AuditKey::new(trail.key.as_bytes())
         .map_err(|e| anyhow!("audit key: {e}"))?;
     Ok((chain, key))
@@ -211,7 +211,7 @@ fn show(report: &resetline_audit::Report) -> anyhow::Result<ExitCode> {
 /// `audit verify`: 0 intact, 1 tampered or damaged, an error (2) when it could not run.
 pub(crate) fn verify(trail: &AuditTrail) -> anyhow::Result<ExitCode> {
     let (chain, key) = chain_and_key(trail)?;
-    if let Some(var) = &trail.postgres_url_env {
+    if let Some(var) = &trail.source.postgres_url_env {
         let (runtime, config) = postgres(var)?;
         return runtime.block_on(async {
             let client = resetline_audit_postgres::connect(&config.db)
@@ -227,10 +227,7 @@ pub(crate) fn verify(trail: &AuditTrail) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let dir = trail
-        .dir
-        .as_deref()
-        .ok_or_else(|| anyhow!("give the audit directory or --postgres-url-env"))?;
+    let dir = trail.source.directory()?;
     match resetline_audit::verify(dir, &chain, &key) {
         Ok(report) => show(&report),
         Err(
@@ -250,7 +247,7 @@ pub(crate) fn purge(trail: &AuditTrail, days: u32) -> anyhow::Result<ExitCode> {
     let (chain, key) = chain_and_key(trail)?;
     let now = OffsetDateTime::now_utc();
     let cutoff = now - resetline_audit::time::Duration::days(i64::from(days));
-    let (removed, first_seq) = if let Some(var) = &trail.postgres_url_env {
+    let (removed, first_seq) = if let Some(var) = &trail.source.postgres_url_env {
         let (runtime, config) = postgres(var)?;
         runtime.block_on(async {
             let config = resetline_audit_postgres::PgConfig { chain, ..config };
@@ -265,10 +262,7 @@ pub(crate) fn purge(trail: &AuditTrail, days: u32) -> anyhow::Result<ExitCode> {
             anyhow::Ok((done.removed, done.first_seq))
         })?
     } else {
-        let dir = trail
-            .dir
-            .as_deref()
-            .ok_or_else(|| anyhow!("give the audit directory or --postgres-url-env"))?;
+        let dir = trail.source.directory()?;
         let (mut sink, _) =
             resetline_audit::FileSink::open(resetline_audit::SinkConfig::new(dir, chain), key)
                 .map_err(|e| match e {

@@ -35,7 +35,7 @@ use resetline_engine::{
 use resetline_server::{AppState, Limits, Registry, ReloadResult, admin_app, app};
 use resetline_store::MemoryCounters;
 use resetline_store::MemoryStore;
-use resetline_store_redis::{RedisConfig, RedisEndpoint, RedisStore};
+use resetline_store_redis::{RedisConfig, RedisStore};
 
 use super::backends;
 
@@ -672,17 +672,9 @@ pub(crate) fn redis_store(
     ended_call_ttl: Duration,
     clock: Arc<dyn resetline_engine::Clock>,
 ) -> anyhow::Result<RedisStore> {
-    let endpoint = match &r.endpoint {
-        config::RedisEndpoint::Url(url) => RedisEndpoint::Url(url.clone()),
-        config::RedisEndpoint::Cluster(nodes) => RedisEndpoint::Cluster(nodes.clone()),
-        config::RedisEndpoint::Sentinel { nodes, service } => RedisEndpoint::Sentinel {
-            nodes: nodes.clone(),
-            service: service.clone(),
-        },
-    };
     RedisStore::connect(
         &RedisConfig {
-            endpoint,
+            endpoint: r.endpoint.clone(),
             password: r.password.clone(),
             username: r.username.clone(),
             tls: r.tls,

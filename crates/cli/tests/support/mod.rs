@@ -1,161 +1,33 @@
-//! Test support shared by the end-to-end tests: local fakes of the Twilio REST API
-//! (Recordings, Messages) and the ServiceNow Table API that record every request (paths, auth
-//! headers, bodies) and answer with the documented shapes (protocol.md §5-6), an SMTP sink,
-//! a signed-webhook poster speaking raw HTTP/1.1, a carrier-like `Call` that follows each
-//! answer's action URL and keeps every webhook it sent (to replay them), the reference flow's
-//! SMS reset call with its checks of what the fakes saw, a spawner of the `resetline serve`
-//! binary, and a dump of every Redis key and value.
-//!
-//! Each test binary uses a part of it (`mod support;`), hence the `dead_code` allowance (and
-//! `pub` items are reached only through `mod support`).
-#![allow(dead_code, unreachable_pub)]
+//! What the `resetline` end-to-end tests share beyond `resetline_testkit`: a carrier-like
+//! `Call` that follows each answer's action URL and keeps every webhook it sent (to replay
+//! them), an SMTP sink, the reference flow's SMS reset call with its checks of what the
+//! provider fakes saw, `resetline serve` started on a config, and a dump of every Redis key.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{patch, post};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-pub const TOKEN: &str = "twilio-auth-token";
+pub use resetline_testkit::providers::{
+    Delay, Log, form_value, providers, start_providers, start_slow_providers,
+};
+pub use resetline_testkit::serve::{Served, TOKEN};
+pub use resetline_testkit::webhook::{ACCOUNT, Signed as Sent, get};
+pub use resetline_testkit::{free_port, root};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_resetline");
+
 pub const SID: &str = "CA0123456789abcdef0123456789abcdef";
 
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: &'static str,
-    pub path: String,
-    pub auth: String,
-    pub body: String,
-}
-
-pub type Log = Arc<Mutex<Vec<Seen>>>;
-
-pub fn seen(log: &Log, method: &'static str, path: String, headers: &HeaderMap, body: String) {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    if let Ok(mut l) = log.lock() {
-        l.push(Seen {
-            method,
-            path,
-            auth,
-            body,
-        });
-    }
-}
-
-pub fn providers(log: Log) -> Router {
-    providers_with_delay(log, Delay::default())
-}
-
-/// Milliseconds the fake Messages API waits before it answers (a slow provider).
-pub type Delay = Arc<std::sync::atomic::AtomicU64>;
-
-/// `providers`, with the Messages API answering `delay` after it logged the request.
-pub fn providers_with_delay(log: Log, delay: Delay) -> Router {
-    Router::new()
-        .route(
-            "/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}",
-            post(|State(log): State<Log>, Path((account, call, rec)): Path<(String, String, String)>, headers: HeaderMap, body: String| async move {
-                seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{rec}"), &headers, body);
-                (StatusCode::OK, [("content-type", "application/json")], r#"{"sid":"RE0123456789abcdef0123456789abcdef","status":"paused","source":"StartCallRecordingAPI"}"#)
-            }),
-        )
-        .route(
-            "/2010-04-01/Accounts/{account}/Messages.json",
-            post(move |State(log): State<Log>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
-                let n = log.lock().map(|l| l.len()).unwrap_or(0);
-                seen(&log, "POST", format!("/2010-04-01/Accounts/{account}/Messages.json"), &headers, body);
-                let wait = delay.load(std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                let sid = format!("SM{n:032}");
-                (StatusCode::CREATED, [("content-type", "application/json")], format!(r#"{{"sid":"{sid}","status":"queued","direction":"outbound-api","error_code":null}}"#)).into_response()
-            }),
-        )
-        .route(
-            "/api/now/table/incident",
-            post(|State(log): State<Log>, headers: HeaderMap, body: String| async move {
-                seen(&log, "POST", "/api/now/table/incident".into(), &headers, body);
-                (StatusCode::CREATED, [("content-type", "application/json")], r#"{"result":{"number":"INC0010001","sys_id":"9d385017c611228701d22104cc95c371"}}"#)
-            }),
-        )
-        .route(
-            "/api/now/table/incident/{id}",
-            patch(|State(log): State<Log>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
-                seen(&log, "PATCH", format!("/api/now/table/incident/{id}"), &headers, body);
-                (StatusCode::OK, [("content-type", "application/json")], r#"{"result":{"number":"INC0010001","state":"7"}}"#)
-            }),
-        )
-        .with_state(log)
-}
-
-pub fn form_value(body: &str, key: &str) -> Option<String> {
-    let params = resetline_twiml::params::parse_owned(body.as_bytes());
-    params.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// A webhook as the carrier sent it: the path (with its query), the form body and its
-/// `X-Twilio-Signature`. Kept whole so a test can post it again, byte for byte (a replay).
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub path: String,
-    pub body: String,
-    pub signature: String,
-}
-
-impl Sent {
-    /// `params` signed for `public` + `path` with [`TOKEN`], as the carrier signs them.
-    pub fn signed(public: &str, path: &str, params: &[(&str, &str)]) -> Sent {
-        let owned: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let signature = resetline_twiml::signature::compute(
-            TOKEN.as_bytes(),
-            &format!("{public}{path}"),
-            &owned,
-        );
-        let body = params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-            .collect::<Vec<_>>()
-            .join("&");
-        Sent {
-            path: path.to_string(),
-            body,
-            signature,
-        }
-    }
-
-    /// Posts it to `addr` as raw HTTP/1.1; the raw response.
-    pub async fn post(&self, addr: std::net::SocketAddr) -> String {
-        let request = format!(
-            "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            self.path,
-            self.signature,
-            self.body.len(),
-            self.body
-        );
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        response
-    }
-}
-
+/// Posts `params` signed with [`TOKEN`] for `public` + `path` to `addr`; the raw response.
 pub async fn post_webhook(
     addr: std::net::SocketAddr,
     public: &str,
     path: &str,
     params: &[(&str, &str)],
 ) -> String {
-    Sent::signed(public, path, params).post(addr).await
+    Sent::new(TOKEN, public, path, params).post(addr).await
 }
 
 /// One call as the carrier places it: each answer to a `<Gather>` goes to the action URL the
@@ -210,7 +82,7 @@ impl Call {
     /// Any webhook of this call (the status callback, a delivery report), signed and kept
     /// like the rest; an answer with a `<Gather>` names the next path.
     pub async fn post(&mut self, path: &str, params: &[(&str, &str)]) -> String {
-        let sent = Sent::signed(&self.public, path, params);
+        let sent = Sent::new(TOKEN, &self.public, path, params);
         let answer = sent.post(self.addr).await;
         self.sent.push(sent);
         if answer.contains("action=\"") {
@@ -286,38 +158,6 @@ pub async fn smtp_sink() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
         }
     });
     (port, mail)
-}
-
-/// Serves the provider fakes on a free port; returns their base URL and the request log.
-pub async fn start_providers() -> (String, Log) {
-    let (url, log, _) = start_slow_providers().await;
-    (url, log)
-}
-
-/// `start_providers`, with a knob that slows the Messages API down.
-pub async fn start_slow_providers() -> (String, Log, Delay) {
-    let log: Log = Arc::default();
-    let delay = Delay::default();
-    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind fake");
-    let url = format!("http://{}", fake.local_addr().expect("addr"));
-    tokio::spawn(axum::serve(fake, providers_with_delay(log.clone(), delay.clone())).into_future());
-    (url, log, delay)
-}
-
-/// A plain GET (for `/readyz`, `/metrics`): the raw response, or "" if nobody listens.
-pub async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
-    response
 }
 
 /// The reference flow's webhooks (`/voice/password-reset...`).
@@ -457,41 +297,6 @@ pub fn check_provider_requests(log: &Log) {
     );
 }
 
-/// `resetline serve` as a child process; killed on drop.
-#[derive(Debug)]
-pub struct Served {
-    child: std::process::Child,
-    /// Where it listens.
-    pub addr: std::net::SocketAddr,
-    /// Its `public_url`.
-    pub public: String,
-    /// Its admin port (`/metrics`, `/readyz`).
-    pub admin: std::net::SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl Served {
-    /// What the server logged.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// The `messages:` section of the reference flows: SMS from the carrier number.
 pub const SMS_ONLY: &str = "  sms: { from: \"+15555550000\" }\n";
 
@@ -507,8 +312,7 @@ pub async fn serve_flows(
     messages: &str,
     env: &[(&str, &str)],
 ) -> Served {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = root.canonicalize().expect("repo root");
+    let root = root();
     let port = free_port();
     let config = format!(
         "listen: 127.0.0.1:{port}
@@ -526,7 +330,6 @@ reload: {{ enabled: false }}
         flows = flows.display(),
         prompts = root.join("voice-prompts").display(),
     );
-    std::fs::write(dir.join("resetline.yaml"), config).expect("config");
     let key = "k".repeat(32);
     let mut all = vec![
         ("RESETLINE_TEST_TOKEN", TOKEN),
@@ -534,68 +337,20 @@ reload: {{ enabled: false }}
         ("RESETLINE_TEST_KEY", key.as_str()),
     ];
     all.extend_from_slice(env);
-    serve_binary(dir, port, &all).await
+    serve(dir, port, &config, &all).await
 }
 
-/// Runs `resetline serve --config <dir>/resetline.yaml` with `env` and waits until it answers
-/// `/healthz`. The config must listen on `port` with `public_url` `http://127.0.0.1:<port>`;
-/// without an `admin_listen`, one on a free port is added to the file (servers started side
-/// by side must not share the default 127.0.0.1:9090).
+/// Runs `resetline serve` on `<dir>/resetline.yaml` (written by the caller) with `env`; see
+/// [`serve`].
 pub async fn serve_binary(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Served {
-    let config = dir.join("resetline.yaml");
-    let yaml = std::fs::read_to_string(&config).expect("config");
-    let admin = match yaml
-        .lines()
-        .find_map(|l| l.strip_prefix("admin_listen:"))
-        .and_then(|a| a.trim().parse().ok())
-    {
-        Some(addr) => addr,
-        None => {
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-            std::fs::write(&config, format!("{yaml}\nadmin_listen: {addr}\n")).expect("config");
-            addr
-        }
-    };
-    let log = dir.join("server.log");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resetline"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.join("resetline.yaml"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut served = Served {
-        child: cmd.spawn().expect("spawn resetline serve"),
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        public: format!("http://127.0.0.1:{port}"),
-        admin,
-        log,
-    };
-    for _ in 0..200 {
-        if let Ok(Some(status)) = served.child.try_wait() {
-            panic!("resetline serve exited ({status}):\n{}", served.log());
-        }
-        if let Ok(mut s) = tokio::net::TcpStream::connect(served.addr).await {
-            let req = format!(
-                "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                served.addr
-            );
-            let mut resp = String::new();
-            if s.write_all(req.as_bytes()).await.is_ok()
-                && s.read_to_string(&mut resp).await.is_ok()
-                && resp.starts_with("HTTP/1.1 200")
-            {
-                return served;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let text = served.log();
-    drop(served);
-    panic!("resetline serve did not answer:\n{text}");
+    let yaml = std::fs::read_to_string(dir.join("resetline.yaml")).expect("config");
+    serve(dir, port, &yaml, env).await
+}
+
+/// Writes `yaml` to `<dir>/resetline.yaml` and runs `resetline serve` on it with `env`, waiting
+/// until it answers `/healthz` (`resetline_testkit::serve::Served::start`).
+pub async fn serve(dir: &std::path::Path, port: u16, yaml: &str, env: &[(&str, &str)]) -> Served {
+    Served::start(BIN, dir, port, yaml, env).await
 }
 
 /// The path of the `action` URL of the first `<Gather>` in a TwiML answer: the next webhook.

@@ -40,9 +40,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use resetline_engine::{
-    Account, AccountState, BackendError, BoxFuture, Directory, Secret, SetSecretError,
-};
+use resetline_engine::{Account, AccountState, BackendError, Secret, SetSecretError};
 use resetline_flow::model::LookupBy;
 
 pub use file::{LoadError, Problem};
@@ -199,7 +197,11 @@ impl EmbeddedDirectory {
         self.len() == 0
     }
 
-    fn find_now(&self, by: LookupBy, value: &str) -> Option<Account> {
+    async fn find_now(&self, by: LookupBy, value: &str) -> Result<Option<Account>, BackendError> {
+        Ok(self.lookup(by, value))
+    }
+
+    fn lookup(&self, by: LookupBy, value: &str) -> Option<Account> {
         let users = self.shared.snapshot();
         let value = value.trim();
         if value.is_empty() {
@@ -271,31 +273,7 @@ impl EmbeddedDirectory {
     }
 }
 
-impl Directory for EmbeddedDirectory {
-    fn find<'a>(
-        &'a self,
-        by: LookupBy,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
-        Box::pin(async move { Ok(self.find_now(by, value)) })
-    }
-
-    fn verify_pin<'a>(
-        &'a self,
-        account: &'a str,
-        pin: &'a Secret,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(self.verify_now(account, pin))
-    }
-
-    fn set_secret<'a>(
-        &'a self,
-        account: &'a str,
-        secret: &'a Secret,
-    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
-        Box::pin(self.set_now(account, secret))
-    }
-}
+crate::own_methods_directory!(EmbeddedDirectory);
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use super::*;
 use crate::pin::hash_pin;
+use resetline_engine::Directory;
 
 const ALEX_PIN: &str = "48213579";
 

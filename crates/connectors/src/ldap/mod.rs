@@ -58,9 +58,7 @@ use std::time::Duration;
 use ldap3::controls::RawControl;
 use ldap3::exop::PasswordModify;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
-use resetline_engine::{
-    Account, AccountState, BackendError, BoxFuture, Directory, Secret, SetSecretError,
-};
+use resetline_engine::{Account, AccountState, BackendError, Secret, SetSecretError};
 use resetline_flow::model::LookupBy;
 
 pub use pin_check::{BIND_MODE, BindGuard, PinCheck};
@@ -908,31 +906,7 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
-impl Directory for LdapDirectory {
-    fn find<'a>(
-        &'a self,
-        by: LookupBy,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Account>, BackendError>> {
-        Box::pin(self.find_now(by, value))
-    }
-
-    fn verify_pin<'a>(
-        &'a self,
-        account: &'a str,
-        pin: &'a Secret,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(self.verify_now(account, pin))
-    }
-
-    fn set_secret<'a>(
-        &'a self,
-        account: &'a str,
-        secret: &'a Secret,
-    ) -> BoxFuture<'a, Result<(), SetSecretError>> {
-        Box::pin(self.set_now(account, secret))
-    }
-}
+crate::own_methods_directory!(LdapDirectory);
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use resetline_engine::FakeClock;
 
 use super::*;
 use crate::fake_http::{Fake, Reply, Seen};
+use resetline_engine::Directory;
 
 const TOKEN: &str = "00okta-api-token-for-tests";
 const NEW_PASSWORD: &str = "Blue-Harbor-4821";

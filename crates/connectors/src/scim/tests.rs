@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::fake_http::{Fake, Reply, Seen};
+use resetline_engine::Directory;
 
 const TOKEN: &str = "scim-bearer-token-for-tests";
 const NEW_PASSWORD: &str = "48213579";

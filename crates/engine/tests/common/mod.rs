@@ -15,9 +15,7 @@ use resetline_engine::testing::{
 use resetline_engine::*;
 use resetline_flow::{Catalogs, Flow, SourceMap};
 
-pub fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+pub use resetline_testkit::root;
 
 pub fn flow(name: &str) -> Flow {
     let shipped = root().join("flows").join(name);

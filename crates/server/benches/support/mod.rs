@@ -9,7 +9,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each benchmark uses part of it
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,10 +62,7 @@ impl Recording for Acknowledged {
     }
 }
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use resetline_testkit::root;
 
 /// The shipped flows, loaded and checked.
 pub fn registry() -> Result<Arc<Registry>, String> {

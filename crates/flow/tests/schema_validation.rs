@@ -1,6 +1,7 @@
 //! `schema/flow.schema.json` agrees with the loader, checked with a real JSON Schema validator
-//! (the `jsonschema` crate, draft 2020-12, as editors use it): every shipped flow and every
-//! fixture meant to load cleanly validates, and fixtures with a shape problem do not.
+//! (the `jsonschema` crate, draft 2020-12, as editors use it): every shipped flow, the docs'
+//! example flows and every fixture meant to load cleanly (the checker's, the engine's, the
+//! flow-test ones) validates, and fixtures with a shape problem do not.
 //!
 //! Invariant: an editor that uses the schema never underlines a correct file, and flags the
 //! shape problems the loader reports (unknown kinds and fields, wrong types).
@@ -65,7 +66,9 @@ fn doc_flows() -> Vec<(String, String)> {
         match &mut block {
             None if line.trim_start() == "```yaml" => block = Some((i + 2, String::new())),
             Some((start, text)) if line.trim_start() == "```" => {
-                if text.lines().any(|l| l.starts_with("flow:")) {
+                // a flow, not a test file (which names its flow under `flow:` too)
+                let top = |key: &str| text.lines().any(|l| l.starts_with(key));
+                if top("flow:") && top("nodes:") {
                     out.push((format!("docs/flow-language.md:{start}"), text.clone()));
                 }
                 block = None;
@@ -87,6 +90,8 @@ fn every_shipped_flow_and_clean_fixture_validates_against_the_schema() {
     let mut sources: Vec<(String, String)> = Vec::new();
     let mut files = yaml_files("flows");
     assert!(files.len() >= 2, "flows/ has the shipped flows");
+    files.extend(yaml_files("crates/engine/tests/flows"));
+    files.extend(yaml_files("tests/flowtest"));
     files.extend(
         yaml_files("tests/check")
             .into_iter()

@@ -2,15 +2,9 @@
 //! reports them per file and case, fails on a failing in-file case with a clear message, and
 //! refuses to run the tests of a flow whose tests block has a mistake, showing where it is.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use resetline_testkit::root;
 
 fn resetline(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_resetline"))
@@ -58,6 +52,26 @@ fn a_failing_case_inside_a_flow_file_fails_the_command_and_says_why() {
         out.contains("step 1 (say: …Welcome to the password line…): did not hear \"Welcome to the password line\""),
         "{out}"
     );
+    let fixture = std::fs::read_to_string(root().join("tests/flowtest/failing-in-file.yaml"))
+        .expect("fixture");
+    let line = fixture
+        .lines()
+        .position(|l| l.contains("- name: this case expects a prompt"))
+        .expect("the failing case")
+        + 1;
+    let after_fail = out
+        .lines()
+        .skip_while(|l| !l.starts_with("  FAIL this case expects"))
+        .nth(1);
+    assert_eq!(
+        after_fail,
+        Some(format!("       at tests/flowtest/failing-in-file.yaml:{line}").as_str()),
+        "the failing case is shown at its file and line: {out}"
+    );
+    assert!(
+        !out.contains("       at tests/flowtest/failing-in-file.yaml:14"),
+        "{out}"
+    );
     assert!(out.contains("1 passed, 1 failed in 1 file(s)"), "{out}");
 }
 
@@ -68,8 +82,11 @@ fn a_mistake_in_a_tests_block_stops_its_tests_and_shows_the_line() {
         .expect("fixture")
         .replace("../../examples/demo/users.yaml", "users.yaml")
         .replace("      - hear: \"Welcome", "      - haer: \"Welcome");
-    std::os::unix::fs::symlink(root().join("voice-prompts"), scratch.path().join("voice-prompts"))
-        .expect("symlink");
+    std::os::unix::fs::symlink(
+        root().join("voice-prompts"),
+        scratch.path().join("voice-prompts"),
+    )
+    .expect("symlink");
     let file = scratch.path().join("flow.yaml");
     std::fs::write(&file, &flow).expect("write");
     let line = flow

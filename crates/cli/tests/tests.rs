@@ -23,6 +23,7 @@ mod check_golden;
 mod deploy_files;
 mod directory_down;
 mod flow_tests_cli;
+mod in_file_flow_tests;
 mod ldap_directory;
 mod lockout_desk;
 mod lockouts_in_memory;

@@ -285,7 +285,7 @@ impl<'a> Loader<'a> {
                 &mut index,
             );
         }
-        let test_nodes = f
+        let tests = f
             .get("tests")
             .map(|t| self.tests(t, f.key_span("tests").unwrap_or(top)))
             .unwrap_or_default();
@@ -302,7 +302,8 @@ impl<'a> Loader<'a> {
             index,
             broken: std::mem::take(&mut self.broken),
             loose_vars: std::mem::take(&mut self.loose_vars),
-            test_nodes,
+            test_cases: tests.cases,
+            test_nodes: tests.nodes,
         })
     }
 

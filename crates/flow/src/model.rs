@@ -42,6 +42,9 @@ pub struct Flow {
     pub(crate) broken: Vec<String>,
     /// Variables the broken nodes seem to bind.
     pub(crate) loose_vars: Vec<String>,
+    /// The cases of `tests:` by name, each spanned at the case (its first line is the case's), so
+    /// `resetline test` can say where a failing case is; empty without `tests:`.
+    pub test_cases: Vec<Spanned<String>>,
     /// Node ids that the `tests:` cases expect visited or not, with the case's name, for the
     /// checker; the rest of `tests:` is the simulator's, never the engine's.
     pub(crate) test_nodes: Vec<(String, Spanned<String>)>,

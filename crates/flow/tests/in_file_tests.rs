@@ -60,13 +60,21 @@ fn a_mistake_in_a_test_is_reported_at_its_line_and_column() {
             .expect(needle)
     };
     let found = |code: Code, needle: &str| {
-        c.diagnostics.iter().any(|d| {
-            d.code == code && d.span.start.line == line_of(needle) && d.span.start.col > 1
-        })
+        c.diagnostics
+            .iter()
+            .any(|d| d.code == code && d.span.start.line == line_of(needle) && d.span.start.col > 1)
     };
     assert!(found(Code::UnknownField, "haer:"), "{:#?}", c.diagnostics);
-    assert!(found(Code::InvalidValue, "silence: three"), "{:#?}", c.diagnostics);
-    assert!(found(Code::UnknownTarget, "[lokup]"), "{:#?}", c.diagnostics);
+    assert!(
+        found(Code::InvalidValue, "silence: three"),
+        "{:#?}",
+        c.diagnostics
+    );
+    assert!(
+        found(Code::UnknownTarget, "[lokup]"),
+        "{:#?}",
+        c.diagnostics
+    );
     assert_eq!(c.errors(), 3, "{:#?}", c.diagnostics);
 }
 

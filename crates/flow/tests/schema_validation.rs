@@ -16,7 +16,8 @@ fn root() -> PathBuf {
 
 fn validator() -> jsonschema::Validator {
     let schema = resetline_flow::schema::schema();
-    jsonschema::draft202012::new(&schema).expect("the generated schema is a valid draft 2020-12 schema")
+    jsonschema::draft202012::new(&schema)
+        .expect("the generated schema is a valid draft 2020-12 schema")
 }
 
 /// A YAML document as the JSON an editor's YAML language server validates (YAML 1.2: `on` is
@@ -47,13 +48,25 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
 /// fixtures there are well-formed flows with a problem only the checker can find.
 const SHAPE_PROBLEMS: &[&str] = &[
     "E001", // not YAML at all
-    "E002", "E003", "E004", "E005", "E006", "E008", "E009", "E027", "E033", "many-problems",
+    "E002",
+    "E003",
+    "E004",
+    "E005",
+    "E006",
+    "E008",
+    "E009",
+    "E027",
+    "E033",
+    "many-problems",
 ];
 /// Left out both ways: a key written twice is a YAML-level question.
 const NEITHER: &[&str] = &["E007"];
 
 fn is_in(path: &Path, list: &[&str]) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     list.iter().any(|p| name.starts_with(p))
 }
 
@@ -159,7 +172,10 @@ fn fixtures_with_a_shape_problem_fail_validation_where_the_problem_is() {
             .replace("(root)", "");
         let errs = errors(&v, &json(&text, &f.display().to_string()));
         if !errs.iter().any(|e| e.starts_with(&format!("{at} ("))) {
-            wrong.push(format!("{}: expected an error at {at}, got {errs:?}", f.display()));
+            wrong.push(format!(
+                "{}: expected an error at {at}, got {errs:?}",
+                f.display()
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -232,7 +232,10 @@ fn table() -> Vec<(String, &'static Field)> {
         match ty {
             Ty::Object(fields) => {
                 // `tests:` is the simulator's format: the model keeps none of its values.
-                for f in fields.iter().filter(|f| !(prefix.is_empty() && f.name == "tests")) {
+                for f in fields
+                    .iter()
+                    .filter(|f| !(prefix.is_empty() && f.name == "tests"))
+                {
                     let path = format!("{prefix}{}", f.name);
                     if f.default.is_some() || f.bounds().is_some() {
                         out.push((path.clone(), f));

@@ -196,6 +196,8 @@ pub struct CaseResult {
     pub prompts: usize,
     /// Nodes entered.
     pub visited: Vec<String>,
+    /// The line of the case in its file, when known (a flow's `tests:` block).
+    pub line: Option<usize>,
 }
 
 impl CaseResult {
@@ -246,12 +248,12 @@ fn is_test_file(p: &Path) -> bool {
 /// Whether `p` is a flow file with a top-level `tests:` key (read as plain YAML lines, so a
 /// flow with problems is still found and its problems reported when it is run).
 fn has_tests(p: &Path) -> bool {
-    let yaml = p
-        .extension()
-        .is_some_and(|e| e == "yaml" || e == "yml");
+    let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
     yaml && !is_test_file(p)
-        && std::fs::read_to_string(p)
-            .is_ok_and(|t| t.lines().any(|l| l.trim_end() == "tests:" || l.starts_with("tests: ")))
+        && std::fs::read_to_string(p).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.trim_end() == "tests:" || l.starts_with("tests: "))
+        })
 }
 
 /// The files with flow tests under `paths`: `*.test.yaml` files and flow files with a `tests:`
@@ -278,6 +280,8 @@ pub fn find_test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 struct Loaded {
     cases: Vec<TestCase>,
+    /// Each case's line in the file, when known (a flow's `tests:` block).
+    lines: Vec<usize>,
     /// The directory that case `users:` paths are relative to.
     dir: PathBuf,
     /// The file's `users` (a `*.test.yaml`), used by cases without their own.
@@ -292,7 +296,7 @@ fn load(path: &Path) -> Result<Loaded, LoadError> {
     let fail = |e: &dyn std::fmt::Display| LoadError(format!("{}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let (file, flow_path) = if is_test_file(path) {
+    let (file, lines, flow_path) = if is_test_file(path) {
         let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| fail(&e))?;
         let flow_path = match &file.flow {
             Some(f) => dir.join(f),
@@ -305,20 +309,21 @@ fn load(path: &Path) -> Result<Loaded, LoadError> {
                 dir.join(name)
             }
         };
-        (file, flow_path)
+        (file, Vec::new(), flow_path)
     } else {
-        (in_flow(path, &text)?, path.to_path_buf())
+        let (file, lines) = in_flow(path, &text)?;
+        (file, lines, path.to_path_buf())
     };
     let flows_dir = flow_path.parent().unwrap_or(&dir).to_path_buf();
     let prompts_dir = match &file.prompts {
         Some(p) => dir.join(p),
-        None => find_prompts_dir(&flows_dir).ok_or_else(|| {
-            fail(&"no voice-prompts/ directory found above it (set `prompts:`)")
-        })?,
+        None => find_prompts_dir(&flows_dir)
+            .ok_or_else(|| fail(&"no voice-prompts/ directory found above it (set `prompts:`)"))?,
     };
     Ok(Loaded {
         users: (!file.users.is_empty()).then(|| dir.join(&file.users)),
         cases: file.tests,
+        lines,
         dir,
         from: file.from,
         flow_path,
@@ -327,9 +332,10 @@ fn load(path: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-/// The `tests:` of the flow file `path` (contents `text`) as a test file: the flow must check
-/// clean first, so a mistake in a test is reported with its line and column.
-fn in_flow(path: &Path, text: &str) -> Result<TestFile, LoadError> {
+/// The `tests:` of the flow file `path` (contents `text`) as a test file, with each case's
+/// line: the flow must check clean first, so a mistake in a test is reported with its line and
+/// column.
+fn in_flow(path: &Path, text: &str) -> Result<(TestFile, Vec<usize>), LoadError> {
     let name = path.display().to_string();
     let compiled = resetline_flow::compile(&name, text, None);
     if compiled.errors() > 0 {
@@ -346,18 +352,23 @@ fn in_flow(path: &Path, text: &str) -> Result<TestFile, LoadError> {
             shown.join("\n")
         )));
     }
+    let lines = compiled
+        .flow
+        .map(|f| f.test_cases.iter().map(|c| c.span.start.line).collect())
+        .unwrap_or_default();
     let flow: InFlow =
         serde_saphyr::from_str(text).map_err(|e| LoadError(format!("{name}: {e}")))?;
     let tests = flow
         .tests
         .ok_or_else(|| LoadError(format!("{name}: no flow tests in it (no `tests:` block)")))?;
-    Ok(TestFile {
+    let file = TestFile {
         flow: None,
         users: String::new(),
         prompts: None,
         from: None,
         tests,
-    })
+    };
+    Ok((file, lines))
 }
 
 /// Runs every test case of the file at `path`; `progress` is told of each finished case.
@@ -372,7 +383,7 @@ pub async fn run_file(
     let mut cases = Vec::new();
     let mut flow = String::new();
     let mut nodes = Vec::new();
-    for case in &loaded.cases {
+    for (i, case) in loaded.cases.iter().enumerate() {
         let users = match (&case.users, &loaded.users) {
             (Some(u), _) => loaded.dir.join(u),
             (None, Some(u)) => u.clone(),
@@ -405,7 +416,8 @@ pub async fn run_file(
             .clone()
             .or(loaded.from.clone())
             .unwrap_or_else(|| "+15555550100".to_string());
-        let result = run_case(&lab, &flow, &from, case).await;
+        let mut result = run_case(&lab, &flow, &from, case).await;
+        result.line = loaded.lines.get(i).copied();
         progress(&result);
         cases.push(result);
     }
@@ -594,6 +606,7 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
             .filter(|e| matches!(e.line, Line::Say { .. } | Line::Play(_)))
             .count(),
         visited,
+        line: None,
     }
 }
 

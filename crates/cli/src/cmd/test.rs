@@ -31,6 +31,9 @@ pub(crate) fn run(paths: &[PathBuf], report: bool, verbose: bool) -> anyhow::Res
                 c.elapsed_ms as f64 / 1000.0,
                 c.keypresses
             );
+            if let (false, Some(line)) = (c.passed(), c.line) {
+                println!("       at {}:{line}", file.display());
+            }
             for f in &c.failures {
                 println!("       {f}");
             }

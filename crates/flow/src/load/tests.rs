@@ -3,7 +3,8 @@
 //! mistake in a test is a diagnostic with file, line and column like any other; the simulator
 //! runs them (`resetline test`); the engine never sees them.
 //!
-//! Invariant: nothing here reaches the `Flow` a call runs but the node ids the cases name (for
+//! Invariant: nothing here reaches the `Flow` a call runs but the cases' names and positions
+//! (for `resetline test` to say where a failing case is) and the node ids the cases name (for
 //! the checker's unknown-target pass), and the block is left out of the version digest
 //! ([`without_tests`]).
 
@@ -13,18 +14,30 @@ use crate::span::{Span, Spanned};
 use crate::spec::{self, Field, Ty};
 use crate::yaml::Node as Y;
 
+/// What the loader keeps of a `tests:` block.
+#[derive(Default)]
+pub(super) struct TestsBlock {
+    /// Each case's name, spanned at the case.
+    pub(super) cases: Vec<Spanned<String>>,
+    /// Node ids cases expect visited or not, with the case's name.
+    pub(super) nodes: Vec<(String, Spanned<String>)>,
+}
+
 impl Loader<'_> {
-    /// Checks `tests:` (value `node`, key at `owner`); returns the node ids that cases expect
-    /// to be visited or not, each with the case's name.
-    pub(super) fn tests(&mut self, node: &Y, owner: Span) -> Vec<(String, Spanned<String>)> {
-        let mut named = Vec::new();
+    /// Checks `tests:` (value `node`, key at `owner`); returns each case's name spanned at the
+    /// case, and the node ids that cases expect to be visited or not, each with the case's name.
+    pub(super) fn tests(&mut self, node: &Y, owner: Span) -> TestsBlock {
+        let mut block = TestsBlock::default();
         let Some(cases) = node.as_seq() else {
             self.error(
                 Code::WrongType,
                 node.span,
-                format!("`tests` must be a list of test cases, found {}", node.shape()),
+                format!(
+                    "`tests` must be a list of test cases, found {}",
+                    node.shape()
+                ),
             );
-            return named;
+            return block;
         };
         for case in cases {
             let Some(f) = self.fields(case, spec::TEST_CASE, "a test case", owner) else {
@@ -34,6 +47,7 @@ impl Loader<'_> {
                 .get("name")
                 .and_then(|n| self.string(n, "a test's `name`"))
                 .map_or_else(String::new, |s| s.value);
+            block.cases.push(Spanned::new(name.clone(), case.span));
             if f.get("users").is_none() {
                 let span = f.key_span("name").unwrap_or(case.span);
                 self.error(
@@ -57,10 +71,10 @@ impl Loader<'_> {
                     .filter_map(|(_, v)| v.as_seq())
                     .flatten()
                     .filter_map(|n| n.as_scalar().map(|s| Spanned::new(s.to_string(), n.span)));
-                named.extend(ids.map(|id| (name.clone(), id)));
+                block.nodes.extend(ids.map(|id| (name.clone(), id)));
             }
         }
-        named
+        block
     }
 
     /// Checks that `node` has the shape `ty` says (types, ranges, words, fields), reporting

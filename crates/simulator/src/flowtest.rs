@@ -881,15 +881,16 @@ mod tests {
         let err = serde_saphyr::from_str::<T>("zz_not_a_field: 1\n")
             .expect_err("an unknown field is refused")
             .to_string();
-        let list = err
+        // the first line: `unknown field `zz_not_a_field`, expected one of name, users, ...`
+        let first = err.lines().next().unwrap_or_default();
+        let list = first
             .split("expected one of")
             .nth(1)
             .unwrap_or_else(|| panic!("{err}"));
         let mut names: Vec<String> = list
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
+            .split(',')
+            .map(|n| n.trim().trim_matches('`').to_string())
+            .filter(|n| !n.is_empty())
             .collect();
         names.sort();
         names

@@ -21,7 +21,7 @@ mod defaults;
 mod kinds;
 mod scalars;
 mod settings;
-mod tests;
+mod test_block;
 mod verify;
 
 /// Loads `text` (the contents of `file`). Returns the flow when the file could be read far
@@ -293,7 +293,7 @@ impl<'a> Loader<'a> {
             file: self.file.to_string(),
             id: id.unwrap_or_else(|| Spanned::new(String::new(), top)),
             version,
-            digest: digest(&tests::without_tests(text, root)),
+            digest: digest(&test_block::without_tests(text, root)),
             description,
             start: start.unwrap_or_else(|| Spanned::new(String::new(), top)),
             settings,

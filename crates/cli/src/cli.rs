@@ -114,12 +114,12 @@ pub(crate) enum Command {
     /// `<audit.chain>-desk` of the configured audit trail.
     #[command(subcommand)]
     Lockout(LockoutCommand),
-    /// Run flow tests (`*.test.yaml` beside each flow) against an in-process server and a
-    /// simulated carrier.
+    /// Run flow tests (`*.test.yaml` beside each flow, and flows' own `tests:` blocks) against
+    /// an in-process server and a simulated carrier.
     ///
     /// Exit status: 0 all passed, 1 a test failed, 2 could not run.
     Test {
-        /// Test files or directories (searched for *.test.yaml).
+        /// Test files, flow files with `tests:`, or directories (searched for both).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print the caller-experience table (simulated time, keypresses, prompts per path).

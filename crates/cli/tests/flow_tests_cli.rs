@@ -24,7 +24,8 @@ fn the_shipped_flow_tests_pass_with_a_summary_and_a_report() {
     let (code, out) = resetline(&["test", "--report", "flows/"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("  ok   reset by text message"), "{out}");
-    assert!(out.contains(" passed, 0 failed in 2 file(s)"), "{out}");
+    // password-reset.test.yaml, pin-reset.test.yaml and the `tests:` block of pin-reset.yaml
+    assert!(out.contains(" passed, 0 failed in 3 file(s)"), "{out}");
     assert!(
         out.contains("total s") && out.contains("password-reset: reset by text message "),
         "{out}"

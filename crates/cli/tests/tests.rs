@@ -25,6 +25,7 @@ mod diff_golden;
 mod directory_down;
 mod flow_tests_cli;
 mod http_tickets_serve;
+mod in_file_flow_tests;
 mod ldap_directory;
 mod lockout_desk;
 mod lockouts_in_memory;

@@ -197,6 +197,9 @@ impl<'f> Checker<'f> {
                 self.unknown_target(&v.from, &format!("`from` of node `{}`", node.id.value));
             }
         }
+        for (test, id) in &flow.test_nodes {
+            self.unknown_target(id, &format!("test `{test}` expects that a call"));
+        }
     }
 
     // ---- kinds ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ mod defaults;
 mod kinds;
 mod scalars;
 mod settings;
+mod test_block;
 mod verify;
 
 /// Loads `text` (the contents of `file`). Returns the flow when the file could be read far
@@ -284,11 +285,15 @@ impl<'a> Loader<'a> {
                 &mut index,
             );
         }
+        let tests = f
+            .get("tests")
+            .map(|t| self.tests(t, f.key_span("tests").unwrap_or(top)))
+            .unwrap_or_default();
         Some(Flow {
             file: self.file.to_string(),
             id: id.unwrap_or_else(|| Spanned::new(String::new(), top)),
             version,
-            digest: digest(text),
+            digest: digest(&test_block::without_tests(text, root)),
             description,
             start: start.unwrap_or_else(|| Spanned::new(String::new(), top)),
             settings,
@@ -297,6 +302,8 @@ impl<'a> Loader<'a> {
             index,
             broken: std::mem::take(&mut self.broken),
             loose_vars: std::mem::take(&mut self.loose_vars),
+            test_cases: tests.cases,
+            test_nodes: tests.nodes,
         })
     }
 

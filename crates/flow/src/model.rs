@@ -24,7 +24,8 @@ pub struct Flow {
     pub id: Spanned<String>,
     /// `version:` label, if any.
     pub version: Option<String>,
-    /// First 16 hex digits of the SHA-256 of the file: the version calls are pinned to.
+    /// First 16 hex digits of the SHA-256 of the file without its `tests:` block: the version
+    /// calls are pinned to (tests are not behaviour).
     pub digest: String,
     /// `description:`.
     pub description: Option<String>,
@@ -41,6 +42,12 @@ pub struct Flow {
     pub(crate) broken: Vec<String>,
     /// Variables the broken nodes seem to bind.
     pub(crate) loose_vars: Vec<String>,
+    /// The cases of `tests:` by name, each spanned at the case (its first line is the case's), so
+    /// `resetline test` can say where a failing case is; empty without `tests:`.
+    pub test_cases: Vec<Spanned<String>>,
+    /// Node ids that the `tests:` cases expect visited or not, with the case's name, for the
+    /// checker; the rest of `tests:` is the simulator's, never the engine's.
+    pub(crate) test_nodes: Vec<(String, Spanned<String>)>,
 }
 
 impl Flow {

@@ -152,7 +152,9 @@ fn ty(t: &Ty) -> Value {
         }
         Ty::MapOf(_, v) => json!({ "type": "object", "additionalProperties": ty(v) }),
         Ty::ListOf(item) => json!({ "type": "array", "items": ty(item) }),
-        Ty::OneOf(options) => json!({ "oneOf": options.iter().map(ty).collect::<Vec<_>>() }),
+        // `anyOf`, not `oneOf`: the shapes may overlap (`enter` is both a comfort-loop word and
+        // a valid node id), and the loader accepts a value that fits any of them.
+        Ty::OneOf(options) => json!({ "anyOf": options.iter().map(ty).collect::<Vec<_>>() }),
         Ty::Json => json!({}),
         Ty::Nodes => {
             json!({ "type": "object", "propertyNames": { "pattern": "^[a-z_][a-z0-9_]*$" }, "additionalProperties": { "$ref": "#/$defs/node" } })

@@ -1048,6 +1048,170 @@ pub const FLOW: &[Field] = &[
         "Named secret policies for `set_secret`.",
     ),
     req("nodes", Ty::Nodes, "The nodes, keyed by id."),
+    opt(
+        "tests",
+        Ty::ListOf(&Ty::Object(TEST_CASE)),
+        "Flow tests run by `resetline test`, as in a `*.test.yaml` file; never run by a call, and left out of the version digest.",
+    ),
+];
+
+// The flow-test case format, shared by `tests:` in a flow file and `*.test.yaml` files (read
+// by `resetline_simulator::flowtest`, whose unit test ties its fields to these tables).
+// Durations here are the simulator's (`500ms`, `5s`, `10m`, `1h`: a unit is required).
+
+/// How one SMS of a test is delivered.
+pub const TEST_SMS: &[Field] = &[
+    opt(
+        "delay",
+        Ty::Str,
+        "Simulated time until it arrives or fails (`2s`).",
+    ),
+    opt(
+        "outcome",
+        Ty::Enum(&["delivered", "failed", "undelivered", "lost"]),
+        "How the delivery report ends.",
+    ),
+    opt(
+        "error_code",
+        Ty::Int(0, u32::MAX),
+        "Error code in a failure report (30003).",
+    ),
+];
+
+/// One step of a test: exactly one of the fields (`press` may have `after`).
+pub const TEST_STEP: &[Field] = &[
+    opt(
+        "hear",
+        Ty::Str,
+        "A prompt since the caller's last action contains this.",
+    ),
+    opt(
+        "press",
+        Ty::Str,
+        "Keys pressed at the waiting gather; `$code`, `$first_code`.",
+    ),
+    opt(
+        "after",
+        Ty::Str,
+        "With `press`: start pressing this long into the gather.",
+    ),
+    opt(
+        "silence",
+        Ty::Int(0, u32::MAX),
+        "Stay silent at this many gathers in a row.",
+    ),
+    opt(
+        "wait_for_message",
+        Ty::Bool,
+        "Stay silent until a new message reaches the handset.",
+    ),
+    opt(
+        "message",
+        Ty::Str,
+        "A new message on the handset contains this.",
+    ),
+    opt("jump", Ty::Str, "Move the shared clock forward (`11m`)."),
+    opt("hangup", Ty::Bool, "Hang up at the waiting gather."),
+];
+
+/// What a test expects when the call is over.
+pub const TEST_EXPECT: &[Field] = &[
+    opt(
+        "end",
+        Ty::Str,
+        "How the call ended: `completed`, `caller_hung_up`, `transferred`, `failed`.",
+    ),
+    opt("outcome", Ty::Str, "The outcome the flow recorded."),
+    opt(
+        "visits",
+        Ty::ListOf(&Ty::Target),
+        "Nodes the call must have entered.",
+    ),
+    opt(
+        "not_visits",
+        Ty::ListOf(&Ty::Target),
+        "Nodes the call must not have entered.",
+    ),
+    opt(
+        "recording",
+        Ty::ListOf(&Ty::Str),
+        "The recording's state changes, in order.",
+    ),
+    opt(
+        "messages",
+        Ty::Int(0, u32::MAX),
+        "Messages the carrier accepted.",
+    ),
+    opt(
+        "audit",
+        Ty::ListOf(&Ty::Str),
+        "Audit events that must appear, in this order.",
+    ),
+    opt(
+        "max_duration",
+        Ty::Str,
+        "The call takes at most this long in simulated time.",
+    ),
+];
+
+/// One flow-test case (a scripted call).
+pub const TEST_CASE: &[Field] = &[
+    req(
+        "name",
+        Ty::Str,
+        "Shown in the progress line and the summary.",
+    ),
+    opt(
+        "users",
+        Ty::Str,
+        "Users file for the embedded directory, relative to the file (required in a flow's `tests:`).",
+    ),
+    opt("from", Ty::Str, "Caller id for this call."),
+    opt(
+        "sms",
+        Ty::ListOf(&Ty::Object(TEST_SMS)),
+        "How the carrier treats the 1st, 2nd... SMS (the last repeats).",
+    ),
+    opt(
+        "refuse_sms_to",
+        Ty::ListOf(&Ty::Str),
+        "Numbers the Messages API refuses (21614).",
+    ),
+    opt(
+        "no_recording",
+        Ty::Bool,
+        "The call has no recording (pausing answers 404).",
+    ),
+    opt(
+        "sms_provider_down",
+        Ty::Bool,
+        "The Messages API answers HTTP 500.",
+    ),
+    opt(
+        "tickets_down",
+        Ty::Bool,
+        "The ticket system fails every call.",
+    ),
+    opt(
+        "retry_webhooks",
+        Ty::Bool,
+        "Post every webhook twice, as a carrier retry.",
+    ),
+    opt(
+        "transfer_result",
+        Ty::Str,
+        "How transfers end: `bridged` (default), `queue-full`, `error`, `hangup`, `busy`, `no-answer`, `failed`.",
+    ),
+    req(
+        "steps",
+        Ty::ListOf(&Ty::Object(TEST_STEP)),
+        "What the caller hears and does, in order.",
+    ),
+    opt(
+        "expect",
+        Ty::Object(TEST_EXPECT),
+        "What must hold when the call is over.",
+    ),
 ];
 
 /// Fields of a policy under `policies:`.

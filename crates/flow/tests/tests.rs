@@ -8,9 +8,11 @@
 
 mod checker_holes;
 mod docs;
+mod in_file_tests;
 mod no_panic;
 mod no_security_questions;
 mod prompts;
+mod schema_validation;
 mod spec_defaults;
 
 #[test]

@@ -1,5 +1,7 @@
-//! Flow tests: `<flow>.test.yaml` files beside a flow, with scripted callers, run against a
-//! [`Lab`]. The format is documented in `docs/flow-language.md` ("Flow tests").
+//! Flow tests: `<flow>.test.yaml` files beside a flow, and `tests:` blocks inside flow files,
+//! with scripted callers, run against a [`Lab`]. The format is documented in
+//! `docs/flow-language.md` ("Flow tests"); its vocabulary is `resetline_flow::spec::TEST_CASE`,
+//! which the flow loader checks with positions (a unit test below ties the two).
 //!
 //! Invariant: a test passes only when every step and every expectation held; a failure always
 //! says which step or expectation failed and shows the expected script against the actual
@@ -40,6 +42,10 @@ pub struct TestFile {
 pub struct TestCase {
     /// Shown in the progress line and the summary.
     pub name: String,
+    /// Users file for this call, relative to the file holding the case (required in a flow's
+    /// `tests:`; in a `*.test.yaml` it overrides the file's `users`).
+    #[serde(default)]
+    pub users: Option<String>,
     /// Caller id for this call.
     #[serde(default)]
     pub from: Option<String>,
@@ -190,6 +196,8 @@ pub struct CaseResult {
     pub prompts: usize,
     /// Nodes entered.
     pub visited: Vec<String>,
+    /// The line of the case in its file, when known (a flow's `tests:` block).
+    pub line: Option<usize>,
 }
 
 impl CaseResult {
@@ -224,7 +232,32 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// The `*.test.yaml` files under `paths` (files as given, directories searched, sorted).
+/// A flow file's `tests:` block (the rest of the flow is the loader's).
+#[derive(Debug, Deserialize)]
+struct InFlow {
+    #[serde(default)]
+    tests: Option<Vec<TestCase>>,
+}
+
+fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml"))
+}
+
+/// Whether `p` is a flow file with a top-level `tests:` key (read as plain YAML lines, so a
+/// flow with problems is still found and its problems reported when it is run).
+fn has_tests(p: &Path) -> bool {
+    let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    yaml && !is_test_file(p)
+        && std::fs::read_to_string(p).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.trim_end() == "tests:" || l.starts_with("tests: "))
+        })
+}
+
+/// The files with flow tests under `paths`: `*.test.yaml` files and flow files with a `tests:`
+/// block (files as given, directories searched, sorted).
 pub fn find_test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
@@ -232,11 +265,7 @@ pub fn find_test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(p)
                 .map(|rd| {
                     rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| {
-                            f.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.ends_with(".test.yaml"))
-                        })
+                        .filter(|f| is_test_file(f) || has_tests(f))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -250,48 +279,96 @@ pub fn find_test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 struct Loaded {
-    file: TestFile,
+    cases: Vec<TestCase>,
+    /// Each case's line in the file, when known (a flow's `tests:` block).
+    lines: Vec<usize>,
+    /// The directory that case `users:` paths are relative to.
+    dir: PathBuf,
+    /// The file's `users` (a `*.test.yaml`), used by cases without their own.
+    users: Option<PathBuf>,
+    from: Option<String>,
     flow_path: PathBuf,
-    cfg: LabConfig,
+    flows_dir: PathBuf,
+    prompts_dir: PathBuf,
 }
 
 fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
-    let file: TestFile =
-        serde_saphyr::from_str(&text).map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let flow_path = match &file.flow {
-        Some(f) => dir.join(f),
-        None => {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .replace(".test.yaml", ".yaml");
-            dir.join(name)
-        }
+    let fail = |e: &dyn std::fmt::Display| LoadError(format!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let (file, lines, flow_path) = if is_test_file(path) {
+        let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| fail(&e))?;
+        let flow_path = match &file.flow {
+            Some(f) => dir.join(f),
+            None => {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .replace(".test.yaml", ".yaml");
+                dir.join(name)
+            }
+        };
+        (file, Vec::new(), flow_path)
+    } else {
+        let (file, lines) = in_flow(path, &text)?;
+        (file, lines, path.to_path_buf())
     };
-    let flows_dir = flow_path.parent().unwrap_or(dir).to_path_buf();
+    let flows_dir = flow_path.parent().unwrap_or(&dir).to_path_buf();
     let prompts_dir = match &file.prompts {
         Some(p) => dir.join(p),
-        None => find_prompts_dir(&flows_dir).ok_or_else(|| {
-            LoadError(format!(
-                "{}: no voice-prompts/ directory found above it (set `prompts:`)",
-                path.display()
-            ))
-        })?,
-    };
-    let cfg = LabConfig {
-        flows_dir,
-        prompts_dir,
-        users: dir.join(&file.users),
+        None => find_prompts_dir(&flows_dir)
+            .ok_or_else(|| fail(&"no voice-prompts/ directory found above it (set `prompts:`)"))?,
     };
     Ok(Loaded {
-        file,
+        users: (!file.users.is_empty()).then(|| dir.join(&file.users)),
+        cases: file.tests,
+        lines,
+        dir,
+        from: file.from,
         flow_path,
-        cfg,
+        flows_dir,
+        prompts_dir,
     })
+}
+
+/// The `tests:` of the flow file `path` (contents `text`) as a test file, with each case's
+/// line: the flow must check clean first, so a mistake in a test is reported with its line and
+/// column.
+fn in_flow(path: &Path, text: &str) -> Result<(TestFile, Vec<usize>), LoadError> {
+    let name = path.display().to_string();
+    let compiled = resetline_flow::compile(&name, text, None);
+    if compiled.errors() > 0 {
+        let mut sources = resetline_flow::SourceMap::new();
+        sources.add(&name, text);
+        let shown: Vec<String> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity() == resetline_flow::Severity::Error)
+            .map(|d| d.render(&sources))
+            .collect();
+        return Err(LoadError(format!(
+            "{name}: the flow does not load, so its tests cannot run:\n{}",
+            shown.join("\n")
+        )));
+    }
+    let lines = compiled
+        .flow
+        .map(|f| f.test_cases.iter().map(|c| c.span.start.line).collect())
+        .unwrap_or_default();
+    let flow: InFlow =
+        serde_saphyr::from_str(text).map_err(|e| LoadError(format!("{name}: {e}")))?;
+    let tests = flow
+        .tests
+        .ok_or_else(|| LoadError(format!("{name}: no flow tests in it (no `tests:` block)")))?;
+    let file = TestFile {
+        flow: None,
+        users: String::new(),
+        prompts: None,
+        from: None,
+        tests,
+    };
+    Ok((file, lines))
 }
 
 /// Runs every test case of the file at `path`; `progress` is told of each finished case.
@@ -328,13 +405,29 @@ async fn run_file_with(
     let mut loaded = load(path)?;
     if let Some(f) = flow_override {
         loaded.flow_path = f.to_path_buf();
-        loaded.cfg.flows_dir = f.parent().unwrap_or(Path::new(".")).to_path_buf();
+        loaded.flows_dir = f.parent().unwrap_or(Path::new(".")).to_path_buf();
     }
     let mut cases = Vec::new();
     let mut flow = String::new();
     let mut nodes = Vec::new();
-    for case in &loaded.file.tests {
-        let lab = Lab::start(&loaded.cfg)
+    for (i, case) in loaded.cases.iter().enumerate() {
+        let users = match (&case.users, &loaded.users) {
+            (Some(u), _) => loaded.dir.join(u),
+            (None, Some(u)) => u.clone(),
+            (None, None) => {
+                return Err(LoadError(format!(
+                    "{}: test `{}` has no `users:` file for the embedded directory",
+                    path.display(),
+                    case.name
+                )));
+            }
+        };
+        let cfg = LabConfig {
+            flows_dir: loaded.flows_dir.clone(),
+            prompts_dir: loaded.prompts_dir.clone(),
+            users,
+        };
+        let lab = Lab::start(&cfg)
             .await
             .map_err(|e| LoadError(format!("{}: {e}", path.display())))?;
         flow = lab.flow_id_of(&loaded.flow_path).ok_or_else(|| {
@@ -348,9 +441,10 @@ async fn run_file_with(
         let from = case
             .from
             .clone()
-            .or(loaded.file.from.clone())
+            .or(loaded.from.clone())
             .unwrap_or_else(|| "+15555550100".to_string());
-        let result = run_case(&lab, &flow, &from, case).await;
+        let mut result = run_case(&lab, &flow, &from, case).await;
+        result.line = loaded.lines.get(i).copied();
         progress(&result);
         cases.push(result);
     }
@@ -539,6 +633,7 @@ pub async fn run_case(lab: &Lab, flow: &str, from: &str, case: &TestCase) -> Cas
             .filter(|e| matches!(e.line, Line::Say { .. } | Line::Play(_)))
             .count(),
         visited,
+        line: None,
     }
 }
 
@@ -807,6 +902,41 @@ pub fn report(files: &[FileResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields serde reads for `T`, from its unknown-field error.
+    fn serde_fields<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+        let err = serde_saphyr::from_str::<T>("zz_not_a_field: 1\n")
+            .expect_err("an unknown field is refused")
+            .to_string();
+        // the first line: `unknown field `zz_not_a_field`, expected one of name, users, ...`
+        let first = err.lines().next().unwrap_or_default();
+        let list = first
+            .split("expected one of")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{err}"));
+        let mut names: Vec<String> = list
+            .split(',')
+            .map(|n| n.trim().trim_matches('`').to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn spec_fields(fields: &[resetline_flow::spec::Field]) -> Vec<String> {
+        let mut names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_case_format_and_the_flow_vocabulary_name_the_same_fields() {
+        use resetline_flow::spec;
+        assert_eq!(serde_fields::<TestCase>(), spec_fields(spec::TEST_CASE));
+        assert_eq!(serde_fields::<Step>(), spec_fields(spec::TEST_STEP));
+        assert_eq!(serde_fields::<Expect>(), spec_fields(spec::TEST_EXPECT));
+        assert_eq!(serde_fields::<SmsSpec>(), spec_fields(spec::TEST_SMS));
+    }
 
     #[test]
     fn durations_parse() {

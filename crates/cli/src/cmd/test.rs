@@ -1,5 +1,6 @@
-//! `resetline test`: runs flow tests with the simulator and reports progress, failures with
-//! transcript diffs, a summary, and optionally the caller-experience table.
+//! `resetline test`: runs flow tests (`*.test.yaml` files and flows' `tests:` blocks) with the
+//! simulator and reports progress per file and case, failures with transcript diffs, a
+//! summary, and optionally the caller-experience table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,9 @@ use resetline_simulator::flowtest::{self, CaseResult};
 pub(crate) fn run(paths: &[PathBuf], report: bool, verbose: bool) -> anyhow::Result<ExitCode> {
     let files = flowtest::find_test_files(paths);
     if files.is_empty() {
-        anyhow::bail!("no *.test.yaml files under the given paths");
+        anyhow::bail!(
+            "no flow tests under the given paths (no *.test.yaml file, no flow with `tests:`)"
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -28,6 +31,9 @@ pub(crate) fn run(paths: &[PathBuf], report: bool, verbose: bool) -> anyhow::Res
                 c.elapsed_ms as f64 / 1000.0,
                 c.keypresses
             );
+            if let (false, Some(line)) = (c.passed(), c.line) {
+                println!("       at {}:{line}", file.display());
+            }
             for f in &c.failures {
                 println!("       {f}");
             }

@@ -8,6 +8,11 @@
 //! audit records and answers with the step's TwiML. What goes wrong is a [`WebhookError`]: a
 //! call that is not running here, a store that fails, a document that cannot be rendered all
 //! end in spoken TwiML, never a 500.
+//!
+//! The engine's step is boxed (`Box::pin(engine.step(…))`): it is a large future (every node
+//! family's state), and inline it made each handler's future as large, which axum moves into a
+//! box of its own on every request: about 9,000 instructions of copying per step
+//! (`BENCHMARKS.md`, in process).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -51,7 +56,11 @@ pub(crate) async fn incoming(
             .unwrap_or(loaded),
     };
     let step = guard
-        .renewing(engine.step(&running.flow, &mut session, Event::Start))
+        .renewing(Box::pin(engine.step(
+            &running.flow,
+            &mut session,
+            Event::Start,
+        )))
         .await;
     if !step.replayed && revision == 0 {
         state.inner.metrics.call_started();
@@ -87,7 +96,7 @@ pub(crate) async fn step(
     drop(hook); // and with it the decoded parameters (`scrub`)
     let engine = engine_for(&state, &loaded);
     let step = guard
-        .renewing(engine.step(&loaded.flow, &mut session, event))
+        .renewing(Box::pin(engine.step(&loaded.flow, &mut session, event)))
         .await;
     tracing::Span::current().record("node", session.node.as_str());
     call.finish(&loaded.flow, session, revision, step, &mut guard)
@@ -151,7 +160,11 @@ pub(crate) async fn status(
     let was_open = session.ended.is_none();
     let engine = engine_for(&state, &loaded);
     let mut step = guard
-        .renewing(engine.step(&loaded.flow, &mut session, Event::Hangup))
+        .renewing(Box::pin(engine.step(
+            &loaded.flow,
+            &mut session,
+            Event::Hangup,
+        )))
         .await;
     if was_open && let Some(outcome) = &session.ended {
         state.inner.metrics.call_ended(outcome);

@@ -3,20 +3,12 @@
 //! instead of the reset) fails with exit code 1 and a transcript diff that shows the prompt
 //! that was expected and the one that came instead.
 
-use std::process::Command;
-
 use resetline_testkit::root;
 
+/// `resetline ARGS` from the workspace root: its exit code and stdout.
 fn resetline(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_resetline"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run resetline");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (code, out, _) = crate::support::resetline(args);
+    (code, out)
 }
 
 #[test]

@@ -2,20 +2,12 @@
 //! reports them per file and case, fails on a failing in-file case with a clear message, and
 //! refuses to run the tests of a flow whose tests block has a mistake, showing where it is.
 
-use std::process::Command;
-
 use resetline_testkit::root;
 
+/// `resetline ARGS` from the workspace root: its exit code and stdout.
 fn resetline(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_resetline"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run resetline");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (code, out, _) = crate::support::resetline(args);
+    (code, out)
 }
 
 #[test]
